@@ -1,0 +1,159 @@
+"""Remove everything a run created, even after a crash: OVS bridges, host shells, controllers.
+
+Each running emulation records what it creates in a state file under :data:`STATE_DIR`
+(``/run/aifabric``, never /tmp: ``mn -c`` wipes /tmp/*.log). Normal teardown removes it
+there and then; :func:`cleanup` removes whatever a dead run left behind (``make clean`` and
+the start of every run call it). It touches nothing it did not record, except Mininet host
+shells (``bash ... mininet:<name>``) whose names it recorded.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+STATE_DIR = os.environ.get("AIFABRIC_STATE_DIR", "/run/aifabric")
+
+
+def _state_path(pid=None):
+    return os.path.join(STATE_DIR, f"run-{pid or os.getpid()}.json")
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(path, state):
+    os.makedirs(STATE_DIR, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+    os.replace(tmp, path)
+
+
+KINDS = ("bridges", "hosts", "pids")
+
+
+def record(**created):
+    """Note what this process is about to create: ``bridges=``, ``hosts=``, ``pids=``."""
+    _update(created, lambda have, new: have | new)
+
+
+def forget(**removed):
+    """Drop entries this process removed itself; delete the state file when it is empty."""
+    _update(removed, lambda have, gone: have - gone)
+
+
+def _update(changes, op):
+    path = _state_path()
+    state = _load(path)
+    for kind, items in changes.items():
+        assert kind in KINDS, kind
+        state[kind] = sorted(op(set(state.get(kind, [])), set(items)))
+    if any(state.get(k) for k in KINDS):
+        _save(path, state)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def remove_bridges(names):
+    """Delete the named OVS bridges that exist, in one ovs-vsctl call."""
+    names = list(names)
+    if not names:
+        return
+    r = subprocess.run(["ovs-vsctl", "--timeout=20", "list-br"], capture_output=True, text=True)
+    present = set(r.stdout.split()) & set(names)
+    if present:
+        cmd = ["ovs-vsctl", "--timeout=60"]
+        for b in sorted(present):
+            cmd += ["--", "--if-exists", "del-br", b]
+        subprocess.run(cmd, capture_output=True)
+
+
+def kill_pids(pids, grace_s=3.0):
+    """SIGTERM, then SIGKILL after ``grace_s``, each live pid (and its process group)."""
+    live = [p for p in pids if _alive(p)]
+    for p in live:
+        _signal(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while live and time.monotonic() < deadline:
+        time.sleep(0.05)
+        live = [p for p in live if _alive(p)]
+    for p in live:
+        _signal(p, signal.SIGKILL)
+
+
+def _signal(pid, sig):
+    for target in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
+        try:
+            target()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_host_shells(names):
+    """Kill Mininet host shells (``bash ... mininet:<name>``) of the named nodes."""
+    wanted = {f"mininet:{n}" for n in names}
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.decode(errors="replace") in wanted for a in args):
+            pids.append(int(pid))
+    kill_pids(pids, grace_s=1.0)
+
+
+def cleanup(include_live=False):
+    """Remove what runs left behind. A run whose process is still alive is left alone unless
+    ``include_live``. Returns a list of what was removed, for the log."""
+    removed = []
+    if not os.path.isdir(STATE_DIR):
+        return removed
+    for fname in sorted(os.listdir(STATE_DIR)):
+        if not (fname.startswith("run-") and fname.endswith(".json")):
+            continue
+        owner = int(fname[4:-5])
+        if owner != os.getpid() and _alive(owner) and not include_live:
+            continue
+        path = os.path.join(STATE_DIR, fname)
+        state = _load(path)
+        kill_pids(state.get("pids", []))
+        kill_host_shells(state.get("bridges", []) + state.get("hosts", []))
+        remove_bridges(state.get("bridges", []))
+        removed.append(f"run {owner}: {len(state.get('bridges', []))} bridges, "
+                       f"{len(state.get('pids', []))} processes")
+        os.remove(path)
+    return removed
+
+
+def main():
+    for line in cleanup(include_live="--all" in os.sys.argv):
+        print("cleanup:", line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Start, query and stop our Ryu controller as a child process of a run.
+
+The controller runs through controllers/launcher.py in its own process group, with
+PR_SET_PDEATHSIG so it dies with the run even if the run is killed, and is recorded with
+fabric.cleanup. Its REST API (127.0.0.1 only) tells the run when discovery is complete.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from fabric import cleanup
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PR_SET_PDEATHSIG = 1
+
+
+class ControllerError(RuntimeError):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    os.setsid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Controller:
+    """Our controller (or another Ryu app, ``app=``) listening on free local ports."""
+
+    def __init__(self, log_path, policy="ecmp", app="controllers.app", extra_args=()):
+        self.of_port = free_port()
+        self.rest_port = free_port()
+        self.log_path = log_path
+        self.policy = policy
+        self.app = app
+        self.extra_args = list(extra_args)
+        self.proc = None
+
+    def start(self):
+        args = [sys.executable, "-m", "controllers.launcher",
+                "--ofp-tcp-listen-port", str(self.of_port),
+                "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port),
+                *self.extra_args, self.app]
+        if self.app == "controllers.app":
+            args[-1:-1] = ["--fabric-policy", self.policy]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        cleanup.record(pids=[self.proc.pid])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ControllerError(f"controller exited with {self.proc.returncode}; "
+                                      f"see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.of_port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise ControllerError(f"controller did not listen on {self.of_port} in 20 s")
+
+    def get(self, path, timeout=5.0):
+        url = f"http://127.0.0.1:{self.rest_port}{path}"
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def wait_status(self, predicate, timeout_s, what):
+        """Poll /fabric/status until ``predicate(status)``; return the status."""
+        deadline = time.monotonic() + timeout_s
+        status = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ControllerError(f"controller died; see {self.log_path}")
+            try:
+                status = self.get("/fabric/status")
+                if predicate(status):
+                    return status
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ControllerError(f"controller did not reach '{what}' in {timeout_s} s "
+                              f"(last status {status})")
+
+    def stop(self):
+        if self.proc is not None:
+            cleanup.kill_pids([self.proc.pid])
+            self.proc.wait()
+            cleanup.forget(pids=[self.proc.pid])
+            self.proc = None
+            self._log.close()
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False

@@ -1,0 +1,279 @@
+"""Build a Mininet network from the topology model, shape it, and always tear it down.
+
+This module is the only place that turns the model (fabric/model.py) into namespaces, veth
+pairs and Open vSwitch bridges. It:
+
+- picks the OVS datapath itself: the kernel one when the openvswitch module is there, else the
+  userspace (netdev) one with NIC offloads off on host interfaces (or TCP checksums break);
+- maps nominal rates to emulated ones with one scale factor (:func:`rate_scale`) and refuses a
+  link that cannot be shaped (over Mininet's 1 Gbit/s, or under what htb can do);
+- shapes every link end with htb in one ``tc -batch`` per namespace instead of Mininet's one
+  command at a time, applies propagation delay with netem where the kernel has it, and says
+  in ``Emulation.info`` when it does not;
+- sets TCP congestion control explicitly in every host;
+- records what it created in a state file so :mod:`fabric.cleanup` can remove it after a
+  crash, and removes it itself on success, error and Ctrl-C (use it as a context manager).
+
+It does not start the controller or traffic; fabric/runner.py does.
+"""
+
+import os
+import subprocess
+import tempfile
+import time
+
+from fabric import cleanup
+from fabric.model import TopologyError, host_rate_gbps, hosts, is_host, switches
+
+MAX_SHAPED_MBPS = 1000.0   # Mininet's TCLink limit, and about what one CPU can carry
+MIN_SHAPED_MBPS = 0.1
+CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
+
+
+class EmulationError(RuntimeError):
+    """The emulation cannot be built as asked (unshapeable link, missing feature...)."""
+
+
+def rate_scale(g, host_link_mbps):
+    """Scale factor (emulated Mbit/s per nominal Mbit/s) that puts the fastest NIC at
+    ``host_link_mbps``; raises EmulationError if any link then falls outside what htb shapes."""
+    if not host_link_mbps > 0:
+        raise EmulationError(f"host_link_mbps must be > 0, got {host_link_mbps}")
+    fastest = max(host_rate_gbps(g, h) for h in hosts(g)) * 1000.0
+    scale = host_link_mbps / fastest
+    for u, v, d in g.edges(data=True):
+        mbps = d["capacity_gbps"] * 1000.0 * scale
+        if not MIN_SHAPED_MBPS <= mbps <= MAX_SHAPED_MBPS:
+            raise EmulationError(
+                f"link {u}-{v}: {d['capacity_gbps']} Gbit/s maps to {mbps:.3f} Mbit/s at scale "
+                f"{scale:g}, outside the shapeable {MIN_SHAPED_MBPS}-{MAX_SHAPED_MBPS} Mbit/s; "
+                "choose another host_link_mbps")
+    return scale
+
+
+def kernel_has(module_dir_name):
+    """Is a kernel module or built-in feature present (checked in /sys, not by loading)?"""
+    return os.path.isdir(f"/sys/module/{module_dir_name}")
+
+
+def has_netem():
+    if kernel_has("sch_netem"):
+        return True
+    probe = subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+                           capture_output=True)
+    if probe.returncode == 0:
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
+        return True
+    return False
+
+
+def ovs_datapath():
+    """'kernel' when the openvswitch module is loaded or loadable, else 'user'."""
+    if kernel_has("openvswitch"):
+        return "kernel"
+    if subprocess.run(["modprobe", "-q", "openvswitch"], capture_output=True).returncode == 0:
+        return "kernel"
+    return "user"
+
+
+def _intf(node, port):
+    return f"{node}-eth{port}"
+
+
+def link_mbps(d, scale):
+    return d["capacity_gbps"] * 1000.0 * scale
+
+
+def tc_commands(intf, mbps, queue_packets, delay_ms=None):
+    """tc -batch lines shaping ``intf`` to ``mbps`` with a tail-drop queue of
+    ``queue_packets`` (and netem delay below it when asked)."""
+    rate = f"{mbps:.6f}mbit"
+    lines = [
+        f"qdisc add dev {intf} root handle 1: htb default 1",
+        f"class add dev {intf} parent 1: classid 1:1 htb rate {rate} ceil {rate} quantum 1514",
+    ]
+    if delay_ms:
+        lines.append(f"qdisc add dev {intf} parent 1:1 handle 10: netem delay {delay_ms:.6f}ms "
+                     f"limit {queue_packets}")
+    else:
+        lines.append(f"qdisc add dev {intf} parent 1:1 handle 10: pfifo limit {queue_packets}")
+    return lines
+
+
+def mininet_topo(g, scale=None, host_link_mbps=10.0, **switch_opts):
+    """A mininet.topo.Topo for ``mn --custom``: same names, ports, MACs, IPs and dpids; link
+    ``bw`` in emulated Mbit/s (used when mn runs with ``--link tc``); ``switch_opts`` go to
+    every switch (e.g. ``datapath="user"``)."""
+    from mininet.topo import Topo
+    scale = rate_scale(g, host_link_mbps) if scale is None else scale
+    topo = Topo()
+    for h in hosts(g):
+        topo.addHost(h, ip=g.nodes[h]["ip"] + "/8", mac=g.nodes[h]["mac"])
+    for s in switches(g):
+        topo.addSwitch(s, dpid="%016x" % g.nodes[s]["dpid"], protocols="OpenFlow13",
+                       **switch_opts)
+    for u, v, d in sorted(g.edges(data=True), key=lambda e: (e[2]["ports"][e[0]], e[0], e[1])):
+        topo.addLink(u, v, port1=d["ports"][u], port2=d["ports"][v], bw=link_mbps(d, scale))
+    return topo
+
+
+class Emulation:
+    """A running Mininet network built from fabric ``g``; use ``with Emulation(...) as em``.
+
+    Parameters
+    ----------
+    g : nx.Graph
+        The topology model.
+    controller_port : int
+        TCP port of the OpenFlow controller on 127.0.0.1.
+    scale : float
+        Emulated Mbit/s per nominal Mbit/s (see :func:`rate_scale`).
+    congestion_control : str
+        TCP congestion control set in every host.
+    queue_packets : int
+        Tail-drop queue length of every shaped interface.
+    emulate_delay : bool
+        Apply propagation delay (scaled by 1/scale) with netem where the kernel has it.
+    static_arp : bool
+        Give every host permanent neighbour entries for all fabric hosts (as clusters are
+        provisioned); the controller still answers any ARP that is sent. Off, every address
+        is resolved through the controller.
+    """
+
+    def __init__(self, g, controller_port, scale, congestion_control="cubic",
+                 queue_packets=1000, emulate_delay=True, static_arp=True, log=print):
+        if congestion_control not in CONGESTION_CONTROLS:
+            raise EmulationError(f"congestion_control must be one of {CONGESTION_CONTROLS}, "
+                                 f"got {congestion_control!r}")
+        self.g = g
+        self.controller_port = controller_port
+        self.scale = scale
+        self.cc = congestion_control
+        self.queue_packets = int(queue_packets)
+        self.static_arp = static_arp
+        self.log = log
+        self.net = None
+        self.datapath = ovs_datapath()
+        netem = emulate_delay and has_netem()
+        delays = [d["delay_us"] for _, _, d in g.edges(data=True)]
+        self.info = {
+            "datapath": self.datapath,
+            "scale": scale,
+            "congestion_control": self.cc,
+            "queue_packets": self.queue_packets,
+            "static_arp": static_arp,
+            "delay_emulated": bool(netem) or not any(delays),
+            "delay_note": ("propagation delay applied with netem, scaled by 1/scale" if netem
+                           else "no link has propagation delay" if not any(delays)
+                           else "kernel has no netem: propagation delay NOT emulated"),
+            "timings_s": {},
+        }
+        self._netem = netem
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import OVSSwitch, RemoteController
+        setLogLevel("error")
+        t0 = time.monotonic()
+        cleanup.record(bridges=switches(self.g), hosts=hosts(self.g))
+        topo = mininet_topo(self.g, self.scale, datapath=self.datapath, batch=True)
+        self.net = Mininet(
+            topo=topo, switch=OVSSwitch, controller=None, build=False, autoSetMacs=False,
+            autoStaticArp=False, inNamespace=False)
+        # fabric/controller.py has checked that it listens; Mininet's own check
+        # (telnet into the OpenFlow port) chokes on the binary hello.
+        remote = RemoteController("c0", ip="127.0.0.1", port=self.controller_port)
+        remote.checkListening = lambda: None
+        self.net.addController(remote)
+        self.net.build()
+        t1 = time.monotonic()
+        self._configure_hosts()
+        self._shape_switches()
+        t2 = time.monotonic()
+        self.net.start()
+        t3 = time.monotonic()
+        self.info["timings_s"] = {"build": round(t1 - t0, 3), "configure": round(t2 - t1, 3),
+                                  "switches_start": round(t3 - t2, 3)}
+        return self
+
+    def stop(self):
+        if self.net is not None:
+            t0 = time.monotonic()
+            net, self.net = self.net, None
+            try:
+                net.stop()
+            finally:
+                cleanup.remove_bridges(switches(self.g))
+                self.info["timings_s"]["teardown"] = round(time.monotonic() - t0, 3)
+        cleanup.forget(bridges=switches(self.g), hosts=hosts(self.g))
+
+    # -- configuration ---------------------------------------------------------------------
+    def _delay_ms(self, d):
+        return d["delay_us"] / 1000.0 / self.scale if self._netem and d["delay_us"] else None
+
+    def _configure_hosts(self):
+        """One shell round trip per host: offloads, sysctls, neighbours, shaping of its NIC."""
+        for h in hosts(self.g):
+            node = self.net.get(h)
+            (sw,) = self.g.neighbors(h)
+            d = self.g.edges[h, sw]
+            intf = _intf(h, 0)
+            tc = tc_commands(intf, link_mbps(d, self.scale), self.queue_packets, self._delay_ms(d))
+            script = "; ".join([
+                f"ethtool -K {intf} tx off rx off tso off gso off gro off >/dev/null 2>&1",
+                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
+                # May be refused in a sandbox: the agent also sets it on every socket.
+                f"sysctl -qw net.ipv4.tcp_congestion_control={self.cc} 2>/dev/null",
+                "sysctl -qw net.ipv4.tcp_no_metrics_save=1",
+                f"printf '%s\\n' {' '.join(repr(x) for x in tc)} | tc -batch -",
+                "echo rc=$?",
+            ])
+            if self.static_arp:
+                script += "; " + self._neighbours_cmd(h, intf)
+            out = node.cmd(script)
+            if "rc=0" not in out or (self.static_arp and "neigh=0" not in out):
+                raise EmulationError(f"host {h}: shaping {intf} failed: {out.strip()}")
+            self.info["host_default_congestion_control"] = node.cmd(
+                "sysctl -n net.ipv4.tcp_congestion_control").strip()
+
+    def _neighbours_cmd(self, h, intf):
+        path = os.path.join(cleanup.STATE_DIR, f"neigh-{os.getpid()}-{h}")
+        with open(path, "w") as f:
+            for other in hosts(self.g):
+                if other != h:
+                    n = self.g.nodes[other]
+                    f.write(f"neigh replace {n['ip']} lladdr {n['mac']} dev {intf} nud permanent\n")
+        return f"ip -batch {path}; echo neigh=$?; rm -f {path}"
+
+    def _shape_switches(self):
+        """Shape every switch-side interface in one tc -batch in the root namespace."""
+        lines = []
+        for u, v, d in self.g.edges(data=True):
+            for node in (u, v):
+                if not is_host(self.g, node):
+                    lines += tc_commands(_intf(node, d["ports"][node]), link_mbps(d, self.scale),
+                                         self.queue_packets, self._delay_ms(d))
+        with tempfile.NamedTemporaryFile("w", suffix=".tc", dir=cleanup.STATE_DIR) as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            r = subprocess.run(["tc", "-force", "-batch", f.name], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise EmulationError(f"shaping switch interfaces failed: {r.stderr.strip()[:500]}")
+
+    # -- helpers for runs ------------------------------------------------------------------
+    def host(self, name):
+        return self.net.get(name)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up: Debian packages, Open vSwitch running, the virtualenv.
+# Every step checks first, so a second run does nothing and takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS="mininet openvswitch-switch iperf3 iputils-ping fping ethtool iproute2 procps psmisc"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing"
+  if [ "$(id -u)" != 0 ]; then echo "setup: must run as root to install packages" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
+  echo "setup: starting Open vSwitch"
+  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  ovs-vsctl --timeout=10 show >/dev/null
+fi
+
+VENV=.venv
+stamp="$VENV/.requirements.sha"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV from /usr/bin/python3 (with system site packages for mininet)"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing requirements.txt into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+"$VENV/bin/python" -c "import mininet.net, networkx, numpy, yaml" \
+  || { echo "setup: $VENV cannot import mininet/networkx/numpy/yaml" >&2; exit 1; }

@@ -1,0 +1,336 @@
+"""The flow schedule: a DAG of flows, the contract between generators, agents and metrics.
+
+Generators (traffic/moe.py and friends) build a :class:`Schedule`; the agent inside each
+emulated host (traffic/agent.py) and the flow-level simulator execute it; the metrics
+(traffic/metrics.py) compare what happened with it. This module is pure data: it never opens a
+socket, sleeps, reads a clock or knows which backend runs the flows.
+
+Semantics
+---------
+A :class:`Flow` moves ``bytes`` bytes from host ``src`` to host ``dst``. It starts at the later
+of ``start_s`` seconds after the clock starts and the moment every flow named in ``deps`` has
+been completely received at its destination. ``tags`` carry what the flow is for
+(``collective``, ``phase``, ``round``, ``layer``, ...); no executor reads them.
+
+File format (JSON lines)
+------------------------
+The first line is a header object ``{"schedule": name, "meta": {...}}``; every further line is
+one flow as :meth:`Flow.to_dict` writes it, in schedule order::
+
+    {"schedule": "moe-alltoall", "meta": {"seed": 0}}
+    {"id": "a2a-h1-h2", "src": "h1", "dst": "h2", "bytes": 8192, "deps": [], "start_s": 0.0,
+     "tags": {"collective": "alltoall"}}
+"""
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+FLOW_KEYS = ("id", "src", "dst", "bytes", "deps", "start_s", "tags")
+REQUIRED_FLOW_KEYS = ("id", "src", "dst", "bytes")
+
+
+class ScheduleError(ValueError):
+    """A schedule, a flow or a schedule file does not describe a valid DAG of flows."""
+
+
+def _freeze(value):
+    """JSON lists become tuples so that a flow read back from a file equals the one written."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow of a schedule: ``bytes`` bytes from ``src`` to ``dst``.
+
+    ``deps`` may be given as any sequence of flow ids and ``tags`` as a mapping; both are
+    stored as tuples so flows stay hashable and comparable.
+    """
+
+    id: str
+    src: str
+    dst: str
+    bytes: int
+    deps: tuple[str, ...] = ()
+    start_s: float = 0.0
+    tags: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.deps, str):
+            raise ScheduleError(f"flow {self.id!r}: deps must be a sequence of flow ids, "
+                                f"not the string {self.deps!r}")
+        tags = self.tags.items() if isinstance(self.tags, Mapping) else self.tags
+        # Frozen dataclass: normalising in place is the documented way.
+        object.__setattr__(self, "deps", tuple(self.deps))
+        object.__setattr__(self, "tags", tuple(tuple(t) for t in tags))
+
+    def tag(self, name, default=None):
+        """Value of tag ``name``, or ``default`` if the flow has no such tag."""
+        for key, value in self.tags:
+            if key == name:
+                return value
+        return default
+
+    def to_dict(self):
+        """A JSON-able dict of the flow; tags become a JSON object."""
+        return {"id": self.id, "src": self.src, "dst": self.dst, "bytes": self.bytes,
+                "deps": list(self.deps), "start_s": self.start_s, "tags": dict(self.tags)}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build a flow from a dict as :meth:`to_dict` writes it.
+
+        Only the structure is checked here (keys, types of ``deps`` and ``tags``); values are
+        checked by :meth:`Schedule.validate`.
+
+        Raises
+        ------
+        ScheduleError
+            If ``d`` is not a dict, lacks a required key, has an unknown key, or its ``deps``
+            or ``tags`` have the wrong shape.
+        """
+        if not isinstance(d, dict):
+            raise ScheduleError(f"a flow must be a JSON object, got {type(d).__name__}")
+        fid = d.get("id")
+        missing = [k for k in REQUIRED_FLOW_KEYS if k not in d]
+        if missing:
+            raise ScheduleError(f"flow {fid!r}: missing key(s) {', '.join(missing)}")
+        unknown = sorted(set(d) - set(FLOW_KEYS))
+        if unknown:
+            raise ScheduleError(f"flow {fid!r}: unknown key(s) {', '.join(unknown)}")
+        deps = d.get("deps", [])
+        if not isinstance(deps, list) or not all(isinstance(x, str) for x in deps):
+            raise ScheduleError(f"flow {fid!r}: deps must be a list of flow ids")
+        tags = d.get("tags", {})
+        if not isinstance(tags, dict):
+            raise ScheduleError(f"flow {fid!r}: tags must be a JSON object")
+        return cls(id=fid, src=d["src"], dst=d["dst"], bytes=d["bytes"], deps=deps,
+                   start_s=d.get("start_s", 0.0),
+                   tags={k: _freeze(v) for k, v in tags.items()})
+
+
+def _is_int(x):
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_real(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+class Schedule:
+    """A named, ordered DAG of :class:`Flow` objects with free-form ``meta`` for results files.
+
+    The constructor does not validate (so a broken schedule can be built and inspected); call
+    :meth:`validate`. Generators and :meth:`from_jsonl` return validated schedules.
+
+    Parameters
+    ----------
+    flows : iterable of Flow
+    name : str
+    meta : dict, optional
+        JSON-able description of how the schedule was made (generator parameters, seed...).
+    """
+
+    def __init__(self, flows, name="schedule", meta=None):
+        self.flows = tuple(flows)
+        self.name = name
+        self.meta = dict(meta or {})
+
+    def __len__(self):
+        return len(self.flows)
+
+    def __iter__(self):
+        return iter(self.flows)
+
+    def __eq__(self, other):
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return (self.name, self.meta, self.flows) == (other.name, other.meta, other.flows)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Schedule({self.name!r}, {len(self.flows)} flows, {self.total_bytes()} bytes)"
+
+    def flow(self, fid):
+        """The flow with id ``fid``; raises KeyError if there is none."""
+        for f in self.flows:
+            if f.id == fid:
+                return f
+        raise KeyError(fid)
+
+    def dag(self):
+        """The dependency graph: an ``nx.DiGraph`` on flow ids with an edge dep -> flow."""
+        d = nx.DiGraph()
+        d.add_nodes_from(f.id for f in self.flows)
+        d.add_edges_from((dep, f.id) for f in self.flows for dep in f.deps)
+        return d
+
+    def validate(self, hosts=None):
+        """Check every flow and the DAG; return the schedule.
+
+        Parameters
+        ----------
+        hosts : iterable of str, optional
+            If given, every ``src`` and ``dst`` must be one of them.
+
+        Returns
+        -------
+        Schedule
+            ``self``, so that ``Schedule(...).validate()`` can be returned.
+
+        Raises
+        ------
+        ScheduleError
+            Naming the first bad flow and what is wrong with it: an empty or repeated id, a
+            flow to itself, an unknown host, ``bytes`` not a positive int, ``start_s`` not a
+            finite number >= 0, a dependency that does not exist, bad tags, or a cycle.
+        """
+        known = None if hosts is None else set(hosts)
+        ids = set()
+        for f in self.flows:
+            if not isinstance(f.id, str) or not f.id:
+                raise ScheduleError(f"flow {f.id!r}: id must be a non-empty string")
+            if f.id in ids:
+                raise ScheduleError(f"flow {f.id!r}: id is used by more than one flow")
+            ids.add(f.id)
+            for end in ("src", "dst"):
+                host = getattr(f, end)
+                if not isinstance(host, str) or not host:
+                    raise ScheduleError(f"flow {f.id!r}: {end} must be a non-empty host name")
+                if known is not None and host not in known:
+                    raise ScheduleError(f"flow {f.id!r}: {end} {host!r} is not a known host")
+            if f.src == f.dst:
+                raise ScheduleError(f"flow {f.id!r}: src and dst are both {f.src!r}")
+            if not _is_int(f.bytes) or f.bytes <= 0:
+                raise ScheduleError(f"flow {f.id!r}: bytes must be an int > 0, got {f.bytes!r}")
+            if not _is_real(f.start_s) or not math.isfinite(f.start_s) or f.start_s < 0:
+                raise ScheduleError(
+                    f"flow {f.id!r}: start_s must be a finite number >= 0, got {f.start_s!r}")
+            names = [t[0] if len(t) == 2 else None for t in f.tags]
+            if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+                raise ScheduleError(f"flow {f.id!r}: tags must be (name, value) pairs "
+                                    "with distinct string names")
+        for f in self.flows:
+            for dep in f.deps:
+                if dep not in ids:
+                    raise ScheduleError(f"flow {f.id!r}: dependency {dep!r} does not exist")
+        d = self.dag()
+        if not nx.is_directed_acyclic_graph(d):
+            cycle = [u for u, _ in nx.find_cycle(d)]
+            raise ScheduleError(f"flow {cycle[0]!r}: dependency cycle "
+                                f"{' -> '.join(cycle + [cycle[0]])}")
+        return self
+
+    def sending(self, host):
+        """Flows whose ``src`` is ``host``, in schedule order."""
+        return [f for f in self.flows if f.src == host]
+
+    def receiving(self, host):
+        """Flows whose ``dst`` is ``host``, in schedule order."""
+        return [f for f in self.flows if f.dst == host]
+
+    def hosts(self):
+        """Every host that sends or receives, in order of first appearance."""
+        return list(dict.fromkeys(h for f in self.flows for h in (f.src, f.dst)))
+
+    def total_bytes(self):
+        """Sum of the bytes of all flows."""
+        return sum(f.bytes for f in self.flows)
+
+    def bytes_matrix(self, hosts):
+        """Bytes from ``hosts[i]`` to ``hosts[j]`` summed over flows, as an n x n int64 array.
+
+        Raises
+        ------
+        ScheduleError
+            If a flow's ``src`` or ``dst`` is not in ``hosts``.
+        """
+        index = {h: i for i, h in enumerate(hosts)}
+        m = np.zeros((len(index), len(index)), dtype=np.int64)
+        for f in self.flows:
+            if f.src not in index or f.dst not in index:
+                raise ScheduleError(f"flow {f.id!r}: {f.src!r} -> {f.dst!r} leaves the "
+                                    "given hosts")
+            m[index[f.src], index[f.dst]] += f.bytes
+        return m
+
+    def header(self):
+        """The header object of the JSON forms: ``{"schedule": name, "meta": meta}``."""
+        return {"schedule": self.name, "meta": self.meta}
+
+    def to_json_obj(self):
+        """The whole schedule as one JSON-able object: the header plus a ``flows`` list."""
+        return {**self.header(), "flows": [f.to_dict() for f in self.flows]}
+
+    @classmethod
+    def from_json_obj(cls, obj):
+        """Inverse of :meth:`to_json_obj`; the result is validated.
+
+        Raises
+        ------
+        ScheduleError
+            If the object is malformed or the schedule it describes is invalid.
+        """
+        if not isinstance(obj, dict) or not isinstance(obj.get("flows"), list):
+            raise ScheduleError("a schedule must be a JSON object with a 'flows' list")
+        return cls._from_parts(obj, [Flow.from_dict(d) for d in obj["flows"]]).validate()
+
+    @classmethod
+    def _from_parts(cls, header, flows):
+        meta = header.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ScheduleError("schedule meta must be a JSON object")
+        return cls(flows, name=header.get("schedule", "schedule"), meta=meta)
+
+    def to_jsonl(self, path):
+        """Write the schedule as JSON lines: the header, then one flow per line."""
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(json.dumps(self.header()) + "\n")
+            for f in self.flows:
+                out.write(json.dumps(f.to_dict()) + "\n")
+
+    @classmethod
+    def from_jsonl(cls, path):
+        """Read a schedule written by :meth:`to_jsonl` and validate it.
+
+        Blank lines are ignored.
+
+        Raises
+        ------
+        ScheduleError
+            ``"<path>:<lineno>: <what is wrong>"`` for a malformed line, or
+            ``"<path>: <what is wrong>"`` if the file is empty or the schedule is invalid.
+        """
+        header, flows = None, []
+        with open(path, encoding="utf-8") as src:
+            for lineno, line in enumerate(src, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ScheduleError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                try:
+                    if header is None:
+                        if not isinstance(obj, dict) or "schedule" not in obj:
+                            raise ScheduleError(
+                                "the first line must be a header object with a 'schedule' key")
+                        header = cls._from_parts(obj, [])
+                    else:
+                        flows.append(Flow.from_dict(obj))
+                except ScheduleError as e:
+                    raise ScheduleError(f"{path}:{lineno}: {e}") from None
+        if header is None:
+            raise ScheduleError(f"{path}: empty file, expected a header line")
+        schedule = cls(flows, name=header.name, meta=header.meta)
+        try:
+            return schedule.validate()
+        except ScheduleError as e:
+            raise ScheduleError(f"{path}: {e}") from None
