@@ -202,9 +202,10 @@ class Emulation:
         self.net.build()
         t1 = time.monotonic()
         self._configure_hosts()
-        self._shape_switches()
         t2 = time.monotonic()
         self.net.start()
+        # Only now: Open vSwitch deletes any qdisc on an interface when it adds it as a port.
+        self._shape_switches()
         t3 = time.monotonic()
         self.info["timings_s"] = {"build": round(t1 - t0, 3), "configure": round(t2 - t1, 3),
                                   "switches_start": round(t3 - t2, 3)}
@@ -259,20 +260,36 @@ class Emulation:
                     f.write(f"neigh replace {n['ip']} lladdr {n['mac']} dev {intf} nud permanent\n")
         return f"ip -batch {path}; echo neigh=$?; rm -f {path}"
 
-    def _shape_switches(self):
-        """Shape every switch-side interface in one tc -batch in the root namespace."""
-        lines = []
+    def _switch_intfs(self):
+        """(interface, link data) for every switch-side link end."""
         for u, v, d in self.g.edges(data=True):
             for node in (u, v):
                 if not is_host(self.g, node):
-                    lines += tc_commands(_intf(node, d["ports"][node]), link_mbps(d, self.scale),
-                                         self.queue_packets, self._delay_ms(d))
+                    yield _intf(node, d["ports"][node]), d
+
+    def _shape_switches(self):
+        """Shape every switch-side interface in one tc -batch in the root namespace."""
+        lines = []
+        for intf, d in self._switch_intfs():
+            lines += tc_commands(intf, link_mbps(d, self.scale), self.queue_packets,
+                                 self._delay_ms(d))
         with tempfile.NamedTemporaryFile("w", suffix=".tc", dir=cleanup.STATE_DIR) as f:
             f.write("\n".join(lines) + "\n")
             f.flush()
             r = subprocess.run(["tc", "-force", "-batch", f.name], capture_output=True, text=True)
         if r.returncode != 0:
             raise EmulationError(f"shaping switch interfaces failed: {r.stderr.strip()[:500]}")
+
+    def check_shaping(self):
+        """Raise EmulationError unless every switch-side interface still has its htb root
+        (Open vSwitch removes qdiscs of ports it (re)configures)."""
+        out = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+        shaped = {line.split()[4] for line in out.splitlines()
+                  if line.startswith("qdisc htb 1: dev ")}
+        missing = [i for i, _ in self._switch_intfs() if i not in shaped]
+        if missing:
+            raise EmulationError(f"{len(missing)} switch interfaces lost their shaping, "
+                                 f"e.g. {missing[:4]}")
 
     # -- helpers for runs ------------------------------------------------------------------
     def host(self, name):

@@ -1,0 +1,348 @@
+"""Run an experiment spec end to end and write results/<run-id>/.
+
+For every repeat (seed = spec seed + repeat) and every fabric of the spec (the topology, and
+the one-switch non-blocking baseline with the same hosts and rates when ``baseline`` is on,
+alternating which goes first), one *run*:
+
+1. builds the topology model and the flow schedule (bad input fails here, before any network);
+2. starts our controller and the Mininet network, waits until the controller has discovered
+   every switch and link the model has, lets every host announce itself (gratuitous ARP) and
+   waits until the routes to every host are confirmed installed;
+3. starts one agent per host, which connects every flow before the clock, then runs the
+   schedule; CPU idle is sampled all along;
+4. tears everything down (also on error and Ctrl-C), computes the metrics from the flow
+   records and writes ``runs/<label>/summary.json`` and ``flows.csv``.
+
+``summary.json`` at the top of the run directory holds the main fabric's figures (medians
+over repeats), the baseline's, and every run. This module orchestrates; it decides no routes
+and computes no metric itself.
+
+Usage: python -m fabric.runner SPEC [--results DIR] [--quiet]
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from fabric import cleanup, model, spec as specs
+from fabric.controller import Controller, ControllerError
+from fabric.emulate import Emulation, EmulationError, rate_scale
+from topologies import build as build_topology
+from topologies.nonblocking import nonblocking_like
+from traffic import metrics
+from traffic import workloads
+from traffic.agent import PORT
+from traffic.coordinator import Coordinator, CoordinatorError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_SATURATED_IDLE = 0.05
+KEY_FIGURES = ("efficiency", "completion_time_s", "lower_bound_s", "algbw_gbps", "busbw_gbps",
+               "cpu_idle_min", "completion_time_emulated_s", "fct_p99_s")
+
+
+class RunError(RuntimeError):
+    """A run could not be carried out (the network, controller or agents failed)."""
+
+
+class CpuSampler:
+    """Samples the machine's CPU idle fraction from /proc/stat every ``period_s``."""
+
+    def __init__(self, period_s=0.5):
+        self.period_s = period_s
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _read():
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:]]
+        return vals[3] + vals[4], sum(vals)
+
+    def _loop(self):
+        idle0, total0 = self._read()
+        while not self._stop.wait(self.period_s):
+            idle1, total1 = self._read()
+            if total1 > total0:
+                self.samples.append((time.monotonic(), (idle1 - idle0) / (total1 - total0)))
+            idle0, total0 = idle1, total1
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self, since=None, until=None):
+        """Idle fractions of the samples taken between ``since`` and ``until`` (monotonic)."""
+        vals = [v for t, v in self.samples
+                if (since is None or t - self.period_s >= since) and (until is None or t <= until)]
+        if not vals:
+            return {"cpu_idle_min": None, "cpu_idle_mean": None}
+        return {"cpu_idle_min": round(min(vals), 4),
+                "cpu_idle_mean": round(statistics.fmean(vals), 4)}
+
+
+def _terminate_on_sigterm():
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so every ``with`` block tears down."""
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def expected_links(g):
+    return sum(1 for u, v in g.edges if not model.is_host(g, u) and not model.is_host(g, v))
+
+
+def bring_up(g, controller, em, timeout_s=90.0):
+    """Wait until the controller knows every switch, link and host of ``g`` and its routes are
+    confirmed installed; returns seconds taken per phase."""
+    t0 = time.monotonic()
+    n_sw, n_links, hs = len(model.switches(g)), expected_links(g), model.hosts(g)
+    controller.wait_status(lambda s: s["switches"] == n_sw and s["links"] == n_links,
+                           timeout_s, f"{n_sw} switches and {n_links} links")
+    t1 = time.monotonic()
+    for h in hs:
+        em.host(h).sendCmd(f"arping -q -U -c1 -w1 -I {h}-eth0 {g.nodes[h]['ip']}")
+    for h in hs:
+        em.host(h).waitOutput()
+    controller.wait_status(lambda s: s["hosts"] == len(hs) and not s["pending"], timeout_s,
+                           f"{len(hs)} hosts with routes installed")
+    t2 = time.monotonic()
+    return {"discovery_s": round(t1 - t0, 3), "hosts_and_routes_s": round(t2 - t1, 3)}
+
+
+def run_agents(g, em, schedule, run_dir, spec):
+    """Start an agent in every host, run the schedule, return (records, timed_out, cpu)."""
+    sched_path = os.path.join(run_dir, "schedule.jsonl")
+    schedule.to_jsonl(sched_path)
+    ctl_path = os.path.join(cleanup.STATE_DIR, f"ctl-{os.getpid()}.sock")
+    hs = model.hosts(g)
+    coord = Coordinator(ctl_path, schedule, {h: g.nodes[h]["ip"] for h in hs})
+    procs = {}
+    try:
+        for h in hs:
+            log = open(os.path.join(run_dir, f"agent-{h}.log"), "wb")
+            procs[h] = em.host(h).popen(
+                [sys.executable, "-m", "traffic.agent", "--host", h, "--schedule", sched_path,
+                 "--control", ctl_path, "--port", str(PORT),
+                 "--cc", spec["emulation"]["congestion_control"]],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+        cleanup.record(pids=[p.pid for p in procs.values()])
+
+        def alive():
+            dead = {h: p.returncode for h, p in procs.items() if p.poll() not in (None, 0)}
+            if dead:
+                h, rc = next(iter(dead.items()))
+                raise RunError(f"agent on {h} exited with {rc}; see {run_dir}/agent-{h}.log")
+
+        with CpuSampler(period_s=0.25) as cpu:
+            records, timed_out = coord.run(setup_timeout_s=60.0, run_timeout_s=spec["timeout_s"],
+                                           alive=alive)
+            last_end = max((r["end_s"] for r in records if r["end_s"] is not None), default=0.0)
+        return records, timed_out, cpu.summary(since=coord.t0, until=coord.t0 + last_end)
+    finally:
+        coord.close()
+        cleanup.kill_pids([p.pid for p in procs.values()], grace_s=2.0)
+        cleanup.forget(pids=[p.pid for p in procs.values()])
+
+
+def run_once(g, schedule, spec, run_dir, log):
+    """One run on fabric ``g``; returns its summary dict (also written to run_dir)."""
+    os.makedirs(run_dir, exist_ok=True)
+    em_spec = spec["emulation"]
+    scale = rate_scale(g, em_spec["host_link_mbps"])
+    t_start = time.monotonic()
+    info = {}
+    with Controller(os.path.join(run_dir, "controller.log"), policy=spec["policy"]) as ctl:
+        with Emulation(g, ctl.of_port, scale, congestion_control=em_spec["congestion_control"],
+                       queue_packets=em_spec["queue_packets"],
+                       emulate_delay=em_spec["emulate_delay"],
+                       static_arp=em_spec["static_arp"]) as em:
+            info["emulation"] = em.info
+            ready = bring_up(g, ctl, em)
+            em.check_shaping()
+            ready["ready_s"] = round(time.monotonic() - t_start, 3)
+            log(f"  {g.graph['name']}: ready in {ready['ready_s']:.1f} s "
+                f"({len(model.switches(g))} switches, {len(model.hosts(g))} hosts)")
+            records, timed_out, cpu = run_agents(g, em, schedule, run_dir, spec)
+            info["controller"] = ctl.get("/fabric/status")
+    result = {
+        "topology": g.graph["name"],
+        "topology_params": g.graph.get("params", {}),
+        "policy": spec["policy"],
+        "workload": spec["workload"]["name"],
+        "workload_params": spec["workload"]["params"],
+        "seed": schedule.meta.get("seed"),
+        "scale": scale,
+        "host_link_mbps": em_spec["host_link_mbps"],
+        "delay_emulated": info["emulation"]["delay_emulated"],
+        "timed_out": timed_out,
+        "ready": ready,
+        **cpu,
+        "cpu_saturated": cpu["cpu_idle_min"] is not None
+        and cpu["cpu_idle_min"] < CPU_SATURATED_IDLE,
+        **metrics.summarize(g, schedule, records, time_scale=scale),
+        "emulation": info["emulation"],
+        "controller": info["controller"],
+    }
+    metrics.write_flows_csv(os.path.join(run_dir, "flows.csv"), schedule, records, scale)
+    _write_json(os.path.join(run_dir, "summary.json"), result)
+    return result
+
+
+def _write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+
+
+def prepare(spec, where):
+    """Build the fabric(s) and check the workload before any network exists."""
+    try:
+        g = build_topology(spec["topology"]["name"], **spec["topology"]["params"])
+    except model.TopologyError as e:
+        raise specs.SpecError(f"{where}: topology: {e}") from None
+    try:
+        rate_scale(g, spec["emulation"]["host_link_mbps"])
+        workloads.build(spec["workload"]["name"], model.hosts(g), spec["seed"],
+                        **spec["workload"]["params"])
+    except (EmulationError, workloads.WorkloadError) as e:
+        raise specs.SpecError(f"{where}: {e}") from None
+    fabrics = [g]
+    if spec["baseline"]:
+        fabrics.append(nonblocking_like(g))
+    return fabrics
+
+
+def aggregate(runs, fabric_name):
+    mine = [r for r in runs if r["topology"] == fabric_name]
+    out = {}
+    for key in KEY_FIGURES:
+        vals = [r.get(key) for r in mine]
+        if vals and all(v is not None for v in vals):
+            out[key] = metrics.median_min_max(vals)
+    out["runs"] = len(mine)
+    out["all_flows_completed"] = all(r["flows_completed"] == r["flows_total"] for r in mine)
+    out["cpu_saturated_runs"] = sum(1 for r in mine if r["cpu_saturated"])
+    return out
+
+
+def run_spec(spec, where, results_dir, log=print):
+    """Run every repeat of a checked spec; return (run directory, top-level summary)."""
+    fabrics = prepare(spec, where)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{spec['name']}"
+    out_dir = os.path.join(results_dir, run_id)
+    os.makedirs(out_dir, exist_ok=True)
+    for line in cleanup.cleanup():
+        log(f"cleaned up after an earlier run: {line}")
+    runs = []
+    all_rows = []
+    for rep in range(spec["repeats"]):
+        seed = spec["seed"] + rep
+        order = fabrics if rep % 2 == 0 else fabrics[::-1]
+        for g in order:
+            schedule = workloads.build(spec["workload"]["name"], model.hosts(g), seed,
+                                       **spec["workload"]["params"])
+            label = f"{g.graph['name']}-r{rep + 1}"
+            log(f"run {label} (seed {seed})")
+            res = run_once(g, schedule, spec, os.path.join(out_dir, "runs", label), log)
+            res["label"] = label
+            runs.append(res)
+            with open(os.path.join(out_dir, "runs", label, "flows.csv")) as f:
+                all_rows += [dict(row, run=label) for row in csv.DictReader(f)]
+    main_name = fabrics[0].graph["name"]
+    main = aggregate(runs, main_name)
+    first = next(r for r in runs if r["topology"] == main_name)
+    summary = {
+        "run_id": run_id,
+        "spec": spec,
+        "topology": main_name,
+        "policy": spec["policy"],
+        "workload": spec["workload"]["name"],
+        "repeats": spec["repeats"],
+        "scale": first["scale"],
+        "delay_emulated": first["delay_emulated"],
+        "flows_total": first["flows_total"],
+        "flows_completed": min(r["flows_completed"] for r in runs
+                               if r["topology"] == main_name),
+        **{k: v["median"] for k, v in main.items() if isinstance(v, dict)},
+        "figures": {g.graph["name"]: aggregate(runs, g.graph["name"]) for g in fabrics},
+        "runs": runs,
+    }
+    _write_json(os.path.join(out_dir, "summary.json"), summary)
+    if all_rows:
+        with open(os.path.join(out_dir, "flows.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["run"] + [k for k in all_rows[0] if k != "run"])
+            w.writeheader()
+            w.writerows(all_rows)
+    return out_dir, summary
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}{unit}"
+    return f"{v}{unit}"
+
+
+def table(summary):
+    """The short table `make demo` and `make experiment` print."""
+    lines = [f"{'fabric':<12} {'runs':>4} {'efficiency (med/min/max)':>26} "
+             f"{'completion':>12} {'bound':>12} {'busbw':>12} {'cpu idle min':>12}"]
+    for name, fig in summary["figures"].items():
+        eff = fig.get("efficiency")
+        eff_s = (f"{eff['median']:.3f} / {eff['min']:.3f} / {eff['max']:.3f}" if eff else "-")
+        med = {k: (fig[k]["median"] if k in fig else None) for k in KEY_FIGURES}
+        lines.append(f"{name:<12} {fig['runs']:>4} {eff_s:>26} "
+                     f"{fmt(med['completion_time_s'], ' s'):>12} "
+                     f"{fmt(med['lower_bound_s'], ' s'):>12} "
+                     f"{fmt(med['busbw_gbps'], ' Gb/s'):>12} "
+                     f"{fmt(med['cpu_idle_min']):>12}")
+    lines.append(f"(nominal units: emulated time x scale {summary['scale']:.3g}; "
+                 f"propagation delay emulated: {summary['delay_emulated']}; "
+                 f"flows completed {summary['flows_completed']}/{summary['flows_total']})")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Run an experiment spec.")
+    p.add_argument("spec")
+    p.add_argument("--results", default=os.path.join(ROOT, "results"))
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    log = (lambda *_: None) if a.quiet else (lambda m: print(m, flush=True))
+    try:
+        spec = specs.load(a.spec)
+        if os.geteuid() != 0:
+            raise RunError("emulation needs root (Mininet creates namespaces and bridges)")
+        _terminate_on_sigterm()
+        out_dir, summary = run_spec(spec, a.spec, a.results, log)
+    except (specs.SpecError, RunError, ControllerError, EmulationError,
+            CoordinatorError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: network, controller and agents torn down", file=sys.stderr)
+        return 130
+    print(table(summary))
+    print(f"results: {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

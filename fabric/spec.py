@@ -1,0 +1,128 @@
+"""Experiment specs: one YAML file names the topology, policy, workload, seed and repeats.
+
+:func:`load` reads and checks a spec once and returns a plain dict with every default filled
+in; any problem raises :class:`SpecError` naming the file, the key and the value. Nothing here
+builds a network; fabric/runner.py does that from the checked spec.
+
+Example::
+
+    name: demo
+    seed: 1
+    repeats: 1
+    baseline: false              # also run a one-switch non-blocking fabric, same hosts/rates
+    topology: {name: fattree, params: {k: 4}}
+    policy: ecmp
+    workload: {name: moe_alltoall, params: {skew: 1.2, schedule: shift, channels: 3}}
+    emulation: {host_link_mbps: 20, queue_packets: 1000, congestion_control: cubic}
+    timeout_s: 120
+"""
+
+import copy
+import numbers
+
+import yaml
+
+from controllers.core import POLICIES
+
+DEFAULTS = {
+    "name": None,
+    "seed": 1,
+    "repeats": 1,
+    "baseline": False,
+    "policy": "ecmp",
+    "timeout_s": 120.0,
+    "emulation": {
+        "host_link_mbps": 20.0,
+        "queue_packets": 1000,
+        "congestion_control": "cubic",
+        "static_arp": True,
+        "emulate_delay": True,
+    },
+}
+TOP_KEYS = set(DEFAULTS) | {"topology", "workload"}
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be run; the message names the file, key and value."""
+
+
+def _need(cond, where, msg):
+    if not cond:
+        raise SpecError(f"{where}: {msg}")
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _named(spec, key, where):
+    part = spec.get(key)
+    _need(part is not None, where, f"missing key '{key}'")
+    if isinstance(part, str):
+        part = {"name": part}
+    _need(isinstance(part, dict), where, f"'{key}' must be a name or a mapping, got {part!r}")
+    extra = set(part) - {"name", "params"}
+    _need(not extra, where, f"'{key}' has unknown keys {sorted(extra)}")
+    _need(isinstance(part.get("name"), str), where, f"'{key}.name' must be a string")
+    params = part.get("params") or {}
+    _need(isinstance(params, dict), where, f"'{key}.params' must be a mapping, got {params!r}")
+    return {"name": part["name"], "params": params}
+
+
+def check(spec, where="spec"):
+    """Validate a spec mapping; return a new dict with defaults filled in."""
+    _need(isinstance(spec, dict), where, "a spec must be a YAML mapping")
+    unknown = set(spec) - TOP_KEYS
+    _need(not unknown, where, f"unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
+    out = copy.deepcopy(DEFAULTS)
+    emulation = spec.get("emulation") or {}
+    _need(isinstance(emulation, dict), where, "'emulation' must be a mapping")
+    bad = set(emulation) - set(DEFAULTS["emulation"])
+    _need(not bad, where, f"unknown emulation keys {sorted(bad)}; "
+                          f"known: {sorted(DEFAULTS['emulation'])}")
+    out.update({k: v for k, v in spec.items() if k != "emulation"})
+    out["emulation"].update(emulation)
+    out["topology"] = _named(spec, "topology", where)
+    out["workload"] = _named(spec, "workload", where)
+    _need(_is_int(out["seed"]) and out["seed"] >= 0, where,
+          f"'seed' must be an integer >= 0, got {out['seed']!r}")
+    _need(_is_int(out["repeats"]) and out["repeats"] >= 1, where,
+          f"'repeats' must be an integer >= 1, got {out['repeats']!r}")
+    _need(isinstance(out["baseline"], bool), where,
+          f"'baseline' must be true or false, got {out['baseline']!r}")
+    _need(out["policy"] in POLICIES, where,
+          f"'policy' must be one of {list(POLICIES)}, got {out['policy']!r}")
+    _need(_is_num(out["timeout_s"]) and out["timeout_s"] > 0, where,
+          f"'timeout_s' must be a number > 0, got {out['timeout_s']!r}")
+    em = out["emulation"]
+    _need(_is_num(em["host_link_mbps"]) and 0 < em["host_link_mbps"] <= 1000, where,
+          f"'emulation.host_link_mbps' must be in (0, 1000], got {em['host_link_mbps']!r}")
+    _need(_is_int(em["queue_packets"]) and em["queue_packets"] >= 1, where,
+          f"'emulation.queue_packets' must be an integer >= 1, got {em['queue_packets']!r}")
+    _need(em["congestion_control"] in ("cubic", "reno", "bbr"), where,
+          f"'emulation.congestion_control' must be cubic, reno or bbr, "
+          f"got {em['congestion_control']!r}")
+    for key in ("static_arp", "emulate_delay"):
+        _need(isinstance(em[key], bool), where,
+              f"'emulation.{key}' must be true or false, got {em[key]!r}")
+    if out["name"] is None:
+        out["name"] = f"{out['topology']['name']}-{out['workload']['name']}"
+    _need(isinstance(out["name"], str) and out["name"].replace("-", "").replace("_", "").isalnum(),
+          where, f"'name' must be letters, digits, - or _, got {out['name']!r}")
+    return out
+
+
+def load(path):
+    """Read and check the spec file at ``path``."""
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read spec: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    return check(raw, where=str(path))

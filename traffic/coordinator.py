@@ -1,0 +1,140 @@
+"""The run's side of the agents' control channel: a Unix socket server in the runner.
+
+It waits for every agent's ``hello``, tells them to connect, waits for every ``ready``,
+starts the clock (``go`` with a common CLOCK_MONOTONIC t0), relays ``done`` to the agents
+whose flows depend on that flow, and collects the ``report`` of every agent; on timeout it
+sends ``stop`` and collects what the agents measured so far. See traffic/agent.py for the
+protocol. It never touches the emulated network.
+"""
+
+import collections
+import json
+import os
+import selectors
+import socket
+import time
+
+
+class CoordinatorError(RuntimeError):
+    pass
+
+
+class Coordinator:
+    def __init__(self, path, schedule, peers):
+        """``peers``: host name -> IP the agents use to reach it."""
+        self.path = path
+        self.schedule = schedule
+        self.peers = peers
+        self.hosts = set(peers)
+        self.dependents = collections.defaultdict(set)
+        for f in schedule.flows:
+            for d in f.deps:
+                self.dependents[d].add(f.src)
+        if os.path.exists(path):
+            os.remove(path)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(len(self.hosts) + 8)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.server, selectors.EVENT_READ)
+        self.conns = {}        # host -> socket
+        self.buffers = {}      # socket -> bytes not yet a full line
+        self.owner = {}        # socket -> host
+        self.events = collections.defaultdict(set)   # message type -> hosts that sent it
+        self.reports = {}
+        self.t0 = None
+        self.done_at = {}
+
+    def close(self):
+        for s in list(self.conns.values()) + [self.server]:
+            try:
+                s.close()
+            except OSError:
+                pass
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+    def send(self, host, **msg):
+        try:
+            self.conns[host].sendall((json.dumps(msg) + "\n").encode())
+        except OSError:
+            pass
+
+    def broadcast(self, **msg):
+        for h in list(self.conns):
+            self.send(h, **msg)
+
+    def _handle(self, sock, msg):
+        kind = msg["type"]
+        if kind == "hello":
+            self.conns[msg["host"]] = sock
+            self.owner[sock] = msg["host"]
+        host = self.owner.get(sock)
+        self.events[kind].add(host)
+        if kind == "done":
+            self.done_at[msg["id"]] = time.monotonic()
+            for h in self.dependents.get(msg["id"], ()):
+                self.send(h, type="done", id=msg["id"])
+        elif kind == "report":
+            self.reports[host] = msg["records"]
+
+    def pump(self, timeout):
+        for key, _ in self.sel.select(timeout=timeout):
+            if key.fileobj is self.server:
+                conn, _ = self.server.accept()
+                self.sel.register(conn, selectors.EVENT_READ)
+                self.buffers[conn] = b""
+                continue
+            sock = key.fileobj
+            data = sock.recv(65536)
+            if not data:
+                self.sel.unregister(sock)
+                self.events["gone"].add(self.owner.get(sock))
+                continue
+            self.buffers[sock] += data
+            *lines, self.buffers[sock] = self.buffers[sock].split(b"\n")
+            for line in lines:
+                self._handle(sock, json.loads(line))
+
+    def wait_for(self, kind, deadline, alive=lambda: True):
+        while not self.hosts <= self.events[kind]:
+            if time.monotonic() > deadline:
+                missing = sorted(self.hosts - self.events[kind])
+                raise CoordinatorError(f"no '{kind}' from {len(missing)} agents: {missing[:8]}")
+            if self.events["gone"] - self.events["report"]:
+                gone = sorted(h or "?" for h in self.events["gone"] - self.events["report"])
+                raise CoordinatorError(f"agents exited early: {gone[:8]}")
+            alive()
+            self.pump(0.05)
+
+    def run(self, setup_timeout_s, run_timeout_s, alive=lambda: True, start_delay_s=0.2):
+        """Drive one execution; return (records by flow id, whether it timed out)."""
+        self.wait_for("hello", time.monotonic() + setup_timeout_s, alive)
+        self.broadcast(type="connect", peers=self.peers)
+        self.wait_for("ready", time.monotonic() + setup_timeout_s, alive)
+        self.t0 = time.monotonic() + start_delay_s
+        self.broadcast(type="go", t0=self.t0)
+        timed_out = False
+        try:
+            self.wait_for("report", self.t0 + run_timeout_s, alive)
+        except CoordinatorError:
+            timed_out = True
+            self.broadcast(type="stop")
+            try:
+                self.wait_for("report", time.monotonic() + 5.0, alive)
+            except CoordinatorError:
+                pass
+        self.broadcast(type="exit")
+        return self.merge(), timed_out
+
+    def merge(self):
+        """One record per flow: start from its sender, end and bytes from its receiver."""
+        records = {f.id: {"id": f.id, "src": f.src, "dst": f.dst, "bytes": f.bytes,
+                          "start_s": None, "end_s": None, "bytes_received": 0}
+                   for f in self.schedule.flows}
+        for recs in self.reports.values():
+            for r in recs:
+                rec = records.get(r["id"])
+                if rec is not None:
+                    rec.update({k: v for k, v in r.items() if k in rec and k != "id"})
+        return list(records.values())
