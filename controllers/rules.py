@@ -6,18 +6,40 @@ sends it (the way Faucet builds its messages with ``datapath=None``). Tests appl
 fake flow table (tests/fakedp.py); the flow-level simulator will do the same.
 """
 
+import collections
 from dataclasses import dataclass, field
 
 # Every rule the core installs carries this cookie, so a switch's own rules and ours never mix.
 COOKIE = 0xA1F0_0000_0000_0000
+# Per-flow rules at a flow's first switch carry this one: the app polls their byte counters
+# (flow stats filtered on it, mask all ones) and feeds them back with RoutingCore.flow_stats.
+COOKIE_FLOW = COOKIE | 1
 
+# Priorities, low to high. Every rule above PRIO_HOST_ROUTE refines the per-destination routes:
+# a flow's own rule (learned or pinned) beats its destination's rule, an announced collective
+# beats a learned flow, and the detour rules of local protection beat every pin because they
+# only match packets that a failure has sent backwards (see controllers/routes.py).
 PRIO_TABLE_MISS = 0
 PRIO_HOST_ROUTE = 100
+PRIO_LEARN = 150
+PRIO_FLOW = 200
+PRIO_INTENT_PAIR = 300
+PRIO_INTENT_FLOW = 310
+PRIO_DETOUR = 400
 PRIO_CONTROL = 1000
 
+ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_LLDP = 0x88CC
 ETH_TYPE_IPV6 = 0x86DD
+
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
+
+# OpenFlow reserved ports: send back out of the port the packet came in on (a plain output
+# to the in-port is dropped by the switch), and, in a PacketOut, run the packet through table 0.
+PORT_IN_PORT = 0xFFFFFFF8
+PORT_TABLE = 0xFFFFFFF9
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,8 @@ class ToController:
 
 @dataclass(frozen=True)
 class Bucket:
+    """A group bucket. ``weight`` counts in SELECT groups (1..100); ``watch_port`` is the port
+    whose liveness a FAST_FAILOVER bucket depends on."""
     actions: tuple
     weight: int = 1
     watch_port: int = None
@@ -70,6 +94,52 @@ class FlowRule:
 def match(**fields):
     """Build a FlowRule match from OXM field names (``eth_dst=...``, ``eth_type=...``)."""
     return tuple(sorted(fields.items()))
+
+
+class FlowKey(collections.namedtuple("FlowKey", "ipv4_src ipv4_dst ip_proto tp_src tp_dst")):
+    """An IPv4 5-tuple. ``tp_src``/``tp_dst`` are TCP or UDP ports, 0 for other protocols."""
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, value):
+        """A FlowKey from any 5-item sequence; raises ValueError naming what is wrong."""
+        try:
+            src, dst, proto, sport, dport = value
+            key = cls(str(src), str(dst), int(proto), int(sport), int(dport))
+        except (TypeError, ValueError):
+            raise ValueError(f"a flow is (ipv4_src, ipv4_dst, ip_proto, tp_src, tp_dst), "
+                             f"got {value!r}") from None
+        if not (0 <= key.ip_proto <= 255 and 0 <= key.tp_src <= 65535
+                and 0 <= key.tp_dst <= 65535):
+            raise ValueError(f"flow {value!r}: protocol or port out of range")
+        return key
+
+    def match(self):
+        """The exact OpenFlow match of this flow (L4 ports only for TCP and UDP)."""
+        fields = {"eth_type": ETH_TYPE_IPV4, "ipv4_src": self.ipv4_src,
+                  "ipv4_dst": self.ipv4_dst, "ip_proto": self.ip_proto}
+        if self.ip_proto == IP_PROTO_TCP:
+            fields.update(tcp_src=self.tp_src, tcp_dst=self.tp_dst)
+        elif self.ip_proto == IP_PROTO_UDP:
+            fields.update(udp_src=self.tp_src, udp_dst=self.tp_dst)
+        return match(**fields)
+
+    @classmethod
+    def from_match(cls, fields):
+        """The FlowKey of a match built by :meth:`match` (a dict of OXM fields), or None."""
+        try:
+            proto = int(fields["ip_proto"])
+            prefix = {IP_PROTO_TCP: "tcp", IP_PROTO_UDP: "udp"}.get(proto)
+            sport = int(fields[prefix + "_src"]) if prefix else 0
+            dport = int(fields[prefix + "_dst"]) if prefix else 0
+            return cls(str(fields["ipv4_src"]), str(fields["ipv4_dst"]), proto, sport, dport)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def host_pair_match(src_ip, dst_ip):
+    """Match every IPv4 packet from one host to another."""
+    return match(eth_type=ETH_TYPE_IPV4, ipv4_src=src_ip, ipv4_dst=dst_ip)
 
 
 @dataclass(frozen=True)
@@ -113,7 +183,10 @@ class LldpProbe:
 
 @dataclass(frozen=True)
 class PacketOut:
-    """Send ``packet`` (an ArpPacket, an LldpProbe or raw bytes) out of ``ports`` of a switch."""
+    """Send ``packet`` (an ArpPacket, an LldpProbe or raw bytes) out of ``ports`` of a switch.
+
+    ``ports`` may hold :data:`PORT_TABLE`: the packet then goes through the switch's flow
+    table as if it had come from the controller."""
     dpid: int
     ports: tuple
     packet: object = field(compare=False)

@@ -17,7 +17,9 @@ pairs and Open vSwitch bridges. It:
 It does not start the controller or traffic; fabric/runner.py does.
 """
 
+import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -25,6 +27,7 @@ import time
 from fabric import cleanup
 from fabric.model import TopologyError, host_rate_gbps, hosts, is_host, switches
 
+SWITCH_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
 MAX_SHAPED_MBPS = 1000.0   # Mininet's TCLink limit, and about what one CPU can carry
 MIN_SHAPED_MBPS = 0.1
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
@@ -84,13 +87,15 @@ def link_mbps(d, scale):
     return d["capacity_gbps"] * 1000.0 * scale
 
 
-def tc_commands(intf, mbps, queue_packets, delay_ms=None):
+def tc_commands(intf, mbps, queue_packets, mtu, delay_ms=None):
     """tc -batch lines shaping ``intf`` to ``mbps`` with a tail-drop queue of
     ``queue_packets`` (and netem delay below it when asked)."""
     rate = f"{mbps:.6f}mbit"
+    frame = mtu + 14
     lines = [
         f"qdisc add dev {intf} root handle 1: htb default 1",
-        f"class add dev {intf} parent 1: classid 1:1 htb rate {rate} ceil {rate} quantum 1514",
+        f"class add dev {intf} parent 1: classid 1:1 htb rate {rate} ceil {rate} "
+        f"burst {2 * frame} cburst {2 * frame} quantum {frame}",
     ]
     if delay_ms:
         lines.append(f"qdisc add dev {intf} parent 1:1 handle 10: netem delay {delay_ms:.6f}ms "
@@ -98,6 +103,62 @@ def tc_commands(intf, mbps, queue_packets, delay_ms=None):
     else:
         lines.append(f"qdisc add dev {intf} parent 1:1 handle 10: pfifo limit {queue_packets}")
     return lines
+
+
+def _raise_sysctl(key, value):
+    path = "/proc/sys/" + key.replace(".", "/")
+    with open(path) as f:
+        if int(f.read().split()[0]) >= value:
+            return
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def _switch_send_buffers():
+    """Send-buffer sizes of ovs-vswitchd's AF_PACKET sockets."""
+    out = subprocess.run(["ss", "-0", "-a", "-m", "-p"], capture_output=True, text=True).stdout
+    return [int(m) for m in re.findall(r'"ovs-vswitchd".*?tb(\d+)', out)]
+
+
+def ensure_switch_buffers():
+    """Make sure the userspace switch's packet sockets have large buffers.
+
+    The userspace datapath reads every port through an AF_PACKET socket and writes every
+    packet through ONE shared AF_PACKET socket, created with the kernel's default buffer
+    sizes. With the default 208 KiB send buffer only a dozen jumbo frames can wait in all the
+    ports' qdiscs together before sends fail, and those drops are counted nowhere but as TCP
+    loss: the real queue would be that buffer, not ``queue_packets``. So the defaults are
+    raised (they only size sockets that do not set their own) and, if ovs-vswitchd already
+    holds a small send socket while no bridge exists, it is restarted to take them.
+    """
+    for key in ("net.core.wmem_default", "net.core.rmem_default"):
+        _raise_sysctl(key, SWITCH_SOCKET_BUFFER_BYTES)
+    small = [b for b in _switch_send_buffers() if b < SWITCH_SOCKET_BUFFER_BYTES]
+    if not small:
+        return
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
+                             text=True).stdout.split()
+    if bridges:
+        raise EmulationError(
+            "ovs-vswitchd holds packet sockets with small buffers and bridges exist "
+            f"({', '.join(bridges[:4])}); stop other runs (make clean) so it can be restarted")
+    r = subprocess.run(["/usr/share/openvswitch/scripts/ovs-ctl", "restart",
+                        "--system-id=random"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise EmulationError(f"restarting Open vSwitch failed: {r.stdout[-300:]}{r.stderr[-300:]}")
+
+
+def _sum_qdisc_drops(tc_output, root_only):
+    """Sum the 'dropped' counts of htb root qdiscs in ``tc -s qdisc`` output (the leaf fifo
+    drops are counted again in its root)."""
+    total, counting = 0, False
+    for line in tc_output.splitlines():
+        if line.startswith("qdisc "):
+            counting = (not root_only) or line.startswith("qdisc htb 1:")
+        m = re.search(r"dropped (\d+)", line)
+        if m and counting:
+            total += int(m.group(1))
+    return total
 
 
 def mininet_topo(g, scale=None, host_link_mbps=10.0, **switch_opts):
@@ -132,6 +193,9 @@ class Emulation:
         TCP congestion control set in every host.
     queue_packets : int
         Tail-drop queue length of every shaped interface.
+    mtu : int
+        MTU of every link. Jumbo frames (as AI fabrics run) cut the packet rate the
+        userspace switch must carry, its one busy thread being the emulator's bottleneck.
     emulate_delay : bool
         Apply propagation delay (scaled by 1/scale) with netem where the kernel has it.
     static_arp : bool
@@ -141,7 +205,7 @@ class Emulation:
     """
 
     def __init__(self, g, controller_port, scale, congestion_control="cubic",
-                 queue_packets=1000, emulate_delay=True, static_arp=True, log=print):
+                 queue_packets=1000, mtu=9000, emulate_delay=True, static_arp=True, log=print):
         if congestion_control not in CONGESTION_CONTROLS:
             raise EmulationError(f"congestion_control must be one of {CONGESTION_CONTROLS}, "
                                  f"got {congestion_control!r}")
@@ -151,6 +215,7 @@ class Emulation:
         self.cc = congestion_control
         self.queue_packets = int(queue_packets)
         self.static_arp = static_arp
+        self.mtu = int(mtu)
         self.log = log
         self.net = None
         self.datapath = ovs_datapath()
@@ -162,6 +227,7 @@ class Emulation:
             "congestion_control": self.cc,
             "queue_packets": self.queue_packets,
             "static_arp": static_arp,
+            "mtu": self.mtu,
             "delay_emulated": bool(netem) or not any(delays),
             "delay_note": ("propagation delay applied with netem, scaled by 1/scale" if netem
                            else "no link has propagation delay" if not any(delays)
@@ -203,6 +269,7 @@ class Emulation:
         t1 = time.monotonic()
         self._configure_hosts()
         t2 = time.monotonic()
+        ensure_switch_buffers()
         self.net.start()
         # Only now: Open vSwitch deletes any qdisc on an interface when it adds it as a port.
         self._shape_switches()
@@ -233,9 +300,11 @@ class Emulation:
             (sw,) = self.g.neighbors(h)
             d = self.g.edges[h, sw]
             intf = _intf(h, 0)
-            tc = tc_commands(intf, link_mbps(d, self.scale), self.queue_packets, self._delay_ms(d))
+            tc = tc_commands(intf, link_mbps(d, self.scale), self.queue_packets, self.mtu,
+                             self._delay_ms(d))
             script = "; ".join([
                 f"ethtool -K {intf} tx off rx off tso off gso off gro off >/dev/null 2>&1",
+                f"ip link set {intf} mtu {self.mtu}",
                 "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
                 # May be refused in a sandbox: the agent also sets it on every socket.
                 f"sysctl -qw net.ipv4.tcp_congestion_control={self.cc} 2>/dev/null",
@@ -269,16 +338,25 @@ class Emulation:
 
     def _shape_switches(self):
         """Shape every switch-side interface in one tc -batch in the root namespace."""
-        lines = []
+        lines, links, ovs = [], [], ["ovs-vsctl", "--timeout=60"]
         for intf, d in self._switch_intfs():
-            lines += tc_commands(intf, link_mbps(d, self.scale), self.queue_packets,
+            links.append(f"link set {intf} mtu {self.mtu}")
+            ovs += ["--", "set", "interface", intf, f"mtu_request={self.mtu}"]
+            lines += tc_commands(intf, link_mbps(d, self.scale), self.queue_packets, self.mtu,
                                  self._delay_ms(d))
-        with tempfile.NamedTemporaryFile("w", suffix=".tc", dir=cleanup.STATE_DIR) as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            r = subprocess.run(["tc", "-force", "-batch", f.name], capture_output=True, text=True)
+        for tool, batch in (("ip", links), ("tc", lines)):
+            with tempfile.NamedTemporaryFile("w", suffix=f".{tool}", dir=cleanup.STATE_DIR) as f:
+                f.write("\n".join(batch) + "\n")
+                f.flush()
+                r = subprocess.run([tool, "-force", "-batch", f.name], capture_output=True,
+                                   text=True)
+            if r.returncode != 0:
+                raise EmulationError(f"configuring switch interfaces with {tool} failed: "
+                                     f"{r.stderr.strip()[:500]}")
+        # The userspace datapath sizes its receive buffers from the port MTU it was asked for.
+        r = subprocess.run(ovs, capture_output=True, text=True)
         if r.returncode != 0:
-            raise EmulationError(f"shaping switch interfaces failed: {r.stderr.strip()[:500]}")
+            raise EmulationError(f"setting port MTUs failed: {r.stderr.strip()[:500]}")
 
     def check_shaping(self):
         """Raise EmulationError unless every switch-side interface still has its htb root
@@ -290,6 +368,32 @@ class Emulation:
         if missing:
             raise EmulationError(f"{len(missing)} switch interfaces lost their shaping, "
                                  f"e.g. {missing[:4]}")
+
+    def drop_counters(self):
+        """Packets dropped so far, summed per place: switch-side qdiscs, switch-side
+        interfaces (tx/rx), host-side qdiscs and interfaces, Open vSwitch ports."""
+        totals = {"switch_qdisc": 0, "switch_intf_tx": 0, "switch_intf_rx": 0,
+                  "host_qdisc": 0, "host_intf_rx": 0, "ovs_port": 0}
+        out = subprocess.run(["tc", "-s", "qdisc", "show"], capture_output=True,
+                             text=True).stdout
+        totals["switch_qdisc"] = _sum_qdisc_drops(out, root_only=True)
+        stats = subprocess.run(["ip", "-s", "-j", "link", "show"], capture_output=True,
+                               text=True).stdout
+        mine = {i for i, _ in self._switch_intfs()}
+        for link in json.loads(stats or "[]"):
+            if link.get("ifname") in mine:
+                totals["switch_intf_tx"] += link["stats64"]["tx"]["dropped"]
+                totals["switch_intf_rx"] += link["stats64"]["rx"]["dropped"]
+        for h in hosts(self.g):
+            node = self.net.get(h)
+            totals["host_qdisc"] += _sum_qdisc_drops(node.cmd("tc -s qdisc show"), True)
+            for link in json.loads(node.cmd(f"ip -s -j link show {_intf(h, 0)}") or "[]"):
+                totals["host_intf_rx"] += link["stats64"]["rx"]["dropped"]
+        for sw in switches(self.g):
+            out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-ports", sw],
+                                 capture_output=True, text=True).stdout
+            totals["ovs_port"] += sum(int(m) for m in re.findall(r"drop=(\d+)", out))
+        return totals
 
     # -- helpers for runs ------------------------------------------------------------------
     def host(self, name):

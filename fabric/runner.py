@@ -123,6 +123,20 @@ def bring_up(g, controller, em, timeout_s=90.0):
     return {"discovery_s": round(t1 - t0, 3), "hosts_and_routes_s": round(t2 - t1, 3)}
 
 
+TCP_COUNTERS = ("TcpRetransSegs", "TcpOutSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes")
+
+
+def tcp_counters(g, em):
+    """TCP counters summed over all hosts (each host is its own network namespace)."""
+    total = dict.fromkeys(TCP_COUNTERS, 0)
+    for h in model.hosts(g):
+        for line in em.host(h).cmd(f"nstat -az {' '.join(TCP_COUNTERS)}").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in total and parts[1].isdigit():
+                total[parts[0]] += int(parts[1])
+    return total
+
+
 def run_agents(g, em, schedule, run_dir, spec):
     """Start an agent in every host, run the schedule, return (records, timed_out, cpu)."""
     sched_path = os.path.join(run_dir, "schedule.jsonl")
@@ -137,7 +151,8 @@ def run_agents(g, em, schedule, run_dir, spec):
             procs[h] = em.host(h).popen(
                 [sys.executable, "-m", "traffic.agent", "--host", h, "--schedule", sched_path,
                  "--control", ctl_path, "--port", str(PORT),
-                 "--cc", spec["emulation"]["congestion_control"]],
+                 "--cc", spec["emulation"]["congestion_control"],
+                 "--window", str(spec["emulation"]["tcp_window_bytes"])],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             log.close()
         cleanup.record(pids=[p.pid for p in procs.values()])
@@ -168,7 +183,7 @@ def run_once(g, schedule, spec, run_dir, log):
     info = {}
     with Controller(os.path.join(run_dir, "controller.log"), policy=spec["policy"]) as ctl:
         with Emulation(g, ctl.of_port, scale, congestion_control=em_spec["congestion_control"],
-                       queue_packets=em_spec["queue_packets"],
+                       queue_packets=em_spec["queue_packets"], mtu=em_spec["mtu"],
                        emulate_delay=em_spec["emulate_delay"],
                        static_arp=em_spec["static_arp"]) as em:
             info["emulation"] = em.info
@@ -177,7 +192,11 @@ def run_once(g, schedule, spec, run_dir, log):
             ready["ready_s"] = round(time.monotonic() - t_start, 3)
             log(f"  {g.graph['name']}: ready in {ready['ready_s']:.1f} s "
                 f"({len(model.switches(g))} switches, {len(model.hosts(g))} hosts)")
+            tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
             records, timed_out, cpu = run_agents(g, em, schedule, run_dir, spec)
+            tcp_after, drops_after = tcp_counters(g, em), em.drop_counters()
+            info["tcp"] = {k: tcp_after[k] - tcp_before[k] for k in TCP_COUNTERS}
+            info["drops"] = {k: drops_after[k] - drops_before[k] for k in drops_after}
             info["controller"] = ctl.get("/fabric/status")
     result = {
         "topology": g.graph["name"],
@@ -195,6 +214,8 @@ def run_once(g, schedule, spec, run_dir, log):
         "cpu_saturated": cpu["cpu_idle_min"] is not None
         and cpu["cpu_idle_min"] < CPU_SATURATED_IDLE,
         **metrics.summarize(g, schedule, records, time_scale=scale),
+        "tcp": info["tcp"],
+        "drops": info["drops"],
         "emulation": info["emulation"],
         "controller": info["controller"],
     }

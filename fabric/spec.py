@@ -35,6 +35,8 @@ DEFAULTS = {
         "host_link_mbps": 20.0,
         "queue_packets": 1000,
         "congestion_control": "cubic",
+        "tcp_window_bytes": 65536,
+        "mtu": 9000,
         "static_arp": True,
         "emulate_delay": True,
     },
@@ -106,6 +108,11 @@ def check(spec, where="spec"):
     _need(em["congestion_control"] in ("cubic", "reno", "bbr"), where,
           f"'emulation.congestion_control' must be cubic, reno or bbr, "
           f"got {em['congestion_control']!r}")
+    _need(_is_int(em["tcp_window_bytes"]) and em["tcp_window_bytes"] >= 0, where,
+          f"'emulation.tcp_window_bytes' must be an integer >= 0 (0: autotuning), "
+          f"got {em['tcp_window_bytes']!r}")
+    _need(_is_int(em["mtu"]) and 1280 <= em["mtu"] <= 9000, where,
+          f"'emulation.mtu' must be an integer from 1280 to 9000, got {em['mtu']!r}")
     for key in ("static_arp", "emulate_delay"):
         _need(isinstance(em[key], bool), where,
               f"'emulation.{key}' must be true or false, got {em[key]!r}")

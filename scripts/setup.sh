@@ -16,6 +16,10 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# Large socket buffers for the userspace switch (see fabric/emulate.py ensure_switch_buffers).
+for k in net.core.wmem_default net.core.rmem_default; do
+  [ "$(sysctl -n $k)" -ge 8388608 ] || sysctl -qw $k=8388608
+done
 if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
   echo "setup: starting Open vSwitch"
   /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true

@@ -43,7 +43,7 @@ _PAYLOAD = memoryview(bytes(CHUNK))
 
 class Agent:
     def __init__(self, host, schedule, control_path, ip="0.0.0.0", port=PORT,
-                 congestion_control="cubic"):
+                 congestion_control="cubic", window_bytes=None):
         self.host = host
         self.schedule = schedule
         self.cc = congestion_control.encode()
@@ -63,6 +63,11 @@ class Agent:
         threading.Thread(target=self._read_control, daemon=True).start()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if window_bytes:
+            # Set before listen so accepted sockets inherit it and the SYN-ACK already
+            # advertises the clamped window: the sum of windows then fits the queues, so
+            # the fabric behaves losslessly, as RoCE fabrics are run.
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, window_bytes)
         self.listener.bind((ip, port))
         self.listener.listen(1024)
         self.out_socks = {}           # flow id -> connected socket
@@ -265,9 +270,12 @@ def main(argv=None):
     p.add_argument("--control", required=True)
     p.add_argument("--port", type=int, default=PORT)
     p.add_argument("--cc", default="cubic")
+    p.add_argument("--window", type=int, default=0,
+                   help="receive buffer per connection in bytes (0: kernel autotuning)")
     a = p.parse_args(argv)
     schedule = Schedule.from_jsonl(a.schedule)
-    Agent(a.host, schedule, a.control, port=a.port, congestion_control=a.cc).run()
+    Agent(a.host, schedule, a.control, port=a.port, congestion_control=a.cc,
+          window_bytes=a.window).run()
 
 
 if __name__ == "__main__":

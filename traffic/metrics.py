@@ -190,6 +190,89 @@ def busbw_factor(collective, n):
     return factors[key]
 
 
+def collective_bound_s(collective, n, size_bytes, rate_gbps):
+    """Bandwidth lower bound of a collective on NICs of ``rate_gbps``, seconds.
+
+    ``busbw_factor * S / B``: all-reduce ``2(n-1)/n * S / B``; all-gather, reduce-scatter and
+    all-to-all ``(n-1)/n * S / B`` (DESIGN.md, "Measuring honestly"). Units follow the rate:
+    nominal Gbit/s give nominal seconds.
+
+    Parameters
+    ----------
+    collective : str
+        A collective :func:`busbw_factor` knows.
+    n : int
+        Ranks.
+    size_bytes : int or float
+        NCCL-tests' S.
+    rate_gbps : float
+        NIC rate, Gbit/s (> 0).
+
+    Examples
+    --------
+    >>> collective_bound_s("allreduce", 4, 1e9, 8.0)
+    1.5
+    """
+    if isinstance(rate_gbps, bool) or not isinstance(rate_gbps, (int, float)) \
+            or not rate_gbps > 0:
+        raise ValueError(f"rate_gbps: must be a number > 0, got {rate_gbps!r}")
+    return busbw_factor(collective, n) * _transfer_s(size_bytes, rate_gbps)
+
+
+def percentiles(values, ps=FCT_PERCENTILES):
+    """Percentiles of ``values`` as ``{"p50": ..., "p95": ..., "p99": ...}``.
+
+    Linear interpolation (numpy's default); every value None when ``values`` is empty.
+    """
+    values = [float(v) for v in values]
+    if not values:
+        return {f"p{p}": None for p in ps}
+    return {f"p{p}": float(v) for p, v in zip(ps, np.percentile(values, ps))}
+
+
+def phase_breakdown(schedule, records, time_scale, tag="phase"):
+    """Per value of tag ``tag``: how many flows and bytes, and when the group ran.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    records : iterable of dict
+        Flow records (see the module docstring).
+    time_scale : float
+        Nominal seconds per emulated second.
+    tag : str
+        Flows are grouped by this tag's value; flows without it form the group None.
+
+    Returns
+    -------
+    list of dict
+        In order of first appearance: ``tag`` (the value), ``flows``, ``flows_completed``,
+        ``bytes``, ``start_emulated_s`` (first start), ``end_emulated_s`` (last end, None
+        unless every flow of the group completed), ``span_s`` and ``span_emulated_s``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`flow_table`.
+    """
+    scale = _check_time_scale(time_scale)
+    groups = {}
+    for row in flow_table(schedule, records, scale):
+        groups.setdefault(row["tags"].get(tag), []).append(row)
+    result = []
+    for value, rows in groups.items():
+        starts = [r["start_s"] for r in rows if r["start_s"] is not None]
+        done = [r for r in rows if r["completed"]]
+        start = min(starts, default=None)
+        end = max(r["end_s"] for r in done) if len(done) == len(rows) else None
+        span = None if start is None or end is None else end - start
+        result.append({"tag": value, "flows": len(rows), "flows_completed": len(done),
+                       "bytes": sum(r["bytes"] for r in rows), "start_emulated_s": start,
+                       "end_emulated_s": end, "span_s": None if span is None else span * scale,
+                       "span_emulated_s": span})
+    return result
+
+
 def _check_time_scale(time_scale):
     if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) \
             or not math.isfinite(time_scale) or time_scale <= 0:

@@ -8,9 +8,19 @@ socket, sleeps, reads a clock or knows which backend runs the flows.
 Semantics
 ---------
 A :class:`Flow` moves ``bytes`` bytes from host ``src`` to host ``dst``. It starts at the later
-of ``start_s`` seconds after the clock starts and the moment every flow named in ``deps`` has
-been completely received at its destination. ``tags`` carry what the flow is for
+of ``start_s`` seconds after the clock starts and ``delay_s`` seconds after the moment every
+flow named in ``deps`` has been completely received at its destination (the clock start if it
+has no deps)::
+
+    start = max(start_s, max(end of each dep, default 0) + delay_s)
+
+``delay_s`` is how a generator says "compute for this long once the inputs are there" (an
+expert's forward pass, a model server's prefill); ``start_s`` is a time the flow can never
+start before (an arrival, a compute-only timeline). ``tags`` carry what the flow is for
 (``collective``, ``phase``, ``round``, ``layer``, ...); no executor reads them.
+
+Times are seconds of whatever clock executes the schedule; generators write nominal seconds
+and :meth:`Schedule.scale_times` converts them for a slowed-down emulation.
 
 File format (JSON lines)
 ------------------------
@@ -20,22 +30,44 @@ one flow as :meth:`Flow.to_dict` writes it, in schedule order::
     {"schedule": "moe-alltoall", "meta": {"seed": 0}}
     {"id": "a2a-h1-h2", "src": "h1", "dst": "h2", "bytes": 8192, "deps": [], "start_s": 0.0,
      "tags": {"collective": "alltoall"}}
+
+``delay_s`` is written only when it is not 0, so schedules without compute gaps keep the
+format above; a reader that does not know ``delay_s`` rejects a file that uses it rather than
+running it with the gaps left out.
 """
 
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
 
-FLOW_KEYS = ("id", "src", "dst", "bytes", "deps", "start_s", "tags")
+FLOW_KEYS = ("id", "src", "dst", "bytes", "deps", "start_s", "tags", "delay_s")
 REQUIRED_FLOW_KEYS = ("id", "src", "dst", "bytes")
 
 
 class ScheduleError(ValueError):
     """A schedule, a flow or a schedule file does not describe a valid DAG of flows."""
+
+
+def iter_jsonl(path):
+    """Yield ``(line number, object)`` for every non-blank line of a JSON-lines file.
+
+    Raises
+    ------
+    ScheduleError
+        ``"<path>:<lineno>: not valid JSON (...)"`` for a line that does not parse.
+    """
+    with open(path, encoding="utf-8") as src:
+        for lineno, line in enumerate(src, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ScheduleError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
 
 
 def _freeze(value):
@@ -50,7 +82,8 @@ class Flow:
     """One flow of a schedule: ``bytes`` bytes from ``src`` to ``dst``.
 
     ``deps`` may be given as any sequence of flow ids and ``tags`` as a mapping; both are
-    stored as tuples so flows stay hashable and comparable.
+    stored as tuples so flows stay hashable and comparable. ``delay_s`` is the time between
+    the last dependency's completion and the start (see the module docstring).
     """
 
     id: str
@@ -60,6 +93,7 @@ class Flow:
     deps: tuple[str, ...] = ()
     start_s: float = 0.0
     tags: tuple[tuple[str, object], ...] = ()
+    delay_s: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.deps, str):
@@ -78,9 +112,13 @@ class Flow:
         return default
 
     def to_dict(self):
-        """A JSON-able dict of the flow; tags become a JSON object."""
-        return {"id": self.id, "src": self.src, "dst": self.dst, "bytes": self.bytes,
-                "deps": list(self.deps), "start_s": self.start_s, "tags": dict(self.tags)}
+        """A JSON-able dict of the flow; tags become a JSON object, ``delay_s`` is left out
+        when it is 0."""
+        d = {"id": self.id, "src": self.src, "dst": self.dst, "bytes": self.bytes,
+             "deps": list(self.deps), "start_s": self.start_s, "tags": dict(self.tags)}
+        if self.delay_s:
+            d["delay_s"] = self.delay_s
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -112,7 +150,7 @@ class Flow:
             raise ScheduleError(f"flow {fid!r}: tags must be a JSON object")
         return cls(id=fid, src=d["src"], dst=d["dst"], bytes=d["bytes"], deps=deps,
                    start_s=d.get("start_s", 0.0),
-                   tags={k: _freeze(v) for k, v in tags.items()})
+                   tags={k: _freeze(v) for k, v in tags.items()}, delay_s=d.get("delay_s", 0.0))
 
 
 def _is_int(x):
@@ -189,8 +227,9 @@ class Schedule:
         ------
         ScheduleError
             Naming the first bad flow and what is wrong with it: an empty or repeated id, a
-            flow to itself, an unknown host, ``bytes`` not a positive int, ``start_s`` not a
-            finite number >= 0, a dependency that does not exist, bad tags, or a cycle.
+            flow to itself, an unknown host, ``bytes`` not a positive int, ``start_s`` or
+            ``delay_s`` not a finite number >= 0, a dependency that does not exist, bad tags,
+            or a cycle.
         """
         known = None if hosts is None else set(hosts)
         ids = set()
@@ -210,9 +249,11 @@ class Schedule:
                 raise ScheduleError(f"flow {f.id!r}: src and dst are both {f.src!r}")
             if not _is_int(f.bytes) or f.bytes <= 0:
                 raise ScheduleError(f"flow {f.id!r}: bytes must be an int > 0, got {f.bytes!r}")
-            if not _is_real(f.start_s) or not math.isfinite(f.start_s) or f.start_s < 0:
-                raise ScheduleError(
-                    f"flow {f.id!r}: start_s must be a finite number >= 0, got {f.start_s!r}")
+            for name in ("start_s", "delay_s"):
+                t = getattr(f, name)
+                if not _is_real(t) or not math.isfinite(t) or t < 0:
+                    raise ScheduleError(
+                        f"flow {f.id!r}: {name} must be a finite number >= 0, got {t!r}")
             names = [t[0] if len(t) == 2 else None for t in f.tags]
             if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
                 raise ScheduleError(f"flow {f.id!r}: tags must be (name, value) pairs "
@@ -261,6 +302,60 @@ class Schedule:
             m[index[f.src], index[f.dst]] += f.bytes
         return m
 
+    def ideal_times(self, transfer_s=None):
+        """Start and end of every flow as the semantics above define them.
+
+        This is the reference executor of the module docstring's rule, with transfer times
+        given instead of measured: it tells what a generator's timing means (the
+        compute-only timeline when ``transfer_s`` is None) and what an executor must do.
+
+        Parameters
+        ----------
+        transfer_s : callable, optional
+            ``transfer_s(flow) -> seconds`` from start to complete reception; default 0 (an
+            infinitely fast network).
+
+        Returns
+        -------
+        dict
+            Flow id -> ``(start_s, end_s)``.
+
+        Raises
+        ------
+        ScheduleError
+            If the schedule is not a valid DAG.
+        """
+        self.validate()
+        flows = {f.id: f for f in self.flows}
+        times = {}
+        for fid in nx.topological_sort(self.dag()):
+            f = flows[fid]
+            ready = max((times[d][1] for d in f.deps), default=0.0)
+            start = max(f.start_s, ready + f.delay_s)
+            times[fid] = (start, start + (transfer_s(f) if transfer_s else 0.0))
+        return times
+
+    def scale_times(self, factor):
+        """A copy with every ``start_s`` and ``delay_s`` multiplied by ``factor``.
+
+        An emulation that runs the network ``1 / time_scale`` times slower than nominal must
+        stretch compute gaps and arrival times by the same factor (``factor = 1 /
+        time_scale``) so that the ratio of compute to transfer time stays nominal.
+
+        ``meta["time_factor"]`` records the product of the factors applied so far.
+
+        Raises
+        ------
+        ValueError
+            If ``factor`` is not a finite number > 0.
+        """
+        if not _is_real(factor) or not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"factor: must be a finite number > 0, got {factor!r}")
+        flows = [replace(f, start_s=f.start_s * factor, delay_s=f.delay_s * factor)
+                 for f in self.flows]
+        meta = {**self.meta, "time_factor": self.meta.get("time_factor", 1.0) * factor}
+        return Schedule(flows, name=self.name, meta=meta)
+
     def header(self):
         """The header object of the JSON forms: ``{"schedule": name, "meta": meta}``."""
         return {"schedule": self.name, "meta": self.meta}
@@ -281,6 +376,19 @@ class Schedule:
         if not isinstance(obj, dict) or not isinstance(obj.get("flows"), list):
             raise ScheduleError("a schedule must be a JSON object with a 'flows' list")
         return cls._from_parts(obj, [Flow.from_dict(d) for d in obj["flows"]]).validate()
+
+    @classmethod
+    def header_from_obj(cls, obj):
+        """An empty schedule carrying the name and meta of a header object.
+
+        Raises
+        ------
+        ScheduleError
+            If ``obj`` is not a dict with a ``schedule`` key or its ``meta`` is not a dict.
+        """
+        if not isinstance(obj, dict) or "schedule" not in obj:
+            raise ScheduleError("the first line must be a header object with a 'schedule' key")
+        return cls._from_parts(obj, [])
 
     @classmethod
     def _from_parts(cls, header, flows):
@@ -309,24 +417,14 @@ class Schedule:
             ``"<path>: <what is wrong>"`` if the file is empty or the schedule is invalid.
         """
         header, flows = None, []
-        with open(path, encoding="utf-8") as src:
-            for lineno, line in enumerate(src, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ScheduleError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                try:
-                    if header is None:
-                        if not isinstance(obj, dict) or "schedule" not in obj:
-                            raise ScheduleError(
-                                "the first line must be a header object with a 'schedule' key")
-                        header = cls._from_parts(obj, [])
-                    else:
-                        flows.append(Flow.from_dict(obj))
-                except ScheduleError as e:
-                    raise ScheduleError(f"{path}:{lineno}: {e}") from None
+        for lineno, obj in iter_jsonl(path):
+            try:
+                if header is None:
+                    header = cls.header_from_obj(obj)
+                else:
+                    flows.append(Flow.from_dict(obj))
+            except ScheduleError as e:
+                raise ScheduleError(f"{path}:{lineno}: {e}") from None
         if header is None:
             raise ScheduleError(f"{path}: empty file, expected a header line")
         schedule = cls(flows, name=header.name, meta=header.meta)
