@@ -95,6 +95,7 @@ class FabricController(app_manager.RyuApp):
         self.core = RoutingCore(policy=CONF.fabric_policy)
         self.datapaths = {}
         self.unconfirmed = {}   # dpid -> xid of the barrier that confirms its last changes
+        self.errors = 0         # OpenFlow errors switches sent back
         self.lldp_interval = CONF.fabric_lldp_interval
         kwargs["wsgi"].register(FabricRest, {REST_INSTANCE: self})
         self.threads.append(hub.spawn(self._timer))
@@ -122,6 +123,7 @@ class FabricController(app_manager.RyuApp):
     def status(self):
         status = self.core.status()
         status["unconfirmed_switches"] = len(self.unconfirmed)
+        status["openflow_errors"] = self.errors
         status["pending"] = status["pending"] or bool(self.unconfirmed)
         return status
 
@@ -230,6 +232,14 @@ class FabricController(app_manager.RyuApp):
             LOG.info("switch %016x down", dp.id)
             self.send(self.core.switch_leave(dp.id, time.monotonic()))
 
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @guarded
+    def error(self, ev):
+        msg = ev.msg
+        self.errors += 1
+        LOG.error("switch %016x rejected a message: type %d code %d (%s)", msg.datapath.id,
+                  msg.type, msg.code, bytes(msg.data[:64]).hex())
+
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
     def barrier_reply(self, ev):
@@ -268,7 +278,11 @@ class FabricController(app_manager.RyuApp):
             eth = pkt.get_protocol(ethernet.ethernet)
             fields = rules.ArpPacket(a.opcode, a.src_mac, a.src_ip, a.dst_mac, a.dst_ip,
                                      eth_src=eth.src, eth_dst=eth.dst)
-            self.send(self.core.packet_in_arp(dp.id, in_port, fields, msg.data, now))
+            answer = self.core.packet_in_arp(dp.id, in_port, fields, msg.data, now)
+            # Routes to a host just learned go out before the ARP answer, so the first packet
+            # the asker sends finds them installed.
+            self.send(self.core.flush(now))
+            self.send(answer)
 
 
 def _json(obj, status=200):

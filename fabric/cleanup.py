@@ -62,14 +62,23 @@ def _update(changes, op):
 
 
 def remove_bridges(names):
-    """Delete the named OVS bridges that exist, in one ovs-vsctl call."""
+    """Delete the named OVS bridges that exist, in one ovs-vsctl call, and their interfaces
+    (``<bridge>-eth<N>``) left in the root namespace: a veth between two switches has both
+    ends there, so no host namespace takes it away when it dies."""
     names = list(names)
     if not names:
         return
+    prefixes = tuple(f"{n}-eth" for n in names)
+    stale = [i for i in os.listdir("/sys/class/net") if i.startswith(prefixes)]
+    if stale:
+        subprocess.run(["ip", "-force", "-batch", "-"], capture_output=True, text=True,
+                       input="".join(f"link del {i}\n" for i in stale))
     r = subprocess.run(["ovs-vsctl", "--timeout=20", "list-br"], capture_output=True, text=True)
     present = set(r.stdout.split()) & set(names)
     if present:
-        cmd = ["ovs-vsctl", "--timeout=60"]
+        # --no-wait: the database is the truth; ovs-vswitchd catches up in the background
+        # (waiting for it takes 10 s for 80 userspace bridges).
+        cmd = ["ovs-vsctl", "--no-wait", "--timeout=60"]
         for b in sorted(present):
             cmd += ["--", "--if-exists", "del-br", b]
         subprocess.run(cmd, capture_output=True)

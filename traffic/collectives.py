@@ -158,9 +158,11 @@ def _ring(ring, size_bytes, phases, channels, chunks, prefix, tags):
                 sent = []
                 for i in range(n):
                     j = (i + 1) % n
-                    f = _flow(prefix, f"c{c}-k{k}-s{s}", ring[i], ring[j],
-                              loop[(i - s + offset) % n], (received[i], last[i]),
-                              {**tags, "phase": phase, "step": s, "channel": c, "chunk": k})
+                    piece = (i - s + offset) % n
+                    f = _flow(prefix, f"c{c}-k{k}-s{s}", ring[i], ring[j], loop[piece],
+                              (received[i], last[i]),
+                              {**tags, "phase": phase, "step": s, "channel": c, "chunk": k,
+                               "piece": piece})
                     sent.append(f)
                 flows.extend(sent)
                 received = [sent[(i - 1) % n].id for i in range(n)]
@@ -417,13 +419,14 @@ def ring_allreduce(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
     -------
     Schedule
         Flows ``allreduce-ring-c<c>-k<k>-s<step>-<src>-<dst>`` tagged ``phase``
-        (``reduce_scatter``/``all_gather``), ``step``, ``channel``, ``chunk``.
+        (``reduce_scatter``/``all_gather``), ``step``, ``channel``, ``chunk`` and ``piece``
+        (which n-th of the loop's data the flow carries).
 
     Examples
     --------
     >>> s = ring_allreduce(["h1", "h2", "h3", "h4"], size_bytes=400)
-    >>> len(s), sum(f.bytes for f in s.sending("h1"))
-    (24, 150)
+    >>> len(s), sum(f.bytes for f in s.sending("h1"))   # 2 * 3 / 4 * 400
+    (24, 600)
     """
     flows = collective_flows("allreduce", hosts, size_bytes, "ring", channels=channels,
                              chunks=chunks)

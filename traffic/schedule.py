@@ -32,8 +32,8 @@ one flow as :meth:`Flow.to_dict` writes it, in schedule order::
      "tags": {"collective": "alltoall"}}
 
 ``delay_s`` is written only when it is not 0, so schedules without compute gaps keep the
-format above; a reader that does not know ``delay_s`` rejects a file that uses it rather than
-running it with the gaps left out.
+format above, and a reader older than ``delay_s`` rejects a file that uses it (unknown key)
+rather than running it with the gaps left out.
 """
 
 import json

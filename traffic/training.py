@@ -303,15 +303,14 @@ class _Program:
         return flows, marks
 
 
-def _moe_layer_ops(prog, group, moe, key, layer, gap_s, expert_s, inputs, phases, tags):
+def _moe_layer_ops(prog, group, matrix, key, layer, gap_s, expert_s, inputs, phases, tags):
     """Ops of one MoE layer on every host of ``group``; returns the flows into each host.
 
-    ``inputs[h]``: flows host h waits for before the layer. ``phases``: the names of the
-    flows out to the experts and back (``dispatch``/``combine`` forward,
-    ``combine_grad``/``dispatch_grad`` backward).
+    ``matrix``: bytes from each host to the experts on each host. ``inputs[h]``: flows host
+    h waits for before the layer. ``phases``: the names of the flows out to the experts and
+    back (``dispatch``/``combine`` forward, ``combine_grad``/``dispatch_grad`` backward,
+    which move the same bytes as the forward pass of the same tokens).
     """
-    n = len(group)
-    matrix = moe.layer_bytes() if n > 1 else np.zeros((1, 1), dtype=np.int64)
     into = {h: [] for h in group}
     back = {h: [] for h in group}
     out_tags = {**tags, "collective": "alltoall", "layer": layer}
@@ -391,8 +390,8 @@ def moe_layers(hosts, layers=1, tokens_per_host=4096, hidden=4096, dtype_bytes=2
     prog = _Program(hosts)
     inputs = {h: [] for h in hosts}
     for layer in range(layers):
-        inputs = _moe_layer_ops(prog, hosts, moe, "moe", layer, gap_s, expert_s, inputs,
-                                ("dispatch", "combine"), {"workload": "moe"})
+        inputs = _moe_layer_ops(prog, hosts, moe.layer_bytes(), "moe", layer, gap_s, expert_s,
+                                inputs, ("dispatch", "combine"), {"workload": "moe"})
     flows, _ = prog.run()
     meta = {"workload": "moe", "collective": "alltoall", "hosts": hosts, "layers": layers,
             "tokens_per_host": tokens_per_host, "hidden": hidden, "dtype_bytes": dtype_bytes,
@@ -483,8 +482,7 @@ def training_iteration(hosts, pp=1, microbatches=1, pp_schedule="1f1b",
     Raises
     ------
     ValueError
-        Naming the bad parameter, or if the iteration has no flow at all (``pp=1`` with a
-        single replica).
+        Naming the bad parameter.
     """
     hosts = _check_hosts(hosts)
     n = len(hosts)
@@ -496,7 +494,9 @@ def training_iteration(hosts, pp=1, microbatches=1, pp_schedule="1f1b",
     activation_bytes = _check_positive_int("activation_bytes", activation_bytes)
     grad_bytes = _check_positive_int("grad_bytes", grad_bytes)
     buckets = _check_positive_int("buckets", buckets)
-    moe_layers = int(moe_layers) if moe_layers else 0
+    if isinstance(moe_layers, bool) or not isinstance(moe_layers, (int, np.integer)) \
+            or moe_layers < 0:
+        raise ValueError(f"moe_layers: must be an int >= 0, got {moe_layers!r}")
     forward_s = _check_time("forward_s", forward_s)
     backward_s = _check_time("backward_s", backward_s)
     expert_s = _check_time("expert_s", expert_s)
@@ -510,6 +510,7 @@ def training_iteration(hosts, pp=1, microbatches=1, pp_schedule="1f1b",
             if moe_layers and dp > 1 else None for s in range(pp)]
     base = {"workload": "training"}
     prog = _Program(hosts)
+    routing = {}      # (stage, microbatch, layer) -> dispatch bytes, reused by the backward
 
     def act(kind, m, s_from, s_to, d):
         return f"pp-m{m}-{kind}-{grid[s_from][d]}-{grid[s_to][d]}"
@@ -548,9 +549,11 @@ def training_iteration(hosts, pp=1, microbatches=1, pp_schedule="1f1b",
                         prog.op(h, inputs[h], 0.0, mark=mark + (h,))
                     inputs = {h: [] for h in group}
                 first = False
-                inputs = _moe_layer_ops(prog, group, moes[s], f"moe-m{m}-s{s}-{kind}", layer,
-                                        dense_s / moe_layers, layer_expert_s, inputs,
-                                        layer_phases, tags)
+                if kind == "F":
+                    routing[(s, m, layer)] = moes[s].layer_bytes()
+                inputs = _moe_layer_ops(prog, group, routing[(s, m, layer)],
+                                        f"moe-m{m}-s{s}-{kind}", layer, dense_s / moe_layers,
+                                        layer_expert_s, inputs, layer_phases, tags)
             for d, h in enumerate(group):
                 prog.op(h, inputs[h], 0.0,
                         [(act(e[0], m, s, e[1], d), grid[e[1]][d], activation_bytes,
@@ -575,8 +578,6 @@ def training_iteration(hosts, pp=1, microbatches=1, pp_schedule="1f1b",
                     channels=channels if allreduce == "ring" else 1)
                 flows += bucket
                 prev = collectives.exits(bucket, group)
-    if not flows:
-        raise ValueError("the iteration sends nothing: use pp > 1 or more than one replica")
     compute_s = max((f.start_s for f in flows), default=0.0)
     meta = {"workload": "training", "collective": "training", "hosts": hosts, "pp": pp,
             "dp": dp, "microbatches": microbatches, "pp_schedule": pp_schedule,

@@ -7,11 +7,24 @@ own modules (traffic/moe.py, ...); this module only maps names to them.
 
 import inspect
 
-from traffic import moe
+from traffic import chakra, collectives, inference, moe, trace, training
 
 WORKLOADS = {
     "moe_alltoall": moe.moe_alltoall,
     "permutation": moe.permutation,
+    "allreduce_ring": collectives.ring_allreduce,
+    "allreduce_tree": collectives.tree_allreduce,
+    "allreduce_hd": collectives.hd_allreduce,
+    "allgather": collectives.ring_allgather,
+    "reducescatter": collectives.ring_reducescatter,
+    "alltoall": collectives.alltoall,
+    "hierarchical": collectives.hierarchical,
+    "alltoall_pxn": collectives.hierarchical_alltoall,
+    "moe_layer": training.moe_layers,
+    "training_iteration": training.training_iteration,
+    "inference": inference.inference,
+    "trace_replay": trace.trace_replay,
+    "chakra": chakra.chakra_trace,
 }
 
 

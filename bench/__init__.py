@@ -1,0 +1,1 @@
+"""Benchmarks: pure ones (the routing core) and drivers of emulated runs."""

@@ -1,0 +1,461 @@
+"""Routing policies: how the core chooses paths, selectable by name and switchable at runtime.
+
+A policy is a small object the routing core consults at a few moments: what per-destination
+groups to build (one next hop or all, weighted or not), whether to learn individual flows,
+where to put a newly learned flow, what to change after a statistics round, and what to do
+with flows whose pinned path a topology change broke. It reads and changes the core only
+through the core's policy interface (``flows``, ``flow_paths``, ``host_paths``,
+``projected_loads``, ``capacity``, ``flow_rate``, ``nic_bps``, ``pin``, ``unpin``,
+``reweight``) and the pure algorithms of controllers/placement.py. It must not import Ryu,
+send messages or read a clock.
+
+Adding a policy: subclass :class:`Policy`, set its class flags, override the hooks it needs,
+add it to :data:`POLICY_CLASSES`, and give its thresholds defaults in :class:`PolicyConfig`.
+"""
+
+import collections
+import dataclasses
+import numbers
+
+from controllers.placement import estimate_demands, first_fit, min_max_assignment
+from controllers.routes import path_links
+from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, FlowKey, host_pair_match
+
+
+class PolicyError(ValueError):
+    """An unknown routing policy or option was asked for, or an action the policy lacks."""
+
+
+class IntentError(ValueError):
+    """A collective intent was malformed, named an unknown host, or is not known."""
+
+
+def _check(name, value, ok, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
+        raise PolicyError(f"option {name} must be {what}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """Thresholds of the adaptive policies, validated once and frozen.
+
+    Attributes
+    ----------
+    util_tau_s : float
+        Time constant (s) of the moving averages of link and flow rates.
+    hot_util : float
+        ``congestion``: a link above this utilization sheds pinned flows.
+    move_margin : float
+        ``congestion``: a flow moves only if its new path's peak utilization is lower than its
+        current one's by this much (hysteresis against oscillation).
+    min_dwell_s : float
+        ``congestion``: a flow stays at least this long on a path before it may move again.
+    weight_step : int
+        ``congestion``: WCMP bucket weights are multiples of this (in 1..100), so small load
+        changes do not rewrite groups.
+    young_bytes : int
+        A learned flow that has sent fewer bytes than this counts with its estimated demand
+        (sender's NIC rate shared by its flows) instead of its measured rate.
+    elephant_fraction : float
+        ``hedera``: a flow is an elephant above this fraction of its sender's NIC rate.
+    flow_idle_s : float
+        A learned flow that sent nothing for this long is forgotten and its rules removed.
+    intent_search_nodes : int
+        ``collective``: nodes the exact search of an assignment may visit.
+    """
+
+    util_tau_s: float = 2.0
+    hot_util: float = 0.8
+    move_margin: float = 0.1
+    min_dwell_s: float = 5.0
+    weight_step: int = 5
+    young_bytes: int = 65536
+    elephant_fraction: float = 0.1
+    flow_idle_s: float = 10.0
+    intent_search_nodes: int = 200_000
+
+    @classmethod
+    def from_options(cls, options):
+        """A config from keyword options; PolicyError names an unknown or bad option."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for name in options:
+            if name not in known:
+                raise PolicyError(f"unknown option {name!r}; known: {', '.join(known)}")
+        config = cls(**options)
+        _check("util_tau_s", config.util_tau_s, lambda v: v > 0, "> 0")
+        _check("hot_util", config.hot_util, lambda v: 0 < v <= 1, "in (0, 1]")
+        _check("move_margin", config.move_margin, lambda v: 0 <= v < 1, "in [0, 1)")
+        _check("min_dwell_s", config.min_dwell_s, lambda v: v >= 0, ">= 0")
+        _check("weight_step", config.weight_step,
+               lambda v: v == int(v) and 1 <= v <= 100, "an integer in 1..100")
+        _check("young_bytes", config.young_bytes, lambda v: v >= 0, ">= 0")
+        _check("elephant_fraction", config.elephant_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
+        _check("flow_idle_s", config.flow_idle_s, lambda v: v > 0, "> 0")
+        _check("intent_search_nodes", config.intent_search_nodes,
+               lambda v: v == int(v) and v >= 0, "an integer >= 0")
+        return config
+
+
+def _by_key(flow):
+    return flow.key
+
+
+class Policy:
+    """Base policy: destination-based forwarding only, nothing learned or pinned.
+
+    Class flags: ``multipath`` (SELECT over every equal-cost next hop), ``learns_flows``
+    (per-flow rules at a flow's first switch, learned from packet-ins, counted by flow
+    statistics), ``weighted`` (SELECT bucket weights from link utilization).
+    """
+
+    name = None
+    multipath = True
+    learns_flows = False
+    weighted = False
+
+    def __init__(self, config):
+        self.config = config
+
+    def place(self, core, flow, now):
+        """A flow was just learned: pin it (``core.pin``) or leave it on the groups."""
+
+    def adapt(self, core, now):
+        """Periodic decisions, called after each statistics round."""
+
+    def repair(self, core, flows, now):
+        """``flows`` lost their pinned path (topology change); they follow the groups now."""
+
+    def on_routes(self, core, now):
+        """Routes were rebuilt (topology, hosts or policy changed)."""
+
+    def pins(self, core):
+        """Extra pinned routes: ``(match, priority, path, src host, dst host)`` tuples."""
+        return ()
+
+    def flushed(self):
+        """A flush has carried every rule this policy asked for."""
+
+    def gauges(self, core):
+        """Policy-specific current counts for ``status``."""
+        return {}
+
+
+class Shortest(Policy):
+    """One deterministic shortest path per destination: the next hop with the lowest dpid."""
+    name = "shortest"
+    multipath = False
+
+
+class Ecmp(Policy):
+    """SELECT groups hashing over every equal-cost next hop (the switch picks per flow)."""
+    name = "ecmp"
+
+
+class Congestion(Policy):
+    """Utilization-aware: least-loaded placement, moves off hot links, WCMP weights.
+
+    Every learned flow is pinned to the equal-cost path whose most utilized link would be
+    least utilized with it (projected loads count flows placed but not yet measured). After a
+    statistics round, flows on links above ``hot_util`` move, largest first, to a path whose
+    peak is lower by ``move_margin``, if they have stayed ``min_dwell_s`` on their path; and
+    SELECT weights follow path headroom, for traffic that is not pinned.
+    """
+
+    name = "congestion"
+    learns_flows = True
+    weighted = True
+
+    def place(self, core, flow, now):
+        paths = core.flow_paths(flow)
+        if paths:
+            loads = core.projected_loads(now)
+            core.pin(flow, self._best(core, paths, loads, core.flow_rate(flow, now)), now)
+
+    def repair(self, core, flows, now):
+        for flow in flows:
+            self.place(core, flow, now)
+
+    @staticmethod
+    def _utils(core, path, loads, extra):
+        return [(loads.get(link, 0.0) + extra) / core.capacity(*link)
+                for link in path_links(path)]
+
+    def _best(self, core, paths, loads, demand):
+        def score(path):
+            utils = self._utils(core, path, loads, demand)
+            return max(utils, default=0.0), sum(utils), path
+        return min(paths, key=score)
+
+    def adapt(self, core, now):
+        cfg = self.config
+        loads = core.projected_loads(now)
+
+        def util(link):
+            return loads.get(link, 0.0) / core.capacity(*link)
+
+        hot = sorted((link for link in loads if util(link) > cfg.hot_util),
+                     key=lambda link: (-util(link), link))
+        for link in hot:
+            movable = sorted(
+                (f for f in core.flows.values()
+                 if f.path and link in path_links(f.path)
+                 and now - f.placed_at >= cfg.min_dwell_s),
+                key=lambda f: (-core.flow_rate(f, now), f.key))
+            for flow in movable:
+                if util(link) <= cfg.hot_util:
+                    break
+                rate = core.flow_rate(flow, now)
+                if rate <= 0:
+                    continue
+                old = path_links(flow.path)
+                before = max(util(x) for x in old)
+                for x in old:
+                    loads[x] -= rate
+                others = [p for p in core.flow_paths(flow) if p != flow.path]
+                best = self._best(core, others, loads, rate) if others else None
+                if best is not None and max(self._utils(core, best, loads, rate)) \
+                        + cfg.move_margin < before:
+                    for x in path_links(best):
+                        loads[x] = loads.get(x, 0.0) + rate
+                    core.pin(flow, best, now)
+                else:
+                    for x in old:
+                        loads[x] += rate
+        core.reweight(now)
+
+
+class Hedera(Policy):
+    """Hedera (Al-Fares et al., NSDI 2010): elephants placed by Global First Fit, mice on ECMP.
+
+    After each statistics round: a flow whose rate exceeds ``elephant_fraction`` of its
+    sender's NIC rate is an elephant (it stays one until it falls below half of that); the
+    natural demands of all elephants are estimated from the hosts' NIC rates
+    (:func:`~controllers.placement.estimate_demands`); every elephant without a path takes
+    the first of its equal-cost paths (sorted) whose links can all still hold its demand,
+    given what placed elephants reserve. Elephants that fit nowhere, and mice, stay on ECMP.
+    """
+
+    name = "hedera"
+    learns_flows = True
+
+    def adapt(self, core, now):
+        frac = self.config.elephant_fraction
+        elephants = []
+        for flow in sorted(core.flows.values(), key=_by_key):
+            limit = frac * core.nic_bps(flow.src) * (0.5 if flow.elephant else 1.0)
+            flow.elephant = (flow.rate_bps or 0.0) > limit
+            if flow.elephant:
+                elephants.append(flow)
+            else:
+                flow.demand_bps = None
+                if flow.path is not None:
+                    core.unpin(flow)
+        demands = estimate_demands([(f.key, f.src, f.dst) for f in elephants], core.nic_bps)
+        for flow in elephants:
+            flow.demand_bps = demands[flow.key]
+        self._fit(core, now)
+
+    def repair(self, core, flows, now):
+        self._fit(core, now)
+
+    def _fit(self, core, now):
+        elephants = [f for f in sorted(core.flows.values(), key=_by_key)
+                     if f.elephant and f.demand_bps is not None]
+        reserved = collections.defaultdict(float)
+        for flow in elephants:
+            if flow.path is not None:
+                for link in path_links(flow.path):
+                    reserved[link] += flow.demand_bps
+        waiting = sorted((f for f in elephants if f.path is None),
+                         key=lambda f: (-f.demand_bps, f.key))
+        for flow in waiting:
+            paths = core.flow_paths(flow)
+            if len(paths) < 2:
+                continue  # nothing to choose: the groups already take the only path
+            links = [tuple(path_links(p)) for p in paths]
+            chosen = first_fit(links, flow.demand_bps, reserved,
+                               lambda link: core.capacity(*link))
+            if chosen is not None:
+                for link in chosen:
+                    reserved[link] += flow.demand_bps
+                core.pin(flow, paths[links.index(chosen)], now)
+
+    def gauges(self, core):
+        return {"elephants": sum(1 for f in core.flows.values() if f.elephant)}
+
+
+@dataclasses.dataclass
+class IntentFlow:
+    src: object          # Host
+    dst: object          # Host
+    bytes: float
+    key: FlowKey = None  # None: every packet of the host pair
+    path: tuple = None
+
+
+@dataclasses.dataclass
+class Intent:
+    intent_id: object
+    flows: list
+    submitted_at: float
+    version: int = 0
+    installed_version: int = -1
+    peak_s: float = 0.0
+    peak_link: tuple = None
+    peak_bytes: float = 0.0
+    optimal: bool = True
+
+
+class Collective(Congestion):
+    """Announced collectives get a min-max path assignment; other traffic as ``congestion``.
+
+    ``submit`` takes a collective's whole flow set before it starts; the assignment minimizes
+    the transmission time of the most loaded link (bytes / capacity, counting the intents
+    still announced before it), see :func:`~controllers.placement.min_max_assignment`. Its
+    pins beat learned flows' rules. It is recomputed when a topology change breaks one of its
+    paths; the traffic side withdraws it when the collective is over.
+    """
+
+    name = "collective"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.intents = {}
+
+    # -- the intent API --------------------------------------------------------------------
+    def submit(self, core, intent_id, flows, now):
+        if isinstance(intent_id, bool) or not isinstance(intent_id, (str, int)):
+            raise IntentError(f"an intent id is a string or an integer, got {intent_id!r}")
+        intent = Intent(intent_id, self._parse(core, flows), now)
+        self.intents.pop(intent_id, None)
+        self._assign(core, intent)
+        self.intents[intent_id] = intent
+
+    def withdraw(self, intent_id):
+        if self.intents.pop(intent_id, None) is None:
+            raise IntentError(f"unknown intent {intent_id!r}")
+
+    def status(self, intent_id):
+        intent = self.intents.get(intent_id)
+        if intent is None:
+            raise IntentError(f"unknown intent {intent_id!r}")
+        return {
+            "intent": intent.intent_id,
+            "state": "installed" if intent.installed_version == intent.version
+                     else "installing",
+            "flows": len(intent.flows),
+            "unplaced": sum(1 for f in intent.flows if f.path is None),
+            "max_link": list(intent.peak_link) if intent.peak_link else None,
+            "max_link_load_s": intent.peak_s,
+            "max_link_bytes": intent.peak_bytes,
+            "optimal": intent.optimal,
+            "submitted_at": intent.submitted_at,
+        }
+
+    @staticmethod
+    def _parse(core, flows):
+        if isinstance(flows, (str, bytes)) or not hasattr(flows, "__iter__"):
+            raise IntentError("an intent's flows are a list of (src, dst, bytes[, 5-tuple])")
+        merged = {}
+        for i, item in enumerate(flows):
+            if isinstance(item, dict):
+                unknown = set(item) - {"src", "dst", "bytes", "flow"}
+                if unknown:
+                    raise IntentError(f"flow {i}: unknown field(s) {sorted(unknown)}")
+                item = (item.get("src"), item.get("dst"), item.get("bytes"), item.get("flow"))
+            if isinstance(item, (str, bytes)) or not hasattr(item, "__len__") \
+                    or len(item) not in (3, 4):
+                raise IntentError(f"flow {i}: expected (src, dst, bytes[, 5-tuple]), "
+                                  f"got {item!r}")
+            src, dst = core.host_by_ref(item[0]), core.host_by_ref(item[1])
+            for ref, host in ((item[0], src), (item[1], dst)):
+                if host is None:
+                    raise IntentError(f"flow {i}: unknown host {ref!r}")
+            if src.mac == dst.mac:
+                raise IntentError(f"flow {i}: source and destination are one host")
+            size = item[2]
+            if isinstance(size, bool) or not isinstance(size, numbers.Real) or not size > 0:
+                raise IntentError(f"flow {i}: bytes must be a number > 0, got {size!r}")
+            key = None
+            if len(item) == 4 and item[3] is not None:
+                try:
+                    key = FlowKey.of(item[3])
+                except ValueError as err:
+                    raise IntentError(f"flow {i}: {err}") from None
+                if (key.ipv4_src, key.ipv4_dst) != (src.ip, dst.ip):
+                    raise IntentError(f"flow {i}: 5-tuple addresses are not those of "
+                                      f"{item[0]!r} and {item[1]!r}")
+            ident = key if key is not None else ("pair", src.mac, dst.mac)
+            if ident in merged:
+                merged[ident].bytes += float(size)
+            else:
+                merged[ident] = IntentFlow(src, dst, float(size), key)
+        if not merged:
+            raise IntentError("an intent needs at least one flow")
+        return list(merged.values())
+
+    # -- assignment ------------------------------------------------------------------------
+    def _assign(self, core, intent):
+        background = collections.defaultdict(float)
+        background_bytes = collections.defaultdict(float)
+        for other in self.intents.values():
+            if other.intent_id == intent.intent_id:
+                continue
+            for f in other.flows:
+                for link in path_links(f.path or ()):
+                    background[link] += f.bytes * 8 / core.capacity(*link)
+                    background_bytes[link] += f.bytes
+        candidates, options = [], []
+        for f in intent.flows:
+            f.src = core.hosts.get(f.src.mac, f.src)
+            f.dst = core.hosts.get(f.dst.mac, f.dst)
+            paths = core.host_paths(f.src.mac, f.dst.mac)
+            candidates.append(paths)
+            options.append([tuple((link, f.bytes * 8 / core.capacity(*link))
+                                  for link in path_links(p)) for p in paths])
+        choices, peak, optimal = min_max_assignment(
+            options, background, node_budget=self.config.intent_search_nodes)
+        loads, load_bytes = dict(background), dict(background_bytes)
+        for f, paths, choice in zip(intent.flows, candidates, choices):
+            f.path = None if choice is None else paths[choice]
+            for link in path_links(f.path or ()):
+                loads[link] = loads.get(link, 0.0) + f.bytes * 8 / core.capacity(*link)
+                load_bytes[link] = load_bytes.get(link, 0.0) + f.bytes
+        intent.peak_link = max(sorted(loads), key=loads.get) if loads else None
+        intent.peak_s = peak
+        intent.peak_bytes = load_bytes.get(intent.peak_link, 0.0)
+        intent.optimal = optimal
+        intent.version += 1
+
+    # -- hooks -----------------------------------------------------------------------------
+    def on_routes(self, core, now):
+        for intent in self.intents.values():
+            if any(not self._valid(core, f) for f in intent.flows):
+                self._assign(core, intent)
+
+    @staticmethod
+    def _valid(core, f):
+        return (core.hosts.get(f.src.mac) == f.src and core.hosts.get(f.dst.mac) == f.dst
+                and f.path is not None and f.path[0] == f.src.dpid
+                and f.path[-1] == f.dst.dpid and core.routes().allows(f.path))
+
+    def pins(self, core):
+        for intent in self.intents.values():
+            for f in intent.flows:
+                if f.path is not None:
+                    if f.key is None:
+                        yield (host_pair_match(f.src.ip, f.dst.ip), PRIO_INTENT_PAIR, f.path,
+                               f.src, f.dst)
+                    else:
+                        yield f.key.match(), PRIO_INTENT_FLOW, f.path, f.src, f.dst
+
+    def flushed(self):
+        for intent in self.intents.values():
+            intent.installed_version = intent.version
+
+    def gauges(self, core):
+        return {"intents": len(self.intents),
+                "intent_flows": sum(len(i.flows) for i in self.intents.values())}
+
+
+POLICY_CLASSES = {cls.name: cls for cls in (Ecmp, Shortest, Congestion, Hedera, Collective)}

@@ -1,0 +1,495 @@
+"""Tests of the routing policies and of local protection, on a fake datapath.
+
+Each policy is driven the way the Ryu app will drive it (packet-ins of new flows, port and flow
+statistics, ``adapt`` after a statistics round, intents) with time passed in, and its effect is
+asserted by walking packets through fake switches that applied the core's messages
+(tests/fakedp.py). The pure placement algorithms are checked against hand-made and
+brute-force answers.
+"""
+
+import collections
+import itertools
+import random
+
+import networkx as nx
+import pytest
+
+from controllers.core import IntentError, PolicyError, RoutingCore
+from controllers.placement import (estimate_demands, first_fit, min_max_assignment,
+                                   wcmp_weights)
+from controllers.rules import (COOKIE_FLOW, PRIO_FLOW, PRIO_INTENT_PAIR, PRIO_LEARN, FlowKey,
+                               PacketOut)
+from fabric.model import host_switch, hosts, switches
+from fakedp import FakeFabric
+from topologies import build
+
+GBPS = 1e9
+
+
+class Rig:
+    """A fabric, a core that discovered it, a fake fabric, and counters fed to the core."""
+
+    def __init__(self, g, policy, **options):
+        self.g = g
+        self.core = RoutingCore(policy=policy, **options)
+        self.fab = FakeFabric(g)
+        self.fab.apply(self.core.load_fabric(g))
+        self.fab.apply(self.core.flush(0.0))
+        self.tx = collections.Counter()     # (dpid, port) -> bytes sent so far
+        self.flow_bytes = collections.Counter()
+        self.at = 0.0
+        self.name = {g.nodes[n]["dpid"]: n for n in switches(g)}
+
+    def node(self, n):
+        return self.g.nodes[n]
+
+    def key(self, src, dst, sport, dport=5001):
+        return FlowKey(self.node(src)["ip"], self.node(dst)["ip"], 6, sport, dport)
+
+    def learn(self, src, dst, sport, t):
+        """The first packet of a TCP flow src -> dst reaches the controller."""
+        sw, port = host_switch(self.g, src)
+        key = self.key(src, dst, sport)
+        msgs = self.core.packet_in_flow(self.node(sw)["dpid"], port, key, self.node(src)["mac"],
+                                        self.node(dst)["mac"], b"syn", t)
+        assert isinstance(msgs[-1], PacketOut)
+        self.fab.apply(msgs)
+        return key
+
+    def stats(self, t, link_bps=None, flow_bps=None):
+        """One statistics round: links (by node names) and flows carried these rates since
+        the previous round; feed port and flow statistics as the app would."""
+        dt = t - self.at
+        for (u, v), bps in (link_bps or {}).items():
+            self.tx[(self.node(u)["dpid"], self.g.edges[u, v]["ports"][u])] += bps * dt / 8
+        for key, bps in (flow_bps or {}).items():
+            self.flow_bytes[key] += bps * dt / 8
+        for sw in switches(self.g):
+            dpid = self.node(sw)["dpid"]
+            ports = {d["ports"][sw]: int(self.tx[(dpid, d["ports"][sw])])
+                     for _, _, d in self.g.edges(sw, data=True)}
+            self.core.port_stats(dpid, ports, t)
+            rows = [(dict(r.match), int(self.flow_bytes[FlowKey.from_match(dict(r.match))]))
+                    for r in self.fab.by_dpid[dpid].flows.values() if r.cookie == COOKIE_FLOW]
+            self.core.flow_stats(dpid, rows, t)
+        self.at = t
+
+    def adapt(self, t):
+        self.core.adapt(t)
+        self.flush(t)
+
+    def flush(self, t):
+        self.fab.apply(self.core.flush(t))
+        for dpid, sw in self.fab.by_dpid.items():
+            assert sw.flows == self.core.installed[dpid]["flows"]
+            assert sw.groups == self.core.installed[dpid]["groups"]
+
+    def flow_paths(self, key):
+        """Every switch path (names) the fake fabric may give the packets of a TCP flow."""
+        src = self.host_of(key.ipv4_src)
+        dst = self.host_of(key.ipv4_dst)
+        return set(self.fab.paths(src, dst, ip_proto=key.ip_proto, tcp_src=key.tp_src,
+                                  tcp_dst=key.tp_dst))
+
+    def flow_path(self, key):
+        """The one switch path (names) of a pinned flow."""
+        (path,) = self.flow_paths(key)
+        return path
+
+    def host_of(self, ip):
+        (h,) = [h for h in hosts(self.g) if self.node(h)["ip"] == ip]
+        return h
+
+    def all_pairs_deliver(self):
+        for a, b in itertools.permutations(hosts(self.g), 2):
+            assert self.fab.paths(a, b)
+
+
+def links_of(path):
+    return list(zip(path, path[1:]))
+
+
+def fat_tree(**kw):
+    return build("fattree", k=4, link_gbps=1.0, **kw)
+
+
+# -- congestion ----------------------------------------------------------------------------
+
+def test_congestion_places_new_flows_on_disjoint_paths():
+    rig = Rig(fat_tree(), "congestion")
+    keys = [rig.learn(f"h{i}", f"h{i + 4}", 40000 + i, 0.1 * i) for i in range(1, 5)]
+    paths = [rig.flow_path(k) for k in keys]
+    used = [link for p in paths for link in links_of(p)]
+    assert len(used) == len(set(used)), paths
+    assert rig.core.status()["counters"]["pinned_flows"] == 4
+    # A flow's packets after the first stay in the switches: its first switch counts them.
+    first = rig.fab.switch(paths[0][0])
+    (rule,) = [r for r in first.flows.values() if FlowKey.from_match(dict(r.match)) == keys[0]]
+    assert rule.cookie == COOKIE_FLOW and rule.priority == PRIO_FLOW
+
+
+def test_hot_link_loses_flows_weights_shift_away_and_moves_respect_dwell():
+    rig = Rig(fat_tree(), "congestion", util_tau_s=0.1, min_dwell_s=5.0, hot_util=0.8,
+              move_margin=0.1)
+    key = rig.learn("h1", "h5", 40001, 0.0)
+    path = rig.flow_path(key)
+    hot = links_of(path)[0]                      # its first uplink, e1 -> a1 or a2
+    other = [(u, v) for u, v in rig.g.edges("e1") if v.startswith("a") and v != hot[1]][0]
+    rig.stats(1.0)
+    # The flow sends 0.45 Gbit/s; unpinned traffic fills its uplink to 0.95.
+    rig.stats(2.0, {hot: 0.95 * GBPS, **{x: 0.45 * GBPS for x in links_of(path)[1:]}},
+              {key: 0.45 * GBPS})
+    rig.adapt(6.0)
+    moved = rig.flow_path(key)
+    assert hot not in links_of(moved) and links_of(moved)[0] == other
+    assert rig.core.status()["counters"]["flow_moves"] == 1
+    # Unpinned traffic from e1 to other pods now prefers the cooler uplink.
+    e1 = rig.fab.switch("e1")
+    gid = rig.core.routes().select_gid(rig.node("e3")["dpid"])
+    weight = {port: w for w, port in e1.bucket_ports(gid)}
+    assert weight[rig.g.edges[hot]["ports"]["e1"]] < weight[rig.g.edges[other]["ports"]["e1"]]
+    # The new uplink turns hot, the old one cool: no move back within the dwell time ...
+    rig.stats(7.0, {other: 0.95 * GBPS, hot: 0.05 * GBPS}, {key: 0.45 * GBPS})
+    rig.adapt(7.0)
+    assert rig.flow_path(key) == moved
+    assert rig.core.status()["counters"]["flow_moves"] == 1
+    # ... nor while the gain is within the margin ...
+    rig.stats(12.0, {other: 0.85 * GBPS, hot: 0.45 * GBPS}, {key: 0.45 * GBPS})
+    rig.adapt(12.0)
+    assert rig.flow_path(key) == moved
+    # ... but after it, with a real gain, it may.
+    rig.stats(13.0, {other: 0.95 * GBPS, hot: 0.05 * GBPS}, {key: 0.45 * GBPS})
+    rig.adapt(13.0)
+    assert links_of(rig.flow_path(key))[0] == hot
+    rig.all_pairs_deliver()
+
+
+def test_flow_seen_learns_pins_and_measures_a_flow():
+    rig = Rig(fat_tree(), "congestion")
+    key = rig.key("h1", "h16", 40001)
+    mac = {h: rig.node(h)["mac"] for h in ("h1", "h16")}
+    rig.core.flow_seen(key, mac["h1"], mac["h16"], 0, 1.0)
+    rig.core.flow_seen(key, mac["h1"], mac["h16"], 125 * 10 ** 6, 2.0)
+    rig.core.flow_seen(rig.key("h2", "h16", 1), "02:00:00:00:99:99", mac["h16"], 0, 2.0)
+    rig.flush(2.0)
+    (flow,) = rig.core.learned_flows(mac["h1"], mac["h16"])
+    assert flow["flow"] == list(key) and flow["rate_bps"] == pytest.approx(GBPS)
+    assert [rig.node(n)["dpid"] for n in rig.flow_path(key)] == flow["path"]
+    assert len(rig.core.flows) == 1
+    assert rig.core.status()["counters"]["flows_unknown_host"] == 1
+
+
+def test_idle_flows_expire_and_their_rules_go():
+    rig = Rig(fat_tree(), "congestion", flow_idle_s=10.0)
+    key = rig.learn("h1", "h9", 40001, 0.0)
+    rig.stats(1.0, flow_bps={key: GBPS / 10})
+    rig.adapt(5.0)
+    assert key in rig.core.flows
+    rig.stats(20.0)
+    rig.adapt(20.0)
+    assert key not in rig.core.flows
+    assert not any(r.priority == PRIO_FLOW for sw in rig.fab.by_dpid.values()
+                   for r in sw.flows.values())
+
+
+# -- hedera --------------------------------------------------------------------------------
+
+def test_demand_estimation_matches_hand_computed_cases():
+    one = lambda host: 1.0  # noqa: E731 - a NIC of rate 1
+    d = estimate_demands([(1, "a", "x"), (2, "a", "y"), (3, "b", "y")], one)
+    assert d == pytest.approx({1: 0.5, 2: 0.5, 3: 0.5})
+    # Three senders into one receiver share it; a sender's other flow takes what is left.
+    d = estimate_demands([(1, "a", "x"), (2, "b", "x"), (3, "c", "x"), (4, "a", "y")], one)
+    assert d == pytest.approx({1: 1 / 3, 2: 1 / 3, 3: 1 / 3, 4: 2 / 3})
+    # Hedera's example: host a sends to b, c, d; e sends to d; f sends to d.
+    d = estimate_demands([(1, "a", "b"), (2, "a", "c"), (3, "a", "d"), (4, "e", "d"),
+                          (5, "f", "d")], one)
+    assert d == pytest.approx({1: 1 / 3, 2: 1 / 3, 3: 1 / 3, 4: 1 / 3, 5: 1 / 3})
+
+
+def test_first_fit_takes_the_first_path_with_room():
+    caps = lambda link: 1.0  # noqa: E731
+    assert first_fit([("x",), ("y",)], 0.6, {"x": 0.5}, caps) == ("y",)
+    assert first_fit([("x",), ("y",)], 0.5, {"x": 0.5}, caps) == ("x",)
+    assert first_fit([("x",), ("y",)], 0.6, {"x": 0.5, "y": 0.5}, caps) is None
+
+
+def stride(rig, step):
+    hs = hosts(rig.g)
+    return [(hs[i], hs[(i + step) % len(hs)]) for i in range(len(hs))]
+
+
+def test_hedera_spreads_stride_elephants_on_link_disjoint_paths_and_leaves_mice_on_ecmp():
+    rig = Rig(fat_tree(), "hedera")
+    pairs = stride(rig, 4)
+    keys = [rig.learn(a, b, 40000 + i, 0.0) for i, (a, b) in enumerate(pairs)]
+    mouse = rig.learn("h1", "h2", 50000, 0.0)
+    assert all(f.path is None for f in rig.core.flows.values())  # ECMP until measured
+    rates = {k: 0.3 * GBPS for k in keys}
+    rates[mouse] = 0.01 * GBPS
+    rig.stats(1.0, flow_bps=rates)
+    rig.stats(2.0, flow_bps=rates)
+    rig.adapt(2.0)
+    status = rig.core.status()["counters"]
+    assert status["elephants"] == len(keys) and status["pinned_flows"] == len(keys)
+    load = collections.Counter()
+    for k in keys:
+        flow = rig.core.flows[k]
+        assert flow.demand_bps == pytest.approx(GBPS)  # one flow per NIC: it could fill it
+        path = rig.flow_path(k)
+        assert [rig.node(n)["dpid"] for n in path] == list(flow.path)
+        load.update(links_of(path))
+    # Every elephant of the stride fits: no link carries two.
+    assert max(load.values()) == 1
+    assert rig.core.flows[mouse].path is None
+    assert len(set(rig.fab.paths("h1", "h2", ip_proto=6, tcp_src=50000, tcp_dst=5001))) == 1
+    # An elephant that slows to a mouse goes back to ECMP.
+    rates = {k: 0.3 * GBPS for k in keys[1:]}
+    rig.stats(3.0, flow_bps=rates)
+    rig.stats(10.0, flow_bps=rates)
+    rig.adapt(10.0)
+    assert rig.core.flows[keys[0]].path is None and not rig.core.flows[keys[0]].elephant
+    assert rig.core.status()["counters"]["elephants"] == len(keys) - 1
+
+
+def test_hedera_leaves_elephants_that_fit_nowhere_on_ecmp():
+    # Four elephants from pod 1 to one host in pod 2: its NIC limits each to a quarter, so
+    # they all fit; then four NIC-rate elephants out of two hosts: at most one per uplink.
+    rig = Rig(fat_tree(), "hedera")
+    keys = [rig.learn(f"h{i}", "h5", 40000 + i, 0.0) for i in range(1, 5)]
+    rates = {k: 0.2 * GBPS for k in keys}
+    rig.stats(1.0, flow_bps=rates)
+    rig.stats(2.0, flow_bps=rates)
+    rig.adapt(2.0)
+    for k in keys:
+        assert rig.core.flows[k].demand_bps == pytest.approx(GBPS / 4)
+    reserved = collections.Counter()
+    for f in rig.core.flows.values():
+        if f.path:
+            for link in links_of(f.path):
+                reserved[link] += f.demand_bps
+    assert max(reserved.values()) <= GBPS * (1 + 1e-9)
+
+
+# -- collective ----------------------------------------------------------------------------
+
+def brute_force_peak(g, items):
+    """Smallest possible max over directed switch links of bytes*8/capacity, by trying all."""
+    sg = g.subgraph(switches(g))
+    options = []
+    for src, dst, size in items:
+        a, b = host_switch(g, src)[0], host_switch(g, dst)[0]
+        options.append([links_of(p) for p in nx.all_shortest_paths(sg, a, b)])
+    best = float("inf")
+    for choice in itertools.product(*options):
+        load = collections.Counter()
+        for (_, _, size), links in zip(items, choice):
+            for link in links:
+                load[link] += size * 8 / (g.edges[link]["capacity_gbps"] * GBPS)
+        best = min(best, max(load.values(), default=0.0))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_collective_assignment_is_never_worse_than_the_best_possible(seed):
+    rnd = random.Random(seed)
+    g = build("leafspine", leaves=2, spines=2, hosts_per_leaf=3, host_gbps=1.0)
+    rig = Rig(g, "collective")
+    hs = hosts(g)
+    pairs = rnd.sample([(a, b) for a, b in itertools.permutations(hs, 2)], 7)
+    items = [(a, b, rnd.choice([1, 2, 3, 5]) * 10 ** 6) for a, b in pairs]
+    spec = [(rig.node(a)["ip"], rig.node(b)["mac"], size) for a, b, size in items]
+    rig.core.submit_intent("job", spec, 1.0)
+    assert rig.core.intent_status("job")["state"] == "installing"
+    rig.flush(1.0)
+    status = rig.core.intent_status("job")
+    assert status["state"] == "installed" and status["unplaced"] == 0
+    best = brute_force_peak(g, items)
+    assert status["max_link_load_s"] <= best * (1 + 1e-9)
+    # What the switches do realizes that assignment.
+    load = collections.Counter()
+    for a, b, size in items:
+        (path,) = set(rig.fab.paths(a, b))
+        for link in links_of(path):
+            load[link] += size * 8 / (g.edges[link]["capacity_gbps"] * GBPS)
+    assert max(load.values(), default=0.0) <= best * (1 + 1e-9)
+
+
+def test_min_max_assignment_beats_greedy_where_swaps_are_needed():
+    # Sizes 3,3,2,2,2 on two parallel links: largest-first gives 7, the best is 6.
+    options = [[(("up0", s),), (("up1", s),)] for s in (3.0, 3.0, 2.0, 2.0, 2.0)]
+    choices, peak, exact = min_max_assignment(options)
+    assert peak == pytest.approx(6.0) and exact
+    loads = collections.Counter()
+    for opts, c in zip(options, choices):
+        for link, load in opts[c]:
+            loads[link] += load
+    assert max(loads.values()) == pytest.approx(6.0)
+
+
+def test_intents_with_5_tuples_pin_only_that_flow_and_withdraw_removes_pins():
+    rig = Rig(fat_tree(), "collective")
+    key = rig.key("h1", "h16", 40001)
+    rig.core.submit_intent("a2a", [{"src": rig.node("h1")["mac"], "dst": rig.node("h16")["ip"],
+                                    "bytes": 10 ** 6, "flow": list(key)}], 1.0)
+    rig.flush(1.0)
+    (path,) = set(rig.fab.paths("h1", "h16", ip_proto=6, tcp_src=40001, tcp_dst=5001))
+    assert len(set(rig.fab.paths("h1", "h16"))) == 4  # other traffic of the pair: ECMP
+    assert [rig.node(n)["dpid"] for n in path] == rig.core.paths(
+        rig.node("h1")["mac"], rig.node("h16")["mac"], key)[0]
+    rig.core.withdraw_intent("a2a", 2.0)
+    rig.flush(2.0)
+    # Unannounced now: its next packet goes to the controller to be learned.
+    pkt = rig.fab.packet("h1", "h16", ip_proto=6, tcp_src=40001, tcp_dst=5001,
+                         in_port=host_switch(rig.g, "h1")[1])
+    assert rig.fab.switch("e1").forward(pkt) == {"controller"}
+    with pytest.raises(IntentError, match="unknown intent"):
+        rig.core.intent_status("a2a")
+
+
+def test_bad_intents_are_rejected_with_a_message():
+    rig = Rig(fat_tree(), "collective")
+    h1, h2 = rig.node("h1")["ip"], rig.node("h2")["ip"]
+    for flows, message in (([(h1, "10.9.9.9", 5)], "unknown host '10.9.9.9'"),
+                           ([(h1, h2, -1)], "bytes must be a number > 0"),
+                           ([(h1, h1, 5)], "one host"),
+                           ([(h1, h2)], "expected"),
+                           ([{"src": h1, "dst": h2, "bytes": 5, "x": 1}], "unknown field"),
+                           ([(h1, h2, 5, ("a", "b"))], "5-tuple|ipv4_src"),
+                           ([], "at least one flow"),
+                           ("nonsense", "list")):
+        with pytest.raises(IntentError, match=message):
+            rig.core.submit_intent("bad", flows, 1.0)
+    with pytest.raises(PolicyError, match="collective"):
+        Rig(fat_tree(), "ecmp").core.submit_intent("x", [(h1, h2, 5)], 1.0)
+
+
+def test_unannounced_traffic_under_collective_is_placed_like_congestion():
+    rig = Rig(fat_tree(), "collective")
+    a, b = rig.node("h1")["ip"], rig.node("h5")["ip"]
+    rig.core.submit_intent("pair", [(a, b, 10 ** 6)], 1.0)
+    rig.flush(1.0)
+    keys = [rig.learn(f"h{i}", f"h{i + 8}", 41000 + i, 2.0) for i in range(1, 5)]
+    assert all(rig.core.flows[k].path for k in keys)
+    used = [link for k in keys for link in links_of(rig.flow_path(k))]
+    assert len(used) == len(set(used))
+    # The intent's host-pair pin beats learned flows: a flow of that pair is never sent up.
+    sw = rig.fab.switch("e1")
+    pkt = rig.fab.packet("h1", "h5", ip_proto=6, tcp_src=1, tcp_dst=2,
+                         in_port=host_switch(rig.g, "h1")[1])
+    assert sw.lookup(pkt).priority == PRIO_INTENT_PAIR
+
+
+# -- failures ------------------------------------------------------------------------------
+
+def switch_links(g):
+    return [(u, v) for u, v in g.edges
+            if g.nodes[u]["role"] != "host" and g.nodes[v]["role"] != "host"]
+
+
+@pytest.mark.parametrize("topo", ["fattree", "leafspine"])
+def test_fast_failover_delivers_around_any_single_link_failure_without_loops(topo):
+    g = fat_tree() if topo == "fattree" else build("leafspine", leaves=3, spines=2,
+                                                   hosts_per_leaf=2)
+    rig = Rig(g, "collective")
+    flows = [rig.learn(a, b, 42000 + i, 1.0) for i, (a, b) in enumerate(stride(rig, 3))]
+    hs = hosts(g)
+    rig.core.submit_intent("job", [(rig.node(hs[0])["ip"], rig.node(hs[-1])["ip"], 10 ** 6)], 1.0)
+    rig.flush(1.0)
+    for u, v in switch_links(g):
+        rig.fab.set_link(u, v, False)  # the core is not told
+        for a, b in itertools.permutations(hs, 2):
+            assert rig.fab.paths(a, b), (u, v, a, b)
+        for key in flows:
+            # Pinned flows leave their pin where it is cut, then follow the groups.
+            assert rig.flow_paths(key)
+        rig.fab.set_link(u, v, True)
+
+
+def test_without_fast_failover_a_failure_loses_traffic_until_the_core_reacts():
+    rig = Rig(fat_tree(), "ecmp", fast_failover=False)
+    assert not any(g.type == "fast_failover" for sw in rig.fab.by_dpid.values()
+                   for g in sw.groups.values())
+    rig.fab.set_link("a1", "c1", False)
+    with pytest.raises(AssertionError, match="lost"):
+        for a, b in itertools.permutations(hosts(rig.g), 2):
+            rig.fab.paths(a, b)
+    for n in ("a1", "c1"):
+        rig.core.port_status(rig.node(n)["dpid"], rig.g.edges["a1", "c1"]["ports"][n], False, 2)
+    rig.flush(2.0)
+    rig.all_pairs_deliver()
+
+
+@pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])
+def test_link_loss_reroutes_pinned_flows_and_intents(policy):
+    rig = Rig(fat_tree(), policy)
+    keys = [rig.learn(a, b, 43000 + i, 0.0) for i, (a, b) in enumerate(stride(rig, 4))]
+    rates = {k: 0.3 * GBPS for k in keys}
+    rig.stats(1.0, flow_bps=rates)
+    rig.stats(2.0, flow_bps=rates)
+    rig.adapt(2.0)
+    if policy == "collective":
+        rig.core.submit_intent("job", [(rig.node(a)["ip"], rig.node(b)["ip"], 10 ** 6)
+                                       for a, b in stride(rig, 5)], 2.0)
+        rig.flush(2.0)
+    pinned = [k for k in keys if rig.core.flows[k].path]
+    assert pinned
+    u, v = rig.flow_path(pinned[0])[1:3]      # an aggregation-core link it uses
+    for n in (u, v):
+        rig.core.port_status(rig.node(n)["dpid"], rig.g.edges[u, v]["ports"][n], False, 3.0)
+    rig.flush(3.0)
+    dead = {(u, v), (v, u)}
+    for k in keys:
+        for path in rig.flow_paths(k):
+            assert not dead & set(links_of(path))
+    if policy == "collective":
+        assert rig.core.intent_status("job")["state"] == "installed"
+        for a, b in stride(rig, 5):
+            (path,) = set(rig.fab.paths(a, b))
+            assert not dead & set(links_of(path))
+    for sw in (rig.fab.switch(u), rig.fab.switch(v)):
+        port = rig.g.edges[u, v]["ports"][rig.name[sw.dpid]]
+        for rule in sw.flows.values():
+            assert all(getattr(a, "port", None) != port for a in rule.actions)
+        for group in sw.groups.values():
+            assert port not in {b.watch_port for b in group.buckets}
+    rig.all_pairs_deliver()
+
+
+# -- policy changes ------------------------------------------------------------------------
+
+def test_policy_switch_at_runtime_gives_a_consistent_table():
+    rig = Rig(fat_tree(), "congestion")
+    keys = [rig.learn(a, b, 44000 + i, 0.0) for i, (a, b) in enumerate(stride(rig, 4))]
+    rates = {k: 0.3 * GBPS for k in keys}
+    rig.stats(1.0, flow_bps=rates)
+    for t, policy in enumerate(["hedera", "collective", "ecmp", "shortest", "congestion"], 2):
+        rig.core.set_policy(policy, t)
+        if policy == "collective":
+            rig.core.submit_intent("job", [(rig.node("h1")["ip"], rig.node("h9")["ip"], 5)], t)
+        rig.stats(float(t), flow_bps=rates)
+        rig.adapt(float(t))           # flush + same tables as the core believes
+        assert rig.core.status()["policy"] == policy
+        rig.all_pairs_deliver()
+        prios = {r.priority for sw in rig.fab.by_dpid.values() for r in sw.flows.values()}
+        learning = policy in ("congestion", "hedera", "collective")
+        assert (PRIO_LEARN in prios) == learning
+        assert (PRIO_INTENT_PAIR in prios) == (policy == "collective")
+        if learning:
+            for i, k in enumerate(keys):
+                if k not in rig.core.flows:  # forgotten under ecmp: learned again
+                    a, b = stride(rig, 4)[i]
+                    rig.learn(a, b, k.tp_src, t)
+                assert rig.flow_paths(k)
+        else:
+            assert PRIO_FLOW not in prios and not rig.core.flows
+    inter_pod = len(set(rig.fab.paths("h1", "h16")))
+    assert inter_pod == 4
+
+
+def test_wcmp_weights_follow_headroom_and_stay_plain_when_balanced():
+    dist = {9: {9: 0, 1: 1, 2: 1, 3: 2}}
+    hops = {9: {1: (9,), 2: (9,), 3: (1, 2)}}
+    assert wcmp_weights(dist, hops, lambda u, v: 1.0) == {}
+    free = {(3, 1): 0.25, (3, 2): 1.0, (1, 9): 1.0, (2, 9): 0.5}
+    assert wcmp_weights(dist, hops, lambda u, v: free[(u, v)]) == {(3, 9): {1: 1, 2: 2}}
