@@ -7,6 +7,7 @@ the start of every run call it). It touches nothing it did not record, except Mi
 shells (``bash ... mininet:<name>``) whose names it recorded.
 """
 
+import fcntl
 import json
 import os
 import signal
@@ -37,6 +38,41 @@ def _save(path, state):
 
 
 KINDS = ("bridges", "hosts", "pids")
+LOCK_PATH = os.path.join(STATE_DIR, "emulation.lock")
+
+
+class Busy(RuntimeError):
+    """Another emulation holds this machine (node and bridge names would collide)."""
+
+
+class MachineLock:
+    """Exclusive right to build an emulation on this machine, held from start to teardown.
+
+    Every fabric names its nodes h1, e1, ... and Open vSwitch bridges and interfaces live in
+    one namespace per machine, so two emulations at once would tear down each other's nodes.
+    """
+
+    def __init__(self):
+        self._fd = None
+
+    def acquire(self):
+        os.makedirs(STATE_DIR, exist_ok=True)
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise Busy(f"another emulation is running on this machine (pid {holder}); "
+                       "run one at a time, or `make clean` if it is gone") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
 
 def record(**created):

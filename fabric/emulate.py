@@ -28,7 +28,7 @@ from fabric import cleanup
 from fabric.model import TopologyError, host_rate_gbps, hosts, is_host, switches
 
 CONTROLLER_NODE = "c0"
-SWITCH_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
+SWITCH_SOCKET_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_SHAPED_MBPS = 1000.0   # Mininet's TCLink limit, and about what one CPU can carry
 MIN_SHAPED_MBPS = 0.1
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
@@ -236,6 +236,7 @@ class Emulation:
             "timings_s": {},
         }
         self._netem = netem
+        self._lock = cleanup.MachineLock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self):
@@ -256,6 +257,10 @@ class Emulation:
         from mininet.node import OVSSwitch, RemoteController
         setLogLevel("error")
         t0 = time.monotonic()
+        try:
+            self._lock.acquire()
+        except cleanup.Busy as e:
+            raise EmulationError(str(e)) from None
         cleanup.record(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
         topo = mininet_topo(self.g, self.scale, datapath=self.datapath, batch=True)
         self.net = Mininet(
@@ -294,6 +299,7 @@ class Emulation:
             finally:
                 self.info["timings_s"]["teardown"] = round(time.monotonic() - t0, 3)
         cleanup.forget(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
+        self._lock.release()
 
     # -- configuration ---------------------------------------------------------------------
     def _delay_ms(self, d):

@@ -85,8 +85,8 @@ class CpuSampler:
 
     def summary(self, since=None, until=None):
         """Idle fractions of the samples taken between ``since`` and ``until`` (monotonic)."""
-        vals = [v for t, v in self.samples
-                if (since is None or t - self.period_s >= since) and (until is None or t <= until)]
+        vals = [v for t, v in self.samples  # every sample whose interval overlaps the window
+                if (since is None or t > since) and (until is None or t - self.period_s < until)]
         if not vals:
             return {"cpu_idle_min": None, "cpu_idle_mean": None}
         return {"cpu_idle_min": round(min(vals), 4),
@@ -139,7 +139,7 @@ def tcp_counters(g, em):
 
 def run_agents(g, em, schedule, run_dir, spec):
     """Start an agent in every host, run the schedule, return (records, timed_out, cpu)."""
-    sched_path = os.path.join(run_dir, "schedule.jsonl")
+    sched_path = os.path.join(run_dir, "schedule-emulated.jsonl")
     schedule.to_jsonl(sched_path)
     ctl_path = os.path.join(cleanup.STATE_DIR, f"ctl-{os.getpid()}.sock")
     hs = model.hosts(g)
@@ -163,7 +163,7 @@ def run_agents(g, em, schedule, run_dir, spec):
                 h, rc = next(iter(dead.items()))
                 raise RunError(f"agent on {h} exited with {rc}; see {run_dir}/agent-{h}.log")
 
-        with CpuSampler(period_s=0.25) as cpu:
+        with CpuSampler(period_s=0.2) as cpu:
             records, timed_out = coord.run(setup_timeout_s=60.0, run_timeout_s=spec["timeout_s"],
                                            alive=alive)
             last_end = max((r["end_s"] for r in records if r["end_s"] is not None), default=0.0)
@@ -177,6 +177,7 @@ def run_agents(g, em, schedule, run_dir, spec):
 def run_once(g, schedule, spec, run_dir, log):
     """One run on fabric ``g``; returns its summary dict (also written to run_dir)."""
     os.makedirs(run_dir, exist_ok=True)
+    schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
     em_spec = spec["emulation"]
     scale = rate_scale(g, em_spec["host_link_mbps"])
     t_start = time.monotonic()
@@ -193,7 +194,9 @@ def run_once(g, schedule, spec, run_dir, log):
             log(f"  {g.graph['name']}: ready in {ready['ready_s']:.1f} s "
                 f"({len(model.switches(g))} switches, {len(model.hosts(g))} hosts)")
             tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
-            records, timed_out, cpu = run_agents(g, em, schedule, run_dir, spec)
+            # Compute gaps and arrival times stretch with the emulated network (1 / scale).
+            records, timed_out, cpu = run_agents(g, em, schedule.scale_times(1.0 / scale),
+                                                 run_dir, spec)
             tcp_after, drops_after = tcp_counters(g, em), em.drop_counters()
             info["tcp"] = {k: tcp_after[k] - tcp_before[k] for k in TCP_COUNTERS}
             info["drops"] = {k: drops_after[k] - drops_before[k] for k in drops_after}
@@ -238,8 +241,7 @@ def prepare(spec, where):
         raise specs.SpecError(f"{where}: topology: {e}") from None
     try:
         rate_scale(g, spec["emulation"]["host_link_mbps"])
-        workloads.build(spec["workload"]["name"], model.hosts(g), spec["seed"],
-                        **spec["workload"]["params"])
+        workloads.build(spec["workload"]["name"], g, spec["seed"], **spec["workload"]["params"])
     except (EmulationError, workloads.WorkloadError) as e:
         raise specs.SpecError(f"{where}: {e}") from None
     fabrics = [g]
@@ -276,7 +278,7 @@ def run_spec(spec, where, results_dir, log=print):
         seed = spec["seed"] + rep
         order = fabrics if rep % 2 == 0 else fabrics[::-1]
         for g in order:
-            schedule = workloads.build(spec["workload"]["name"], model.hosts(g), seed,
+            schedule = workloads.build(spec["workload"]["name"], g, seed,
                                        **spec["workload"]["params"])
             label = f"{g.graph['name']}-r{rep + 1}"
             log(f"run {label} (seed {seed})")
@@ -300,7 +302,7 @@ def run_spec(spec, where, results_dir, log=print):
         "flows_total": first["flows_total"],
         "flows_completed": min(r["flows_completed"] for r in runs
                                if r["topology"] == main_name),
-        **{k: v["median"] for k, v in main.items() if isinstance(v, dict)},
+        **{k: main[k]["median"] if k in main else None for k in KEY_FIGURES},
         "figures": {g.graph["name"]: aggregate(runs, g.graph["name"]) for g in fabrics},
         "runs": runs,
     }

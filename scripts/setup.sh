@@ -18,7 +18,7 @@ fi
 
 # Large socket buffers for the userspace switch (see fabric/emulate.py ensure_switch_buffers).
 for k in net.core.wmem_default net.core.rmem_default; do
-  [ "$(sysctl -n $k)" -ge 8388608 ] || sysctl -qw $k=8388608
+  [ "$(sysctl -n $k)" -ge 67108864 ] || sysctl -qw $k=67108864
 done
 if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
   echo "setup: starting Open vSwitch"

@@ -107,15 +107,16 @@ def test_replay_on_another_topology_by_order_and_by_mapping(tmp_path):
     s = ring_allreduce(names(4), 4000)
     path = tmp_path / "t.jsonl"
     write_trace(path, s, measured(s), time_scale=1.0)
-    target = fabric_hosts(build("fattree", k=4))
-    by_order = workloads.build("trace_replay", target, 0, path=str(path))
+    fabric = build("fattree", k=4)
+    target = fabric_hosts(fabric)
+    by_order = workloads.build("trace_replay", fabric, 0, path=str(path))
     assert by_order.hosts() == target[:4]
     np.testing.assert_array_equal(by_order.bytes_matrix(target[:4]), s.bytes_matrix(names(4)))
     assert [f.deps for f in by_order] == [f.deps for f in s]
     assert by_order.meta["replay"]["mapping"] == dict(zip(names(4), target[:4]))
 
     mapping = {"h1": "h16", "h2": "h5", "h3": "h9", "h4": "h1"}
-    mapped = workloads.build("trace_replay", target, 0, path=str(path), mapping=mapping)
+    mapped = workloads.build("trace_replay", fabric, 0, path=str(path), mapping=mapping)
     np.testing.assert_array_equal(mapped.bytes_matrix(["h16", "h5", "h9", "h1"]),
                                   s.bytes_matrix(names(4)))
     assert mapped.meta["hosts"] == ["h16", "h5", "h9", "h1"]
@@ -224,9 +225,9 @@ def test_chakra_missing_extra_says_how_to_install(monkeypatch, tmp_path):
     ("inference", {"n_requests": 10}),
 ])
 def test_new_workloads_build_through_the_registry(name, params):
-    hosts = names(16)
-    s = workloads.build(name, hosts, 3, **params)
+    fabric = build("rail", servers=4, gpus_per_server=4)  # 16 hosts with server/rail tags
+    s = workloads.build(name, fabric, 3, **params)
     assert s.meta["seed"] == 3 and len(s) > 0
-    assert s == workloads.build(name, hosts, 3, **params)
+    assert s == workloads.build(name, fabric, 3, **params)
     with pytest.raises(workloads.WorkloadError, match="unknown parameter 'bogus'"):
-        workloads.build(name, hosts, 3, bogus=1)
+        workloads.build(name, fabric, 3, bogus=1)

@@ -53,7 +53,7 @@ class Agent:
         self.recv_flows = {f.id: f for f in schedule.receiving(host)}
         self.records = {}             # flow id -> partial record
         self.lock = threading.Lock()
-        self.done = set()             # flow ids known complete anywhere
+        self.done = {}                # flow id -> clock time its completion was learned
         self.started = set()
         self.t0 = None
         self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -103,7 +103,7 @@ class Agent:
             if msg["type"] == kind:
                 return msg
             if msg["type"] == "done":
-                self.done.add(msg["id"])
+                self.done[msg["id"]] = self.now() if self.t0 is not None else 0.0
             elif msg["type"] == "stop":
                 self.report()
                 raise SystemExit(0)
@@ -210,8 +210,10 @@ class Agent:
         for f in self.send_flows.values():
             if f.id in self.started or not all(d in self.done for d in f.deps):
                 continue
-            if f.start_s > now:
-                wait = min(wait or f.start_s - now, f.start_s - now)
+            # schedule.py: start = max(start_s, last dependency's end + delay_s)
+            at = max(f.start_s, max((self.done[d] for d in f.deps), default=0.0) + f.delay_s)
+            if at > now:
+                wait = at - now if wait is None else min(wait, at - now)
                 continue
             self.started.add(f.id)
             threading.Thread(target=self.send_flow, args=(f,), daemon=True).start()
@@ -228,7 +230,7 @@ class Agent:
             except queue.Empty:
                 continue
             if msg["type"] == "done":
-                self.done.add(msg["id"])
+                self.done[msg["id"]] = self.now()
             elif msg["type"] == "stop":
                 raise _Stopped()
 

@@ -1,7 +1,8 @@
 """Workload registry: the generators an experiment spec can name, checked like topologies.
 
-Each entry takes the fabric's host list first and keyword parameters after; :func:`build`
-rejects unknown workloads and parameters with a message naming them. Generators live in their
+Each entry takes the fabric's host list first and keyword parameters after (and the fabric
+itself as ``g`` when it places traffic by topology); :func:`build` rejects unknown workloads
+and parameters with a message naming them. Generators live in their
 own modules (traffic/moe.py, ...); this module only maps names to them.
 """
 
@@ -32,17 +33,22 @@ class WorkloadError(ValueError):
     """A workload was asked for with a name or parameters it does not have."""
 
 
-def build(name, hosts, seed, **params):
-    """Schedule of workload ``name`` over ``hosts`` with ``seed`` and keyword ``params``."""
+def build(name, g, seed, **params):
+    """Schedule of workload ``name`` over the hosts of fabric ``g`` with ``seed`` and keyword
+    ``params``; generators that take the fabric get it as ``g``."""
+    from fabric.model import hosts
     if name not in WORKLOADS:
         raise WorkloadError(f"unknown workload {name!r}; known: {', '.join(sorted(WORKLOADS))}")
     fn = WORKLOADS[name]
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("hosts", "seed")]
+    signature = inspect.signature(fn).parameters
+    accepted = [p for p in signature if p not in ("hosts", "seed", "g")]
     for key in params:
         if key not in accepted:
             raise WorkloadError(f"workload {name!r}: unknown parameter {key!r}; "
                                 f"accepted: {', '.join(accepted)}")
+    if "g" in signature:
+        params["g"] = g
     try:
-        return fn(list(hosts), seed=seed, **params)
+        return fn(hosts(g), seed=seed, **params)
     except (TypeError, ValueError) as e:
         raise WorkloadError(f"workload {name!r}: {e}") from None
