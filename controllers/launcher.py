@@ -32,9 +32,10 @@ def with_defaults(argv):
 def _positionals(argv):
     """Arguments that are not options or option values (ryu options all take one value
     unless they are flags written ``--name`` with no value, or ``--name=value``)."""
+    from controllers.options import FLAGS
     flags = {"--verbose", "--enable-debugger", "--observe-links", "--noobserve-links",
              "--install-lldp-flow", "--explicit-drop", "--use-stderr", "--nouse-stderr",
-             "--use-syslog", "--version", "-h", "--help"}
+             "--use-syslog", "--version", "-h", "--help", *FLAGS}
     out, skip = [], False
     for a in argv:
         if skip:

@@ -2,14 +2,40 @@
 
 Kept apart from the app so the launcher can register them before ryu-manager parses its
 arguments, without importing the app before eventlet has patched the standard library.
+Values are only declared here; controllers/app.py checks them (through the routing core,
+which names a bad policy or threshold) when it starts.
 """
 
 from ryu import cfg
 
 POLICY = "fabric-policy"
 LLDP_INTERVAL = "fabric-lldp-interval"
+STATS_INTERVAL = "fabric-stats-interval"
+FAST_FAILOVER = "fabric-fast-failover"
+TOPOLOGY = "fabric-topology"
+SCALE = "fabric-scale"
+POLICY_OPTIONS = "fabric-policy-options"
+
+# Options that take no value on the command line (``--name`` / ``--noname``): the launcher
+# must not mistake the next argument for their value.
+FLAGS = (f"--{FAST_FAILOVER}", f"--no{FAST_FAILOVER}")
 
 cfg.CONF.register_cli_opts([
-    cfg.StrOpt(POLICY, default="ecmp", help="routing policy (see controllers/core.py)"),
+    cfg.StrOpt(POLICY, default="ecmp",
+               help="routing policy: ecmp, shortest, congestion, hedera, collective "
+                    "(see controllers/policies.py)"),
     cfg.FloatOpt(LLDP_INTERVAL, default=2.0, help="seconds between LLDP probe rounds"),
+    cfg.FloatOpt(STATS_INTERVAL, default=1.0,
+                 help="seconds between port/flow statistics rounds (each ends in adapt)"),
+    cfg.BoolOpt(FAST_FAILOVER, default=True,
+                help="protect routes with FAST_FAILOVER groups (--nofabric-fast-failover: off)"),
+    cfg.StrOpt(TOPOLOGY, default="",
+               help="JSON file of the fabric model (networkx node_link_data, edges 'links'), "
+                    "for link capacities"),
+    cfg.FloatOpt(SCALE, default=1.0,
+                 help="emulated rate per nominal rate: link capacities are the model's times "
+                      "this (what port statistics will show)"),
+    cfg.StrOpt(POLICY_OPTIONS, default="",
+               help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
+                    "(see controllers.policies.PolicyConfig)"),
 ])

@@ -112,9 +112,9 @@ def remove_bridges(names):
     r = subprocess.run(["ovs-vsctl", "--timeout=20", "list-br"], capture_output=True, text=True)
     present = set(r.stdout.split()) & set(names)
     if present:
-        # --no-wait: the database is the truth; ovs-vswitchd catches up in the background
-        # (waiting for it takes 10 s for 80 userspace bridges).
-        cmd = ["ovs-vsctl", "--no-wait", "--timeout=60"]
+        # Wait for ovs-vswitchd to finish (not --no-wait): a next run creating bridges of the
+        # same names while it still deletes these gets its new interfaces set down.
+        cmd = ["ovs-vsctl", "--timeout=120"]
         for b in sorted(present):
             cmd += ["--", "--if-exists", "del-br", b]
         subprocess.run(cmd, capture_output=True)

@@ -262,6 +262,9 @@ class Emulation:
         except cleanup.Busy as e:
             raise EmulationError(str(e)) from None
         cleanup.record(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
+        # Let ovs-vswitchd finish any reconfiguration still pending (a crashed run's clean-up)
+        # before bridges of the same names are created again.
+        subprocess.run(["ovs-vsctl", "--timeout=120", "sync"], capture_output=True)
         topo = mininet_topo(self.g, self.scale, datapath=self.datapath, batch=True)
         self.net = Mininet(
             topo=topo, switch=OVSSwitch, controller=None, build=False, autoSetMacs=False,

@@ -184,3 +184,23 @@ def summary(g):
         "switches": len(switches(g)),
         "links": g.number_of_edges(),
     }
+
+
+def dump_json(g, path):
+    """Write fabric ``g`` to ``path`` as JSON (networkx node_link_data, edges under "links");
+    how a run hands its model to the controller process."""
+    import json
+    from networkx.readwrite import json_graph
+    with open(path, "w") as f:
+        json.dump(json_graph.node_link_data(g, edges="links"), f)
+
+
+def load_json(path):
+    """Read a fabric written by :func:`dump_json`; raises TopologyError if it is not one."""
+    import json
+    from networkx.readwrite import json_graph
+    try:
+        with open(path) as f:
+            return validate(json_graph.node_link_graph(json.load(f), edges="links"))
+    except (OSError, ValueError, KeyError, TypeError, nx.NetworkXError) as e:
+        raise TopologyError(f"{path}: not a fabric model: {e}") from None

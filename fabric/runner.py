@@ -41,6 +41,8 @@ from traffic import metrics
 from traffic import workloads
 from traffic.agent import PORT
 from traffic.coordinator import Coordinator, CoordinatorError
+from traffic.inference import inference_summary
+from traffic.trace import write_trace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SATURATED_IDLE = 0.05
@@ -180,6 +182,8 @@ def run_once(g, schedule, spec, run_dir, log):
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
     em_spec = spec["emulation"]
     scale = rate_scale(g, em_spec["host_link_mbps"])
+    # Compute gaps and arrival times stretch with the emulated network (1 / scale).
+    executed = schedule.scale_times(1.0 / scale)
     t_start = time.monotonic()
     info = {}
     with Controller(os.path.join(run_dir, "controller.log"), policy=spec["policy"]) as ctl:
@@ -194,9 +198,7 @@ def run_once(g, schedule, spec, run_dir, log):
             log(f"  {g.graph['name']}: ready in {ready['ready_s']:.1f} s "
                 f"({len(model.switches(g))} switches, {len(model.hosts(g))} hosts)")
             tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
-            # Compute gaps and arrival times stretch with the emulated network (1 / scale).
-            records, timed_out, cpu = run_agents(g, em, schedule.scale_times(1.0 / scale),
-                                                 run_dir, spec)
+            records, timed_out, cpu = run_agents(g, em, executed, run_dir, spec)
             tcp_after, drops_after = tcp_counters(g, em), em.drop_counters()
             info["tcp"] = {k: tcp_after[k] - tcp_before[k] for k in TCP_COUNTERS}
             info["drops"] = {k: drops_after[k] - drops_before[k] for k in drops_after}
@@ -222,7 +224,13 @@ def run_once(g, schedule, spec, run_dir, log):
         "emulation": info["emulation"],
         "controller": info["controller"],
     }
+    if any(f.tag("phase") is not None for f in schedule.flows):
+        result["phases"] = metrics.phase_breakdown(schedule, records, scale)
+    if any(f.tag("request") is not None for f in schedule.flows):
+        result["inference"] = inference_summary(executed, records, scale)
     metrics.write_flows_csv(os.path.join(run_dir, "flows.csv"), schedule, records, scale)
+    write_trace(os.path.join(run_dir, "trace.jsonl"), schedule, records, scale,
+                topology=model.summary(g))
     _write_json(os.path.join(run_dir, "summary.json"), result)
     return result
 

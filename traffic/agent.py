@@ -8,7 +8,9 @@ JSON object per line:
 1. agent -> ``hello``: it listens on its TCP port;
 2. coordinator -> ``connect``: every agent listens; open one TCP connection per flow this host
    sends and announce the flow id on it (connection set-up happens before the clock);
-3. agent -> ``ready``: every connection of its flows, sending and receiving, is up;
+3. agent -> ``ready``: every connection of its flows, sending and receiving, is up; it
+   carries ``flows``, the 5-tuple of every connection it opened (flow id -> [src ip, dst ip,
+   6, source port, destination port]), so the run can announce them to the controller;
 4. coordinator -> ``go`` with ``t0`` (CLOCK_MONOTONIC, the same in every namespace of this
    machine): flows start at t0 + start_s once their dependencies are done;
 5. agent -> ``done`` for every flow it has fully received; coordinator -> ``done`` relays it
@@ -71,6 +73,7 @@ class Agent:
         self.listener.bind((ip, port))
         self.listener.listen(1024)
         self.out_socks = {}           # flow id -> connected socket
+        self.five_tuples = {}         # flow id -> [src ip, dst ip, 6, sport, dport]
         self.in_socks = {}            # socket -> [flow id, remaining]
         self.all_received = threading.Event()
         self.sends_left = len(self.send_flows)
@@ -127,6 +130,8 @@ class Agent:
                 raise SystemExit(f"agent {self.host}: congestion control {got!r} not {self.cc!r}")
             s.sendall(HEADER.pack(f.id.encode(), f.bytes))
             self.out_socks[f.id] = s
+            (src, sport), (dst, dport) = s.getsockname(), s.getpeername()
+            self.five_tuples[f.id] = [src, dst, socket.IPPROTO_TCP, sport, dport]
 
     def accept_all(self):
         """Accept one connection per flow this host receives and read its header."""
@@ -243,7 +248,7 @@ class Agent:
         acceptor.join()
         for f in self.send_flows.values():
             self.records[f.id] = {"id": f.id, "start_s": None}
-        self.tell(type="ready", host=self.host)
+        self.tell(type="ready", host=self.host, flows=self.five_tuples)
         self.t0 = self.expect("go")["t0"]
         time.sleep(max(0.0, self.t0 - time.monotonic()))
         threading.Thread(target=self.receive_loop, daemon=True).start()

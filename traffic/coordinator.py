@@ -1,7 +1,8 @@
 """The run's side of the agents' control channel: a Unix socket server in the runner.
 
-It waits for every agent's ``hello``, tells them to connect, waits for every ``ready``,
-starts the clock (``go`` with a common CLOCK_MONOTONIC t0), relays ``done`` to the agents
+It waits for every agent's ``hello``, tells them to connect, waits for every ``ready``
+(collecting the 5-tuples of the connections the agents opened), calls the run's ``before_go``
+hook with them if it has one (e.g. to announce the flows to the controller), starts the clock (``go`` with a common CLOCK_MONOTONIC t0), relays ``done`` to the agents
 whose flows depend on that flow, and collects the ``report`` of every agent; on timeout it
 sends ``stop`` and collects what the agents measured so far. See traffic/agent.py for the
 protocol. It never touches the emulated network.
@@ -44,6 +45,7 @@ class Coordinator:
         self.reports = {}
         self.t0 = None
         self.done_at = {}
+        self.five_tuples = {}  # flow id -> [src ip, dst ip, proto, sport, dport]
 
     def close(self):
         for s in list(self.conns.values()) + [self.server]:
@@ -77,6 +79,8 @@ class Coordinator:
                 self.send(h, type="done", id=msg["id"])
         elif kind == "report":
             self.reports[host] = msg["records"]
+        elif kind == "ready":
+            self.five_tuples.update(msg.get("flows", {}))
 
     def pump(self, timeout):
         for key, _ in self.sel.select(timeout=timeout):
@@ -107,11 +111,18 @@ class Coordinator:
             alive()
             self.pump(0.05)
 
-    def run(self, setup_timeout_s, run_timeout_s, alive=lambda: True, start_delay_s=0.2):
-        """Drive one execution; return (records by flow id, whether it timed out)."""
+    def run(self, setup_timeout_s, run_timeout_s, alive=lambda: True, start_delay_s=0.2,
+            before_go=None):
+        """Drive one execution; return (records by flow id, whether it timed out).
+
+        ``before_go(five_tuples)``, if given, runs once every agent is ready and before the
+        clock starts, with ``{flow id: [src ip, dst ip, proto, sport, dport]}``.
+        """
         self.wait_for("hello", time.monotonic() + setup_timeout_s, alive)
         self.broadcast(type="connect", peers=self.peers)
         self.wait_for("ready", time.monotonic() + setup_timeout_s, alive)
+        if before_go is not None:
+            before_go(dict(self.five_tuples))
         self.t0 = time.monotonic() + start_delay_s
         self.broadcast(type="go", t0=self.t0)
         timed_out = False
