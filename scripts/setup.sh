@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS="mininet openvswitch-switch python3-networkx iperf3 iputils-ping iputils-arping fping ethtool iproute2 procps psmisc"
+PKGS="python3-venv mininet openvswitch-switch python3-networkx iperf3 iputils-ping iputils-arping fping ethtool iproute2 procps psmisc"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
