@@ -3,8 +3,10 @@ PY := .venv/bin/python
 SPEC ?= experiments/demo.yaml
 RESULTS ?= results
 PYTEST_ARGS ?=
+# `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 1 seed.
+BENCH ?= full
 
-.PHONY: setup demo test test-unit experiment bench-fidelity bench-scale clean
+.PHONY: setup demo test test-unit experiment bench bench-fidelity bench-scale clean
 
 setup:
 	@./scripts/setup.sh
@@ -20,6 +22,9 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest -m "not emulation" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.policies $(if $(filter quick,$(BENCH)),--quick,) --results $(RESULTS)
 
 bench-fidelity: setup
 	$(PY) -m fabric.runner experiments/fidelity.yaml --results $(RESULTS)

@@ -46,6 +46,7 @@ CONF = cfg.CONF
 
 LOG = logging.getLogger("fabric.controller")
 TICK_S = 0.05
+HOLD_MAX_S = 1.0
 REST_INSTANCE = "fabric_app"
 ALL_ONES = 0xFFFFFFFFFFFFFFFF
 DEFAULT_CAPACITY_BPS = 1e9
@@ -149,7 +150,7 @@ class Installs:
         self.last_confirmed_s = None
         self.busy_s = 0.0
         self._busy_since = None
-        self._open = []          # [queued at, mods, {dpid: barrier xid}]
+        self._waiting = collections.defaultdict(collections.deque)  # dpid -> (xid, batch)
         self.largest = None
 
     def batch(self, now, mods, barriers):
@@ -159,26 +160,28 @@ class Installs:
         if barriers:
             if self._busy_since is None:
                 self._busy_since = now
-            self._open.append([now, mods, dict(barriers)])
+            batch = [now, mods, len(barriers)]   # queued at, mods, barriers unanswered
+            for dpid, xid in barriers.items():
+                self._waiting[dpid].append((xid, batch))
 
     def confirmed(self, dpid, xid, now, idle):
-        for batch in self._open:
-            if batch[2].get(dpid, xid + 1) <= xid:  # replies come in order on a switch
-                del batch[2][dpid]
-        for queued, mods, left in [b for b in self._open if not b[2]]:
-            if self.largest is None or mods > self.largest["mods"]:
-                self.largest = {"mods": mods, "seconds": now - queued,
-                                "per_s": mods / max(now - queued, 1e-9)}
-        self._open = [b for b in self._open if b[2]]
+        # Barrier replies come in order on a switch: this one answers every earlier barrier
+        # (xids are 32-bit counters: "earlier" is modulo 2**32).
+        waiting = self._waiting.get(dpid)
+        while waiting and (xid - waiting[0][0]) % 2 ** 32 < 2 ** 31:
+            batch = waiting.popleft()[1]
+            batch[2] -= 1
+            if not batch[2] and (self.largest is None or batch[1] > self.largest["mods"]):
+                self.largest = {"mods": batch[1], "seconds": now - batch[0],
+                                "per_s": batch[1] / max(now - batch[0], 1e-9)}
         self.last_confirmed_s = now
         if idle and self._busy_since is not None:
             self.busy_s += now - self._busy_since
             self._busy_since = None
 
     def forget(self, dpid):
-        for batch in self._open:
-            batch[2].pop(dpid, None)
-        self._open = [b for b in self._open if b[2]]
+        for _, batch in self._waiting.pop(dpid, ()):
+            batch[2] -= 1
 
     def as_dict(self):
         return {"mods": self.mods, "first_mod_s": self.first_mod_s,
@@ -204,6 +207,8 @@ class FabricController(app_manager.RyuApp):
         self.waiters = {}       # dpid -> {xid: (event, replies)}: REST stats requests
         self._round = {}        # (dpid, xid) -> replies so far, of the statistics round
         self._outbox = collections.deque()
+        self._after_flush = []  # PacketOuts that must follow the next flush
+        self._held = []         # (since, PacketOuts) waiting for every switch's barrier reply
         self._wake = hub.Event()
         self.lldp_interval = CONF.fabric_lldp_interval
         self.stats_interval = CONF.fabric_stats_interval
@@ -298,12 +303,14 @@ class FabricController(app_manager.RyuApp):
                      "all": ofp.OFPGT_ALL, "indirect": ofp.OFPGT_INDIRECT}[g.type]
             command = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY,
                        "delete": ofp.OFPGC_DELETE}[msg.command]
-            buckets = [parser.OFPBucket(weight=b.weight if g.type == "select" else 0,
-                                        watch_port=ofp.OFPP_ANY if b.watch_port is None
-                                        else b.watch_port,
-                                        watch_group=ofp.OFPG_ANY,
-                                        actions=self._actions(dp, b.actions))
-                       for b in g.buckets]
+            # OpenFlow 1.3.5 (and Open vSwitch) reject a delete that carries buckets.
+            buckets = [] if msg.command == "delete" else [
+                parser.OFPBucket(weight=b.weight if g.type == "select" else 0,
+                                 watch_port=ofp.OFPP_ANY if b.watch_port is None
+                                 else b.watch_port,
+                                 watch_group=ofp.OFPG_ANY,
+                                 actions=self._actions(dp, b.actions))
+                for b in g.buckets]
             return [parser.OFPGroupMod(dp, command, gtype, g.group_id, buckets)]
         if isinstance(msg, rules.ClearSwitch):
             return [parser.OFPFlowMod(dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
@@ -336,6 +343,10 @@ class FabricController(app_manager.RyuApp):
                     self.send(self.core.expire_links(now))
                     self.send(self.core.lldp_probes(now))
                 self.send(self.core.flush(now))
+                if self._after_flush:
+                    self._held.append((now, self._after_flush))
+                    self._after_flush = []
+                self._release_held(now)
             except Exception:  # noqa: BLE001 - keep routing whatever one round did
                 LOG.exception("timer round failed")
             hub.sleep(TICK_S)
@@ -418,6 +429,16 @@ class FabricController(app_manager.RyuApp):
         if self.unconfirmed.get(dpid) == xid:
             del self.unconfirmed[dpid]
         self.installs.confirmed(dpid, xid, time.monotonic(), idle=not self.unconfirmed)
+        self._release_held(time.monotonic())
+
+    def _release_held(self, now):
+        """Send held ARP answers once every switch confirmed its changes: the route to a host
+        just learned spans several switches, and the asker's first packet must find it on
+        all of them. A switch that never answers delays them by at most HOLD_MAX_S."""
+        if self._held and (not self.unconfirmed or now - self._held[0][0] > HOLD_MAX_S):
+            held, self._held = self._held, []
+            for _, msgs in held:
+                self.send(msgs)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @guarded
@@ -455,10 +476,14 @@ class FabricController(app_manager.RyuApp):
             fields = rules.ArpPacket(a.opcode, a.src_mac, a.src_ip, a.dst_mac, a.dst_ip,
                                      eth_src=eth.src, eth_dst=eth.dst)
             answer = self.core.packet_in_arp(dp.id, in_port, fields, msg.data, now)
-            # Routes to a host just learned go out before the ARP answer, so the first packet
-            # the asker sends finds them installed.
-            self.send(self.core.flush(now))
-            self.send(answer)
+            if self.core.dirty:
+                # Routes to a host just learned go out before the ARP answer, so the first
+                # packet the asker sends finds them installed. They go with the next tick:
+                # hosts announce themselves in bursts, and one rebuild for the burst sends a
+                # fraction of the rules that one per host would (each shifts the detours).
+                self._after_flush.extend(answer)
+            else:
+                self.send(answer)
             return
         five_tuple = parse_flow(pkt)
         if five_tuple is not None:

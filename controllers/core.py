@@ -169,6 +169,7 @@ class RoutingCore:
         self._routes = None
         self._weights = {}
         self._overlay = {}      # dpid -> {key: FlowRule} of per-flow rules and pins
+        self._pin_cache = {}    # pin -> its [(dpid, FlowRule)], for the current routes
         self._topo_dirty = True
         self._overlay_dirty = False
         self._full_diff = False
@@ -562,10 +563,12 @@ class RoutingCore:
         intent_id : str or int
             Names the intent; submitting an id again replaces that intent.
         flows : list
-            Items ``(src, dst, bytes)`` or ``(src, dst, bytes, 5-tuple)`` (or dicts with keys
-            ``src``, ``dst``, ``bytes``, ``flow``): hosts by MAC or IPv4 address. With a 5-tuple
-            the pin matches that flow; without, every IPv4 packet of the host pair (items of
-            one pair are then merged).
+            Items ``(src, dst, bytes[, 5-tuple[, phase]])`` (or dicts with keys ``src``,
+            ``dst``, ``bytes``, ``flow``, ``phase``): hosts by MAC or IPv4 address. With a
+            5-tuple the pin matches that flow; without, every IPv4 packet of the host pair
+            (items of one pair are then merged). Flows of one phase (a string or integer) run
+            together and phases one after another: the assignment minimizes the most loaded
+            link of any phase (see controllers/policies.Collective).
         now : float
             Time of the announcement.
 
@@ -609,7 +612,7 @@ class RoutingCore:
     def withdraw_intent(self, intent_id, now):
         """The collective is over: remove its pins (IntentError if it is unknown)."""
         self._now = now
-        self._collective().withdraw(intent_id)
+        self._collective().withdraw(self, intent_id)
         self._overlay_dirty = True
         return []
 
@@ -717,6 +720,7 @@ class RoutingCore:
                               learn_flows=self._policy.learns_flows, intern=self._intern)
         self._full_diff = True
         self._overlay_dirty = True
+        self._pin_cache = {}
         self.counters["route_builds"] += 1
         broken = []
         for key, flow in sorted(self.flows.items()):
@@ -734,8 +738,22 @@ class RoutingCore:
         self._policy.on_routes(self, now)
         return self._routes
 
-    def _pin_rules(self, overlay, fields, priority, src, dst, path, counted):
-        """Rules that carry one flow (or host pair) along ``path``, or along the groups."""
+    def _pin_rules(self, overlay, previous, fields, priority, src, dst, path, counted):
+        """Add to ``overlay`` the rules that carry one flow (or host pair) along ``path``, or
+        along the groups. They are remembered (``previous``: those of the last overlay) until
+        the routes change: a flush rebuilds the overlay of every flow, and most flows have not
+        moved since the last one."""
+        ident = (fields, priority, src, dst, path, counted)
+        made = previous.get(ident)
+        if made is None:
+            part = collections.defaultdict(dict)
+            self._make_pin_rules(part, fields, priority, src, dst, path, counted)
+            made = [(d, r) for d, rs in part.items() for r in rs.values()]
+        self._pin_cache[ident] = made
+        for d, rule in made:
+            overlay[d][rule.key] = rule
+
+    def _make_pin_rules(self, overlay, fields, priority, src, dst, path, counted):
         routes = self._routes
         d = dst.dpid
         if path is None:
@@ -758,12 +776,15 @@ class RoutingCore:
 
     def _build_overlay(self):
         overlay = collections.defaultdict(dict)
+        # Pins of flows and intents that are gone are forgotten with the previous cache.
+        previous, self._pin_cache = self._pin_cache, {}
         for key, flow in sorted(self.flows.items()):
             src, dst = self.hosts.get(flow.src), self.hosts.get(flow.dst)
             if src is not None and dst is not None:
-                self._pin_rules(overlay, key.match(), PRIO_FLOW, src, dst, flow.path, True)
+                self._pin_rules(overlay, previous, key.match(), PRIO_FLOW, src, dst, flow.path,
+                                True)
         for fields, priority, path, src, dst in self._policy.pins(self):
-            self._pin_rules(overlay, fields, priority, src, dst, path, False)
+            self._pin_rules(overlay, previous, fields, priority, src, dst, path, False)
         return dict(overlay)
 
     def flush(self, now):

@@ -291,6 +291,7 @@ class IntentFlow:
     bytes: float
     key: FlowKey = None  # None: every packet of the host pair
     path: tuple = None
+    phase: object = None  # flows of one phase run together (e.g. a round of an all-to-all)
 
 
 @dataclasses.dataclass
@@ -303,6 +304,7 @@ class Intent:
     peak_s: float = 0.0
     peak_link: tuple = None
     peak_bytes: float = 0.0
+    phase_peak_s: float = 0.0
     optimal: bool = True
 
 
@@ -311,9 +313,18 @@ class Collective(Congestion):
 
     ``submit`` takes a collective's whole flow set before it starts; the assignment minimizes
     the transmission time of the most loaded link (bytes / capacity, counting the intents
-    still announced before it), see :func:`~controllers.placement.min_max_assignment`. Its
-    pins beat learned flows' rules. It is recomputed when a topology change breaks one of its
-    paths; the traffic side withdraws it when the collective is over.
+    still announced before it), see :func:`~controllers.placement.min_max_assignment`. Flows
+    may name a *phase*: flows of one phase run at the same time and phases one after another
+    (the rounds of a pairwise-shift all-to-all), so what is minimized is the most loaded link
+    of any one phase; a balance of the totals alone could still put two flows of one round
+    on a link while others idle. Its pins beat learned flows' rules. It is recomputed when a
+    topology change breaks one of its paths; the traffic side withdraws it when the
+    collective is over.
+
+    A learned flow that an intent covers (its 5-tuple, or its host pair for an intent without
+    5-tuples) is left to the intent: not pinned, so its rule at the first switch, which the
+    intent's pin outranks and which therefore counts no bytes, never makes an estimated
+    demand weigh on links the flow does not use.
     """
 
     name = "collective"
@@ -321,6 +332,27 @@ class Collective(Congestion):
     def __init__(self, config):
         super().__init__(config)
         self.intents = {}
+        self._keys = set()     # 5-tuples announced by some intent
+        self._pairs = set()    # (src mac, dst mac) announced without a 5-tuple
+
+    def _covered(self, flow):
+        return flow.key in self._keys or (flow.src, flow.dst) in self._pairs
+
+    def _announced_changed(self, core):
+        self._keys = {f.key for i in self.intents.values() for f in i.flows
+                      if f.key is not None}
+        self._pairs = {(f.src.mac, f.dst.mac) for i in self.intents.values() for f in i.flows
+                       if f.key is None}
+        for flow in core.flows.values():
+            if flow.path is not None and self._covered(flow):
+                core.unpin(flow)
+
+    def place(self, core, flow, now):
+        if not self._covered(flow):
+            super().place(core, flow, now)
+
+    def repair(self, core, flows, now):
+        super().repair(core, [f for f in flows if not self._covered(f)], now)
 
     # -- the intent API --------------------------------------------------------------------
     def submit(self, core, intent_id, flows, now):
@@ -330,10 +362,12 @@ class Collective(Congestion):
         self.intents.pop(intent_id, None)
         self._assign(core, intent)
         self.intents[intent_id] = intent
+        self._announced_changed(core)
 
-    def withdraw(self, intent_id):
+    def withdraw(self, core, intent_id):
         if self.intents.pop(intent_id, None) is None:
             raise IntentError(f"unknown intent {intent_id!r}")
+        self._announced_changed(core)
 
     def status(self, intent_id):
         intent = self.intents.get(intent_id)
@@ -348,6 +382,8 @@ class Collective(Congestion):
             "max_link": list(intent.peak_link) if intent.peak_link else None,
             "max_link_load_s": intent.peak_s,
             "max_link_bytes": intent.peak_bytes,
+            "phases": len({f.phase for f in intent.flows}),
+            "max_phase_link_load_s": intent.phase_peak_s,
             "optimal": intent.optimal,
             "submitted_at": intent.submitted_at,
         }
@@ -359,13 +395,14 @@ class Collective(Congestion):
         merged = {}
         for i, item in enumerate(flows):
             if isinstance(item, dict):
-                unknown = set(item) - {"src", "dst", "bytes", "flow"}
+                unknown = set(item) - {"src", "dst", "bytes", "flow", "phase"}
                 if unknown:
                     raise IntentError(f"flow {i}: unknown field(s) {sorted(unknown)}")
-                item = (item.get("src"), item.get("dst"), item.get("bytes"), item.get("flow"))
+                item = (item.get("src"), item.get("dst"), item.get("bytes"), item.get("flow"),
+                        item.get("phase"))
             if isinstance(item, (str, bytes)) or not hasattr(item, "__len__") \
-                    or len(item) not in (3, 4):
-                raise IntentError(f"flow {i}: expected (src, dst, bytes[, 5-tuple]), "
+                    or len(item) not in (3, 4, 5):
+                raise IntentError(f"flow {i}: expected (src, dst, bytes[, 5-tuple[, phase]]), "
                                   f"got {item!r}")
             src, dst = core.host_by_ref(item[0]), core.host_by_ref(item[1])
             for ref, host in ((item[0], src), (item[1], dst)):
@@ -377,7 +414,7 @@ class Collective(Congestion):
             if isinstance(size, bool) or not isinstance(size, numbers.Real) or not size > 0:
                 raise IntentError(f"flow {i}: bytes must be a number > 0, got {size!r}")
             key = None
-            if len(item) == 4 and item[3] is not None:
+            if len(item) >= 4 and item[3] is not None:
                 try:
                     key = FlowKey.of(item[3])
                 except ValueError as err:
@@ -385,11 +422,16 @@ class Collective(Congestion):
                 if (key.ipv4_src, key.ipv4_dst) != (src.ip, dst.ip):
                     raise IntentError(f"flow {i}: 5-tuple addresses are not those of "
                                       f"{item[0]!r} and {item[1]!r}")
+            phase = item[4] if len(item) == 5 else None
+            if isinstance(phase, bool) or not isinstance(phase, (str, int, type(None))):
+                raise IntentError(f"flow {i}: a phase is a string or an integer, got {phase!r}")
             ident = key if key is not None else ("pair", src.mac, dst.mac)
             if ident in merged:
                 merged[ident].bytes += float(size)
+                if merged[ident].phase != phase:
+                    merged[ident].phase = None  # one pin spans both phases
             else:
-                merged[ident] = IntentFlow(src, dst, float(size), key)
+                merged[ident] = IntentFlow(src, dst, float(size), key, phase=phase)
         if not merged:
             raise IntentError("an intent needs at least one flow")
         return list(merged.values())
@@ -405,16 +447,20 @@ class Collective(Congestion):
                 for link in path_links(f.path or ()):
                     background[link] += f.bytes * 8 / core.capacity(*link)
                     background_bytes[link] += f.bytes
+        # Loads are kept per (phase, link); other intents' timing is unknown, so their load
+        # weighs on every phase.
+        phases = {f.phase for f in intent.flows}
         candidates, options = [], []
         for f in intent.flows:
             f.src = core.hosts.get(f.src.mac, f.src)
             f.dst = core.hosts.get(f.dst.mac, f.dst)
             paths = core.host_paths(f.src.mac, f.dst.mac)
             candidates.append(paths)
-            options.append([tuple((link, f.bytes * 8 / core.capacity(*link))
+            options.append([tuple(((f.phase, link), f.bytes * 8 / core.capacity(*link))
                                   for link in path_links(p)) for p in paths])
-        choices, peak, optimal = min_max_assignment(
-            options, background, node_budget=self.config.intent_search_nodes)
+        choices, phase_peak, optimal = min_max_assignment(
+            options, {(p, link): load for p in phases for link, load in background.items()},
+            node_budget=self.config.intent_search_nodes)
         loads, load_bytes = dict(background), dict(background_bytes)
         for f, paths, choice in zip(intent.flows, candidates, choices):
             f.path = None if choice is None else paths[choice]
@@ -422,7 +468,8 @@ class Collective(Congestion):
                 loads[link] = loads.get(link, 0.0) + f.bytes * 8 / core.capacity(*link)
                 load_bytes[link] = load_bytes.get(link, 0.0) + f.bytes
         intent.peak_link = max(sorted(loads), key=loads.get) if loads else None
-        intent.peak_s = peak
+        intent.peak_s = loads.get(intent.peak_link, 0.0)
+        intent.phase_peak_s = phase_peak
         intent.peak_bytes = load_bytes.get(intent.peak_link, 0.0)
         intent.optimal = optimal
         intent.version += 1

@@ -118,6 +118,16 @@ def remove_bridges(names):
         for b in sorted(present):
             cmd += ["--", "--if-exists", "del-br", b]
         subprocess.run(cmd, capture_output=True)
+    # Interfaces of dying host namespaces go away asynchronously: wait for them (deleting any
+    # still there), or a next emulation creating the same names fails ("File exists").
+    deadline = time.monotonic() + 20
+    while True:
+        left = [i for i in os.listdir("/sys/class/net") if i.startswith(prefixes)]
+        if not left or time.monotonic() > deadline:
+            return
+        subprocess.run(["ip", "-force", "-batch", "-"], capture_output=True, text=True,
+                       input="".join(f"link del {i}\n" for i in left))
+        time.sleep(0.2)
 
 
 def kill_pids(pids, grace_s=3.0):

@@ -3,6 +3,9 @@
 The controller runs through controllers/launcher.py in its own process group, with
 PR_SET_PDEATHSIG so it dies with the run even if the run is killed, and is recorded with
 fabric.cleanup. Its REST API (127.0.0.1 only) tells the run when discovery is complete.
+A reference policy (:data:`REFERENCE_APPS`) runs another Ryu app through the same launcher
+instead of ours; such an app has no REST status, so the run must see for itself when the
+fabric carries traffic.
 """
 
 import ctypes
@@ -13,12 +16,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from fabric import cleanup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_PDEATHSIG = 1
+OUR_APP = "controllers.app"
+# Policies a spec may name that are other controllers, measured as references.
+REFERENCE_APPS = {"stp": "ryu.app.simple_switch_stp_13"}
 
 
 class ControllerError(RuntimeError):
@@ -37,14 +44,17 @@ def _die_with_parent():
 
 
 class Controller:
-    """Our controller (or another Ryu app, ``app=``) listening on free local ports."""
+    """Our controller with ``policy``, or the reference app a policy names
+    (:data:`REFERENCE_APPS`), or another Ryu app (``app=``), listening on free local ports.
+    ``extra_args`` are more ryu-manager options (``--fabric-*`` for ours)."""
 
-    def __init__(self, log_path, policy="ecmp", app="controllers.app", extra_args=()):
+    def __init__(self, log_path, policy="ecmp", app=None, extra_args=()):
         self.of_port = free_port()
         self.rest_port = free_port()
         self.log_path = log_path
         self.policy = policy
-        self.app = app
+        self.app = app or REFERENCE_APPS.get(policy, OUR_APP)
+        self.ours = self.app == OUR_APP
         self.extra_args = list(extra_args)
         self.proc = None
 
@@ -53,7 +63,7 @@ class Controller:
                 "--ofp-tcp-listen-port", str(self.of_port),
                 "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port),
                 *self.extra_args, self.app]
-        if self.app == "controllers.app":
+        if self.ours:
             args[-1:-1] = ["--fabric-policy", self.policy]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
@@ -72,9 +82,24 @@ class Controller:
         raise ControllerError(f"controller did not listen on {self.of_port} in 20 s")
 
     def get(self, path, timeout=5.0):
+        return self.request("GET", path, timeout=timeout)
+
+    def request(self, method, path, body=None, timeout=10.0):
+        """Call the REST API; return the decoded JSON answer. An error answer raises
+        ControllerError with the controller's message."""
         url = f"http://127.0.0.1:{self.rest_port}{path}"
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return json.loads(r.read())
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error")
+            except ValueError:
+                message = None
+            raise ControllerError(f"{method} {path}: {e.code} {message or e.reason}") from None
 
     def wait_status(self, predicate, timeout_s, what):
         """Poll /fabric/status until ``predicate(status)``; return the status."""

@@ -5,22 +5,28 @@ the one-switch non-blocking baseline with the same hosts and rates when ``baseli
 alternating which goes first), one *run*:
 
 1. builds the topology model and the flow schedule (bad input fails here, before any network);
-2. starts our controller and the Mininet network, waits until the controller has discovered
-   every switch and link the model has, lets every host announce itself (gratuitous ARP) and
-   waits until the routes to every host are confirmed installed;
-3. starts one agent per host, which connects every flow before the clock, then runs the
-   schedule; CPU idle is sampled all along;
+2. starts the controller (ours with the spec's policy, or the reference app a policy such as
+   ``stp`` names) and the Mininet network, and brings the fabric up the way its controller
+   needs (:data:`BRING_UP`): for ours, it waits until the controller has discovered every
+   switch and link the model has, lets every host announce itself (gratuitous ARP) and waits
+   until the routes to every host are confirmed installed;
+3. starts one agent per host, which connects every flow before the clock; under the
+   ``collective`` policy the run then announces the flow set to the controller and waits
+   until its paths are installed (:class:`CollectiveAnnouncement`); then the schedule runs,
+   CPU idle sampled all along;
 4. tears everything down (also on error and Ctrl-C), computes the metrics from the flow
    records and writes ``runs/<label>/summary.json`` and ``flows.csv``.
 
 ``summary.json`` at the top of the run directory holds the main fabric's figures (medians
 over repeats), the baseline's, and every run. This module orchestrates; it decides no routes
-and computes no metric itself.
+and computes no metric itself. Other drivers (bench/policies.py) reuse its pieces:
+:func:`network` brings a fabric up once and :func:`run_on` runs schedules on it.
 
 Usage: python -m fabric.runner SPEC [--results DIR] [--quiet]
 """
 
 import argparse
+import contextlib
 import csv
 import datetime
 import json
@@ -33,8 +39,9 @@ import threading
 import time
 
 from fabric import cleanup, model, spec as specs
-from fabric.controller import Controller, ControllerError
+from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
+from fabric.reach import all_pairs
 from topologies import build as build_topology
 from topologies.nonblocking import nonblocking_like
 from traffic import metrics
@@ -46,6 +53,7 @@ from traffic.trace import write_trace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SATURATED_IDLE = 0.05
+STP_CONVERGENCE_TIMEOUT_S = 60.0
 KEY_FIGURES = ("efficiency", "completion_time_s", "lower_bound_s", "algbw_gbps", "busbw_gbps",
                "cpu_idle_min", "completion_time_emulated_s", "fct_p99_s")
 
@@ -125,6 +133,104 @@ def bring_up(g, controller, em, timeout_s=90.0):
     return {"discovery_s": round(t1 - t0, 3), "hosts_and_routes_s": round(t2 - t1, 3)}
 
 
+def bring_up_stp(g, controller, em, timeout_s=STP_CONVERGENCE_TIMEOUT_S):
+    """Ryu's simple_switch_stp_13 has no status to ask: the spanning tree has converged (its
+    ports went through listening and learning) when every host pair answers a ping."""
+    t0 = time.monotonic()
+    while True:
+        reach = all_pairs(g, em, rounds=1, timeout_ms=500)
+        if not reach["unreachable"]:
+            return {"convergence_s": round(time.monotonic() - t0, 3)}
+        if time.monotonic() - t0 > timeout_s:
+            raise RunError(f"spanning tree did not converge in {timeout_s:.0f} s: "
+                           f"{len(reach['unreachable'])} of {reach['pairs']} host pairs "
+                           f"unreachable; see {controller.log_path}")
+        time.sleep(1.0)
+
+
+# How a fabric is brought up, by policy; every other policy is our controller's (bring_up).
+BRING_UP = {"stp": bring_up_stp}
+
+
+def controller_args(g, spec, scale, run_dir):
+    """Options of our controller for a run: the model (so it knows link capacities, in
+    emulated units) and the spec's ``controller`` section."""
+    path = os.path.join(run_dir, "topology.json")
+    model.dump_json(g, path)
+    c = spec["controller"]
+    args = ["--fabric-topology", path, "--fabric-scale", repr(scale),
+            "--fabric-stats-interval", repr(float(c["stats_interval_s"]))]
+    if not c["fast_failover"]:
+        args.append("--nofabric-fast-failover")
+    if c["options"]:
+        args += ["--fabric-policy-options", json.dumps(c["options"])]
+    return args
+
+
+def controller_status(ctl):
+    """What the controller says about itself at the end of a run (a reference app: its name)."""
+    return ctl.get("/fabric/status") if ctl.ours else {"app": ctl.app}
+
+
+def dependency_depths(schedule):
+    """``{flow id: depth}`` in the schedule's dependency DAG: 0 for a flow that waits for
+    nothing, else one more than its deepest dependency. Flows of one depth can be in flight
+    together (the first ``channels`` rounds of a pairwise-shift all-to-all, then the next)."""
+    flows = {f.id: f for f in schedule.flows}
+    depth = {}
+    for fid in flows:
+        stack = [fid]
+        while stack:
+            f = flows[stack[-1]]
+            todo = [d for d in f.deps if d not in depth]
+            if todo:
+                stack.extend(todo)
+                continue
+            depth[f.id] = 1 + max((depth[d] for d in f.deps), default=-1)
+            stack.pop()
+    return depth
+
+
+class CollectiveAnnouncement:
+    """The ``before_go`` hook of a run under ``collective``: announce the schedule's flows.
+
+    Called with the 5-tuples the agents opened, it submits one intent with every flow, its
+    bytes and its phase (its depth in the dependency DAG, :func:`dependency_depths`, so the
+    controller balances the flows that run together) through the REST API, and returns once
+    the controller says the intent is installed and every switch confirmed it (status not
+    pending); :meth:`withdraw` ends it after the run.
+    """
+
+    def __init__(self, ctl, schedule, intent_id, timeout_s=60.0):
+        self.ctl = ctl
+        self.schedule = schedule
+        self.intent_id = intent_id
+        self.timeout_s = timeout_s
+        self.status = None
+
+    def __call__(self, five_tuples):
+        missing = [f.id for f in self.schedule.flows if f.id not in five_tuples]
+        if missing:
+            raise RunError(f"agents reported no connection for {len(missing)} flows, "
+                           f"e.g. {missing[:4]}")
+        phase = dependency_depths(self.schedule)
+        flows = [{"src": five_tuples[f.id][0], "dst": five_tuples[f.id][1], "bytes": f.bytes,
+                  "flow": five_tuples[f.id], "phase": phase[f.id]}
+                 for f in self.schedule.flows]
+        t0 = time.monotonic()
+        self.ctl.request("POST", "/fabric/intents", {"id": self.intent_id, "flows": flows},
+                         timeout=self.timeout_s)
+        path = f"/fabric/intents/{self.intent_id}"
+        self.ctl.wait_status(lambda s: not s["pending"]
+                             and self.ctl.get(path)["state"] == "installed",
+                             self.timeout_s, f"intent {self.intent_id} installed")
+        self.status = dict(self.ctl.get(path), announce_s=round(time.monotonic() - t0, 3))
+
+    def withdraw(self):
+        if self.status is not None:
+            self.ctl.request("DELETE", f"/fabric/intents/{self.intent_id}")
+
+
 TCP_COUNTERS = ("TcpRetransSegs", "TcpOutSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes")
 
 
@@ -139,8 +245,9 @@ def tcp_counters(g, em):
     return total
 
 
-def run_agents(g, em, schedule, run_dir, spec):
-    """Start an agent in every host, run the schedule, return (records, timed_out, cpu)."""
+def run_agents(g, em, schedule, run_dir, spec, before_go=None):
+    """Start an agent in every host, run the schedule, return (records, timed_out, cpu).
+    ``before_go`` is the coordinator's hook (see traffic/coordinator.py)."""
     sched_path = os.path.join(run_dir, "schedule-emulated.jsonl")
     schedule.to_jsonl(sched_path)
     ctl_path = os.path.join(cleanup.STATE_DIR, f"ctl-{os.getpid()}.sock")
@@ -167,7 +274,7 @@ def run_agents(g, em, schedule, run_dir, spec):
 
         with CpuSampler(period_s=0.2) as cpu:
             records, timed_out = coord.run(setup_timeout_s=60.0, run_timeout_s=spec["timeout_s"],
-                                           alive=alive)
+                                           alive=alive, before_go=before_go)
             last_end = max((r["end_s"] for r in records if r["end_s"] is not None), default=0.0)
         return records, timed_out, cpu.summary(since=coord.t0, until=coord.t0 + last_end)
     finally:
@@ -176,33 +283,68 @@ def run_agents(g, em, schedule, run_dir, spec):
         cleanup.forget(pids=[p.pid for p in procs.values()])
 
 
-def run_once(g, schedule, spec, run_dir, log):
-    """One run on fabric ``g``; returns its summary dict (also written to run_dir)."""
+class Network:
+    """A fabric brought up under its controller, ready for runs (made by :func:`network`)."""
+
+    def __init__(self, g, ctl, em, scale, ready):
+        self.g, self.ctl, self.em, self.scale, self.ready = g, ctl, em, scale, ready
+
+
+@contextlib.contextmanager
+def network(g, spec, run_dir, log):
+    """Start the spec's controller and fabric ``g``, bring it up, yield a :class:`Network`;
+    everything is torn down on exit, also on error and Ctrl-C."""
     os.makedirs(run_dir, exist_ok=True)
-    schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
     em_spec = spec["emulation"]
     scale = rate_scale(g, em_spec["host_link_mbps"])
-    # Compute gaps and arrival times stretch with the emulated network (1 / scale).
-    executed = schedule.scale_times(1.0 / scale)
+    policy = spec["policy"]
     t_start = time.monotonic()
-    info = {}
-    with Controller(os.path.join(run_dir, "controller.log"), policy=spec["policy"]) as ctl:
+    args = () if policy in REFERENCE_APPS else controller_args(g, spec, scale, run_dir)
+    with Controller(os.path.join(run_dir, "controller.log"), policy=policy,
+                    extra_args=args) as ctl:
         with Emulation(g, ctl.of_port, scale, congestion_control=em_spec["congestion_control"],
                        queue_packets=em_spec["queue_packets"], mtu=em_spec["mtu"],
                        emulate_delay=em_spec["emulate_delay"],
                        static_arp=em_spec["static_arp"]) as em:
-            info["emulation"] = em.info
-            ready = bring_up(g, ctl, em)
+            ready = BRING_UP.get(policy, bring_up)(g, ctl, em)
             em.check_shaping()
             ready["ready_s"] = round(time.monotonic() - t_start, 3)
             log(f"  {g.graph['name']}: ready in {ready['ready_s']:.1f} s "
                 f"({len(model.switches(g))} switches, {len(model.hosts(g))} hosts)")
-            tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
-            records, timed_out, cpu = run_agents(g, em, executed, run_dir, spec)
-            tcp_after, drops_after = tcp_counters(g, em), em.drop_counters()
-            info["tcp"] = {k: tcp_after[k] - tcp_before[k] for k in TCP_COUNTERS}
-            info["drops"] = {k: drops_after[k] - drops_before[k] for k in drops_after}
-            info["controller"] = ctl.get("/fabric/status")
+            yield Network(g, ctl, em, scale, ready)
+
+
+def run_once(g, schedule, spec, run_dir, log):
+    """One run on fabric ``g`` with its own network; returns its summary dict (also written
+    to run_dir)."""
+    with network(g, spec, run_dir, log) as net:
+        return run_on(net, schedule, spec, run_dir)
+
+
+def run_on(net, schedule, spec, run_dir):
+    """Run ``schedule`` on a network that is up; returns its summary dict (also written to
+    run_dir). The network is left as the run found it (an announced collective withdrawn)."""
+    os.makedirs(run_dir, exist_ok=True)
+    schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
+    g, em, ctl, scale = net.g, net.em, net.ctl, net.scale
+    em_spec = spec["emulation"]
+    # Compute gaps and arrival times stretch with the emulated network (1 / scale).
+    executed = schedule.scale_times(1.0 / scale)
+    info = {"emulation": em.info}
+    announce = None
+    if spec["policy"] == "collective":
+        announce = CollectiveAnnouncement(ctl, executed, os.path.basename(run_dir) or "run")
+    tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
+    try:
+        records, timed_out, cpu = run_agents(g, em, executed, run_dir, spec, before_go=announce)
+    finally:
+        if announce is not None:
+            announce.withdraw()
+    tcp_after, drops_after = tcp_counters(g, em), em.drop_counters()
+    info["tcp"] = {k: tcp_after[k] - tcp_before[k] for k in TCP_COUNTERS}
+    info["drops"] = {k: drops_after[k] - drops_before[k] for k in drops_after}
+    info["controller"] = controller_status(ctl)
+    ready = net.ready
     result = {
         "topology": g.graph["name"],
         "topology_params": g.graph.get("params", {}),
@@ -224,6 +366,8 @@ def run_once(g, schedule, spec, run_dir, log):
         "emulation": info["emulation"],
         "controller": info["controller"],
     }
+    if announce is not None:
+        result["intent"] = announce.status
     if any(f.tag("phase") is not None for f in schedule.flows):
         result["phases"] = metrics.phase_breakdown(schedule, records, scale)
     if any(f.tag("request") is not None for f in schedule.flows):
@@ -344,6 +488,16 @@ def table(summary):
                      f"{fmt(med['lower_bound_s'], ' s'):>12} "
                      f"{fmt(med['busbw_gbps'], ' Gb/s'):>12} "
                      f"{fmt(med['cpu_idle_min']):>12}")
+    for run in summary["runs"]:
+        inf = run.get("inference")
+        if inf:
+            ms = {k: fmt(inf[k] * 1e3 if inf[k] is not None else None)
+                  for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s",
+                            "e2e_p50_s", "e2e_p95_s", "e2e_p99_s")}
+            lines.append(f"{run['label']}: TTFT p50/p95/p99 {ms['ttft_p50_s']}/{ms['ttft_p95_s']}/"
+                         f"{ms['ttft_p99_s']} ms, end-to-end {ms['e2e_p50_s']}/{ms['e2e_p95_s']}/"
+                         f"{ms['e2e_p99_s']} ms, goodput {fmt(inf['goodput_rps'])} req/s, "
+                         f"{inf['completed']}/{inf['requests']} requests")
     lines.append(f"(nominal units: emulated time x scale {summary['scale']:.3g}; "
                  f"propagation delay emulated: {summary['delay_emulated']}; "
                  f"flows completed {summary['flows_completed']}/{summary['flows_total']})")

@@ -11,10 +11,14 @@ Example::
     repeats: 1
     baseline: false              # also run a one-switch non-blocking fabric, same hosts/rates
     topology: {name: fattree, params: {k: 4}}
-    policy: ecmp
+    policy: ecmp                 # a routing core policy, or "stp" (Ryu's simple_switch_stp_13)
+    controller: {stats_interval_s: 1.0, fast_failover: true, options: {hot_util: 0.8}}
     workload: {name: moe_alltoall, params: {skew: 1.2, schedule: shift, channels: 3}}
     emulation: {host_link_mbps: 20, queue_packets: 1000, congestion_control: cubic}
     timeout_s: 120
+
+``controller`` configures our controller (ignored by reference apps): statistics period,
+FAST_FAILOVER protection, and policy thresholds (controllers.policies.PolicyConfig).
 """
 
 import copy
@@ -23,6 +27,10 @@ import numbers
 import yaml
 
 from controllers.core import POLICIES
+from controllers.policies import PolicyConfig, PolicyError
+from fabric.controller import REFERENCE_APPS
+
+POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
 
 DEFAULTS = {
     "name": None,
@@ -31,6 +39,11 @@ DEFAULTS = {
     "baseline": False,
     "policy": "ecmp",
     "timeout_s": 120.0,
+    "controller": {
+        "stats_interval_s": 1.0,
+        "fast_failover": True,
+        "options": {},
+    },
     "emulation": {
         "host_link_mbps": 20.0,
         "queue_packets": 1000,
@@ -81,13 +94,14 @@ def check(spec, where="spec"):
     unknown = set(spec) - TOP_KEYS
     _need(not unknown, where, f"unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
     out = copy.deepcopy(DEFAULTS)
-    emulation = spec.get("emulation") or {}
-    _need(isinstance(emulation, dict), where, "'emulation' must be a mapping")
-    bad = set(emulation) - set(DEFAULTS["emulation"])
-    _need(not bad, where, f"unknown emulation keys {sorted(bad)}; "
-                          f"known: {sorted(DEFAULTS['emulation'])}")
-    out.update({k: v for k, v in spec.items() if k != "emulation"})
-    out["emulation"].update(emulation)
+    for section in ("emulation", "controller"):
+        part = spec.get(section) or {}
+        _need(isinstance(part, dict), where, f"'{section}' must be a mapping")
+        bad = set(part) - set(DEFAULTS[section])
+        _need(not bad, where, f"unknown {section} keys {sorted(bad)}; "
+                              f"known: {sorted(DEFAULTS[section])}")
+        out[section].update(part)
+    out.update({k: v for k, v in spec.items() if k not in ("emulation", "controller")})
     out["topology"] = _named(spec, "topology", where)
     out["workload"] = _named(spec, "workload", where)
     _need(_is_int(out["seed"]) and out["seed"] >= 0, where,
@@ -96,8 +110,19 @@ def check(spec, where="spec"):
           f"'repeats' must be an integer >= 1, got {out['repeats']!r}")
     _need(isinstance(out["baseline"], bool), where,
           f"'baseline' must be true or false, got {out['baseline']!r}")
-    _need(out["policy"] in POLICIES, where,
-          f"'policy' must be one of {list(POLICIES)}, got {out['policy']!r}")
+    _need(out["policy"] in POLICY_NAMES, where,
+          f"'policy' must be one of {list(POLICY_NAMES)}, got {out['policy']!r}")
+    ctl = out["controller"]
+    _need(_is_num(ctl["stats_interval_s"]) and ctl["stats_interval_s"] > 0, where,
+          f"'controller.stats_interval_s' must be a number > 0, got {ctl['stats_interval_s']!r}")
+    _need(isinstance(ctl["fast_failover"], bool), where,
+          f"'controller.fast_failover' must be true or false, got {ctl['fast_failover']!r}")
+    _need(isinstance(ctl["options"], dict), where,
+          f"'controller.options' must be a mapping, got {ctl['options']!r}")
+    try:
+        PolicyConfig.from_options(ctl["options"])
+    except (PolicyError, TypeError) as e:
+        raise SpecError(f"{where}: 'controller.options': {e}") from None
     _need(_is_num(out["timeout_s"]) and out["timeout_s"] > 0, where,
           f"'timeout_s' must be a number > 0, got {out['timeout_s']!r}")
     em = out["emulation"]

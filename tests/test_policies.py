@@ -347,6 +347,52 @@ def test_intents_with_5_tuples_pin_only_that_flow_and_withdraw_removes_pins():
         rig.core.intent_status("a2a")
 
 
+def test_intent_phases_keep_flows_that_run_together_on_separate_links():
+    # A pairwise-shift all-to-all: in round r every host i sends to host i + r. Each round is
+    # a permutation, which a k=4 fat-tree carries on link-disjoint paths.
+    rig = Rig(fat_tree(), "collective")
+    hs = hosts(rig.g)
+    n, size = len(hs), 10 ** 6
+    flows, rounds = [], {}
+    for r in range(1, n):
+        for i, h in enumerate(hs):
+            key = rig.key(h, hs[(i + r) % n], 40000 + 100 * r + i)
+            rounds[key] = r
+            flows.append({"src": rig.node(h)["ip"], "dst": key.ipv4_dst, "bytes": size,
+                          "flow": list(key), "phase": r})
+    rig.core.submit_intent("a2a", flows, 1.0)
+    rig.flush(1.0)
+    status = rig.core.intent_status("a2a")
+    assert status["phases"] == n - 1 and status["unplaced"] == 0
+    assert status["max_phase_link_load_s"] == pytest.approx(size * 8 / GBPS)
+    per_round = collections.Counter()
+    for key, r in rounds.items():
+        for link in links_of(rig.flow_path(key)):
+            per_round[(r, link)] += 1
+    assert max(per_round.values()) == 1
+    with pytest.raises(IntentError, match="phase is a string or an integer"):
+        rig.core.submit_intent("bad", [dict(flows[0], phase=1.5)], 2.0)
+
+
+def test_a_learned_flow_an_intent_covers_is_left_to_the_intent():
+    rig = Rig(fat_tree(), "collective")
+    key = rig.learn("h1", "h16", 40001, 0.5)   # its SYN came before the announcement
+    other = rig.learn("h2", "h15", 40002, 0.5)
+    assert rig.core.flows[key].path is not None
+    rig.core.submit_intent("job", [{"src": key.ipv4_src, "dst": key.ipv4_dst,
+                                    "bytes": 10 ** 6, "flow": list(key)}], 1.0)
+    rig.flush(1.0)
+    assert rig.core.flows[key].path is None and rig.core.flows[other].path is not None
+    # Its first-switch rule is outranked and counts nothing: no estimate may stand for it.
+    loads = rig.core.projected_loads(1.0)
+    (intent_path,) = rig.core.paths(rig.node("h1")["mac"], rig.node("h16")["mac"], key)
+    other_links = set(links_of(rig.core.flows[other].path))
+    assert all(loads[link] == 0 for link in links_of(intent_path) if link not in other_links)
+    assert rig.core.learned_flows()[0]["path"] is None
+    rig.core.withdraw_intent("job", 2.0)
+    assert rig.learn("h1", "h16", 40003, 2.5) in rig.core.flows
+
+
 def test_bad_intents_are_rejected_with_a_message():
     rig = Rig(fat_tree(), "collective")
     h1, h2 = rig.node("h1")["ip"], rig.node("h2")["ip"]

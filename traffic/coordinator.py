@@ -2,9 +2,10 @@
 
 It waits for every agent's ``hello``, tells them to connect, waits for every ``ready``
 (collecting the 5-tuples of the connections the agents opened), calls the run's ``before_go``
-hook with them if it has one (e.g. to announce the flows to the controller), starts the clock (``go`` with a common CLOCK_MONOTONIC t0), relays ``done`` to the agents
-whose flows depend on that flow, and collects the ``report`` of every agent; on timeout it
-sends ``stop`` and collects what the agents measured so far. See traffic/agent.py for the
+hook with them if it has one (e.g. to announce the flows to the controller), starts the clock
+(``go`` with a common CLOCK_MONOTONIC t0), relays ``done`` to the agents whose flows depend
+on that flow, and collects the ``report`` of every agent; on timeout it sends ``stop`` and
+collects what the agents measured so far. See traffic/agent.py for the
 protocol. It never touches the emulated network.
 """
 

@@ -1,0 +1,137 @@
+"""The integration pieces of the routing policies that need no network: how the app encodes
+messages, what the runner hands the controller, the probe analysis, the benchmark's
+statistics. The same pieces run for real in tests/test_policies_emulation.py."""
+
+import json
+
+import pytest
+
+from bench.policies import (BASELINE, check_targets, make_spec, median_interval, summarize,
+                            table_lines)
+from controllers.launcher import _positionals, apply_shim
+from controllers.rules import Bucket, Group, GroupMod, Output, PacketOut, PORT_TABLE
+from fabric import model, spec as specs
+from fabric.runner import controller_args, dependency_depths
+from topologies import build
+from traffic.moe import moe_alltoall, permutation
+from traffic.probe import analyze
+
+
+class FakeDatapath:
+    def __init__(self):
+        from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+        self.ofproto, self.ofproto_parser = ofproto_v1_3, ofproto_v1_3_parser
+        self.id = 1
+
+
+def _encode(msg):
+    apply_shim()
+    from controllers.app import FabricController
+    app = object.__new__(FabricController)  # to_openflow needs no state of a running app
+    (ofmsg,) = app.to_openflow(FakeDatapath(), msg)
+    ofmsg.serialize()
+    return ofmsg
+
+
+def test_group_delete_carries_no_buckets_and_reserved_ports_pass_through():
+    ff = Group(7, "fast_failover", (Bucket((Output(3),), watch_port=3),
+                                    Bucket((Output(4),), watch_port=4)))
+    add, delete = _encode(GroupMod(1, "add", ff)), _encode(GroupMod(1, "delete", ff))
+    assert len(add.buckets) == 2 and add.buckets[0].watch_port == 3
+    # Open vSwitch (as OpenFlow 1.3.5 says) refuses a delete with buckets: INVALID_GROUP.
+    assert delete.buckets == [] and len(delete.buf) == 16
+    out = _encode(PacketOut(1, (PORT_TABLE,), b"\0" * 60))
+    assert out.actions[0].port == 0xFFFFFFF9 and out.in_port == 0xFFFFFFFD  # from CONTROLLER
+
+
+def test_launcher_does_not_take_a_flag_for_an_option_value():
+    assert _positionals(["--nofabric-fast-failover", "controllers.app"]) == ["controllers.app"]
+    assert _positionals(["--fabric-policy", "hedera", "x.app"]) == ["x.app"]
+
+
+def test_spec_names_reference_controllers_and_checks_the_controller_section():
+    base = {"topology": "fattree", "workload": "moe_alltoall"}
+    assert specs.check({**base, "policy": "stp"})["policy"] == "stp"
+    checked = specs.check({**base, "controller": {"stats_interval_s": 0.5}})
+    assert checked["controller"] == {"stats_interval_s": 0.5, "fast_failover": True,
+                                     "options": {}}
+    for controller, message in (({"stats_interval_s": 0}, "stats_interval_s"),
+                                ({"fast_failover": "yes"}, "fast_failover"),
+                                ({"options": {"hot_util": 2}}, "hot_util"),
+                                ({"options": {"bogus": 1}}, "unknown option 'bogus'"),
+                                ({"period": 1}, "unknown controller keys")):
+        with pytest.raises(specs.SpecError, match=message):
+            specs.check({**base, "controller": controller})
+
+
+def test_controller_args_hand_over_the_model_and_the_spec(tmp_path):
+    g = build("leafspine", leaves=2, spines=2, hosts_per_leaf=2)
+    spec = specs.check({"topology": "leafspine", "workload": "moe_alltoall",
+                        "controller": {"fast_failover": False,
+                                       "options": {"hot_util": 0.7}}})
+    args = controller_args(g, spec, 5e-5, str(tmp_path))
+    path = args[args.index("--fabric-topology") + 1]
+    assert sorted(model.load_json(path).edges) == sorted(g.edges)
+    assert args[args.index("--fabric-scale") + 1] == "5e-05"
+    assert "--nofabric-fast-failover" in args
+    assert json.loads(args[args.index("--fabric-policy-options") + 1]) == {"hot_util": 0.7}
+
+
+def test_dependency_depths_group_the_rounds_that_run_together():
+    hosts = [f"h{i}" for i in range(1, 9)]
+    shift = moe_alltoall(hosts, tokens_per_host=8, schedule="shift", channels=3)
+    depths = dependency_depths(shift)
+    for f in shift.flows:
+        assert depths[f.id] == (f.tag("round") - 1) // 3  # every pair carries bytes here
+    assert set(dependency_depths(permutation(hosts, 100)).values()) == {0}
+
+
+def test_probe_analysis_tells_an_outage_from_a_late_sender():
+    arrivals = [(s, s / 1000) for s in range(10)] + [(s, s / 1000 + 0.004) for s in range(14, 20)]
+    r = analyze(arrivals, sent=20)
+    assert (r["lost"], r["longest_loss_run"], r["gap_seqs"]) == (4, 4, [9, 14])
+    assert r["gap_ms"] == pytest.approx(9.0)
+    late = analyze([(s, s / 1000 + (0.02 if s >= 5 else 0)) for s in range(10)], sent=10)
+    assert late["lost"] == late["longest_loss_run"] == 0 and late["gap_ms"] > 20
+    assert analyze([(0, 0.0), (2, 0.002)], sent=None)["lost"] is None
+
+
+def test_median_interval_is_the_order_statistics_one():
+    five = median_interval([3, 1, 2, 5, 4])
+    assert (five["median"], five["lo"], five["hi"]) == (3, 1, 5)
+    assert five["coverage"] == pytest.approx(1 - 2 / 32)
+    nine = median_interval(range(1, 10))
+    assert (nine["lo"], nine["hi"]) == (2, 8) and nine["coverage"] >= 0.95
+    assert median_interval([0.5])["coverage"] == 0
+    assert median_interval([])["median"] is None
+
+
+def test_bench_ratios_pair_runs_by_seed_and_targets_read_them():
+    def row(fabric, policy, workload, seed, eff):
+        return {"fabric": fabric, "policy": policy, "workload": workload, "seed": seed,
+                "efficiency": eff, "cpu_saturated": False}
+    rows = []
+    for seed, base in ((1, 1.0), (2, 0.8)):
+        rows.append(row(BASELINE, BASELINE, "stride", seed, base))
+        rows.append(row("fattree", "ecmp", "stride", seed, base / 4))
+        rows.append(row("fattree", "collective", "stride", seed, base * 0.95))
+    rows.append(row("fattree", "hedera", "stride", 1, None))  # did not complete
+    table = summarize(rows)
+    entry = {(e["fabric"], e["workload"], e["policy"]): e for e in table}
+    coll = entry[("fattree", "stride", "collective")]
+    assert coll["vs_nonblocking"]["median"] == pytest.approx(0.95)
+    assert coll["vs_ecmp"]["median"] == pytest.approx(3.8)
+    hedera = entry[("fattree", "stride", "hedera")]
+    assert (hedera["runs"], hedera["completed"], hedera["efficiency"]["median"]) == (1, 0, None)
+    met = {t["target"]: t["met"] for t in check_targets(table)}
+    assert met["collective >= 0.90 of nonblocking, stride"]
+    assert not met["hedera >= 1.3 x ecmp, stride"]
+    lines, _ = table_lines(table)
+    assert any("collective" in line and "0.95" in line for line in lines)
+
+
+def test_bench_specs_scale_the_workload_and_check():
+    spec = make_spec("leafspine", "hedera", "stride", 0.5)
+    assert spec["workload"]["params"]["bytes_per_flow"] == 2_000_000
+    assert spec["topology"]["params"]["oversubscription"] == 2.0
+    assert make_spec(BASELINE, "ecmp", "moe_uniform", 1.0)["topology"]["name"] == "nonblocking"
