@@ -66,9 +66,28 @@ def leftovers(names=()):
         time.sleep(0.5)
 
 
+def wait_for_machine(timeout_s=900):
+    """Wait while another process's emulation holds the machine (a user's run on a shared
+    machine): the test would otherwise fail on the lock, not on its own merits."""
+    from fabric.cleanup import Busy, MachineLock
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lock = MachineLock()
+        try:
+            lock.acquire()
+        except Busy as e:
+            if time.monotonic() > deadline:
+                pytest.fail(f"machine still busy after {timeout_s} s: {e}")
+            time.sleep(1.0)
+            continue
+        lock.release()
+        return
+
+
 @pytest.fixture
 def clean_machine():
     """Fails the test if emulation state is left after it (and clears it for the next)."""
+    wait_for_machine()
     yield
     left = leftovers(names=_all_node_names())
     if left:

@@ -1,9 +1,10 @@
 """Integration of the routing policies: real Mininet, Open vSwitch, controller and agents.
 
 One network per policy on a k=4 fat-tree: every host pair reaches every other and a small
-all-to-all completes, with no OpenFlow message refused; a link that fails in the middle of a
-transfer costs no flow under ecmp with FAST_FAILOVER; the REST API answers and refuses bad
-requests with a 400 and a message. Kept small: the whole file runs in about two minutes.
+all-to-all completes, with no OpenFlow message refused; two links that fail in the middle of a
+transfer cost no flow, under every policy (with FAST_FAILOVER, and under shortest without it:
+the controller's reroute alone); the REST API answers and refuses bad
+requests with a 400 and a message. Kept small: the whole file runs in a few minutes.
 """
 
 import json
@@ -61,10 +62,13 @@ def test_policy_connects_all_pairs_and_completes_an_alltoall(policy, tmp_path, c
         assert status["counters"]["flows_learned"] >= 240
 
 
-def test_link_failure_during_a_transfer_loses_no_flow_under_ecmp_with_fast_failover(
-        tmp_path, clean_machine):
+@pytest.mark.parametrize("policy,fast_failover", [
+    ("ecmp", True), ("congestion", True), ("hedera", True), ("collective", True),
+    ("shortest", False)])
+def test_link_failure_during_a_transfer_loses_no_flow(policy, fast_failover, tmp_path,
+                                                      clean_machine):
     g = build("fattree", k=4)
-    spec = _spec("ecmp", fast_failover=True)
+    spec = _spec(policy, fast_failover=fast_failover)
     spec["workload"]["params"]["tokens_per_host"] = 384  # seconds of traffic
     with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
         def fail_links():
