@@ -455,8 +455,8 @@ def main(argv=None):
     for line in cleanup.cleanup():
         log(f"cleaned up after an earlier run: {line}")
     t0 = time.monotonic()
-    log(f"bench ({mode}): {len(FABRICS)} fabrics x {len(CONTROLLERS)} controllers + "
-        f"{BASELINE}, {len(WORKLOADS)} workloads, seeds {seeds}; results in {out_dir}")
+    log(f"bench ({mode}): {len(a.fabrics)} fabrics x {len(a.controllers)} controllers + "
+        f"{BASELINE}, {len(a.workloads)} workloads, seeds {seeds}; results in {out_dir}")
     try:
         rows = run_matrix(seeds, SIZES[mode], a.fabrics, a.controllers, a.workloads, out_dir,
                           log)
