@@ -650,19 +650,33 @@ class RoutingCore:
         The estimate is the sender's NIC rate shared by its learned flows, capped likewise at
         the receiver (the first step of Hedera's demand estimation).
         """
-        if flow.started and flow.rate_bps is not None:
+        if self._measured(flow, now):
             return flow.rate_bps
         return min(self.nic_bps(flow.src) / max(1, self._flows_from[flow.src]),
                    self.nic_bps(flow.dst) / max(1, self._flows_to[flow.dst]))
 
+    def _measured(self, flow, now):
+        """Whether a flow's measured rate stands for its load: once it has started (sent
+        ``young_bytes``); once the other direction of its connection has started and it has
+        not (it carries that transfer's ACKs); or once it has been measured for
+        ``util_tau_s`` without starting (a connection opened ahead of use). Its load is then
+        what it sends, which the port counters already show."""
+        if flow.rate_bps is None:
+            return False
+        if flow.started or now - flow.seen_at >= self.config.util_tau_s:
+            return True
+        other = self.flows.get(flow.key.reverse())
+        return other is not None and other.started
+
     def projected_loads(self, now):
         """``{(u, v): bit/s}`` of every directed switch link: measured, plus recent moves,
-        plus the estimated demand of pinned flows that have not started yet."""
+        plus the estimated demand of pinned flows whose load the counters cannot show yet
+        (see :meth:`flow_rate`)."""
         routes = self.routes()
         loads = {(u, v): self.loads.rate_bps(u, port, now)
                  for u, nbrs in routes.adj.items() for v, port in nbrs.items()}
         for flow in self.flows.values():
-            if flow.path is not None and not flow.started:
+            if flow.path is not None and not self._measured(flow, now):
                 demand = self.flow_rate(flow, now)
                 for link in path_links(flow.path):
                     loads[link] += demand
@@ -683,7 +697,9 @@ class RoutingCore:
                 self._shift(flow.path, -flow.rate_bps, now)
                 self._shift(path, flow.rate_bps, now)
         flow.path = tuple(path)
-        flow.placed_at = now
+        # A path chosen before the flow sent anything was chosen blind: its first move once
+        # measured is free; later moves wait ``min_dwell_s`` (see policies.Congestion).
+        flow.placed_at = now if flow.started else None
         self._overlay_dirty = True
 
     def unpin(self, flow):

@@ -49,13 +49,16 @@ class PolicyConfig:
         ``congestion``: a flow moves only if its new path's peak utilization is lower than its
         current one's by this much (hysteresis against oscillation).
     min_dwell_s : float
-        ``congestion``: a flow stays at least this long on a path before it may move again.
+        ``congestion``: a flow stays at least this long on a path it was moved to before it
+        may move again.
     weight_step : int
         ``congestion``: WCMP bucket weights are multiples of this (in 1..100), so small load
         changes do not rewrite groups.
     young_bytes : int
         A learned flow that has sent fewer bytes than this counts with its estimated demand
-        (sender's NIC rate shared by its flows) instead of its measured rate.
+        (sender's NIC rate shared by its flows) instead of its measured rate, until the other
+        direction of its connection starts (then it carries ACKs) or at most ``util_tau_s``
+        after it was learned.
     elephant_fraction : float
         ``hedera``: a flow is an elephant above this fraction of its sender's NIC rate.
     flow_idle_s : float
@@ -157,7 +160,8 @@ class Congestion(Policy):
     Every learned flow is pinned to the equal-cost path whose most utilized link would be
     least utilized with it (projected loads count flows placed but not yet measured). After a
     statistics round, flows on links above ``hot_util`` move, largest first, to a path whose
-    peak is lower by ``move_margin``, if they have stayed ``min_dwell_s`` on their path; and
+    peak is lower by ``move_margin``, if they have stayed ``min_dwell_s`` on the path they
+    were moved to (a path chosen before the flow sent anything may be corrected at once); and
     SELECT weights follow path headroom, for traffic that is not pinned.
     """
 
@@ -199,7 +203,7 @@ class Congestion(Policy):
             movable = sorted(
                 (f for f in core.flows.values()
                  if f.path and link in path_links(f.path)
-                 and now - f.placed_at >= cfg.min_dwell_s),
+                 and (f.placed_at is None or now - f.placed_at >= cfg.min_dwell_s)),
                 key=lambda f: (-core.flow_rate(f, now), f.key))
             for flow in movable:
                 if util(link) <= cfg.hot_util:

@@ -115,6 +115,10 @@ class FlowKey(collections.namedtuple("FlowKey", "ipv4_src ipv4_dst ip_proto tp_s
             raise ValueError(f"flow {value!r}: protocol or port out of range")
         return key
 
+    def reverse(self):
+        """The 5-tuple of the other direction (a TCP connection's ACKs)."""
+        return FlowKey(self.ipv4_dst, self.ipv4_src, self.ip_proto, self.tp_dst, self.tp_src)
+
     def match(self):
         """The exact OpenFlow match of this flow (L4 ports only for TCP and UDP)."""
         fields = {"eth_type": ETH_TYPE_IPV4, "ipv4_src": self.ipv4_src,

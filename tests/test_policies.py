@@ -164,6 +164,59 @@ def test_hot_link_loses_flows_weights_shift_away_and_moves_respect_dwell():
     rig.all_pairs_deliver()
 
 
+def test_a_path_chosen_before_the_flow_started_is_corrected_at_once_then_dwells():
+    rig = Rig(fat_tree(), "congestion", util_tau_s=0.1, min_dwell_s=5.0, hot_util=0.8,
+              move_margin=0.1)
+    key = rig.learn("h1", "h5", 40001, 0.0)   # a connection opened ahead of its transfer
+    first = links_of(rig.flow_path(key))[0]
+    rig.stats(0.5)
+    # It starts and meets unpinned traffic on its uplink: moved within the dwell time,
+    # because its path was chosen before anything was known of its load.
+    rig.stats(1.0, {first: 0.95 * GBPS}, {key: 0.45 * GBPS})
+    rig.adapt(1.0)
+    moved = links_of(rig.flow_path(key))[0]
+    assert moved != first and rig.core.status()["counters"]["flow_moves"] == 1
+    # That move was made on measurements: the next waits min_dwell_s.
+    rig.stats(2.0, {moved: 0.95 * GBPS, first: 0.05 * GBPS}, {key: 0.45 * GBPS})
+    rig.adapt(2.0)
+    assert links_of(rig.flow_path(key))[0] == moved
+    assert rig.core.status()["counters"]["flow_moves"] == 1
+
+
+def test_a_quiet_flow_stops_weighing_its_estimate_after_util_tau():
+    rig = Rig(fat_tree(), "congestion", util_tau_s=0.6, young_bytes=65536)
+    key = rig.learn("h1", "h5", 40001, 0.0)   # e.g. the ACK direction of a transfer
+    uplink = tuple(rig.node(n)["dpid"] for n in links_of(rig.flow_path(key))[0])
+    # Not measured yet: it counts with its estimate (its NIC rate, its only flow).
+    assert rig.core.projected_loads(0.1)[uplink] == pytest.approx(GBPS)
+    rig.stats(0.25)
+    rig.stats(0.5, flow_bps={key: 1e5})
+    # Measured, but young and recent: the estimate still stands (it may be in slow start).
+    assert rig.core.projected_loads(0.5)[uplink] == pytest.approx(GBPS)
+    rig.stats(0.75, flow_bps={key: 1e5})
+    # Learned util_tau_s ago and still quiet: only what it sends counts (the counters).
+    assert rig.core.projected_loads(0.75)[uplink] < 0.01 * GBPS
+    (flow,) = rig.core.learned_flows(rig.node("h1")["mac"], rig.node("h5")["mac"])
+    assert flow["rate_bps"] == pytest.approx(1e5)
+
+
+def test_the_ack_direction_of_a_started_transfer_weighs_what_it_sends():
+    rig = Rig(fat_tree(), "congestion", util_tau_s=10.0, young_bytes=65536)
+    data = rig.learn("h1", "h5", 40001, 0.0)
+    sw, port = host_switch(rig.g, "h5")
+    ack = FlowKey(*data.reverse())
+    rig.fab.apply(rig.core.packet_in_flow(rig.node(sw)["dpid"], port, ack, rig.node("h5")["mac"],
+                                          rig.node("h1")["mac"], b"syn-ack", 0.0))
+    uplink = tuple(rig.node(n)["dpid"] for n in links_of(rig.flow_path(ack))[0])
+    rig.stats(0.25)
+    rig.stats(0.5, flow_bps={ack: 1e5})
+    # Neither has started: the ACK direction still counts with its estimate ...
+    assert rig.core.projected_loads(0.5)[uplink] >= 0.5 * GBPS
+    rig.stats(0.75, flow_bps={data: 0.9 * GBPS, ack: 1e5})
+    # ... until its data direction starts: then what it sends, long before util_tau_s.
+    assert rig.core.projected_loads(0.75)[uplink] < 0.01 * GBPS
+
+
 def test_flow_seen_learns_pins_and_measures_a_flow():
     rig = Rig(fat_tree(), "congestion")
     key = rig.key("h1", "h16", 40001)
