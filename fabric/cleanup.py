@@ -189,6 +189,11 @@ def cleanup(include_live=False):
     if not os.path.isdir(STATE_DIR):
         return removed
     for fname in sorted(os.listdir(STATE_DIR)):
+        if fname.startswith("ctl-") and fname.endswith(".sock"):
+            # A dead run's coordinator socket (traffic/coordinator.py): nothing listens.
+            if not _alive(int(fname[4:-5])):
+                os.remove(os.path.join(STATE_DIR, fname))
+            continue
         if not (fname.startswith("run-") and fname.endswith(".json")):
             continue
         owner = int(fname[4:-5])
