@@ -33,6 +33,7 @@ import sys
 import time
 
 from fabric import cleanup, model, runner, spec as specs
+from fabric.emulate import interface_stats
 from topologies import build
 from traffic.probe import analyze
 
@@ -64,10 +65,7 @@ def _candidates(g, scenario, src, dst):
 
 
 def _tx_packets(intfs):
-    out = subprocess.run(["ip", "-s", "-j", "link", "show"], capture_output=True,
-                         text=True).stdout
-    return {link["ifname"]: link["stats64"]["tx"]["packets"]
-            for link in json.loads(out or "[]") if link.get("ifname") in intfs}
+    return {i: stats["tx"]["packets"] for i, stats in interface_stats(intfs).items()}
 
 
 def measure(scenario, fast_failover, run_dir, log=print):

@@ -291,15 +291,20 @@ TARGETS = (
 )
 
 
+def cell(table, fabric, workload, policy):
+    """The one entry of :func:`summarize`'s table for a fabric, workload and policy."""
+    (e,) = [x for x in table
+            if (x["fabric"], x["workload"], x["policy"]) == (fabric, workload, policy)]
+    return e
+
+
 def check_targets(table):
     """Each target of the issue with its measured median ratio: ``met`` when the median
     reaches the threshold; ``verdict`` also says "tie" when it does not but the interval
     reaches it (the difference is within what the seeds scatter)."""
     out = []
     for what, fabric, workload, policy, column, threshold in TARGETS:
-        (e,) = [x for x in table if (x["fabric"], x["workload"], x["policy"])
-                == (fabric, workload, policy)]
-        stat = e[column]
+        stat = cell(table, fabric, workload, policy)[column]
         met = stat["median"] is not None and stat["median"] >= threshold
         tie = not met and stat["hi"] is not None and stat["hi"] >= threshold
         out.append({"target": what, "fabric": fabric, "value": stat["median"],
@@ -331,9 +336,7 @@ def plot(table, out_dir):
         for i, policy in enumerate(policies):
             xs, ys, lo, hi = [], [], [], []
             for j, workload in enumerate(WORKLOADS):
-                (e,) = [x for x in table if (x["fabric"], x["workload"], x["policy"])
-                        == (fabric, workload, policy)]
-                s = e["efficiency"]
+                s = cell(table, fabric, workload, policy)["efficiency"]
                 if s["median"] is None:
                     continue
                 xs.append(j + (i - (len(policies) - 1) / 2) * width)

@@ -40,7 +40,6 @@ from ryu.ofproto import ofproto_v1_3
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers import rules
 from controllers.core import POLICIES, IntentError, PolicyError, RoutingCore, link_capacities
-from controllers.policies import POLICY_CLASSES
 
 CONF = cfg.CONF
 
@@ -360,7 +359,7 @@ class FabricController(app_manager.RyuApp):
                 if self._round:
                     self.counters["stats_rounds_late"] += 1
                     self._end_round(time.monotonic())
-                learning = POLICY_CLASSES[self.core.policy].learns_flows
+                learning = self.core.learns_flows
                 for dp in list(self.datapaths.values()):
                     parser, ofp = dp.ofproto_parser, dp.ofproto
                     reqs = [parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)]
@@ -425,11 +424,11 @@ class FabricController(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
     def barrier_reply(self, ev):
-        dpid, xid = ev.msg.datapath.id, ev.msg.xid
+        dpid, xid, now = ev.msg.datapath.id, ev.msg.xid, time.monotonic()
         if self.unconfirmed.get(dpid) == xid:
             del self.unconfirmed[dpid]
-        self.installs.confirmed(dpid, xid, time.monotonic(), idle=not self.unconfirmed)
-        self._release_held(time.monotonic())
+        self.installs.confirmed(dpid, xid, now, idle=not self.unconfirmed)
+        self._release_held(now)
 
     def _release_held(self, now):
         """Send held ARP answers once every switch confirmed its changes: the route to a host

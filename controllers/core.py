@@ -213,6 +213,11 @@ class RoutingCore:
         self._overlay_dirty = True
 
     @property
+    def learns_flows(self):
+        """Does the active policy learn flows (so per-flow statistics must be polled)?"""
+        return self._policy.learns_flows
+
+    @property
     def dirty(self):
         """Is there anything ``flush`` would send?"""
         return (self._topo_dirty or self._overlay_dirty or self._full_diff

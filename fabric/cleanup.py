@@ -182,24 +182,31 @@ def kill_host_shells(names):
     kill_pids(pids, grace_s=1.0)
 
 
+def _owned(prefix, suffix):
+    """``(pid, path)`` of the files in :data:`STATE_DIR` named ``<prefix><pid><suffix>``."""
+    if not os.path.isdir(STATE_DIR):
+        return []
+    return [(int(f[len(prefix):-len(suffix)]), os.path.join(STATE_DIR, f))
+            for f in sorted(os.listdir(STATE_DIR)) if f.startswith(prefix) and f.endswith(suffix)]
+
+
+def other_live_runs():
+    """``{pid: state}`` of the runs recorded by other processes that are still alive."""
+    return {owner: _load(path) for owner, path in _owned("run-", ".json")
+            if owner != os.getpid() and _alive(owner)}
+
+
 def cleanup(include_live=False):
     """Remove what runs left behind. A run whose process is still alive is left alone unless
     ``include_live``. Returns a list of what was removed, for the log."""
+    for owner, path in _owned("ctl-", ".sock"):
+        if not _alive(owner):  # a dead run's coordinator socket: nothing listens
+            os.remove(path)
     removed = []
-    if not os.path.isdir(STATE_DIR):
-        return removed
-    for fname in sorted(os.listdir(STATE_DIR)):
-        if fname.startswith("ctl-") and fname.endswith(".sock"):
-            # A dead run's coordinator socket (traffic/coordinator.py): nothing listens.
-            if not _alive(int(fname[4:-5])):
-                os.remove(os.path.join(STATE_DIR, fname))
+    live = {} if include_live else other_live_runs()
+    for owner, path in _owned("run-", ".json"):
+        if owner in live:
             continue
-        if not (fname.startswith("run-") and fname.endswith(".json")):
-            continue
-        owner = int(fname[4:-5])
-        if owner != os.getpid() and _alive(owner) and not include_live:
-            continue
-        path = os.path.join(STATE_DIR, fname)
         state = _load(path)
         kill_pids(state.get("pids", []))
         kill_host_shells(state.get("bridges", []) + state.get("hosts", []))

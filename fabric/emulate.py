@@ -149,6 +149,18 @@ def ensure_switch_buffers():
         raise EmulationError(f"restarting Open vSwitch failed: {r.stdout[-300:]}{r.stderr[-300:]}")
 
 
+def interface_stats(names, ip_output=None):
+    """``{interface: stats64}`` (``rx``/``tx`` packets, bytes, dropped...) of the named
+    interfaces of a namespace, from ``ip -s -j link show`` (run in the root namespace unless
+    its output is given)."""
+    if ip_output is None:
+        ip_output = subprocess.run(["ip", "-s", "-j", "link", "show"], capture_output=True,
+                                   text=True).stdout
+    names = set(names)
+    return {link["ifname"]: link["stats64"] for link in json.loads(ip_output or "[]")
+            if link.get("ifname") in names}
+
+
 def _sum_qdisc_drops(tc_output, root_only):
     """Sum the 'dropped' counts of htb root qdiscs in ``tc -s qdisc`` output (the leaf fifo
     drops are counted again in its root)."""
@@ -392,18 +404,16 @@ class Emulation:
         out = subprocess.run(["tc", "-s", "qdisc", "show"], capture_output=True,
                              text=True).stdout
         totals["switch_qdisc"] = _sum_qdisc_drops(out, root_only=True)
-        stats = subprocess.run(["ip", "-s", "-j", "link", "show"], capture_output=True,
-                               text=True).stdout
-        mine = {i for i, _ in self._switch_intfs()}
-        for link in json.loads(stats or "[]"):
-            if link.get("ifname") in mine:
-                totals["switch_intf_tx"] += link["stats64"]["tx"]["dropped"]
-                totals["switch_intf_rx"] += link["stats64"]["rx"]["dropped"]
+        for stats in interface_stats(i for i, _ in self._switch_intfs()).values():
+            totals["switch_intf_tx"] += stats["tx"]["dropped"]
+            totals["switch_intf_rx"] += stats["rx"]["dropped"]
         for h in hosts(self.g):
             node = self.net.get(h)
             totals["host_qdisc"] += _sum_qdisc_drops(node.cmd("tc -s qdisc show"), True)
-            for link in json.loads(node.cmd(f"ip -s -j link show {_intf(h, 0)}") or "[]"):
-                totals["host_intf_rx"] += link["stats64"]["rx"]["dropped"]
+            intf = _intf(h, 0)
+            out = node.cmd(f"ip -s -j link show {intf}")
+            for stats in interface_stats([intf], out).values():
+                totals["host_intf_rx"] += stats["rx"]["dropped"]
         for sw in switches(self.g):
             out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-ports", sw],
                                  capture_output=True, text=True).stdout

@@ -172,30 +172,11 @@ def controller_status(ctl):
     return ctl.get("/fabric/status") if ctl.ours else {"app": ctl.app}
 
 
-def dependency_depths(schedule):
-    """``{flow id: depth}`` in the schedule's dependency DAG: 0 for a flow that waits for
-    nothing, else one more than its deepest dependency. Flows of one depth can be in flight
-    together (the first ``channels`` rounds of a pairwise-shift all-to-all, then the next)."""
-    flows = {f.id: f for f in schedule.flows}
-    depth = {}
-    for fid in flows:
-        stack = [fid]
-        while stack:
-            f = flows[stack[-1]]
-            todo = [d for d in f.deps if d not in depth]
-            if todo:
-                stack.extend(todo)
-                continue
-            depth[f.id] = 1 + max((depth[d] for d in f.deps), default=-1)
-            stack.pop()
-    return depth
-
-
 class CollectiveAnnouncement:
     """The ``before_go`` hook of a run under ``collective``: announce the schedule's flows.
 
     Called with the 5-tuples the agents opened, it submits one intent with every flow, its
-    bytes and its phase (its depth in the dependency DAG, :func:`dependency_depths`, so the
+    bytes and its phase (its depth in the dependency DAG, ``Schedule.depths``, so the
     controller balances the flows that run together) through the REST API, and returns once
     the controller says the intent is installed and every switch confirmed it (status not
     pending); :meth:`withdraw` ends it after the run.
@@ -213,7 +194,7 @@ class CollectiveAnnouncement:
         if missing:
             raise RunError(f"agents reported no connection for {len(missing)} flows, "
                            f"e.g. {missing[:4]}")
-        phase = dependency_depths(self.schedule)
+        phase = self.schedule.depths()
         flows = [{"src": five_tuples[f.id][0], "dst": five_tuples[f.id][1], "bytes": f.bytes,
                   "flow": five_tuples[f.id], "phase": phase[f.id]}
                  for f in self.schedule.flows]

@@ -25,16 +25,9 @@ def foreign_runs():
     from overlapping with ours, but one may start between our teardown and this check."""
     from fabric import cleanup
     bridges, pids = set(), set()
-    if os.path.isdir(cleanup.STATE_DIR):
-        for fname in os.listdir(cleanup.STATE_DIR):
-            if not (fname.startswith("run-") and fname.endswith(".json")):
-                continue
-            owner = int(fname[4:-5])
-            if owner == os.getpid() or not cleanup._alive(owner):
-                continue
-            state = cleanup._load(os.path.join(cleanup.STATE_DIR, fname))
-            bridges |= set(state.get("bridges", [])) | set(state.get("hosts", []))
-            pids |= set(state.get("pids", [])) | {owner}
+    for owner, state in cleanup.other_live_runs().items():
+        bridges |= set(state.get("bridges", [])) | set(state.get("hosts", []))
+        pids |= set(state.get("pids", [])) | {owner}
     return bridges, pids
 
 

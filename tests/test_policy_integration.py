@@ -11,9 +11,8 @@ from bench.policies import (BASELINE, check_targets, make_spec, median_interval,
 from controllers.launcher import _positionals, apply_shim
 from controllers.rules import Bucket, Group, GroupMod, Output, PacketOut, PORT_TABLE
 from fabric import model, spec as specs
-from fabric.runner import controller_args, dependency_depths
+from fabric.runner import controller_args
 from topologies import build
-from traffic.moe import moe_alltoall, permutation
 from traffic.probe import analyze
 
 
@@ -75,15 +74,6 @@ def test_controller_args_hand_over_the_model_and_the_spec(tmp_path):
     assert args[args.index("--fabric-scale") + 1] == "5e-05"
     assert "--nofabric-fast-failover" in args
     assert json.loads(args[args.index("--fabric-policy-options") + 1]) == {"hot_util": 0.7}
-
-
-def test_dependency_depths_group_the_rounds_that_run_together():
-    hosts = [f"h{i}" for i in range(1, 9)]
-    shift = moe_alltoall(hosts, tokens_per_host=8, schedule="shift", channels=3)
-    depths = dependency_depths(shift)
-    for f in shift.flows:
-        assert depths[f.id] == (f.tag("round") - 1) // 3  # every pair carries bytes here
-    assert set(dependency_depths(permutation(hosts, 100)).values()) == {0}
 
 
 def test_probe_analysis_tells_an_outage_from_a_late_sender():

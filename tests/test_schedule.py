@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from traffic.moe import moe_alltoall, permutation
 from traffic.schedule import Flow, Schedule, ScheduleError
 
 
@@ -174,3 +175,19 @@ def test_jsonl_is_validated_after_reading(tmp_path):
     ])
     with pytest.raises(ScheduleError, match=f"^{re.escape(str(path))}: flow .*dependency cycle"):
         Schedule.from_jsonl(path)
+
+
+def test_depths_group_the_rounds_that_run_together():
+    hosts = [f"h{i}" for i in range(1, 9)]
+    shift = moe_alltoall(hosts, tokens_per_host=8, schedule="shift", channels=3)
+    depths = shift.depths()
+    for f in shift.flows:
+        assert depths[f.id] == (f.tag("round") - 1) // 3  # every pair carries bytes here
+    assert set(permutation(hosts, 100).depths().values()) == {0}
+
+
+def test_start_time_is_the_later_of_start_s_and_the_last_dependency_plus_delay():
+    f = Flow("b", "h1", "h2", 1, deps=("a", "c"), start_s=0.5, delay_s=0.2)
+    assert f.start_time([0.1, 0.2]) == 0.5
+    assert f.start_time(iter([0.4, 1.0])) == pytest.approx(1.2)
+    assert Flow("d", "h1", "h2", 1, delay_s=0.3).start_time([]) == 0.3

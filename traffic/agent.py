@@ -215,8 +215,7 @@ class Agent:
         for f in self.send_flows.values():
             if f.id in self.started or not all(d in self.done for d in f.deps):
                 continue
-            # schedule.py: start = max(start_s, last dependency's end + delay_s)
-            at = max(f.start_s, max((self.done[d] for d in f.deps), default=0.0) + f.delay_s)
+            at = f.start_time(self.done[d] for d in f.deps)
             if at > now:
                 wait = at - now if wait is None else min(wait, at - now)
                 continue

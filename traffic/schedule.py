@@ -104,6 +104,11 @@ class Flow:
         object.__setattr__(self, "deps", tuple(self.deps))
         object.__setattr__(self, "tags", tuple(tuple(t) for t in tags))
 
+    def start_time(self, dep_ends):
+        """When the flow starts, given the end times of its dependencies (any iterable; empty
+        for none): the rule of the module docstring, which every executor follows."""
+        return max(self.start_s, max(dep_ends, default=0.0) + self.delay_s)
+
     def tag(self, name, default=None):
         """Value of tag ``name``, or ``default`` if the flow has no such tag."""
         for key, value in self.tags:
@@ -330,10 +335,17 @@ class Schedule:
         times = {}
         for fid in nx.topological_sort(self.dag()):
             f = flows[fid]
-            ready = max((times[d][1] for d in f.deps), default=0.0)
-            start = max(f.start_s, ready + f.delay_s)
+            start = f.start_time(times[d][1] for d in f.deps)
             times[fid] = (start, start + (transfer_s(f) if transfer_s else 0.0))
         return times
+
+    def depths(self):
+        """``{flow id: depth}`` in the dependency DAG: 0 for a flow that waits for nothing,
+        else one more than its deepest dependency. Flows of one depth may be in flight
+        together (the first ``channels`` rounds of a pairwise-shift all-to-all, then the
+        next)."""
+        generations = nx.topological_generations(self.dag())
+        return {fid: depth for depth, ids in enumerate(generations) for fid in ids}
 
     def scale_times(self, factor):
         """A copy with every ``start_s`` and ``delay_s`` multiplied by ``factor``.
