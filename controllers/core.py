@@ -2,52 +2,42 @@
 
 Every event handler takes ``now`` (seconds, any monotonic origin) and returns a list of plain
 messages from controllers/rules.py; nothing is sent from here. The Ryu app
-(controllers/app.py) turns OpenFlow events into these calls and the returned messages into
-OpenFlow; tests drive the same object against a fake flow table, and the flow-level
-simulator will too.
+(controllers/app.py, through the pure driver controllers/driver.py) turns OpenFlow events into
+these calls and the returned messages into OpenFlow; tests drive the same object against a
+fake flow table, and the flow-level simulator drives its parts.
 
-What it keeps
--------------
-- switches and their ports, learned when a switch connects and from port status;
-- inter-switch links, learned from LLDP probes it asks the app to send, dropped on port down
-  or when not seen for ``link_timeout_s``;
-- hosts (MAC, IP, attachment point), learned from the ARP they send. The core answers ARP
-  itself, and only forwards a request to host-facing ports, never onto inter-switch links, so a
-  loopy fabric never floods;
-- link loads from port statistics, and (for the adaptive policies) individual flows, learned
-  from the packet-in of their first packet and measured by flow statistics;
-- the rules and groups it believes each switch holds, so that ``flush`` sends only the
-  difference between what the current state asks for and what is installed.
+It composes pure parts with one job each, and adds only what joins them (ARP answers, when a
+change set is taken, which flows a change breaks):
 
-What switches hold
-------------------
-Three layers, disjoint by priority (controllers/rules.py):
+- topology state (controllers/topology.py): switches, links from LLDP probes, hosts from the
+  ARP they send; events in, change sets out;
+- path service (controllers/paths.py): distances and equal-cost next hops per destination
+  switch, updated incrementally per change set; equal-cost and k shortest paths;
+- load model (controllers/loads.py): smoothed port rates, learned flows with their demand
+  estimates summed per link, and an index from link to the flows pinned on it;
+- policy (controllers/policies.py): place, adapt, repair, reset, through the interface below;
+- OpenFlow renderer (controllers/render.py): what every switch must hold and the diff to send,
+  redone only where a change set reaches. Only :meth:`RoutingCore.flush` and the switch events
+  use it.
 
-1. routes per destination switch (controllers/routes.py): SELECT groups over equal-cost next
-   hops, one rule per host MAC, FAST_FAILOVER protection and its detour rules, and for
-   learning policies one rule per host port sending new TCP/UDP flows to the controller.
-   Rebuilt when the topology, the hosts or the policy change;
-2. SELECT bucket weights (WCMP), rewritten group by group after statistics rounds;
-3. per-flow rules: a learned flow's rule at its first switch (counted, cookie
-   ``COOKIE_FLOW``) and, if the policy pinned it, one rule per switch along its path;
-   collective intents' pins. Rebuilt whenever a flow or intent changes; only the switches
-   whose rules changed are compared.
-
-The policy (controllers/policies.py) decides what goes into layers 2 and 3.
+The core answers ARP itself and forwards a request only to host-facing ports, never onto
+inter-switch links, so a loopy fabric never floods. What an event costs depends on what it
+touches: a new flow costs its candidate paths and the flows sharing its hosts, a link change
+the destinations and switches whose next hops it changes, never a scan of every flow or rule.
 """
 
 import collections
 
-import networkx as nx
-
-from controllers.loads import Flow, PortLoads
+from controllers.loads import Flow, LoadModel
+from controllers.paths import PathService, path_links
 from controllers.placement import wcmp_weights
 from controllers.policies import (POLICY_CLASSES, Collective, IntentError, PolicyConfig,
                                   PolicyError)
-from controllers.routes import GroupIds, Routes, base_rules, path_links
+from controllers.render import GroupIds, Renderer, base_rules
 from controllers.rules import (
-    COOKIE, COOKIE_FLOW, ETH_TYPE_IPV4, PORT_IN_PORT, PORT_TABLE, PRIO_FLOW, ArpPacket,
-    ClearSwitch, FlowKey, FlowMod, FlowRule, GroupMod, LldpProbe, Output, PacketOut, ToGroup)
+    ETH_TYPE_IPV4, PORT_IN_PORT, PORT_TABLE, PRIO_FLOW, ArpPacket, FlowKey, LldpProbe, Output,
+    PacketOut, ToGroup)
+from controllers.topology import Host, TopologyState
 
 __all__ = ["POLICIES", "Host", "IntentError", "PolicyError", "RoutingCore", "base_rules",
            "link_capacities", "next_hops"]
@@ -57,10 +47,15 @@ POLICIES = tuple(POLICY_CLASSES)
 ARP_REQUEST = 1
 ARP_REPLY = 2
 
-Host = collections.namedtuple("Host", "mac ip dpid port")
-
 # A walk along installed rules longer than this is a loop (no fabric here is that deep).
 MAX_PATH_SWITCHES = 32
+# More changed switch pairs than this in one change set are redone from scratch: the
+# incremental update pays per pair, a rebuild once.
+INCREMENTAL_PAIRS = 64
+# ARP requests the core forwarded, remembered to recognise their echoes: bounded, so hosts
+# asking for unknown addresses cannot grow the controller's memory.
+FLOODED_MAX = 4096
+ECHO_WINDOW_S = 2.0
 
 
 def next_hops(graph, dst):
@@ -79,6 +74,7 @@ def next_hops(graph, dst):
         ``{dpid: sorted list of neighbour dpids on a shortest path to dst}`` for every switch
         other than ``dst`` that has a path to it.
     """
+    import networkx as nx
     dist = nx.single_source_shortest_path_length(graph, dst)
     hops = {}
     for sw, d in dist.items():
@@ -112,11 +108,6 @@ def link_capacities(g, scale=1.0):
     return caps
 
 
-def _group_level(group):
-    """0 for a group that only outputs, 1 for one that chains to groups (add those last)."""
-    return int(any(isinstance(a, ToGroup) for b in group.buckets for a in b.actions))
-
-
 class RoutingCore:
     """Topology, host, load and route state of one controller.
 
@@ -128,7 +119,7 @@ class RoutingCore:
     link_timeout_s : float
         A link not confirmed by an LLDP probe for this long is dropped.
     fast_failover : bool
-        Protect every route with FAST_FAILOVER groups (see controllers/routes.py).
+        Protect every route with FAST_FAILOVER groups (see controllers/render.py).
     link_capacity_bps : dict, optional
         ``{(dpid, port): bit/s}`` of switch ports (see :func:`link_capacities`), in the units
         port statistics will show (emulated, not nominal, rates under emulation).
@@ -146,37 +137,53 @@ class RoutingCore:
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
                  link_capacity_bps=None, default_capacity_bps=1e9, **options):
         self.config = PolicyConfig.from_options(options)
-        self.link_timeout_s = link_timeout_s
         self.fast_failover = bool(fast_failover)
         self.link_capacity_bps = dict(link_capacity_bps or {})
         if not default_capacity_bps > 0:
             raise PolicyError(f"default_capacity_bps must be > 0, got {default_capacity_bps!r}")
         self.default_capacity_bps = float(default_capacity_bps)
-        self.ports = {}         # dpid -> set of live port numbers
-        self.links = {}         # (dpid, port) -> (peer dpid, peer port, last seen)
-        self.hosts = {}         # mac -> Host
-        self.installed = {}     # dpid -> {"flows": {key: FlowRule}, "groups": {gid: Group}}
-        self.flows = {}         # FlowKey -> Flow (learning policies only)
-        self.loads = PortLoads(self.config.util_tau_s)
         self.counters = collections.Counter()
-        self._ips = {}          # ip -> mac
-        self._flooded = {}      # (src mac, target ip) -> time the core flooded that request
-        self._link_ports = None
-        self._flows_from = collections.Counter()   # host mac -> learned flows it sends
-        self._flows_to = collections.Counter()     # host mac -> learned flows it receives
-        self._group_ids = GroupIds()
-        self._intern = {}
-        self._routes = None
-        self._weights = {}
-        self._overlay = {}      # dpid -> {key: FlowRule} of per-flow rules and pins
-        self._pin_cache = {}    # pin -> its [(dpid, FlowRule)], for the current routes
-        self._topo_dirty = True
-        self._overlay_dirty = False
-        self._full_diff = False
-        self._touched_groups = set()   # (dpid, gid) whose weights changed
+        self.topo = TopologyState(link_timeout_s)
+        self.path_service = PathService(self.topo.adj)
+        self.load = LoadModel(self.config.util_tau_s, self.config.young_bytes,
+                              self.port, self.nic_bps)
+        self.render = Renderer(self.topo, self.path_service, GroupIds(),
+                               fast_failover=self.fast_failover)
+        self._flooded = collections.OrderedDict()   # (src mac, target ip) -> time forwarded
+        self._rebuild = True       # the next sync redoes every route from scratch
+        self._stale = set()        # learned flows whose rules must be redone
+        self._pins_dirty = False   # the policy's own pins (intents) must be redone
+        self._policy_pins = {}     # owner -> pin tuple, of the policy's pins now rendered
+        self._pins_seen = None     # the policy's pins_version they were rendered at
         self._now = 0.0
         self._policy = None
         self.set_policy(policy)
+
+    # -- what the parts hold, as the app, the REST API and the tests read it ---------------
+    @property
+    def ports(self):
+        return self.topo.ports
+
+    @property
+    def links(self):
+        return self.topo.links
+
+    @property
+    def hosts(self):
+        return self.topo.hosts
+
+    @property
+    def flows(self):
+        return self.load.flows
+
+    @property
+    def installed(self):
+        """``{dpid: table}``: ``table["flows"]``, ``table["groups"]`` as of the last flush."""
+        return self.render.tables
+
+    def _at(self, now):
+        self._now = now
+        self.load.advance(now)
 
     # -- configuration -------------------------------------------------------------------
     def set_policy(self, policy, now=None):
@@ -194,23 +201,42 @@ class RoutingCore:
         if policy not in POLICY_CLASSES:
             raise PolicyError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
         now = self._now if now is None else now
+        self._at(now)
         if self._policy is not None:
             self.counters["policy_changes"] += 1
         self._policy = POLICY_CLASSES[policy](self.config)
         self.policy = policy
-        self._weights = {}
-        self._topo_dirty = True
+        self.render.multipath = self._policy.multipath
+        self.render.learn_flows = self._policy.learns_flows
+        self.render.weights = {}
+        self._rebuild = True
+        self._pins_dirty = True
         if not self._policy.learns_flows:
-            self.flows.clear()
-            self._flows_from.clear()
-            self._flows_to.clear()
-        for flow in self.flows.values():
-            flow.path = flow.placed_at = flow.demand_bps = None
+            self._forget_all_flows()
+        self._sync(now)
+        for flow in sorted(self.flows.values(), key=lambda f: f.key):
+            self.load.set_path(flow, None, now)
+            flow.placed_at = flow.demand_bps = None
             flow.elephant = False
-        self._ensure_routes(now)
         for flow in sorted(self.flows.values(), key=lambda f: f.key):
             self._policy.place(self, flow, now)
-        self._overlay_dirty = True
+
+    def reset(self, now):
+        """Start the active policy afresh: learned flows, intents, weights and whatever the
+        policy itself remembers are forgotten (a benchmark's runs must not see each other)."""
+        self._at(now)
+        self.counters["policy_resets"] += 1
+        self._forget_all_flows()
+        self._policy.reset(self, now)
+        if self.render.weights:
+            self.render.reweight({})
+        self._pins_dirty = True
+        return []
+
+    def _forget_all_flows(self):
+        for key in list(self.flows):
+            self._stale.add(key)
+        self.load.clear()
 
     @property
     def learns_flows(self):
@@ -220,54 +246,38 @@ class RoutingCore:
     @property
     def dirty(self):
         """Is there anything ``flush`` would send?"""
-        return (self._topo_dirty or self._overlay_dirty or self._full_diff
-                or bool(self._touched_groups))
-
-    def _topology_changed(self):
-        self._topo_dirty = True
-        self._link_ports = None
+        return bool(self._rebuild or self.topo.changes or self._stale or self._pins_dirty
+                    or self.render.dirty or self.render.stale_owners)
 
     # -- switches and ports ----------------------------------------------------------------
     def switch_enter(self, dpid, ports, now):
         """A switch connected with ``ports``: wipe it, give it the base rules, probe its ports."""
-        self._now = now
-        self.ports[dpid] = set(ports)
-        self.installed[dpid] = {"flows": {}, "groups": {}}
-        self.loads.forget(dpid)
-        self._topology_changed()
-        msgs = [ClearSwitch(dpid)]
-        for rule in base_rules():
-            self.installed[dpid]["flows"][rule.key] = rule
-            msgs.append(FlowMod(dpid, "add", rule))
+        self._at(now)
+        self.topo.switch_enter(dpid, ports)
+        self.load.ports.forget(dpid)
+        msgs = self.render.switch_enter(dpid)
+        self._rebuild = True
         msgs.extend(self._probe(dpid, sorted(ports)))
         return msgs
 
     def switch_leave(self, dpid, now):
         """A switch disconnected: forget it, its links and its hosts."""
-        self._now = now
-        self.ports.pop(dpid, None)
-        self.installed.pop(dpid, None)
-        self.loads.forget(dpid)
-        for key in [k for k, v in self.links.items() if k[0] == dpid or v[0] == dpid]:
-            del self.links[key]
-        for mac in [m for m, h in self.hosts.items() if h.dpid == dpid]:
-            self._forget_host(mac)
-        self._topology_changed()
+        self._at(now)
+        self.topo.switch_leave(dpid)
+        self.render.switch_leave(dpid)
+        self.load.ports.forget(dpid)
+        self._rebuild = True
         return []
 
     def port_status(self, dpid, port, up, now):
         """A port went up (probe it) or down (forget its link and hosts at once)."""
-        self._now = now
+        self._at(now)
         if dpid not in self.ports:
             return []
         if up:
-            self.ports[dpid].add(port)
+            self.topo.port_up(dpid, port)
             return self._probe(dpid, [port])
-        self.ports[dpid].discard(port)
-        self._drop_link_at(dpid, port)
-        for mac in [m for m, h in self.hosts.items() if (h.dpid, h.port) == (dpid, port)]:
-            self._forget_host(mac)
-        self._topology_changed()
+        self.topo.port_down(dpid, port)
         return []
 
     # -- link discovery --------------------------------------------------------------------
@@ -283,77 +293,30 @@ class RoutingCore:
 
     def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now):
         """A probe sent out of (src_dpid, src_port) arrived at (dst_dpid, dst_port)."""
-        self._now = now
-        if src_dpid not in self.ports or dst_dpid not in self.ports:
-            return []
-        new = self.links.get((src_dpid, src_port), (None, None))[:2] != (dst_dpid, dst_port)
-        self.links[(src_dpid, src_port)] = (dst_dpid, dst_port, now)
-        if new:
+        self._at(now)
+        if self.topo.link_seen(src_dpid, src_port, dst_dpid, dst_port, now):
             self.counters["links_learned"] += 1
-            # A port that carries a link has no hosts: forget any learned there by mistake.
-            for mac in [m for m, h in self.hosts.items()
-                        if (h.dpid, h.port) in ((src_dpid, src_port), (dst_dpid, dst_port))]:
-                self._forget_host(mac)
-            self._topology_changed()
         return []
 
     def expire_links(self, now):
         """Drop links no probe confirmed for ``link_timeout_s``."""
-        self._now = now
-        for key, (_, _, seen) in list(self.links.items()):
-            if now - seen > self.link_timeout_s:
-                self._drop_link_at(*key)
+        self._at(now)
+        self.topo.expire_links(now)
         return []
 
-    def _drop_link_at(self, dpid, port):
-        peer = self.links.pop((dpid, port), None)
-        if peer is not None:
-            self.links.pop(peer[:2], None)
-            self._topology_changed()
-        for key, val in list(self.links.items()):
-            if val[:2] == (dpid, port):
-                del self.links[key]
-                self._topology_changed()
-
-    def link_ports(self):
-        """Set of (dpid, port) that face another switch."""
-        if self._link_ports is None:
-            self._link_ports = set(self.links) | {v[:2] for v in self.links.values()}
-        return self._link_ports
-
-    def _adjacency(self):
-        """``{dpid: {neighbour: local port}}`` over links whose both ports are live."""
-        adj = {dpid: {} for dpid in self.ports}
-        for (a, pa), (b, pb, _) in sorted(self.links.items()):
-            if pa in self.ports.get(a, ()) and pb in self.ports.get(b, ()):
-                adj[a].setdefault(b, pa)
-                adj[b].setdefault(a, pb)
-        return adj
-
-    def switch_graph(self):
-        """Undirected graph of switches (dpids); edges carry ``ports`` {dpid: port}."""
-        g = nx.Graph()
-        g.add_nodes_from(self.ports)
-        for (a, pa), (b, pb, _) in self.links.items():
-            if pa in self.ports.get(a, ()) and pb in self.ports.get(b, ()):
-                g.add_edge(a, b, ports={a: pa, b: pb})
-        return g
-
-    # -- hosts and ARP ---------------------------------------------------------------------
     def edge_ports(self):
         """Live ports that face hosts (no link discovered on them), as {dpid: [ports]}."""
-        linked = self.link_ports()
-        return {dpid: sorted(p for p in ports if (dpid, p) not in linked)
-                for dpid, ports in self.ports.items()}
+        return self.topo.edge_ports()
 
+    # -- hosts and ARP ---------------------------------------------------------------------
     def packet_in_arp(self, dpid, in_port, arp, data, now):
         """An ARP packet reached the controller. Learn its sender, then answer or forward it.
 
         Returns PacketOuts: an ARP reply built by the core when it knows the target, or the
         original frame (``data``) sent only to host-facing ports.
         """
-        self._now = now
-        if (dpid, in_port) in self.link_ports() or dpid not in self.ports:
+        self._at(now)
+        if self.topo.is_link_port(dpid, in_port) or dpid not in self.ports:
             return []
         if self._is_echo(arp, dpid, in_port, now):
             return []
@@ -367,10 +330,10 @@ class RoutingCore:
                 reply = ArpPacket(ARP_REPLY, target.mac, target.ip, arp.src_mac, arp.src_ip,
                                   eth_src=target.mac, eth_dst=arp.src_mac)
                 return [PacketOut(dpid, (in_port,), reply)]
-            self._flooded[(arp.src_mac, arp.dst_ip)] = now
+            self._remember_flood(arp.src_mac, arp.dst_ip, now)
             self.counters["arp_forwards"] += 1
             return [PacketOut(d, tuple(p for p in ports if (d, p) != (dpid, in_port)), data)
-                    for d, ports in sorted(self.edge_ports().items()) if ports]
+                    for d, ports in sorted(self.topo.edge_ports().items()) if ports]
         if arp.op == ARP_REPLY:
             target = self.hosts.get(arp.dst_mac)
             if target is not None:
@@ -384,32 +347,26 @@ class RoutingCore:
         return (when is not None and now - when < 2.0 and known is not None
                 and (known.dpid, known.port) != (dpid, in_port))
 
-    def _learn(self, mac, ip, dpid, port):
-        host = Host(mac, ip, dpid, port)
-        old = self.hosts.get(mac)
-        if old != host:
-            if old is not None and self._ips.get(old.ip) == mac:
-                del self._ips[old.ip]
-            self.hosts[mac] = host
-            self._ips[ip] = mac
-            self.counters["hosts_learned"] += 1
-            self._topo_dirty = True
 
-    def _forget_host(self, mac):
-        host = self.hosts.pop(mac)
-        if self._ips.get(host.ip) == mac:
-            del self._ips[host.ip]
+
+    def _remember_flood(self, src_mac, dst_ip, now):
+        self._flooded[(src_mac, dst_ip)] = now
+        self._flooded.move_to_end((src_mac, dst_ip))
+        while self._flooded and (len(self._flooded) > FLOODED_MAX or
+                                 now - next(iter(self._flooded.values())) > ECHO_WINDOW_S):
+            self._flooded.popitem(last=False)
+
+    def _learn(self, mac, ip, dpid, port):
+        if self.topo.learn_host(mac, ip, dpid, port):
+            self.counters["hosts_learned"] += 1
 
     def host_by_ip(self, ip):
         """The host with IPv4 address ``ip``, or None."""
-        mac = self._ips.get(ip)
-        return None if mac is None else self.hosts.get(mac)
+        return self.topo.host_by_ip(ip)
 
     def host_by_ref(self, ref):
         """The host named by its MAC or its IPv4 address, or None."""
-        if not isinstance(ref, str):
-            return None
-        return self.hosts.get(ref.lower()) or self.host_by_ip(ref)
+        return self.topo.host_by_ref(ref)
 
     # -- statistics ------------------------------------------------------------------------
     def port_stats(self, dpid, tx_bytes, now):
@@ -420,9 +377,9 @@ class RoutingCore:
         reply. Rates are smoothed with time constant ``util_tau_s``; counters that go backwards
         start over. Decisions wait for :meth:`adapt`.
         """
-        self._now = now
+        self._at(now)
         for port, total in tx_bytes.items():
-            self.loads.sample(dpid, port, total, now)
+            self.load.ports.sample(dpid, port, total, now)
         return []
 
     def flow_seen(self, flow_key, src_mac, dst_mac, bytes_total, now):
@@ -446,11 +403,11 @@ class RoutingCore:
         now : float
             Time of the reading.
         """
-        self._now = now
+        self._at(now)
         key = FlowKey.of(flow_key)
         flow = self._learn_flow(key, src_mac, dst_mac, now)
         if flow is not None:
-            self._measure(flow, bytes_total, now)
+            self.load.measure(flow, bytes_total, now)
         return []
 
     def flow_stats(self, dpid, rows, now):
@@ -461,12 +418,12 @@ class RoutingCore:
         passes ``[(match, byte_count), ...]`` of the reply, a match being Ryu's ``OFPMatch``
         or a dict of OXM fields. Rows of rules the core no longer knows are ignored.
         """
-        self._now = now
+        self._at(now)
         for fields, byte_count in rows:
             flow = self.flows.get(FlowKey.from_match(fields))
             host = None if flow is None else self.hosts.get(flow.src)
             if host is not None and host.dpid == dpid:
-                self._measure(flow, byte_count, now)
+                self.load.measure(flow, byte_count, now)
         return []
 
     def packet_in_flow(self, dpid, in_port, flow_key, src_mac, dst_mac, data, now):
@@ -491,7 +448,7 @@ class RoutingCore:
         now : float
             Arrival time.
         """
-        self._now = now
+        self._at(now)
         self.counters["flow_packet_ins"] += 1
         host = self.hosts.get(src_mac)
         # A sender not known at that port is not learned; its packet is still forwarded.
@@ -502,6 +459,7 @@ class RoutingCore:
             msgs.append(PacketOut(dpid, (PORT_TABLE,), data))
         return msgs
 
+
     def _learn_flow(self, key, src_mac, dst_mac, now):
         flow = self.flows.get(key)
         if flow is not None or not self._policy.learns_flows:
@@ -510,31 +468,16 @@ class RoutingCore:
             self.counters["flows_unknown_host"] += 1
             return None
         flow = Flow(key, src_mac, dst_mac, seen_at=now, active_at=now)
-        self.flows[key] = flow
-        self._flows_from[src_mac] += 1
-        self._flows_to[dst_mac] += 1
+        self.load.add(flow, now)
         self.counters["flows_learned"] += 1
-        self._ensure_routes(now)
+        self._sync(now)
+        self._stale.add(key)
         self._policy.place(self, flow, now)
-        self._overlay_dirty = True
         return flow
 
-    def _measure(self, flow, bytes_total, now):
-        grown = flow.meter.update(bytes_total, now, self.config.util_tau_s)
-        if grown > 0:
-            flow.active_at = now
-            flow.sent_bytes += grown
-            if not flow.started and flow.sent_bytes >= self.config.young_bytes:
-                flow.started = True
-                # Its estimate stops counting; the link averages have not caught up yet.
-                if flow.path is not None and flow.rate_bps:
-                    self._shift(flow.path, flow.rate_bps, now)
-
-    def _forget_flow(self, key):
-        flow = self.flows.pop(key)
-        self._flows_from[flow.src] -= 1
-        self._flows_to[flow.dst] -= 1
-        self._overlay_dirty = True
+    def _forget_flow(self, key, now):
+        if self.load.remove(key, now) is not None:
+            self._stale.add(key)
 
     def adapt(self, now):
         """Run the policy's periodic decisions; call once after each statistics round.
@@ -544,11 +487,11 @@ class RoutingCore:
         groups, ``hedera`` detects elephants, estimates demands and places them. Changes go
         out with the next :meth:`flush`.
         """
-        self._now = now
-        self._ensure_routes(now)
+        self._at(now)
+        self._sync(now)
         for key, flow in sorted(self.flows.items()):
             if now - flow.active_at > self.config.flow_idle_s:
-                self._forget_flow(key)
+                self._forget_flow(key, now)
                 self.counters["flows_expired"] += 1
         self._policy.adapt(self, now)
         return []
@@ -584,12 +527,12 @@ class RoutingCore:
         PolicyError
             If the active policy is not ``collective``.
         """
-        self._now = now
+        self._at(now)
         policy = self._collective()
-        self._ensure_routes(now)
+        self._sync(now)
         policy.submit(self, intent_id, flows, now)
         self.counters["intents_submitted"] += 1
-        self._overlay_dirty = True
+        self._pins_dirty = True
         return []
 
     def intent_status(self, intent_id):
@@ -616,31 +559,50 @@ class RoutingCore:
 
     def withdraw_intent(self, intent_id, now):
         """The collective is over: remove its pins (IntentError if it is unknown)."""
-        self._now = now
+        self._at(now)
         self._collective().withdraw(self, intent_id)
-        self._overlay_dirty = True
+        self._pins_dirty = True
         return []
 
+
     # -- the policy interface --------------------------------------------------------------
-    def routes(self):
-        """The current routes (controllers/routes.Routes), rebuilt first if out of date."""
-        return self._ensure_routes(self._now)
+    def select_gid(self, dst):
+        """Id of the SELECT group leading toward destination switch ``dst`` (any switch)."""
+        return self.render.select_gid(dst)
+
+    def allows(self, path):
+        """Is ``path`` (dpids) a shortest path toward its last switch in this topology?"""
+        self._sync(self._now)
+        return self.path_service.allows(path)
 
     def host_paths(self, src_mac, dst_mac):
         """Equal-cost switch paths between two known hosts' switches (sorted tuples)."""
         src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
         if src is None or dst is None:
             return []
-        return self.routes().paths(src.dpid, dst.dpid)
+        self._sync(self._now)
+        return self.path_service.paths(src.dpid, dst.dpid)
 
     def flow_paths(self, flow):
         """Equal-cost switch paths a learned flow may be pinned to."""
         return self.host_paths(flow.src, flow.dst)
 
+    def k_paths(self, src_mac, dst_mac, k, max_extra_hops=2):
+        """Up to ``k`` loop-free switch paths between two hosts' switches, including paths
+        up to ``max_extra_hops`` longer than the shortest (for non-minimal routing)."""
+        src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
+        if src is None or dst is None:
+            return []
+        self._sync(self._now)
+        return self.path_service.k_paths(src.dpid, dst.dpid, k, max_extra_hops)
+
+    def port(self, u, v):
+        """Port of switch ``u`` on its link to switch ``v``."""
+        return self.topo.adj[u][v]
+
     def capacity(self, u, v):
         """Capacity (bit/s) of the directed link from switch ``u`` to switch ``v``."""
-        return self.link_capacity_bps.get((u, self.routes().port(u, v)),
-                                          self.default_capacity_bps)
+        return self.link_capacity_bps.get((u, self.topo.adj[u][v]), self.default_capacity_bps)
 
     def nic_bps(self, mac):
         """NIC rate (bit/s) of a host: the capacity of its switch port."""
@@ -650,163 +612,149 @@ class RoutingCore:
         return self.link_capacity_bps.get((host.dpid, host.port), self.default_capacity_bps)
 
     def flow_rate(self, flow, now):
-        """A flow's load for placement: its measured rate once started, else an estimate.
+        """A flow's load for placement: its measured rate once started, else an estimate
+        (see :meth:`controllers.loads.LoadModel.flow_rate`)."""
+        return self.load.flow_rate(flow, now)
 
-        The estimate is the sender's NIC rate shared by its learned flows, capped likewise at
-        the receiver (the first step of Hedera's demand estimation).
-        """
-        if self._measured(flow, now):
-            return flow.rate_bps
-        return min(self.nic_bps(flow.src) / max(1, self._flows_from[flow.src]),
-                   self.nic_bps(flow.dst) / max(1, self._flows_to[flow.dst]))
+    def link_load(self, u, v, now):
+        """Projected bit/s of the directed link u->v: measured, plus recent moves, plus the
+        estimated demand of pinned flows the counters cannot show yet."""
+        return self.load.link_load(u, v, now)
 
-    def _measured(self, flow, now):
-        """Whether a flow's measured rate stands for its load: once it has started (sent
-        ``young_bytes``); once the other direction of its connection has started and it has
-        not (it carries that transfer's ACKs); or once it has been measured for
-        ``util_tau_s`` without starting (a connection opened ahead of use). Its load is then
-        what it sends, which the port counters already show."""
-        if flow.rate_bps is None:
-            return False
-        if flow.started or now - flow.seen_at >= self.config.util_tau_s:
-            return True
-        other = self.flows.get(flow.key.reverse())
-        return other is not None and other.started
+    def flows_on(self, link):
+        """Learned flows pinned across the directed link ``(u, v)``."""
+        return [self.flows[k] for k in self.load.on_link.get(link, ())]
+
+    def switch_links(self):
+        """Every directed switch link ``(u, v)``, sorted."""
+        return sorted((u, v) for u, nbrs in self.topo.adj.items() for v in nbrs)
 
     def projected_loads(self, now):
-        """``{(u, v): bit/s}`` of every directed switch link: measured, plus recent moves,
-        plus the estimated demand of pinned flows whose load the counters cannot show yet
-        (see :meth:`flow_rate`)."""
-        routes = self.routes()
-        loads = {(u, v): self.loads.rate_bps(u, port, now)
-                 for u, nbrs in routes.adj.items() for v, port in nbrs.items()}
-        for flow in self.flows.values():
-            if flow.path is not None and not self._measured(flow, now):
-                demand = self.flow_rate(flow, now)
-                for link in path_links(flow.path):
-                    loads[link] += demand
-        return loads
-
-    def _shift(self, path, bps, now):
-        routes = self.routes()
-        for u, v in path_links(path):
-            self.loads.shift(u, routes.port(u, v), bps, now)
+        """``{(u, v): bit/s}`` of every directed switch link (see :meth:`link_load`)."""
+        self._at(now)
+        return {link: self.load.link_load(*link, now) for link in self.switch_links()}
 
     def pin(self, flow, path, now):
         """Pin a learned flow to ``path`` (a tuple of dpids from its sender's switch)."""
+        path = tuple(path)
         if flow.path == path:
             return
         if flow.path is not None:
             self.counters["flow_moves"] += 1
             if flow.started and flow.rate_bps:
-                self._shift(flow.path, -flow.rate_bps, now)
-                self._shift(path, flow.rate_bps, now)
-        flow.path = tuple(path)
+                self.load.shift(flow.path, -flow.rate_bps, now)
+                self.load.shift(path, flow.rate_bps, now)
+        self.load.set_path(flow, path, now)
         # A path chosen before the flow sent anything was chosen blind: its first move once
         # measured is free; later moves wait ``min_dwell_s`` (see policies.Congestion).
         flow.placed_at = now if flow.started else None
-        self._overlay_dirty = True
+        self._stale.add(flow.key)
 
     def unpin(self, flow):
         """Let a learned flow follow its destination's groups again."""
         if flow.path is not None:
-            flow.path = None
-            self._overlay_dirty = True
+            self.load.set_path(flow, None, self._now)
+            self._stale.add(flow.key)
 
     def reweight(self, now):
         """Set SELECT bucket weights from path headroom (WCMP), if the policy is weighted."""
         if not self._policy.weighted:
             return
-        routes = self.routes()
+        self._sync(now)
+        ps = self.path_service
         loads = self.projected_loads(now)
         weights = wcmp_weights(
-            routes.dist, routes.hops,
+            {d: ps.dist[d] for d in ps.dests}, {d: ps.hops[d] for d in ps.dests},
             lambda u, v: max(0.0, 1.0 - loads[(u, v)] / self.capacity(u, v)),
             self.config.weight_step)
-        changed = [k for k in sorted(set(weights) | set(self._weights))
-                   if weights.get(k) != self._weights.get(k)]
-        self._weights = routes.weights = weights
-        for s, dst in changed:
-            self._touched_groups.add((s, routes.reselect(s, dst).group_id))
+        self.render.reweight(weights)
 
-    # -- building what switches should hold ------------------------------------------------
-    def _ensure_routes(self, now):
-        if not self._topo_dirty:
-            return self._routes
-        self._topo_dirty = False
-        self._weights = {}  # they weighed the old next hops; the next adapt sets new ones
-        self._routes = Routes(self._adjacency(), self.hosts.values(), self._group_ids,
-                              multipath=self._policy.multipath,
-                              fast_failover=self.fast_failover,
-                              learn_flows=self._policy.learns_flows, intern=self._intern)
-        self._full_diff = True
-        self._overlay_dirty = True
-        self._pin_cache = {}
-        self.counters["route_builds"] += 1
+    # -- keeping the parts in step ---------------------------------------------------------
+    def _sync(self, now):
+        """Take the topology's change set to the path service and the renderer, and hand
+        the flows it broke to the policy."""
+        changes = self.topo.take_changes()
+        if not (changes or self._rebuild):
+            return
+        ps = self.path_service
+        dests = self.topo.host_switches()
+        full = self._rebuild or bool(changes.switches) or len(changes.pairs) > INCREMENTAL_PAIRS
+        self._rebuild = False
+        if full:
+            ps.rebuild(dests)
+            self.render.weights = {}  # they weighed the old next hops; the next adapt re-weighs
+            self.render.rebuild()
+            self._policy_pins = {}
+            self._pins_dirty = True
+            suspects = list(self.flows)
+            self.counters["route_builds"] += 1
+        else:
+            changed = ps.update(changes.pairs, dests)
+            if any(v is None for v in changed.values()):
+                suspects = list(self.flows)
+            else:
+                suspects = set()
+                for a, b in changes.pairs:
+                    suspects.update(self.load.on_link.get((a, b), ()))
+                    suspects.update(self.load.on_link.get((b, a), ()))
+                for mac in changes.hosts:
+                    suspects.update(self.load.flows_of(mac))
+                    suspects.update(self.load._to.get(mac, ()))
+            self.render.update(changed, changes.pairs, changes.hosts)
+            self.counters["route_updates"] += 1
         broken = []
-        for key, flow in sorted(self.flows.items()):
+        for key in sorted(suspects):
+            flow = self.flows.get(key)
+            if flow is None:
+                continue
             src, dst = self.hosts.get(flow.src), self.hosts.get(flow.dst)
             if src is None or dst is None:
-                self._forget_flow(key)
+                self._forget_flow(key, now)
             elif flow.path is not None and not (
                     flow.path[0] == src.dpid and flow.path[-1] == dst.dpid
-                    and self._routes.allows(flow.path)):
-                flow.path = None
+                    and ps.allows(flow.path)):
+                self.load.set_path(flow, None, now)
+                self._stale.add(key)
                 broken.append(flow)
+            elif full:
+                self._stale.add(key)
         if broken:
             self.counters["flows_rerouted"] += len(broken)
             self._policy.repair(self, broken, now)
         self._policy.on_routes(self, now)
-        return self._routes
 
-    def _pin_rules(self, overlay, previous, fields, priority, src, dst, path, counted):
-        """Add to ``overlay`` the rules that carry one flow (or host pair) along ``path``, or
-        along the groups. They are remembered (``previous``: those of the last overlay) until
-        the routes change: a flush rebuilds the overlay of every flow, and most flows have not
-        moved since the last one."""
-        ident = (fields, priority, src, dst, path, counted)
-        made = previous.get(ident)
-        if made is None:
-            part = collections.defaultdict(dict)
-            self._make_pin_rules(part, fields, priority, src, dst, path, counted)
-            made = [(d, r) for d, rs in part.items() for r in rs.values()]
-        self._pin_cache[ident] = made
-        for d, rule in made:
-            overlay[d][rule.key] = rule
-
-    def _make_pin_rules(self, overlay, fields, priority, src, dst, path, counted):
-        routes = self._routes
-        d = dst.dpid
-        if path is None:
-            if src.dpid == d:
-                action = Output(dst.port)
-            elif src.dpid in routes.hops.get(d, {}):
-                action = ToGroup(routes.select_gid(d))
+    def _render_pins(self):
+        """Redo the per-flow rules of learned flows and pins that changed."""
+        render = self.render
+        stale = self._stale | {o[1] for o in render.stale_owners if o[0] == "flow"}
+        pin_owners = {o for o in render.stale_owners if o[0] == "pin"}
+        render.stale_owners.clear()
+        self._stale = set()
+        for key in sorted(stale):
+            flow = self.flows.get(key)
+            src = dst = None
+            if flow is not None:
+                src, dst = self.hosts.get(flow.src), self.hosts.get(flow.dst)
+            if src is None or dst is None:
+                render.set_owner(("flow", key), ())
             else:
-                return
-            rule = FlowRule(priority, fields, (action,), cookie=COOKIE_FLOW)
-            overlay[src.dpid][rule.key] = rule
-            return
-        for i, s in enumerate(path):
-            if i and s == d:
-                break  # the destination's host rule delivers it
-            action = Output(dst.port) if s == d else routes.hop_action(s, d, path[i + 1])
-            cookie = COOKIE_FLOW if counted and i == 0 else COOKIE
-            rule = FlowRule(priority, fields, (action,), cookie=cookie)
-            overlay[s][rule.key] = rule
-
-    def _build_overlay(self):
-        overlay = collections.defaultdict(dict)
-        # Pins of flows and intents that are gone are forgotten with the previous cache.
-        previous, self._pin_cache = self._pin_cache, {}
-        for key, flow in sorted(self.flows.items()):
-            src, dst = self.hosts.get(flow.src), self.hosts.get(flow.dst)
-            if src is not None and dst is not None:
-                self._pin_rules(overlay, previous, key.match(), PRIO_FLOW, src, dst, flow.path,
-                                True)
-        for fields, priority, path, src, dst in self._policy.pins(self):
-            self._pin_rules(overlay, previous, fields, priority, src, dst, path, False)
-        return dict(overlay)
+                render.set_owner(("flow", key),
+                                 [(key.match(), PRIO_FLOW, src, dst, flow.path, True)])
+        if self._pins_dirty or self._policy.pins_version != self._pins_seen:
+            self._pins_dirty = False
+            self._pins_seen = self._policy.pins_version
+            pins = {("pin", fields, priority): (fields, priority, src, dst, path, False)
+                    for fields, priority, path, src, dst in self._policy.pins(self)}
+            for owner in set(self._policy_pins) - set(pins):
+                render.set_owner(owner, ())
+            for owner, pin in pins.items():
+                if self._policy_pins.get(owner) != pin or owner in pin_owners:
+                    render.set_owner(owner, [pin])
+            self._policy_pins = pins
+        else:
+            for owner in pin_owners:
+                pin = self._policy_pins.get(owner)
+                render.set_owner(owner, [pin] if pin else ())
 
     def flush(self, now):
         """Messages that bring every switch from what it holds to what it should hold.
@@ -815,71 +763,12 @@ class RoutingCore:
         before those that chain to them), then flow adds, flow deletions, and group deletions
         last, so no rule ever points at a missing group.
         """
-        self._now = now
-        routes = self._ensure_routes(now)
-        old_overlay = self._overlay
-        touched = set()
-        if self._overlay_dirty:
-            self._overlay = self._build_overlay()
-            self._overlay_dirty = False
-            touched = {d for d in set(self._overlay) | set(old_overlay)
-                       if self._overlay.get(d) != old_overlay.get(d)}
-        full, self._full_diff = self._full_diff, False
-        group_keys = collections.defaultdict(set)
-        for dpid, gid in self._touched_groups:
-            group_keys[dpid].add(gid)
-        self._touched_groups = set()
-        add_groups, add_flows, del_flows, del_groups = [], [], [], []
-        for dpid in sorted(self.ports):
-            if not (full or dpid in touched or dpid in group_keys):
-                continue
-            have = self.installed.setdefault(dpid, {"flows": {}, "groups": {}})
-            base_flows = routes.flows.get(dpid, {})
-            base_groups = routes.groups.get(dpid, {})
-            over = self._overlay.get(dpid, {})
-            have_flows, have_groups = have["flows"], have["groups"]
-            if full:
-                want = dict(base_flows)
-                want.update(over)
-                for key, rule in want.items():
-                    old = have_flows.get(key)
-                    if old is not rule and old != rule:
-                        add_flows.append(FlowMod(dpid, "add", rule))
-                for key, rule in have_flows.items():
-                    if key not in want:
-                        del_flows.append(FlowMod(dpid, "delete", rule))
-                have["flows"] = want
-                for gid, group in sorted(base_groups.items()):
-                    old = have_groups.get(gid)
-                    if old is not group and old != group:
-                        add_groups.append(GroupMod(dpid, "add" if old is None else "modify",
-                                                   group))
-                for gid, group in sorted(have_groups.items()):
-                    if gid not in base_groups:
-                        del_groups.append(GroupMod(dpid, "delete", group))
-                have["groups"] = dict(base_groups)
-                continue
-            if dpid in touched:
-                for key in sorted(set(old_overlay.get(dpid, {})) | set(over)):
-                    rule = over.get(key) or base_flows.get(key)
-                    old = have_flows.get(key)
-                    if rule is None:
-                        if old is not None:
-                            del_flows.append(FlowMod(dpid, "delete", old))
-                            del have_flows[key]
-                    elif old is not rule and old != rule:
-                        add_flows.append(FlowMod(dpid, "add", rule))
-                        have_flows[key] = rule
-            for gid in sorted(group_keys.get(dpid, ())):
-                group, old = base_groups.get(gid), have_groups.get(gid)
-                if group is not None and old != group:
-                    add_groups.append(GroupMod(dpid, "add" if old is None else "modify", group))
-                    have_groups[gid] = group
-        add_groups.sort(key=lambda m: (_group_level(m.group), m.dpid, m.group.group_id))
-        del_groups.sort(key=lambda m: (-_group_level(m.group), m.dpid, m.group.group_id))
-        msgs = add_groups + add_flows + del_flows + del_groups
-        self.counters["flow_mods"] += len(add_flows) + len(del_flows)
-        self.counters["group_mods"] += len(add_groups) + len(del_groups)
+        self._at(now)
+        self._sync(now)
+        self._render_pins()
+        msgs = self.render.flush()
+        for m in msgs:
+            self.counters["group_mods" if hasattr(m, "group") else "flow_mods"] += 1
         self._policy.flushed()
         return msgs
 
@@ -893,17 +782,14 @@ class RoutingCore:
             ``src``, ``src_port``, ``dst``, ``dst_port``, ``capacity_bps``, ``rate_bps``,
             ``utilization`` and ``pinned_flows`` (learned flows pinned across it), sorted.
         """
-        routes = self.routes()
-        pinned = collections.Counter(link for f in self.flows.values() if f.path
-                                     for link in path_links(f.path))
+        adj = self.topo.adj
         out = []
-        for u in sorted(routes.adj):
-            for v, port in sorted(routes.adj[u].items()):
-                cap = self.capacity(u, v)
-                rate = self.loads.measured_bps(u, port)
-                out.append({"src": u, "src_port": port, "dst": v, "dst_port": routes.adj[v][u],
-                            "capacity_bps": cap, "rate_bps": rate, "utilization": rate / cap,
-                            "pinned_flows": pinned[(u, v)]})
+        for u, v in self.switch_links():
+            cap = self.capacity(u, v)
+            rate = self.load.ports.measured_bps(u, adj[u][v])
+            out.append({"src": u, "src_port": adj[u][v], "dst": v, "dst_port": adj[v][u],
+                        "capacity_bps": cap, "rate_bps": rate, "utilization": rate / cap,
+                        "pinned_flows": len(self.load.on_link.get((u, v), ()))})
         return out
 
     def status(self):
@@ -915,6 +801,7 @@ class RoutingCore:
         counters["pinned_flows"] = sum(1 for f in self.flows.values() if f.path is not None)
         counters["elephants"] = sum(1 for f in self.flows.values() if f.elephant)
         counters["intents"] = 0
+        counters["route_units_rendered"] = self.render.units_rendered
         counters.update(self._policy.gauges(self))
         return {
             "policy": self.policy,
@@ -923,8 +810,8 @@ class RoutingCore:
             "links": len(loads) // 2,
             "hosts": len(self.hosts),
             "pending": self.dirty,
-            "rules": sum(len(v["flows"]) for v in self.installed.values()),
-            "groups": sum(len(v["groups"]) for v in self.installed.values()),
+            "rules": self.render.rule_count(),
+            "groups": self.render.group_count(),
             "utilization": {
                 "links": len(utils),
                 "mean": sum(utils) / len(utils) if utils else 0.0,
@@ -956,10 +843,7 @@ class RoutingCore:
                "ipv4_src": src.ip, "ipv4_dst": dst.ip}
         if flow_key is not None:
             pkt.update(FlowKey.of(flow_key).match())
-        peers = {}
-        for (a, pa), (b, pb, _) in self.links.items():
-            peers[(a, pa)] = (b, pb)
-            peers[(b, pb)] = (a, pa)
+        peers = self.topo.peers()
         found = set()
         stack = [(src.dpid, src.port, ())]
         while stack:
@@ -1005,6 +889,7 @@ class RoutingCore:
 
         return [] if best is None else list(expand(best.actions))
 
+
     # -- the model as if discovered --------------------------------------------------------
     def load_fabric(self, g, now=0.0, capacity_scale=1.0):
         """Learn a fabric model as discovery would (for tests and the flow-level simulator).
@@ -1013,7 +898,7 @@ class RoutingCore:
         ``link_capacity_bps``.
         """
         from fabric.model import host_switch, hosts, switches
-        self._now = now
+        self._at(now)
         self.link_capacity_bps.update(link_capacities(g, capacity_scale))
         msgs = []
         for sw in switches(g):

@@ -12,7 +12,9 @@ the rate at which the moving average itself catches up, so a decision is neither
 before the measurements show it nor counted twice once they do.
 """
 
+import collections
 import dataclasses
+import heapq
 import math
 
 from controllers.rules import FlowKey
@@ -133,7 +135,197 @@ class Flow:
     placed_at: float = None
     elephant: bool = False
     demand_bps: float = None
+    est_bps: float = 0.0        # its estimated demand as counted on its path's links
 
     @property
     def rate_bps(self):
         return self.meter.rate_bps
+
+
+class LoadModel:
+    """Learned flows and the load of every directed switch link, for placement decisions.
+
+    A link's load is its measured rate (:class:`PortLoads`, with the fading shifts of recent
+    moves) plus the estimated demand of the flows pinned across it whose rate the counters
+    cannot show yet (see :meth:`measured`). Those estimates are kept summed per link and
+    corrected only for the flows an event touches: a new or forgotten flow changes the
+    estimates of the flows sharing its sender or receiver, a measurement changes its own (and
+    its reverse direction's), and a flow's estimate lapses ``tau_s`` after it was learned (a
+    heap of due times). So a link's load costs O(1) to read and an event costs what it
+    touches, not the number of flows. :attr:`on_link` indexes the pinned flows by link.
+
+    Parameters
+    ----------
+    tau_s : float
+        Time constant of the moving averages (s), and how long an unstarted flow's estimate
+        counts once it has a rate.
+    young_bytes : int
+        A flow has *started* once it has sent this many bytes.
+    port_of : callable
+        ``port_of(u, v)``: port of switch u toward switch v.
+    nic_bps : callable
+        ``nic_bps(mac)``: NIC rate of a host, bit/s.
+    """
+
+    def __init__(self, tau_s, young_bytes, port_of, nic_bps):
+        self.tau_s = tau_s
+        self.young_bytes = young_bytes
+        self.ports = PortLoads(tau_s)
+        self.flows = {}
+        self.on_link = collections.defaultdict(set)    # (u, v) -> keys of flows pinned on it
+        self._est = collections.defaultdict(float)     # (u, v) -> bit/s of estimates on it
+        self._from = collections.defaultdict(set)      # mac -> keys of flows it sends
+        self._to = collections.defaultdict(set)        # mac -> keys of flows it receives
+        self._due = []                                 # heap of (seen_at + tau_s, key)
+        self._port_of = port_of
+        self._nic_bps = nic_bps
+
+    # -- flows -----------------------------------------------------------------------------
+    def add(self, flow, now):
+        """Start tracking a newly learned flow (not pinned yet)."""
+        self.flows[flow.key] = flow
+        self._from[flow.src].add(flow.key)
+        self._to[flow.dst].add(flow.key)
+        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
+        self._refresh_ends(flow, now)
+
+    def remove(self, key, now):
+        """Forget a flow; returns it (None if unknown)."""
+        flow = self.flows.pop(key, None)
+        if flow is None:
+            return None
+        self._place(flow, None)
+        for index, mac in ((self._from, flow.src), (self._to, flow.dst)):
+            keys = index[mac]
+            keys.discard(key)
+            if not keys:
+                del index[mac]
+        self._refresh_ends(flow, now)
+        return flow
+
+    def clear(self):
+        """Forget every flow (measured port rates stay)."""
+        self.flows.clear()
+        self.on_link.clear()
+        self._est.clear()
+        self._from.clear()
+        self._to.clear()
+        self._due = []
+
+    def set_path(self, flow, path, now):
+        """Pin a flow to ``path`` (a tuple of dpids) or let it follow the groups (None)."""
+        self._place(flow, None)
+        flow.path = None if path is None else tuple(path)
+        self._place(flow, flow.path)
+        self.refresh(flow, now)
+
+    def _place(self, flow, path):
+        if path is None:
+            if flow.path is not None:
+                self._add_est(flow.path, -flow.est_bps)
+                flow.est_bps = 0.0
+                for link in zip(flow.path, flow.path[1:]):
+                    keys = self.on_link.get(link)
+                    if keys is not None:
+                        keys.discard(flow.key)
+                        if not keys:
+                            del self.on_link[link]
+            return
+        for link in zip(path, path[1:]):
+            self.on_link[link].add(flow.key)
+
+    def _add_est(self, path, bps):
+        if bps:
+            for link in zip(path, path[1:]):
+                self._est[link] += bps
+
+    def flows_of(self, mac):
+        """Keys of the flows a host sends."""
+        return self._from.get(mac, ())
+
+    def count_from(self, mac):
+        return len(self._from.get(mac, ()))
+
+    def count_to(self, mac):
+        return len(self._to.get(mac, ()))
+
+    # -- measurement -----------------------------------------------------------------------
+    def measure(self, flow, bytes_total, now):
+        """Feed a flow's cumulative byte counter; returns the bytes it grew by."""
+        grown = flow.meter.update(bytes_total, now, self.tau_s)
+        if grown > 0:
+            flow.active_at = now
+            flow.sent_bytes += grown
+            if not flow.started and flow.sent_bytes >= self.young_bytes:
+                flow.started = True
+                # Its estimate stops counting; the link averages have not caught up yet.
+                if flow.path is not None and flow.rate_bps:
+                    self.shift(flow.path, flow.rate_bps, now)
+                other = self.flows.get(flow.key.reverse())
+                if other is not None:
+                    self.refresh(other, now)
+        self.refresh(flow, now)
+        return grown
+
+    def measured(self, flow, now):
+        """Whether a flow's measured rate stands for its load: once it has started (sent
+        ``young_bytes``); once the other direction of its connection has started and it has
+        not (it carries that transfer's ACKs); or once it has been measured for ``tau_s``
+        without starting (a connection opened ahead of use). Its load is then what it
+        sends, which the port counters already show."""
+        if flow.rate_bps is None:
+            return False
+        if flow.started or now - flow.seen_at >= self.tau_s:
+            return True
+        other = self.flows.get(flow.key.reverse())
+        return other is not None and other.started
+
+    def flow_rate(self, flow, now):
+        """A flow's load for placement: its measured rate once :meth:`measured`, else an
+        estimate: the sender's NIC rate shared by its learned flows, capped likewise at the
+        receiver (the first step of Hedera's demand estimation)."""
+        if self.measured(flow, now):
+            return flow.rate_bps
+        return min(self._nic_bps(flow.src) / max(1, self.count_from(flow.src)),
+                   self._nic_bps(flow.dst) / max(1, self.count_to(flow.dst)))
+
+    def refresh(self, flow, now):
+        """Bring a flow's share of its links' estimated load up to date."""
+        want = 0.0
+        if flow.path is not None and not self.measured(flow, now):
+            want = self.flow_rate(flow, now)
+        if want != flow.est_bps and flow.path is not None:
+            self._add_est(flow.path, want - flow.est_bps)
+        flow.est_bps = want
+
+    def _refresh_ends(self, flow, now):
+        """Estimates of every flow sharing ``flow``'s sender or receiver (their shares moved)."""
+        for key in self._from.get(flow.src, ()):
+            self.refresh(self.flows[key], now)
+        for key in self._to.get(flow.dst, ()):
+            self.refresh(self.flows[key], now)
+
+    def advance(self, now):
+        """Let the estimates that have lapsed by ``now`` stop counting."""
+        due = self._due
+        while due and due[0][0] <= now:
+            _, key = heapq.heappop(due)
+            flow = self.flows.get(key)
+            if flow is not None:
+                self.refresh(flow, now)
+
+    # -- links -----------------------------------------------------------------------------
+    def shift(self, path, bps, now):
+        """Expect the links of ``path`` to carry ``bps`` more (less, if negative) from now."""
+        for u, v in zip(path, path[1:]):
+            self.ports.shift(u, self._port_of(u, v), bps, now)
+
+    def link_load(self, u, v, now):
+        """Projected bit/s on the directed link u->v (call :meth:`advance` first)."""
+        est = self._est.get((u, v), 0.0)
+        return self.ports.rate_bps(u, self._port_of(u, v), now) + (est if est > 1e-6 else 0.0)
+
+    def estimated(self, u, v):
+        """The estimated (not yet measured) part of a link's load, bit/s."""
+        est = self._est.get((u, v), 0.0)
+        return est if est > 1e-6 else 0.0

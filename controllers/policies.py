@@ -1,12 +1,12 @@
 """Routing policies: how the core chooses paths, selectable by name and switchable at runtime.
 
-A policy is a small object the routing core consults at a few moments: what per-destination
-groups to build (one next hop or all, weighted or not), whether to learn individual flows,
-where to put a newly learned flow, what to change after a statistics round, and what to do
-with flows whose pinned path a topology change broke. It reads and changes the core only
-through the core's policy interface (``flows``, ``flow_paths``, ``host_paths``,
-``projected_loads``, ``capacity``, ``flow_rate``, ``nic_bps``, ``pin``, ``unpin``,
-``reweight``) and the pure algorithms of controllers/placement.py. It must not import Ryu,
+A policy is a small object the routing core consults at a few moments, through one typed
+interface (:class:`Policy`): ``place`` a newly learned flow, ``adapt`` after a statistics
+round, ``repair`` flows whose pinned path a topology change broke, ``reset`` to start afresh;
+its class flags say what per-destination groups to build (one next hop or all, weighted or
+not) and whether to learn individual flows. It reads and changes the fabric only through the
+:class:`Fabric` protocol (the routing core implements it; the flow-level simulator drives the
+same core parts) and the pure algorithms of controllers/placement.py. It must not import Ryu,
 send messages or read a clock.
 
 Adding a policy: subclass :class:`Policy`, set its class flags, override the hooks it needs,
@@ -16,9 +16,10 @@ add it to :data:`POLICY_CLASSES`, and give its thresholds defaults in :class:`Po
 import collections
 import dataclasses
 import numbers
+import typing
 
 from controllers.placement import estimate_demands, first_fit, min_max_assignment
-from controllers.routes import path_links
+from controllers.paths import path_links
 from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, FlowKey, host_pair_match
 
 
@@ -103,6 +104,33 @@ def _by_key(flow):
     return flow.key
 
 
+class Fabric(typing.Protocol):
+    """What a policy may read and change: the routing core's policy interface.
+
+    Every cost here is per call, independent of the number of flows: ``link_load`` reads a
+    link's projected load in O(1), ``flows_on`` finds a link's pinned flows from an index.
+    """
+
+    flows: dict       # FlowKey -> controllers.loads.Flow, the learned flows
+    hosts: dict       # mac -> controllers.topology.Host
+
+    def flow_paths(self, flow) -> list: ...
+    def host_paths(self, src_mac, dst_mac) -> list: ...
+    def k_paths(self, src_mac, dst_mac, k, max_extra_hops=2) -> list: ...
+    def allows(self, path) -> bool: ...
+    def capacity(self, u, v) -> float: ...
+    def nic_bps(self, mac) -> float: ...
+    def flow_rate(self, flow, now) -> float: ...
+    def link_load(self, u, v, now) -> float: ...
+    def flows_on(self, link) -> list: ...
+    def switch_links(self) -> list: ...
+    def projected_loads(self, now) -> dict: ...
+    def host_by_ref(self, ref): ...
+    def pin(self, flow, path, now) -> None: ...
+    def unpin(self, flow) -> None: ...
+    def reweight(self, now) -> None: ...
+
+
 class Policy:
     """Base policy: destination-based forwarding only, nothing learned or pinned.
 
@@ -118,15 +146,20 @@ class Policy:
 
     def __init__(self, config):
         self.config = config
+        # Bumped whenever what pins() yields changes, so the core redoes those rules only then.
+        self.pins_version = 0
 
-    def place(self, core, flow, now):
+    def place(self, core: Fabric, flow, now):
         """A flow was just learned: pin it (``core.pin``) or leave it on the groups."""
 
-    def adapt(self, core, now):
+    def adapt(self, core: Fabric, now):
         """Periodic decisions, called after each statistics round."""
 
-    def repair(self, core, flows, now):
+    def repair(self, core: Fabric, flows, now):
         """``flows`` lost their pinned path (topology change); they follow the groups now."""
+
+    def reset(self, core: Fabric, now):
+        """Forget what this policy decided (the core has already forgotten learned flows)."""
 
     def on_routes(self, core, now):
         """Routes were rebuilt (topology, hosts or policy changed)."""
@@ -172,12 +205,22 @@ class Congestion(Policy):
     def place(self, core, flow, now):
         paths = core.flow_paths(flow)
         if paths:
-            loads = core.projected_loads(now)
+            loads = self._loads(core, paths, now)
             core.pin(flow, self._best(core, paths, loads, core.flow_rate(flow, now)), now)
 
     def repair(self, core, flows, now):
         for flow in flows:
             self.place(core, flow, now)
+
+    @staticmethod
+    def _loads(core, paths, now):
+        """Projected load of every link of ``paths``, each read once."""
+        loads = {}
+        for path in paths:
+            for link in zip(path, path[1:]):
+                if link not in loads:
+                    loads[link] = core.link_load(link[0], link[1], now)
+        return loads
 
     @staticmethod
     def _utils(core, path, loads, extra):
@@ -201,9 +244,8 @@ class Congestion(Policy):
                      key=lambda link: (-util(link), link))
         for link in hot:
             movable = sorted(
-                (f for f in core.flows.values()
-                 if f.path and link in path_links(f.path)
-                 and (f.placed_at is None or now - f.placed_at >= cfg.min_dwell_s)),
+                (f for f in core.flows_on(link)
+                 if f.placed_at is None or now - f.placed_at >= cfg.min_dwell_s),
                 key=lambda f: (-core.flow_rate(f, now), f.key))
             for flow in movable:
                 if util(link) <= cfg.hot_util:
@@ -339,10 +381,15 @@ class Collective(Congestion):
         self._keys = set()     # 5-tuples announced by some intent
         self._pairs = set()    # (src mac, dst mac) announced without a 5-tuple
 
+    def reset(self, core, now):
+        self.intents.clear()
+        self._announced_changed(core)
+
     def _covered(self, flow):
         return flow.key in self._keys or (flow.src, flow.dst) in self._pairs
 
     def _announced_changed(self, core):
+        self.pins_version += 1
         self._keys = {f.key for i in self.intents.values() for f in i.flows
                       if f.key is not None}
         self._pairs = {(f.src.mac, f.dst.mac) for i in self.intents.values() for f in i.flows
@@ -477,6 +524,7 @@ class Collective(Congestion):
         intent.peak_bytes = load_bytes.get(intent.peak_link, 0.0)
         intent.optimal = optimal
         intent.version += 1
+        self.pins_version += 1
 
     # -- hooks -----------------------------------------------------------------------------
     def on_routes(self, core, now):
@@ -488,7 +536,7 @@ class Collective(Congestion):
     def _valid(core, f):
         return (core.hosts.get(f.src.mac) == f.src and core.hosts.get(f.dst.mac) == f.dst
                 and f.path is not None and f.path[0] == f.src.dpid
-                and f.path[-1] == f.dst.dpid and core.routes().allows(f.path))
+                and f.path[-1] == f.dst.dpid and core.allows(f.path))
 
     def pins(self, core):
         for intent in self.intents.values():

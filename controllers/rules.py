@@ -19,7 +19,7 @@ COOKIE_FLOW = COOKIE | 1
 # a flow's own rule (learned or pinned) beats its destination's rule, an announced collective
 # beats a learned flow, and the detour rules of local protection beat every pin: while the link
 # they protect is up they send packets where any pin would, and once it fails they must win
-# (see controllers/routes.py).
+# (see controllers/render.py).
 PRIO_TABLE_MISS = 0
 PRIO_HOST_ROUTE = 100
 PRIO_LEARN = 150

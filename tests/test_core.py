@@ -92,10 +92,9 @@ def test_select_groups_cover_all_equal_cost_next_hops():
     g, core, fab = fabric()
     name = {g.nodes[n]["dpid"]: n for n in switches(g)}
     sg = nx.relabel_nodes(switch_graph(g), {n: g.nodes[n]["dpid"] for n in switches(g)})
-    routes = core.routes()
     for dst in {g.nodes[host_switch(g, h)[0]]["dpid"] for h in hosts(g)}:
         for sw, hops in next_hops(sg, dst).items():
-            group = fab.by_dpid[sw].groups[routes.select_gid(dst)]
+            group = fab.by_dpid[sw].groups[core.select_gid(dst)]
             assert group.type == "select"
             ports = {port for _, port in fab.by_dpid[sw].bucket_ports(group.group_id)}
             assert ports == {g.edges[name[sw], name[n]]["ports"][name[sw]] for n in hops}

@@ -145,7 +145,7 @@ def test_hot_link_loses_flows_weights_shift_away_and_moves_respect_dwell():
     assert rig.core.status()["counters"]["flow_moves"] == 1
     # Unpinned traffic from e1 to other pods now prefers the cooler uplink.
     e1 = rig.fab.switch("e1")
-    gid = rig.core.routes().select_gid(rig.node("e3")["dpid"])
+    gid = rig.core.select_gid(rig.node("e3")["dpid"])
     weight = {port: w for w, port in e1.bucket_ports(gid)}
     assert weight[rig.g.edges[hot]["ports"]["e1"]] < weight[rig.g.edges[other]["ports"]["e1"]]
     # The new uplink turns hot, the old one cool: no move back within the dwell time ...

@@ -1,0 +1,655 @@
+"""OpenFlow renderer: what every switch must hold, kept incrementally, and the diff to send.
+
+The one part of the routing core that knows rules and groups; only the Ryu app (through the
+core's ``flush``) needs it: the flow-level simulator runs the topology state, path service,
+load model and policies without it. From the path service's next hops, the hosts and the
+pins of learned flows and intents it keeps every switch's table (``tables``) and, on
+:meth:`Renderer.flush`, returns only what changed since the last flush, ordered so no rule
+ever points at a missing group.
+
+Forwarding (per destination switch, not per host pair)
+------------------------------------------------------
+For every destination switch D (one with hosts) and every other switch S that reaches it, a
+SELECT group over S's next hops toward D (only the first, by dpid, for the ``shortest``
+policy); one rule per host MAC of D sends to that group, and D outputs to the host port.
+Group ids come from :class:`GroupIds`, the same on every switch, so a host's rule is one
+object shared by every switch. Per-host rules on every switch are what a MAC-routed fabric
+needs (hosts are learned by MAC and their addresses need not be aggregatable); what changes
+with the topology is only the groups, which are per destination switch: a link event rewrites
+groups and detour rules, never the host rules, unless a switch stops reaching D.
+
+Local protection (``fast_failover``)
+------------------------------------
+The action toward a next hop N is a FAST_FAILOVER group: N first, then S's other next hops
+toward D in rotation, so a dead port moves traffic to another equal-cost hop before the
+controller hears of it. Where S has a single next hop P (down the tree in a Clos fabric), the
+alternate is a neighbour A that still reaches D without crossing S-P:
+
+- a loop-free alternate if there is one (S is not one of A's next hops toward D);
+- otherwise an upstream A that sends the packet back up another way: A gets *U-turn* rules
+  (in_port from S, eth_dst a host of D -> A's next hops toward D other than S), and A qualifies
+  only if none of those next hops has a shortest path to D through S. S gets *bounce* rules for
+  packets that came from A (-> P, else back out of the in-port), because a plain output to A
+  would be an output to the in-port, which a switch silently drops.
+
+Detour rules sit above every pin without changing normal forwarding (see controllers/rules.py
+for the priorities). Alternates rotate with the destination's dpid so detours spread. Where no
+neighbour qualifies the hop stays unprotected until the controller recomputes.
+
+Incremental work
+----------------
+The unit of work is one (destination, switch) pair: its SELECT group, the FAST_FAILOVER groups
+it uses and its detour rules. It depends on the switch's next hops toward D and, for a
+single-next-hop switch, on its neighbours' next hops, so after a link change only the pairs
+whose next hops changed and their single-next-hop neighbours are redone (a destination whose
+distances moved is redone whole). Groups shared by several pairs (FAST_FAILOVER groups keyed by
+their ports) are reference-counted per switch. Per-flow rules and pins are kept per owner (a
+learned flow, an intent) and redone only for owners that changed or whose path crosses a pair
+that was redone.
+
+It must not decide paths (policies do), import Ryu or read a clock.
+"""
+
+import collections
+
+from controllers.rules import (
+    COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
+    IP_PROTO_TCP, IP_PROTO_UDP, PORT_IN_PORT, PRIO_CONTROL, PRIO_DETOUR, PRIO_HOST_ROUTE,
+    PRIO_LEARN, PRIO_TABLE_MISS, Bucket, ClearSwitch, FlowMod, FlowRule, Group, GroupMod, Output,
+    ToController, ToGroup, match)
+
+# The interning cache is dropped at a full rebuild once it holds more objects than this, so it
+# cannot grow without bound across topology changes (unchanged objects then compare by value).
+INTERN_LIMIT = 2_000_000
+
+
+def base_rules():
+    """Rules every switch gets: LLDP and ARP to the controller, IPv6 and the rest dropped."""
+    return [
+        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_LLDP), (ToController(),)),
+        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_ARP), (ToController(),)),
+        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_IPV6), ()),
+        FlowRule(PRIO_TABLE_MISS, (), ()),
+    ]
+
+
+BASE_RULES = tuple(base_rules())
+
+
+class GroupIds:
+    """Group ids by meaning, unique across kinds and stable for the life of a core.
+
+    A key such as ``("select", dst_dpid)`` or ``("ff", ports)`` gets one id, used on every
+    switch that needs that group; identical keys mean identical groups, so no switch ever holds
+    two groups under one id, and an id is never reused for another meaning (a rule still
+    pointing at it during an update cannot reach the wrong group).
+    """
+
+    def __init__(self):
+        self._ids = {}
+
+    def __call__(self, key):
+        gid = self._ids.get(key)
+        if gid is None:
+            gid = self._ids[key] = len(self._ids) + 1
+        return gid
+
+
+def _group_level(group):
+    """0 for a group that only outputs, 1 for one that chains to groups (add those last)."""
+    return int(any(isinstance(a, ToGroup) for b in group.buckets for a in b.actions))
+
+
+class Table:
+    """What one switch holds (after the next flush): flows by key, groups by id."""
+
+    __slots__ = ("flows", "groups", "group_refs")
+
+    def __init__(self):
+        self.flows = {r.key: r for r in BASE_RULES}
+        self.groups = {}
+        self.group_refs = collections.Counter()
+
+    def __getitem__(self, name):  # table["flows"], table["groups"], as a dict of both
+        return getattr(self, name)
+
+
+class Renderer:
+    """Every switch's rules and groups, kept current, with the diff since the last flush.
+
+    Parameters
+    ----------
+    topo : controllers.topology.TopologyState
+    paths : controllers.paths.PathService
+    multipath : bool
+        SELECT over every equal-cost next hop (else only the first by dpid).
+    fast_failover : bool
+        Protect every next hop with FAST_FAILOVER groups and detour rules.
+    learn_flows : bool
+        Send new IPv4 TCP/UDP flows from host ports to the controller (PRIO_LEARN rules).
+
+    Attributes
+    ----------
+    tables : dict
+        ``{dpid: Table}``; ``tables[d]["flows"]`` and ``["groups"]`` are what switch d holds
+        once the messages of the last flush are applied.
+    weights : dict
+        ``{(dpid, dst): {next hop: weight}}`` for SELECT buckets (WCMP); missing ones weigh 1.
+    """
+
+    def __init__(self, topo, paths, group_ids, multipath=True, fast_failover=True,
+                 learn_flows=False):
+        self.topo, self.paths, self.group_ids = topo, paths, group_ids
+        self.multipath, self.fast_failover, self.learn_flows = (
+            multipath, fast_failover, learn_flows)
+        self.tables = {}
+        self.weights = {}
+        self.alternates = {}   # (dpid, dst) -> (alternate, needs U-turn rules)
+        self._intern = {}
+        self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
+        self._reach = {}       # dst -> switches holding its host rules
+        self._hosts_at = {}    # dst -> sorted hosts there
+        self._learn = {}       # (dpid, port) -> learn rules installed for that host port
+        self._owners = {}      # owner -> tuple of (dpid, rule)
+        self._key_owners = collections.defaultdict(list)   # (dpid, key) -> owners, last wins
+        self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
+        self._uses = {}        # owner -> (dst, dpid) units its pins use
+        self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
+        self._dirty = {}       # (dpid, kind, key) -> what the switch held at the last flush
+        self._bulk = False     # inside a rebuild: the diff is taken table against table
+        self.stale_owners = set()   # owners whose pins crossed a unit that was redone
+        self.units_rendered = 0
+
+    # -- the tables ------------------------------------------------------------------------
+    def switch_enter(self, dpid):
+        """A switch connected: it is wiped and gets the base rules (sent at once)."""
+        self.tables[dpid] = Table()
+        for key in [k for k in self._dirty if k[0] == dpid]:
+            del self._dirty[key]
+        for key in [k for k in self._learn if k[0] == dpid]:
+            del self._learn[key]
+        return [ClearSwitch(dpid)] + [FlowMod(dpid, "add", r) for r in BASE_RULES]
+
+    def switch_leave(self, dpid):
+        self.tables.pop(dpid, None)
+        for key in [k for k in self._dirty if k[0] == dpid]:
+            del self._dirty[key]
+        for key in [k for k in self._learn if k[0] == dpid]:
+            del self._learn[key]
+
+    def _put(self, dpid, kind, key, obj):
+        table = self.tables.get(dpid)
+        if table is None:
+            return
+        store = table.flows if kind == "f" else table.groups
+        if kind == "g":
+            table.group_refs[key] += 1
+            if table.group_refs[key] > 1 and store.get(key) == obj:
+                return
+        old = store.get(key)
+        if old is obj:
+            return
+        if not self._bulk:
+            self._dirty.setdefault((dpid, kind, key), old)
+        store[key] = obj
+
+    def _drop(self, dpid, kind, key, obj):
+        table = self.tables.get(dpid)
+        if table is None:
+            return
+        store = table.flows if kind == "f" else table.groups
+        if kind == "g":
+            refs = table.group_refs.get(key, 0)
+            if refs > 1:
+                table.group_refs[key] = refs - 1
+                return
+            table.group_refs.pop(key, None)
+        old = store.get(key)
+        if old is None or (kind == "f" and old is not obj and old != obj):
+            return  # another part's rule took the key since
+        if not self._bulk:
+            self._dirty.setdefault((dpid, kind, key), old)
+        del store[key]
+
+    @property
+    def dirty(self):
+        return bool(self._dirty)
+
+    def flush(self):
+        """Messages for everything changed since the last flush, each switch's in safe order:
+        groups added or modified (those that only output first), flow adds, flow deletions,
+        group deletions last (those that chain first)."""
+        add_groups, add_flows, del_flows, del_groups = [], [], [], []
+        for (dpid, kind, key), old in self._dirty.items():
+            table = self.tables.get(dpid)
+            if table is None:
+                continue
+            if kind == "f":
+                new = table.flows.get(key)
+                if new is old or new == old:
+                    continue
+                if new is None:
+                    del_flows.append(FlowMod(dpid, "delete", old))
+                else:
+                    add_flows.append(FlowMod(dpid, "add", new))
+            else:
+                new = table.groups.get(key)
+                if new is old or new == old:
+                    continue
+                if new is None:
+                    del_groups.append(GroupMod(dpid, "delete", old))
+                else:
+                    add_groups.append(GroupMod(dpid, "add" if old is None else "modify", new))
+        self._dirty = {}
+        add_groups.sort(key=lambda m: (_group_level(m.group), m.dpid, m.group.group_id))
+        del_groups.sort(key=lambda m: (-_group_level(m.group), m.dpid, m.group.group_id))
+        add_flows.sort(key=lambda m: (m.dpid, m.rule.key))
+        del_flows.sort(key=lambda m: (m.dpid, m.rule.key))
+        return add_groups + add_flows + del_flows + del_groups
+
+    # -- interning -------------------------------------------------------------------------
+    def _one(self, key, make):
+        obj = self._intern.get(key)
+        if obj is None:
+            obj = self._intern[key] = make()
+        return obj
+
+    def _rule(self, priority, fields, action):
+        return self._one(("rule", priority, fields, action),
+                         lambda: FlowRule(priority, fields, (action,)))
+
+    def _out(self, port):
+        return self._one(("out", port), lambda: Output(port))
+
+    def _to(self, gid):
+        return self._one(("to", gid), lambda: ToGroup(gid))
+
+    # -- routes ----------------------------------------------------------------------------
+    def select_gid(self, dst):
+        """Id of the group that leads toward destination switch ``dst`` (on any switch)."""
+        return self.group_ids(("select", dst))
+
+    def rebuild(self):
+        """Redo every route from scratch (after switches came or went, or the policy's flags
+        changed); the diff is then taken table against table. Every owner's pins are lost:
+        the core sets them again (:meth:`set_owner`)."""
+        if len(self._intern) > INTERN_LIMIT:
+            self._intern = {}
+        flushed = {}
+        for (dpid, kind, key), old in self._dirty.items():
+            flushed[(dpid, kind, key)] = old
+        before = self.tables
+        self.tables = {d: Table() for d in before}
+        self.alternates = {}
+        self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
+        self._owners, self._uses = {}, {}
+        self._key_owners.clear()
+        self._pins_at.clear()
+        self._bulk = True
+        try:
+            for dst in self.paths.dests:
+                self._hosts_at[dst] = self.topo.hosts_at(dst)
+                for s in self.paths.hops[dst]:
+                    self._render(dst, s)
+                self._update_reach(dst)
+            self._sync_learn(None)
+        finally:
+            self._bulk = False
+        self.stale_owners.clear()
+        self._dirty = {}
+        for dpid, table in self.tables.items():
+            old = before.get(dpid)
+            for kind, new_store, old_store in (("f", table.flows, old.flows if old else {}),
+                                               ("g", table.groups, old.groups if old else {})):
+                for key, obj in new_store.items():
+                    prev = old_store.get(key)
+                    if prev is not obj:
+                        self._dirty[(dpid, kind, key)] = prev
+                for key, prev in old_store.items():
+                    if key not in new_store:
+                        self._dirty[(dpid, kind, key)] = prev
+        for k, old in flushed.items():
+            if k[0] in self.tables:
+                self._dirty[k] = old
+
+    def update(self, changed, pairs, hosts):
+        """Redo what a change set touches.
+
+        Parameters
+        ----------
+        changed : dict
+            The path service's answer (``{dst: switches whose next hops changed, or None}``).
+        pairs : iterable
+            Switch pairs whose adjacency changed (their ports may differ for every
+            destination).
+        hosts : iterable
+            MACs of hosts learned, moved or forgotten.
+        """
+        ends = {x for pair in pairs for x in pair}
+        redo = collections.defaultdict(set)    # dst -> switches, or None for all
+        if hosts:
+            places = set()
+            for mac in hosts:
+                old = self._mac_at.get(mac)
+                if old is not None:
+                    places.add(old[0])
+                h = self.topo.hosts.get(mac)
+                if h is not None:
+                    places.add(h.dpid)
+            for dst in places:
+                hs = self.topo.hosts_at(dst) if dst in self.topo.adj else []
+                if self._hosts_at.get(dst, []) != hs:
+                    self._set_hosts(dst, hs)
+                    redo[dst] = None
+        for dst in set(self._reach) - set(self.paths.dests):
+            redo[dst] = None
+        for dst in self.paths.dests:
+            if redo.get(dst, ()) is None:
+                continue
+            touched = changed.get(dst, set())
+            if touched is None:
+                redo[dst] = None
+                continue
+            seeds = set(touched) | ends
+            if not seeds:
+                continue
+            hops = self.paths.hops[dst]
+            units = redo[dst]
+            for x in seeds:
+                units.add(x)
+                for n in self.topo.adj.get(x, ()):
+                    if len(hops.get(n, ())) == 1:
+                        units.add(n)
+        for dst, units in redo.items():
+            if units is None:
+                units = set(self.paths.hops.get(dst, ())) | set(self._units.get(dst, ()))
+            for s in sorted(units):
+                self._render(dst, s)
+            self._update_reach(dst)
+        if hosts:
+            self._sync_learn(hosts)
+
+    def _set_hosts(self, dst, hs):
+        """Hosts at ``dst`` changed: swap its host rules on every switch that reaches it."""
+        old = self._hosts_at.get(dst, [])
+        reach = self._reach.get(dst, set())
+        old_rules = self._host_rules(dst, old)
+        new_rules = self._host_rules(dst, hs)
+        for s in reach:
+            for r in old_rules[s != dst]:
+                self._drop(s, "f", r.key, r)
+        if hs:
+            self._hosts_at[dst] = list(hs)
+        else:
+            self._hosts_at.pop(dst, None)
+        for s in reach:
+            for r in new_rules[s != dst]:
+                self._put(s, "f", r.key, r)
+
+    def _host_rules(self, dst, hs):
+        """(rules at dst itself, rules on every other switch reaching dst) for hosts ``hs``."""
+        to_group = self._to(self.select_gid(dst))
+        local = [self._rule(PRIO_HOST_ROUTE, match(eth_dst=h.mac), self._out(h.port))
+                 for h in hs]
+        remote = [self._rule(PRIO_HOST_ROUTE, match(eth_dst=h.mac), to_group) for h in hs]
+        return local, remote
+
+    def _update_reach(self, dst):
+        hs = self._hosts_at.get(dst, [])
+        want = set()
+        if hs and dst in self.paths.hops:
+            want = set(self.paths.hops[dst]) | {dst}
+        have = self._reach.get(dst, set())
+        if want == have:
+            return
+        local, remote = self._host_rules(dst, hs)
+        for s in have - want:
+            for r in (local if s == dst else remote):
+                self._drop(s, "f", r.key, r)
+        for s in want - have:
+            for r in (local if s == dst else remote):
+                self._put(s, "f", r.key, r)
+        if want:
+            self._reach[dst] = want
+        else:
+            self._reach.pop(dst, None)
+
+    def _render(self, dst, s):
+        """Redo the (dst, s) unit: apply the difference to the tables."""
+        self.units_rendered += 1
+        old = self._units.get(dst, {}).get(s, ())
+        hops = self.paths.hops.get(dst, {}).get(s) if self._hosts_at.get(dst) else None
+        new = self._make_unit(dst, s, hops) if hops else ()
+        if old == new:
+            return
+        for dpid, kind, key, obj in old:
+            self._drop(dpid, kind, key, obj)
+        for dpid, kind, key, obj in new:
+            self._put(dpid, kind, key, obj)
+        if new:
+            self._units.setdefault(dst, {})[s] = new
+        else:
+            units = self._units.get(dst)
+            if units is not None:
+                units.pop(s, None)
+                if not units:
+                    del self._units[dst]
+        for owner in self._pins_at.get((dst, s), ()):
+            self.stale_owners.add(owner)
+
+    def _make_unit(self, dst, s, hops):
+        entries = []
+        alt = None
+        self.alternates.pop((s, dst), None)
+        if self.fast_failover and len(hops) == 1:
+            alt = self._protect(s, dst, hops[0], entries)
+        actions = self._hop_actions(s, hops, alt, entries)
+        wmap = self.weights.get((s, dst), {})
+        buckets = tuple(self._one(("bucket", a, wmap.get(n, 1)),
+                                  lambda a=a, n=n: Bucket((a,), weight=wmap.get(n, 1)))
+                        for n, a in zip(hops, actions))
+        gid = self.select_gid(dst)
+        group = self._one(("select", gid, buckets), lambda: Group(gid, "select", buckets))
+        entries.append((s, "g", gid, group))
+        return tuple(entries)
+
+    def _hop_actions(self, s, hops, alt, entries):
+        """The action toward each used next hop (a FAST_FAILOVER group with protection)."""
+        adj = self.topo.adj[s]
+        ports = tuple(adj[n] for n in hops)
+        used = range(len(ports) if self.multipath else 1)
+        if not self.fast_failover:
+            return tuple(self._out(ports[i]) for i in used)
+        if len(ports) > 1:
+            return tuple(self._ff(s, ports[i:] + ports[:i], entries) for i in used)
+        backup = () if alt is None else (adj[alt[0]],)
+        return (self._ff(s, ports + backup, entries),)
+
+    def hop_action(self, s, dst, n):
+        """The action that sends a packet for ``dst`` from ``s`` to its next hop ``n``, or
+        None if ``n`` is not one (the groups it uses are those of the (dst, s) unit)."""
+        hops = self.paths.hops.get(dst, {}).get(s, ())
+        if n not in hops:
+            return None
+        alt = self.alternates.get((s, dst))
+        actions = self._hop_actions(s, hops, alt, [])
+        i = hops.index(n)
+        return actions[i] if i < len(actions) else None
+
+    def _ff(self, s, ports, entries):
+        """Action trying ``ports`` in order (a FAST_FAILOVER group registered on ``s``)."""
+        if len(ports) == 1:
+            return self._out(ports[0])
+        gid = self.group_ids(("ff", ports))
+        group = self._one(("group", gid), lambda: Group(gid, "fast_failover", tuple(
+            Bucket((Output(p),), watch_port=p) for p in ports)))
+        entries.append((s, "g", gid, group))
+        return self._to(gid)
+
+    def _protect(self, s, dst, primary, entries):
+        """Choose the alternate of single-next-hop switch ``s`` toward ``dst``; add its
+        detour rules and groups to ``entries``; return the alternate (or None)."""
+        dist, hops, adj = self.paths.dist[dst], self.paths.hops[dst], self.topo.adj
+        nbrs = sorted(adj[s])
+        cands = [a for a in nbrs if a != primary and a in dist]
+        if not cands:
+            return None
+        start = dst % len(cands)
+        cands = cands[start:] + cands[:start]
+        for a in cands:
+            if s not in hops.get(a, ()):
+                self.alternates[(s, dst)] = (a, False)
+                return self.alternates[(s, dst)]
+        for a in cands:
+            rest = tuple(m for m in hops.get(a, ()) if m != s)
+            # m reaches dst through s iff dist(m, s) + dist(s, dst) == dist(m, dst); m is a
+            # neighbour of a, itself a neighbour of s, so dist(m, s) is 1 or 2.
+            if rest and all(m == dst or (1 if s in adj[m] else 2) + dist[s] != dist[m]
+                            for m in rest):
+                break
+        else:
+            return None
+        self.alternates[(s, dst)] = (a, True)
+        back = self._ff(a, tuple(adj[a][m] for m in rest), entries)
+        bounce = self._bounce(s, adj[s][primary], adj[s][a], entries)
+        for h in self._hosts_at.get(dst, ()):
+            r = self._rule(PRIO_DETOUR, match(in_port=adj[a][s], eth_dst=h.mac), back)
+            entries.append((a, "f", r.key, r))
+            r = self._rule(PRIO_DETOUR, match(in_port=adj[s][a], eth_dst=h.mac), bounce)
+            entries.append((s, "f", r.key, r))
+        return self.alternates[(s, dst)]
+
+    def _bounce(self, s, primary_port, from_port, entries):
+        gid = self.group_ids(("bounce", primary_port, from_port))
+        group = self._one(("group", gid), lambda: Group(gid, "fast_failover", (
+            Bucket((Output(primary_port),), watch_port=primary_port),
+            Bucket((Output(PORT_IN_PORT),), watch_port=from_port))))
+        entries.append((s, "g", gid, group))
+        return self._to(gid)
+
+    def reweight(self, weights):
+        """New SELECT weights: redo the units whose weights changed."""
+        changed = [k for k in set(weights) | set(self.weights)
+                   if weights.get(k) != self.weights.get(k)]
+        self.weights = weights
+        for s, dst in sorted(changed):
+            self._render(dst, s)
+
+    # -- learning rules on host ports ------------------------------------------------------
+    def _sync_learn(self, macs):
+        """Learn rules on the host ports of these hosts (every host, for None)."""
+        topo = self.topo
+        if macs is None:
+            check = {(h.dpid, h.port) for h in topo.hosts.values()} | set(self._learn)
+            self._mac_at = {}
+            macs = list(topo.hosts)
+        else:
+            check = {self._mac_at[m] for m in macs if m in self._mac_at}
+        for mac in macs:
+            h = topo.hosts.get(mac)
+            if h is None:
+                self._mac_at.pop(mac, None)
+            else:
+                self._mac_at[mac] = (h.dpid, h.port)
+                check.add((h.dpid, h.port))
+        for dpid, port in check:
+            want = ()
+            if self.learn_flows and dpid in self.tables and topo.has_hosts_at(dpid, port):
+                want = tuple(self._rule(PRIO_LEARN, match(in_port=port, eth_type=ETH_TYPE_IPV4,
+                                                          ip_proto=proto), ToController())
+                             for proto in (IP_PROTO_TCP, IP_PROTO_UDP))
+            have = self._learn.get((dpid, port), ())
+            if want == have:
+                continue
+            for r in have:
+                self._drop(dpid, "f", r.key, r)
+            for r in want:
+                self._put(dpid, "f", r.key, r)
+            if want:
+                self._learn[(dpid, port)] = want
+            else:
+                self._learn.pop((dpid, port), None)
+
+    # -- per-flow rules and pins -----------------------------------------------------------
+    def set_owner(self, owner, pins):
+        """Replace the per-flow rules of ``owner`` (a learned flow's key, an intent flow).
+
+        Parameters
+        ----------
+        owner : hashable
+        pins : iterable
+            ``(fields, priority, src host, dst host, path or None, counted)`` tuples: the
+            rules that carry a flow (or host pair) along ``path``, or for ``None`` one rule at
+            its first switch sending it to its destination's group.
+        """
+        old = self._owners.pop(owner, ())
+        new = []
+        uses = set()
+        for fields, priority, src, dst, path, counted in pins:
+            new.extend(self._pin_rules(fields, priority, src, dst, path, counted, uses))
+        for dpid, rule in old:
+            self._release(owner, dpid, rule)
+        for use in self._uses.pop(owner, ()):
+            users = self._pins_at.get(use)
+            if users is not None:
+                users.discard(owner)
+                if not users:
+                    del self._pins_at[use]
+        for dpid, rule in new:
+            self._claim(owner, dpid, rule)
+        if new:
+            self._owners[owner] = tuple(new)
+        if uses:
+            self._uses[owner] = uses
+            for use in uses:
+                self._pins_at[use].add(owner)
+
+    def _claim(self, owner, dpid, rule):
+        owners = self._key_owners[(dpid, rule.key)]
+        owners.append((owner, rule))
+        self._put(dpid, "f", rule.key, rule)
+
+    def _release(self, owner, dpid, rule):
+        key = (dpid, rule.key)
+        owners = self._key_owners.get(key)
+        if not owners:
+            return
+        owners[:] = [(o, r) for o, r in owners if o != owner]
+        if owners:
+            self._put(dpid, "f", rule.key, owners[-1][1])
+        else:
+            del self._key_owners[key]
+            self._drop(dpid, "f", rule.key, rule)
+
+    def _pin_rules(self, fields, priority, src, dst, path, counted, uses):
+        d = dst.dpid
+        if path is None:
+            if src.dpid == d:
+                action = Output(dst.port)
+            elif src.dpid in self.paths.hops.get(d, {}):
+                action = self._to(self.select_gid(d))
+                uses.add((d, src.dpid))
+            else:
+                return []
+            return [(src.dpid, FlowRule(priority, fields, (action,), cookie=COOKIE_FLOW))]
+        out = []
+        for i, s in enumerate(path):
+            if i and s == d:
+                break  # the destination's host rule delivers it
+            if s == d:
+                action = Output(dst.port)
+            else:
+                action = self.hop_action(s, d, path[i + 1])
+                if action is None:
+                    return []  # not a path any more: the core repairs it
+                uses.add((d, s))
+            cookie = COOKIE_FLOW if counted and i == 0 else COOKIE
+            out.append((s, FlowRule(priority, fields, (action,), cookie=cookie)))
+        return out
+
+    # -- counts ----------------------------------------------------------------------------
+    def rule_count(self):
+        return sum(len(t.flows) for t in self.tables.values())
+
+    def group_count(self):
+        return sum(len(t.groups) for t in self.tables.values())
