@@ -319,3 +319,14 @@ def test_tick_says_when_the_next_duty_is_due():
     assert driver.tick(LLDP_S)[1] == pytest.approx(LLDP_S + STATS_S)
     slow = FabricDriver(RoutingCore(), stats_interval_s=5.0, lldp_interval_s=LLDP_S)
     assert slow.tick(10.0)[1] == pytest.approx(10.0 + LLDP_S)
+
+
+def test_a_port_down_reroutes_at_once_not_at_the_next_tick():
+    g, core, driver, net = discovered()
+    learn_hosts(g, driver, net, hosts(g), 0.5)
+    assert {p[1] for p in net.fab.paths("h1", "h5")} == {"s1", "s2"}
+    port = g.edges["l1", "s1"]["ports"]["l1"]
+    net.fab.set_link("l1", "s1", up=False)
+    net.deliver(driver.port_status(net.dpid("l1"), port, False, 0.6))
+    assert {p[1] for p in net.fab.paths("h1", "h5")} == {"s2"}
+    assert net.barriers and driver.status()["pending"]
