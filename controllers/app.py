@@ -1,18 +1,17 @@
 """The Ryu application: a thin adapter between OpenFlow 1.3 events and the routing core.
 
-Each handler turns one event into one call of :class:`controllers.core.RoutingCore` with
-``now`` passed in, and sends the messages it gets back; this module decides nothing about
-paths. It parses and builds packets (LLDP, ARP, the 5-tuple of a new flow) and OpenFlow
-messages, runs a timer loop (flush route changes, send LLDP probes, expire links) and a
-statistics loop (port and flow statistics fed to the core, then ``adapt``), and serves the
-REST API (:class:`FabricRest`) on Ryu's WSGI server (127.0.0.1 by default, see
-controllers/launcher.py).
+Each handler parses one event (LLDP, ARP, the 5-tuple of a new flow, port and statistics
+replies), makes one call of :class:`controllers.driver.FabricDriver` with ``now`` passed in,
+and sends the messages it gets back, serialized here to OpenFlow (:meth:`to_openflow`). The
+driver keeps barriers, held ARP answers, statistics rounds and timers, the routing core
+(controllers/core.py) decides paths; this module decides neither. One green thread calls
+:meth:`FabricDriver.tick` and sleeps until its next deadline (at most ``TICK_S``, so changes
+an event leaves pending go out promptly); the REST API (controllers/rest.py) is served on
+Ryu's WSGI server (127.0.0.1 by default, see controllers/launcher.py).
 
 Messages leave through one ordered outbox: Ryu's send queue per switch holds 16 messages, so
 sending yields to other handlers, and two batches of the core must never interleave on a
-switch (a rule could arrive after the deletion of the group it points to). Every batch that
-changes a switch ends with a barrier on it; ``status`` says ``pending`` until every barrier
-is answered, and times installation (``install``) for the benchmark.
+switch (a rule could arrive after the deletion of the group it points to).
 
 Start it with ``python -m controllers.launcher`` (never plain ryu-manager on Python 3.11).
 Options: see controllers/options.py (``--fabric-policy``, ``--fabric-stats-interval``,
@@ -27,26 +26,25 @@ import logging
 import time
 
 from ryu import cfg
-from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
+from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
                                     set_ev_cls)
-from ryu.lib import hub, ofctl_v1_3
+from ryu.lib import hub
 from ryu.lib.packet import arp as arp_pkt
 from ryu.lib.packet import ethernet, ipv4, lldp, packet, tcp, udp
 from ryu.ofproto import ofproto_v1_3
 
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers import rules
-from controllers.core import POLICIES, IntentError, PolicyError, RoutingCore, link_capacities
+from controllers.core import PolicyError, RoutingCore, link_capacities
+from controllers.driver import TICK_S, FabricDriver
+from controllers.rest import REST_INSTANCE, FabricRest
 
 CONF = cfg.CONF
 
 LOG = logging.getLogger("fabric.controller")
-TICK_S = 0.05
-HOLD_MAX_S = 1.0
-REST_INSTANCE = "fabric_app"
 ALL_ONES = 0xFFFFFFFFFFFFFFFF
 DEFAULT_CAPACITY_BPS = 1e9
 
@@ -135,60 +133,6 @@ def policy_options():
     return opts
 
 
-class Installs:
-    """Timing of rule and group installation, confirmed by barriers (for ``status``).
-
-    ``busy_s`` adds up the time during which some switch had unconfirmed changes, so the rate
-    ``mods / busy_s`` does not count the idle gaps between discovery steps; the largest single
-    batch is timed from its first message queued to its last barrier answered.
-    """
-
-    def __init__(self):
-        self.mods = 0
-        self.first_mod_s = None
-        self.last_confirmed_s = None
-        self.busy_s = 0.0
-        self._busy_since = None
-        self._waiting = collections.defaultdict(collections.deque)  # dpid -> (xid, batch)
-        self.largest = None
-
-    def batch(self, now, mods, barriers):
-        if mods and self.first_mod_s is None:
-            self.first_mod_s = now
-        self.mods += mods
-        if barriers:
-            if self._busy_since is None:
-                self._busy_since = now
-            batch = [now, mods, len(barriers)]   # queued at, mods, barriers unanswered
-            for dpid, xid in barriers.items():
-                self._waiting[dpid].append((xid, batch))
-
-    def confirmed(self, dpid, xid, now, idle):
-        # Barrier replies come in order on a switch: this one answers every earlier barrier
-        # (xids are 32-bit counters: "earlier" is modulo 2**32).
-        waiting = self._waiting.get(dpid)
-        while waiting and (xid - waiting[0][0]) % 2 ** 32 < 2 ** 31:
-            batch = waiting.popleft()[1]
-            batch[2] -= 1
-            if not batch[2] and (self.largest is None or batch[1] > self.largest["mods"]):
-                self.largest = {"mods": batch[1], "seconds": now - batch[0],
-                                "per_s": batch[1] / max(now - batch[0], 1e-9)}
-        self.last_confirmed_s = now
-        if idle and self._busy_since is not None:
-            self.busy_s += now - self._busy_since
-            self._busy_since = None
-
-    def forget(self, dpid):
-        for _, batch in self._waiting.pop(dpid, ()):
-            batch[2] -= 1
-
-    def as_dict(self):
-        return {"mods": self.mods, "first_mod_s": self.first_mod_s,
-                "last_confirmed_s": self.last_confirmed_s, "busy_s": self.busy_s,
-                "per_busy_s": self.mods / self.busy_s if self.busy_s else None,
-                "largest_batch": self.largest}
-
-
 class FabricController(app_manager.RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     _CONTEXTS = {"wsgi": WSGIApplication}
@@ -199,45 +143,37 @@ class FabricController(app_manager.RyuApp):
         self.core = RoutingCore(policy=CONF.fabric_policy, fast_failover=CONF.fabric_fast_failover,
                                 link_capacity_bps=caps, default_capacity_bps=default_bps,
                                 **policy_options())
+        if not CONF.fabric_stats_interval > 0:
+            raise PolicyError(f"--fabric-stats-interval must be > 0, "
+                              f"got {CONF.fabric_stats_interval}")
         self.datapaths = {}
-        self.unconfirmed = {}   # dpid -> xid of the barrier that confirms its last changes
+        self.driver = FabricDriver(self.core, stats_interval_s=CONF.fabric_stats_interval,
+                                   lldp_interval_s=CONF.fabric_lldp_interval,
+                                   new_xid=self._new_xid)
         self.counters = collections.Counter()   # the adapter's own: packet-ins, errors, ...
-        self.installs = Installs()
         self.waiters = {}       # dpid -> {xid: (event, replies)}: REST stats requests
-        self._round = {}        # (dpid, xid) -> replies so far, of the statistics round
         self._outbox = collections.deque()
-        self._after_flush = []  # PacketOuts that must follow the next flush
-        self._held = []         # (since, PacketOuts) waiting for every switch's barrier reply
         self._wake = hub.Event()
-        self.lldp_interval = CONF.fabric_lldp_interval
-        self.stats_interval = CONF.fabric_stats_interval
-        if not self.stats_interval > 0:
-            raise PolicyError(f"--fabric-stats-interval must be > 0, got {self.stats_interval}")
         kwargs["wsgi"].register(FabricRest, {REST_INSTANCE: self})
-        self.threads += [hub.spawn(self._sender), hub.spawn(self._timer),
-                         hub.spawn(self._poll)]
+        self.threads += [hub.spawn(self._sender), hub.spawn(self._timer)]
 
     # -- sending ---------------------------------------------------------------------------
+    def _new_xid(self, dpid):
+        # The connection's own counter, which ofctl's requests (the REST statistics) draw from
+        # too: a reply is never mistaken for the answer to another request.
+        dp = self.datapaths[dpid]
+        dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+        return dp.xid
+
     def send(self, msgs):
-        """Queue core messages in order; every switch whose rules or groups changed also
-        gets a barrier, so ``status`` can say when the changes are in force, not only sent."""
-        barriers, mods = {}, 0
+        """Queue the driver's messages in order, serialized for the switch each names (a
+        message for a switch no longer connected is dropped)."""
         for msg in msgs:
             dp = self.datapaths.get(msg.dpid)
             if dp is None:
                 continue
             for ofmsg in self.to_openflow(dp, msg):
                 self._outbox.append((dp, ofmsg))
-            if not isinstance(msg, rules.PacketOut):
-                barriers[msg.dpid] = None
-                mods += isinstance(msg, (rules.FlowMod, rules.GroupMod))
-        for dpid in barriers:
-            dp = self.datapaths[dpid]
-            barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-            dp.set_xid(barrier)
-            barriers[dpid] = self.unconfirmed[dpid] = barrier.xid
-            self._outbox.append((dp, barrier))
-        self.installs.batch(time.monotonic(), mods, barriers)
         if self._outbox:
             self._wake.set()
 
@@ -254,13 +190,9 @@ class FabricController(app_manager.RyuApp):
                     LOG.exception("sending to %016x failed", dp.id or 0)
 
     def status(self):
-        status = self.core.status()
-        status["unconfirmed_switches"] = len(self.unconfirmed)
+        status = self.driver.status()
         status["openflow_errors"] = self.counters["openflow_errors"]
-        status["pending"] = status["pending"] or bool(self.unconfirmed) or bool(self._outbox)
-        status["stats_interval_s"] = self.stats_interval
-        status["stats_rounds"] = self.counters["stats_rounds"]
-        status["install"] = self.installs.as_dict()
+        status["pending"] = status["pending"] or bool(self._outbox)
         status["now_s"] = time.monotonic()
         return status
 
@@ -329,57 +261,37 @@ class FabricController(app_manager.RyuApp):
             return [parser.OFPPacketOut(dp, buffer_id=ofp.OFP_NO_BUFFER,
                                         in_port=ofp.OFPP_CONTROLLER, actions=actions,
                                         data=data)]
+        if isinstance(msg, rules.Barrier):
+            barrier = parser.OFPBarrierRequest(dp)
+            barrier.set_xid(msg.xid)
+            return [barrier]
+        if isinstance(msg, rules.PortStatsRequest):
+            req = parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)
+            req.set_xid(msg.xid)
+            return [req]
+        if isinstance(msg, rules.FlowStatsRequest):
+            req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                             msg.cookie, ALL_ONES, parser.OFPMatch())
+            req.set_xid(msg.xid)
+            return [req]
         raise TypeError(f"unknown message {msg!r}")
 
-    # -- timers ----------------------------------------------------------------------------
+
+    # -- time ------------------------------------------------------------------------------
     def _timer(self):
-        next_lldp = 0.0
+        """The one green thread that runs the driver's periodic duties. It sleeps until the
+        driver's next deadline but never longer than TICK_S: a packet-in may leave routes
+        pending that the next tick flushes."""
         while True:
+            now = time.monotonic()
+            deadline = now + TICK_S
             try:
-                now = time.monotonic()
-                if now >= next_lldp:
-                    next_lldp = now + self.lldp_interval
-                    self.send(self.core.expire_links(now))
-                    self.send(self.core.lldp_probes(now))
-                self.send(self.core.flush(now))
-                if self._after_flush:
-                    self._held.append((now, self._after_flush))
-                    self._after_flush = []
-                self._release_held(now)
+                msgs, next_deadline_s = self.driver.tick(now)
+                self.send(msgs)
+                deadline = min(deadline, next_deadline_s)
             except Exception:  # noqa: BLE001 - keep routing whatever one round did
                 LOG.exception("timer round failed")
-            hub.sleep(TICK_S)
-
-    def _poll(self):
-        """Every statistics period: port statistics of every switch, and flow statistics of
-        the per-flow rules when the policy learns flows; the last reply ends the round."""
-        while True:
-            hub.sleep(self.stats_interval)
-            try:
-                if self._round:
-                    self.counters["stats_rounds_late"] += 1
-                    self._end_round(time.monotonic())
-                learning = self.core.learns_flows
-                for dp in list(self.datapaths.values()):
-                    parser, ofp = dp.ofproto_parser, dp.ofproto
-                    reqs = [parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)]
-                    if learning:
-                        reqs.append(parser.OFPFlowStatsRequest(
-                            dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                            rules.COOKIE_FLOW, ALL_ONES, parser.OFPMatch()))
-                    for req in reqs:
-                        dp.set_xid(req)
-                        self._round[(dp.id, req.xid)] = []
-                        self._outbox.append((dp, req))
-                self._wake.set()
-            except Exception:  # noqa: BLE001 - keep polling whatever one round did
-                LOG.exception("statistics round failed")
-
-    def _end_round(self, now):
-        self._round.clear()
-        self.counters["stats_rounds"] += 1
-        self.core.adapt(now)
-        self.send(self.core.flush(now))
+            hub.sleep(max(deadline - time.monotonic(), 0.0))
 
     # -- OpenFlow events -------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -397,7 +309,7 @@ class FabricController(app_manager.RyuApp):
                  if p.port_no < ofp.OFPP_MAX and not p.state & ofp.OFPPS_LINK_DOWN]
         self.datapaths[dp.id] = dp
         LOG.info("switch %016x up with %d ports", dp.id, len(ports))
-        self.send(self.core.switch_enter(dp.id, ports, time.monotonic()))
+        self.send(self.driver.switch_enter(dp.id, ports, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     @guarded
@@ -405,13 +317,9 @@ class FabricController(app_manager.RyuApp):
         dp = ev.datapath
         if dp.id is not None and self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
-            self.unconfirmed.pop(dp.id, None)
-            self.installs.forget(dp.id)
             self.waiters.pop(dp.id, None)
-            for key in [k for k in self._round if k[0] == dp.id]:
-                del self._round[key]
             LOG.info("switch %016x down", dp.id)
-            self.send(self.core.switch_leave(dp.id, time.monotonic()))
+            self.send(self.driver.switch_gone(dp.id, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
@@ -424,20 +332,7 @@ class FabricController(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
     def barrier_reply(self, ev):
-        dpid, xid, now = ev.msg.datapath.id, ev.msg.xid, time.monotonic()
-        if self.unconfirmed.get(dpid) == xid:
-            del self.unconfirmed[dpid]
-        self.installs.confirmed(dpid, xid, now, idle=not self.unconfirmed)
-        self._release_held(now)
-
-    def _release_held(self, now):
-        """Send held ARP answers once every switch confirmed its changes: the route to a host
-        just learned spans several switches, and the asker's first packet must find it on
-        all of them. A switch that never answers delays them by at most HOLD_MAX_S."""
-        if self._held and (not self.unconfirmed or now - self._held[0][0] > HOLD_MAX_S):
-            held, self._held = self._held, []
-            for _, msgs in held:
-                self.send(msgs)
+        self.send(self.driver.barrier_reply(ev.msg.datapath.id, ev.msg.xid, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @guarded
@@ -449,10 +344,7 @@ class FabricController(app_manager.RyuApp):
             return
         up = (msg.reason != ofp.OFPPR_DELETE and not p.state & ofp.OFPPS_LINK_DOWN
               and not p.config & ofp.OFPPC_PORT_DOWN)
-        now = time.monotonic()
-        self.send(self.core.port_status(msg.datapath.id, p.port_no, up, now))
-        # Reroute now rather than at the next tick: without local protection this is the gap.
-        self.send(self.core.flush(now))
+        self.send(self.driver.port_status(msg.datapath.id, p.port_no, up, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
@@ -467,28 +359,20 @@ class FabricController(app_manager.RyuApp):
         if probe is not None:
             src = parse_lldp(probe)
             if src is not None:
-                self.send(self.core.link_seen(src[0], src[1], dp.id, in_port, now))
+                self.send(self.driver.link_seen(src[0], src[1], dp.id, in_port, now))
             return
         eth = pkt.get_protocol(ethernet.ethernet)
         a = pkt.get_protocol(arp_pkt.arp)
         if a is not None:
             fields = rules.ArpPacket(a.opcode, a.src_mac, a.src_ip, a.dst_mac, a.dst_ip,
                                      eth_src=eth.src, eth_dst=eth.dst)
-            answer = self.core.packet_in_arp(dp.id, in_port, fields, msg.data, now)
-            if self.core.dirty:
-                # Routes to a host just learned go out before the ARP answer, so the first
-                # packet the asker sends finds them installed. They go with the next tick:
-                # hosts announce themselves in bursts, and one rebuild for the burst sends a
-                # fraction of the rules that one per host would (each shifts the detours).
-                self._after_flush.extend(answer)
-            else:
-                self.send(answer)
+            self.send(self.driver.packet_in_arp(dp.id, in_port, fields, msg.data, now))
             return
         five_tuple = parse_flow(pkt)
         if five_tuple is not None:
             self.counters["flow_packet_ins"] += 1
-            self.send(self.core.packet_in_flow(dp.id, in_port, five_tuple, eth.src, eth.dst,
-                                               msg.data, now))
+            self.send(self.driver.packet_in_flow(dp.id, in_port, five_tuple, eth.src, eth.dst,
+                                                 msg.data, now))
 
     @set_ev_cls([ofp_event.EventOFPPortStatsReply, ofp_event.EventOFPFlowStatsReply],
                 MAIN_DISPATCHER)
@@ -496,7 +380,7 @@ class FabricController(app_manager.RyuApp):
     def stats_reply(self, ev):
         msg = ev.msg
         dp = msg.datapath
-        more = msg.flags & dp.ofproto.OFPMPF_REPLY_MORE
+        more = bool(msg.flags & dp.ofproto.OFPMPF_REPLY_MORE)
         waiter = self.waiters.get(dp.id, {}).get(msg.xid)
         if waiter is not None:  # a REST request, answered as ofctl_rest does
             waiter[1].append(msg)
@@ -504,216 +388,17 @@ class FabricController(app_manager.RyuApp):
                 del self.waiters[dp.id][msg.xid]
                 waiter[0].set()
             return
-        replies = self._round.get((dp.id, msg.xid))
-        if replies is None:
-            return  # from a round already closed as late
-        replies.extend(msg.body)
-        if more:
-            return
-        del self._round[(dp.id, msg.xid)]
-        now = time.monotonic()
         if isinstance(msg, dp.ofproto_parser.OFPPortStatsReply):
-            self.core.port_stats(dp.id, {s.port_no: s.tx_bytes for s in replies
-                                         if s.port_no < dp.ofproto.OFPP_MAX}, now)
+            rows = [(s.port_no, s.tx_bytes) for s in msg.body if s.port_no < dp.ofproto.OFPP_MAX]
         else:
-            self.core.flow_stats(dp.id, [(s.match, s.byte_count) for s in replies], now)
-        if not self._round:
-            self._end_round(now)
+            rows = [(s.match, s.byte_count) for s in msg.body]
+        self.send(self.driver.stats_reply(dp.id, msg.xid, rows, time.monotonic(), more=more))
 
     # -- what the REST API asks ------------------------------------------------------------
     def apply(self, call, *args):
         """Run a core call that changes state, then send what it and a flush return."""
-        now = time.monotonic()
-        self.send(call(*args, now) or [])
-        self.send(self.core.flush(now))
+        self.send(self.driver.apply(call, *args, now=time.monotonic()))
 
     def stats(self, dpid, getter, *args):
         """Ask a switch for statistics the ofctl_rest way (waits up to ofctl's timeout)."""
         return getter(self.datapaths[dpid], self.waiters, *args)
-
-
-class BadRequest(ValueError):
-    """A REST request that cannot be served as asked (answered with 400)."""
-
-
-def _json(obj, status=200):
-    return Response(status=status, content_type="application/json",
-                    body=json.dumps(obj, sort_keys=True, default=str).encode())
-
-
-def rest(handler):
-    """Answer a handler's result as JSON; a bad request or a core refusal is a 400 with a
-    message, and no request can take the controller down."""
-    @functools.wraps(handler)
-    def wrapper(self, req, **kwargs):
-        try:
-            result = handler(self, req, **kwargs)
-        except (BadRequest, PolicyError, IntentError) as e:
-            return _json({"error": str(e)}, status=400)
-        except Exception as e:  # noqa: BLE001 - a bug in one request must not kill routing
-            LOG.exception("REST %s %s failed", req.method, req.path)
-            return _json({"error": f"internal error: {e}"}, status=500)
-        if isinstance(result, Response):
-            return result
-        return _json(result)
-    return wrapper
-
-
-def _body(req):
-    """The JSON object of a request body."""
-    if not req.body:
-        raise BadRequest("request body is empty; expected a JSON object")
-    try:
-        body = json.loads(req.body)
-    except ValueError as e:
-        raise BadRequest(f"request body is not JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def _int(value, what):
-    try:
-        return int(str(value), 0)
-    except ValueError:
-        raise BadRequest(f"{what} must be an integer, got {value!r}") from None
-
-
-class FabricRest(ControllerBase):
-    """REST view and control of the controller (see the README for the routes)."""
-
-    def __init__(self, req, link, data, **config):
-        super().__init__(req, link, data, **config)
-        self.app = data[REST_INSTANCE]
-        self.core = self.app.core
-
-    def _host(self, req, name):
-        ref = req.GET.get(name)
-        if not ref:
-            raise BadRequest(f"query parameter '{name}' (a host IPv4 or MAC address) is missing")
-        host = self.core.host_by_ref(ref)
-        if host is None:
-            raise BadRequest(f"unknown host {ref!r}")
-        return host
-
-    def _dp(self, dpid):
-        dpid = _int(dpid, "dpid")
-        if dpid not in self.app.datapaths:
-            raise BadRequest(f"unknown switch {dpid}; connected: {sorted(self.app.datapaths)}")
-        return dpid
-
-    # -- our API ---------------------------------------------------------------------------
-    @route("fabric", "/fabric/status", methods=["GET"])
-    @rest
-    def status(self, req, **_):
-        return self.app.status()
-
-    @route("fabric", "/fabric/counters", methods=["GET"])
-    @rest
-    def counters(self, req, **_):
-        return {"core": self.core.status()["counters"], "controller": dict(self.app.counters)}
-
-    @route("fabric", "/fabric/hosts", methods=["GET"])
-    @rest
-    def hosts(self, req, **_):
-        return [h._asdict() for h in sorted(self.core.hosts.values())]
-
-    @route("fabric", "/fabric/topology", methods=["GET"])
-    @rest
-    def topology(self, req, **_):
-        return {"switches": sorted(self.core.ports),
-                "links": self.core.link_loads(),
-                "hosts": [h._asdict() for h in sorted(self.core.hosts.values())]}
-
-    @route("fabric", "/fabric/paths", methods=["GET"])
-    @rest
-    def paths(self, req, **_):
-        src, dst = self._host(req, "src"), self._host(req, "dst")
-        flow_key = None
-        if "proto" in req.GET:
-            flow_key = (src.ip, dst.ip, _int(req.GET["proto"], "proto"),
-                        _int(req.GET.get("sport", 0), "sport"),
-                        _int(req.GET.get("dport", 0), "dport"))
-        try:
-            paths = self.core.paths(src.mac, dst.mac, flow_key)
-        except ValueError as e:
-            raise BadRequest(str(e)) from None
-        return {"src": src._asdict(), "dst": dst._asdict(), "policy": self.core.policy,
-                "paths": paths, "flows": self.core.learned_flows(src.mac, dst.mac)}
-
-    @route("fabric", "/fabric/flows", methods=["GET"])
-    @rest
-    def flows(self, req, **_):
-        return self.core.learned_flows()
-
-    @route("fabric", "/fabric/policy", methods=["GET"])
-    @rest
-    def get_policy(self, req, **_):
-        return {"policy": self.core.policy, "policies": list(POLICIES)}
-
-    @route("fabric", "/fabric/policy", methods=["PUT"])
-    @rest
-    def put_policy(self, req, **_):
-        body = _body(req)
-        if set(body) != {"policy"}:
-            raise BadRequest('expected {"policy": <name>}')
-        self.app.apply(self.core.set_policy, body["policy"])
-        return {"policy": self.core.policy, "policies": list(POLICIES)}
-
-    @route("fabric", "/fabric/intents", methods=["GET"])
-    @rest
-    def intents(self, req, **_):
-        return self.core.intents()
-
-    @route("fabric", "/fabric/intents", methods=["POST"])
-    @rest
-    def submit(self, req, **_):
-        body = _body(req)
-        if "id" not in body or "flows" not in body or set(body) - {"id", "flows"}:
-            raise BadRequest('expected {"id": <string or integer>, "flows": [...]}')
-        self.app.apply(self.core.submit_intent, body["id"], body["flows"])
-        return self.core.intent_status(body["id"])
-
-    def _intent_id(self, intent_id):
-        """The id as submitted: a path segment is a string, an id may have been an integer."""
-        for status in self.core.intents():
-            if str(status["intent"]) == intent_id:
-                return status["intent"]
-        return intent_id  # unknown: the core says why
-
-    @route("fabric", "/fabric/intents/{intent_id}", methods=["GET"])
-    @rest
-    def intent(self, req, intent_id, **_):
-        return self.core.intent_status(self._intent_id(intent_id))
-
-    @route("fabric", "/fabric/intents/{intent_id}", methods=["DELETE"])
-    @rest
-    def withdraw(self, req, intent_id, **_):
-        self.app.apply(self.core.withdraw_intent, self._intent_id(intent_id))
-        return {"intent": intent_id, "state": "withdrawn"}
-
-    # -- as Ryu's ofctl_rest ---------------------------------------------------------------
-    @route("fabric", "/stats/switches", methods=["GET"])
-    @rest
-    def switches(self, req, **_):
-        return sorted(self.app.datapaths)
-
-    @route("fabric", "/stats/flow/{dpid}", methods=["GET", "POST"])
-    @rest
-    def flow_stats(self, req, dpid, **_):
-        flt = _body(req) if req.body else {}
-        try:
-            return self.app.stats(self._dp(dpid), ofctl_v1_3.get_flow_stats, flt)
-        except (KeyError, TypeError, ValueError) as e:
-            raise BadRequest(f"bad flow filter {flt!r}: {e}") from None
-
-    @route("fabric", "/stats/port/{dpid}", methods=["GET"])
-    @rest
-    def port_stats(self, req, dpid, **_):
-        return self.app.stats(self._dp(dpid), ofctl_v1_3.get_port_stats)
-
-    @route("fabric", "/stats/port/{dpid}/{port}", methods=["GET"])
-    @rest
-    def port_stats_one(self, req, dpid, port, **_):
-        return self.app.stats(self._dp(dpid), ofctl_v1_3.get_port_stats,
-                              _int(port, "port"))

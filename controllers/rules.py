@@ -1,4 +1,5 @@
-"""Plain rule and message objects the routing core returns and the Ryu app serializes.
+"""Plain rule and message objects the routing core and its driver return and the Ryu app
+serializes.
 
 Nothing here knows about Ryu, sockets or OpenFlow wire formats: a ``FlowMod`` is a value with
 a switch id, a match and actions, built with no datapath and bound to one only when the app
@@ -195,3 +196,27 @@ class PacketOut:
     dpid: int
     ports: tuple
     packet: object = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Ask a switch to answer once it has processed every message sent before this one
+    (controllers/driver.py pairs the answer with the changes it confirms by ``xid``)."""
+    dpid: int
+    xid: int
+
+
+@dataclass(frozen=True)
+class PortStatsRequest:
+    """Ask a switch for the counters of all its ports."""
+    dpid: int
+    xid: int
+
+
+@dataclass(frozen=True)
+class FlowStatsRequest:
+    """Ask a switch for the counters of its rules (every table) whose cookie is ``cookie``,
+    compared on all 64 bits."""
+    dpid: int
+    xid: int
+    cookie: int

@@ -9,7 +9,8 @@ import pytest
 from bench.policies import (BASELINE, check_targets, make_spec, median_interval, summarize,
                             table_lines)
 from controllers.launcher import _positionals, apply_shim
-from controllers.rules import Bucket, Group, GroupMod, Output, PacketOut, PORT_TABLE
+from controllers.rules import (COOKIE_FLOW, Barrier, Bucket, FlowStatsRequest, Group, GroupMod,
+                               Output, PacketOut, PortStatsRequest, PORT_TABLE)
 from fabric import model, spec as specs
 from fabric.runner import controller_args
 from topologies import build
@@ -41,6 +42,15 @@ def test_group_delete_carries_no_buckets_and_reserved_ports_pass_through():
     assert delete.buckets == [] and len(delete.buf) == 16
     out = _encode(PacketOut(1, (PORT_TABLE,), b"\0" * 60))
     assert out.actions[0].port == 0xFFFFFFF9 and out.in_port == 0xFFFFFFFD  # from CONTROLLER
+
+
+def test_the_drivers_requests_keep_their_transaction_ids():
+    # The driver pairs replies with what it asked by xid: Ryu must not assign its own.
+    assert _encode(Barrier(1, 77)).xid == 77
+    port = _encode(PortStatsRequest(1, 78))
+    assert port.xid == 78 and port.port_no == 0xFFFFFFFF   # every port (OFPP_ANY)
+    flow = _encode(FlowStatsRequest(1, 79, COOKIE_FLOW))
+    assert flow.xid == 79 and flow.cookie == COOKIE_FLOW and flow.cookie_mask == 2 ** 64 - 1
 
 
 def test_launcher_does_not_take_a_flag_for_an_option_value():
