@@ -1,68 +1,191 @@
-"""How fast the routing core computes every route of a fat-tree from scratch.
+"""What the routing core costs per event on fat-trees of every size (``make bench-core``).
 
 Pure: builds fabric models and drives controllers/core.py directly, with no emulation, no
-switch and no controller process; it must not start Mininet or Open vSwitch. For each k it
-times ``load_fabric`` + ``flush`` (discovery of every switch, link and host as the Ryu app
-would report them, then every rule and group the switches need), and prints the median over
-repeats, the rules and groups produced, and how many of them the core generates per second.
+switch and no controller process; it must not start Mininet or Open vSwitch. Each k runs in a
+fresh process, so ``peak_rss_mb`` is that size's own peak. Per fat-tree k it measures:
 
-Run: ``python -m bench.core_bench [--k 4 8 16] [--repeats 5] [--policy ecmp]``.
+- ``routes_from_scratch_s``: ``load_fabric`` + ``flush`` under ``ecmp`` with FAST_FAILOVER
+  protection (discovery of every switch, link and host as the app reports them, then every
+  rule and group the switches need), with ``rules`` and ``groups``;
+- ``link_event_ms``: one link down, then up again (port status or probes, recompute, diff,
+  messages), the larger of the two, median over an edge-aggregation and an
+  aggregation-core link;
+- ``flow_setup_per_s`` under ``congestion`` and ``hedera``: new flows learned and placed per
+  second (packet-in, placement, the flow's rules and the flush that sends them), timed over
+  ``--flows`` new flows once ``--prefill`` flows are placed (or one per host pair where the
+  fabric has fewer pairs);
+- ``intent_s`` under ``collective``: submitting a uniform all-to-all of every host (phases by
+  pairwise-shift round), up to ``--intent-max-hosts`` hosts.
+
+Prints a table and writes ``results/<run-id>/core.json``.
+Run: ``python -m bench.core_bench [--k 4 8 16 32] [--results results]``.
 """
 
 import argparse
-import gc
+import json
+import os
+import random
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
-from controllers.core import POLICIES, RoutingCore
-from fabric.model import hosts, switches
+from controllers.core import RoutingCore
+from fabric.model import host_switch, hosts, switches
 from topologies import build
 
+TARGETS = {"flow_setup_per_s": 5000, "link_event_ms_k16": 100, "routes_from_scratch_s_k16": 1,
+           "routes_from_scratch_s_k32": 15, "peak_rss_mb_k32": 4096, "intent_s_1024": 10}
 
-def measure(k, policy, fast_failover, repeats):
-    """Median seconds to compute a k-ary fat-tree from scratch, and what it produced.
 
-    Returns
-    -------
-    dict
-        ``k``, ``switches``, ``hosts``, ``fast_failover``, ``seconds`` (median), ``rules``,
-        ``groups`` and ``per_s`` (rules and groups per second at the median).
-    """
+def _flow(g, a, b, sport):
+    sw, port = host_switch(g, a)
+    na, nb = g.nodes[a], g.nodes[b]
+    return (g.nodes[sw]["dpid"], port, (na["ip"], nb["ip"], 6, sport, 5001), na["mac"],
+            nb["mac"])
+
+
+def flow_setup(g, policy, prefill, count, seed=1):
+    """Flows per second learned and placed by ``policy`` once ``prefill`` flows are placed."""
+    core = RoutingCore(policy=policy)
+    core.load_fabric(g)
+    core.flush(0.0)
+    hs = hosts(g)
+    rnd = random.Random(seed)
+    pairs = len(hs) * (len(hs) - 1)
+    prefill = min(prefill, pairs)
+    chosen = set()
+    while len(chosen) < prefill:
+        chosen.add(tuple(rnd.sample(hs, 2)))
+    now = 1.0
+    for i, (a, b) in enumerate(sorted(chosen)):
+        core.packet_in_flow(*_flow(g, a, b, 10000 + i % 50000), b"", now)
+    new = [tuple(rnd.sample(hs, 2)) for _ in range(count)]
+    start = time.perf_counter()
+    for i, (a, b) in enumerate(new):
+        core.packet_in_flow(*_flow(g, a, b, 60000 + i % 5000), b"", now + 1e-5 * i)
+    seconds = time.perf_counter() - start
+    return {"placed_before": prefill, "timed": count, "per_s": count / seconds,
+            "flows": len(core.flows)}
+
+
+def link_events(g, repeats=3):
+    """Milliseconds for one link down then up (recompute and diff), per link kind."""
+    core = RoutingCore(policy="ecmp")
+    core.load_fabric(g)
+    core.flush(0.0)
+    names = {n: g.nodes[n] for n in switches(g)}
+    links = []
+    for kind in (("edge", "aggregation"), ("aggregation", "core")):
+        links.append(next((u, v) for u, v in sorted(g.edges())
+                          if {names.get(u, {}).get("role"), names.get(v, {}).get("role")}
+                          == set(kind)))
+    out = {}
+    now = 1.0
+    for u, v in links:
+        du, dv = names[u]["dpid"], names[v]["dpid"]
+        pu, pv = g.edges[u, v]["ports"][u], g.edges[u, v]["ports"][v]
+        downs, ups, mods = [], [], []
+        for _ in range(repeats):
+            now += 1.0
+            start = time.perf_counter()
+            core.port_status(du, pu, False, now)
+            core.port_status(dv, pv, False, now)
+            sent = core.flush(now)
+            downs.append((time.perf_counter() - start) * 1e3)
+            mods.append(len(sent))
+            now += 1.0
+            start = time.perf_counter()
+            core.port_status(du, pu, True, now)
+            core.port_status(dv, pv, True, now)
+            core.link_seen(du, pu, dv, pv, now)
+            core.link_seen(dv, pv, du, pu, now)
+            core.flush(now)
+            ups.append((time.perf_counter() - start) * 1e3)
+        out[f"{names[u]['role']}-{names[v]['role']}"] = {
+            "down_ms": statistics.median(downs), "up_ms": statistics.median(ups),
+            "mods": statistics.median(mods)}
+    worst = statistics.median(max(x["down_ms"], x["up_ms"]) for x in out.values())
+    return worst, out
+
+
+def from_scratch(g):
+    start = time.perf_counter()
+    core = RoutingCore(policy="ecmp", fast_failover=True)
+    core.load_fabric(g)
+    core.flush(0.0)
+    seconds = time.perf_counter() - start
+    status = core.status()
+    return seconds, status["rules"], status["groups"]
+
+
+def measure(k, prefill, count, intent_max_hosts):
+    """Every figure for one fat-tree k (in this process)."""
     g = build("fattree", k=k)
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        core = RoutingCore(policy=policy, fast_failover=fast_failover)
-        msgs = core.load_fabric(g)
-        msgs += core.flush(0.0)
-        times.append(time.perf_counter() - start)
-        status = core.status()
-        del core, msgs
-    seconds = statistics.median(times)
-    made = status["rules"] + status["groups"]
-    return {"k": k, "switches": len(switches(g)), "hosts": len(hosts(g)),
-            "fast_failover": fast_failover, "seconds": seconds, "rules": status["rules"],
-            "groups": status["groups"], "per_s": made / seconds}
+    row = {"k": k, "switches": len(switches(g)), "hosts": len(hosts(g))}
+    row["routes_from_scratch_s"], row["rules"], row["groups"] = from_scratch(g)
+    row["link_event_ms"], row["link_events"] = link_events(g)
+    row["flow_setup"] = {p: flow_setup(g, p, prefill, count) for p in ("congestion", "hedera")}
+    row["flow_setup_per_s"] = {p: r["per_s"] for p, r in row["flow_setup"].items()}
+    row["intent_s"] = None
+    if row["hosts"] <= intent_max_hosts:
+        from bench.intent_bench import intent_seconds
+        row["intent"] = intent_seconds(k)
+        row["intent_s"] = row["intent"]["seconds"]
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16],
+    parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16, 32],
                         help="fat-tree radixes (even)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per case (median kept)")
-    parser.add_argument("--policy", default="ecmp", choices=POLICIES)
+    parser.add_argument("--prefill", type=int, default=10_000,
+                        help="flows placed before timing flow setup")
+    parser.add_argument("--flows", type=int, default=2_000, help="new flows timed")
+    parser.add_argument("--intent-max-hosts", type=int, default=1024,
+                        help="largest all-to-all intent timed (hosts)")
+    parser.add_argument("--results", default="results", help="results folder")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    print(f"routing core, fat-tree, policy {args.policy}, median of {args.repeats} runs "
-          "(load_fabric + flush, from scratch)")
-    print(f"{'k':>3} {'switches':>8} {'hosts':>6} {'FF':>3} {'time s':>8} {'rules':>8} "
-          f"{'groups':>7} {'rules+groups/s':>15}")
+    if args.one is not None:
+        print(json.dumps(measure(args.one, args.prefill, args.flows, args.intent_max_hosts)))
+        return 0
+    rows = []
+    print("routing core on fat-trees (pure, no emulation); each k in its own process")
+    head = (f"{'k':>3} {'hosts':>6} {'switches':>8} {'scratch s':>9} {'rules':>9} "
+            f"{'groups':>8} {'link ms':>8} {'cong fl/s':>9} {'hed fl/s':>9} {'intent s':>8} "
+            f"{'RSS MB':>7}")
+    print(head)
     for k in args.k:
-        for ff in (True, False):
-            r = measure(k, args.policy, ff, args.repeats)
-            print(f"{r['k']:>3} {r['switches']:>8} {r['hosts']:>6} {'on' if ff else 'off':>3} "
-                  f"{r['seconds']:>8.3f} {r['rules']:>8} {r['groups']:>7} {r['per_s']:>15,.0f}")
+        cmd = [sys.executable, "-m", "bench.core_bench", "--one", str(k), "--prefill",
+               str(args.prefill), "--flows", str(args.flows), "--intent-max-hosts",
+               str(args.intent_max_hosts)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"k={k} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            rows.append({"k": k, "error": done.stderr.strip()[-2000:]})
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        fs = r["flow_setup_per_s"]
+        print(f"{k:>3} {r['hosts']:>6} {r['switches']:>8} {r['routes_from_scratch_s']:>9.3f} "
+              f"{r['rules']:>9} {r['groups']:>8} {r['link_event_ms']:>8.1f} "
+              f"{fs['congestion']:>9,.0f} {fs['hedera']:>9,.0f} "
+              f"{_fmt(r['intent_s'], '8.2f')} {r['peak_rss_mb']:>7.0f}", flush=True)
+    run_dir = os.path.join(args.results, time.strftime("%Y%m%d-%H%M%S") + "-core")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "core.json"), "w") as f:
+        json.dump({"rows": rows, "targets": TARGETS, "prefill": args.prefill,
+                   "flows_timed": args.flows}, f, indent=2)
+    print(f"written {os.path.join(run_dir, 'core.json')}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

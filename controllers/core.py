@@ -146,7 +146,7 @@ class RoutingCore:
         self.topo = TopologyState(link_timeout_s)
         self.path_service = PathService(self.topo.adj)
         self.load = LoadModel(self.config.util_tau_s, self.config.young_bytes,
-                              self.port, self.nic_bps)
+                              self.topo.adj, self.nic_bps)
         self.render = Renderer(self.topo, self.path_service, GroupIds(),
                                fast_failover=self.fast_failover)
         self._flooded = collections.OrderedDict()   # (src mac, target ip) -> time forwarded
@@ -620,6 +620,13 @@ class RoutingCore:
         """Projected bit/s of the directed link u->v: measured, plus recent moves, plus the
         estimated demand of pinned flows the counters cannot show yet."""
         return self.load.link_load(u, v, now)
+
+    def link_utils(self, links, extra_bps, now):
+        """Utilization of each directed link of ``links`` with ``extra_bps`` more on it:
+        (projected load + extra) / capacity, in one call (placement's hot loop)."""
+        caps, adj, default = self.link_capacity_bps, self.topo.adj, self.default_capacity_bps
+        return [(load + extra_bps) / caps.get((u, adj[u][v]), default)
+                for (u, v), load in zip(links, self.load.link_loads(links, now))]
 
     def flows_on(self, link):
         """Learned flows pinned across the directed link ``(u, v)``."""

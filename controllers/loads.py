@@ -19,6 +19,10 @@ import math
 
 from controllers.rules import FlowKey
 
+# How far a host's flow count may move before the demand estimates of its other flows are
+# redone (see LoadModel._refresh_ends).
+REFRESH_FRACTION = 0.1
+
 
 def ewma_weight(dt, tau_s):
     """Weight of a new sample taken ``dt`` seconds after the previous one."""
@@ -92,7 +96,8 @@ class PortLoads:
 
     def rate_bps(self, dpid, port, now):
         """Measured rate plus the expected changes not yet visible in it, never negative."""
-        rate = self.measured_bps(dpid, port)
+        meter = self._meters.get((dpid, port))
+        rate = 0.0 if meter is None or meter.rate_bps is None else meter.rate_bps
         shifts = self._shifts.get((dpid, port))
         if shifts:
             kept = []
@@ -136,6 +141,7 @@ class Flow:
     elephant: bool = False
     demand_bps: float = None
     est_bps: float = 0.0        # its estimated demand as counted on its path's links
+    nic_bps: tuple = (0.0, 0.0)  # NIC rates of its sender and receiver
 
     @property
     def rate_bps(self):
@@ -161,13 +167,13 @@ class LoadModel:
         counts once it has a rate.
     young_bytes : int
         A flow has *started* once it has sent this many bytes.
-    port_of : callable
-        ``port_of(u, v)``: port of switch u toward switch v.
+    adj : dict
+        ``{u: {v: port of u toward v}}``, the topology state's adjacency (read only).
     nic_bps : callable
         ``nic_bps(mac)``: NIC rate of a host, bit/s.
     """
 
-    def __init__(self, tau_s, young_bytes, port_of, nic_bps):
+    def __init__(self, tau_s, young_bytes, adj, nic_bps):
         self.tau_s = tau_s
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
@@ -177,13 +183,15 @@ class LoadModel:
         self._from = collections.defaultdict(set)      # mac -> keys of flows it sends
         self._to = collections.defaultdict(set)        # mac -> keys of flows it receives
         self._due = []                                 # heap of (seen_at + tau_s, key)
-        self._port_of = port_of
+        self._refreshed_at = {}                        # (side, mac) -> flow count then
+        self._adj = adj
         self._nic_bps = nic_bps
 
     # -- flows -----------------------------------------------------------------------------
     def add(self, flow, now):
         """Start tracking a newly learned flow (not pinned yet)."""
         self.flows[flow.key] = flow
+        flow.nic_bps = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
         self._from[flow.src].add(flow.key)
         self._to[flow.dst].add(flow.key)
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
@@ -211,6 +219,7 @@ class LoadModel:
         self._from.clear()
         self._to.clear()
         self._due = []
+        self._refreshed_at.clear()
 
     def set_path(self, flow, path, now):
         """Pin a flow to ``path`` (a tuple of dpids) or let it follow the groups (None)."""
@@ -286,8 +295,9 @@ class LoadModel:
         receiver (the first step of Hedera's demand estimation)."""
         if self.measured(flow, now):
             return flow.rate_bps
-        return min(self._nic_bps(flow.src) / max(1, self.count_from(flow.src)),
-                   self._nic_bps(flow.dst) / max(1, self.count_to(flow.dst)))
+        src_bps, dst_bps = flow.nic_bps
+        return min(src_bps / max(1, len(self._from.get(flow.src, ()))),
+                   dst_bps / max(1, len(self._to.get(flow.dst, ()))))
 
     def refresh(self, flow, now):
         """Bring a flow's share of its links' estimated load up to date."""
@@ -299,11 +309,26 @@ class LoadModel:
         flow.est_bps = want
 
     def _refresh_ends(self, flow, now):
-        """Estimates of every flow sharing ``flow``'s sender or receiver (their shares moved)."""
-        for key in self._from.get(flow.src, ()):
-            self.refresh(self.flows[key], now)
-        for key in self._to.get(flow.dst, ()):
-            self.refresh(self.flows[key], now)
+        """Estimates of the flows sharing ``flow``'s sender or receiver, whose shares moved.
+
+        The flow itself is always brought up to date. The others are, for a host whose flow
+        count has moved by more than :data:`REFRESH_FRACTION` since they last were (and
+        always for a host with few flows): each estimate stays within that fraction of its
+        exact value, and a burst of n new flows at one host costs O(n) in all, not O(n^2).
+        """
+        self.refresh(flow, now)
+        for side, index, mac in (("src", self._from, flow.src), ("dst", self._to, flow.dst)):
+            keys = index.get(mac, ())
+            mark = (side, mac)
+            last = self._refreshed_at.get(mark)
+            if last is not None and abs(len(keys) - last) < REFRESH_FRACTION * last:
+                continue
+            for key in keys:
+                self.refresh(self.flows[key], now)
+            if keys:
+                self._refreshed_at[mark] = len(keys)
+            else:
+                self._refreshed_at.pop(mark, None)
 
     def advance(self, now):
         """Let the estimates that have lapsed by ``now`` stop counting."""
@@ -318,12 +343,28 @@ class LoadModel:
     def shift(self, path, bps, now):
         """Expect the links of ``path`` to carry ``bps`` more (less, if negative) from now."""
         for u, v in zip(path, path[1:]):
-            self.ports.shift(u, self._port_of(u, v), bps, now)
+            self.ports.shift(u, self._adj[u][v], bps, now)
 
     def link_load(self, u, v, now):
         """Projected bit/s on the directed link u->v (call :meth:`advance` first)."""
         est = self._est.get((u, v), 0.0)
-        return self.ports.rate_bps(u, self._port_of(u, v), now) + (est if est > 1e-6 else 0.0)
+        return self.ports.rate_bps(u, self._adj[u][v], now) + (est if est > 1e-6 else 0.0)
+
+    def link_loads(self, links, now):
+        """:meth:`link_load` of each of ``links`` (a batch, for placement's hot loop)."""
+        est, adj, meters = self._est, self._adj, self.ports._meters
+        shifts = self.ports._shifts
+        out = []
+        for u, v in links:
+            port = adj[u][v]
+            if (u, port) in shifts:
+                rate = self.ports.rate_bps(u, port, now)
+            else:
+                meter = meters.get((u, port))
+                rate = 0.0 if meter is None or meter.rate_bps is None else meter.rate_bps
+            e = est.get((u, v), 0.0)
+            out.append(rate + e if e > 1e-6 else rate)
+        return out
 
     def estimated(self, u, v):
         """The estimated (not yet measured) part of a link's load, bit/s."""

@@ -122,6 +122,7 @@ class Fabric(typing.Protocol):
     def nic_bps(self, mac) -> float: ...
     def flow_rate(self, flow, now) -> float: ...
     def link_load(self, u, v, now) -> float: ...
+    def link_utils(self, links, extra_bps, now) -> list: ...
     def flows_on(self, link) -> list: ...
     def switch_links(self) -> list: ...
     def projected_loads(self, now) -> dict: ...
@@ -204,23 +205,21 @@ class Congestion(Policy):
 
     def place(self, core, flow, now):
         paths = core.flow_paths(flow)
-        if paths:
-            loads = self._loads(core, paths, now)
-            core.pin(flow, self._best(core, paths, loads, core.flow_rate(flow, now)), now)
+        if not paths:
+            return
+        demand = core.flow_rate(flow, now)
+        links = list({link: None for path in paths for link in zip(path, path[1:])})
+        # utilization of every link of the candidates, with the flow on it
+        util = dict(zip(links, core.link_utils(links, demand, now)))
+
+        def score(path):
+            utils = [util[link] for link in zip(path, path[1:])]
+            return max(utils, default=0.0), sum(utils), path
+        core.pin(flow, min(paths, key=score), now)
 
     def repair(self, core, flows, now):
         for flow in flows:
             self.place(core, flow, now)
-
-    @staticmethod
-    def _loads(core, paths, now):
-        """Projected load of every link of ``paths``, each read once."""
-        loads = {}
-        for path in paths:
-            for link in zip(path, path[1:]):
-                if link not in loads:
-                    loads[link] = core.link_load(link[0], link[1], now)
-        return loads
 
     @staticmethod
     def _utils(core, path, loads, extra):

@@ -145,6 +145,7 @@ class Renderer:
         self.tables = {}
         self.weights = {}
         self.alternates = {}   # (dpid, dst) -> (alternate, needs U-turn rules)
+        self._actions = {}     # (dst, dpid) -> (next hops, action toward each used one)
         self._intern = {}
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
@@ -280,7 +281,7 @@ class Renderer:
             flushed[(dpid, kind, key)] = old
         before = self.tables
         self.tables = {d: Table() for d in before}
-        self.alternates = {}
+        self.alternates, self._actions = {}, {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
         self._owners, self._uses = {}, {}
         self._key_owners.clear()
@@ -429,6 +430,7 @@ class Renderer:
         if new:
             self._units.setdefault(dst, {})[s] = new
         else:
+            self._actions.pop((dst, s), None)
             units = self._units.get(dst)
             if units is not None:
                 units.pop(s, None)
@@ -444,6 +446,7 @@ class Renderer:
         if self.fast_failover and len(hops) == 1:
             alt = self._protect(s, dst, hops[0], entries)
         actions = self._hop_actions(s, hops, alt, entries)
+        self._actions[(dst, s)] = (hops, actions)
         wmap = self.weights.get((s, dst), {})
         buckets = tuple(self._one(("bucket", a, wmap.get(n, 1)),
                                   lambda a=a, n=n: Bucket((a,), weight=wmap.get(n, 1)))
@@ -468,11 +471,9 @@ class Renderer:
     def hop_action(self, s, dst, n):
         """The action that sends a packet for ``dst`` from ``s`` to its next hop ``n``, or
         None if ``n`` is not one (the groups it uses are those of the (dst, s) unit)."""
-        hops = self.paths.hops.get(dst, {}).get(s, ())
+        hops, actions = self._actions.get((dst, s), ((), ()))
         if n not in hops:
             return None
-        alt = self.alternates.get((s, dst))
-        actions = self._hop_actions(s, hops, alt, [])
         i = hops.index(n)
         return actions[i] if i < len(actions) else None
 
