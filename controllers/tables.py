@@ -635,7 +635,11 @@ def walk(tables, peers, pkt, dpid, in_port, live=None, hashed=False,
     live_at = {}
     stack = [(dpid, in_port, (), ())]
     while stack:
-        dpid, in_port, trail, seen = stack.pop()
+        item = stack.pop()
+        if isinstance(item, Branch):
+            out.append(item)
+            continue
+        dpid, in_port, trail, seen = item
         trail += (dpid,)
         state = (dpid, in_port)
         if state in seen or len(trail) > max_switches:
@@ -657,14 +661,14 @@ def walk(tables, peers, pkt, dpid, in_port, live=None, hashed=False,
         nxt = []
         for port in outs:
             if port == CONTROLLER:
-                out.append(Branch(trail, "controller"))
+                nxt.append(Branch(trail, "controller"))
             elif not port_live(port):
-                out.append(Branch(trail, "down", port))
+                nxt.append(Branch(trail, "down", port))
             elif (dpid, port) in peers:
                 nxt.append((*peers[(dpid, port)], trail, seen))
             else:
-                out.append(Branch(trail, "exit", port))
-        # Reversed onto the stack, so branches come out in action order.
+                nxt.append(Branch(trail, "exit", port))
+        # Reversed onto the stack, so branches come out depth first in action order.
         stack.extend(reversed(nxt))
     return out
 
