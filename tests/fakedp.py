@@ -1,17 +1,17 @@
 """A fake OpenFlow 1.3 datapath: applies the core's messages to tables and forwards packets.
 
-It models what the tests need to assert behaviour, not bytes: the highest-priority matching
-rule wins (exact-match fields, looked up by the set of fields each rule matches on); a SELECT
-group may take any bucket of non-zero weight (``forward`` returns all of them); a
-FAST_FAILOVER group takes its first bucket whose watch port is live; groups may chain to
-groups. As on Open vSwitch, a plain output to the packet's in-port is dropped, and
-``PORT_IN_PORT`` sends it back. It also checks what a switch would reject: a rule or bucket
-pointing at a missing group, a group added twice, a group deleted while something uses it, a
-FAST_FAILOVER bucket without a watch port.
+It models what the tests need to assert behaviour, not bytes, and checks what a switch would
+reject: a rule or bucket pointing at a missing group, a group added twice, a modify of a
+missing group, a group deleted while something uses it, a FAST_FAILOVER bucket without a watch
+port. What a packet does is left to the shared interpreter (controllers/tables.py), the one
+the routing core and the flow-level simulator use: the highest-priority matching rule wins, a
+FAST_FAILOVER group takes its first live bucket, a SELECT group any live bucket (``paths``) or
+the one Open vSwitch's hash picks (``path``); a plain output to the in-port is dropped,
+``PORT_IN_PORT`` sends the packet back.
 """
 
-from controllers.rules import (PORT_IN_PORT, ClearSwitch, FlowMod, GroupMod, Output,
-                               ToController, ToGroup)
+from controllers.rules import ClearSwitch, FlowMod, GroupMod, ToGroup
+from controllers.tables import CONTROLLER, FlowTable, walk
 
 
 def _refs(actions):
@@ -21,22 +21,30 @@ def _refs(actions):
 class FakeSwitch:
     def __init__(self, dpid):
         self.dpid = dpid
-        self.flows = {}
-        self.groups = {}
+        self.table = FlowTable()
         self.down_ports = set()
-        self._schemas = None
+
+    @property
+    def flows(self):
+        return self.table.flows
+
+    @property
+    def groups(self):
+        return self.table.groups
+
+    def live(self, port):
+        return port not in self.down_ports
 
     def apply(self, msg):
         if isinstance(msg, ClearSwitch):
-            self.flows.clear()
-            self.groups.clear()
+            self.table.clear()
         elif isinstance(msg, FlowMod):
             if msg.command == "add":
                 missing = _refs(msg.rule.actions) - set(self.groups)
                 assert not missing, f"dpid {self.dpid}: flow refers to missing group(s) {missing}"
-                self.flows[msg.rule.key] = msg.rule
+                self.table.add_flow(msg.rule)
             else:
-                self.flows.pop(msg.rule.key, None)
+                self.table.delete_flow(msg.rule)
         elif isinstance(msg, GroupMod):
             group = msg.group
             gid = group.group_id
@@ -50,7 +58,7 @@ class FakeSwitch:
                     assert not missing, f"dpid {self.dpid}: group {gid} chains to {missing}"
                     if group.type == "fast_failover":
                         assert b.watch_port is not None, f"group {gid}: bucket without watch port"
-                self.groups[gid] = group
+                self.table.set_group(group)
             else:
                 users = [r for r in self.flows.values() if gid in _refs(r.actions)]
                 users += [g for g in self.groups.values()
@@ -58,58 +66,26 @@ class FakeSwitch:
                 # A switch deletes the flows that use a deleted group: the core must not rely
                 # on that, it removes its users first.
                 assert not users, f"dpid {self.dpid}: group {gid} deleted while in use"
-                self.groups.pop(gid, None)
-        self._schemas = None
+                self.table.delete_group(gid)
 
     def lookup(self, pkt):
         """The rule a packet (dict of OXM fields) hits, or None."""
-        if self._schemas is None:
-            schemas = {(r.table_id, r.priority, tuple(k for k, _ in r.match))
-                       for r in self.flows.values()}
-            self._schemas = sorted(schemas, key=lambda s: -s[1])
-        for table, priority, fields in self._schemas:
-            if all(f in pkt for f in fields):
-                rule = self.flows.get((table, priority, tuple((f, pkt[f]) for f in fields)))
-                if rule is not None:
-                    return rule
-        return None
+        return self.table.lookup(pkt)
 
-    def _expand(self, actions, in_port):
-        outs = set()
-        for a in actions:
-            if isinstance(a, Output):
-                if a.port == PORT_IN_PORT:
-                    outs.add(in_port)
-                elif a.port != in_port:
-                    outs.add(a.port)
-            elif isinstance(a, ToController):
-                outs.add("controller")
-            elif isinstance(a, ToGroup):
-                group = self.groups[a.group_id]
-                if group.type == "fast_failover":
-                    live = [b for b in group.buckets if b.watch_port not in self.down_ports]
-                    if live:
-                        outs |= self._expand(live[0].actions, in_port)
-                else:
-                    for b in group.buckets:
-                        if b.weight > 0 or group.type != "select":
-                            outs |= self._expand(b.actions, in_port)
-        return outs
+    def forward(self, pkt, hashed=False):
+        """Every port the packet may leave by (all live SELECT buckets), "controller", or empty.
 
-    def forward(self, pkt):
-        """Every port the packet may leave by (all SELECT buckets), "controller", or empty.
-
-        ``pkt`` must carry ``in_port``. Outputs to a down port are kept: the packet is lost
-        there, and ``FakeFabric.paths`` reports it.
+        ``pkt`` must carry ``in_port``. With ``hashed``, the one SELECT bucket Open vSwitch
+        would pick. Outputs to a down port are kept: the packet is lost there, and
+        ``FakeFabric.paths`` reports it.
         """
-        rule = self.lookup(pkt)
-        return set() if rule is None else self._expand(rule.actions, pkt.get("in_port"))
+        return set(self.table.outputs(pkt, pkt.get("in_port"), self.live, hashed))
 
     def bucket_ports(self, group_id):
         """``[(weight, port the bucket sends to now)]`` of a SELECT group (FF groups followed)."""
         out = []
         for b in self.groups[group_id].buckets:
-            (port,) = self._expand(b.actions, None)
+            (port,) = self.table.expand(b.actions, live=self.live)
             out.append((b.weight, port))
         return out
 
@@ -120,13 +96,22 @@ class FakeFabric:
     def __init__(self, g):
         self.g = g
         self.by_dpid = {}
-        self.peer = {}  # (node, port) -> (node, port)
+        self.names = {}    # dpid -> switch node
+        self.peers = {}    # (dpid, port) -> (dpid, port), both directions of switch links
+        self.host_at = {}  # (dpid, port) -> host node
         for n, d in g.nodes(data=True):
             if d["role"] != "host":
                 self.by_dpid[d["dpid"]] = FakeSwitch(d["dpid"])
+                self.names[d["dpid"]] = n
         for u, v, d in g.edges(data=True):
-            self.peer[(u, d["ports"][u])] = (v, d["ports"][v])
-            self.peer[(v, d["ports"][v])] = (u, d["ports"][u])
+            for a, b in ((u, v), (v, u)):
+                if g.nodes[a]["role"] == "host":
+                    continue
+                here = (g.nodes[a]["dpid"], d["ports"][a])
+                if g.nodes[b]["role"] == "host":
+                    self.host_at[here] = b
+                else:
+                    self.peers[here] = (g.nodes[b]["dpid"], d["ports"][b])
 
     def apply(self, msgs):
         for m in msgs:
@@ -153,6 +138,29 @@ class FakeFabric:
         return dict({"eth_src": s["mac"], "eth_dst": d["mac"], "eth_type": 0x0800,
                      "ipv4_src": s["ip"], "ipv4_dst": d["ip"]}, **fields)
 
+    def _live(self, dpid, port):
+        return port not in self.by_dpid[dpid].down_ports
+
+    def _walk(self, src, dst, max_hops, hashed, fields):
+        """Delivered switch paths (node names) of a packet from src to dst; asserts the rest."""
+        (first,) = self.g.neighbors(src)
+        start = (self.g.nodes[first]["dpid"], self.g.edges[src, first]["ports"][first])
+        tables = {dpid: sw.table for dpid, sw in self.by_dpid.items()}
+        branches = walk(tables, self.peers, self.packet(src, dst, **fields), *start,
+                        live=self._live, hashed=hashed, max_switches=max_hops + 1)
+        done = []
+        for branch in branches:
+            path = tuple(self.names[d] for d in branch.switches)
+            node = path[-1]
+            assert branch.end != "loop", f"loop: {list(path)}"
+            assert branch.end not in ("drop", CONTROLLER), \
+                f"{src}->{dst} dropped at {node}: {branch.end}"
+            assert branch.end != "down", f"{src}->{dst} lost at {node} port {branch.port}"
+            host = self.host_at.get((branch.switches[-1], branch.port))
+            assert host == dst, f"{src}->{dst} delivered to {host} (port {branch.port})"
+            done.append(path)
+        return done
+
     def paths(self, src, dst, max_hops=16, **fields):
         """All switch paths (tuples of node names) a packet from host src to host dst can take.
 
@@ -160,23 +168,16 @@ class FakeFabric:
         AssertionError if any branch is dropped, loops, leaves by a down port, or ends at the
         wrong host.
         """
-        pkt = self.packet(src, dst, **fields)
-        done = []
+        return self._walk(src, dst, max_hops, False, fields)
 
-        def walk(node, in_port, path):
-            assert len(path) <= max_hops, f"loop: {path}"
-            sw = self.switch(node)
-            outs = sw.forward(dict(pkt, in_port=in_port))
-            assert outs and "controller" not in outs, f"{src}->{dst} dropped at {node}: {outs}"
-            for port in sorted(outs):
-                assert port not in sw.down_ports, f"{src}->{dst} lost at {node} port {port}"
-                nxt, nxt_port = self.peer[(node, port)]
-                if self.g.nodes[nxt]["role"] == "host":
-                    assert nxt == dst, f"{src}->{dst} delivered to {nxt}"
-                    done.append(tuple(path + [node]))
-                else:
-                    walk(nxt, nxt_port, path + [node])
+    def path(self, src, dst, max_hops=16, **fields):
+        """The one switch path Open vSwitch's SELECT hash sends this packet along.
 
-        (first,) = self.g.neighbors(src)
-        walk(first, self.g.edges[src, first]["ports"][first], [])
-        return done
+        Like :meth:`paths`, with each SELECT group taking the bucket
+        controllers.tables.select_bucket picks for the packet (give its 5-tuple in ``fields``:
+        ``ip_proto=6, tcp_src=..., tcp_dst=...``). Raises AssertionError as :meth:`paths`
+        does, and if the packet fans out to more than one path.
+        """
+        done = self._walk(src, dst, max_hops, True, fields)
+        assert len(done) == 1, f"{src}->{dst} takes {len(done)} paths: {done}"
+        return done[0]
