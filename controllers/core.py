@@ -29,14 +29,14 @@ the destinations and switches whose next hops it changes, never a scan of every 
 import collections
 
 from controllers.loads import Flow, LoadModel
-from controllers.paths import PathService, path_links
+from controllers.paths import PathService
 from controllers.placement import wcmp_weights
 from controllers.policies import (POLICY_CLASSES, Collective, IntentError, PolicyConfig,
                                   PolicyError)
 from controllers.render import GroupIds, Renderer, base_rules
-from controllers.rules import (
-    ETH_TYPE_IPV4, PORT_IN_PORT, PORT_TABLE, PRIO_FLOW, ArpPacket, FlowKey, LldpProbe, Output,
-    PacketOut, ToGroup)
+from controllers.rules import (PORT_TABLE, PRIO_FLOW, ArpPacket, FlowKey, LldpProbe,
+                               PacketOut)
+from controllers.tables import installed_paths
 from controllers.topology import Host, TopologyState
 
 __all__ = ["POLICIES", "Host", "IntentError", "PolicyError", "RoutingCore", "base_rules",
@@ -47,8 +47,6 @@ POLICIES = tuple(POLICY_CLASSES)
 ARP_REQUEST = 1
 ARP_REPLY = 2
 
-# A walk along installed rules longer than this is a loop (no fabric here is that deep).
-MAX_PATH_SWITCHES = 32
 # More changed switch pairs than this in one change set are redone from scratch: the
 # incremental update pays per pair, a rebuild once.
 INCREMENTAL_PAIRS = 64
@@ -836,66 +834,16 @@ class RoutingCore:
                 for _, f in sorted(self.flows.items())
                 if src_mac in (None, f.src) and dst_mac in (None, f.dst)]
 
-    def paths(self, src_mac, dst_mac, flow_key=None):
+    def paths(self, src_mac, dst_mac, flow_key=None, hashed=False):
         """Every switch path (list of dpids) the installed rules allow from src to dst host.
 
         Follows the rules and groups the core has sent (what :meth:`flush` last returned),
         for an IPv4 packet of the host pair, or of the flow ``flow_key`` (a 5-tuple) if given:
-        every bucket of a SELECT group, the first live bucket of a FAST_FAILOVER group.
+        every bucket of a SELECT group (with ``hashed``, the one Open vSwitch picks), the
+        first live bucket of a FAST_FAILOVER group (controllers/tables.py).
         """
-        src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
-        if src is None or dst is None:
-            return []
-        pkt = {"eth_src": src.mac, "eth_dst": dst.mac, "eth_type": ETH_TYPE_IPV4,
-               "ipv4_src": src.ip, "ipv4_dst": dst.ip}
-        if flow_key is not None:
-            pkt.update(FlowKey.of(flow_key).match())
-        peers = self.topo.peers()
-        found = set()
-        stack = [(src.dpid, src.port, ())]
-        while stack:
-            dpid, in_port, trail = stack.pop()
-            trail += (dpid,)
-            if len(trail) > MAX_PATH_SWITCHES or dpid not in self.installed:
-                continue
-            for port in self._outputs(dpid, dict(pkt, in_port=in_port), in_port):
-                if (dpid, port) == (dst.dpid, dst.port):
-                    found.add(trail)
-                elif (dpid, port) in peers:
-                    stack.append((*peers[(dpid, port)], trail))
-        return [list(p) for p in sorted(found)]
-
-    def _outputs(self, dpid, pkt, in_port):
-        """Ports an installed rule of ``dpid`` may send ``pkt`` to (one per SELECT bucket).
-
-        As on a switch, a plain output to the in-port is dropped; ``PORT_IN_PORT`` is not.
-        """
-        table = self.installed[dpid]
-        best = None
-        for rule in table["flows"].values():
-            if (best is None or rule.priority > best.priority) and all(
-                    pkt.get(k) == v for k, v in rule.match):
-                best = rule
-        live = self.ports.get(dpid, ())
-
-        def expand(actions):
-            for a in actions:
-                if isinstance(a, Output):
-                    if a.port == PORT_IN_PORT:
-                        yield in_port
-                    elif a.port != in_port:
-                        yield a.port
-                elif isinstance(a, ToGroup) and a.group_id in table["groups"]:
-                    group = table["groups"][a.group_id]
-                    if group.type == "fast_failover":
-                        buckets = [b for b in group.buckets if b.watch_port in live][:1]
-                    else:
-                        buckets = group.buckets
-                    for b in buckets:
-                        yield from expand(b.actions)
-
-        return [] if best is None else list(expand(best.actions))
-
+        return installed_paths(self.installed, self.links, self.ports, self.hosts.get(src_mac),
+                               self.hosts.get(dst_mac), flow_key, hashed)
 
     # -- the model as if discovered --------------------------------------------------------
     def load_fabric(self, g, now=0.0, capacity_scale=1.0):
