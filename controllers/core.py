@@ -28,6 +28,8 @@ the destinations and switches whose next hops it changes, never a scan of every 
 
 import collections
 
+import numpy as np
+
 from controllers.loads import Flow, LoadModel
 from controllers.paths import PathService
 from controllers.placement import wcmp_weights
@@ -54,6 +56,9 @@ INCREMENTAL_PAIRS = 64
 # asking for unknown addresses cannot grow the controller's memory.
 FLOODED_MAX = 4096
 ECHO_WINDOW_S = 2.0
+# Candidate path arrays kept per switch pair, bounded by their total number of cells (4 bytes
+# each: 64 MiB), and dropped when the topology changes.
+MATRIX_CACHE_CELLS = 16 * 2 ** 20
 
 
 def next_hops(graph, dst):
@@ -106,6 +111,19 @@ def link_capacities(g, scale=1.0):
     return caps
 
 
+class CandidatePaths:
+    """The paths of a path matrix (rows of dense link indices), as tuples of dpids on demand."""
+
+    def __init__(self, src, idx, links):
+        self._src, self._idx, self._links = src, idx, links
+
+    def __len__(self):
+        return len(self._idx)
+
+    def __getitem__(self, i):
+        return (self._src,) + tuple(self._links[j][1] for j in self._idx[i])
+
+
 class RoutingCore:
     """Topology, host, load and route state of one controller.
 
@@ -144,7 +162,10 @@ class RoutingCore:
         self.topo = TopologyState(link_timeout_s)
         self.path_service = PathService(self.topo.adj)
         self.load = LoadModel(self.config.util_tau_s, self.config.young_bytes,
-                              self.topo.adj, self.nic_bps)
+                              self.topo.adj, self.nic_bps, self.capacity)
+        self._matrices = collections.OrderedDict()   # (src, dst switch) -> candidate arrays
+        self._matrices_version = None
+        self._matrix_cells = 0
         self.render = Renderer(self.topo, self.path_service, GroupIds(),
                                fast_failover=self.fast_failover)
         self._flooded = collections.OrderedDict()   # (src mac, target ip) -> time forwarded
@@ -252,7 +273,7 @@ class RoutingCore:
         """A switch connected with ``ports``: wipe it, give it the base rules, probe its ports."""
         self._at(now)
         self.topo.switch_enter(dpid, ports)
-        self.load.ports.forget(dpid)
+        self.load.forget_switch(dpid)
         msgs = self.render.switch_enter(dpid)
         self._rebuild = True
         msgs.extend(self._probe(dpid, sorted(ports)))
@@ -263,7 +284,7 @@ class RoutingCore:
         self._at(now)
         self.topo.switch_leave(dpid)
         self.render.switch_leave(dpid)
-        self.load.ports.forget(dpid)
+        self.load.forget_switch(dpid)
         self._rebuild = True
         return []
 
@@ -377,7 +398,7 @@ class RoutingCore:
         """
         self._at(now)
         for port, total in tx_bytes.items():
-            self.load.ports.sample(dpid, port, total, now)
+            self.load.sample(dpid, port, total, now)
         return []
 
     def flow_seen(self, flow_key, src_mac, dst_mac, bytes_total, now):
@@ -619,12 +640,49 @@ class RoutingCore:
         estimated demand of pinned flows the counters cannot show yet."""
         return self.load.link_load(u, v, now)
 
-    def link_utils(self, links, extra_bps, now):
-        """Utilization of each directed link of ``links`` with ``extra_bps`` more on it:
-        (projected load + extra) / capacity, in one call (placement's hot loop)."""
-        caps, adj, default = self.link_capacity_bps, self.topo.adj, self.default_capacity_bps
-        return [(load + extra_bps) / caps.get((u, adj[u][v]), default)
-                for (u, v), load in zip(links, self.load.link_loads(links, now))]
+    def candidate_utils(self, flow, extra_bps, now):
+        """The equal-cost paths of a flow and the utilization of their links with
+        ``extra_bps`` more on each: ``(paths, util)``, ``util[i, j]`` being (projected load
+        + extra) / capacity of the j-th link of ``paths[i]`` (a numpy array; no columns for
+        a flow within one switch). One vector operation, whatever the number of paths."""
+        src, dst = self.hosts.get(flow.src), self.hosts.get(flow.dst)
+        if src is None or dst is None:
+            return [], None
+        self._sync(self._now)
+        if self._matrices_version != self.path_service.version:
+            self._matrices.clear()
+            self._matrix_cells = 0
+            self._matrices_version = self.path_service.version
+        idx = self._path_matrix(src.dpid, dst.dpid)
+        if idx is None or not len(idx):
+            return [], None
+        util = (self.load.loads_at(idx, now) + extra_bps) / self.load.capacities_at(idx)
+        return CandidatePaths(src.dpid, idx, self.load.links), util
+
+    def _path_matrix(self, s, d):
+        """Dense link indices of every shortest path from switch s to d, one row per path,
+        rows in the paths' sorted order. Built from the next hops' own matrices (shared by
+        every switch above them), cached per switch pair."""
+        if s == d:
+            return np.zeros((1, 0), dtype=np.int32) if s in self.topo.adj else None
+        key = (s, d)
+        idx = self._matrices.get(key)
+        if idx is not None:
+            self._matrices.move_to_end(key)
+            return idx
+        blocks = []
+        for n in self.path_service.hops.get(d, {}).get(s, ()):
+            sub = self._path_matrix(n, d)
+            if sub is not None and len(sub):
+                col = np.full((len(sub), 1), self.load.link_index((s, n)), dtype=np.int32)
+                blocks.append(np.hstack([col, sub]))
+        idx = np.vstack(blocks) if blocks else None
+        self._matrices[key] = idx
+        self._matrix_cells += 0 if idx is None else idx.size + 1
+        while self._matrix_cells > MATRIX_CACHE_CELLS and len(self._matrices) > 1:
+            _, old = self._matrices.popitem(last=False)
+            self._matrix_cells -= 0 if old is None else old.size + 1
+        return idx
 
     def flows_on(self, link):
         """Learned flows pinned across the directed link ``(u, v)``."""
@@ -687,6 +745,7 @@ class RoutingCore:
         self._rebuild = False
         if full:
             ps.rebuild(dests)
+            self.load.relink(None)
             self.render.weights = {}  # they weighed the old next hops; the next adapt re-weighs
             self.render.rebuild()
             self._policy_pins = {}
@@ -695,6 +754,7 @@ class RoutingCore:
             self.counters["route_builds"] += 1
         else:
             changed = ps.update(changes.pairs, dests)
+            self.load.relink(changes.pairs)
             if any(v is None for v in changed.values()):
                 suspects = list(self.flows)
             else:

@@ -17,6 +17,8 @@ import dataclasses
 import heapq
 import math
 
+import numpy as np
+
 from controllers.rules import FlowKey
 
 # How far a host's flow count may move before the demand estimates of its other flows are
@@ -79,11 +81,17 @@ class PortLoads:
         self._shifts = {}   # (dpid, port) -> [(bps, at)]
 
     def sample(self, dpid, port, tx_bytes, now):
-        """Feed the cumulative ``tx_bytes`` counter of a port, read at ``now``."""
+        """Feed the cumulative ``tx_bytes`` counter of a port, read at ``now``; returns its
+        smoothed rate (None before two samples)."""
         meter = self._meters.get((dpid, port))
         if meter is None:
             meter = self._meters[(dpid, port)] = RateMeter()
         meter.update(tx_bytes, now, self.tau_s)
+        return meter.rate_bps
+
+    def shifted(self):
+        """Ports with expected changes still counting: ``{(dpid, port): [(bps, at)]}``."""
+        return self._shifts
 
     def measured_bps(self, dpid, port):
         """The smoothed measured rate of a port (0 before two samples)."""
@@ -171,21 +179,33 @@ class LoadModel:
         ``{u: {v: port of u toward v}}``, the topology state's adjacency (read only).
     nic_bps : callable
         ``nic_bps(mac)``: NIC rate of a host, bit/s.
+    capacity : callable
+        ``capacity(u, v)``: bit/s of the directed link u->v.
     """
 
-    def __init__(self, tau_s, young_bytes, adj, nic_bps):
+    def __init__(self, tau_s, young_bytes, adj, nic_bps, capacity):
         self.tau_s = tau_s
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
         self.on_link = collections.defaultdict(set)    # (u, v) -> keys of flows pinned on it
-        self._est = collections.defaultdict(float)     # (u, v) -> bit/s of estimates on it
+        # Per directed link, by a dense index: estimated demand on it, its measured rate and
+        # its capacity, so placement reads a candidate set's loads in one vector operation.
+        self._lid = {}                                 # (u, v) -> index
+        self.links = []                                # index -> (u, v)
+        self._port_lid = {}                            # (u, port) -> index
+        self._est = np.zeros(256)
+        self._est_list = []        # the truth, cheap to update one link at a time
+        self._est_dirty = set()    # indices whose _est lags behind _est_list
+        self._meas = np.zeros(256)
+        self._cap = np.ones(256)
         self._from = collections.defaultdict(set)      # mac -> keys of flows it sends
         self._to = collections.defaultdict(set)        # mac -> keys of flows it receives
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         self._adj = adj
         self._nic_bps = nic_bps
+        self._capacity = capacity
 
     # -- flows -----------------------------------------------------------------------------
     def add(self, flow, now):
@@ -215,7 +235,9 @@ class LoadModel:
         """Forget every flow (measured port rates stay)."""
         self.flows.clear()
         self.on_link.clear()
-        self._est.clear()
+        self._est[:] = 0.0
+        self._est_list = [0.0] * len(self._est_list)
+        self._est_dirty.clear()
         self._from.clear()
         self._to.clear()
         self._due = []
@@ -245,8 +267,86 @@ class LoadModel:
 
     def _add_est(self, path, bps):
         if bps:
+            est, lid, index, dirty = self._est_list, self._lid, self.link_index, self._est_dirty
             for link in zip(path, path[1:]):
-                self._est[link] += bps
+                i = lid.get(link)
+                if i is None:
+                    i = index(link)
+                est[i] += bps
+                dirty.add(i)
+
+    # -- the dense link index --------------------------------------------------------------
+    def link_index(self, link):
+        """The dense index of a directed link (assigned on first use)."""
+        i = self._lid.get(link)
+        if i is None:
+            i = self._lid[link] = len(self._lid)
+            self.links.append(link)
+            self._est_list.append(0.0)
+            if i >= len(self._est):
+                grow = len(self._est)
+                self._est = np.concatenate([self._est, np.zeros(grow)])
+                self._meas = np.concatenate([self._meas, np.zeros(grow)])
+                self._cap = np.concatenate([self._cap, np.ones(grow)])
+            self._bind(link, i)
+        return i
+
+    def _bind(self, link, i):
+        u, v = link
+        port = self._adj.get(u, {}).get(v)
+        if port is None:
+            return
+        self._port_lid[(u, port)] = i
+        self._meas[i] = self.ports.measured_bps(u, port)
+        self._cap[i] = self._capacity(u, v)
+
+    def relink(self, pairs):
+        """The ports of these switch pairs changed: rebind their links' rates and capacities
+        (every pair, for None)."""
+        if pairs is None:
+            self._port_lid = {}
+            links = list(self._lid)
+        else:
+            links = [link for a, b in pairs for link in ((a, b), (b, a)) if link in self._lid]
+        for link in links:
+            self._bind(link, self._lid[link])
+
+    def sample(self, dpid, port, tx_bytes, now):
+        """Feed a port's cumulative transmit counter, read at ``now``."""
+        rate = self.ports.sample(dpid, port, tx_bytes, now)
+        i = self._port_lid.get((dpid, port))
+        if i is not None and rate is not None:
+            self._meas[i] = rate
+
+    def forget_switch(self, dpid):
+        """A switch disconnected: its counters restart."""
+        self.ports.forget(dpid)
+        for (u, port), i in self._port_lid.items():
+            if u == dpid:
+                self._meas[i] = 0.0
+
+    def loads_at(self, idx, now):
+        """Projected bit/s (as :meth:`link_load`) of the links at dense indices ``idx``
+        (a numpy integer array of any shape)."""
+        if self._est_dirty:
+            dirty = list(self._est_dirty)
+            self._est[dirty] = [self._est_list[i] for i in dirty]
+            self._est_dirty.clear()
+        est = self._est[idx]
+        load = self._meas[idx]
+        shifts = self.ports.shifted()
+        if shifts:
+            extra = np.zeros(len(self._est))
+            for (dpid, port) in list(shifts):
+                i = self._port_lid.get((dpid, port))
+                if i is not None:
+                    extra[i] = self.ports.rate_bps(dpid, port, now) - self._meas[i]
+            load = np.maximum(load + extra[idx], 0.0)
+        return load + np.where(est > 1e-6, est, 0.0)
+
+    def capacities_at(self, idx):
+        """Capacities (bit/s) of the links at dense indices ``idx``."""
+        return self._cap[idx]
 
     def flows_of(self, mac):
         """Keys of the flows a host sends."""
@@ -301,12 +401,17 @@ class LoadModel:
 
     def refresh(self, flow, now):
         """Bring a flow's share of its links' estimated load up to date."""
-        want = 0.0
-        if flow.path is not None and not self.measured(flow, now):
-            want = self.flow_rate(flow, now)
-        if want != flow.est_bps and flow.path is not None:
+        if flow.path is None:
+            return  # unpinned flows carry no estimate (see _place)
+        if self.measured(flow, now):
+            want = 0.0
+        else:
+            src_bps, dst_bps = flow.nic_bps
+            want = min(src_bps / max(1, len(self._from.get(flow.src, ()))),
+                       dst_bps / max(1, len(self._to.get(flow.dst, ()))))
+        if want != flow.est_bps:
             self._add_est(flow.path, want - flow.est_bps)
-        flow.est_bps = want
+            flow.est_bps = want
 
     def _refresh_ends(self, flow, now):
         """Estimates of the flows sharing ``flow``'s sender or receiver, whose shares moved.
@@ -323,12 +428,36 @@ class LoadModel:
             last = self._refreshed_at.get(mark)
             if last is not None and abs(len(keys) - last) < REFRESH_FRACTION * last:
                 continue
-            for key in keys:
-                self.refresh(self.flows[key], now)
+            self._sweep(keys, now)
             if keys:
                 self._refreshed_at[mark] = len(keys)
             else:
                 self._refreshed_at.pop(mark, None)
+
+    def _sweep(self, keys, now):
+        """:meth:`refresh` of many flows, inlined: this is the hot loop of flow setup."""
+        flows, src_of, dst_of = self.flows, self._from, self._to
+        est, dirty, lid, index = self._est_list, self._est_dirty, self._lid, self.link_index
+        for key in keys:
+            f = flows[key]
+            path = f.path
+            if path is None:
+                continue
+            if f.rate_bps is not None and self.measured(f, now):
+                want = 0.0
+            else:
+                src_bps, dst_bps = f.nic_bps
+                want = min(src_bps / max(1, len(src_of.get(f.src, ()))),
+                           dst_bps / max(1, len(dst_of.get(f.dst, ()))))
+            delta = want - f.est_bps
+            if delta:
+                f.est_bps = want
+                for link in zip(path, path[1:]):
+                    i = lid.get(link)
+                    if i is None:
+                        i = index(link)
+                    est[i] += delta
+                    dirty.add(i)
 
     def advance(self, now):
         """Let the estimates that have lapsed by ``now`` stop counting."""
@@ -347,26 +476,6 @@ class LoadModel:
 
     def link_load(self, u, v, now):
         """Projected bit/s on the directed link u->v (call :meth:`advance` first)."""
-        est = self._est.get((u, v), 0.0)
+        i = self._lid.get((u, v))
+        est = 0.0 if i is None else self._est_list[i]
         return self.ports.rate_bps(u, self._adj[u][v], now) + (est if est > 1e-6 else 0.0)
-
-    def link_loads(self, links, now):
-        """:meth:`link_load` of each of ``links`` (a batch, for placement's hot loop)."""
-        est, adj, meters = self._est, self._adj, self.ports._meters
-        shifts = self.ports._shifts
-        out = []
-        for u, v in links:
-            port = adj[u][v]
-            if (u, port) in shifts:
-                rate = self.ports.rate_bps(u, port, now)
-            else:
-                meter = meters.get((u, port))
-                rate = 0.0 if meter is None or meter.rate_bps is None else meter.rate_bps
-            e = est.get((u, v), 0.0)
-            out.append(rate + e if e > 1e-6 else rate)
-        return out
-
-    def estimated(self, u, v):
-        """The estimated (not yet measured) part of a link's load, bit/s."""
-        est = self._est.get((u, v), 0.0)
-        return est if est > 1e-6 else 0.0

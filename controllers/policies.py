@@ -18,6 +18,8 @@ import dataclasses
 import numbers
 import typing
 
+import numpy as np
+
 from controllers.placement import estimate_demands, first_fit, min_max_assignment
 from controllers.paths import path_links
 from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, FlowKey, host_pair_match
@@ -122,7 +124,7 @@ class Fabric(typing.Protocol):
     def nic_bps(self, mac) -> float: ...
     def flow_rate(self, flow, now) -> float: ...
     def link_load(self, u, v, now) -> float: ...
-    def link_utils(self, links, extra_bps, now) -> list: ...
+    def candidate_utils(self, flow, extra_bps, now) -> tuple: ...
     def flows_on(self, link) -> list: ...
     def switch_links(self) -> list: ...
     def projected_loads(self, now) -> dict: ...
@@ -204,18 +206,15 @@ class Congestion(Policy):
     weighted = True
 
     def place(self, core, flow, now):
-        paths = core.flow_paths(flow)
+        paths, util = core.candidate_utils(flow, core.flow_rate(flow, now), now)
         if not paths:
             return
-        demand = core.flow_rate(flow, now)
-        links = list({link: None for path in paths for link in zip(path, path[1:])})
-        # utilization of every link of the candidates, with the flow on it
-        util = dict(zip(links, core.link_utils(links, demand, now)))
-
-        def score(path):
-            utils = [util[link] for link in zip(path, path[1:])]
-            return max(utils, default=0.0), sum(utils), path
-        core.pin(flow, min(paths, key=score), now)
+        if util.shape[1] == 0:
+            core.pin(flow, paths[0], now)
+            return
+        # Lowest peak, then lowest sum; the sort is stable, so ties keep the paths' order.
+        best = np.lexsort((util.sum(axis=1), util.max(axis=1)))[0]
+        core.pin(flow, paths[best], now)
 
     def repair(self, core, flows, now):
         for flow in flows:
