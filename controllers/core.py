@@ -832,8 +832,8 @@ class RoutingCore:
         self._sync(now)
         self._render_pins()
         msgs = self.render.flush()
-        for m in msgs:
-            self.counters["group_mods" if hasattr(m, "group") else "flow_mods"] += 1
+        self.counters["flow_mods"] = self.render.flow_mods
+        self.counters["group_mods"] = self.render.group_mods
         self._policy.flushed()
         return msgs
 

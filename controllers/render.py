@@ -95,9 +95,25 @@ class GroupIds:
         return gid
 
 
+def _tuple_new(cls):
+    """A fast constructor of a named tuple class from one tuple of its fields."""
+    def make(fields, _new=tuple.__new__):
+        return _new(cls, fields)
+    return make
+
+
 def _group_level(group):
     """0 for a group that only outputs, 1 for one that chains to groups (add those last)."""
     return int(any(isinstance(a, ToGroup) for b in group.buckets for a in b.actions))
+
+
+class HopSet:
+    """The actions a switch uses toward a set of next-hop ports, and the groups they need."""
+
+    __slots__ = ("key", "actions", "buckets", "groups")
+
+    def __init__(self, key, actions, buckets, groups):
+        self.key, self.actions, self.buckets, self.groups = key, actions, buckets, groups
 
 
 class Table:
@@ -146,6 +162,8 @@ class Renderer:
         self.weights = {}
         self.alternates = {}   # (dpid, dst) -> (alternate, needs U-turn rules)
         self._actions = {}     # (dst, dpid) -> (next hops, action toward each used one)
+        self._hopsets = {}     # (dpid, ports, backup port) -> HopSet
+        self._hopset_refs = {}  # (dpid, hop set key) -> units using it
         self._intern = {}
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
@@ -157,14 +175,18 @@ class Renderer:
         self._uses = {}        # owner -> (dst, dpid) units its pins use
         self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
         self._dirty = {}       # (dpid, kind, key) -> what the switch held at the last flush
-        self._bulk = False     # inside a rebuild: the diff is taken table against table
+        self._bulk = False     # the tables are being built from scratch (no one holds them)
+        self._before = None    # after a rebuild: what switches held, to diff whole tables
         self.stale_owners = set()   # owners whose pins crossed a unit that was redone
         self.units_rendered = 0
+        self.flow_mods = self.group_mods = 0
 
     # -- the tables ------------------------------------------------------------------------
     def switch_enter(self, dpid):
         """A switch connected: it is wiped and gets the base rules (sent at once)."""
         self.tables[dpid] = Table()
+        if self._before is not None:
+            self._before[dpid] = Table()
         for key in [k for k in self._dirty if k[0] == dpid]:
             del self._dirty[key]
         for key in [k for k in self._learn if k[0] == dpid]:
@@ -182,6 +204,14 @@ class Renderer:
         table = self.tables.get(dpid)
         if table is None:
             return
+        if kind == "h":
+            refs = self._hopset_refs
+            n = refs.get((dpid, key), 0)
+            refs[(dpid, key)] = n + 1
+            if not n:
+                for gid, group in obj.groups:
+                    self._put(dpid, "g", gid, group)
+            return
         store = table.flows if kind == "f" else table.groups
         if kind == "g":
             table.group_refs[key] += 1
@@ -190,13 +220,24 @@ class Renderer:
         old = store.get(key)
         if old is obj:
             return
-        if not self._bulk:
+        if self._before is None:
             self._dirty.setdefault((dpid, kind, key), old)
         store[key] = obj
 
     def _drop(self, dpid, kind, key, obj):
         table = self.tables.get(dpid)
         if table is None:
+            return
+        if kind == "h":
+            refs = self._hopset_refs
+            n = refs.get((dpid, key), 0)
+            if n > 1:
+                refs[(dpid, key)] = n - 1
+                return
+            refs.pop((dpid, key), None)
+            if n:
+                for gid, group in obj.groups:
+                    self._drop(dpid, "g", gid, group)
             return
         store = table.flows if kind == "f" else table.groups
         if kind == "g":
@@ -208,18 +249,61 @@ class Renderer:
         old = store.get(key)
         if old is None or (kind == "f" and old is not obj and old != obj):
             return  # another part's rule took the key since
-        if not self._bulk:
+        if self._before is None:
             self._dirty.setdefault((dpid, kind, key), old)
         del store[key]
 
     @property
     def dirty(self):
-        return bool(self._dirty)
+        return bool(self._dirty) or self._before is not None
 
     def flush(self):
         """Messages for everything changed since the last flush, each switch's in safe order:
         groups added or modified (those that only output first), flow adds, flow deletions,
         group deletions last (those that chain first)."""
+        if self._before is not None:
+            msgs = self._flush_full()
+        else:
+            msgs = self._flush_dirty()
+        self.flow_mods += msgs[1]
+        self.group_mods += msgs[2]
+        return msgs[0]
+
+    def _flush_full(self):
+        """The whole-table diff after a rebuild."""
+        before, self._before = self._before, None
+        self._dirty = {}
+        flow_mod, group_mod = _tuple_new(FlowMod), _tuple_new(GroupMod)
+        add_groups, add_flows, del_flows, del_groups = [], [], [], []
+        empty = Table()
+        for dpid, table in self.tables.items():
+            old = before.get(dpid, empty)
+            old_flows, old_groups = old.flows, old.groups
+            for key, rule in table.flows.items():
+                prev = old_flows.get(key)
+                if prev is not rule and prev != rule:
+                    add_flows.append(flow_mod((dpid, "add", rule)))
+            for key, rule in old_flows.items():
+                if key not in table.flows:
+                    del_flows.append(flow_mod((dpid, "delete", rule)))
+            for gid, group in table.groups.items():
+                prev = old_groups.get(gid)
+                if prev is not group and prev != group:
+                    add_groups.append(group_mod((dpid, "add" if prev is None else "modify",
+                                                 group)))
+            for gid, group in old_groups.items():
+                if gid not in table.groups:
+                    del_groups.append(group_mod((dpid, "delete", group)))
+        return self._ordered(add_groups, add_flows, del_flows, del_groups)
+
+    @staticmethod
+    def _ordered(add_groups, add_flows, del_flows, del_groups):
+        add_groups.sort(key=lambda m: (_group_level(m.group), m.dpid, m.group.group_id))
+        del_groups.sort(key=lambda m: (-_group_level(m.group), m.dpid, m.group.group_id))
+        return (add_groups + add_flows + del_flows + del_groups,
+                len(add_flows) + len(del_flows), len(add_groups) + len(del_groups))
+
+    def _flush_dirty(self):
         add_groups, add_flows, del_flows, del_groups = [], [], [], []
         for (dpid, kind, key), old in self._dirty.items():
             table = self.tables.get(dpid)
@@ -242,11 +326,7 @@ class Renderer:
                 else:
                     add_groups.append(GroupMod(dpid, "add" if old is None else "modify", new))
         self._dirty = {}
-        add_groups.sort(key=lambda m: (_group_level(m.group), m.dpid, m.group.group_id))
-        del_groups.sort(key=lambda m: (-_group_level(m.group), m.dpid, m.group.group_id))
-        add_flows.sort(key=lambda m: (m.dpid, m.rule.key))
-        del_flows.sort(key=lambda m: (m.dpid, m.rule.key))
-        return add_groups + add_flows + del_flows + del_groups
+        return self._ordered(add_groups, add_flows, del_flows, del_groups)
 
     # -- interning -------------------------------------------------------------------------
     def _one(self, key, make):
@@ -276,42 +356,37 @@ class Renderer:
         the core sets them again (:meth:`set_owner`)."""
         if len(self._intern) > INTERN_LIMIT:
             self._intern = {}
-        flushed = {}
-        for (dpid, kind, key), old in self._dirty.items():
-            flushed[(dpid, kind, key)] = old
-        before = self.tables
-        self.tables = {d: Table() for d in before}
-        self.alternates, self._actions = {}, {}
+        if self._before is None:
+            # What the switches hold: the tables as they are, less what was changed since
+            # the last flush (those tables are not used again, so they are changed back).
+            before = self.tables
+            for (dpid, kind, key), old in self._dirty.items():
+                table = before.get(dpid)
+                if table is not None:
+                    store = table.flows if kind == "f" else table.groups
+                    if old is None:
+                        store.pop(key, None)
+                    else:
+                        store[key] = old
+            self._before = before
+        self._dirty = {}
+        self.tables = {d: Table() for d in self.tables}
+        self.alternates, self._actions, self._hopset_refs = {}, {}, {}
+        if len(self._hopsets) > INTERN_LIMIT // 16:
+            self._hopsets = {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
         self._owners, self._uses = {}, {}
         self._key_owners.clear()
         self._pins_at.clear()
         self._bulk = True
-        try:
-            for dst in self.paths.dests:
-                self._hosts_at[dst] = self.topo.hosts_at(dst)
-                for s in self.paths.hops[dst]:
-                    self._render(dst, s)
-                self._update_reach(dst)
-            self._sync_learn(None)
-        finally:
-            self._bulk = False
+        for dst in self.paths.dests:
+            self._hosts_at[dst] = self.topo.hosts_at(dst)
+            for s in self.paths.hops[dst]:
+                self._render(dst, s)
+            self._update_reach(dst)
+        self._sync_learn(None)
+        self._bulk = False
         self.stale_owners.clear()
-        self._dirty = {}
-        for dpid, table in self.tables.items():
-            old = before.get(dpid)
-            for kind, new_store, old_store in (("f", table.flows, old.flows if old else {}),
-                                               ("g", table.groups, old.groups if old else {})):
-                for key, obj in new_store.items():
-                    prev = old_store.get(key)
-                    if prev is not obj:
-                        self._dirty[(dpid, kind, key)] = prev
-                for key, prev in old_store.items():
-                    if key not in new_store:
-                        self._dirty[(dpid, kind, key)] = prev
-        for k, old in flushed.items():
-            if k[0] in self.tables:
-                self._dirty[k] = old
 
     def update(self, changed, pairs, hosts):
         """Redo what a change set touches.
@@ -389,10 +464,13 @@ class Renderer:
 
     def _host_rules(self, dst, hs):
         """(rules at dst itself, rules on every other switch reaching dst) for hosts ``hs``."""
-        to_group = self._to(self.select_gid(dst))
-        local = [self._rule(PRIO_HOST_ROUTE, match(eth_dst=h.mac), self._out(h.port))
-                 for h in hs]
-        remote = [self._rule(PRIO_HOST_ROUTE, match(eth_dst=h.mac), to_group) for h in hs]
+        gid = self.select_gid(dst)
+        to_group = self._to(gid)
+        one = self._one
+        local = [one(("host", h.mac, "out", h.port), lambda h=h: FlowRule(
+            PRIO_HOST_ROUTE, (("eth_dst", h.mac),), (self._out(h.port),))) for h in hs]
+        remote = [one(("host", h.mac, "group", gid), lambda h=h: FlowRule(
+            PRIO_HOST_ROUTE, (("eth_dst", h.mac),), (to_group,))) for h in hs]
         return local, remote
 
     def _update_reach(self, dst):
@@ -407,9 +485,17 @@ class Renderer:
         for s in have - want:
             for r in (local if s == dst else remote):
                 self._drop(s, "f", r.key, r)
-        for s in want - have:
-            for r in (local if s == dst else remote):
-                self._put(s, "f", r.key, r)
+        if self._bulk:
+            remote = {r.key: r for r in remote}
+            tables = self.tables
+            for s in want:
+                table = tables.get(s)
+                if table is not None:
+                    table.flows.update(remote if s != dst else {r.key: r for r in local})
+        else:
+            for s in want - have:
+                for r in (local if s == dst else remote):
+                    self._put(s, "f", r.key, r)
         if want:
             self._reach[dst] = want
         else:
@@ -445,28 +531,42 @@ class Renderer:
         self.alternates.pop((s, dst), None)
         if self.fast_failover and len(hops) == 1:
             alt = self._protect(s, dst, hops[0], entries)
-        actions = self._hop_actions(s, hops, alt, entries)
+        hopset = self._hopset(s, hops, alt)
+        entries.append((s, "h", hopset.key, hopset))
+        actions = hopset.actions
         self._actions[(dst, s)] = (hops, actions)
-        wmap = self.weights.get((s, dst), {})
-        buckets = tuple(self._one(("bucket", a, wmap.get(n, 1)),
-                                  lambda a=a, n=n: Bucket((a,), weight=wmap.get(n, 1)))
-                        for n, a in zip(hops, actions))
+        wmap = self.weights.get((s, dst))
+        if wmap is None:
+            buckets = hopset.buckets
+        else:
+            buckets = tuple(self._one(("bucket", a, wmap.get(n, 1)),
+                                      lambda a=a, n=n: Bucket((a,), weight=wmap.get(n, 1)))
+                            for n, a in zip(hops, actions))
         gid = self.select_gid(dst)
         group = self._one(("select", gid, buckets), lambda: Group(gid, "select", buckets))
         entries.append((s, "g", gid, group))
         return tuple(entries)
 
-    def _hop_actions(self, s, hops, alt, entries):
-        """The action toward each used next hop (a FAST_FAILOVER group with protection)."""
+    def _hopset(self, s, hops, alt):
+        """The actions toward the used next hops of ``s`` (FAST_FAILOVER groups with
+        protection), shared by every destination with the same next-hop ports."""
         adj = self.topo.adj[s]
         ports = tuple(adj[n] for n in hops)
-        used = range(len(ports) if self.multipath else 1)
-        if not self.fast_failover:
-            return tuple(self._out(ports[i]) for i in used)
-        if len(ports) > 1:
-            return tuple(self._ff(s, ports[i:] + ports[:i], entries) for i in used)
-        backup = () if alt is None else (adj[alt[0]],)
-        return (self._ff(s, ports + backup, entries),)
+        backup = None if alt is None else adj[alt[0]]
+        key = (ports, backup, self.multipath, self.fast_failover)
+        hopset = self._hopsets.get((s, key))
+        if hopset is None:
+            groups = []
+            used = range(len(ports) if self.multipath else 1)
+            if not self.fast_failover:
+                actions = tuple(self._out(ports[i]) for i in used)
+            elif len(ports) > 1:
+                actions = tuple(self._ff(ports[i:] + ports[:i], groups) for i in used)
+            else:
+                actions = (self._ff(ports + (() if backup is None else (backup,)), groups),)
+            buckets = tuple(self._one(("bucket", a, 1), lambda a=a: Bucket((a,))) for a in actions)
+            hopset = self._hopsets[(s, key)] = HopSet(key, actions, buckets, tuple(groups))
+        return hopset
 
     def hop_action(self, s, dst, n):
         """The action that sends a packet for ``dst`` from ``s`` to its next hop ``n``, or
@@ -477,14 +577,14 @@ class Renderer:
         i = hops.index(n)
         return actions[i] if i < len(actions) else None
 
-    def _ff(self, s, ports, entries):
-        """Action trying ``ports`` in order (a FAST_FAILOVER group registered on ``s``)."""
+    def _ff(self, ports, groups):
+        """Action trying ``ports`` in order: a FAST_FAILOVER group, added to ``groups``."""
         if len(ports) == 1:
             return self._out(ports[0])
         gid = self.group_ids(("ff", ports))
         group = self._one(("group", gid), lambda: Group(gid, "fast_failover", tuple(
             Bucket((Output(p),), watch_port=p) for p in ports)))
-        entries.append((s, "g", gid, group))
+        groups.append((gid, group))
         return self._to(gid)
 
     def _protect(self, s, dst, primary, entries):
@@ -511,14 +611,25 @@ class Renderer:
         else:
             return None
         self.alternates[(s, dst)] = (a, True)
-        back = self._ff(a, tuple(adj[a][m] for m in rest), entries)
+        groups = []
+        back = self._ff(tuple(adj[a][m] for m in rest), groups)
+        entries.extend((a, "g", gid, group) for gid, group in groups)
         bounce = self._bounce(s, adj[s][primary], adj[s][a], entries)
-        for h in self._hosts_at.get(dst, ()):
-            r = self._rule(PRIO_DETOUR, match(in_port=adj[a][s], eth_dst=h.mac), back)
-            entries.append((a, "f", r.key, r))
-            r = self._rule(PRIO_DETOUR, match(in_port=adj[s][a], eth_dst=h.mac), bounce)
-            entries.append((s, "f", r.key, r))
+        entries.extend(self._detours(a, adj[a][s], back, dst))
+        entries.extend(self._detours(s, adj[s][a], bounce, dst))
         return self.alternates[(s, dst)]
+
+    def _detours(self, dpid, in_port, action, dst):
+        """Detour rules on ``dpid`` for packets from ``in_port`` toward the hosts of ``dst``,
+        as unit entries; one tuple per (in_port, action, hosts), shared across switches."""
+        hs = self._hosts_at.get(dst, ())
+        key = ("detours", in_port, action, dst, len(hs))
+        made = self._intern.get(key)
+        if made is None or made[0] != hs:
+            rules = [FlowRule(PRIO_DETOUR, (("eth_dst", h.mac), ("in_port", in_port)),
+                              (action,)) for h in hs]
+            made = self._intern[key] = (list(hs), [(r.key, r) for r in rules])
+        return [(dpid, "f", k, r) for k, r in made[1]]
 
     def _bounce(self, s, primary_port, from_port, entries):
         gid = self.group_ids(("bounce", primary_port, from_port))

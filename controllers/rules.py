@@ -9,6 +9,7 @@ fake flow table (tests/fakedp.py); the flow-level simulator will do the same.
 
 import collections
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Every rule the core installs carries this cookie, so a switch's own rules and ours never mix.
 COOKIE = 0xA1F0_0000_0000_0000
@@ -59,8 +60,10 @@ class ToController:
     max_len: int = 0xFFFF
 
 
-@dataclass(frozen=True)
-class Bucket:
+# Buckets, groups and rules are named tuples (frozen values, made and hashed by the hundred
+# thousand in a fabric's first flush); actions stay dataclasses, so that an Output and a
+# ToGroup of the same number never compare equal.
+class Bucket(NamedTuple):
     """A group bucket. ``weight`` counts in SELECT groups (1..100); ``watch_port`` is the port
     whose liveness a FAST_FAILOVER bucket depends on."""
     actions: tuple
@@ -68,16 +71,14 @@ class Bucket:
     watch_port: int = None
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):
     """An OpenFlow group: ``type`` is "select", "fast_failover", "all" or "indirect"."""
     group_id: int
     type: str
     buckets: tuple
 
 
-@dataclass(frozen=True)
-class FlowRule:
+class FlowRule(NamedTuple):
     """One flow entry. ``match`` is a sorted tuple of (OXM field name, value) pairs."""
     priority: int
     match: tuple
@@ -148,15 +149,15 @@ def host_pair_match(src_ip, dst_ip):
     return match(eth_type=ETH_TYPE_IPV4, ipv4_src=src_ip, ipv4_dst=dst_ip)
 
 
-@dataclass(frozen=True)
-class FlowMod:
+class FlowMod(NamedTuple):
+    """Add (or replace) or strictly delete one rule on a switch. A named tuple, not a
+    dataclass: a fabric's first flush makes hundreds of thousands of them."""
     dpid: int
     command: str  # "add" or "delete" (strict)
     rule: FlowRule
 
 
-@dataclass(frozen=True)
-class GroupMod:
+class GroupMod(NamedTuple):
     dpid: int
     command: str  # "add", "modify" or "delete"
     group: Group
