@@ -150,6 +150,7 @@ class Flow:
     demand_bps: float = None
     est_bps: float = 0.0        # its estimated demand as counted on its path's links
     nic_bps: tuple = (0.0, 0.0)  # NIC rates of its sender and receiver
+    lids: tuple = ()            # dense indices of its path's links (see LoadModel)
 
     @property
     def rate_bps(self):
@@ -253,8 +254,9 @@ class LoadModel:
     def _place(self, flow, path):
         if path is None:
             if flow.path is not None:
-                self._add_est(flow.path, -flow.est_bps)
+                self._add_est(flow.lids, -flow.est_bps)
                 flow.est_bps = 0.0
+                flow.lids = ()
                 for link in zip(flow.path, flow.path[1:]):
                     keys = self.on_link.get(link)
                     if keys is not None:
@@ -262,18 +264,17 @@ class LoadModel:
                         if not keys:
                             del self.on_link[link]
             return
+        index = self.link_index
+        flow.lids = tuple(index(link) for link in zip(path, path[1:]))
         for link in zip(path, path[1:]):
             self.on_link[link].add(flow.key)
 
-    def _add_est(self, path, bps):
+    def _add_est(self, lids, bps):
         if bps:
-            est, lid, index, dirty = self._est_list, self._lid, self.link_index, self._est_dirty
-            for link in zip(path, path[1:]):
-                i = lid.get(link)
-                if i is None:
-                    i = index(link)
+            est = self._est_list
+            for i in lids:
                 est[i] += bps
-                dirty.add(i)
+            self._est_dirty.update(lids)
 
     # -- the dense link index --------------------------------------------------------------
     def link_index(self, link):
@@ -410,7 +411,7 @@ class LoadModel:
             want = min(src_bps / max(1, len(self._from.get(flow.src, ()))),
                        dst_bps / max(1, len(self._to.get(flow.dst, ()))))
         if want != flow.est_bps:
-            self._add_est(flow.path, want - flow.est_bps)
+            self._add_est(flow.lids, want - flow.est_bps)
             flow.est_bps = want
 
     def _refresh_ends(self, flow, now):
@@ -437,13 +438,12 @@ class LoadModel:
     def _sweep(self, keys, now):
         """:meth:`refresh` of many flows, inlined: this is the hot loop of flow setup."""
         flows, src_of, dst_of = self.flows, self._from, self._to
-        est, dirty, lid, index = self._est_list, self._est_dirty, self._lid, self.link_index
+        est, dirty, measured = self._est_list, self._est_dirty, self.measured
         for key in keys:
             f = flows[key]
-            path = f.path
-            if path is None:
+            if f.path is None:
                 continue
-            if f.rate_bps is not None and self.measured(f, now):
+            if f.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
                 src_bps, dst_bps = f.nic_bps
@@ -452,12 +452,10 @@ class LoadModel:
             delta = want - f.est_bps
             if delta:
                 f.est_bps = want
-                for link in zip(path, path[1:]):
-                    i = lid.get(link)
-                    if i is None:
-                        i = index(link)
+                lids = f.lids
+                for i in lids:
                     est[i] += delta
-                    dirty.add(i)
+                dirty.update(lids)
 
     def advance(self, now):
         """Let the estimates that have lapsed by ``now`` stop counting."""

@@ -51,6 +51,8 @@ It must not decide paths (policies do), import Ryu or read a clock.
 """
 
 import collections
+import contextlib
+import gc
 
 from controllers.rules import (
     COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
@@ -93,6 +95,24 @@ class GroupIds:
         if gid is None:
             gid = self._ids[key] = len(self._ids) + 1
         return gid
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Hold the cyclic garbage collector off while a whole fabric's rules are made: they are
+    hundreds of thousands of long-lived objects with no cycles, and collections triggered by
+    their allocation alone would double the time of a rebuild. Afterwards they are moved out
+    of the collector's sight (``gc.freeze``), so later collections, triggered by every event's
+    small allocations, do not scan them again and again; being acyclic, they are still freed
+    by reference counting when replaced."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _tuple_new(cls):
@@ -164,6 +184,8 @@ class Renderer:
         self._actions = {}     # (dst, dpid) -> (next hops, action toward each used one)
         self._hopsets = {}     # (dpid, ports, backup port) -> HopSet
         self._hopset_refs = {}  # (dpid, hop set key) -> units using it
+        self._hopset_of = {}   # (dpid, next hops, alternate) -> HopSet, while ports stand
+        self._nbrs = {}        # dpid -> sorted neighbours, while its adjacency stands
         self._intern = {}
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
@@ -262,7 +284,8 @@ class Renderer:
         groups added or modified (those that only output first), flow adds, flow deletions,
         group deletions last (those that chain first)."""
         if self._before is not None:
-            msgs = self._flush_full()
+            with _no_gc():
+                msgs = self._flush_full()
         else:
             msgs = self._flush_dirty()
         self.flow_mods += msgs[1]
@@ -351,6 +374,10 @@ class Renderer:
         return self.group_ids(("select", dst))
 
     def rebuild(self):
+        with _no_gc():
+            self._rebuild()
+
+    def _rebuild(self):
         """Redo every route from scratch (after switches came or went, or the policy's flags
         changed); the diff is then taken table against table. Every owner's pins are lost:
         the core sets them again (:meth:`set_owner`)."""
@@ -372,6 +399,7 @@ class Renderer:
         self._dirty = {}
         self.tables = {d: Table() for d in self.tables}
         self.alternates, self._actions, self._hopset_refs = {}, {}, {}
+        self._hopset_of, self._nbrs = {}, {}
         if len(self._hopsets) > INTERN_LIMIT // 16:
             self._hopsets = {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
@@ -402,6 +430,10 @@ class Renderer:
             MACs of hosts learned, moved or forgotten.
         """
         ends = {x for pair in pairs for x in pair}
+        for x in ends:
+            self._nbrs.pop(x, None)
+        if ends:
+            self._hopset_of = {k: h for k, h in self._hopset_of.items() if k[0] not in ends}
         redo = collections.defaultdict(set)    # dst -> switches, or None for all
         if hosts:
             places = set()
@@ -550,6 +582,9 @@ class Renderer:
     def _hopset(self, s, hops, alt):
         """The actions toward the used next hops of ``s`` (FAST_FAILOVER groups with
         protection), shared by every destination with the same next-hop ports."""
+        fast = self._hopset_of.get((s, hops, alt))
+        if fast is not None:
+            return fast
         adj = self.topo.adj[s]
         ports = tuple(adj[n] for n in hops)
         backup = None if alt is None else adj[alt[0]]
@@ -566,6 +601,7 @@ class Renderer:
                 actions = (self._ff(ports + (() if backup is None else (backup,)), groups),)
             buckets = tuple(self._one(("bucket", a, 1), lambda a=a: Bucket((a,))) for a in actions)
             hopset = self._hopsets[(s, key)] = HopSet(key, actions, buckets, tuple(groups))
+        self._hopset_of[(s, hops, alt)] = hopset
         return hopset
 
     def hop_action(self, s, dst, n):
@@ -591,7 +627,9 @@ class Renderer:
         """Choose the alternate of single-next-hop switch ``s`` toward ``dst``; add its
         detour rules and groups to ``entries``; return the alternate (or None)."""
         dist, hops, adj = self.paths.dist[dst], self.paths.hops[dst], self.topo.adj
-        nbrs = sorted(adj[s])
+        nbrs = self._nbrs.get(s)
+        if nbrs is None:
+            nbrs = self._nbrs[s] = sorted(adj[s])
         cands = [a for a in nbrs if a != primary and a in dist]
         if not cands:
             return None
