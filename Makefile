@@ -3,10 +3,10 @@ PY := .venv/bin/python
 SPEC ?= experiments/demo.yaml
 RESULTS ?= results
 PYTEST_ARGS ?=
-# `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 1 seed.
+# `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds.
 BENCH ?= full
 
-.PHONY: setup demo test test-unit experiment bench bench-fidelity bench-scale clean
+.PHONY: setup demo test test-unit experiment bench bench-core bench-k8 bench-fidelity bench-scale clean
 
 setup:
 	@./scripts/setup.sh
@@ -25,6 +25,12 @@ test-unit: setup
 
 bench: setup
 	$(PY) -m bench.policies $(if $(filter quick,$(BENCH)),--quick,) --results $(RESULTS)
+
+bench-core: setup
+	$(PY) -m bench.core_bench --results $(RESULTS)
+
+bench-k8: setup
+	$(PY) -m bench.alltoall_k8 --results $(RESULTS)
 
 bench-fidelity: setup
 	$(PY) -m fabric.runner experiments/fidelity.yaml --results $(RESULTS)

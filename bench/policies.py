@@ -12,8 +12,8 @@ permutation (traffic/moe.py), each with the same seeds under every controller.
 
 Each (fabric, controller) network is built and brought up once and runs every workload and
 seed (fabric/runner.py's ``network`` and ``run_on``); between runs a learning policy is reset
-through the REST API (switching to ``ecmp`` and back forgets learned flows, weights and
-intents) and the next run waits until the controller sees the fabric quiet again, so runs do
+through the REST API (``POST /fabric/policy/reset``: the policy's ``reset`` forgets learned
+flows, weights and intents) and the next run waits until the controller sees the fabric quiet again, so runs do
 not inherit each other's state.
 
 Printed and written under results/<run-id>/ (``table.md``, ``table.csv``, ``runs.csv``,
@@ -77,8 +77,8 @@ WORKLOADS = {
 }
 SIZE_KEYS = ("tokens_per_host", "bytes_per_flow")
 SIZES = {"full": 0.6, "quick": 0.4}
-SEEDS = {"full": 5, "quick": 1}
-FAILOVER_REPEATS = {"full": 3, "quick": 1}
+SEEDS = {"full": 5, "quick": 3}
+FAILOVER_REPEATS = {"full": 3}
 # Tuned for transfers of about a second (the defaults suit flows of tens of seconds): statistics
 # every 0.25 s, rates averaged over 1 s, a flow may move again after 1 s, and a flow counts
 # with its measured rate once it has sent 4 KiB (else a TCP connection's ACK direction, which
@@ -156,8 +156,7 @@ def reset(net, policy):
     policies that learn flows keep state that measured load can sway."""
     if not net.ctl.ours or not POLICY_CLASSES[policy].learns_flows:
         return
-    net.ctl.request("PUT", "/fabric/policy", {"policy": "ecmp"})
-    net.ctl.request("PUT", "/fabric/policy", {"policy": policy})
+    net.ctl.request("POST", "/fabric/policy/reset")
     try:
         net.ctl.wait_status(lambda s: not s["pending"]
                             and s["utilization"]["max"] < QUIET_UTIL,
@@ -271,7 +270,7 @@ def interval_note(table):
            if e["efficiency"]["n"] and e["efficiency"]["n"] > 1}
     ns = sorted({e["efficiency"]["n"] for e in table if e["efficiency"]["n"]})
     if not cov:
-        return "one seed per cell: no interval (BENCH=quick)"
+        return "one seed per cell: no interval"
     return (f"median [interval] over seeds (n = {', '.join(map(str, ns))}); the interval is "
             f"the distribution-free order-statistics interval for the median, nominal "
             f"{LEVEL:.0%}, actual coverage {', '.join(f'{c:.1%}' for c in sorted(cov))}; "
@@ -360,7 +359,17 @@ def plot(table, out_dir):
 
 # -- controller figures --------------------------------------------------------------------
 def core_compute(repeats):
-    return [core_bench.measure(k, "ecmp", True, repeats) for k in (4, 8, 16)]
+    """Routing core compute time of every route of fat-trees k=4, 8, 16 (median)."""
+    out = []
+    for k in (4, 8, 16):
+        g = build("fattree", k=k)
+        runs = [core_bench.from_scratch(g) for _ in range(repeats)]
+        seconds = statistics.median(r[0] for r in runs)
+        _, rules, groups = runs[0]
+        out.append({"k": k, "switches": len(g) - k ** 3 // 4, "hosts": k ** 3 // 4,
+                    "seconds": seconds, "rules": rules, "groups": groups,
+                    "per_s": (rules + groups) / seconds})
+    return out
 
 
 def install_rate(out_dir, log):
@@ -379,13 +388,16 @@ def install_rate(out_dir, log):
             "openflow_errors": status["openflow_errors"], "ready": net.ready}
 
 
-def controller_lines(compute, install, gaps):
+def controller_lines(compute, install=None, gaps=None):
     lines = ["routing core, all routes of a fat-tree from scratch (ecmp, FAST_FAILOVER on; "
              "bench/core_bench.py):"]
     for r in compute:
         lines.append(f"  k={r['k']:<2} {r['switches']:>4} switches {r['hosts']:>5} hosts: "
                      f"{r['seconds'] * 1000:9.1f} ms, {r['rules']} rules + {r['groups']} groups "
                      f"({r['per_s']:,.0f} per s)")
+    if install is None:
+        return lines + ["(BENCH=quick: no installation-rate or failover runs; make bench has "
+                        "them)"]
     lb = install["largest_batch"] or {}
     lines += [
         f"OpenFlow installation, k=8 fat-tree bring-up ({install['switches']} switches, ecmp): "
@@ -431,8 +443,9 @@ def write_outputs(out_dir, rows, table, targets, lines, extra):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="one seed, smaller transfers")
-    p.add_argument("--seeds", type=int, help="seeds per cell (default 5, quick 1)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 seeds, smaller transfers, no installation or failover runs")
+    p.add_argument("--seeds", type=int, help="seeds per cell (default 5, quick 3)")
     p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
     p.add_argument("--fabrics", nargs="+", choices=list(FABRICS), default=list(FABRICS),
                    help="only these")
@@ -464,10 +477,12 @@ def main(argv=None):
         rows = run_matrix(seeds, SIZES[mode], a.fabrics, a.controllers, a.workloads, out_dir,
                           log)
         figures = None
-        if not a.no_controller_figures:
-            figures = (core_compute(repeats=1 if a.quick else 3), install_rate(out_dir, log),
+        if not a.no_controller_figures and a.quick:
+            figures = (core_compute(repeats=1),)
+        elif not a.no_controller_figures:
+            figures = (core_compute(repeats=3), install_rate(out_dir, log),
                        failover.measure_all(os.path.join(out_dir, "failover"), log,
-                                            repeats=FAILOVER_REPEATS[mode]))
+                                            repeats=FAILOVER_REPEATS["full"]))
     except KeyboardInterrupt:
         print("interrupted: network, controller and agents torn down", file=sys.stderr)
         return 130

@@ -151,6 +151,13 @@ class FabricRest(ControllerBase):
         self.app.apply(self.core.set_policy, body["policy"])
         return {"policy": self.core.policy, "policies": list(POLICIES)}
 
+    @route("fabric", "/fabric/policy/reset", methods=["POST"])
+    @rest
+    def reset_policy(self, req, **_):
+        """Start the active policy afresh (learned flows, intents, weights forgotten)."""
+        self.app.apply(self.core.reset)
+        return {"policy": self.core.policy, "reset": True}
+
     @route("fabric", "/fabric/intents", methods=["GET"])
     @rest
     def intents(self, req, **_):

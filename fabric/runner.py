@@ -167,6 +167,18 @@ def controller_args(g, spec, scale, run_dir):
     return args
 
 
+def flows_learned(ctl):
+    """The controller's count of flows learned so far (None from a reference app)."""
+    if not ctl.ours:
+        return None
+    return ctl.get("/fabric/status")["counters"].get("flows_learned", 0)
+
+
+def _delta(learned):
+    before, after = learned.get("before"), learned.get("after")
+    return None if before is None or after is None else after - before
+
+
 def controller_status(ctl):
     """What the controller says about itself at the end of a run (a reference app: its name)."""
     return ctl.get("/fabric/status") if ctl.ours else {"app": ctl.app}
@@ -227,8 +239,9 @@ def tcp_counters(g, em):
 
 
 def run_agents(g, em, schedule, run_dir, spec, before_go=None):
-    """Start an agent in every host, run the schedule, return (records, timed_out, cpu).
-    ``before_go`` is the coordinator's hook (see traffic/coordinator.py)."""
+    """Start an agent in every host, run the schedule, return (records, timed_out, cpu,
+    connect_s): ``connect_s`` is the connection setup time (every flow connected, before the
+    clock). ``before_go`` is the coordinator's hook (see traffic/coordinator.py)."""
     sched_path = os.path.join(run_dir, "schedule-emulated.jsonl")
     schedule.to_jsonl(sched_path)
     ctl_path = os.path.join(cleanup.STATE_DIR, f"ctl-{os.getpid()}.sock")
@@ -254,10 +267,15 @@ def run_agents(g, em, schedule, run_dir, spec, before_go=None):
                 raise RunError(f"agent on {h} exited with {rc}; see {run_dir}/agent-{h}.log")
 
         with CpuSampler(period_s=0.2) as cpu:
-            records, timed_out = coord.run(setup_timeout_s=60.0, run_timeout_s=spec["timeout_s"],
-                                           alive=alive, before_go=before_go)
+            # Starting agents and connecting every flow takes longer with more of them (on
+            # two cores, 128 agents and 16,000 connections take tens of seconds).
+            setup_s = max(60.0, 0.5 * len(hs) + 0.01 * len(schedule.flows))
+            records, timed_out = coord.run(setup_timeout_s=setup_s,
+                                           run_timeout_s=spec["timeout_s"], alive=alive,
+                                           before_go=before_go)
             last_end = max((r["end_s"] for r in records if r["end_s"] is not None), default=0.0)
-        return records, timed_out, cpu.summary(since=coord.t0, until=coord.t0 + last_end)
+        return (records, timed_out, cpu.summary(since=coord.t0, until=coord.t0 + last_end),
+                coord.connect_s)
     finally:
         coord.close()
         cleanup.kill_pids([p.pid for p in procs.values()], grace_s=2.0)
@@ -316,8 +334,19 @@ def run_on(net, schedule, spec, run_dir):
     if spec["policy"] == "collective":
         announce = CollectiveAnnouncement(ctl, executed, os.path.basename(run_dir) or "run")
     tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
+    learned = {}
+
+    def before_go(five_tuples):
+        # The flows the controller learned while the agents connected (every flow connects
+        # before the clock), read before an intent adds its own work.
+        learned["after"] = flows_learned(ctl)
+        if announce is not None:
+            announce(five_tuples)
+
+    learned["before"] = flows_learned(ctl)
     try:
-        records, timed_out, cpu = run_agents(g, em, executed, run_dir, spec, before_go=announce)
+        records, timed_out, cpu, connect_s = run_agents(g, em, executed, run_dir, spec,
+                                                        before_go=before_go)
     finally:
         if announce is not None:
             announce.withdraw()
@@ -338,6 +367,11 @@ def run_on(net, schedule, spec, run_dir):
         "delay_emulated": info["emulation"]["delay_emulated"],
         "timed_out": timed_out,
         "ready": ready,
+        "connection_setup_s": None if connect_s is None else round(connect_s, 3),
+        "controller_flows_learned": _delta(learned),
+        "controller_flow_setups_per_s": (
+            None if not connect_s or _delta(learned) is None
+            else round(_delta(learned) / connect_s, 1)),
         **cpu,
         "cpu_saturated": cpu["cpu_idle_min"] is not None
         and cpu["cpu_idle_min"] < CPU_SATURATED_IDLE,
@@ -490,10 +524,11 @@ def main(argv=None):
     p.add_argument("spec")
     p.add_argument("--results", default=os.path.join(ROOT, "results"))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--policy", help="run under this routing policy instead of the spec's")
     a = p.parse_args(argv)
     log = (lambda *_: None) if a.quiet else (lambda m: print(m, flush=True))
     try:
-        spec = specs.load(a.spec)
+        spec = specs.load(a.spec, policy=a.policy)
         if os.geteuid() != 0:
             raise RunError("emulation needs root (Mininet creates namespaces and bridges)")
         _terminate_on_sigterm()

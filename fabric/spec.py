@@ -148,8 +148,9 @@ def check(spec, where="spec"):
     return out
 
 
-def load(path):
-    """Read and check the spec file at ``path``."""
+def load(path, policy=None):
+    """Read and check the spec file at ``path``; ``policy``, if given, replaces its policy
+    (checked like the file's own)."""
     try:
         with open(path) as f:
             raw = yaml.safe_load(f)
@@ -157,4 +158,6 @@ def load(path):
         raise SpecError(f"{path}: cannot read spec: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
+    if policy is not None and isinstance(raw, dict):
+        raw = dict(raw, policy=policy)
     return check(raw, where=str(path))

@@ -101,6 +101,8 @@ class Coordinator:
             for line in lines:
                 self._handle(sock, json.loads(line))
 
+    connect_s = None  # seconds from "connect" to every agent's "ready" (connection setup)
+
     def wait_for(self, kind, deadline, alive=lambda: True):
         while not self.hosts <= self.events[kind]:
             if time.monotonic() > deadline:
@@ -120,8 +122,10 @@ class Coordinator:
         clock starts, with ``{flow id: [src ip, dst ip, proto, sport, dport]}``.
         """
         self.wait_for("hello", time.monotonic() + setup_timeout_s, alive)
+        connect_at = time.monotonic()
         self.broadcast(type="connect", peers=self.peers)
         self.wait_for("ready", time.monotonic() + setup_timeout_s, alive)
+        self.connect_s = time.monotonic() - connect_at
         if before_go is not None:
             before_go(dict(self.five_tuples))
         self.t0 = time.monotonic() + start_delay_s

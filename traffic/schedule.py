@@ -41,7 +41,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-import networkx as nx
 import numpy as np
 
 FLOW_KEYS = ("id", "src", "dst", "bytes", "deps", "start_s", "tags", "delay_s")
@@ -210,6 +209,7 @@ class Schedule:
 
     def dag(self):
         """The dependency graph: an ``nx.DiGraph`` on flow ids with an edge dep -> flow."""
+        import networkx as nx  # not at import: every agent reads a schedule, none needs this
         d = nx.DiGraph()
         d.add_nodes_from(f.id for f in self.flows)
         d.add_edges_from((dep, f.id) for f in self.flows for dep in f.deps)
@@ -267,12 +267,36 @@ class Schedule:
             for dep in f.deps:
                 if dep not in ids:
                     raise ScheduleError(f"flow {f.id!r}: dependency {dep!r} does not exist")
-        d = self.dag()
-        if not nx.is_directed_acyclic_graph(d):
-            cycle = [u for u, _ in nx.find_cycle(d)]
+        cycle = self._cycle()
+        if cycle:
             raise ScheduleError(f"flow {cycle[0]!r}: dependency cycle "
                                 f"{' -> '.join(cycle + [cycle[0]])}")
         return self
+
+    def _cycle(self):
+        """A dependency cycle as a list of flow ids (each depends on the one before it,
+        the first on the last), or None. Kahn's algorithm, then a walk in what is left."""
+        waiting = {f.id: len(set(f.deps)) for f in self.flows}
+        users = {f.id: [] for f in self.flows}
+        for f in self.flows:
+            for dep in set(f.deps):
+                users[dep].append(f.id)
+        ready = [fid for fid, n in waiting.items() if n == 0]
+        while ready:
+            fid = ready.pop()
+            for user in users[fid]:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    ready.append(user)
+        left = {fid for fid, n in waiting.items() if n > 0}
+        if not left:
+            return None
+        deps = {f.id: [d for d in f.deps if d in left] for f in self.flows if f.id in left}
+        walk, seen = [min(left)], {}
+        while walk[-1] not in seen:
+            seen[walk[-1]] = len(walk) - 1
+            walk.append(deps[walk[-1]][0])
+        return list(reversed(walk[seen[walk[-1]]:-1]))
 
     def sending(self, host):
         """Flows whose ``src`` is ``host``, in schedule order."""
@@ -333,6 +357,7 @@ class Schedule:
         self.validate()
         flows = {f.id: f for f in self.flows}
         times = {}
+        import networkx as nx
         for fid in nx.topological_sort(self.dag()):
             f = flows[fid]
             start = f.start_time(times[d][1] for d in f.deps)
@@ -344,6 +369,7 @@ class Schedule:
         else one more than its deepest dependency. Flows of one depth may be in flight
         together (the first ``channels`` rounds of a pairwise-shift all-to-all, then the
         next)."""
+        import networkx as nx
         generations = nx.topological_generations(self.dag())
         return {fid: depth for depth, ids in enumerate(generations) for fid in ids}
 
