@@ -231,3 +231,29 @@ def test_incremental_updates_give_the_tables_a_rebuild_gives(policy, fast_failov
         assert core.flush(now) == [], f"step {step}: a rebuild differs from the updates"
         assert fresh == {d: (dict(t.flows), dict(t.groups)) for d, t in core.installed.items()}
     assert core.status()["counters"]["route_updates"] > 10
+
+
+def test_reset_forgets_learned_flows_intents_and_weights_and_their_rules():
+    g = build("fattree", k=4, link_gbps=1.0)
+    for policy in ("congestion", "collective"):
+        core = RoutingCore(policy=policy)
+        fab = FakeFabric(g)
+        fab.apply(core.load_fabric(g))
+        fab.apply(core.flush(0.0))
+        base = {d: dict(t.flows) for d, t in core.installed.items()}
+        h1, h16 = g.nodes["h1"], g.nodes["h16"]
+        sw, port = host_switch(g, "h1")
+        fab.apply(core.packet_in_flow(g.nodes[sw]["dpid"], port,
+                                      (h1["ip"], h16["ip"], 6, 40000, 5001), h1["mac"],
+                                      h16["mac"], b"", 1.0))
+        if policy == "collective":
+            core.submit_intent("job", [(h1["ip"], h16["ip"], 10 ** 6)], 1.0)
+        fab.apply(core.flush(1.0))
+        assert core.flows and {d: dict(t.flows) for d, t in core.installed.items()} != base
+        core.reset(2.0)
+        fab.apply(core.flush(2.0))
+        assert not core.flows and core.intents() == []
+        assert {d: dict(t.flows) for d, t in core.installed.items()} == base
+        for dpid, sw in fab.by_dpid.items():
+            assert sw.flows == core.installed[dpid]["flows"]
+        assert core.status()["policy"] == policy and core.status()["counters"]["policy_resets"] == 1
