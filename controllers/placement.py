@@ -303,7 +303,7 @@ def _ticks(values):
     return np.rint(values / EPS)
 
 
-def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices, width=256):
+def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices, width=64):
     """Largest first, one group of identical flows per phase and step, every phase at once."""
     n = len(pair)
     order = np.lexsort((pair, -size, phase))
@@ -330,11 +330,13 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices, wid
     by_link = np.ascontiguousarray(paths.transpose(0, 2, 1))
     link_weight = weight[by_link]
     heaviest = link_weight.max(axis=1)
+    flat, width_links = loads.reshape(-1), loads.shape[1]
     for t in range(len(bounds) - 1):
         g = by_step[bounds[t]:bounds[t + 1]]
         gp, gph, gs, gc = g_pair[g], g_phase[g], g_size[g], g_count[g]
         cand = by_link[gp]
-        after = loads[gph[:, None, None], cand] + gs[:, None, None] * link_weight[gp]
+        after = flat.take(cand + (gph * width_links)[:, None, None])
+        after += gs[:, None, None] * link_weight[gp]
         peak, total = after[:, 0].copy(), after[:, 0].copy()
         for h in range(1, after.shape[1]):
             np.maximum(peak, after[:, h], out=peak)
@@ -364,7 +366,7 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices, wid
         choices[flows] = np.where(has, pick, -1)
         links = paths[gp[rep], pick]
         add = np.where(has[:, None], gs[rep][:, None] * weight[links], 0.0)
-        np.add.at(loads, (gph[rep][:, None], links), add)
+        np.add.at(flat, links + (gph[rep] * width_links)[:, None], add)
 
 
 def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch=4096):
@@ -378,6 +380,7 @@ def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch
     movable = (valid.sum(axis=1)[pair] > 1) & (choices >= 0)
     cur = paths[pair, np.maximum(choices, 0)]
     rows = np.arange(batch)
+    flat, width_links = loads.reshape(-1), loads.shape[1]
     while ops > 0 and n_links:
         peak = loads[:, :n_links].max(axis=1)
         hot = loads >= (peak - EPS)[:, None]
@@ -392,9 +395,10 @@ def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch
             f = cand[lo:lo + batch]
             alt = paths[pair[f]]
             ops -= alt.size
-            mine = (alt[..., None] == cur[f][:, None, None, :]).any(axis=3)
-            after = loads[phase[f][:, None, None], alt] + np.where(
-                mine, 0.0, size[f][:, None, None] * weight[alt])
+            # Links the flow already crosses are counted twice here: a path that keeps one
+            # of them cannot relieve it anyway, and moves are checked exactly below.
+            after = flat.take(alt + (phase[f] * width_links)[:, None, None])
+            after += size[f][:, None, None] * weight[alt]
             alt_peak = np.where(valid[pair[f]], after.max(axis=2), np.inf)
             alt_peak[rows[:len(f)], choices[f]] = np.inf
             best = alt_peak.argmin(axis=1)
@@ -418,7 +422,7 @@ def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch
 
 
 def batched_min_max_assignment(paths, path_counts, flow_pair, flow_phase, flow_size,
-                               link_weight, background=None, improve_ops=20_000_000,
+                               link_weight, background=None, improve_ops=10_000_000,
                                max_cells=1 << 23):
     """Min-max path assignment for many flows that share few candidate path sets.
 
