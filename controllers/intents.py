@@ -201,11 +201,10 @@ def parse_flows(flows, host_by_ref):
                 isinstance(phase, bool) or not isinstance(phase, (str, int))):
             raise IntentError(f"flow {i}: a phase is a string or an integer, got {phase!r}")
         ident = key if key is not None else ("pair", src.mac, dst.mac)
-        known = merged.get(ident)
-        if known is None:
-            merged[ident] = IntentFlow(src, dst, float(size), key, None, phase)
-        else:
-            known.bytes += float(size)
+        new = IntentFlow(src, dst, float(size), key, None, phase)
+        known = merged.setdefault(ident, new)
+        if known is not new:
+            known.bytes += new.bytes
             if known.phase != phase:
                 known.phase = None  # one pin spans both phases
     if not merged:

@@ -300,10 +300,11 @@ def _spread_ranks(paths, n_links):
 def _ticks(values):
     # Loads are sums of floats in different orders; ranking them on an EPS grid makes equal
     # loads tie exactly, so ties fall to the documented keys and not to rounding noise.
-    return np.rint(values / EPS)
+    return np.rint(values * (1 / EPS))
 
 
-def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices, width=64):
+def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
+            max_steps=2048):
     """Largest first, one group of identical flows per phase and step, every phase at once."""
     n = len(pair)
     order = np.lexsort((pair, -size, phase))
@@ -318,10 +319,11 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices, wid
     g_order = np.lexsort((g_pair, -g_count, -g_size, g_phase))
     sorted_phase = g_phase[g_order]
     phase_first = np.searchsorted(sorted_phase, sorted_phase)
-    # A step takes the next group of every phase; with few phases, the next few groups of
-    # each (they do not see each other's loads), so that no step is mostly overhead.
-    per_step = -(-width // max(1, len(np.unique(g_phase))))
-    step = (np.arange(len(g_order)) - phase_first) // per_step
+    # A step takes the next group of every phase; if a phase has more than ``max_steps``
+    # groups, the next few groups of each (they do not see each other's loads), so that the
+    # steps stay few enough for their overhead not to dominate.
+    rank = np.arange(len(g_order)) - phase_first
+    step = rank // -(-(int(rank.max(initial=0)) + 1) // max_steps)
     by_step = g_order[np.argsort(step, kind="stable")]
     bounds = np.searchsorted(np.sort(step), np.arange(step.max() + 2 if len(step) else 1))
     counts = valid.sum(axis=1)
@@ -395,10 +397,12 @@ def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch
             f = cand[lo:lo + batch]
             alt = paths[pair[f]]
             ops -= alt.size
-            # Links the flow already crosses are counted twice here: a path that keeps one
-            # of them cannot relieve it anyway, and moves are checked exactly below.
             after = flat.take(alt + (phase[f] * width_links)[:, None, None])
             after += size[f][:, None, None] * weight[alt]
+            for h in range(cur.shape[1]):  # links it already crosses carry it already
+                own = cur[f, h]
+                after -= np.where(alt == own[:, None, None],
+                                  (size[f] * weight[own])[:, None, None], 0.0)
             alt_peak = np.where(valid[pair[f]], after.max(axis=2), np.inf)
             alt_peak[rows[:len(f)], choices[f]] = np.inf
             best = alt_peak.argmin(axis=1)
