@@ -56,7 +56,7 @@ class Intent:
     intent_id: object
     announced: dict
     submitted_at: float
-    flows: list = None
+    flows: list = dataclasses.field(init=False)
     version: int = 0
     installed_version: int = -1
     peak_s: float = 0.0

@@ -305,7 +305,12 @@ def _ticks(values):
 
 def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             max_steps=2048):
-    """Largest first, one group of identical flows per phase and step, every phase at once."""
+    """Greedy, largest first, a group of identical flows at a time, every phase at once.
+
+    Each step places the next group of every phase (of each phase with more than
+    ``max_steps`` groups, the next few) on the paths whose most loaded link would be least
+    loaded; ``choices`` and ``loads`` are filled in place.
+    """
     n = len(pair)
     order = np.lexsort((pair, -size, phase))
     o_phase, o_pair, o_size = phase[order], pair[order], size[order]
@@ -358,9 +363,9 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             # only if it were far less loaded than the others).
             top = ranked[:, :most]
             first = np.take_along_axis(level, top, axis=1)
-            step = _ticks(gs[:, None] * np.take_along_axis(heaviest[gp], top, axis=1))
+            rise = _ticks(gs[:, None] * np.take_along_axis(heaviest[gp], top, axis=1))
             share = -(-most // max(1, int(counts[gp].min())))
-            levels = first[:, :, None] + step[:, :, None] * np.arange(min(most, share + 2))
+            levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
             slots = np.argsort(levels.reshape(len(g), -1), axis=1, kind="stable")
             pick = top[rep, slots[rep, within] // levels.shape[2]]
         has = counts[gp][rep] > 0

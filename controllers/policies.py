@@ -6,8 +6,8 @@ where to put a newly learned flow, what to change after a statistics round, and 
 with flows whose pinned path a topology change broke. It reads and changes the core only
 through the core's policy interface (``flows``, ``flow_paths``, ``host_paths``,
 ``projected_loads``, ``capacity``, ``flow_rate``, ``nic_bps``, ``pin``, ``unpin``,
-``reweight``) and the pure algorithms of controllers/placement.py. It must not import Ryu,
-send messages or read a clock.
+``reweight``), the pure algorithms of controllers/placement.py and, for collective
+intents, controllers/intents.py. It must not import Ryu, send messages or read a clock.
 
 Adding a policy: subclass :class:`Policy`, set its class flags, override the hooks it needs,
 add it to :data:`POLICY_CLASSES`, and give its thresholds defaults in :class:`PolicyConfig`.
