@@ -154,8 +154,10 @@ def parse_flows(flows, host_by_ref):
         raise IntentError("an intent's flows are a list of (src, dst, bytes[, 5-tuple])")
     resolved = {}  # a collective names each host many times: look each name up once
     merged = {}
+    # Local names: this loop runs once per flow, a million times for a large collective.
+    known_host, add, new_flow, real = resolved.get, merged.setdefault, IntentFlow, numbers.Real
     for i, item in enumerate(flows):
-        if isinstance(item, dict):
+        if item.__class__ is dict or isinstance(item, dict):
             if not item.keys() <= FIELDS:
                 raise IntentError(f"flow {i}: unknown field(s) {sorted(set(item) - FIELDS)}")
             src_ref, dst_ref, size = item.get("src"), item.get("dst"), item.get("bytes")
@@ -168,14 +170,14 @@ def parse_flows(flows, host_by_ref):
             src_ref, dst_ref, size = item[0], item[1], item[2]
             flow = item[3] if len(item) >= 4 else None
             phase = item[4] if len(item) == 5 else None
-        src = resolved.get(src_ref) if src_ref.__class__ is str else None
+        src = known_host(src_ref) if src_ref.__class__ is str else None
         if src is None:
             src = host_by_ref(src_ref)
             if src is None:
                 raise IntentError(f"flow {i}: unknown host {src_ref!r}")
             if src_ref.__class__ is str:
                 resolved[src_ref] = src
-        dst = resolved.get(dst_ref) if dst_ref.__class__ is str else None
+        dst = known_host(dst_ref) if dst_ref.__class__ is str else None
         if dst is None:
             dst = host_by_ref(dst_ref)
             if dst is None:
@@ -184,9 +186,8 @@ def parse_flows(flows, host_by_ref):
                 resolved[dst_ref] = dst
         if src.mac == dst.mac:
             raise IntentError(f"flow {i}: source and destination are one host")
-        if (size.__class__ not in (int, float) and (
-                isinstance(size, bool) or not isinstance(size, numbers.Real))) \
-                or not size > 0:
+        if (size.__class__ is not int and size.__class__ is not float and (
+                isinstance(size, bool) or not isinstance(size, real))) or not size > 0:
             raise IntentError(f"flow {i}: bytes must be a number > 0, got {size!r}")
         key = None
         if flow is not None:
@@ -197,12 +198,12 @@ def parse_flows(flows, host_by_ref):
             if (key.ipv4_src, key.ipv4_dst) != (src.ip, dst.ip):
                 raise IntentError(f"flow {i}: 5-tuple addresses are not those of "
                                   f"{src_ref!r} and {dst_ref!r}")
-        if phase is not None and phase.__class__ not in (int, str) and (
-                isinstance(phase, bool) or not isinstance(phase, (str, int))):
+        if phase is not None and phase.__class__ is not int and phase.__class__ is not str \
+                and (isinstance(phase, bool) or not isinstance(phase, (str, int))):
             raise IntentError(f"flow {i}: a phase is a string or an integer, got {phase!r}")
         ident = key if key is not None else ("pair", src.mac, dst.mac)
-        new = IntentFlow(src, dst, float(size), key, None, phase)
-        known = merged.setdefault(ident, new)
+        new = new_flow(src, dst, float(size), key, None, phase)
+        known = add(ident, new)
         if known is not new:
             known.bytes += new.bytes
             if known.phase != phase:
