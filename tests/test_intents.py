@@ -18,6 +18,7 @@ import controllers.core
 import controllers.policies
 from bench.intent_bench import all_to_all, lower_bound_s
 from controllers.core import RoutingCore
+from controllers import intents
 from controllers.intents import Intent, IntentError, check_intent_id, parse_flows
 from controllers.placement import batched_min_max_assignment, min_max_assignment
 from controllers.routes import path_links
@@ -208,3 +209,21 @@ def test_a_permutation_at_its_trivial_bound_is_reported_optimal():
     status = core.intent_status("shift")
     one_flow_s = 8e6 / (g.edges["e1", "a1"]["capacity_gbps"] * 1e9)
     assert status["optimal"] and status["max_phase_link_load_s"] == pytest.approx(one_flow_s)
+
+
+@pytest.mark.parametrize("extra", [0, 40])
+@pytest.mark.parametrize("dpid", [lambda i: i, lambda i: (1 << 63) + 7 * i])
+def test_candidate_paths_become_link_ids_in_sorted_link_order(dpid, extra):
+    # A pair with two 2-hop paths, one on a single switch (a path of no link), and ``extra``
+    # one-link pairs over switches of their own: with them, links are too sparse among all
+    # switch pairs for a table of those, and are numbered by sorting. Dpids use 64 bits.
+    a, b, c, d = (dpid(i) for i in (1, 2, 3, 4))
+    path_lists = [[(a, b, d), (a, c, d)], [(b,)]] + [[(dpid(10 + i), dpid(20 + i))]
+                                                     for i in range(extra)]
+    paths, counts, links = intents._candidate_arrays(path_lists)
+    assert links == sorted(links) and len(links) == 4 + extra
+    assert counts.tolist() == [2, 1] + [1] * extra
+    none = len(links)
+    assert [[links[i] for i in row if i != none] for row in paths[0]] == [
+        [(a, b), (b, d)], [(a, c), (c, d)]]
+    assert (paths[1] == none).all()
