@@ -21,7 +21,7 @@ from controllers.intents import (Intent, IntentError, assign, bulk, check_intent
                                  parse_flows)
 from controllers.placement import estimate_demands, first_fit
 from controllers.routes import path_links
-from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, FlowKey, host_pair_match
+from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, host_pair_match
 
 
 class PolicyError(ValueError):
