@@ -4,10 +4,15 @@ Links are opaque hashable ids (the core uses directed switch pairs ``(u, v)``), 
 sequences of links, loads and capacities are numbers in one unit. Nothing here knows about
 switches, rules, OpenFlow or time; controllers/policies.py feeds these functions from the
 core's state. Ties are broken by input order, which callers make deterministic (sorted).
+:func:`min_max_assignment` is exact on small inputs; :func:`batched_min_max_assignment`
+takes integer link ids in numpy arrays and scales to a million items. Neither reads a clock:
+their work is bounded by counts of operations.
 """
 
 import collections
 import math
+
+import numpy as np
 
 EPS = 1e-9
 
@@ -269,3 +274,267 @@ def min_max_assignment(options, background=None, node_budget=200_000, swap_limit
     except _Budget:
         exact = False
     return best_choices, best_peak, exact
+
+
+def _spread_ranks(paths, n_links):
+    """Per candidate path, how much it overlaps the paths listed before it (smaller first).
+
+    A path scores the largest and the sum of its links' occurrence ranks (how many earlier
+    paths of the same pair use that link). Sorting equal-load paths by it is what greedy does
+    from empty links: on a fat-tree it alternates uplinks before reusing one.
+    """
+    n_pairs, m, h = paths.shape
+    key = (np.arange(n_pairs)[:, None, None] * (n_links + 1) + paths).ravel()
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    pos = np.arange(len(ordered))
+    starts = np.ones(len(ordered), bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    first = np.maximum.accumulate(np.where(starts, pos, 0))
+    rank = np.empty_like(pos)
+    rank[order] = pos - first
+    rank = np.where(paths == n_links, 0, rank.reshape(paths.shape))
+    return rank.max(axis=2) * (m * h + 1) + rank.sum(axis=2)
+
+
+def _ticks(values):
+    # Loads are sums of floats in different orders; ranking them on an EPS grid makes equal
+    # loads tie exactly, so ties fall to the documented keys and not to rounding noise.
+    return np.rint(values * (1 / EPS))
+
+
+def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
+            max_steps=2048):
+    """Greedy, largest first, a group of identical flows at a time, every phase at once.
+
+    Each step places the next group of every phase (of each phase with more than
+    ``max_steps`` groups, the next few) on the paths whose most loaded link would be least
+    loaded; ``choices`` and ``loads`` are filled in place.
+    """
+    n = len(pair)
+    order = np.lexsort((pair, -size, phase))
+    o_phase, o_pair, o_size = phase[order], pair[order], size[order]
+    new = np.ones(n, bool)
+    new[1:] = ((o_phase[1:] != o_phase[:-1]) | (o_pair[1:] != o_pair[:-1])
+               | (o_size[1:] != o_size[:-1]))
+    g_start = np.flatnonzero(new)
+    g_count = np.diff(np.append(g_start, n))
+    g_phase, g_pair, g_size = o_phase[g_start], o_pair[g_start], o_size[g_start]
+    # Within a phase: larger flows first, then larger groups, then pair order.
+    g_order = np.lexsort((g_pair, -g_count, -g_size, g_phase))
+    sorted_phase = g_phase[g_order]
+    phase_first = np.searchsorted(sorted_phase, sorted_phase)
+    # A step takes the next group of every phase; if a phase has more than ``max_steps``
+    # groups, the next few groups of each (they do not see each other's loads), so that the
+    # steps stay few enough for their overhead not to dominate.
+    rank = np.arange(len(g_order)) - phase_first
+    step = rank // -(-(int(rank.max(initial=0)) + 1) // max_steps)
+    by_step = g_order[np.argsort(step, kind="stable")]
+    bounds = np.searchsorted(np.sort(step), np.arange(step.max() + 2 if len(step) else 1))
+    counts = valid.sum(axis=1)
+    # Link position first: a path's loads are then H contiguous slices, reduced by
+    # elementwise maximum and sum (numpy reduces a short last axis slowly).
+    by_link = np.ascontiguousarray(paths.transpose(0, 2, 1))
+    link_weight = weight[by_link]
+    heaviest = link_weight.max(axis=1)
+    flat, width_links = loads.reshape(-1), loads.shape[1]
+    for t in range(len(bounds) - 1):
+        g = by_step[bounds[t]:bounds[t + 1]]
+        gp, gph, gs, gc = g_pair[g], g_phase[g], g_size[g], g_count[g]
+        cand = by_link[gp]
+        after = flat.take(cand + (gph * width_links)[:, None, None])
+        after += gs[:, None, None] * link_weight[gp]
+        peak, total = after[:, 0].copy(), after[:, 0].copy()
+        for h in range(1, after.shape[1]):
+            np.maximum(peak, after[:, h], out=peak)
+            total += after[:, h]
+        level = np.where(valid[gp], _ticks(peak), np.inf)
+        ranked = np.lexsort((spread[gp], _ticks(total), level), axis=1)
+        rep = np.repeat(np.arange(len(g)), gc)
+        within = np.arange(len(rep)) - np.repeat(np.cumsum(gc) - gc, gc)
+        most = int(gc.max())
+        if most == 1:
+            pick = ranked[:, 0]
+        else:
+            # The k identical flows of a group go where greedy would put them one by one if
+            # the paths did not share links: the k lowest of "path j after its r-th flow".
+            # Only the k best paths can hold any of them, and a path holds at most a few more
+            # than an even share (bounding the work; greedy could pile more on one path
+            # only if it were far less loaded than the others).
+            top = ranked[:, :most]
+            first = np.take_along_axis(level, top, axis=1)
+            rise = _ticks(gs[:, None] * np.take_along_axis(heaviest[gp], top, axis=1))
+            share = -(-most // max(1, int(counts[gp].min())))
+            levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
+            slots = np.argsort(levels.reshape(len(g), -1), axis=1, kind="stable")
+            pick = top[rep, slots[rep, within] // levels.shape[2]]
+        has = counts[gp][rep] > 0
+        flows = order[np.repeat(g_start[g], gc) + within]
+        choices[flows] = np.where(has, pick, -1)
+        links = paths[gp[rep], pick]
+        add = np.where(has[:, None], gs[rep][:, None] * weight[links], 0.0)
+        np.add.at(flat, links + (gph[rep] * width_links)[:, None], add)
+
+
+def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch=4096):
+    """Move flows off each phase's peak links while the op budget lasts.
+
+    A move is taken only if the flow's new path stays below its phase's peak, and only while
+    its old path still touches a link at the peak: each move removes a link from the peak
+    and adds none, so rounds end. Phases with the highest peaks go first.
+    """
+    n_links = loads.shape[1] - 1
+    movable = (valid.sum(axis=1)[pair] > 1) & (choices >= 0)
+    cur = paths[pair, np.maximum(choices, 0)]
+    rows = np.arange(batch)
+    flat, width_links = loads.reshape(-1), loads.shape[1]
+    while ops > 0 and n_links:
+        peak = loads[:, :n_links].max(axis=1)
+        hot = loads >= (peak - EPS)[:, None]
+        hot[:, n_links] = False
+        ops -= loads.size + cur.size
+        cand = np.flatnonzero(hot[phase[:, None], cur].any(axis=1) & movable)
+        cand = cand[np.lexsort((cand, -peak[phase[cand]]))]
+        moved = 0
+        for lo in range(0, len(cand), batch):
+            if ops <= 0:
+                break
+            f = cand[lo:lo + batch]
+            alt = paths[pair[f]]
+            ops -= alt.size
+            after = flat.take(alt + (phase[f] * width_links)[:, None, None])
+            after += size[f][:, None, None] * weight[alt]
+            for h in range(cur.shape[1]):  # links it already crosses carry it already
+                own = cur[f, h]
+                after -= np.where(alt == own[:, None, None],
+                                  (size[f] * weight[own])[:, None, None], 0.0)
+            alt_peak = np.where(valid[pair[f]], after.max(axis=2), np.inf)
+            alt_peak[rows[:len(f)], choices[f]] = np.inf
+            best = alt_peak.argmin(axis=1)
+            good = alt_peak[rows[:len(f)], best] < peak[phase[f]] - EPS
+            for i in np.flatnonzero(good):
+                flow, p = f[i], phase[f[i]]
+                old, new = cur[flow], alt[i, best[i]]
+                row = loads[p]
+                if row[old].max() < peak[p] - EPS:
+                    continue  # an earlier move already took its peak link off the peak
+                extra = np.where(np.isin(new, old), 0.0, size[flow] * weight[new])
+                if (row[new] + extra).max() >= peak[p] - EPS:
+                    continue
+                row[old] -= size[flow] * weight[old]
+                row[new] += size[flow] * weight[new]
+                row[n_links] = 0.0
+                choices[flow], cur[flow] = best[i], new
+                moved += 1
+        if not moved:
+            break
+
+
+def batched_min_max_assignment(paths, path_counts, flow_pair, flow_phase, flow_size,
+                               link_weight, background=None, improve_ops=10_000_000,
+                               max_cells=1 << 23):
+    """Min-max path assignment for many flows that share few candidate path sets.
+
+    Flows between one pair of endpoints (a *pair*: e.g. two switches) share its candidate
+    paths, given once per pair as arrays of integer link ids. Flows of one *phase* run
+    together, phases one after another, so each phase has its own link loads (all start from
+    ``background``) and what is minimized is the most loaded link of any phase. Greedy takes
+    the flows of each phase largest first, a batch of identical flows (same pair and size)
+    at a time, every phase in one vectorized step, and spreads a batch over its pair's paths
+    in order of the load they would reach (ties: least overlap with the pair's earlier paths,
+    then path order); then, within ``improve_ops``, flows move off each phase's peak links
+    to paths that stay below that peak. The result is proven optimal only when it meets the
+    trivial bound (the worst flow alone on its best path).
+
+    Parameters
+    ----------
+    paths : array of int, shape (pairs, m, h)
+        ``paths[p, j]`` is the j-th candidate path of pair p as link ids, padded with
+        ``len(link_weight)`` (no link). A path of no links (both ends on one switch) is a
+        row of padding.
+    path_counts : array of int, shape (pairs,)
+        How many of a pair's m rows are paths (the rest is padding).
+    flow_pair, flow_phase : array of int, shape (n,)
+        Each flow's pair and its phase (0 .. phases - 1).
+    flow_size : array of float, shape (n,)
+        Each flow's size (e.g. bytes).
+    link_weight : array of float, shape (links,)
+        Load one unit of size puts on each link (e.g. 8 / capacity: seconds per byte).
+    background : array of float, shape (links,), optional
+        Load already on each link, in every phase.
+    improve_ops : int
+        Budget of the improvement, in link loads examined (a count, not a time).
+    max_cells : int
+        Phases are handled in chunks of at most this many (phase, link) loads, so memory does
+        not grow with phases times links.
+
+    Returns
+    -------
+    tuple
+        ``(choices, peak, exact)``: the index of the chosen path per flow (-1 for a flow
+        whose pair has no path), the peak load of any link in any phase, and whether that
+        peak is proven optimal.
+
+    Examples
+    --------
+    Two links (0, 1) and two paths between one pair, three flows of one phase:
+
+    >>> import numpy as np
+    >>> paths = np.array([[[0], [1]]])
+    >>> choices, peak, exact = batched_min_max_assignment(
+    ...     paths, [2], np.zeros(3, int), np.zeros(3, int), np.array([2.0, 1.0, 1.0]),
+    ...     np.ones(2))
+    >>> choices.tolist(), peak, exact
+    ([0, 1, 1], 2.0, True)
+    """
+    paths = np.asarray(paths, dtype=np.int64)
+    flow_pair = np.asarray(flow_pair, dtype=np.int64)
+    flow_phase = np.asarray(flow_phase, dtype=np.int64)
+    flow_size = np.asarray(flow_size, dtype=float)
+    n_links = len(link_weight)
+    if paths.shape[2] == 0:
+        paths = np.full(paths.shape[:2] + (1,), n_links, dtype=np.int64)
+    weight = np.append(np.asarray(link_weight, dtype=float), 0.0)
+    base = np.zeros(n_links + 1)
+    if background is not None:
+        base[:n_links] = background
+    n = len(flow_pair)
+    choices = np.full(n, -1, dtype=np.int64)
+    if n == 0 or paths.shape[1] == 0:
+        return choices, float(base.max()), True
+    valid = np.arange(paths.shape[1]) < np.asarray(path_counts)[:, None]
+    spread = _spread_ranks(paths, n_links)
+    n_phases = int(flow_phase.max()) + 1
+    by_phase = np.argsort(flow_phase, kind="stable")
+    edges = np.searchsorted(flow_phase[by_phase], np.arange(n_phases + 1))
+    per_chunk = max(1, max_cells // (n_links + 1))
+    peak = float(base.max())
+    for first in range(0, n_phases, per_chunk):
+        last = min(n_phases, first + per_chunk)
+        idx = by_phase[edges[first]:edges[last]]
+        if not len(idx):
+            continue
+        loads = np.tile(base, (last - first, 1))
+        pair, phase, size = flow_pair[idx], flow_phase[idx] - first, flow_size[idx]
+        mine = np.full(len(idx), -1, dtype=np.int64)
+        _greedy(paths, valid, spread, weight, loads, pair, phase, size, mine)
+        _improve(paths, valid, weight, loads, pair, phase, size, mine,
+                 improve_ops * len(idx) // n)
+        choices[idx] = mine
+        peak = max(peak, float(loads[:, :n_links].max(initial=0.0)))
+    return choices, peak, peak <= _alone_bound(paths, valid, weight, base, flow_pair,
+                                               flow_size) + EPS
+
+
+def _alone_bound(paths, valid, weight, base, pair, size):
+    """No assignment beats the largest flow of any pair alone on its best path."""
+    largest = np.zeros(len(paths))
+    np.maximum.at(largest, pair, size)
+    used = np.flatnonzero((largest > 0) & valid.any(axis=1))
+    bound = float(base.max())
+    for lo in range(0, len(used), 4096):
+        p = used[lo:lo + 4096]
+        cand = paths[p]
+        alone = (base[cand] + largest[p][:, None, None] * weight[cand]).max(axis=2)
+        bound = max(bound, float(np.where(valid[p], alone, np.inf).min(axis=1).max()))
+    return bound

@@ -6,8 +6,8 @@ round, ``repair`` flows whose pinned path a topology change broke, ``reset`` to 
 its class flags say what per-destination groups to build (one next hop or all, weighted or
 not) and whether to learn individual flows. It reads and changes the fabric only through the
 :class:`Fabric` protocol (the routing core implements it; the flow-level simulator drives the
-same core parts) and the pure algorithms of controllers/placement.py. It must not import Ryu,
-send messages or read a clock.
+same core parts), the pure algorithms of controllers/placement.py and, for collective
+intents, controllers/intents.py. It must not import Ryu, send messages or read a clock.
 
 Adding a policy: subclass :class:`Policy`, set its class flags, override the hooks it needs,
 add it to :data:`POLICY_CLASSES`, and give its thresholds defaults in :class:`PolicyConfig`.
@@ -20,17 +20,15 @@ import typing
 
 import numpy as np
 
-from controllers.placement import estimate_demands, first_fit, min_max_assignment
+from controllers.intents import (Intent, IntentError, assign, bulk, check_intent_id,
+                                 parse_flows)
+from controllers.placement import estimate_demands, first_fit
 from controllers.paths import path_links
-from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, FlowKey, host_pair_match
+from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, host_pair_match
 
 
 class PolicyError(ValueError):
     """An unknown routing policy or option was asked for, or an action the policy lacks."""
-
-
-class IntentError(ValueError):
-    """A collective intent was malformed, named an unknown host, or is not known."""
 
 
 def _check(name, value, ok, what):
@@ -68,6 +66,13 @@ class PolicyConfig:
         A learned flow that sent nothing for this long is forgotten and its rules removed.
     intent_search_nodes : int
         ``collective``: nodes the exact search of an assignment may visit.
+    intent_exact_flows : int
+        ``collective``: intents of at most this many flows get the exact search; larger ones
+        the batched assignment (its local improvement is O(flows), the exact one's O(flows^2)
+        per round: 1,000 flows already take seconds).
+    intent_improve_ops : int
+        ``collective``: link loads the batched assignment's improvement may examine (a count
+        of operations: the core reads no clock; 10 million take about half a second).
     """
 
     util_tau_s: float = 2.0
@@ -79,6 +84,8 @@ class PolicyConfig:
     elephant_fraction: float = 0.1
     flow_idle_s: float = 10.0
     intent_search_nodes: int = 200_000
+    intent_exact_flows: int = 256
+    intent_improve_ops: int = 10_000_000
 
     @classmethod
     def from_options(cls, options):
@@ -97,8 +104,9 @@ class PolicyConfig:
         _check("young_bytes", config.young_bytes, lambda v: v >= 0, ">= 0")
         _check("elephant_fraction", config.elephant_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
         _check("flow_idle_s", config.flow_idle_s, lambda v: v > 0, "> 0")
-        _check("intent_search_nodes", config.intent_search_nodes,
-               lambda v: v == int(v) and v >= 0, "an integer >= 0")
+        for name in ("intent_search_nodes", "intent_exact_flows", "intent_improve_ops"):
+            _check(name, getattr(config, name), lambda v: v == int(v) and v >= 0,
+                   "an integer >= 0")
         return config
 
 
@@ -328,36 +336,14 @@ class Hedera(Policy):
         return {"elephants": sum(1 for f in core.flows.values() if f.elephant)}
 
 
-@dataclasses.dataclass
-class IntentFlow:
-    src: object          # Host
-    dst: object          # Host
-    bytes: float
-    key: FlowKey = None  # None: every packet of the host pair
-    path: tuple = None
-    phase: object = None  # flows of one phase run together (e.g. a round of an all-to-all)
-
-
-@dataclasses.dataclass
-class Intent:
-    intent_id: object
-    flows: list
-    submitted_at: float
-    version: int = 0
-    installed_version: int = -1
-    peak_s: float = 0.0
-    peak_link: tuple = None
-    peak_bytes: float = 0.0
-    phase_peak_s: float = 0.0
-    optimal: bool = True
-
-
 class Collective(Congestion):
     """Announced collectives get a min-max path assignment; other traffic as ``congestion``.
 
-    ``submit`` takes a collective's whole flow set before it starts; the assignment minimizes
-    the transmission time of the most loaded link (bytes / capacity, counting the intents
-    still announced before it), see :func:`~controllers.placement.min_max_assignment`. Flows
+    ``submit`` takes a collective's whole flow set before it starts (parsed and assigned by
+    controllers/intents.py); the assignment minimizes the transmission time of the most
+    loaded link (bytes / capacity, counting the intents still announced before it), exactly
+    for small intents (:func:`~controllers.placement.min_max_assignment`), batched for large
+    ones (:func:`~controllers.placement.batched_min_max_assignment`). Flows
     may name a *phase*: flows of one phase run at the same time and phases one after another
     (the rounds of a pairwise-shift all-to-all), so what is minimized is the most loaded link
     of any one phase; a balance of the totals alone could still put two flows of one round
@@ -376,25 +362,15 @@ class Collective(Congestion):
     def __init__(self, config):
         super().__init__(config)
         self.intents = {}
-        self._keys = set()     # 5-tuples announced by some intent
-        self._pairs = set()    # (src mac, dst mac) announced without a 5-tuple
 
     def reset(self, core, now):
         self.intents.clear()
-        self._announced_changed(core)
+        self.pins_version += 1
 
     def _covered(self, flow):
-        return flow.key in self._keys or (flow.src, flow.dst) in self._pairs
-
-    def _announced_changed(self, core):
-        self.pins_version += 1
-        self._keys = {f.key for i in self.intents.values() for f in i.flows
-                      if f.key is not None}
-        self._pairs = {(f.src.mac, f.dst.mac) for i in self.intents.values() for f in i.flows
-                       if f.key is None}
-        for flow in core.flows.values():
-            if flow.path is not None and self._covered(flow):
-                core.unpin(flow)
+        pair = ("pair", flow.src, flow.dst)
+        return any(flow.key in i.announced or pair in i.announced
+                   for i in self.intents.values())
 
     def place(self, core, flow, now):
         if not self._covered(flow):
@@ -405,130 +381,49 @@ class Collective(Congestion):
 
     # -- the intent API --------------------------------------------------------------------
     def submit(self, core, intent_id, flows, now):
-        if isinstance(intent_id, bool) or not isinstance(intent_id, (str, int)):
-            raise IntentError(f"an intent id is a string or an integer, got {intent_id!r}")
-        intent = Intent(intent_id, self._parse(core, flows), now)
-        self.intents.pop(intent_id, None)
-        self._assign(core, intent)
+        with bulk():
+            intent = Intent(check_intent_id(intent_id), parse_flows(flows, core.host_by_ref),
+                            now)
+            self.intents.pop(intent_id, None)
+            self._assign(core, intent)
         self.intents[intent_id] = intent
-        self._announced_changed(core)
+        # Learned flows the intent now covers are left to it (one pass over learned flows,
+        # none over announced ones). Those it no longer covers stay unpinned, as after a
+        # withdrawal: they follow the groups.
+        for flow in core.flows.values():
+            if flow.path is not None and self._covered(flow):
+                core.unpin(flow)
 
     def withdraw(self, core, intent_id):
         if self.intents.pop(intent_id, None) is None:
             raise IntentError(f"unknown intent {intent_id!r}")
-        self._announced_changed(core)
+        self.pins_version += 1
 
     def status(self, intent_id):
         intent = self.intents.get(intent_id)
         if intent is None:
             raise IntentError(f"unknown intent {intent_id!r}")
-        return {
-            "intent": intent.intent_id,
-            "state": "installed" if intent.installed_version == intent.version
-                     else "installing",
-            "flows": len(intent.flows),
-            "unplaced": sum(1 for f in intent.flows if f.path is None),
-            "max_link": list(intent.peak_link) if intent.peak_link else None,
-            "max_link_load_s": intent.peak_s,
-            "max_link_bytes": intent.peak_bytes,
-            "phases": len({f.phase for f in intent.flows}),
-            "max_phase_link_load_s": intent.phase_peak_s,
-            "optimal": intent.optimal,
-            "submitted_at": intent.submitted_at,
-        }
+        return intent.status()
 
-    @staticmethod
-    def _parse(core, flows):
-        if isinstance(flows, (str, bytes)) or not hasattr(flows, "__iter__"):
-            raise IntentError("an intent's flows are a list of (src, dst, bytes[, 5-tuple])")
-        merged = {}
-        for i, item in enumerate(flows):
-            if isinstance(item, dict):
-                unknown = set(item) - {"src", "dst", "bytes", "flow", "phase"}
-                if unknown:
-                    raise IntentError(f"flow {i}: unknown field(s) {sorted(unknown)}")
-                item = (item.get("src"), item.get("dst"), item.get("bytes"), item.get("flow"),
-                        item.get("phase"))
-            if isinstance(item, (str, bytes)) or not hasattr(item, "__len__") \
-                    or len(item) not in (3, 4, 5):
-                raise IntentError(f"flow {i}: expected (src, dst, bytes[, 5-tuple[, phase]]), "
-                                  f"got {item!r}")
-            src, dst = core.host_by_ref(item[0]), core.host_by_ref(item[1])
-            for ref, host in ((item[0], src), (item[1], dst)):
-                if host is None:
-                    raise IntentError(f"flow {i}: unknown host {ref!r}")
-            if src.mac == dst.mac:
-                raise IntentError(f"flow {i}: source and destination are one host")
-            size = item[2]
-            if isinstance(size, bool) or not isinstance(size, numbers.Real) or not size > 0:
-                raise IntentError(f"flow {i}: bytes must be a number > 0, got {size!r}")
-            key = None
-            if len(item) >= 4 and item[3] is not None:
-                try:
-                    key = FlowKey.of(item[3])
-                except ValueError as err:
-                    raise IntentError(f"flow {i}: {err}") from None
-                if (key.ipv4_src, key.ipv4_dst) != (src.ip, dst.ip):
-                    raise IntentError(f"flow {i}: 5-tuple addresses are not those of "
-                                      f"{item[0]!r} and {item[1]!r}")
-            phase = item[4] if len(item) == 5 else None
-            if isinstance(phase, bool) or not isinstance(phase, (str, int, type(None))):
-                raise IntentError(f"flow {i}: a phase is a string or an integer, got {phase!r}")
-            ident = key if key is not None else ("pair", src.mac, dst.mac)
-            if ident in merged:
-                merged[ident].bytes += float(size)
-                if merged[ident].phase != phase:
-                    merged[ident].phase = None  # one pin spans both phases
-            else:
-                merged[ident] = IntentFlow(src, dst, float(size), key, phase=phase)
-        if not merged:
-            raise IntentError("an intent needs at least one flow")
-        return list(merged.values())
-
-    # -- assignment ------------------------------------------------------------------------
     def _assign(self, core, intent):
+        # Other intents weigh by the bytes they put on each link, summed per link: linear in
+        # intents times links, not in their flows.
         background = collections.defaultdict(float)
-        background_bytes = collections.defaultdict(float)
         for other in self.intents.values():
-            if other.intent_id == intent.intent_id:
-                continue
-            for f in other.flows:
-                for link in path_links(f.path or ()):
-                    background[link] += f.bytes * 8 / core.capacity(*link)
-                    background_bytes[link] += f.bytes
-        # Loads are kept per (phase, link); other intents' timing is unknown, so their load
-        # weighs on every phase.
-        phases = {f.phase for f in intent.flows}
-        candidates, options = [], []
-        for f in intent.flows:
-            f.src = core.hosts.get(f.src.mac, f.src)
-            f.dst = core.hosts.get(f.dst.mac, f.dst)
-            paths = core.host_paths(f.src.mac, f.dst.mac)
-            candidates.append(paths)
-            options.append([tuple(((f.phase, link), f.bytes * 8 / core.capacity(*link))
-                                  for link in path_links(p)) for p in paths])
-        choices, phase_peak, optimal = min_max_assignment(
-            options, {(p, link): load for p in phases for link, load in background.items()},
-            node_budget=self.config.intent_search_nodes)
-        loads, load_bytes = dict(background), dict(background_bytes)
-        for f, paths, choice in zip(intent.flows, candidates, choices):
-            f.path = None if choice is None else paths[choice]
-            for link in path_links(f.path or ()):
-                loads[link] = loads.get(link, 0.0) + f.bytes * 8 / core.capacity(*link)
-                load_bytes[link] = load_bytes.get(link, 0.0) + f.bytes
-        intent.peak_link = max(sorted(loads), key=loads.get) if loads else None
-        intent.peak_s = loads.get(intent.peak_link, 0.0)
-        intent.phase_peak_s = phase_peak
-        intent.peak_bytes = load_bytes.get(intent.peak_link, 0.0)
-        intent.optimal = optimal
-        intent.version += 1
+            if other.intent_id != intent.intent_id:
+                for link, b in other.link_bytes.items():
+                    background[link] += b
+        cfg = self.config
+        assign(core, intent, background, cfg.intent_search_nodes, cfg.intent_improve_ops,
+               cfg.intent_exact_flows)
         self.pins_version += 1
 
     # -- hooks -----------------------------------------------------------------------------
     def on_routes(self, core, now):
         for intent in self.intents.values():
             if any(not self._valid(core, f) for f in intent.flows):
-                self._assign(core, intent)
+                with bulk():
+                    self._assign(core, intent)
 
     @staticmethod
     def _valid(core, f):
