@@ -16,6 +16,9 @@ import dataclasses
 
 Host = collections.namedtuple("Host", "mac ip dpid port")
 
+# With no probe back on any link for this many link timeouts, links expire by the clock.
+SILENT_ROUNDS = 4
+
 
 @dataclasses.dataclass
 class Changes:
@@ -69,6 +72,7 @@ class TopologyState:
         self.adj = {}
         self.hosts = {}
         self.changes = Changes()
+        self._last_probe_at = None                      # when the newest probe came back
         self._ips = {}                                  # ip -> mac
         self._at_port = collections.defaultdict(set)    # (dpid, port) -> macs
         self._at_switch = collections.defaultdict(set)  # dpid -> macs
@@ -130,6 +134,7 @@ class TopologyState:
         """
         if src_dpid not in self.ports or dst_dpid not in self.ports:
             return False
+        self._last_probe_at = now
         key = (src_dpid, src_port)
         old = self.links.get(key)
         if old is not None and old[:2] == (dst_dpid, dst_port):
@@ -148,9 +153,19 @@ class TopologyState:
         return True
 
     def expire_links(self, now):
-        """Drop links no probe confirmed for ``link_timeout_s`` (called once per probe round)."""
+        """Drop links no probe confirmed for ``link_timeout_s`` (called once per probe round).
+
+        The time is counted up to the newest probe the controller has processed on any link,
+        not up to ``now``: a controller that falls behind (its CPU shared with a busy
+        emulation, its packet-ins queued) sees every link's probes late alike and must not
+        take that for links dying. Only when no probe at all has come back for
+        :data:`SILENT_ROUNDS` timeouts does ``now`` count (every link went silent).
+        """
+        reference = self._last_probe_at
+        if reference is None or now - reference > SILENT_ROUNDS * self.link_timeout_s:
+            reference = now
         for key, (_, _, seen) in list(self.links.items()):
-            if now - seen > self.link_timeout_s and key in self.links:
+            if reference - seen > self.link_timeout_s and key in self.links:
                 self.drop_link_at(*key)
 
     def drop_link_at(self, dpid, port):

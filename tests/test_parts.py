@@ -257,3 +257,19 @@ def test_reset_forgets_learned_flows_intents_and_weights_and_their_rules():
         for dpid, sw in fab.by_dpid.items():
             assert sw.flows == core.installed[dpid]["flows"]
         assert core.status()["policy"] == policy and core.status()["counters"]["policy_resets"] == 1
+
+
+def test_a_controller_that_falls_behind_keeps_its_links_a_dead_link_still_expires():
+    g = build("fattree", k=4)
+    topo = topology_of(g)
+    links = len(topo.links)
+    topo.expire_links(40.0)          # nothing processed for 40 s: the controller was behind
+    assert len(topo.links) == links
+    e1, a1 = g.nodes["e1"]["dpid"], g.nodes["a1"]["dpid"]
+    for (a, port), (b, peer, _) in list(topo.links.items()):
+        if {a, b} != {e1, a1}:
+            topo.link_seen(a, port, b, peer, 41.0)   # every probe but e1-a1's comes back
+    topo.expire_links(42.0)
+    assert len(topo.links) == links - 1 and a1 not in topo.adj[e1]
+    topo.expire_links(41.0 + 15.0 * 4 + 1)           # then every link went silent
+    assert not topo.links

@@ -40,6 +40,12 @@ from traffic.schedule import Schedule
 PORT = 5001
 HEADER = struct.Struct("!64sQ")   # flow id, bytes
 CHUNK = 256 * 1024
+# An agent gives up on set-up after this long without a new connection or header.
+SETUP_QUIET_S = 120.0
+# A handshake not answered in this long is tried again (the kernel alone would retry the
+# SYN for two minutes on one source port).
+CONNECT_TIMEOUT_S = 10.0
+CONNECT_ATTEMPTS = 6
 _PAYLOAD = memoryview(bytes(CHUNK))
 
 
@@ -122,9 +128,13 @@ class Agent:
         return s
 
     def connect_all(self, peers):
-        for f in self.send_flows.values():
-            s = self._tcp()
-            s.connect((peers[f.dst], self.port))
+        # Every agent starts with the peer after it (not all with the first host, which
+        # would take every host's first handshake at once).
+        order = sorted(peers)
+        me = order.index(self.host) if self.host in order else 0
+        rank = {h: (i - me) % len(order) for i, h in enumerate(order)}
+        for f in sorted(self.send_flows.values(), key=lambda f: (rank.get(f.dst, 0), f.id)):
+            s = self._connect(f, peers[f.dst])
             got = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0")
             if got != self.cc:
                 raise SystemExit(f"agent {self.host}: congestion control {got!r} not {self.cc!r}")
@@ -133,27 +143,87 @@ class Agent:
             (src, sport), (dst, dport) = s.getsockname(), s.getpeername()
             self.five_tuples[f.id] = [src, dst, socket.IPPROTO_TCP, sport, dport]
 
+    def _connect(self, f, ip):
+        """A connected socket for flow ``f``; a handshake lost on the way is tried again on a
+        new socket (a new source port, so ECMP may hash it elsewhere)."""
+        for attempt in range(CONNECT_ATTEMPTS):
+            s = self._tcp()
+            s.settimeout(CONNECT_TIMEOUT_S)
+            try:
+                s.connect((ip, self.port))
+                s.settimeout(None)
+                return s
+            except OSError as e:
+                s.close()
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise SystemExit(f"agent {self.host}: flow {f.id} to {f.dst} ({ip}): "
+                                     f"connect failed {CONNECT_ATTEMPTS} times: {e}") from None
+
     def accept_all(self):
-        """Accept one connection per flow this host receives and read its header."""
-        self.listener.settimeout(60)
+        """Accept one connection per flow this host receives and read its header.
+
+        Connections are accepted as fast as they arrive and their headers read as they come
+        (one selector, no blocking read): with a hundred peers connecting at once, waiting
+        on one slow peer's header would let the accept queue overflow and the kernel drop
+        the others' handshakes, which TCP retries only after seconds.
+        """
         pending = set(self.recv_flows)
-        while pending:
-            conn, _ = self.listener.accept()
+        headers = {}   # connection -> bytes of its header so far
+        sel = selectors.DefaultSelector()
+        self.listener.setblocking(False)
+        sel.register(self.listener, selectors.EVENT_READ)
+        quiet_since = time.monotonic()
+        try:
+            while pending:
+                events = sel.select(timeout=1.0)
+                if events:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > SETUP_QUIET_S:
+                    raise SystemExit(f"agent {self.host}: no connection for {SETUP_QUIET_S} s; "
+                                     f"{len(pending)} flows never connected")
+                for key, _ in events:
+                    if key.fileobj is self.listener:
+                        self._accept_ready(sel, headers)
+                    else:
+                        self._read_header(sel, key.fileobj, headers, pending)
+        finally:
+            sel.close()
+
+    def _accept_ready(self, sel, headers):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except BlockingIOError:
+                return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, self.cc)
-            header = b""
-            while len(header) < HEADER.size:
-                chunk = conn.recv(HEADER.size - len(header))
-                if not chunk:
-                    raise SystemExit(f"agent {self.host}: peer closed during set-up")
-                header += chunk
-            fid, nbytes = HEADER.unpack(header)
-            fid = fid.rstrip(b"\0").decode()
-            if fid not in pending or self.recv_flows[fid].bytes != nbytes:
-                raise SystemExit(f"agent {self.host}: unexpected flow {fid!r} ({nbytes} bytes)")
-            pending.discard(fid)
             conn.setblocking(False)
-            self.in_socks[conn] = [fid, nbytes]
-            self.records[fid] = {"id": fid, "bytes_received": 0, "end_s": None}
+            headers[conn] = b""
+            sel.register(conn, selectors.EVENT_READ)
+
+    def _read_header(self, sel, conn, headers, pending):
+        try:
+            chunk = conn.recv(HEADER.size - len(headers[conn]))
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            # A handshake the peer gave up on and retried (see _connect): not a flow.
+            sel.unregister(conn)
+            del headers[conn]
+            conn.close()
+            return
+        headers[conn] += chunk
+        if len(headers[conn]) < HEADER.size:
+            return
+        sel.unregister(conn)
+        fid, nbytes = HEADER.unpack(headers.pop(conn))
+        fid = fid.rstrip(b"\0").decode()
+        if fid not in pending or self.recv_flows[fid].bytes != nbytes:
+            raise SystemExit(f"agent {self.host}: unexpected flow {fid!r} ({nbytes} bytes)")
+        pending.discard(fid)
+        self.in_socks[conn] = [fid, nbytes]
+        self.records[fid] = {"id": fid, "bytes_received": 0, "end_s": None}
 
     # -- the timed part --------------------------------------------------------------------
     def now(self):
