@@ -73,6 +73,8 @@ def build_lldp(probe):
                        chassis_id=_chassis(probe.dpid)),
         lldp.PortID(subtype=lldp.PortID.SUB_PORT_COMPONENT, port_id=str(probe.port).encode()),
         lldp.TTL(ttl=120),
+        *([] if probe.sent_at is None else [lldp.SystemDescription(
+            system_description=f"sent={probe.sent_at!r}".encode())]),
         lldp.End(),
     ]))
     pkt.serialize()
@@ -80,12 +82,21 @@ def build_lldp(probe):
 
 
 def parse_lldp(lldp_frame):
-    """(dpid, port) a probe was sent from, or None if it is not one of ours."""
+    """(dpid, port, sent_at or None) a probe was sent from, or None if it is not one of
+    ours."""
     tlvs = lldp_frame.tlvs
     chassis = tlvs[0].chassis_id if tlvs else b""
     if not chassis.startswith(b"dpid:"):
         return None
-    return int(chassis[5:], 16), int(tlvs[1].port_id)
+    sent_at = None
+    for tlv in tlvs[3:]:
+        text = getattr(tlv, "system_description", b"")
+        if text.startswith(b"sent="):
+            try:
+                sent_at = float(text[5:])
+            except ValueError:
+                return None
+    return int(chassis[5:], 16), int(tlvs[1].port_id), sent_at
 
 
 def build_arp(a):
@@ -359,7 +370,8 @@ class FabricController(app_manager.RyuApp):
         if probe is not None:
             src = parse_lldp(probe)
             if src is not None:
-                self.send(self.driver.link_seen(src[0], src[1], dp.id, in_port, now))
+                self.send(self.driver.link_seen(src[0], src[1], dp.id, in_port, now,
+                                                sent_at=src[2]))
             return
         eth = pkt.get_protocol(ethernet.ethernet)
         a = pkt.get_protocol(arp_pkt.arp)

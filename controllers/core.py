@@ -301,7 +301,7 @@ class RoutingCore:
 
     # -- link discovery --------------------------------------------------------------------
     def _probe(self, dpid, ports):
-        return [PacketOut(dpid, (p,), LldpProbe(dpid, p)) for p in ports]
+        return [PacketOut(dpid, (p,), LldpProbe(dpid, p, self._now)) for p in ports]
 
     def lldp_probes(self, now):
         """Probes for every live port of every switch (the app sends them periodically)."""
@@ -310,10 +310,13 @@ class RoutingCore:
             msgs.extend(self._probe(dpid, sorted(self.ports[dpid])))
         return msgs
 
-    def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now):
-        """A probe sent out of (src_dpid, src_port) arrived at (dst_dpid, dst_port)."""
+    def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now, sent_at=None):
+        """A probe sent out of (src_dpid, src_port) arrived at (dst_dpid, dst_port);
+        ``sent_at``, the time the probe says it was sent, if it says (see
+        :meth:`controllers.topology.TopologyState.expire_links`)."""
         self._at(now)
-        if self.topo.link_seen(src_dpid, src_port, dst_dpid, dst_port, now):
+        if self.topo.link_seen(src_dpid, src_port, dst_dpid, dst_port,
+                               now if sent_at is None or sent_at > now else sent_at):
             self.counters["links_learned"] += 1
         return []
 
@@ -862,6 +865,7 @@ class RoutingCore:
         loads = self.link_loads()
         utils = [x["utilization"] for x in loads]
         counters = dict(self.counters)
+        counters.update(self.topo.counters)
         counters["flows"] = len(self.flows)
         counters["pinned_flows"] = sum(1 for f in self.flows.values() if f.path is not None)
         counters["elephants"] = sum(1 for f in self.flows.values() if f.elephant)

@@ -295,10 +295,10 @@ class FabricDriver:
         out = self._confirm(self.core.port_status(dpid, port, up, now), now)
         return out + self._confirm(self.core.flush(now), now)
 
-    def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now):
+    def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now, sent_at=None):
         """An LLDP probe of ours arrived (see :meth:`RoutingCore.link_seen`)."""
-        return self._confirm(self.core.link_seen(src_dpid, src_port, dst_dpid, dst_port, now),
-                             now)
+        return self._confirm(self.core.link_seen(src_dpid, src_port, dst_dpid, dst_port, now,
+                                                 sent_at=sent_at), now)
 
     # -- packets ---------------------------------------------------------------------------
     def packet_in_arp(self, dpid, in_port, arp, data, now):

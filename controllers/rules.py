@@ -183,9 +183,12 @@ class ArpPacket:
 
 @dataclass(frozen=True)
 class LldpProbe:
-    """A link-discovery frame to send out of (dpid, port)."""
+    """A link-discovery frame to send out of (dpid, port); ``sent_at`` (the core's ``now``
+    when it asked for the probe) travels in the frame, so a probe processed late still says
+    when it was sent."""
     dpid: int
     port: int
+    sent_at: float = None
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ class TopologyState:
         self.adj = {}
         self.hosts = {}
         self.changes = Changes()
-        self._last_probe_at = None                      # when the newest probe came back
+        self.counters = collections.Counter()            # what happened to links, for status
+        self._reported_at = {}                          # dpid -> newest probe it reported
         self._ips = {}                                  # ip -> mac
         self._at_port = collections.defaultdict(set)    # (dpid, port) -> macs
         self._at_switch = collections.defaultdict(set)  # dpid -> macs
@@ -105,6 +106,7 @@ class TopologyState:
             self._refresh_pair(dpid, nbr)
         del self.ports[dpid]
         del self.adj[dpid]
+        self._reported_at.pop(dpid, None)
         self.changes.switches.add(dpid)
 
     def port_up(self, dpid, port):
@@ -115,6 +117,7 @@ class TopologyState:
     def port_down(self, dpid, port):
         """A port went down: its link and the hosts behind it are gone at once."""
         if dpid in self.ports:
+            self.counters["ports_down"] += 1
             self._port_gone(dpid, port)
 
     def _port_gone(self, dpid, port):
@@ -125,7 +128,7 @@ class TopologyState:
 
     # -- links -----------------------------------------------------------------------------
     def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now):
-        """A probe sent out of (src_dpid, src_port) arrived at (dst_dpid, dst_port).
+        """A probe sent out of (src_dpid, src_port) at ``now`` arrived at (dst_dpid, dst_port).
 
         Returns
         -------
@@ -134,13 +137,14 @@ class TopologyState:
         """
         if src_dpid not in self.ports or dst_dpid not in self.ports:
             return False
-        self._last_probe_at = now
+        self._reported_at[dst_dpid] = max(now, self._reported_at.get(dst_dpid, now))
         key = (src_dpid, src_port)
         old = self.links.get(key)
         if old is not None and old[:2] == (dst_dpid, dst_port):
-            self.links[key] = (dst_dpid, dst_port, now)
+            self.links[key] = (dst_dpid, dst_port, max(now, old[2]))
             return False
         if old is not None:
+            self.counters["links_moved"] += 1
             self._drop_entry(key)
         self.links[key] = (dst_dpid, dst_port, now)
         for end in (key, (dst_dpid, dst_port)):
@@ -155,17 +159,21 @@ class TopologyState:
     def expire_links(self, now):
         """Drop links no probe confirmed for ``link_timeout_s`` (called once per probe round).
 
-        The time is counted up to the newest probe the controller has processed on any link,
-        not up to ``now``: a controller that falls behind (its CPU shared with a busy
-        emulation, its packet-ins queued) sees every link's probes late alike and must not
-        take that for links dying. Only when no probe at all has come back for
-        :data:`SILENT_ROUNDS` timeouts does ``now`` count (every link went silent).
+        A link's time is when its newest confirming probe was *sent* (probes carry it), and
+        it is counted up to the newest probe sent and reported by the same switch (the one
+        the probes arrive at), not up to ``now``: a controller that falls behind (its CPU
+        shared with a busy emulation, one switch's packet-ins queued behind others') works
+        through that switch's probes late, and in order of sending, and must not take that
+        for links dying. Only when a switch has reported no probe at all for
+        :data:`SILENT_ROUNDS` timeouts does ``now`` count (all its links went silent).
         """
-        reference = self._last_probe_at
-        if reference is None or now - reference > SILENT_ROUNDS * self.link_timeout_s:
-            reference = now
-        for key, (_, _, seen) in list(self.links.items()):
+        silent = SILENT_ROUNDS * self.link_timeout_s
+        for key, (dst, _, seen) in list(self.links.items()):
+            reference = self._reported_at.get(dst)
+            if reference is None or now - reference > silent:
+                reference = now
             if reference - seen > self.link_timeout_s and key in self.links:
+                self.counters["links_expired"] += 1
                 self.drop_link_at(*key)
 
     def drop_link_at(self, dpid, port):

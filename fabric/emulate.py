@@ -34,6 +34,10 @@ MIN_SHAPED_MBPS = 0.1
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 
 
+# How long a switch waits for the controller to answer its echo before disconnecting.
+SWITCH_INACTIVITY_PROBE_MS = 60_000
+
+
 class EmulationError(RuntimeError):
     """The emulation cannot be built as asked (unshapeable link, missing feature...)."""
 
@@ -380,6 +384,15 @@ class Emulation:
             if r.returncode != 0:
                 raise EmulationError(f"configuring switch interfaces with {tool} failed: "
                                      f"{r.stderr.strip()[:500]}")
+        # A switch disconnects from a controller that has not answered its echo within the
+        # inactivity probe (5 s by default), and on reconnecting it is wiped and rebuilt.
+        # Under a large emulation the controller shares two cores with a hundred agents and
+        # answers late, not never: a dead controller closes its connection anyway.
+        uuids = subprocess.run(["ovs-vsctl", "--timeout=30", "--bare", "--columns=_uuid",
+                                "list", "controller"], capture_output=True, text=True).stdout
+        for uuid in uuids.split():
+            ovs += ["--", "set", "controller", uuid,
+                    f"inactivity_probe={SWITCH_INACTIVITY_PROBE_MS}"]
         # The userspace datapath sizes its receive buffers from the port MTU it was asked for.
         r = subprocess.run(ovs, capture_output=True, text=True)
         if r.returncode != 0:

@@ -273,3 +273,26 @@ def test_a_controller_that_falls_behind_keeps_its_links_a_dead_link_still_expire
     assert len(topo.links) == links - 1 and a1 not in topo.adj[e1]
     topo.expire_links(41.0 + 15.0 * 4 + 1)           # then every link went silent
     assert not topo.links
+
+
+def test_probes_worked_through_late_after_a_stall_do_not_expire_links():
+    """The controller stalls for 30 s, then works through its backlog of probe replies one
+    by one, with link expiry running in between: links are judged by when their probes
+    were sent, so none expires."""
+    g = build("fattree", k=4)
+    core = RoutingCore()
+    core.load_fabric(g)
+    core.flush(0.0)
+    links = core.status()["links"]
+    probes = [m.packet for m in core.lldp_probes(1.0)]
+    peers = core.topo.peers()
+    now = 31.0
+    for i, probe in enumerate(probes):
+        if (probe.dpid, probe.port) in peers:
+            dst, dport = peers[(probe.dpid, probe.port)]
+            core.link_seen(probe.dpid, probe.port, dst, dport, now + 0.01 * i,
+                           sent_at=probe.sent_at)
+        if i % 5 == 0:
+            core.expire_links(now + 0.01 * i)
+    assert core.status()["links"] == links and core.status()["counters"].get(
+        "links_expired", 0) == 0

@@ -135,3 +135,14 @@ def test_bench_specs_scale_the_workload_and_check():
     assert spec["workload"]["params"]["bytes_per_flow"] == 2_000_000
     assert spec["topology"]["params"]["oversubscription"] == 2.0
     assert make_spec(BASELINE, "ecmp", "moe_uniform", 1.0)["topology"]["name"] == "nonblocking"
+
+
+def test_lldp_probes_carry_when_they_were_sent_and_parse_back():
+    apply_shim()
+    from ryu.lib.packet import lldp, packet
+    from controllers.app import build_lldp, parse_lldp
+    from controllers.rules import LldpProbe
+    for probe, want in ((LldpProbe(0x1F, 7, 12.25), (0x1F, 7, 12.25)),
+                        (LldpProbe(3, 1), (3, 1, None))):
+        frame = packet.Packet(build_lldp(probe)).get_protocol(lldp.lldp)
+        assert parse_lldp(frame) == want
