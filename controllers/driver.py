@@ -31,6 +31,8 @@ from controllers.rules import (COOKIE_FLOW, Barrier, FlowMod, FlowStatsRequest, 
 
 TICK_S = 0.05
 HOLD_MAX_S = 1.0
+# A statistics round still unanswered after this many intervals is closed as late.
+LATE_ROUNDS = 4
 XID_MODULO = 2 ** 32
 
 
@@ -139,6 +141,7 @@ class FabricDriver:
         self._held = []         # (since, PacketOuts) waiting for every switch's barrier reply
         self._next_lldp_s = None
         self._next_stats_s = None
+        self._round_started_s = None
 
     # -- sending ---------------------------------------------------------------------------
     def _next_xid(self, dpid):
@@ -190,10 +193,16 @@ class FabricDriver:
             self._next_stats_s = now + self.stats_interval_s
         if now >= self._next_stats_s:
             self._next_stats_s = now + self.stats_interval_s
-            if self._round:
-                self.counters["stats_rounds_late"] += 1
-                out += self._end_round(now)
-            out += self._start_round()
+            if self._round and now - self._round_started_s < LATE_ROUNDS * self.stats_interval_s:
+                # Still answering (a controller behind on a large fabric's flow statistics):
+                # another round now would only pile up; the next starts once this one ended
+                # (see _end_round).
+                self.counters["stats_rounds_waited"] += 1
+            else:
+                if self._round:
+                    self.counters["stats_rounds_late"] += 1
+                    out += self._end_round(now)
+                out += self._start_round(now)
         if self._next_lldp_s is None or now >= self._next_lldp_s:
             self._next_lldp_s = now + self.lldp_interval_s
             out += self.core.expire_links(now)
@@ -210,9 +219,10 @@ class FabricDriver:
         return out, min(deadlines)
 
     # -- statistics ------------------------------------------------------------------------
-    def _start_round(self):
+    def _start_round(self, now):
         """Port statistics of every switch, and flow statistics of the per-flow rules when
         the policy learns flows (their byte counters are what it measures flows by)."""
+        self._round_started_s = now
         learning = self.core.learns_flows
         reqs = []
         for dpid in sorted(self.core.ports):
@@ -226,6 +236,10 @@ class FabricDriver:
     def _end_round(self, now):
         self._round.clear()
         self.counters["stats_rounds"] += 1
+        # The next round waits at least as long as this one took, so statistics take at most
+        # half of a controller that answers them slower than the interval.
+        took = now - (self._round_started_s if self._round_started_s is not None else now)
+        self._next_stats_s = max(self._next_stats_s or now, now + took)
         self.core.adapt(now)
         return self._confirm(self.core.flush(now), now)
 

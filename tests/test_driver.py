@@ -255,21 +255,26 @@ def test_the_end_of_a_round_adapts_and_flushes():
     assert driver.status()["unconfirmed_switches"] > 0
 
 
-def test_a_round_still_open_when_the_next_is_due_is_closed_as_late():
+def test_a_round_still_open_when_the_next_is_due_is_waited_for_then_closed_as_late():
     g, core, driver, net = discovered()
     l1 = net.dpid("l1")
     net.deliver(driver.tick(1.0)[0])
     answer_round(g, driver, net, 1.1, skip={l1})
     (stale,) = net.requests
     net.requests.clear()
-    net.deliver(driver.tick(2.0)[0])
+    net.deliver(driver.tick(2.0)[0])              # a slow switch: no second round piles up
+    assert not net.requests and driver.counters["stats_rounds_waited"] == 1
+    for t in (3.0, 4.0):
+        net.deliver(driver.tick(t)[0])
+    assert not net.requests and not driver.counters["stats_rounds_late"]
+    net.deliver(driver.tick(5.0)[0])              # 4 intervals unanswered: closed as late
     assert driver.counters["stats_rounds_late"] == 1
     assert driver.status()["stats_rounds"] == 1
     assert len(net.requests) == len(switches(g))   # the next round started
     # the late reply belongs to no round: it neither counts nor ends the new one
-    assert driver.stats_reply(l1, stale.xid, port_rows(g, "l1", 0), 2.1) == []
+    assert driver.stats_reply(l1, stale.xid, port_rows(g, "l1", 0), 5.1) == []
     assert driver.status()["stats_rounds"] == 1
-    answer_round(g, driver, net, 2.2)
+    answer_round(g, driver, net, 5.2)
     assert driver.status()["stats_rounds"] == 2 and driver.counters["stats_rounds_late"] == 1
 
 
