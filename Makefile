@@ -3,7 +3,7 @@ PY := .venv/bin/python
 SPEC ?= experiments/demo.yaml
 RESULTS ?= results
 PYTEST_ARGS ?=
-# `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds.
+# `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds, fat-tree.
 BENCH ?= full
 
 .PHONY: setup demo test test-unit experiment bench bench-core bench-k8 bench-fidelity bench-scale clean

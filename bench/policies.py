@@ -444,11 +444,13 @@ def write_outputs(out_dir, rows, table, targets, lines, extra):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
-                   help="3 seeds, smaller transfers, no installation or failover runs")
+                   help="3 seeds, smaller transfers, the fat-tree only, no installation or "
+                        "failover runs")
     p.add_argument("--seeds", type=int, help="seeds per cell (default 5, quick 3)")
     p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
-    p.add_argument("--fabrics", nargs="+", choices=list(FABRICS), default=list(FABRICS),
-                   help="only these")
+    p.add_argument("--fabrics", nargs="+", choices=list(FABRICS), default=None,
+                   help="only these (default: both; the fat-tree alone with --quick, where "
+                        "the targets are)")
     p.add_argument("--controllers", nargs="+", choices=CONTROLLERS, default=list(CONTROLLERS),
                    help="only these (the baseline always runs)")
     p.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
@@ -456,6 +458,8 @@ def main(argv=None):
                    help="skip core compute, installation rate and failover measurements")
     a = p.parse_args(argv)
     mode = "quick" if a.quick else "full"
+    if a.fabrics is None:
+        a.fabrics = ["fattree"] if a.quick else list(FABRICS)
     seeds = list(range(1, 1 + (a.seeds or SEEDS[mode])))
     if os.geteuid() != 0:
         print("error: emulation needs root", file=sys.stderr)
