@@ -767,7 +767,7 @@ class RoutingCore:
                     suspects.update(self.load.on_link.get((b, a), ()))
                 for mac in changes.hosts:
                     suspects.update(self.load.flows_of(mac))
-                    suspects.update(self.load._to.get(mac, ()))
+                    suspects.update(self.load.flows_to(mac))
             self.render.update(changed, changes.pairs, changes.hosts)
             self.counters["route_updates"] += 1
         broken = []

@@ -353,6 +353,10 @@ class LoadModel:
         """Keys of the flows a host sends."""
         return self._from.get(mac, ())
 
+    def flows_to(self, mac):
+        """Keys of the flows a host receives."""
+        return self._to.get(mac, ())
+
     def count_from(self, mac):
         return len(self._from.get(mac, ()))
 
