@@ -18,9 +18,6 @@ import os
 import sys
 
 from fabric import runner, spec as specs
-from fabric.controller import ControllerError
-from fabric.emulate import EmulationError
-from traffic.coordinator import CoordinatorError
 
 SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "experiments", "alltoall_k8.yaml")
@@ -55,8 +52,7 @@ def main(argv=None):
                          "efficiency": run["efficiency"], "cpu_idle_min": run["cpu_idle_min"],
                          "cpu_saturated": run["cpu_saturated"],
                          "ready_s": run["ready"]["ready_s"], "results": run_dir})
-    except (specs.SpecError, runner.RunError, ControllerError, EmulationError,
-            CoordinatorError) as e:
+    except runner.RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

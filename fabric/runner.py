@@ -519,6 +519,10 @@ def table(summary):
     return "\n".join(lines)
 
 
+# What a bad spec or a failed run raises: one line naming what is wrong, exit status 2.
+RUN_ERRORS = (specs.SpecError, RunError, ControllerError, EmulationError, CoordinatorError)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run an experiment spec.")
     p.add_argument("spec")
@@ -533,8 +537,7 @@ def main(argv=None):
             raise RunError("emulation needs root (Mininet creates namespaces and bridges)")
         _terminate_on_sigterm()
         out_dir, summary = run_spec(spec, a.spec, a.results, log)
-    except (specs.SpecError, RunError, ControllerError, EmulationError,
-            CoordinatorError) as e:
+    except RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
