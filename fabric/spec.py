@@ -148,16 +148,22 @@ def check(spec, where="spec"):
     return out
 
 
-def load(path, policy=None):
-    """Read and check the spec file at ``path``; ``policy``, if given, replaces its policy
-    (checked like the file's own)."""
+def read(path):
+    """The YAML document in the spec file at ``path``, unchecked (fabric/sweep.py expands it
+    into cells before :func:`check` sees them)."""
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except OSError as e:
         raise SpecError(f"{path}: cannot read spec: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
+
+
+def load(path, policy=None):
+    """Read and check the spec file at ``path``; ``policy``, if given, replaces its policy
+    (checked like the file's own)."""
+    raw = read(path)
     if policy is not None and isinstance(raw, dict):
         raw = dict(raw, policy=policy)
     return check(raw, where=str(path))
