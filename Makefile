@@ -3,10 +3,12 @@ PY := .venv/bin/python
 SPEC ?= experiments/demo.yaml
 RESULTS ?= results
 PYTEST_ARGS ?=
+# `make sweep` runs the example sweep unless SPEC is given (`make sweep SPEC=<file>`).
+SWEEP_SPEC = $(if $(filter file,$(origin SPEC)),experiments/sweep_example.yaml,$(SPEC))
 # `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds, fat-tree.
 BENCH ?= full
 
-.PHONY: setup demo test test-unit experiment bench bench-core bench-k8 bench-fidelity bench-scale clean
+.PHONY: setup demo test test-unit experiment sweep bench bench-core bench-k8 bench-fidelity bench-scale clean
 
 setup:
 	@./scripts/setup.sh
@@ -16,6 +18,9 @@ demo: setup
 
 experiment: setup
 	$(PY) -m fabric.runner $(SPEC) --results $(RESULTS)
+
+sweep: setup
+	$(PY) -m fabric.sweep $(SWEEP_SPEC) --results $(RESULTS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
