@@ -238,10 +238,12 @@ class Twin:
         self.dpid = {n: g.nodes[n]["dpid"] for n in model.switches(g)}
         self.name_of = {d: n for n, d in self.dpid.items()}
         self.lid = {}      # (node, node) -> directed link index
+        self.ends_of = []  # directed link index -> (node, node)
         caps, delays, self.port_of = [], [], []
         for u, v, d in g.edges(data=True):
             for a, b in ((u, v), (v, u)):
                 self.lid[(a, b)] = len(caps)
+                self.ends_of.append((a, b))
                 caps.append(d["capacity_gbps"] * 1e9 * scale)
                 delays.append(0.0 if delay_scale is None else d["delay_us"] * 1e-6 * delay_scale)
                 self.port_of.append((a, d["ports"][a]) if not model.is_host(g, a) else None)
@@ -397,6 +399,33 @@ class Twin:
             prev, s = s, n
         return None
 
+    def flow_path(self, flow_id):
+        """The nodes (names of the model) the flow ``flow_id`` would cross now, host to
+        host, or None if no live path leads on."""
+        links = self._route(self.index[flow_id], self._pins())
+        if links is None:
+            return None
+        return tuple([self.ends_of[links[0]][0]] + [self.ends_of[lid][1] for lid in links])
+
+    def setup(self):
+        """The connections before the clock: learning policies learn every flow (and its
+        ACK direction), ``collective`` announces them all, as the agents and the runner do;
+        returns the number of flows the core learned."""
+        core, flows, mac = self.core, self.schedule.flows, self.mac
+        if core.learns_flows:
+            for fi, f in enumerate(flows):
+                key = self.keys[fi]
+                core.flow_seen(key, mac[f.src], mac[f.dst], 0, 0.0)
+                core.flow_seen(key.reverse(), mac[f.dst], mac[f.src], 0, 0.0)
+        if core.policy == "collective":
+            depth = self.schedule.depths()
+            core.submit_intent("run", [
+                {"src": self.keys[fi].ipv4_src, "dst": self.keys[fi].ipv4_dst,
+                 "bytes": f.bytes, "flow": list(self.keys[fi]), "phase": depth[f.id]}
+                for fi, f in enumerate(flows)], 0.0)
+        core.flush(0.0)
+        return core.counters.get("flows_learned", 0)
+
     # -- the run ---------------------------------------------------------------------------
     def run(self):
         """Execute the schedule; returns ``(records, info)``: one flow record per started
@@ -406,22 +435,8 @@ class Twin:
         flows = sched.flows
         n = len(flows)
         mac = self.mac
-        # Connections before the clock: learning policies learn every flow (and its ACK
-        # direction), collective announces them all, as the agents and the runner do.
-        if core.learns_flows:
-            for fi, f in enumerate(flows):
-                key = self.keys[fi]
-                core.flow_seen(key, mac[f.src], mac[f.dst], 0, 0.0)
-                core.flow_seen(key.reverse(), mac[f.dst], mac[f.src], 0, 0.0)
-        if core.policy == "collective":
-            depth = sched.depths()
-            core.submit_intent("run", [
-                {"src": self.keys[fi].ipv4_src, "dst": self.keys[fi].ipv4_dst,
-                 "bytes": f.bytes, "flow": list(self.keys[fi]), "phase": depth[f.id]}
-                for fi, f in enumerate(flows)], 0.0)
-        core.flush(0.0)
+        learned_at_setup = self.setup()
         pins, pins_version = self._pins(), core.pins_version
-        learned_at_setup = core.counters.get("flows_learned", 0)
 
         children = [[] for _ in range(n)]
         waiting = [0] * n
