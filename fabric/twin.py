@@ -46,6 +46,7 @@ import heapq
 import random
 import time
 
+import numba
 import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
@@ -98,70 +99,125 @@ def max_min_rates(links, caps, active=None):
     >>> max_min_rates(np.array([[0, 1], [0, -1], [1, -1]]), np.array([10.0, 10.0])).tolist()
     [5.0, 5.0, 5.0]
     """
-    n, n_links = len(links), len(caps)
+    links = np.ascontiguousarray(links, dtype=np.int32)
+    if active is None:
+        active = np.ones(len(links), dtype=np.bool_)
+    if len(links) == 0:
+        return np.zeros(0)
+    return _fill(links, np.asarray(caps, dtype=np.float64), np.asarray(active, dtype=np.bool_))
+
+
+@numba.njit(cache=True)
+def _fill(links, caps, active):
+    """Progressive filling, one bottleneck link at a time: the link whose remaining capacity
+    per unfrozen flow is smallest fixes its flows at that share, which is taken off the other
+    links they cross. A link's share only grows as flows freeze elsewhere (each froze at the
+    smallest share), so a heap whose stale entries are pushed again on pop finds every
+    bottleneck in order: O(flows x width x log links) per solve."""
+    n, width = links.shape
+    n_links = caps.shape[0]
     rate = np.zeros(n)
-    if n == 0:
-        return rate
-    crosses = links >= 0
-    todo = crosses.any(axis=1)
-    if active is not None:
-        todo &= active
-    rem = caps.astype(float).copy()
+    rem = caps.copy()
+    cnt = np.zeros(n_links, np.int64)
+    for f in range(n):
+        if active[f]:
+            for w in range(width):
+                lk = links[f, w]
+                if lk >= 0:
+                    cnt[lk] += 1
+    start = np.zeros(n_links + 1, np.int64)
+    for lk in range(n_links):
+        start[lk + 1] = start[lk] + cnt[lk]
+    fill = start[:-1].copy()
+    on = np.empty(start[n_links], np.int64)
+    for f in range(n):
+        if active[f]:
+            for w in range(width):
+                lk = links[f, w]
+                if lk >= 0:
+                    on[fill[lk]] = f
+                    fill[lk] += 1
+    frozen = ~active
+    heap = [(0.0, -1)]
+    heap.pop()
+    for lk in range(n_links):
+        if cnt[lk] > 0:
+            heapq.heappush(heap, (rem[lk] / cnt[lk], lk))
     level = 0.0
-    tol = 1e-9 * max(1.0, float(caps.max(initial=1.0)))
-    while todo.any():
-        rows = links[todo]
-        counts = np.bincount(rows[rows >= 0], minlength=n_links)
-        used = counts > 0
-        share = np.full(n_links, np.inf)
-        share[used] = rem[used] / counts[used]
-        inc = max(0.0, float(share.min()))
-        level += inc
-        rem[used] -= inc * counts[used]
-        full = used & (rem <= tol)
-        if not full.any():  # rounding: freeze the tightest links
-            full = used & (share <= inc * (1 + 1e-12) + tol)
-        full_pad = np.append(full, False)   # index -1 (padding) is never full
-        hit = full_pad[links].any(axis=1) & todo
-        rate[hit] = level
-        todo &= ~hit
+    while heap:
+        share, lk = heapq.heappop(heap)
+        if cnt[lk] == 0:
+            continue
+        cur = rem[lk] / cnt[lk]
+        if cur > share * (1.0 + 1e-12) + 1e-300:
+            heapq.heappush(heap, (cur, lk))
+            continue
+        level = max(level, cur)
+        for i in range(start[lk], start[lk + 1]):
+            f = on[i]
+            if frozen[f]:
+                continue
+            frozen[f] = True
+            rate[f] = level
+            for w in range(width):
+                m = links[f, w]
+                if m >= 0:
+                    rem[m] -= level
+                    cnt[m] -= 1
+        cnt[lk] = 0
     return rate
 
 
 class _Flows:
-    """The active flows of a run as arrays: links crossed, bytes left, rate, bytes sent."""
+    """The active flows of a run as arrays of reusable rows: links crossed (-1 padded; a
+    free row crosses none), bytes left, rate, bytes sent."""
 
-    def __init__(self, width=8):
-        self.links = np.full((0, width), -1, dtype=np.int32)
-        self.left = np.zeros(0)
-        self.rate = np.zeros(0)
-        self.sent = np.zeros(0)
-        self.ids = []             # row -> flow index of the schedule
+    def __init__(self, rows=64, width=8):
+        self.links = np.full((rows, width), -1, dtype=np.int32)
+        self.left = np.zeros(rows)
+        self.rate = np.zeros(rows)
+        self.sent = np.zeros(rows)
+        self.alive = np.zeros(rows, dtype=np.bool_)
+        self.fid = np.full(rows, -1, dtype=np.int64)
+        self.free = list(range(rows - 1, -1, -1))
         self.row = {}             # flow index -> row
 
     def __len__(self):
-        return len(self.ids)
+        return len(self.row)
+
+    @property
+    def ids(self):
+        return list(self.row)
+
+    def _grow(self, rows, width):
+        old_rows, old_width = self.links.shape
+        rows, width = max(rows, old_rows), max(width, old_width)
+        links = np.full((rows, width), -1, dtype=np.int32)
+        links[:old_rows, :old_width] = self.links
+        self.links = links
+        extra = rows - old_rows
+        if extra:
+            self.left = np.append(self.left, np.zeros(extra))
+            self.rate = np.append(self.rate, np.zeros(extra))
+            self.sent = np.append(self.sent, np.zeros(extra))
+            self.alive = np.append(self.alive, np.zeros(extra, dtype=np.bool_))
+            self.fid = np.append(self.fid, np.full(extra, -1, dtype=np.int64))
+            self.free.extend(range(rows - 1, old_rows - 1, -1))
 
     def add(self, fi, links, nbytes):
-        width = self.links.shape[1]
-        if len(links) > width:
-            pad = np.full((len(self), len(links) - width), -1, dtype=np.int32)
-            self.links = np.hstack([self.links, pad])
-            width = len(links)
-        row = np.full((1, width), -1, dtype=np.int32)
-        row[0, :len(links)] = links
-        self.row[fi] = len(self.ids)
-        self.ids.append(fi)
-        self.links = np.vstack([self.links, row])
-        self.left = np.append(self.left, float(nbytes))
-        self.rate = np.append(self.rate, 0.0)
-        self.sent = np.append(self.sent, 0.0)
+        if not self.free or len(links) > self.links.shape[1]:
+            self._grow(2 * len(self.left) if not self.free else 0, len(links))
+        r = self.free.pop()
+        self.links[r] = -1
+        self.links[r, :len(links)] = links
+        self.left[r], self.rate[r], self.sent[r] = float(nbytes), 0.0, 0.0
+        self.alive[r], self.fid[r] = True, fi
+        self.row[fi] = r
 
     def set_links(self, fi, links):
-        r = self.row[fi]
         if len(links) > self.links.shape[1]:
-            pad = np.full((len(self), len(links) - self.links.shape[1]), -1, dtype=np.int32)
-            self.links = np.hstack([self.links, pad])
+            self._grow(0, len(links))
+        r = self.row[fi]
         self.links[r] = -1
         self.links[r, :len(links)] = links
 
@@ -170,12 +226,15 @@ class _Flows:
         return tuple(int(x) for x in r[r >= 0])
 
     def remove(self, rows):
-        """Drop the given rows (a boolean mask)."""
-        keep = ~rows
-        self.links, self.left = self.links[keep], self.left[keep]
-        self.rate, self.sent = self.rate[keep], self.sent[keep]
-        self.ids = [fi for fi, k in zip(self.ids, keep) if k]
-        self.row = {fi: r for r, fi in enumerate(self.ids)}
+        """Free the given rows (indices)."""
+        for r in rows:
+            del self.row[int(self.fid[r])]
+            self.free.append(int(r))
+        self.alive[rows] = False
+        self.links[rows] = -1
+        self.rate[rows] = 0.0
+        self.left[rows] = 0.0
+        self.fid[rows] = -1
 
 
 class Twin:
@@ -252,6 +311,7 @@ class Twin:
         self.delay = np.array(delays)
         self.up = np.ones(len(caps), dtype=bool)
         self.link_bytes = np.zeros(len(caps))
+        self.link_rate = np.zeros(len(caps))
         self.switch_ports = {}   # dpid -> [(port, lid)] of links it transmits on
         for lid, at in enumerate(self.port_of):
             if at is not None:
@@ -483,7 +543,11 @@ class Twin:
 
         while True:
             if dirty:
-                act.rate = max_min_rates(act.links, self.live_caps)
+                act.rate = max_min_rates(act.links, self.live_caps, act.alive)
+                rows = act.links
+                mask = rows >= 0
+                self.link_rate = np.bincount(rows[mask], weights=np.broadcast_to(
+                    act.rate[:, None], rows.shape)[mask], minlength=len(self.caps))
                 self.counters["rate_solves"] += 1
                 dirty = False
             moving = act.rate > 0
@@ -505,10 +569,11 @@ class Twin:
             t = t_next
             self.counters["events"] += 1
             # Flows whose last byte left: received after their path's propagation delay.
-            done = act.left <= DONE_FRACTION * (act.left + act.sent) + 1e-9
-            if done.any():
-                for r in np.flatnonzero(done):
-                    fi = act.ids[r]
+            done = np.flatnonzero(act.alive & (
+                act.left <= DONE_FRACTION * (act.left + act.sent) + 1e-9))
+            if len(done):
+                for r in done:
+                    fi = int(act.fid[r])
                     sent_final[fi] = float(act.sent[r])
                     heapq.heappush(arrivals, (t + float(self.delay[act.links[r][
                         act.links[r] >= 0]].sum()), fi))
@@ -553,7 +618,7 @@ class Twin:
                 after_core(t)
                 next_stats = t + self.stats_interval_s
                 self.counters["stats_rounds"] += 1
-        for r, fi in enumerate(act.ids):
+        for fi, r in act.row.items():
             sent_final[fi] = float(act.sent[r])
         records = []
         for fi, f in enumerate(flows):
@@ -576,10 +641,7 @@ class Twin:
         moved = np.minimum(moved, act.left)
         act.left -= moved
         act.sent += moved
-        rows = act.links
-        mask = rows >= 0
-        self.link_bytes += np.bincount(rows[mask], weights=np.broadcast_to(
-            moved[:, None], rows.shape)[mask], minlength=len(self.caps))
+        self.link_bytes += self.link_rate * (dt / 8.0)
 
     def _link_event(self, kind, arg, t):
         core = self.core
@@ -609,7 +671,7 @@ class Twin:
             core.port_stats(dpid, {p: int(total[lid]) for p, lid in ports}, t)
         if not core.learns_flows:
             return
-        sent = {act.ids[r]: float(act.sent[r]) for r in range(len(act))}
+        sent = {fi: float(act.sent[r]) for fi, r in act.row.items()}
         flows = self.schedule.flows
         for key in list(core.flows):
             fi = self.key_index.get(key)
