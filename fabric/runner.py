@@ -342,6 +342,8 @@ def run_on(net, schedule, spec, run_dir):
         # The flows the controller learned while the agents connected (every flow connects
         # before the clock), read before an intent adds its own work.
         learned["after"] = flows_learned(ctl)
+        # The 5-tuple of every connection, so the twin can replay the run's hash choices.
+        _write_json(os.path.join(run_dir, "connections.json"), five_tuples)
         if announce is not None:
             announce(five_tuples)
 
@@ -407,10 +409,11 @@ def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
     return result
 
 
-def run_twin(g, schedule, spec, run_dir, log):
+def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
     """One run on fabric ``g`` in the flow-level simulator (fabric/twin.py); returns its
     summary dict (also written to run_dir), in the emulation's format with ``backend:
-    twin``."""
+    twin``. ``five_tuples`` (an emulation run's ``connections.json``) replays that run's
+    connections, so its ECMP hash choices."""
     from fabric.twin import Twin
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
@@ -422,7 +425,8 @@ def run_twin(g, schedule, spec, run_dir, log):
                 stats_interval_s=ctl["stats_interval_s"], fast_failover=ctl["fast_failover"],
                 options=ctl["options"], seed=schedule.meta.get("seed") or spec["seed"],
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
-                detect_s=tw["detect_s"], max_time_s=tw["max_time_s"])
+                detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
+                five_tuples=five_tuples)
     records, info = twin.run()
     log(f"  {g.graph['name']}: twin simulated {info['simulated_s']:.4g} s in "
         f"{info['wall_s']:.2f} s wall ({info['events']} events)")

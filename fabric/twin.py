@@ -268,11 +268,15 @@ class Twin:
         down or comes back at time t.
     max_time_s : float, optional
         Stop the run at this simulated time (flows not received by then are left incomplete).
+    five_tuples : dict, optional
+        ``{flow id: [src ip, dst ip, proto, sport, dport]}`` of the flows' connections (an
+        emulation run's ``connections.json``), to replay its hash choices; flows not in it
+        get drawn source ports.
     """
 
     def __init__(self, g, schedule, policy="ecmp", capacity_scale=1.0, stats_interval_s=1.0,
                  fast_failover=True, options=None, seed=0, delay_scale=1.0, detect_s=0.0,
-                 link_events=(), max_time_s=None):
+                 link_events=(), max_time_s=None, five_tuples=None):
         self.g, self.schedule = g, schedule
         self.stats_interval_s = float(stats_interval_s)
         self.fast_failover = fast_failover
@@ -286,7 +290,7 @@ class Twin:
         self.counters = {"rate_solves": 0, "events": 0, "stats_rounds": 0, "reroutes": 0,
                          "stalled": 0}
         self._index_links(capacity_scale, delay_scale)
-        self._make_flows(seed)
+        self._make_flows(seed, five_tuples or {})
         self._events = []
         for ev in link_events:
             self._add_link_event(ev)
@@ -319,19 +323,26 @@ class Twin:
         self.sw_lid = {(self.dpid[a], self.dpid[b]): i for (a, b), i in self.lid.items()
                        if a in self.dpid and b in self.dpid}
 
-    def _make_flows(self, seed):
+    def _make_flows(self, seed, given):
         g, flows = self.g, self.schedule.flows
         rng = random.Random(seed)
         used = {}
         self.keys, self.hash, self.ends = [], [], []
         for f in flows:
             taken = used.setdefault(f.src, set())
-            sport = rng.randint(*EPHEMERAL_PORTS)
-            while sport in taken:
+            if f.id in given:
+                key = FlowKey.of(given[f.id])
+                if (key.ipv4_src, key.ipv4_dst) != (g.nodes[f.src]["ip"], g.nodes[f.dst]["ip"]):
+                    raise TwinError(f"flow {f.id!r}: connection {list(key)} is not between "
+                                    f"{f.src} and {f.dst}")
+                taken.add(key.tp_src)
+            else:
                 sport = rng.randint(*EPHEMERAL_PORTS)
-            taken.add(sport)
-            key = FlowKey(g.nodes[f.src]["ip"], g.nodes[f.dst]["ip"], IP_PROTO_TCP, sport,
-                          AGENT_PORT)
+                while sport in taken:
+                    sport = rng.randint(*EPHEMERAL_PORTS)
+                taken.add(sport)
+                key = FlowKey(g.nodes[f.src]["ip"], g.nodes[f.dst]["ip"], IP_PROTO_TCP, sport,
+                              AGENT_PORT)
             self.keys.append(key)
             self.hash.append(ovs_dp_hash(dict(key.match())))
             sw_s, _ = model.host_switch(g, f.src)
