@@ -426,7 +426,7 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
                 options=ctl["options"], seed=schedule.meta.get("seed") or spec["seed"],
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
                 detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
-                five_tuples=five_tuples)
+                resolution=tw["resolution"], five_tuples=five_tuples)
     records, info = twin.run()
     log(f"  {g.graph['name']}: twin simulated {info['simulated_s']:.4g} s in "
         f"{info['wall_s']:.2f} s wall ({info['events']} events)")

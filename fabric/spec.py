@@ -25,7 +25,8 @@ FAST_FAILOVER protection, and policy thresholds (controllers.policies.PolicyConf
 ``twin``, which needs no root; ``twin`` configures the latter (its ``timebase``: ``nominal``
 runs the fabric's own rates and seconds, ``emulated`` the emulation's scaled ones; ``detect_s``:
 time from a link failure to the controller's port event; ``max_time_s``: a simulated-time
-limit, none by default).
+limit, none by default; ``resolution``: completions this close to each other, as a fraction of
+the per-NIC lower bound, are taken together, 0 = exact).
 """
 
 import copy
@@ -67,6 +68,7 @@ DEFAULTS = {
         "timebase": "nominal",
         "detect_s": 0.0,
         "max_time_s": None,
+        "resolution": 0.0,
     },
 }
 TOP_KEYS = set(DEFAULTS) | {"topology", "workload"}
@@ -139,6 +141,8 @@ def check(spec, where="spec"):
           f"'twin.detect_s' must be a number >= 0, got {tw['detect_s']!r}")
     _need(tw["max_time_s"] is None or (_is_num(tw["max_time_s"]) and tw["max_time_s"] > 0),
           where, f"'twin.max_time_s' must be a number > 0, got {tw['max_time_s']!r}")
+    _need(_is_num(tw["resolution"]) and 0 <= tw["resolution"] < 0.1, where,
+          f"'twin.resolution' must be a number in [0, 0.1), got {tw['resolution']!r}")
     ctl = out["controller"]
     _need(_is_num(ctl["stats_interval_s"]) and ctl["stats_interval_s"] > 0, where,
           f"'controller.stats_interval_s' must be a number > 0, got {ctl['stats_interval_s']!r}")

@@ -43,6 +43,7 @@ underestimates what TCP takes for flows of a few round trips.
 """
 
 import heapq
+import ipaddress
 import random
 import time
 
@@ -51,7 +52,7 @@ import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
 from controllers.rules import IP_PROTO_TCP, FlowKey
-from controllers.tables import select_slots, ovs_dp_hash
+from controllers.tables import ovs_dp_hash, ovs_dp_hash_tcp4, select_slots
 from fabric import model
 
 EPHEMERAL_PORTS = (32768, 60999)   # Linux's net.ipv4.ip_local_port_range default
@@ -268,6 +269,10 @@ class Twin:
         down or comes back at time t.
     max_time_s : float, optional
         Stop the run at this simulated time (flows not received by then are left incomplete).
+    resolution : float
+        Completions closer than this fraction of the schedule's per-NIC lower bound to the
+        next one are taken together with it (each flow ends at most that much early), so a
+        run with many flows recomputes rates less often; 0 (the default) is exact.
     five_tuples : dict, optional
         ``{flow id: [src ip, dst ip, proto, sport, dport]}`` of the flows' connections (an
         emulation run's ``connections.json``), to replay its hash choices; flows not in it
@@ -276,7 +281,7 @@ class Twin:
 
     def __init__(self, g, schedule, policy="ecmp", capacity_scale=1.0, stats_interval_s=1.0,
                  fast_failover=True, options=None, seed=0, delay_scale=1.0, detect_s=0.0,
-                 link_events=(), max_time_s=None, five_tuples=None):
+                 link_events=(), max_time_s=None, resolution=0.0, five_tuples=None):
         self.g, self.schedule = g, schedule
         self.stats_interval_s = float(stats_interval_s)
         self.fast_failover = fast_failover
@@ -291,6 +296,7 @@ class Twin:
                          "stalled": 0}
         self._index_links(capacity_scale, delay_scale)
         self._make_flows(seed, five_tuples or {})
+        self.resolution_s = float(resolution) * self.nic_bound_s()
         self._events = []
         for ev in link_events:
             self._add_link_event(ev)
@@ -327,12 +333,17 @@ class Twin:
         g, flows = self.g, self.schedule.flows
         rng = random.Random(seed)
         used = {}
-        self.keys, self.hash, self.ends = [], [], []
+        at = {}
+        for h in model.hosts(g):
+            sw, _ = model.host_switch(g, h)
+            at[h] = (g.nodes[h]["ip"], self.dpid[sw], self.lid[(h, sw)], self.lid[(sw, h)])
+        self.keys, self.ends = [], []
         for f in flows:
             taken = used.setdefault(f.src, set())
+            (src_ip, s, up, _), (dst_ip, d, _, down) = at[f.src], at[f.dst]
             if f.id in given:
                 key = FlowKey.of(given[f.id])
-                if (key.ipv4_src, key.ipv4_dst) != (g.nodes[f.src]["ip"], g.nodes[f.dst]["ip"]):
+                if (key.ipv4_src, key.ipv4_dst) != (src_ip, dst_ip):
                     raise TwinError(f"flow {f.id!r}: connection {list(key)} is not between "
                                     f"{f.src} and {f.dst}")
                 taken.add(key.tp_src)
@@ -341,17 +352,34 @@ class Twin:
                 while sport in taken:
                     sport = rng.randint(*EPHEMERAL_PORTS)
                 taken.add(sport)
-                key = FlowKey(g.nodes[f.src]["ip"], g.nodes[f.dst]["ip"], IP_PROTO_TCP, sport,
-                              AGENT_PORT)
+                key = FlowKey(src_ip, dst_ip, IP_PROTO_TCP, sport, AGENT_PORT)
             self.keys.append(key)
-            self.hash.append(ovs_dp_hash(dict(key.match())))
-            sw_s, _ = model.host_switch(g, f.src)
-            sw_d, _ = model.host_switch(g, f.dst)
-            self.ends.append((self.dpid[sw_s], self.dpid[sw_d], self.lid[(f.src, sw_s)],
-                              self.lid[(sw_d, f.dst)]))
+            self.ends.append((s, d, up, down))
+        ip_int = {ip: int(ipaddress.IPv4Address(ip)) for ip, *_ in at.values()}
+        self.hash = ovs_dp_hash_tcp4([ip_int[k.ipv4_src] for k in self.keys],
+                                     [ip_int[k.ipv4_dst] for k in self.keys],
+                                     [k.tp_src for k in self.keys],
+                                     [k.tp_dst for k in self.keys]).tolist()
+        for i, k in enumerate(self.keys):
+            if k.ip_proto != IP_PROTO_TCP:   # a replayed connection of another protocol
+                self.hash[i] = ovs_dp_hash(dict(k.match()))
         self.index = {f.id: i for i, f in enumerate(flows)}
         self.mac = {h: g.nodes[h]["mac"] for h in model.hosts(g)}
         self.key_index = {k: i for i, k in enumerate(self.keys)}
+
+    def nic_bound_s(self):
+        """The schedule's per-NIC lower bound in the run's units: the most bytes a host sends
+        or receives, at its NIC rate (no host-by-host matrix)."""
+        flows = self.schedule.flows
+        if not flows:
+            return 0.0
+        caps = self.caps
+        up = np.array([e[2] for e in self.ends])
+        down = np.array([e[3] for e in self.ends])
+        nbytes = np.array([f.bytes for f in flows], dtype=float)
+        sent = np.bincount(up, weights=nbytes, minlength=len(caps))
+        received = np.bincount(down, weights=nbytes, minlength=len(caps))
+        return float(np.max((sent + received) * 8.0 / caps))
 
     def _add_link_event(self, ev):
         try:
@@ -581,11 +609,12 @@ class Twin:
             self.counters["events"] += 1
             # Flows whose last byte left: received after their path's propagation delay.
             done = np.flatnonzero(act.alive & (
-                act.left <= DONE_FRACTION * (act.left + act.sent) + 1e-9))
+                (act.left <= DONE_FRACTION * (act.left + act.sent) + 1e-9)
+                | (act.left * 8.0 <= act.rate * self.resolution_s)))
             if len(done):
                 for r in done:
                     fi = int(act.fid[r])
-                    sent_final[fi] = float(act.sent[r])
+                    sent_final[fi] = float(act.sent[r] + act.left[r])
                     heapq.heappush(arrivals, (t + float(self.delay[act.links[r][
                         act.links[r] >= 0]].sum()), fi))
                     stalled.discard(fi)

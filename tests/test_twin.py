@@ -281,11 +281,24 @@ def test_the_same_seed_gives_the_same_twin_run(tmp_path):
     assert s["flows_completed"] == len(sched.flows)
 
 
+def test_a_coarser_resolution_solves_less_often_and_moves_completion_little():
+    g = build("fattree", k=4)
+    sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift")
+    exact, info_exact = Twin(g, sched, seed=1).run()
+    coarse, info_coarse = Twin(g, sched, seed=1, resolution=0.01).run()
+    e = metrics.summarize(g, sched, exact, 1.0)
+    c = metrics.summarize(g, sched, coarse, 1.0)
+    assert c["flows_completed"] == len(sched.flows)
+    assert info_coarse["rate_solves"] < info_exact["rate_solves"]
+    assert c["completion_time_s"] == pytest.approx(e["completion_time_s"], rel=0.03)
+
+
 @pytest.mark.parametrize("over, message", [
     ({"backend": "ns3"}, "'backend' must be one of"),
     ({"policy": "stp"}, "which the twin does not run"),
     ({"twin": {"timebase": "wall"}}, "'twin.timebase'"),
     ({"twin": {"detect_s": -1}}, "'twin.detect_s'"),
+    ({"twin": {"resolution": 0.5}}, "'twin.resolution'"),
     ({"twin": {"speed": 2}}, "unknown twin keys"),
 ])
 def test_bad_twin_specs_name_the_key(tmp_path, over, message, capsys):
