@@ -25,8 +25,8 @@ FAST_FAILOVER protection, and policy thresholds (controllers.policies.PolicyConf
 ``twin``, which needs no root; ``twin`` configures the latter (its ``timebase``: ``nominal``
 runs the fabric's own rates and seconds, ``emulated`` the emulation's scaled ones; ``detect_s``:
 time from a link failure to the controller's port event; ``max_time_s``: a simulated-time
-limit, none by default; ``resolution``: completions this close to each other, as a fraction of
-the per-NIC lower bound, are taken together, 0 = exact).
+limit, none by default; ``resolution``: a flow whose time left is below this fraction of the
+time it has run ends with the flows ending now, 0 = exact).
 """
 
 import copy

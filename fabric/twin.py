@@ -109,6 +109,40 @@ def max_min_rates(links, caps, active=None):
 
 
 @numba.njit(cache=True)
+def _heap_push(keys, vals, size, key, val):
+    i = size
+    keys[i], vals[i] = key, val
+    while i > 0:
+        parent = (i - 1) >> 1
+        if keys[parent] <= keys[i]:
+            break
+        keys[parent], keys[i] = keys[i], keys[parent]
+        vals[parent], vals[i] = vals[i], vals[parent]
+        i = parent
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(keys, vals, size):
+    size -= 1
+    keys[0], vals[0] = keys[size], vals[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        child = left
+        if left + 1 < size and keys[left + 1] < keys[left]:
+            child = left + 1
+        if keys[i] <= keys[child]:
+            break
+        keys[child], keys[i] = keys[i], keys[child]
+        vals[child], vals[i] = vals[i], vals[child]
+        i = child
+    return size
+
+
+@numba.njit(cache=True)
 def _fill(links, caps, active):
     """Progressive filling, one bottleneck link at a time: the link whose remaining capacity
     per unfrozen flow is smallest fixes its flows at that share, which is taken off the other
@@ -120,17 +154,19 @@ def _fill(links, caps, active):
     rate = np.zeros(n)
     rem = caps.copy()
     cnt = np.zeros(n_links, np.int64)
+    total = 0
     for f in range(n):
         if active[f]:
             for w in range(width):
                 lk = links[f, w]
                 if lk >= 0:
                     cnt[lk] += 1
+                    total += 1
     start = np.zeros(n_links + 1, np.int64)
     for lk in range(n_links):
         start[lk + 1] = start[lk] + cnt[lk]
     fill = start[:-1].copy()
-    on = np.empty(start[n_links], np.int64)
+    on = np.empty(total, np.int64)
     for f in range(n):
         if active[f]:
             for w in range(width):
@@ -139,19 +175,22 @@ def _fill(links, caps, active):
                     on[fill[lk]] = f
                     fill[lk] += 1
     frozen = ~active
-    heap = [(0.0, -1)]
-    heap.pop()
+    # Every link enters once and re-enters at most once per pop: 2 x links slots suffice.
+    keys = np.empty(2 * n_links + 1)
+    vals = np.empty(2 * n_links + 1, np.int64)
+    size = 0
     for lk in range(n_links):
         if cnt[lk] > 0:
-            heapq.heappush(heap, (rem[lk] / cnt[lk], lk))
+            size = _heap_push(keys, vals, size, rem[lk] / cnt[lk], lk)
     level = 0.0
-    while heap:
-        share, lk = heapq.heappop(heap)
+    while size > 0:
+        share, lk = keys[0], vals[0]
+        size = _heap_pop(keys, vals, size)
         if cnt[lk] == 0:
             continue
         cur = rem[lk] / cnt[lk]
         if cur > share * (1.0 + 1e-12) + 1e-300:
-            heapq.heappush(heap, (cur, lk))
+            size = _heap_push(keys, vals, size, cur, lk)
             continue
         level = max(level, cur)
         for i in range(start[lk], start[lk + 1]):
@@ -178,6 +217,7 @@ class _Flows:
         self.left = np.zeros(rows)
         self.rate = np.zeros(rows)
         self.sent = np.zeros(rows)
+        self.t0 = np.zeros(rows)
         self.alive = np.zeros(rows, dtype=np.bool_)
         self.fid = np.full(rows, -1, dtype=np.int64)
         self.free = list(range(rows - 1, -1, -1))
@@ -201,17 +241,18 @@ class _Flows:
             self.left = np.append(self.left, np.zeros(extra))
             self.rate = np.append(self.rate, np.zeros(extra))
             self.sent = np.append(self.sent, np.zeros(extra))
+            self.t0 = np.append(self.t0, np.zeros(extra))
             self.alive = np.append(self.alive, np.zeros(extra, dtype=np.bool_))
             self.fid = np.append(self.fid, np.full(extra, -1, dtype=np.int64))
             self.free.extend(range(rows - 1, old_rows - 1, -1))
 
-    def add(self, fi, links, nbytes):
+    def add(self, fi, links, nbytes, t=0.0):
         if not self.free or len(links) > self.links.shape[1]:
             self._grow(2 * len(self.left) if not self.free else 0, len(links))
         r = self.free.pop()
         self.links[r] = -1
         self.links[r, :len(links)] = links
-        self.left[r], self.rate[r], self.sent[r] = float(nbytes), 0.0, 0.0
+        self.left[r], self.rate[r], self.sent[r], self.t0[r] = float(nbytes), 0.0, 0.0, t
         self.alive[r], self.fid[r] = True, fi
         self.row[fi] = r
 
@@ -270,9 +311,10 @@ class Twin:
     max_time_s : float, optional
         Stop the run at this simulated time (flows not received by then are left incomplete).
     resolution : float
-        Completions closer than this fraction of the schedule's per-NIC lower bound to the
-        next one are taken together with it (each flow ends at most that much early), so a
-        run with many flows recomputes rates less often; 0 (the default) is exact.
+        A flow whose time left at its current rate is below this fraction of the time it has
+        run is taken as done with the flows ending now (so it ends at most that fraction of
+        its duration early, and a chain of dependent flows too), so a run with many flows
+        recomputes rates less often; 0 (the default) is exact.
     five_tuples : dict, optional
         ``{flow id: [src ip, dst ip, proto, sport, dport]}`` of the flows' connections (an
         emulation run's ``connections.json``), to replay its hash choices; flows not in it
@@ -296,7 +338,7 @@ class Twin:
                          "stalled": 0}
         self._index_links(capacity_scale, delay_scale)
         self._make_flows(seed, five_tuples or {})
-        self.resolution_s = float(resolution) * self.nic_bound_s()
+        self.resolution = float(resolution)
         self._events = []
         for ev in link_events:
             self._add_link_event(ev)
@@ -366,20 +408,6 @@ class Twin:
         self.index = {f.id: i for i, f in enumerate(flows)}
         self.mac = {h: g.nodes[h]["mac"] for h in model.hosts(g)}
         self.key_index = {k: i for i, k in enumerate(self.keys)}
-
-    def nic_bound_s(self):
-        """The schedule's per-NIC lower bound in the run's units: the most bytes a host sends
-        or receives, at its NIC rate (no host-by-host matrix)."""
-        flows = self.schedule.flows
-        if not flows:
-            return 0.0
-        caps = self.caps
-        up = np.array([e[2] for e in self.ends])
-        down = np.array([e[3] for e in self.ends])
-        nbytes = np.array([f.bytes for f in flows], dtype=float)
-        sent = np.bincount(up, weights=nbytes, minlength=len(caps))
-        received = np.bincount(down, weights=nbytes, minlength=len(caps))
-        return float(np.max((sent + received) * 8.0 / caps))
 
     def _add_link_event(self, ev):
         try:
@@ -610,7 +638,7 @@ class Twin:
             # Flows whose last byte left: received after their path's propagation delay.
             done = np.flatnonzero(act.alive & (
                 (act.left <= DONE_FRACTION * (act.left + act.sent) + 1e-9)
-                | (act.left * 8.0 <= act.rate * self.resolution_s)))
+                | (act.left * 8.0 <= act.rate * (self.resolution * (t - act.t0)))))
             if len(done):
                 for r in done:
                     fi = int(act.fid[r])
@@ -639,7 +667,7 @@ class Twin:
                     core.flow_seen(self.keys[fi].reverse(), mac[f.dst], mac[f.src], 0, t)
                     after_core(t)
                 links = self._route(fi, pins)
-                act.add(fi, links or (), f.bytes)
+                act.add(fi, links or (), f.bytes, t)
                 if links is None:
                     stalled.add(fi)
                     self.counters["stalled"] += 1
