@@ -8,7 +8,7 @@ SWEEP_SPEC = $(if $(filter file,$(origin SPEC)),experiments/sweep_example.yaml,$
 # `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds, fat-tree.
 BENCH ?= full
 
-.PHONY: setup demo test test-unit experiment sweep bench bench-core bench-k8 bench-fidelity bench-scale clean
+.PHONY: setup demo test test-unit experiment sweep bench bench-core bench-k8 bench-twin bench-twin-scale bench-fidelity bench-scale clean
 
 setup:
 	@./scripts/setup.sh
@@ -36,6 +36,12 @@ bench-core: setup
 
 bench-k8: setup
 	$(PY) -m bench.alltoall_k8 --results $(RESULTS)
+
+bench-twin: setup
+	$(PY) -m bench.twin_bench $(if $(filter quick,$(BENCH)),--quick,) --results $(RESULTS)
+
+bench-twin-scale: setup
+	$(PY) -m bench.twin_scale --results $(RESULTS)
 
 bench-fidelity: setup
 	$(PY) -m fabric.runner experiments/fidelity.yaml --results $(RESULTS)

@@ -35,7 +35,7 @@ from controllers.paths import PathService
 from controllers.placement import wcmp_weights
 from controllers.policies import (POLICY_CLASSES, Collective, IntentError, PolicyConfig,
                                   PolicyError)
-from controllers.render import GroupIds, Renderer, base_rules
+from controllers.render import GroupIds, NoRenderer, Renderer, base_rules
 from controllers.rules import (PORT_TABLE, PRIO_FLOW, ArpPacket, FlowKey, LldpProbe,
                                PacketOut)
 from controllers.tables import installed_paths
@@ -141,6 +141,10 @@ class RoutingCore:
         port statistics will show (emulated, not nominal, rates under emulation).
     default_capacity_bps : float
         Capacity of a port missing from ``link_capacity_bps``.
+    render : bool
+        Render OpenFlow rules and groups (the controller). Without (the flow-level
+        simulator), :meth:`flush` returns nothing and the forwarding state is the path
+        service's next hops, the SELECT ``render.weights`` and the pins.
     **options
         Thresholds of the adaptive policies, see :class:`controllers.policies.PolicyConfig`.
 
@@ -151,7 +155,7 @@ class RoutingCore:
     """
 
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
-                 link_capacity_bps=None, default_capacity_bps=1e9, **options):
+                 link_capacity_bps=None, default_capacity_bps=1e9, render=True, **options):
         self.config = PolicyConfig.from_options(options)
         self.fast_failover = bool(fast_failover)
         self.link_capacity_bps = dict(link_capacity_bps or {})
@@ -166,8 +170,8 @@ class RoutingCore:
         self._matrices = collections.OrderedDict()   # (src, dst switch) -> candidate arrays
         self._matrices_version = None
         self._matrix_cells = 0
-        self.render = Renderer(self.topo, self.path_service, GroupIds(),
-                               fast_failover=self.fast_failover)
+        self.render = (Renderer if render else NoRenderer)(
+            self.topo, self.path_service, GroupIds(), fast_failover=self.fast_failover)
         self._flooded = collections.OrderedDict()   # (src mac, target ip) -> time forwarded
         self._rebuild = True       # the next sync redoes every route from scratch
         self._stale = set()        # learned flows whose rules must be redone
@@ -586,6 +590,16 @@ class RoutingCore:
         self._pins_dirty = True
         return []
 
+
+    @property
+    def pins_version(self):
+        """Changes whenever the active policy's own pins (:meth:`pins`) change."""
+        return self._policy.pins_version
+
+    def pins(self):
+        """The active policy's own pins (a collective's intents), as the renderer gets them:
+        ``(match fields, priority, path, source Host, destination Host)``."""
+        return list(self._policy.pins(self))
 
     # -- the policy interface --------------------------------------------------------------
     def select_gid(self, dst):

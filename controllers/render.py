@@ -803,3 +803,55 @@ class Renderer:
 
     def group_count(self):
         return sum(len(t.groups) for t in self.tables.values())
+
+
+class NoRenderer:
+    """The renderer's interface with no OpenFlow behind it: what a core without switches uses.
+
+    The flow-level simulator (fabric/twin.py) runs the routing core without rendering: it
+    forwards flows from the path service's next hops, the SELECT weights kept here and the
+    policies' pins, so it needs only ``weights`` and the settings the core writes. Every other
+    call does nothing and every flush is empty.
+    """
+
+    def __init__(self, topo, paths, group_ids, multipath=True, fast_failover=True,
+                 learn_flows=False):
+        self.topo, self.paths, self.group_ids = topo, paths, group_ids
+        self.multipath, self.fast_failover, self.learn_flows = (
+            multipath, fast_failover, learn_flows)
+        self.tables = {}
+        self.weights = {}
+        self.stale_owners = set()
+        self.units_rendered = 0
+        self.flow_mods = self.group_mods = 0
+        self.dirty = False
+
+    def select_gid(self, dst):
+        return self.group_ids(("select", dst))
+
+    def switch_enter(self, dpid):
+        return []
+
+    def switch_leave(self, dpid):
+        pass
+
+    def rebuild(self):
+        pass
+
+    def update(self, changed, pairs, hosts):
+        pass
+
+    def reweight(self, weights):
+        self.weights = weights
+
+    def set_owner(self, owner, pins):
+        pass
+
+    def flush(self):
+        return []
+
+    def rule_count(self):
+        return 0
+
+    def group_count(self):
+        return 0

@@ -314,8 +314,10 @@ def network(g, spec, run_dir, log):
 
 
 def run_once(g, schedule, spec, run_dir, log):
-    """One run on fabric ``g`` with its own network; returns its summary dict (also written
-    to run_dir)."""
+    """One run on fabric ``g`` with its own network (or in the twin, as the spec's
+    ``backend`` says); returns its summary dict (also written to run_dir)."""
+    if spec["backend"] == "twin":
+        return run_twin(g, schedule, spec, run_dir, log)
     with network(g, spec, run_dir, log) as net:
         return run_on(net, schedule, spec, run_dir)
 
@@ -340,6 +342,8 @@ def run_on(net, schedule, spec, run_dir):
         # The flows the controller learned while the agents connected (every flow connects
         # before the clock), read before an intent adds its own work.
         learned["after"] = flows_learned(ctl)
+        # The 5-tuple of every connection, so the twin can replay the run's hash choices.
+        _write_json(os.path.join(run_dir, "connections.json"), five_tuples)
         if announce is not None:
             announce(five_tuples)
 
@@ -355,13 +359,8 @@ def run_on(net, schedule, spec, run_dir):
     info["drops"] = {k: drops_after[k] - drops_before[k] for k in drops_after}
     info["controller"] = controller_status(ctl)
     ready = net.ready
-    result = {
-        "topology": g.graph["name"],
-        "topology_params": g.graph.get("params", {}),
-        "policy": spec["policy"],
-        "workload": spec["workload"]["name"],
-        "workload_params": spec["workload"]["params"],
-        "seed": schedule.meta.get("seed"),
+    head = {
+        "backend": "emulation",
         "scale": scale,
         "host_link_mbps": em_spec["host_link_mbps"],
         "delay_emulated": info["emulation"]["delay_emulated"],
@@ -375,14 +374,30 @@ def run_on(net, schedule, spec, run_dir):
         **cpu,
         "cpu_saturated": cpu["cpu_idle_min"] is not None
         and cpu["cpu_idle_min"] < CPU_SATURATED_IDLE,
-        **metrics.summarize(g, schedule, records, time_scale=scale),
-        "tcp": info["tcp"],
-        "drops": info["drops"],
-        "emulation": info["emulation"],
-        "controller": info["controller"],
     }
+    tail = {"tcp": info["tcp"], "drops": info["drops"], "emulation": info["emulation"],
+            "controller": info["controller"]}
     if announce is not None:
-        result["intent"] = announce.status
+        tail["intent"] = announce.status
+    return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
+
+
+def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail):
+    """The metrics of one run from its flow records, written as ``summary.json``,
+    ``flows.csv`` and ``trace.jsonl`` in ``run_dir``, the same for every backend; returns the
+    summary dict. ``executed`` is the schedule as the backend ran it (times divided by
+    ``scale``); ``head`` and ``tail`` are the backend's own fields."""
+    result = {
+        "topology": g.graph["name"],
+        "topology_params": g.graph.get("params", {}),
+        "policy": spec["policy"],
+        "workload": spec["workload"]["name"],
+        "workload_params": spec["workload"]["params"],
+        "seed": schedule.meta.get("seed"),
+        **head,
+        **metrics.summarize(g, schedule, records, time_scale=scale),
+        **tail,
+    }
     if any(f.tag("phase") is not None for f in schedule.flows):
         result["phases"] = metrics.phase_breakdown(schedule, records, scale)
     if any(f.tag("request") is not None for f in schedule.flows):
@@ -392,6 +407,43 @@ def run_on(net, schedule, spec, run_dir):
                 topology=model.summary(g))
     _write_json(os.path.join(run_dir, "summary.json"), result)
     return result
+
+
+def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
+    """One run on fabric ``g`` in the flow-level simulator (fabric/twin.py); returns its
+    summary dict (also written to run_dir), in the emulation's format with ``backend:
+    twin``. ``five_tuples`` (an emulation run's ``connections.json``) replays that run's
+    connections, so its ECMP hash choices."""
+    from fabric.twin import Twin
+    os.makedirs(run_dir, exist_ok=True)
+    schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
+    tw, em, ctl = spec["twin"], spec["emulation"], spec["controller"]
+    emulated = tw["timebase"] == "emulated"
+    scale = rate_scale(g, em["host_link_mbps"]) if emulated else 1.0
+    executed = schedule.scale_times(1.0 / scale) if emulated else schedule
+    twin = Twin(g, executed, policy=spec["policy"], capacity_scale=scale,
+                stats_interval_s=ctl["stats_interval_s"], fast_failover=ctl["fast_failover"],
+                options=ctl["options"], seed=schedule.meta.get("seed") or spec["seed"],
+                delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
+                detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
+                resolution=tw["resolution"], five_tuples=five_tuples)
+    records, info = twin.run()
+    log(f"  {g.graph['name']}: twin simulated {info['simulated_s']:.4g} s in "
+        f"{info['wall_s']:.2f} s wall ({info['events']} events)")
+    head = {
+        "backend": "twin",
+        "scale": scale,
+        "host_link_mbps": em["host_link_mbps"] if emulated else None,
+        "delay_emulated": bool(em["emulate_delay"]),
+        "timed_out": info["timed_out"],
+        "ready": {},
+        "connection_setup_s": None,
+        "controller_flows_learned": info["flows_learned_at_setup"],
+        "controller_flow_setups_per_s": None,
+        "cpu_idle_min": None, "cpu_idle_mean": None, "cpu_saturated": False,
+    }
+    tail = {"twin": dict(info, timebase=tw["timebase"]), "controller": twin.core.status()}
+    return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
 
 
 def _write_json(path, obj):
@@ -407,7 +459,8 @@ def prepare(spec, where):
     except model.TopologyError as e:
         raise specs.SpecError(f"{where}: topology: {e}") from None
     try:
-        rate_scale(g, spec["emulation"]["host_link_mbps"])
+        if spec["backend"] == "emulation" or spec["twin"]["timebase"] == "emulated":
+            rate_scale(g, spec["emulation"]["host_link_mbps"])
         workloads.build(spec["workload"]["name"], g, spec["seed"], **spec["workload"]["params"])
     except (EmulationError, workloads.WorkloadError) as e:
         raise specs.SpecError(f"{where}: {e}") from None
@@ -437,8 +490,9 @@ def run_spec(spec, where, results_dir, log=print):
     run_id = f"{stamp}-{spec['name']}"
     out_dir = os.path.join(results_dir, run_id)
     os.makedirs(out_dir, exist_ok=True)
-    for line in cleanup.cleanup():
-        log(f"cleaned up after an earlier run: {line}")
+    if spec["backend"] == "emulation":
+        for line in cleanup.cleanup():
+            log(f"cleaned up after an earlier run: {line}")
     runs = []
     all_rows = []
     for rep in range(spec["repeats"]):
@@ -462,6 +516,7 @@ def run_spec(spec, where, results_dir, log=print):
         "spec": spec,
         "topology": main_name,
         "policy": spec["policy"],
+        "backend": spec["backend"],
         "workload": spec["workload"]["name"],
         "repeats": spec["repeats"],
         "scale": first["scale"],
@@ -513,7 +568,8 @@ def table(summary):
                          f"{ms['ttft_p99_s']} ms, end-to-end {ms['e2e_p50_s']}/{ms['e2e_p95_s']}/"
                          f"{ms['e2e_p99_s']} ms, goodput {fmt(inf['goodput_rps'])} req/s, "
                          f"{inf['completed']}/{inf['requests']} requests")
-    lines.append(f"(nominal units: emulated time x scale {summary['scale']:.3g}; "
+    lines.append(f"(backend {summary['backend']}; nominal units: run time x scale "
+                 f"{summary['scale']:.3g}; "
                  f"propagation delay emulated: {summary['delay_emulated']}; "
                  f"flows completed {summary['flows_completed']}/{summary['flows_total']})")
     return "\n".join(lines)
@@ -533,7 +589,7 @@ def main(argv=None):
     log = (lambda *_: None) if a.quiet else (lambda m: print(m, flush=True))
     try:
         spec = specs.load(a.spec, policy=a.policy)
-        if os.geteuid() != 0:
+        if spec["backend"] == "emulation" and os.geteuid() != 0:
             raise RunError("emulation needs root (Mininet creates namespaces and bridges)")
         _terminate_on_sigterm()
         out_dir, summary = run_spec(spec, a.spec, a.results, log)

@@ -16,9 +16,17 @@ Example::
     workload: {name: moe_alltoall, params: {skew: 1.2, schedule: shift, channels: 3}}
     emulation: {host_link_mbps: 20, queue_packets: 1000, congestion_control: cubic}
     timeout_s: 120
+    backend: emulation           # or twin: the flow-level simulator (fabric/twin.py)
+    twin: {timebase: nominal, detect_s: 0.0}
 
 ``controller`` configures our controller (ignored by reference apps): statistics period,
 FAST_FAILOVER protection, and policy thresholds (controllers.policies.PolicyConfig).
+``backend`` picks who carries the flows: ``emulation`` (Mininet, Open vSwitch, the Ryu app) or
+``twin``, which needs no root; ``twin`` configures the latter (its ``timebase``: ``nominal``
+runs the fabric's own rates and seconds, ``emulated`` the emulation's scaled ones; ``detect_s``:
+time from a link failure to the controller's port event; ``max_time_s``: a simulated-time
+limit, none by default; ``resolution``: a flow whose time left is below this fraction of the
+time it has run ends with the flows ending now, 0 = exact).
 """
 
 import copy
@@ -31,6 +39,8 @@ from controllers.policies import PolicyConfig, PolicyError
 from fabric.controller import REFERENCE_APPS
 
 POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
+BACKENDS = ("emulation", "twin")
+TIMEBASES = ("nominal", "emulated")
 
 DEFAULTS = {
     "name": None,
@@ -38,6 +48,7 @@ DEFAULTS = {
     "repeats": 1,
     "baseline": False,
     "policy": "ecmp",
+    "backend": "emulation",
     "timeout_s": 120.0,
     "controller": {
         "stats_interval_s": 1.0,
@@ -52,6 +63,12 @@ DEFAULTS = {
         "mtu": 9000,
         "static_arp": True,
         "emulate_delay": True,
+    },
+    "twin": {
+        "timebase": "nominal",
+        "detect_s": 0.0,
+        "max_time_s": None,
+        "resolution": 0.0,
     },
 }
 TOP_KEYS = set(DEFAULTS) | {"topology", "workload"}
@@ -94,14 +111,14 @@ def check(spec, where="spec"):
     unknown = set(spec) - TOP_KEYS
     _need(not unknown, where, f"unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
     out = copy.deepcopy(DEFAULTS)
-    for section in ("emulation", "controller"):
+    for section in ("emulation", "controller", "twin"):
         part = spec.get(section) or {}
         _need(isinstance(part, dict), where, f"'{section}' must be a mapping")
         bad = set(part) - set(DEFAULTS[section])
         _need(not bad, where, f"unknown {section} keys {sorted(bad)}; "
                               f"known: {sorted(DEFAULTS[section])}")
         out[section].update(part)
-    out.update({k: v for k, v in spec.items() if k not in ("emulation", "controller")})
+    out.update({k: v for k, v in spec.items() if k not in ("emulation", "controller", "twin")})
     out["topology"] = _named(spec, "topology", where)
     out["workload"] = _named(spec, "workload", where)
     _need(_is_int(out["seed"]) and out["seed"] >= 0, where,
@@ -112,6 +129,20 @@ def check(spec, where="spec"):
           f"'baseline' must be true or false, got {out['baseline']!r}")
     _need(out["policy"] in POLICY_NAMES, where,
           f"'policy' must be one of {list(POLICY_NAMES)}, got {out['policy']!r}")
+    _need(out["backend"] in BACKENDS, where,
+          f"'backend' must be one of {list(BACKENDS)}, got {out['backend']!r}")
+    _need(out["backend"] != "twin" or out["policy"] in POLICIES, where,
+          f"'policy' {out['policy']!r} is a Ryu reference app, which the twin does not run; "
+          f"the twin runs {list(POLICIES)}")
+    tw = out["twin"]
+    _need(tw["timebase"] in TIMEBASES, where,
+          f"'twin.timebase' must be one of {list(TIMEBASES)}, got {tw['timebase']!r}")
+    _need(_is_num(tw["detect_s"]) and tw["detect_s"] >= 0, where,
+          f"'twin.detect_s' must be a number >= 0, got {tw['detect_s']!r}")
+    _need(tw["max_time_s"] is None or (_is_num(tw["max_time_s"]) and tw["max_time_s"] > 0),
+          where, f"'twin.max_time_s' must be a number > 0, got {tw['max_time_s']!r}")
+    _need(_is_num(tw["resolution"]) and 0 <= tw["resolution"] < 0.1, where,
+          f"'twin.resolution' must be a number in [0, 0.1), got {tw['resolution']!r}")
     ctl = out["controller"]
     _need(_is_num(ctl["stats_interval_s"]) and ctl["stats_interval_s"] > 0, where,
           f"'controller.stats_interval_s' must be a number > 0, got {ctl['stats_interval_s']!r}")

@@ -16,7 +16,7 @@ BASE = {
     "name": "t",
     "topology": {"name": "fattree", "params": {"k": 4}},
     "policy": "ecmp",
-    "workload": {"name": "permutation", "params": {}},
+    "workload": {"name": "permutation", "params": {"bytes_per_flow": 1000000}},
 }
 
 
@@ -110,10 +110,10 @@ def test_a_bad_sweep_exits_2_and_starts_nothing(tmp_path, capsys, monkeypatch):
 
 
 def test_resources_per_backend():
-    assert sweep.task_options({"policy": "ecmp"}) == {"num_cpus": 1,
-                                                      "resources": {"emulator": 1}}
-    assert sweep.task_options({"backend": "emulation"})["resources"] == {"emulator": 1}
-    assert sweep.task_options({"backend": "twin"}) == {"num_cpus": 1}
+    emulation, twin = specs.check(BASE), specs.check(dict(BASE, backend="twin"))
+    assert emulation["backend"] == "emulation"
+    assert sweep.task_options(emulation) == {"num_cpus": 1, "resources": {"emulator": 1}}
+    assert sweep.task_options(twin) == {"num_cpus": 1}
 
 
 def test_emulation_cells_without_root_are_an_error_before_ray(tmp_path, monkeypatch):
@@ -239,7 +239,6 @@ def test_dry_run_lists_cells_and_runs_nothing(tmp_path, capsys, monkeypatch):
 
 
 def test_four_twin_cells_on_a_local_ray_then_rerun_skips_all(tmp_path, capsys):
-    pytest.importorskip("fabric.twin", reason="the twin backend is not merged yet")
     spec = dict(BASE, backend="twin", policy=["ecmp", "congestion"], seed=[1, 2])
     path = write(tmp_path, spec)
     results = str(tmp_path / "res")

@@ -1,0 +1,214 @@
+"""`make bench-twin-scale`: how far the twin goes, in wall-clock time and memory, on two cores.
+
+Cells (each in its own process, so its peak memory is its own; wall time includes building
+the fabric and the schedule and computing the metrics):
+
+- a uniform MoE all-to-all (every host sends to every other host, pairwise-shift rounds,
+  3 channels) on fat-trees k=4, 8, 16 under ``ecmp``, ``congestion``, ``hedera`` and
+  ``collective``, and k=32 under ``ecmp`` and ``collective`` (``--k`` picks sizes);
+  targets: k=16 <= 60 s and <= 4 GB each, k=32 <= 15 minutes;
+- ring all-reduce over the 1,024 hosts of the k=16 fat-tree: <= 60 s;
+- the k=4 demo spec (experiments/demo.yaml) on the emulation and on the twin, one after the
+  other: the twin must be >= 100x faster (needs root; ``--no-emulation`` skips it).
+
+A cell that runs past ``--cell-timeout`` is stopped and reported as such. Printed and written
+under results/<run-id>/ (``scale.md``, ``scale.json``, ``scale.png``: wall time and peak
+memory against hosts, log-log).
+
+Run: ``python -m bench.twin_scale [--k 4 8 16 32] [--policies ...] [--no-ring]
+[--no-emulation] [--cell-timeout S] [--results DIR]``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from fabric import runner, spec as specs
+
+POLICIES = ("ecmp", "congestion", "hedera", "collective")
+K32_POLICIES = ("ecmp", "collective")
+ALLTOALL = {"tokens_per_host": 4096, "hidden": 4096, "dtype_bytes": 2, "top_k": 2,
+            "skew": 0.0, "schedule": "shift", "channels": 3}
+RING = {"size_bytes": 256 * 2 ** 20, "channels": 2}
+TARGETS = {16: (60.0, 4.0), 32: (900.0, None)}   # k -> (seconds, GB)
+RING_TARGET_S = 60.0
+SPEEDUP_TARGET = 100.0
+
+
+def run_cell(k, workload, params, policy):
+    """One twin run in this process; returns its figures (called in a child process)."""
+    from fabric.twin import Twin
+    from topologies import build
+    from traffic import metrics, workloads
+    t0 = time.monotonic()
+    g = build("fattree", k=k, link_gbps=400)
+    schedule = workloads.build(workload, g, 1, **params)
+    t1 = time.monotonic()
+    twin = Twin(g, schedule, policy=policy, seed=1)
+    records, info = twin.run()
+    t2 = time.monotonic()
+    summary = metrics.summarize(g, schedule, records, 1.0)
+    t3 = time.monotonic()
+    return {"k": k, "hosts": k ** 3 // 4, "workload": workload, "policy": policy,
+            "flows": len(schedule.flows), "flows_completed": summary["flows_completed"],
+            "efficiency": summary["efficiency"], "wall_s": round(t3 - t0, 2),
+            "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
+            "metrics_s": round(t3 - t2, 2), "events": info["events"],
+            "rate_solves": info["rate_solves"], "stats_rounds": info["stats_rounds"],
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+                                 3)}
+
+
+def cell(k, workload, params, policy, timeout_s, log):
+    """Run one cell in a child process; a cell past ``timeout_s`` is killed."""
+    cmd = [sys.executable, "-m", "bench.twin_scale", "--cell",
+           json.dumps([k, workload, params, policy])]
+    t0 = time.monotonic()
+    try:
+        out = subprocess.run(cmd, cwd=runner.ROOT, capture_output=True, text=True,
+                             timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        res = {"k": k, "hosts": k ** 3 // 4, "workload": workload, "policy": policy,
+               "timed_out": True, "wall_s": round(time.monotonic() - t0, 1)}
+    else:
+        if out.returncode != 0:
+            res = {"k": k, "hosts": k ** 3 // 4, "workload": workload, "policy": policy,
+                   "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+        else:
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+    log("  " + line(res))
+    return res
+
+
+def line(r):
+    head = f"k={r['k']:<2} {r['hosts']:>5} hosts {r['workload']:<14} {r['policy']:<10}"
+    if r.get("timed_out"):
+        return f"{head} stopped after {r['wall_s']:.0f} s (cell timeout)"
+    if r.get("error"):
+        return f"{head} failed: {r['error']}"
+    return (f"{head} {r['flows']:>9,} flows: {r['wall_s']:8.1f} s wall (build {r['build_s']}, "
+            f"simulate {r['simulate_s']}, metrics {r['metrics_s']}), "
+            f"{r['peak_rss_gb']:.2f} GB, efficiency {r['efficiency']:.3f}, "
+            f"{r['events']:,} events")
+
+
+def verdicts(cells, speed):
+    out = []
+    for r in cells:
+        target = TARGETS.get(r["k"]) if r["workload"] == "moe_alltoall" else (
+            (RING_TARGET_S, None) if r["workload"] == "allreduce_ring" else None)
+        if target is None:
+            continue
+        secs, gb = target
+        ok = (not r.get("timed_out") and not r.get("error") and r["wall_s"] <= secs
+              and (gb is None or r["peak_rss_gb"] <= gb))
+        what = f"<= {secs:.0f} s" + (f", <= {gb:.0f} GB" if gb else "")
+        got = ("stopped" if r.get("timed_out") else "failed" if r.get("error")
+               else f"{r['wall_s']:.1f} s, {r['peak_rss_gb']:.2f} GB")
+        out.append(f"  {'met' if ok else 'NOT MET':<7} k={r['k']} {r['workload']} "
+                   f"{r['policy']}: {what}: {got}")
+    if speed:
+        ok = speed["speedup"] >= SPEEDUP_TARGET
+        out.append(f"  {'met' if ok else 'NOT MET':<7} k=4 demo spec, twin >= 100x faster "
+                   f"than the emulation: {speed['speedup']:,.0f}x ({speed['emulation_s']:.1f} s "
+                   f"vs {speed['twin_s']:.3f} s wall)")
+    return out
+
+
+def speedup(out_dir, log):
+    """The demo spec on both backends, one after the other, wall clock of each."""
+    path = os.path.join(runner.ROOT, "experiments", "demo.yaml")
+    spec = specs.load(path)
+    walls = {}
+    for backend in ("emulation", "twin"):
+        s = specs.check(dict({k: v for k, v in spec.items() if k != "backend"},
+                             backend=backend))
+        t0 = time.monotonic()
+        _, summary = runner.run_spec(s, path, os.path.join(out_dir, "speedup", backend),
+                                     log=lambda m: None)
+        walls[backend] = (time.monotonic() - t0, summary["efficiency"])
+    res = {"emulation_s": walls["emulation"][0], "twin_s": walls["twin"][0],
+           "speedup": walls["emulation"][0] / walls["twin"][0],
+           "efficiency": {b: w[1] for b, w in walls.items()}}
+    log(f"  k=4 demo: emulation {res['emulation_s']:.1f} s, twin {res['twin_s']:.3f} s -> "
+        f"{res['speedup']:,.0f}x")
+    return res
+
+
+def plot(cells, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for policy in sorted({r["policy"] for r in cells}):
+        mine = sorted((r for r in cells if r["policy"] == policy and "flows" in r
+                       and r["workload"] == "moe_alltoall"), key=lambda r: r["hosts"])
+        if not mine:
+            continue
+        hs = [r["hosts"] for r in mine]
+        a1.loglog(hs, [r["wall_s"] for r in mine], "o-", label=policy)
+        a2.loglog(hs, [r["peak_rss_gb"] for r in mine], "o-", label=policy)
+    for ax, what in ((a1, "wall time (s)"), (a2, "peak memory (GB)")):
+        ax.set_xlabel("hosts (fat-tree, uniform all-to-all)")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "scale.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--k", type=int, nargs="+", default=[4, 8, 16, 32])
+    p.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
+    p.add_argument("--no-ring", action="store_true")
+    p.add_argument("--no-emulation", action="store_true")
+    p.add_argument("--cell-timeout", type=float, default=1800.0)
+    p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
+    p.add_argument("--cell", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.cell:
+        print(json.dumps(run_cell(*json.loads(a.cell))))
+        return 0
+    out_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+                           + "-bench-twin-scale")
+    os.makedirs(out_dir, exist_ok=True)
+
+    def log(m):
+        print(m, flush=True)
+
+    cells = []
+    for k in a.k:
+        for policy in a.policies:
+            if k >= 32 and policy not in K32_POLICIES:
+                continue
+            cells.append(cell(k, "moe_alltoall", ALLTOALL, policy, a.cell_timeout, log))
+    if not a.no_ring:
+        cells.append(cell(16, "allreduce_ring", RING, "ecmp", a.cell_timeout, log))
+    speed = None
+    if not a.no_emulation:
+        if os.geteuid() != 0:
+            log("  (not root: the emulation-to-twin speed ratio is skipped)")
+        else:
+            speed = speedup(out_dir, log)
+    text = [line(r) for r in cells] + ["targets:"] + verdicts(cells, speed)
+    plot_path = plot(cells, out_dir)
+    with open(os.path.join(out_dir, "scale.json"), "w") as f:
+        json.dump({"cells": cells, "speedup": speed}, f, indent=2)
+    with open(os.path.join(out_dir, "scale.md"), "w") as f:
+        f.write("\n".join(text) + "\n")
+    print("\n".join(text))
+    print(f"results: {out_dir} ({os.path.basename(plot_path)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The twin (fabric/twin.py) on cases checked by hand, and against the controller's own tables.
+
+Max-min fair sharing on small cases whose answer is known; dependencies, start times and
+propagation delay; a link failure in the middle of a flow; an ECMP hash collision; and the
+forwarding the twin derives for every flow under every policy compared with what the routing
+core's OpenFlow rules do to that flow in the table interpreter (controllers/tables.py), which is
+what the emulation's switches are given. No root, no Mininet.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from controllers.core import RoutingCore
+from controllers.rules import IP_PROTO_TCP
+from fabric import model, runner, spec as specs
+from fabric.twin import Twin, max_min_rates
+from topologies import build
+from traffic import metrics, workloads
+from traffic.schedule import Flow, Schedule
+
+GBPS = 1e9
+
+
+def star(n_hosts=3, gbps=10.0, length_km=0.0):
+    """Hosts on one switch."""
+    g = model.new_fabric("star")
+    model.add_switch(g, "s1", "edge", 1)
+    for i in range(1, n_hosts + 1):
+        model.add_host(g, f"h{i}")
+        model.add_link(g, f"h{i}", "s1", gbps, length_km=length_km)
+    return g
+
+
+def line(gbps=10.0, length_km=0.0):
+    """h1 - s1 - s2 - h2, and h3 on s1, h4 on s2: the s1-s2 link is shared."""
+    g = model.new_fabric("line")
+    model.add_switch(g, "s1", "edge", 1)
+    model.add_switch(g, "s2", "edge", 1)
+    for h in ("h1", "h2", "h3", "h4"):
+        model.add_host(g, h)
+    model.add_link(g, "h1", "s1", gbps)
+    model.add_link(g, "h3", "s1", gbps)
+    model.add_link(g, "h2", "s2", gbps)
+    model.add_link(g, "h4", "s2", gbps)
+    model.add_link(g, "s1", "s2", gbps, length_km=length_km)
+    return g
+
+
+def run(g, flows, **kw):
+    recs, info = Twin(g, Schedule(flows), **kw).run()
+    return {r["id"]: r for r in recs}, info
+
+
+# -- max-min fair sharing ------------------------------------------------------------------
+def test_two_flows_on_one_link_get_half_each():
+    assert max_min_rates(np.array([[0], [0]]), np.array([10.0])).tolist() == [5.0, 5.0]
+
+
+def test_parking_lot_max_min():
+    # Flow 0 crosses links 0 and 1 (10 each), flows 1 and 2 link 0 and flow 3 link 1: link 0
+    # is shared by three (10/3 each), flow 3 takes what flow 0 leaves on link 1.
+    links = np.array([[0, 1], [0, -1], [0, -1], [1, -1]])
+    rates = max_min_rates(links, np.array([10.0, 10.0]))
+    assert rates == pytest.approx([10 / 3, 10 / 3, 10 / 3, 20 / 3])
+
+
+def test_max_min_leaves_out_inactive_flows_and_flows_without_links():
+    links = np.array([[0], [0], [-1]])
+    rates = max_min_rates(links, np.array([10.0]), active=np.array([True, False, True]))
+    assert rates.tolist() == [10.0, 0.0, 0.0]
+
+
+def test_max_min_on_random_cases_is_feasible_and_every_flow_has_a_full_link():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n_links, n = 6, 12
+        caps = rng.uniform(1, 10, n_links)
+        links = np.full((n, 3), -1)
+        for i in range(n):
+            k = rng.integers(1, 4)
+            links[i, :k] = rng.choice(n_links, k, replace=False)
+        rates = max_min_rates(links, caps)
+        load = np.zeros(n_links)
+        for i in range(n):
+            load[links[i][links[i] >= 0]] += rates[i]
+        assert (load <= caps * (1 + 1e-9)).all()
+        for i in range(n):  # bottleneck: a full link on which no flow gets more
+            ls = links[i][links[i] >= 0]
+            assert any(load[j] >= caps[j] * (1 - 1e-9) and all(
+                rates[m] <= rates[i] * (1 + 1e-9) for m in range(n) if j in links[m])
+                for j in ls)
+
+
+# -- timing of flows -----------------------------------------------------------------------
+def test_one_flow_takes_its_bytes_over_its_nic_rate():
+    recs, _ = run(star(), [Flow("a", "h1", "h2", 10 ** 6)])
+    assert recs["a"]["end_s"] - recs["a"]["start_s"] == pytest.approx(8e6 / 10e9)
+
+
+def test_two_flows_into_one_host_share_its_nic_and_a_third_runs_at_full_rate():
+    recs, _ = run(star(4), [Flow("a", "h1", "h3", 10 ** 6), Flow("b", "h2", "h3", 10 ** 6),
+                            Flow("c", "h4", "h1", 10 ** 6)])
+    assert recs["a"]["end_s"] == pytest.approx(2 * 8e6 / 10e9)
+    assert recs["b"]["end_s"] == pytest.approx(2 * 8e6 / 10e9)
+    assert recs["c"]["end_s"] == pytest.approx(8e6 / 10e9)
+
+
+def test_a_finished_flow_gives_its_share_back():
+    # a and b share h3's NIC; b is four times bigger: after a ends, b runs alone.
+    recs, _ = run(star(), [Flow("a", "h1", "h3", 10 ** 6), Flow("b", "h2", "h3", 4 * 10 ** 6)])
+    t_a = 2 * 8e6 / 10e9
+    assert recs["a"]["end_s"] == pytest.approx(t_a)
+    assert recs["b"]["end_s"] == pytest.approx(t_a + 3 * 8e6 / 10e9)
+
+
+def test_a_dependency_delays_a_start_and_start_s_is_a_floor():
+    flows = [Flow("a", "h1", "h2", 10 ** 6),
+             Flow("b", "h2", "h3", 10 ** 6, deps=("a",), delay_s=1e-3),
+             Flow("c", "h3", "h1", 10 ** 6, start_s=5e-3)]
+    recs, _ = run(star(), flows)
+    t = 8e6 / 10e9
+    assert recs["b"]["start_s"] == pytest.approx(t + 1e-3)
+    assert recs["b"]["end_s"] == pytest.approx(2 * t + 1e-3)
+    assert recs["c"]["start_s"] == pytest.approx(5e-3)
+
+
+def test_propagation_delay_is_added_to_the_arrival_and_dependents_wait_for_it():
+    g = line(length_km=100.0)  # 500 us across s1-s2
+    flows = [Flow("a", "h1", "h2", 10 ** 6), Flow("b", "h2", "h1", 10 ** 6, deps=("a",))]
+    recs, _ = run(g, flows)
+    t = 8e6 / 10e9
+    assert recs["a"]["end_s"] == pytest.approx(t + 500e-6)
+    assert recs["b"]["start_s"] == pytest.approx(t + 500e-6)
+    recs, _ = run(g, flows, delay_scale=None)
+    assert recs["a"]["end_s"] == pytest.approx(t)
+
+
+# -- forwarding ----------------------------------------------------------------------------
+def test_a_link_failure_mid_flow_fails_over_and_the_flow_finishes():
+    g = build("fattree", k=4, link_gbps=10)
+    flows = [Flow("a", "h1", "h16", 10 ** 7)]
+    probe = Twin(g, Schedule(flows))
+    path = probe.flow_path("a")
+    assert len(path) == 7           # h1 edge agg core agg edge h16
+    t_full = 8e7 / 10e9
+    for detect_s in (0.0, 10.0):    # the controller reroutes at once, or only after the end
+        tw = Twin(g, Schedule(flows), detect_s=detect_s,
+                  link_events=[{"at_s": t_full / 2, "link": [path[2], path[3]], "up": False}])
+        recs, info = tw.run()
+        assert recs[0]["end_s"] == pytest.approx(t_full)   # the detour has the same rate
+        assert info["reroutes"] >= 1
+        new = tw.flow_path("a")
+        assert new is not None and (path[2], path[3]) not in zip(new, new[1:])
+
+
+def test_a_flow_with_no_path_left_waits_and_stays_incomplete():
+    g = line()
+    tw = Twin(g, Schedule([Flow("a", "h1", "h2", 10 ** 6)]), max_time_s=1.0,
+              link_events=[{"at_s": 1e-4, "link": ["s1", "s2"], "up": False}])
+    recs, info = tw.run()
+    assert recs[0]["end_s"] is None and info["stalled_at_end"] == 1 and not info["timed_out"]
+    assert recs[0]["bytes_received"] == pytest.approx(1e6 * 1e-4 / 8e-4, rel=1e-6)
+    # The link would come back after the time limit: the run stops there, timed out.
+    tw = Twin(g, Schedule([Flow("a", "h1", "h2", 10 ** 6)]), max_time_s=1.0,
+              link_events=[{"at_s": 1e-4, "link": ["s1", "s2"], "up": False},
+                           {"at_s": 2.0, "link": ["s1", "s2"], "up": True}])
+    recs, info = tw.run()
+    assert recs[0]["end_s"] is None and info["timed_out"] and info["simulated_s"] == 1.0
+
+
+def test_a_link_that_comes_back_carries_the_waiting_flow():
+    g = line()
+    recs, _ = run(g, [Flow("a", "h1", "h2", 10 ** 6)],
+                  link_events=[{"at_s": 1e-4, "link": ["s1", "s2"], "up": False},
+                               {"at_s": 1e-3, "link": ["s1", "s2"], "up": True}])
+    assert recs["a"]["end_s"] == pytest.approx(8e-4 + 9e-4)
+
+
+def test_a_hash_collision_halves_two_flows_rates():
+    """Two flows between disjoint hosts of two pods share no NIC and no edge link; they meet
+    only if Open vSwitch hashes both onto one core switch (then they share its links to both
+    pods' aggregation switches): half rate each, else full rate."""
+    g = build("fattree", k=4, link_gbps=10)
+    # h1 and h3 sit on the two edge switches of pod 1, h13 and h15 on those of pod 4.
+    flows = [Flow("f0", "h1", "h13", 10 ** 6), Flow("f1", "h3", "h15", 10 ** 6)]
+    by_cores = {}
+    for seed in range(60):
+        tw = Twin(g, Schedule(flows), seed=seed)
+        cores = {tw.flow_path(f.id)[3] for f in flows}
+        by_cores.setdefault(len(cores), seed)
+        if len(by_cores) == 2:
+            break
+    assert set(by_cores) == {1, 2}, "the source ports never collided or never parted"
+    t = 8e6 / 10e9
+    same, _ = run(g, flows, seed=by_cores[1])
+    apart, _ = run(g, flows, seed=by_cores[2])
+    assert same["f0"]["end_s"] == pytest.approx(2 * t)
+    assert same["f1"]["end_s"] == pytest.approx(2 * t)
+    assert apart["f0"]["end_s"] == pytest.approx(t)
+    assert apart["f1"]["end_s"] == pytest.approx(t)
+
+
+POLICIES = ("ecmp", "shortest", "congestion", "hedera", "collective")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_twin_forwards_every_flow_where_the_controllers_rules_send_it(policy):
+    """The twin derives forwarding from the path service, weights and pins; the emulation's
+    switches get the renderer's rules. For every flow of an all-to-all, both must give one
+    path, the same (Open vSwitch's hash choosing among SELECT buckets in both)."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    tw = Twin(g, sched, policy=policy, seed=5)
+    tw.setup()
+    ref = RoutingCore(policy)   # the controller's core, with its renderer
+    ref.load_fabric(g)
+    ref.flush(0.0)
+    mac = tw.mac
+    for fi, f in enumerate(sched.flows):
+        if ref.learns_flows:
+            ref.flow_seen(tw.keys[fi], mac[f.src], mac[f.dst], 0, 0.0)
+            ref.flow_seen(tw.keys[fi].reverse(), mac[f.dst], mac[f.src], 0, 0.0)
+    if policy == "collective":
+        depth = sched.depths()
+        ref.submit_intent("run", [{"src": tw.keys[fi].ipv4_src, "dst": tw.keys[fi].ipv4_dst,
+                                   "bytes": f.bytes, "flow": list(tw.keys[fi]),
+                                   "phase": depth[f.id]} for fi, f in enumerate(sched.flows)],
+                          0.0)
+    ref.flush(0.0)
+    name = {g.nodes[n]["dpid"]: n for n in model.switches(g)}
+    for fi, f in enumerate(sched.flows):
+        got = tw.flow_path(f.id)
+        want = ref.paths(mac[f.src], mac[f.dst], flow_key=tw.keys[fi], hashed=True)
+        assert len(want) == 1, (f.id, want)
+        assert got[1:-1] == tuple(name[d] for d in want[0]), (policy, f.id)
+
+
+# -- as a backend of the runner -------------------------------------------------------------
+def _spec(tmp_path, **over):
+    raw = {"name": "twin-test", "seed": 3, "repeats": 2, "baseline": True, "backend": "twin",
+           "topology": {"name": "fattree", "params": {"k": 4, "link_gbps": 400}},
+           "policy": "congestion",
+           "workload": {"name": "moe_alltoall",
+                        "params": {"tokens_per_host": 256, "schedule": "shift", "channels": 3}}}
+    raw.update(over)
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("timebase", ["nominal", "emulated"])
+def test_the_runner_runs_a_spec_on_the_twin_and_writes_the_emulations_results(tmp_path,
+                                                                              timebase):
+    path = _spec(tmp_path, twin={"timebase": timebase})
+    out = tmp_path / "results"
+    assert runner.main([str(path), "--results", str(out), "--quiet"]) == 0
+    run_dir = next(out.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["backend"] == "twin" and summary["policy"] == "congestion"
+    assert summary["flows_completed"] == summary["flows_total"] > 0
+    assert set(summary["figures"]) == {"fattree", "nonblocking"}
+    nb = summary["figures"]["nonblocking"]["efficiency"]["median"]
+    assert nb == pytest.approx(1.0, abs=0.01)   # max-min on one big switch meets the bound
+    run = next(r for r in summary["runs"] if r["topology"] == "fattree")
+    assert run["backend"] == "twin" and run["twin"]["timebase"] == timebase
+    assert run["controller_flows_learned"] == 2 * summary["flows_total"]
+    assert (run_dir / "flows.csv").exists() and (run_dir / "runs" / "fattree-r1" / "trace.jsonl").exists()
+    assert run["scale"] == pytest.approx(1.0 if timebase == "nominal" else 20 / 400e3)
+
+
+def test_the_same_seed_gives_the_same_twin_run(tmp_path):
+    g = build("fattree", k=4)
+    sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift")
+    a, _ = Twin(g, sched, policy="hedera", seed=1, stats_interval_s=2e-6).run()
+    b, _ = Twin(g, sched, policy="hedera", seed=1, stats_interval_s=2e-6).run()
+    assert a == b
+    s = metrics.summarize(g, sched, a, 1.0)
+    assert s["flows_completed"] == len(sched.flows)
+
+
+def test_a_coarser_resolution_solves_less_often_and_moves_completion_little():
+    g = build("fattree", k=4)
+    sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift")
+    exact, info_exact = Twin(g, sched, seed=1).run()
+    coarse, info_coarse = Twin(g, sched, seed=1, resolution=0.01).run()
+    e = metrics.summarize(g, sched, exact, 1.0)
+    c = metrics.summarize(g, sched, coarse, 1.0)
+    assert c["flows_completed"] == len(sched.flows)
+    assert info_coarse["rate_solves"] < info_exact["rate_solves"]
+    assert c["completion_time_s"] == pytest.approx(e["completion_time_s"], rel=0.03)
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"backend": "ns3"}, "'backend' must be one of"),
+    ({"policy": "stp"}, "which the twin does not run"),
+    ({"twin": {"timebase": "wall"}}, "'twin.timebase'"),
+    ({"twin": {"detect_s": -1}}, "'twin.detect_s'"),
+    ({"twin": {"resolution": 0.5}}, "'twin.resolution'"),
+    ({"twin": {"speed": 2}}, "unknown twin keys"),
+])
+def test_bad_twin_specs_name_the_key(tmp_path, over, message, capsys):
+    path = _spec(tmp_path, **over)
+    with pytest.raises(specs.SpecError, match=message):
+        specs.load(path)
+    assert runner.main([str(path), "--results", str(tmp_path / "r")]) == 2
+    assert message.split("'")[1 if "'" in message else 0] in capsys.readouterr().err
