@@ -42,6 +42,7 @@ from fabric import cleanup, model, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
 from fabric.reach import all_pairs
+from fabric.twin import TwinError
 from topologies import build as build_topology
 from topologies.nonblocking import nonblocking_like
 from traffic import metrics
@@ -576,7 +577,8 @@ def table(summary):
 
 
 # What a bad spec or a failed run raises: one line naming what is wrong, exit status 2.
-RUN_ERRORS = (specs.SpecError, RunError, ControllerError, EmulationError, CoordinatorError)
+RUN_ERRORS = (specs.SpecError, RunError, ControllerError, EmulationError, CoordinatorError,
+              TwinError)
 
 
 def main(argv=None):
