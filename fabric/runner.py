@@ -4,21 +4,24 @@ For every repeat (seed = spec seed + repeat) and every fabric of the spec (the t
 the one-switch non-blocking baseline with the same hosts and rates when ``baseline`` is on,
 alternating which goes first), one *run*:
 
-1. builds the topology model and the flow schedule (bad input fails here, before any network);
+1. builds the topology model and the flow schedule: the spec's workload, or its jobs placed on
+   their hosts and merged into one schedule (traffic/jobs.py; the baseline's jobs keep the
+   main fabric's hosts); bad input fails here, before any network;
 2. starts the controller (ours with the spec's policy, or the reference app a policy such as
    ``stp`` names) and the Mininet network, and brings the fabric up the way its controller
    needs (:data:`BRING_UP`): for ours, it waits until the controller has discovered every
    switch and link the model has, lets every host announce itself (gratuitous ARP) and waits
    until the routes to every host are confirmed installed;
 3. starts one agent per host, which connects every flow before the clock; under the
-   ``collective`` policy the run then announces the flow set to the controller and waits
-   until its paths are installed (:class:`CollectiveAnnouncement`); then the schedule runs,
-   CPU idle sampled all along;
+   ``collective`` policy the run then announces the flow set to the controller (one intent
+   per job when there are jobs) and waits until its paths are installed
+   (:class:`CollectiveAnnouncement`); then the schedule runs, CPU idle sampled all along;
 4. tears everything down (also on error and Ctrl-C), computes the metrics from the flow
    records and writes ``runs/<label>/summary.json`` and ``flows.csv``.
 
 ``summary.json`` at the top of the run directory holds the main fabric's figures (medians
-over repeats), the baseline's, and every run. This module orchestrates; it decides no routes
+over repeats), the baseline's, and every run; with jobs, each run's and each fabric's figures
+also hold every job's own (``jobs``). This module orchestrates; it decides no routes
 and computes no metric itself. Other drivers (bench/policies.py) reuse its pieces:
 :func:`network` brings a fabric up once and :func:`run_on` runs schedules on it.
 
@@ -45,7 +48,7 @@ from fabric.reach import all_pairs
 from fabric.twin import TwinError
 from topologies import build as build_topology
 from topologies.nonblocking import nonblocking_like
-from traffic import metrics
+from traffic import jobs, metrics
 from traffic import workloads
 from traffic.agent import PORT
 from traffic.coordinator import Coordinator, CoordinatorError
@@ -192,7 +195,9 @@ class CollectiveAnnouncement:
     bytes and its phase (its depth in the dependency DAG, ``Schedule.depths``, so the
     controller balances the flows that run together) through the REST API, and returns once
     the controller says the intent is installed and every switch confirmed it (status not
-    pending); :meth:`withdraw` ends it after the run.
+    pending); :meth:`withdraw` ends it after the run. A schedule with jobs is announced as one
+    intent per job, ``<intent_id>.<job>`` (traffic/jobs.py ``intents``), in job order, so each
+    job's assignment weighs the jobs announced before it.
     """
 
     def __init__(self, ctl, schedule, intent_id, timeout_s=60.0):
@@ -201,6 +206,7 @@ class CollectiveAnnouncement:
         self.intent_id = intent_id
         self.timeout_s = timeout_s
         self.status = None
+        self.parts = jobs.intents(schedule, intent_id)
 
     def __call__(self, five_tuples):
         missing = [f.id for f in self.schedule.flows if f.id not in five_tuples]
@@ -208,21 +214,29 @@ class CollectiveAnnouncement:
             raise RunError(f"agents reported no connection for {len(missing)} flows, "
                            f"e.g. {missing[:4]}")
         phase = self.schedule.depths()
-        flows = [{"src": five_tuples[f.id][0], "dst": five_tuples[f.id][1], "bytes": f.bytes,
-                  "flow": five_tuples[f.id], "phase": phase[f.id]}
-                 for f in self.schedule.flows]
         t0 = time.monotonic()
-        self.ctl.request("POST", "/fabric/intents", {"id": self.intent_id, "flows": flows},
-                         timeout=self.timeout_s)
-        path = f"/fabric/intents/{self.intent_id}"
+        for intent_id, part in self.parts:
+            flows = [{"src": five_tuples[f.id][0], "dst": five_tuples[f.id][1],
+                      "bytes": f.bytes, "flow": five_tuples[f.id], "phase": phase[f.id]}
+                     for f in part]
+            self.ctl.request("POST", "/fabric/intents", {"id": intent_id, "flows": flows},
+                             timeout=self.timeout_s)
+        paths = {intent_id: f"/fabric/intents/{intent_id}" for intent_id, _ in self.parts}
         self.ctl.wait_status(lambda s: not s["pending"]
-                             and self.ctl.get(path)["state"] == "installed",
-                             self.timeout_s, f"intent {self.intent_id} installed")
-        self.status = dict(self.ctl.get(path), announce_s=round(time.monotonic() - t0, 3))
+                             and all(self.ctl.get(p)["state"] == "installed"
+                                     for p in paths.values()),
+                             self.timeout_s, f"intent {', '.join(paths)} installed")
+        statuses = {intent_id: self.ctl.get(p) for intent_id, p in paths.items()}
+        announce_s = round(time.monotonic() - t0, 3)
+        if self.schedule.meta.get("jobs"):
+            self.status = {"intents": statuses, "announce_s": announce_s}
+        else:
+            self.status = dict(statuses[self.intent_id], announce_s=announce_s)
 
     def withdraw(self):
         if self.status is not None:
-            self.ctl.request("DELETE", f"/fabric/intents/{self.intent_id}")
+            for intent_id, _ in self.parts:
+                self.ctl.request("DELETE", f"/fabric/intents/{intent_id}")
 
 
 TCP_COUNTERS = ("TcpRetransSegs", "TcpOutSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes")
@@ -383,26 +397,65 @@ def run_on(net, schedule, spec, run_dir):
     return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
 
 
+def workload_name(spec):
+    """What a run's results call its workload: the spec's, or its jobs' joined by ``+``."""
+    if spec["jobs"] is None:
+        return spec["workload"]["name"]
+    return "+".join(job["workload"]["name"] for job in spec["jobs"])
+
+
+def tagged_figures(schedule, executed, records, scale):
+    """Per-phase figures and inference latencies of a run, for the flows that carry the
+    ``phase`` and ``request`` tags (none if no flow does)."""
+    out = {}
+    if any(f.tag("phase") is not None for f in schedule.flows):
+        out["phases"] = metrics.phase_breakdown(schedule, records, scale)
+    if any(f.tag("request") is not None for f in schedule.flows):
+        out["inference"] = inference_summary(executed, records, scale)
+    return out
+
+
+def job_figures(g, schedule, executed, records, scale):
+    """Each job's own figures in a run of several (traffic/jobs.py), by job name: its
+    workload, placement, hosts and seed, and the metrics of its own flows and records alone
+    (so its efficiency is against its own lower bound, its busbw its own collective's)."""
+    parts, ran = jobs.split(schedule), jobs.split(executed)
+    job_of = {f.id: f.tag(jobs.TAG) for f in schedule.flows}
+    mine = {name: [] for name in parts}
+    for r in records:
+        mine[job_of[r["id"]]].append(r)
+    return {j["name"]: {"workload": j["workload"], "workload_params": j["params"],
+                        "placement": j["placement"], "hosts": j["hosts"], "seed": j["seed"],
+                        **metrics.summarize(g, parts[j["name"]], mine[j["name"]],
+                                            time_scale=scale),
+                        **tagged_figures(parts[j["name"]], ran[j["name"]], mine[j["name"]],
+                                         scale)}
+            for j in schedule.meta["jobs"]}
+
+
 def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail):
     """The metrics of one run from its flow records, written as ``summary.json``,
     ``flows.csv`` and ``trace.jsonl`` in ``run_dir``, the same for every backend; returns the
     summary dict. ``executed`` is the schedule as the backend ran it (times divided by
-    ``scale``); ``head`` and ``tail`` are the backend's own fields."""
+    ``scale``); ``head`` and ``tail`` are the backend's own fields. A schedule with jobs gets
+    the fabric-wide figures over every flow and, under ``jobs``, each job's own
+    (:func:`job_figures`), phases and inference latencies included (requests and phases of
+    different jobs are not pooled)."""
     result = {
         "topology": g.graph["name"],
         "topology_params": g.graph.get("params", {}),
         "policy": spec["policy"],
-        "workload": spec["workload"]["name"],
-        "workload_params": spec["workload"]["params"],
+        "workload": workload_name(spec),
+        "workload_params": None if spec["jobs"] else spec["workload"]["params"],
         "seed": schedule.meta.get("seed"),
         **head,
         **metrics.summarize(g, schedule, records, time_scale=scale),
         **tail,
     }
-    if any(f.tag("phase") is not None for f in schedule.flows):
-        result["phases"] = metrics.phase_breakdown(schedule, records, scale)
-    if any(f.tag("request") is not None for f in schedule.flows):
-        result["inference"] = inference_summary(executed, records, scale)
+    if schedule.meta.get("jobs"):
+        result["jobs"] = job_figures(g, schedule, executed, records, scale)
+    else:
+        result.update(tagged_figures(schedule, executed, records, scale))
     metrics.write_flows_csv(os.path.join(run_dir, "flows.csv"), schedule, records, scale)
     write_trace(os.path.join(run_dir, "trace.jsonl"), schedule, records, scale,
                 topology=model.summary(g))
@@ -453,8 +506,18 @@ def _write_json(path, obj):
         f.write("\n")
 
 
+def build_schedule(spec, g, seed, placed=None):
+    """The schedule of a run of ``spec`` on fabric ``g`` with ``seed``: its workload's, or its
+    jobs' merged (traffic/jobs.py), placed as ``placed`` says (job name -> hosts, from
+    ``jobs.place`` on the main fabric), by default on ``g`` itself."""
+    if spec["jobs"] is None:
+        return workloads.build(spec["workload"]["name"], g, seed, **spec["workload"]["params"])
+    return jobs.build(g, spec["jobs"], seed, placed=placed, name=spec["name"])
+
+
 def prepare(spec, where):
-    """Build the fabric(s) and check the workload before any network exists."""
+    """Build the fabric(s) and check the workload (or the jobs: their placement and
+    workloads) before any network exists."""
     try:
         g = build_topology(spec["topology"]["name"], **spec["topology"]["params"])
     except model.TopologyError as e:
@@ -462,8 +525,8 @@ def prepare(spec, where):
     try:
         if spec["backend"] == "emulation" or spec["twin"]["timebase"] == "emulated":
             rate_scale(g, spec["emulation"]["host_link_mbps"])
-        workloads.build(spec["workload"]["name"], g, spec["seed"], **spec["workload"]["params"])
-    except (EmulationError, workloads.WorkloadError) as e:
+        build_schedule(spec, g, spec["seed"])
+    except (EmulationError, workloads.WorkloadError, jobs.JobError) as e:
         raise specs.SpecError(f"{where}: {e}") from None
     fabrics = [g]
     if spec["baseline"]:
@@ -471,17 +534,39 @@ def prepare(spec, where):
     return fabrics
 
 
-def aggregate(runs, fabric_name):
-    mine = [r for r in runs if r["topology"] == fabric_name]
+def _medians(results):
+    """Median, min and max over ``results`` of every key figure they all have."""
     out = {}
     for key in KEY_FIGURES:
-        vals = [r.get(key) for r in mine]
+        vals = [r.get(key) for r in results]
         if vals and all(v is not None for v in vals):
             out[key] = metrics.median_min_max(vals)
-    out["runs"] = len(mine)
-    out["all_flows_completed"] = all(r["flows_completed"] == r["flows_total"] for r in mine)
-    out["cpu_saturated_runs"] = sum(1 for r in mine if r["cpu_saturated"])
+    out["all_flows_completed"] = all(r["flows_completed"] == r["flows_total"] for r in results)
     return out
+
+
+def aggregate(runs, fabric_name):
+    """A fabric's figures over its runs (repeats); with jobs, each job's under ``jobs``."""
+    mine = [r for r in runs if r["topology"] == fabric_name]
+    out = _medians(mine)
+    out["runs"] = len(mine)
+    out["cpu_saturated_runs"] = sum(1 for r in mine if r["cpu_saturated"])
+    if mine and "jobs" in mine[0]:
+        out["jobs"] = {name: _medians([r["jobs"][name] for r in mine])
+                       for name in mine[0]["jobs"]}
+    return out
+
+
+def _job_summary(main, runs):
+    """The top-level figures of every job of the main fabric: medians over its runs."""
+    return {name: {"workload": runs[0]["jobs"][name]["workload"],
+                   "placement": runs[0]["jobs"][name]["placement"],
+                   "ranks": runs[0]["jobs"][name]["ranks"],
+                   "flows_total": runs[0]["jobs"][name]["flows_total"],
+                   "flows_completed": min(r["jobs"][name]["flows_completed"] for r in runs),
+                   **{k: fig[k]["median"] if k in fig else None for k in KEY_FIGURES
+                      if not k.startswith("cpu_")}}
+            for name, fig in main["jobs"].items()}
 
 
 def run_spec(spec, where, results_dir, log=print):
@@ -499,9 +584,9 @@ def run_spec(spec, where, results_dir, log=print):
     for rep in range(spec["repeats"]):
         seed = spec["seed"] + rep
         order = fabrics if rep % 2 == 0 else fabrics[::-1]
+        placed = None if spec["jobs"] is None else jobs.place(fabrics[0], spec["jobs"], seed)
         for g in order:
-            schedule = workloads.build(spec["workload"]["name"], g, seed,
-                                       **spec["workload"]["params"])
+            schedule = build_schedule(spec, g, seed, placed)
             label = f"{g.graph['name']}-r{rep + 1}"
             log(f"run {label} (seed {seed})")
             res = run_once(g, schedule, spec, os.path.join(out_dir, "runs", label), log)
@@ -511,21 +596,22 @@ def run_spec(spec, where, results_dir, log=print):
                 all_rows += [dict(row, run=label) for row in csv.DictReader(f)]
     main_name = fabrics[0].graph["name"]
     main = aggregate(runs, main_name)
-    first = next(r for r in runs if r["topology"] == main_name)
+    mine = [r for r in runs if r["topology"] == main_name]
+    first = mine[0]
     summary = {
         "run_id": run_id,
         "spec": spec,
         "topology": main_name,
         "policy": spec["policy"],
         "backend": spec["backend"],
-        "workload": spec["workload"]["name"],
+        "workload": workload_name(spec),
         "repeats": spec["repeats"],
         "scale": first["scale"],
         "delay_emulated": first["delay_emulated"],
         "flows_total": first["flows_total"],
-        "flows_completed": min(r["flows_completed"] for r in runs
-                               if r["topology"] == main_name),
+        "flows_completed": min(r["flows_completed"] for r in mine),
         **{k: main[k]["median"] if k in main else None for k in KEY_FIGURES},
+        **({"jobs": _job_summary(main, mine)} if "jobs" in main else {}),
         "figures": {g.graph["name"]: aggregate(runs, g.graph["name"]) for g in fabrics},
         "runs": runs,
     }
@@ -546,29 +632,42 @@ def fmt(v, unit=""):
     return f"{v}{unit}"
 
 
+def _table_row(name, runs, fig):
+    eff = fig.get("efficiency")
+    eff_s = (f"{eff['median']:.3f} / {eff['min']:.3f} / {eff['max']:.3f}" if eff else "-")
+    med = {k: (fig[k]["median"] if k in fig else None) for k in KEY_FIGURES}
+    return (f"{name:<12} {runs:>4} {eff_s:>26} "
+            f"{fmt(med['completion_time_s'], ' s'):>12} "
+            f"{fmt(med['lower_bound_s'], ' s'):>12} "
+            f"{fmt(med['busbw_gbps'], ' Gb/s'):>12} "
+            f"{fmt(med['cpu_idle_min']):>12}")
+
+
+def _inference_line(label, inf):
+    ms = {k: fmt(inf[k] * 1e3 if inf[k] is not None else None)
+          for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s",
+                    "e2e_p50_s", "e2e_p95_s", "e2e_p99_s")}
+    return (f"{label}: TTFT p50/p95/p99 {ms['ttft_p50_s']}/{ms['ttft_p95_s']}/"
+            f"{ms['ttft_p99_s']} ms, end-to-end {ms['e2e_p50_s']}/{ms['e2e_p95_s']}/"
+            f"{ms['e2e_p99_s']} ms, goodput {fmt(inf['goodput_rps'])} req/s, "
+            f"{inf['completed']}/{inf['requests']} requests")
+
+
 def table(summary):
-    """The short table `make demo` and `make experiment` print."""
+    """The short table `make demo` and `make experiment` print: a line per fabric, under it
+    a line per job (``job <name>``, its own figures) when the spec has jobs."""
     lines = [f"{'fabric':<12} {'runs':>4} {'efficiency (med/min/max)':>26} "
              f"{'completion':>12} {'bound':>12} {'busbw':>12} {'cpu idle min':>12}"]
     for name, fig in summary["figures"].items():
-        eff = fig.get("efficiency")
-        eff_s = (f"{eff['median']:.3f} / {eff['min']:.3f} / {eff['max']:.3f}" if eff else "-")
-        med = {k: (fig[k]["median"] if k in fig else None) for k in KEY_FIGURES}
-        lines.append(f"{name:<12} {fig['runs']:>4} {eff_s:>26} "
-                     f"{fmt(med['completion_time_s'], ' s'):>12} "
-                     f"{fmt(med['lower_bound_s'], ' s'):>12} "
-                     f"{fmt(med['busbw_gbps'], ' Gb/s'):>12} "
-                     f"{fmt(med['cpu_idle_min']):>12}")
+        lines.append(_table_row(name, fig["runs"], fig))
+        for job, job_fig in fig.get("jobs", {}).items():
+            lines.append(_table_row(f"  job {job}", fig["runs"], job_fig))
     for run in summary["runs"]:
-        inf = run.get("inference")
-        if inf:
-            ms = {k: fmt(inf[k] * 1e3 if inf[k] is not None else None)
-                  for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s",
-                            "e2e_p50_s", "e2e_p95_s", "e2e_p99_s")}
-            lines.append(f"{run['label']}: TTFT p50/p95/p99 {ms['ttft_p50_s']}/{ms['ttft_p95_s']}/"
-                         f"{ms['ttft_p99_s']} ms, end-to-end {ms['e2e_p50_s']}/{ms['e2e_p95_s']}/"
-                         f"{ms['e2e_p99_s']} ms, goodput {fmt(inf['goodput_rps'])} req/s, "
-                         f"{inf['completed']}/{inf['requests']} requests")
+        if run.get("inference"):
+            lines.append(_inference_line(run["label"], run["inference"]))
+        for job, job_fig in run.get("jobs", {}).items():
+            if job_fig.get("inference"):
+                lines.append(_inference_line(f"{run['label']} job {job}", job_fig["inference"]))
     lines.append(f"(backend {summary['backend']}; nominal units: run time x scale "
                  f"{summary['scale']:.3g}; "
                  f"propagation delay emulated: {summary['delay_emulated']}; "

@@ -14,10 +14,22 @@ Example::
     policy: ecmp                 # a routing core policy, or "stp" (Ryu's simple_switch_stp_13)
     controller: {stats_interval_s: 1.0, fast_failover: true, options: {hot_util: 0.8}}
     workload: {name: moe_alltoall, params: {skew: 1.2, schedule: shift, channels: 3}}
+    # or, instead of workload, several jobs at once (traffic/jobs.py):
+    # jobs:
+    #   - {name: moe, workload: {name: moe_alltoall}, placement: packed, hosts: 8}
+    #   - {name: ring, workload: {name: allreduce_ring}, placement: {hosts: [h2, h4]}}
     emulation: {host_link_mbps: 20, queue_packets: 1000, congestion_control: cubic}
     timeout_s: 120
     backend: emulation           # or twin: the flow-level simulator (fabric/twin.py)
     twin: {timebase: nominal, detect_s: 0.0}
+
+A spec has ``workload`` or ``jobs``, never both. Each job has a ``name`` (letters, digits, - or
+_, at most :data:`MAX_JOB_NAME` characters, unique: it prefixes the job's flow ids, which the
+agents send in 64 bytes), a ``workload`` (as the spec's) and where it runs: ``placement``
+``packed`` (the default), ``spread`` or ``random`` with ``hosts: N``, or ``placement: {hosts:
+[h1, h5, ...]}``; checked, the latter reads ``placement: explicit, hosts: [h1, h5, ...]``.
+Whether the hosts exist and suffice is checked on the fabric (traffic/jobs.py, called by the
+runner before any network exists).
 
 ``controller`` configures our controller (ignored by reference apps): statistics period,
 FAST_FAILOVER protection, and policy thresholds (controllers.policies.PolicyConfig).
@@ -71,7 +83,10 @@ DEFAULTS = {
         "resolution": 0.0,
     },
 }
-TOP_KEYS = set(DEFAULTS) | {"topology", "workload"}
+TOP_KEYS = set(DEFAULTS) | {"topology", "workload", "jobs"}
+JOB_KEYS = ("name", "workload", "placement", "hosts")
+COUNTED_PLACEMENTS = ("packed", "spread", "random")
+MAX_JOB_NAME = 16
 
 
 class SpecError(ValueError):
@@ -105,6 +120,51 @@ def _named(spec, key, where):
     return {"name": part["name"], "params": params}
 
 
+def _job(job, index, where, seen):
+    """One checked job of ``jobs``: ``name``, ``workload``, ``placement``, ``hosts``."""
+    at = f"{where}: jobs[{index}]"
+    _need(isinstance(job, dict), at, f"a job must be a mapping, got {job!r}")
+    unknown = set(job) - set(JOB_KEYS)
+    _need(not unknown, at, f"unknown keys {sorted(unknown)}; known: {list(JOB_KEYS)}")
+    name = job.get("name")
+    _need(isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum()
+          and len(name) <= MAX_JOB_NAME, at,
+          f"'name' must be 1-{MAX_JOB_NAME} letters, digits, - or _, got {name!r}")
+    at = f"{where}: job {name!r} (jobs[{index}])"
+    _need(name not in seen, at, f"'name' {name!r} is used by jobs[{seen.get(name)}] too")
+    seen[name] = index
+    out = {"name": name, "workload": _named(job, "workload", at)}
+    placement, hosts = job.get("placement", "packed"), job.get("hosts")
+    if isinstance(placement, dict):
+        extra = set(placement) - {"hosts"}
+        _need(not extra, at, f"'placement' has unknown keys {sorted(extra)}; known: ['hosts']")
+        _need(hosts is None, at, "'hosts' is not allowed beside 'placement.hosts'")
+        placement, hosts, key = "explicit", placement.get("hosts"), "placement.hosts"
+    else:
+        key = "hosts"
+    if placement == "explicit":
+        _need(isinstance(hosts, list) and hosts and all(isinstance(h, str) for h in hosts),
+              at, f"'{key}' must be a non-empty list of host names, got {hosts!r}")
+        for h in hosts:
+            _need(hosts.count(h) == 1, at, f"'{key}' lists {h!r} more than once")
+    else:
+        _need(placement in COUNTED_PLACEMENTS, at,
+              f"'placement' must be one of {list(COUNTED_PLACEMENTS)} or "
+              f"{{hosts: [h1, ...]}}, got {placement!r}")
+        _need(_is_int(hosts) and hosts >= 1, at,
+              f"'hosts' must be an integer >= 1 (how many hosts, placement {placement}), "
+              f"got {hosts!r}")
+    return dict(out, placement=placement, hosts=hosts)
+
+
+def _jobs(jobs, where):
+    """The checked ``jobs`` list (see the module docstring)."""
+    _need(isinstance(jobs, list) and jobs, where,
+          f"'jobs' must be a non-empty list of jobs, got {jobs!r}")
+    seen = {}
+    return [_job(job, i, where, seen) for i, job in enumerate(jobs)]
+
+
 def check(spec, where="spec"):
     """Validate a spec mapping; return a new dict with defaults filled in."""
     _need(isinstance(spec, dict), where, "a spec must be a YAML mapping")
@@ -120,7 +180,11 @@ def check(spec, where="spec"):
         out[section].update(part)
     out.update({k: v for k, v in spec.items() if k not in ("emulation", "controller", "twin")})
     out["topology"] = _named(spec, "topology", where)
-    out["workload"] = _named(spec, "workload", where)
+    has_jobs = spec.get("jobs") is not None
+    _need(not (has_jobs and spec.get("workload") is not None), where,
+          "give 'workload' or 'jobs', not both")
+    out["workload"] = None if has_jobs else _named(spec, "workload", where)
+    out["jobs"] = _jobs(spec["jobs"], where) if has_jobs else None
     _need(_is_int(out["seed"]) and out["seed"] >= 0, where,
           f"'seed' must be an integer >= 0, got {out['seed']!r}")
     _need(_is_int(out["repeats"]) and out["repeats"] >= 1, where,
@@ -173,7 +237,8 @@ def check(spec, where="spec"):
         _need(isinstance(em[key], bool), where,
               f"'emulation.{key}' must be true or false, got {em[key]!r}")
     if out["name"] is None:
-        out["name"] = f"{out['topology']['name']}-{out['workload']['name']}"
+        what = "jobs" if has_jobs else out["workload"]["name"]
+        out["name"] = f"{out['topology']['name']}-{what}"
     _need(isinstance(out["name"], str) and out["name"].replace("-", "").replace("_", "").isalnum(),
           where, f"'name' must be letters, digits, - or _, got {out['name']!r}")
     return out

@@ -54,6 +54,7 @@ from controllers.core import RoutingCore, link_capacities
 from controllers.rules import IP_PROTO_TCP, FlowKey
 from controllers.tables import ovs_dp_hash, ovs_dp_hash_tcp4, select_slots
 from fabric import model
+from traffic import jobs
 
 EPHEMERAL_PORTS = (32768, 60999)   # Linux's net.ipv4.ip_local_port_range default
 AGENT_PORT = 5001                  # traffic/agent.py's PORT (not imported: it opens sockets)
@@ -536,8 +537,9 @@ class Twin:
 
     def setup(self):
         """The connections before the clock: learning policies learn every flow (and its
-        ACK direction), ``collective`` announces them all, as the agents and the runner do;
-        returns the number of flows the core learned."""
+        ACK direction), ``collective`` announces them all, as the agents and the runner do
+        (one intent, or one per job in job order: traffic/jobs.py ``intents``); returns the
+        number of flows the core learned."""
         core, flows, mac = self.core, self.schedule.flows, self.mac
         if core.learns_flows:
             for fi, f in enumerate(flows):
@@ -546,10 +548,12 @@ class Twin:
                 core.flow_seen(key.reverse(), mac[f.dst], mac[f.src], 0, 0.0)
         if core.policy == "collective":
             depth = self.schedule.depths()
-            core.submit_intent("run", [
-                {"src": self.keys[fi].ipv4_src, "dst": self.keys[fi].ipv4_dst,
-                 "bytes": f.bytes, "flow": list(self.keys[fi]), "phase": depth[f.id]}
-                for fi, f in enumerate(flows)], 0.0)
+            for intent_id, part in jobs.intents(self.schedule, "run"):
+                keys = [self.keys[self.index[f.id]] for f in part]
+                core.submit_intent(intent_id, [
+                    {"src": key.ipv4_src, "dst": key.ipv4_dst, "bytes": f.bytes,
+                     "flow": list(key), "phase": depth[f.id]}
+                    for key, f in zip(keys, part)], 0.0)
         core.flush(0.0)
         return core.counters.get("flows_learned", 0)
 

@@ -1,9 +1,10 @@
 """Workload registry: the generators an experiment spec can name, checked like topologies.
 
 Each entry takes the fabric's host list first and keyword parameters after (and the fabric
-itself as ``g`` when it places traffic by topology); :func:`build` rejects unknown workloads
-and parameters with a message naming them. Generators live in their
-own modules (traffic/moe.py, ...); this module only maps names to them.
+itself as ``g`` when it places traffic by topology); :func:`build` runs one over every host of
+a fabric, :func:`build_on` over a subset of them (a job's hosts, traffic/jobs.py); both reject
+unknown workloads and parameters with a message naming them. Generators live in their own
+modules (traffic/moe.py, ...); this module only maps names to them.
 """
 
 import inspect
@@ -37,6 +38,14 @@ def build(name, g, seed, **params):
     """Schedule of workload ``name`` over the hosts of fabric ``g`` with ``seed`` and keyword
     ``params``; generators that take the fabric get it as ``g``."""
     from fabric.model import hosts
+    return build_on(name, g, hosts(g), seed, **params)
+
+
+def build_on(name, g, hosts, seed, /, **params):
+    """Schedule of workload ``name`` over ``hosts`` (some hosts of fabric ``g``, in rank
+    order) with ``seed`` and keyword ``params``; generators that take the fabric get it as
+    ``g`` (they read its tags for ``hosts`` only). ``hosts`` is a parameter no spec can set:
+    one named ``hosts`` in ``params`` is rejected as unknown."""
     if name not in WORKLOADS:
         raise WorkloadError(f"unknown workload {name!r}; known: {', '.join(sorted(WORKLOADS))}")
     fn = WORKLOADS[name]
@@ -49,6 +58,6 @@ def build(name, g, seed, **params):
     if "g" in signature:
         params["g"] = g
     try:
-        return fn(hosts(g), seed=seed, **params)
+        return fn(list(hosts), seed=seed, **params)
     except (TypeError, ValueError) as e:
         raise WorkloadError(f"workload {name!r}: {e}") from None
