@@ -8,6 +8,8 @@ the fabric and the schedule and computing the metrics):
   ``collective``, and k=32 under ``ecmp`` and ``collective`` (``--k`` picks sizes);
   targets: k=16 <= 60 s and <= 4 GB each, k=32 <= 15 minutes;
 - ring all-reduce over the 1,024 hosts of the k=16 fat-tree: <= 60 s;
+- all with ``twin.resolution`` 0.01 (``--resolution``; 0 is exact, and ten times slower at
+  k=16);
 - the k=4 demo spec (experiments/demo.yaml) on the emulation and on the twin, one after the
   other: the twin must be >= 100x faster (needs root; ``--no-emulation`` skips it).
 
@@ -40,7 +42,7 @@ RING_TARGET_S = 60.0
 SPEEDUP_TARGET = 100.0
 
 
-def run_cell(k, workload, params, policy):
+def run_cell(k, workload, params, policy, resolution=0.0):
     """One twin run in this process; returns its figures (called in a child process)."""
     from fabric.twin import Twin
     from topologies import build
@@ -49,7 +51,7 @@ def run_cell(k, workload, params, policy):
     g = build("fattree", k=k, link_gbps=400)
     schedule = workloads.build(workload, g, 1, **params)
     t1 = time.monotonic()
-    twin = Twin(g, schedule, policy=policy, seed=1)
+    twin = Twin(g, schedule, policy=policy, seed=1, resolution=resolution)
     records, info = twin.run()
     t2 = time.monotonic()
     summary = metrics.summarize(g, schedule, records, 1.0)
@@ -58,16 +60,39 @@ def run_cell(k, workload, params, policy):
             "flows": len(schedule.flows), "flows_completed": summary["flows_completed"],
             "efficiency": summary["efficiency"], "wall_s": round(t3 - t0, 2),
             "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
-            "metrics_s": round(t3 - t2, 2), "events": info["events"],
+            "metrics_s": round(t3 - t2, 2), "events": info["events"], "resolution": resolution,
             "rate_solves": info["rate_solves"], "stats_rounds": info["stats_rounds"],
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
                                  3)}
 
 
-def cell(k, workload, params, policy, timeout_s, log):
-    """Run one cell in a child process; a cell past ``timeout_s`` is killed."""
+# Peak memory per flow of an all-to-all cell, measured at k=16 (2.4 GB for 1,047,552 flows:
+# schedule objects, flow keys, the core's learned flows): what a cell is estimated to need.
+BYTES_PER_FLOW = 2300
+
+
+def available_bytes():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def cell(k, workload, params, policy, timeout_s, log, resolution=0.0):
+    """Run one cell in a child process; a cell past ``timeout_s`` is killed, and a cell
+    whose estimated memory exceeds what the machine has free is not started."""
+    hosts = k ** 3 // 4
+    flows = hosts * (hosts - 1) if workload == "moe_alltoall" else 4 * hosts
+    need, free = flows * BYTES_PER_FLOW, available_bytes()
+    if free is not None and need > 0.8 * free:
+        res = {"k": k, "hosts": hosts, "workload": workload, "policy": policy,
+               "error": f"not started: {flows:,} flows need about {need / 2 ** 30:.0f} GB "
+                        f"as schedule objects, {free / 2 ** 30:.1f} GB are free"}
+        log("  " + line(res))
+        return res
     cmd = [sys.executable, "-m", "bench.twin_scale", "--cell",
-           json.dumps([k, workload, params, policy])]
+           json.dumps([k, workload, params, policy, resolution])]
     t0 = time.monotonic()
     try:
         out = subprocess.run(cmd, cwd=runner.ROOT, capture_output=True, text=True,
@@ -172,6 +197,8 @@ def main(argv=None):
     p.add_argument("--no-ring", action="store_true")
     p.add_argument("--no-emulation", action="store_true")
     p.add_argument("--cell-timeout", type=float, default=1800.0)
+    p.add_argument("--resolution", type=float, default=0.01,
+                   help="the twin's completion resolution (twin.resolution; 0 = exact)")
     p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
     p.add_argument("--cell", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -190,16 +217,20 @@ def main(argv=None):
         for policy in a.policies:
             if k >= 32 and policy not in K32_POLICIES:
                 continue
-            cells.append(cell(k, "moe_alltoall", ALLTOALL, policy, a.cell_timeout, log))
+            cells.append(cell(k, "moe_alltoall", ALLTOALL, policy, a.cell_timeout, log,
+                              a.resolution))
     if not a.no_ring:
-        cells.append(cell(16, "allreduce_ring", RING, "ecmp", a.cell_timeout, log))
+        cells.append(cell(16, "allreduce_ring", RING, "ecmp", a.cell_timeout, log,
+                          a.resolution))
     speed = None
     if not a.no_emulation:
         if os.geteuid() != 0:
             log("  (not root: the emulation-to-twin speed ratio is skipped)")
         else:
             speed = speedup(out_dir, log)
-    text = [line(r) for r in cells] + ["targets:"] + verdicts(cells, speed)
+    text = ([f"twin.resolution {a.resolution} (a flow may end up to that fraction of its "
+             f"duration early; 0 = exact)"] + [line(r) for r in cells] + ["targets:"]
+            + verdicts(cells, speed))
     plot_path = plot(cells, out_dir)
     with open(os.path.join(out_dir, "scale.json"), "w") as f:
         json.dump({"cells": cells, "speedup": speed}, f, indent=2)
