@@ -52,7 +52,7 @@ import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
 from controllers.rules import IP_PROTO_TCP, FlowKey
-from controllers.tables import ovs_dp_hash, ovs_dp_hash_tcp4, select_slots
+from controllers.tables import _hash_int, ovs_dp_hash, ovs_dp_hash_tcp4, select_slots
 from fabric import model
 from traffic import jobs
 
@@ -475,7 +475,6 @@ class Twin:
                     return b
             return None
         # Highest random weight (very unequal weights), as controllers/tables.py models it.
-        from controllers.tables import _hash_int
         best, best_score = None, -1
         for i, w in enumerate(weights):
             if w > 0:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from controllers.core import RoutingCore
-from controllers.rules import IP_PROTO_TCP
 from fabric import model, runner, spec as specs
 from fabric.twin import Twin, max_min_rates
 from topologies import build
