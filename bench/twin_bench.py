@@ -114,8 +114,9 @@ def agreement(rows):
     the twin's and replay's gaps to the emulation; per (fabric, workload): rank agreement."""
     tables = {b: pb.summarize([r for r in rows if r["backend"] == b]) for b in BACKENDS}
     cells = []
+    ran = {r["fabric"] for r in rows if r["policy"] != pb.BASELINE}
     for i, e in enumerate(tables["emulation"]):
-        if not e["runs"] or e["policy"] == pb.STP:
+        if not e["runs"] or e["policy"] == pb.STP or e["fabric"] not in ran:
             continue
         med = {b: tables[b][i]["vs_nonblocking"]["median"] for b in BACKENDS}
         eff = {b: tables[b][i]["efficiency"]["median"] for b in BACKENDS}

@@ -479,6 +479,7 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
                 stats_interval_s=ctl["stats_interval_s"], fast_failover=ctl["fast_failover"],
                 options=ctl["options"], seed=schedule.meta.get("seed") or spec["seed"],
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
+                mtu_bytes=em["mtu"],
                 detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
                 resolution=tw["resolution"], five_tuples=five_tuples)
     records, info = twin.run()

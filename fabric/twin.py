@@ -26,15 +26,17 @@ Model
   involved. ``detect_s`` later the core gets the port-status events and reroutes as it does in
   the emulation. A flow with no live path waits, at rate 0.
 - **Time**: a flow starts by the schedule's own rule (``Flow.start_time``); it has been received
-  once its last byte has crossed its path's propagation delay (fiber length, 5 us/km) when the
-  spec emulates delay. Like the agents, every flow is connected before the clock starts, so
+  once its last byte has crossed its path's propagation delay (fiber length, 5 us/km, when the
+  spec emulates delay) and its last packet has been stored and forwarded at every hop (the
+  MTU at each link's rate: milliseconds per hop at the emulation's rates, nanoseconds at
+  400 Gbit/s). Like the agents, every flow is connected before the clock starts, so
   learning policies have learned (and ``collective`` has announced) every flow at time 0.
 - **Units**: ``twin.timebase: nominal`` (the default) runs the fabric's own rates and the
   schedule's own seconds; ``emulated`` runs the rates and times the emulation would run for
   the spec (``emulation.host_link_mbps``), so controller periods relate to flow durations as
   in the emulation; this is what the twin-against-emulation benchmark uses.
 
-Not modelled: packet loss and its recovery, queueing delay, TCP slow start and congestion
+Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow start and congestion
 window dynamics (a flow takes its fair share from its first byte), ACK traffic (the reverse
 direction carries nothing; the core sees ACK-sized counters for it), connection set-up
 (connections exist before the clock, as in the emulation) and controller processing time.
@@ -304,6 +306,9 @@ class Twin:
         Draws the source ports.
     delay_scale : float or None
         Seconds of the run per nominal second of propagation delay; None leaves delay out.
+    mtu_bytes : int
+        Packet size: a flow arrives its last packet's store-and-forward time after it
+        left (at every link of its path but one).
     detect_s : float
         Time from a link's failure to the controller's port-status event.
     link_events : iterable of dict
@@ -323,7 +328,8 @@ class Twin:
     """
 
     def __init__(self, g, schedule, policy="ecmp", capacity_scale=1.0, stats_interval_s=1.0,
-                 fast_failover=True, options=None, seed=0, delay_scale=1.0, detect_s=0.0,
+                 fast_failover=True, options=None, seed=0, delay_scale=1.0, mtu_bytes=9000,
+                 detect_s=0.0,
                  link_events=(), max_time_s=None, resolution=0.0, five_tuples=None):
         self.g, self.schedule = g, schedule
         self.stats_interval_s = float(stats_interval_s)
@@ -338,6 +344,7 @@ class Twin:
         self.counters = {"rate_solves": 0, "events": 0, "stats_rounds": 0, "reroutes": 0,
                          "stalled": 0}
         self._index_links(capacity_scale, delay_scale)
+        self.serialize = mtu_bytes * 8.0 / self.caps   # one packet's time on each link
         self._make_flows(seed, five_tuples or {})
         self.resolution = float(resolution)
         self._events = []
@@ -409,6 +416,14 @@ class Twin:
         self.index = {f.id: i for i, f in enumerate(flows)}
         self.mac = {h: g.nodes[h]["mac"] for h in model.hosts(g)}
         self.key_index = {k: i for i, k in enumerate(self.keys)}
+
+    def _latency(self, row):
+        """From a flow's last byte leaving to its arrival: the propagation delay of its path
+        and the store-and-forward of its last packet at every link but the one whose
+        transmission the fluid rate already counts (the slowest)."""
+        links = row[row >= 0]
+        ser = self.serialize[links]
+        return float(self.delay[links].sum() + ser.sum() - ser.max())
 
     def _add_link_event(self, ev):
         try:
@@ -646,8 +661,7 @@ class Twin:
                 for r in done:
                     fi = int(act.fid[r])
                     sent_final[fi] = float(act.sent[r] + act.left[r])
-                    heapq.heappush(arrivals, (t + float(self.delay[act.links[r][
-                        act.links[r] >= 0]].sum()), fi))
+                    heapq.heappush(arrivals, (t + self._latency(act.links[r]), fi))
                     stalled.discard(fi)
                 act.remove(done)
                 dirty = True
