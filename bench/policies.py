@@ -441,6 +441,22 @@ def write_outputs(out_dir, rows, table, targets, lines, extra):
                   sort_keys=True, default=str)
 
 
+def log(message):
+    print(message, flush=True)
+
+
+def start(results, label):
+    """A new results/<time>-<label>/ directory for an emulation benchmark, with SIGTERM
+    unwinding like Ctrl-C and whatever a crashed run left removed; returns it and the log."""
+    out_dir = os.path.join(results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+                           + f"-{label}")
+    os.makedirs(out_dir, exist_ok=True)
+    runner._terminate_on_sigterm()
+    for line in cleanup.cleanup():
+        log(f"cleaned up after an earlier run: {line}")
+    return out_dir, log
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
@@ -464,16 +480,7 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("error: emulation needs root", file=sys.stderr)
         return 2
-    out_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-                           + f"-bench-{mode}")
-    os.makedirs(out_dir, exist_ok=True)
-
-    def log(m):
-        print(m, flush=True)
-
-    runner._terminate_on_sigterm()
-    for line in cleanup.cleanup():
-        log(f"cleaned up after an earlier run: {line}")
+    out_dir, log = start(a.results, f"bench-{mode}")
     t0 = time.monotonic()
     log(f"bench ({mode}): {len(a.fabrics)} fabrics x {len(a.controllers)} controllers + "
         f"{BASELINE}, {len(a.workloads)} workloads, seeds {seeds}; results in {out_dir}")

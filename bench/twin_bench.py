@@ -30,7 +30,6 @@ Run: ``python -m bench.twin_bench [--quick] [--seeds N] [--fabrics ...] [--polic
 
 import argparse
 import csv
-import datetime
 import json
 import os
 import statistics
@@ -38,7 +37,7 @@ import sys
 import time
 
 from bench import policies as pb
-from fabric import cleanup, runner, spec as specs
+from fabric import runner, spec as specs
 from topologies import build
 from topologies.nonblocking import nonblocking_like
 from traffic import workloads
@@ -235,16 +234,7 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("error: the emulation side needs root", file=sys.stderr)
         return 2
-    out_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-                           + f"-bench-twin-{mode}")
-    os.makedirs(out_dir, exist_ok=True)
-
-    def log(m):
-        print(m, flush=True)
-
-    runner._terminate_on_sigterm()
-    for line in cleanup.cleanup():
-        log(f"cleaned up after an earlier run: {line}")
+    out_dir, log = pb.start(a.results, f"bench-twin-{mode}")
     t0 = time.monotonic()
     size = pb.SIZES["full"]
     log(f"bench-twin ({mode}): {a.fabrics} x {a.policies} + {pb.BASELINE}, {a.workloads}, "
