@@ -659,7 +659,9 @@ class RoutingCore:
         idx = self._path_matrix(src.dpid, dst.dpid)
         if idx is None or not len(idx):
             return [], None
-        util = (self.load.loads_at(idx, now) + extra_bps) / self.load.capacities_at(idx)
+        util = self.load.loads_at(idx, now)
+        util += extra_bps
+        util /= self.load.capacities_at(idx)
         return CandidatePaths(src.dpid, idx, self.load.links), util
 
     def _path_matrix(self, s, d):
@@ -673,13 +675,20 @@ class RoutingCore:
         if idx is not None:
             self._matrices.move_to_end(key)
             return idx
-        blocks = []
+        # One allocation for the whole matrix: its first column is the link to each next
+        # hop, repeated once per path below it, the rest the next hops' matrices stacked.
+        firsts, subs = [], []
         for n in self.path_service.hops.get(d, {}).get(s, ()):
             sub = self._path_matrix(n, d)
             if sub is not None and len(sub):
-                col = np.full((len(sub), 1), self.load.link_index((s, n)), dtype=np.int32)
-                blocks.append(np.hstack([col, sub]))
-        idx = np.vstack(blocks) if blocks else None
+                firsts.append(self.load.link_index((s, n)))
+                subs.append(sub)
+        idx = None
+        if subs:
+            rows = [len(sub) for sub in subs]
+            idx = np.empty((sum(rows), subs[0].shape[1] + 1), dtype=np.int32)
+            idx[:, 0] = np.repeat(np.array(firsts, dtype=np.int32), rows)
+            np.concatenate(subs, out=idx[:, 1:])
         self._matrices[key] = idx
         self._matrix_cells += 0 if idx is None else idx.size + 1
         while self._matrix_cells > MATRIX_CACHE_CELLS and len(self._matrices) > 1:
@@ -739,9 +748,9 @@ class RoutingCore:
     def _sync(self, now):
         """Take the topology's change set to the path service and the renderer, and hand
         the flows it broke to the policy."""
+        if not (self._rebuild or self.topo.changes):
+            return  # the common case, asked several times per flow: take and make nothing
         changes = self.topo.take_changes()
-        if not (changes or self._rebuild):
-            return
         ps = self.path_service
         dests = self.topo.host_switches()
         full = self._rebuild or bool(changes.switches) or len(changes.pairs) > INCREMENTAL_PAIRS

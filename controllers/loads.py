@@ -200,8 +200,12 @@ class LoadModel:
         self._est_dirty = set()    # indices whose _est lags behind _est_list
         self._meas = np.zeros(256)
         self._cap = np.ones(256)
-        self._from = collections.defaultdict(set)      # mac -> keys of flows it sends
-        self._to = collections.defaultdict(set)        # mac -> keys of flows it receives
+        self._extra = np.zeros(256)  # scratch of loads_at, all zero between calls
+        # mac -> {key: flow} of the flows it sends / receives: dicts, so that a sweep of a
+        # host's flows (see _refresh_ends) reaches each flow without a lookup, in the order
+        # they were learned.
+        self._from = collections.defaultdict(dict)
+        self._to = collections.defaultdict(dict)
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         self._adj = adj
@@ -213,8 +217,8 @@ class LoadModel:
         """Start tracking a newly learned flow (not pinned yet)."""
         self.flows[flow.key] = flow
         flow.nic_bps = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
-        self._from[flow.src].add(flow.key)
-        self._to[flow.dst].add(flow.key)
+        self._from[flow.src][flow.key] = flow
+        self._to[flow.dst][flow.key] = flow
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
         self._refresh_ends(flow, now)
 
@@ -226,7 +230,7 @@ class LoadModel:
         self._place(flow, None)
         for index, mac in ((self._from, flow.src), (self._to, flow.dst)):
             keys = index[mac]
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del index[mac]
         self._refresh_ends(flow, now)
@@ -328,22 +332,33 @@ class LoadModel:
 
     def loads_at(self, idx, now):
         """Projected bit/s (as :meth:`link_load`) of the links at dense indices ``idx``
-        (a numpy integer array of any shape)."""
+        (a numpy integer array of any shape); a new array the caller may change."""
         if self._est_dirty:
+            # Estimates below the threshold are rounding residue of additions and removals;
+            # they are zeroed here, once per changed link, not at every read.
             dirty = list(self._est_dirty)
-            self._est[dirty] = [self._est_list[i] for i in dirty]
+            est = self._est_list
+            self._est[dirty] = [v if v > 1e-6 else 0.0 for v in map(est.__getitem__, dirty)]
             self._est_dirty.clear()
-        est = self._est[idx]
         load = self._meas[idx]
         shifts = self.ports.shifted()
         if shifts:
-            extra = np.zeros(len(self._est))
+            # Expected changes of recent moves, on the few ports that have them: set in a
+            # scratch array, read at idx, and cleared again (never a pass over every link).
+            extra = self._extra
+            if len(extra) != len(self._meas):
+                extra = self._extra = np.zeros(len(self._meas))
+            marked = []
             for (dpid, port) in list(shifts):
                 i = self._port_lid.get((dpid, port))
                 if i is not None:
                     extra[i] = self.ports.rate_bps(dpid, port, now) - self._meas[i]
-            load = np.maximum(load + extra[idx], 0.0)
-        return load + np.where(est > 1e-6, est, 0.0)
+                    marked.append(i)
+            load += extra[idx]
+            np.maximum(load, 0.0, out=load)
+            extra[marked] = 0.0
+        load += self._est[idx]
+        return load
 
     def capacities_at(self, idx):
         """Capacities (bit/s) of the links at dense indices ``idx``."""
@@ -427,36 +442,42 @@ class LoadModel:
         exact value, and a burst of n new flows at one host costs O(n) in all, not O(n^2).
         """
         self.refresh(flow, now)
-        for side, index, mac in (("src", self._from, flow.src), ("dst", self._to, flow.dst)):
-            keys = index.get(mac, ())
+        for side, index, mac in ((0, self._from, flow.src), (1, self._to, flow.dst)):
+            flows = index.get(mac, ())
             mark = (side, mac)
             last = self._refreshed_at.get(mark)
-            if last is not None and abs(len(keys) - last) < REFRESH_FRACTION * last:
+            if last is not None and abs(len(flows) - last) < REFRESH_FRACTION * last:
                 continue
-            self._sweep(keys, now)
-            if keys:
-                self._refreshed_at[mark] = len(keys)
+            if flows:
+                self._sweep(side, flows, now)
+                self._refreshed_at[mark] = len(flows)
             else:
                 self._refreshed_at.pop(mark, None)
 
-    def _sweep(self, keys, now):
-        """:meth:`refresh` of many flows, inlined: this is the hot loop of flow setup."""
-        flows, src_of, dst_of = self.flows, self._from, self._to
+    def _sweep(self, side, flows, now):
+        """:meth:`refresh` of every flow of one host (``flows``: that host's
+        ``{key: flow}``, of its sent flows for ``side`` 0, received for 1), inlined: this is
+        the hot loop of flow setup. The host's own share is the same for all its flows, so
+        only the other end's count is looked up per flow."""
         est, dirty, measured = self._est_list, self._est_dirty, self.measured
-        for key in keys:
-            f = flows[key]
-            if f.path is None:
-                continue
-            if f.rate_bps is not None and measured(f, now):
+        here = len(flows)
+        others = self._to if side == 0 else self._from
+        for f in flows.values():
+            lids = f.lids
+            if not lids:
+                continue  # unpinned, or pinned within one switch: no link to count it on
+            if f.meter.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
                 src_bps, dst_bps = f.nic_bps
-                want = min(src_bps / max(1, len(src_of.get(f.src, ()))),
-                           dst_bps / max(1, len(dst_of.get(f.dst, ()))))
+                if side == 0:
+                    mine, other = src_bps / here, dst_bps / max(1, len(others.get(f.dst, ())))
+                else:
+                    mine, other = dst_bps / here, src_bps / max(1, len(others.get(f.src, ())))
+                want = mine if mine < other else other
             delta = want - f.est_bps
             if delta:
                 f.est_bps = want
-                lids = f.lids
                 for i in lids:
                     est[i] += delta
                 dirty.update(lids)

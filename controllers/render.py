@@ -173,6 +173,10 @@ class Renderer:
         ``{(dpid, dst): {next hop: weight}}`` for SELECT buckets (WCMP); missing ones weigh 1.
     """
 
+    # (priority, match, actions, table_id, cookie) -> FlowRule, without the keyword handling
+    # of the named tuple's own constructor (per-flow rules are made at every flow setup).
+    _flow_rule = staticmethod(_tuple_new(FlowRule))
+
     def __init__(self, topo, paths, group_ids, multipath=True, fast_failover=True,
                  learn_flows=False):
         self.topo, self.paths, self.group_ids = topo, paths, group_ids
@@ -192,7 +196,7 @@ class Renderer:
         self._hosts_at = {}    # dst -> sorted hosts there
         self._learn = {}       # (dpid, port) -> learn rules installed for that host port
         self._owners = {}      # owner -> tuple of (dpid, rule)
-        self._key_owners = collections.defaultdict(list)   # (dpid, key) -> owners, last wins
+        self._key_owners = {}  # (dpid, key) -> (owner, rule), or a list of them: last wins
         self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
         self._uses = {}        # owner -> (dst, dpid) units its pins use
         self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
@@ -403,8 +407,7 @@ class Renderer:
         if len(self._hopsets) > INTERN_LIMIT // 16:
             self._hopsets = {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
-        self._owners, self._uses = {}, {}
-        self._key_owners.clear()
+        self._owners, self._uses, self._key_owners = {}, {}, {}
         self._pins_at.clear()
         self._bulk = True
         for dst in self.paths.dests:
@@ -755,46 +758,64 @@ class Renderer:
                 self._pins_at[use].add(owner)
 
     def _claim(self, owner, dpid, rule):
-        owners = self._key_owners[(dpid, rule.key)]
-        owners.append((owner, rule))
-        self._put(dpid, "f", rule.key, rule)
+        # A key has one owner but for overlapping pins: that owner's (owner, rule) pair is
+        # kept as it is, a list only for several (fewer objects per learned flow).
+        key = rule.key
+        where = (dpid, key)
+        had = self._key_owners.get(where)
+        if had is None:
+            self._key_owners[where] = (owner, rule)
+        elif type(had) is list:
+            had.append((owner, rule))
+        else:
+            self._key_owners[where] = [had, (owner, rule)]
+        self._put(dpid, "f", key, rule)
 
     def _release(self, owner, dpid, rule):
-        key = (dpid, rule.key)
-        owners = self._key_owners.get(key)
-        if not owners:
+        key = rule.key
+        where = (dpid, key)
+        had = self._key_owners.get(where)
+        if not had:
             return
-        owners[:] = [(o, r) for o, r in owners if o != owner]
-        if owners:
-            self._put(dpid, "f", rule.key, owners[-1][1])
+        if type(had) is list:
+            left = [(o, r) for o, r in had if o != owner]
+            if len(left) == 1:
+                self._key_owners[where] = left[0]
+            elif left:
+                self._key_owners[where] = left
         else:
-            del self._key_owners[key]
-            self._drop(dpid, "f", rule.key, rule)
+            left = [] if had[0] == owner else [had]
+        if left:
+            self._put(dpid, "f", key, left[-1][1])
+        else:
+            del self._key_owners[where]
+            self._drop(dpid, "f", key, rule)
 
     def _pin_rules(self, fields, priority, src, dst, path, counted, uses):
         d = dst.dpid
+        rule = self._flow_rule
         if path is None:
             if src.dpid == d:
-                action = Output(dst.port)
+                action = self._out(dst.port)
             elif src.dpid in self.paths.hops.get(d, {}):
                 action = self._to(self.select_gid(d))
                 uses.add((d, src.dpid))
             else:
                 return []
-            return [(src.dpid, FlowRule(priority, fields, (action,), cookie=COOKIE_FLOW))]
+            return [(src.dpid, rule((priority, fields, (action,), 0, COOKIE_FLOW)))]
         out = []
         for i, s in enumerate(path):
             if i and s == d:
                 break  # the destination's host rule delivers it
             if s == d:
-                action = Output(dst.port)
+                action = self._out(dst.port)
             else:
                 action = self.hop_action(s, d, path[i + 1])
                 if action is None:
                     return []  # not a path any more: the core repairs it
                 uses.add((d, s))
             cookie = COOKIE_FLOW if counted and i == 0 else COOKIE
-            out.append((s, FlowRule(priority, fields, (action,), cookie=cookie)))
+            out.append((s, rule((priority, fields, (action,), 0, cookie))))
         return out
 
     # -- counts ----------------------------------------------------------------------------
