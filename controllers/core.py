@@ -678,10 +678,15 @@ class RoutingCore:
         # One allocation for the whole matrix: its first column is the link to each next
         # hop, repeated once per path below it, the rest the next hops' matrices stacked.
         firsts, subs = [], []
+        cached, link_index = self._matrices, self.load.link_index
         for n in self.path_service.hops.get(d, {}).get(s, ()):
-            sub = self._path_matrix(n, d)
+            sub = cached.get((n, d))  # usually there: the next hops serve many sources
+            if sub is None:
+                sub = self._path_matrix(n, d)
+            else:
+                cached.move_to_end((n, d))
             if sub is not None and len(sub):
-                firsts.append(self.load.link_index((s, n)))
+                firsts.append(link_index((s, n)))
                 subs.append(sub)
         idx = None
         if subs:

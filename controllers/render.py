@@ -191,12 +191,13 @@ class Renderer:
         self._hopset_of = {}   # (dpid, next hops, alternate) -> HopSet, while ports stand
         self._nbrs = {}        # dpid -> sorted neighbours, while its adjacency stands
         self._intern = {}
+        self._actions_of = {}  # action -> (action,), see _one_action
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
         self._hosts_at = {}    # dst -> sorted hosts there
         self._learn = {}       # (dpid, port) -> learn rules installed for that host port
         self._owners = {}      # owner -> tuple of (dpid, rule)
-        self._key_owners = {}  # (dpid, key) -> (owner, rule), or a list of them: last wins
+        self._key_owners = {}  # (dpid, key) -> owner, or a list of owners: the last wins
         self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
         self._uses = {}        # owner -> (dst, dpid) units its pins use
         self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
@@ -387,6 +388,7 @@ class Renderer:
         the core sets them again (:meth:`set_owner`)."""
         if len(self._intern) > INTERN_LIMIT:
             self._intern = {}
+            self._actions_of = {}
         if self._before is None:
             # What the switches hold: the tables as they are, less what was changed since
             # the last flush (those tables are not used again, so they are changed back).
@@ -753,47 +755,51 @@ class Renderer:
         if new:
             self._owners[owner] = tuple(new)
         if uses:
-            self._uses[owner] = uses
+            self._uses[owner] = tuple(uses)  # of int pairs: the collector stops tracking it
             for use in uses:
                 self._pins_at[use].add(owner)
 
     def _claim(self, owner, dpid, rule):
-        # A key has one owner but for overlapping pins: that owner's (owner, rule) pair is
-        # kept as it is, a list only for several (fewer objects per learned flow).
+        # A key has one owner but for overlapping pins: that owner is kept as it is, a list
+        # only for several, and a rule is found again in its owner's own entry (so a
+        # learned flow costs no objects here beyond its rules).
         key = rule.key
         where = (dpid, key)
         had = self._key_owners.get(where)
         if had is None:
-            self._key_owners[where] = (owner, rule)
+            self._key_owners[where] = owner
         elif type(had) is list:
-            had.append((owner, rule))
+            had.append(owner)
         else:
-            self._key_owners[where] = [had, (owner, rule)]
+            self._key_owners[where] = [had, owner]
         self._put(dpid, "f", key, rule)
 
     def _release(self, owner, dpid, rule):
+        """``owner`` gives up its rule at (dpid, rule's key): the last owner left there
+        gets its own rule back, or the rule goes. Called once the owner has left
+        :attr:`_owners`."""
         key = rule.key
         where = (dpid, key)
         had = self._key_owners.get(where)
-        if not had:
+        if had is None:
             return
         if type(had) is list:
-            left = [(o, r) for o, r in had if o != owner]
-            if len(left) == 1:
-                self._key_owners[where] = left[0]
-            elif left:
-                self._key_owners[where] = left
+            left = [o for o in had if o != owner]
+            self._key_owners[where] = left[0] if len(left) == 1 else left
         else:
-            left = [] if had[0] == owner else [had]
+            left = [] if had == owner else [had]
         if left:
-            self._put(dpid, "f", key, left[-1][1])
-        else:
-            del self._key_owners[where]
-            self._drop(dpid, "f", key, rule)
+            last = left[-1]
+            kept = [r for d, r in self._owners.get(last, ()) if d == dpid and r.key == key]
+            if kept:
+                self._put(dpid, "f", key, kept[-1])
+                return
+        self._key_owners.pop(where, None)
+        self._drop(dpid, "f", key, rule)
 
     def _pin_rules(self, fields, priority, src, dst, path, counted, uses):
         d = dst.dpid
-        rule = self._flow_rule
+        rule, acts = self._flow_rule, self._one_action
         if path is None:
             if src.dpid == d:
                 action = self._out(dst.port)
@@ -802,7 +808,7 @@ class Renderer:
                 uses.add((d, src.dpid))
             else:
                 return []
-            return [(src.dpid, rule((priority, fields, (action,), 0, COOKIE_FLOW)))]
+            return [(src.dpid, rule((priority, fields, acts(action), 0, COOKIE_FLOW)))]
         out = []
         for i, s in enumerate(path):
             if i and s == d:
@@ -815,8 +821,15 @@ class Renderer:
                     return []  # not a path any more: the core repairs it
                 uses.add((d, s))
             cookie = COOKIE_FLOW if counted and i == 0 else COOKIE
-            out.append((s, rule((priority, fields, (action,), 0, cookie))))
+            out.append((s, rule((priority, fields, acts(action), 0, cookie))))
         return out
+
+    def _one_action(self, action):
+        """The actions tuple ``(action,)``, one per action, shared by the rules using it."""
+        acts = self._actions_of.get(action)
+        if acts is None:
+            acts = self._actions_of[action] = (action,)
+        return acts
 
     # -- counts ----------------------------------------------------------------------------
     def rule_count(self):
