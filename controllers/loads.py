@@ -336,11 +336,13 @@ class LoadModel:
         if self._est_dirty:
             # Estimates below the threshold are rounding residue of additions and removals;
             # they are zeroed here, once per changed link, not at every read.
-            dirty = list(self._est_dirty)
-            est = self._est_list
-            self._est[dirty] = [v if v > 1e-6 else 0.0 for v in map(est.__getitem__, dirty)]
-            self._est_dirty.clear()
-        load = self._meas[idx]
+            dirty, n = self._est_dirty, len(self._est_dirty)
+            at = np.fromiter(dirty, np.intp, n)
+            est = np.fromiter(map(self._est_list.__getitem__, dirty), float, n)
+            self._est[at] = np.where(est > 1e-6, est, 0.0)
+            dirty.clear()
+        # take(), not fancy indexing: it converts the int32 indices without a copy.
+        load = self._meas.take(idx)
         shifts = self.ports.shifted()
         if shifts:
             # Expected changes of recent moves, on the few ports that have them: set in a
@@ -354,15 +356,15 @@ class LoadModel:
                 if i is not None:
                     extra[i] = self.ports.rate_bps(dpid, port, now) - self._meas[i]
                     marked.append(i)
-            load += extra[idx]
+            load += extra.take(idx)
             np.maximum(load, 0.0, out=load)
             extra[marked] = 0.0
-        load += self._est[idx]
+        load += self._est.take(idx)
         return load
 
     def capacities_at(self, idx):
         """Capacities (bit/s) of the links at dense indices ``idx``."""
-        return self._cap[idx]
+        return self._cap.take(idx)
 
     def flows_of(self, mac):
         """Keys of the flows a host sends."""
