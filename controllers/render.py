@@ -53,6 +53,7 @@ It must not decide paths (policies do), import Ryu or read a clock.
 import collections
 import contextlib
 import gc
+from itertools import repeat
 
 from controllers.rules import (
     COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
@@ -120,6 +121,11 @@ def _tuple_new(cls):
     def make(fields, _new=tuple.__new__):
         return _new(cls, fields)
     return make
+
+
+def _action_arg(action):
+    """The field of an Output or ToGroup action (what identifies it within its type)."""
+    return getattr(action, "port", None) if type(action) is not ToGroup else action.group_id
 
 
 def _group_level(group):
@@ -192,6 +198,8 @@ class Renderer:
         self._nbrs = {}        # dpid -> sorted neighbours, while its adjacency stands
         self._intern = {}
         self._actions_of = {}  # action -> (action,), see _one_action
+        self._select_gids = {}  # dst -> id of its SELECT group (group ids never change)
+        self._ff_made = {}     # ports -> FAST_FAILOVER (group id, group) and action to it
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
         self._hosts_at = {}    # dst -> sorted hosts there
@@ -228,8 +236,15 @@ class Renderer:
             del self._learn[key]
 
     def _put(self, dpid, kind, key, obj):
+        """Make switch ``dpid`` hold ``obj``: a flow rule ("f", by its key), a group ("g",
+        by id), a hop set's groups ("h", reference-counted) or several flow rules ("F",
+        ``obj`` a tuple of (key, rule) pairs)."""
         table = self.tables.get(dpid)
         if table is None:
+            return
+        if kind == "F":
+            for k, rule in obj:
+                self._put(dpid, "f", k, rule)
             return
         if kind == "h":
             refs = self._hopset_refs
@@ -251,9 +266,41 @@ class Renderer:
             self._dirty.setdefault((dpid, kind, key), old)
         store[key] = obj
 
+    def _put_fresh(self, entries):
+        """:meth:`_put` of a new unit's entries while the tables are built from scratch (no
+        diff is kept: the flush compares whole tables)."""
+        tables, refs = self.tables, self._hopset_refs
+        for dpid, kind, key, obj in entries:
+            table = tables.get(dpid)
+            if table is None:
+                continue
+            if kind == "f":
+                table.flows[key] = obj
+                continue
+            if kind == "F":
+                table.flows.update(obj)
+                continue
+            if kind == "h":
+                n = refs.get((dpid, key), 0)
+                refs[(dpid, key)] = n + 1
+                if n:
+                    continue
+                pairs = obj.groups
+            else:
+                pairs = ((key, obj),)
+            groups, counts = table.groups, table.group_refs
+            for gid, group in pairs:
+                counts[gid] += 1
+                if counts[gid] == 1 or groups.get(gid) != group:
+                    groups[gid] = group
+
     def _drop(self, dpid, kind, key, obj):
         table = self.tables.get(dpid)
         if table is None:
+            return
+        if kind == "F":
+            for k, rule in obj:
+                self._drop(dpid, "f", k, rule)
             return
         if kind == "h":
             refs = self._hopset_refs
@@ -298,31 +345,52 @@ class Renderer:
         return msgs[0]
 
     def _flush_full(self):
-        """The whole-table diff after a rebuild."""
+        """The whole-table diff after a rebuild, in :meth:`_ordered`'s order, built in
+        bulk: hundreds of thousands of messages after a fabric's first rebuild."""
         before, self._before = self._before, None
         self._dirty = {}
-        flow_mod, group_mod = _tuple_new(FlowMod), _tuple_new(GroupMod)
-        add_groups, add_flows, del_flows, del_groups = [], [], [], []
+        new = tuple.__new__
+        add_flows, del_flows = [], []
         empty = Table()
         for dpid, table in self.tables.items():
             old = before.get(dpid, empty)
-            old_flows, old_groups = old.flows, old.groups
-            for key, rule in table.flows.items():
-                prev = old_flows.get(key)
-                if prev is not rule and prev != rule:
-                    add_flows.append(flow_mod((dpid, "add", rule)))
-            for key, rule in old_flows.items():
-                if key not in table.flows:
-                    del_flows.append(flow_mod((dpid, "delete", rule)))
-            for gid, group in table.groups.items():
-                prev = old_groups.get(gid)
+            was, now = old.flows, table.flows
+            adds = [r for k, r in now.items()
+                    if k not in was or (was[k] is not r and was[k] != r)]
+            add_flows.extend(map(new, repeat(FlowMod), zip(repeat(dpid), repeat("add"), adds)))
+            dels = [r for k, r in was.items() if k not in now]
+            del_flows.extend(map(new, repeat(FlowMod),
+                                 zip(repeat(dpid), repeat("delete"), dels)))
+        # Groups in (level, dpid, group id) order, levels ascending for adds and descending
+        # for deletions: per switch in id order, each into its level's list (groups are
+        # shared by many switches, so a group's level is worked out once).
+        levels = {}
+
+        def level(group):
+            lv = levels.get(id(group))
+            if lv is None:
+                lv = levels[id(group)] = _group_level(group)
+            return lv
+
+        add_groups, del_groups = ([], []), ([], [])
+        for dpid in sorted(self.tables):
+            was = before.get(dpid, empty).groups
+            now = self.tables[dpid].groups
+            for gid, group in sorted(now.items()):
+                prev = was.get(gid)
                 if prev is not group and prev != group:
-                    add_groups.append(group_mod((dpid, "add" if prev is None else "modify",
-                                                 group)))
-            for gid, group in old_groups.items():
-                if gid not in table.groups:
-                    del_groups.append(group_mod((dpid, "delete", group)))
-        return self._ordered(add_groups, add_flows, del_flows, del_groups)
+                    add_groups[level(group)].append(
+                        new(GroupMod, (dpid, "add" if prev is None else "modify", group)))
+            for gid, group in sorted(was.items()):
+                if gid not in now:
+                    del_groups[level(group)].append(new(GroupMod, (dpid, "delete", group)))
+        msgs = add_groups[0] + add_groups[1]
+        msgs.extend(add_flows)
+        msgs.extend(del_flows)
+        msgs.extend(del_groups[1])
+        msgs.extend(del_groups[0])
+        return (msgs, len(add_flows) + len(del_flows),
+                len(add_groups[0]) + len(add_groups[1]) + len(del_groups[0]) + len(del_groups[1]))
 
     @staticmethod
     def _ordered(add_groups, add_flows, del_flows, del_groups):
@@ -376,7 +444,10 @@ class Renderer:
     # -- routes ----------------------------------------------------------------------------
     def select_gid(self, dst):
         """Id of the group that leads toward destination switch ``dst`` (on any switch)."""
-        return self.group_ids(("select", dst))
+        gid = self._select_gids.get(dst)
+        if gid is None:
+            gid = self._select_gids[dst] = self.group_ids(("select", dst))  # stable for life
+        return gid
 
     def rebuild(self):
         with _no_gc():
@@ -389,6 +460,7 @@ class Renderer:
         if len(self._intern) > INTERN_LIMIT:
             self._intern = {}
             self._actions_of = {}
+            self._ff_made = {}
         if self._before is None:
             # What the switches hold: the tables as they are, less what was changed since
             # the last flush (those tables are not used again, so they are changed back).
@@ -413,9 +485,18 @@ class Renderer:
         self._pins_at.clear()
         self._bulk = True
         for dst in self.paths.dests:
-            self._hosts_at[dst] = self.topo.hosts_at(dst)
-            for s in self.paths.hops[dst]:
-                self._render(dst, s)
+            hs = self._hosts_at[dst] = self.topo.hosts_at(dst)
+            hops = self.paths.hops[dst]
+            # What _render does for each switch, knowing no unit or pin exists yet.
+            self.units_rendered += len(hops)
+            if hs:
+                units = {}
+                for s, next_hops in hops.items():
+                    if next_hops:
+                        units[s] = unit = self._make_unit(dst, s, next_hops)
+                        self._put_fresh(unit)
+                if units:
+                    self._units[dst] = units
             self._update_reach(dst)
         self._sync_learn(None)
         self._bulk = False
@@ -573,14 +654,23 @@ class Renderer:
         actions = hopset.actions
         self._actions[(dst, s)] = (hops, actions)
         wmap = self.weights.get((s, dst))
-        if wmap is None:
-            buckets = hopset.buckets
-        else:
-            buckets = tuple(self._one(("bucket", a, wmap.get(n, 1)),
-                                      lambda a=a, n=n: Bucket((a,), weight=wmap.get(n, 1)))
-                            for n, a in zip(hops, actions))
         gid = self.select_gid(dst)
-        group = self._one(("select", gid, buckets), lambda: Group(gid, "select", buckets))
+        # The buckets follow from the hop set's key (and the weights): interned by those
+        # plain numbers, not by the buckets, whose actions would each be hashed in Python.
+        if wmap is None:
+            group = self._intern.get(("select", gid, hopset.key))
+            if group is None:
+                group = self._intern[("select", gid, hopset.key)] = Group(
+                    gid, "select", hopset.buckets)
+        else:
+            weights = tuple(wmap.get(n, 1) for n in hops)
+            group = self._intern.get(("select", gid, hopset.key, weights))
+            if group is None:
+                buckets = tuple(self._one(("bucket", a, w),
+                                          lambda a=a, w=w: Bucket((a,), weight=w))
+                                for a, w in zip(actions, weights))
+                group = self._intern[("select", gid, hopset.key, weights)] = Group(
+                    gid, "select", buckets)
         entries.append((s, "g", gid, group))
         return tuple(entries)
 
@@ -622,11 +712,14 @@ class Renderer:
         """Action trying ``ports`` in order: a FAST_FAILOVER group, added to ``groups``."""
         if len(ports) == 1:
             return self._out(ports[0])
-        gid = self.group_ids(("ff", ports))
-        group = self._one(("group", gid), lambda: Group(gid, "fast_failover", tuple(
-            Bucket((Output(p),), watch_port=p) for p in ports)))
-        groups.append((gid, group))
-        return self._to(gid)
+        made = self._ff_made.get(ports)
+        if made is None:
+            gid = self.group_ids(("ff", ports))
+            group = self._one(("group", gid), lambda: Group(gid, "fast_failover", tuple(
+                Bucket((Output(p),), watch_port=p) for p in ports)))
+            made = self._ff_made[ports] = ((gid, group), self._to(gid))
+        groups.append(made[0])
+        return made[1]
 
     def _protect(self, s, dst, primary, entries):
         """Choose the alternate of single-next-hop switch ``s`` toward ``dst``; add its
@@ -640,8 +733,11 @@ class Renderer:
             return None
         start = dst % len(cands)
         cands = cands[start:] + cands[:start]
+        # a is loop-free unless s is one of its next hops, i.e. unless a is one hop
+        # farther from dst than s (hops follow the distances): one lookup per candidate.
+        farther = dist[s] + 1
         for a in cands:
-            if s not in hops.get(a, ()):
+            if dist[a] != farther:
                 self.alternates[(s, dst)] = (a, False)
                 return self.alternates[(s, dst)]
         for a in cands:
@@ -664,23 +760,33 @@ class Renderer:
 
     def _detours(self, dpid, in_port, action, dst):
         """Detour rules on ``dpid`` for packets from ``in_port`` toward the hosts of ``dst``,
-        as unit entries; one tuple per (in_port, action, hosts), shared across switches."""
+        as one unit entry of kind "F" (a tuple of (key, rule) pairs, one per host, shared
+        across switches; see :meth:`_put`)."""
         hs = self._hosts_at.get(dst, ())
-        key = ("detours", in_port, action, dst, len(hs))
+        # Keyed by the action's plain fields: hashing the action itself runs Python code.
+        key = ("detours", in_port, type(action), _action_arg(action), dst, len(hs))
         made = self._intern.get(key)
         if made is None or made[0] != hs:
-            rules = [FlowRule(PRIO_DETOUR, (("eth_dst", h.mac), ("in_port", in_port)),
-                              (action,)) for h in hs]
-            made = self._intern[key] = (list(hs), [(r.key, r) for r in rules])
-        return [(dpid, "f", k, r) for k, r in made[1]]
+            rule, acts = self._flow_rule, self._one_action(action)
+            pairs = []
+            for h in hs:
+                fields = (("eth_dst", h.mac), ("in_port", in_port))
+                pairs.append(((0, PRIO_DETOUR, fields),
+                              rule((PRIO_DETOUR, fields, acts, 0, COOKIE))))
+            made = self._intern[key] = (list(hs), tuple(pairs))
+        return [(dpid, "F", key, made[1])] if made[1] else []
 
     def _bounce(self, s, primary_port, from_port, entries):
-        gid = self.group_ids(("bounce", primary_port, from_port))
-        group = self._one(("group", gid), lambda: Group(gid, "fast_failover", (
-            Bucket((Output(primary_port),), watch_port=primary_port),
-            Bucket((Output(PORT_IN_PORT),), watch_port=from_port))))
-        entries.append((s, "g", gid, group))
-        return self._to(gid)
+        made = self._ff_made.get((primary_port, from_port, "bounce"))
+        if made is None:
+            gid = self.group_ids(("bounce", primary_port, from_port))
+            group = self._one(("group", gid), lambda: Group(gid, "fast_failover", (
+                Bucket((Output(primary_port),), watch_port=primary_port),
+                Bucket((Output(PORT_IN_PORT),), watch_port=from_port))))
+            made = self._ff_made[(primary_port, from_port, "bounce")] = (gid, group,
+                                                                         self._to(gid))
+        entries.append((s, "g", made[0], made[1]))
+        return made[2]
 
     def reweight(self, weights):
         """New SELECT weights: redo the units whose weights changed."""
