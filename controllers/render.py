@@ -256,8 +256,8 @@ class Renderer:
             return
         store = table.flows if kind == "f" else table.groups
         if kind == "g":
-            table.group_refs[key] += 1
-            if table.group_refs[key] > 1 and store.get(key) == obj:
+            refs = table.group_refs[key] = table.group_refs.get(key, 0) + 1
+            if refs > 1 and store.get(key) == obj:
                 return
         old = store.get(key)
         if old is obj:
@@ -290,8 +290,9 @@ class Renderer:
                 pairs = ((key, obj),)
             groups, counts = table.groups, table.group_refs
             for gid, group in pairs:
-                counts[gid] += 1
-                if counts[gid] == 1 or groups.get(gid) != group:
+                # get(), not Counter's += 1: a missing key would call Python code.
+                n = counts[gid] = counts.get(gid, 0) + 1
+                if n == 1 or groups.get(gid) != group:
                     groups[gid] = group
 
     def _drop(self, dpid, kind, key, obj):
@@ -355,8 +356,16 @@ class Renderer:
         for dpid, table in self.tables.items():
             old = before.get(dpid, empty)
             was, now = old.flows, table.flows
-            adds = [r for k, r in now.items()
-                    if k not in was or (was[k] is not r and was[k] != r)]
+            if len(was) <= len(BASE_RULES):
+                # A switch that held (next to) nothing: skip the few rules it keeps by
+                # identity instead of hashing every key (tuple hashes are not cached).
+                kept = {id(now[k]) for k, r in was.items()
+                        if k in now and (now[k] is r or now[k] == r)}
+                adds = ([r for r in now.values() if id(r) not in kept] if kept
+                        else list(now.values()))
+            else:
+                adds = [r for k, r in now.items()
+                        if k not in was or (was[k] is not r and was[k] != r)]
             add_flows.extend(map(new, repeat(FlowMod), zip(repeat(dpid), repeat("add"), adds)))
             dels = [r for k, r in was.items() if k not in now]
             del_flows.extend(map(new, repeat(FlowMod),
