@@ -121,7 +121,8 @@ class CandidatePaths:
         return len(self._idx)
 
     def __getitem__(self, i):
-        return (self._src,) + tuple(self._links[j][1] for j in self._idx[i])
+        links = self._links
+        return (self._src,) + tuple([links[j][1] for j in self._idx[i].tolist()])
 
 
 class RoutingCore:

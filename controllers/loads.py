@@ -127,7 +127,7 @@ class PortLoads:
                 del table[key]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Flow:
     """What the core knows about one learned IPv4 flow.
 
@@ -151,6 +151,10 @@ class Flow:
     est_bps: float = 0.0        # its estimated demand as counted on its path's links
     nic_bps: tuple = (0.0, 0.0)  # NIC rates of its sender and receiver
     lids: tuple = ()            # dense indices of its path's links (see LoadModel)
+    # The {key: flow} of every flow its sender sends and of every flow its receiver
+    # receives, itself included, while it is tracked (see LoadModel._sweep).
+    sent_by: dict = dataclasses.field(default=None, repr=False, compare=False)
+    received_by: dict = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def rate_bps(self):
@@ -217,8 +221,10 @@ class LoadModel:
         """Start tracking a newly learned flow (not pinned yet)."""
         self.flows[flow.key] = flow
         flow.nic_bps = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
-        self._from[flow.src][flow.key] = flow
-        self._to[flow.dst][flow.key] = flow
+        flow.sent_by = self._from[flow.src]
+        flow.received_by = self._to[flow.dst]
+        flow.sent_by[flow.key] = flow
+        flow.received_by[flow.key] = flow
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
         self._refresh_ends(flow, now)
 
@@ -234,10 +240,13 @@ class LoadModel:
             if not keys:
                 del index[mac]
         self._refresh_ends(flow, now)
+        flow.sent_by = flow.received_by = None
         return flow
 
     def clear(self):
         """Forget every flow (measured port rates stay)."""
+        for flow in self.flows.values():
+            flow.sent_by = flow.received_by = None  # no cycles left for the collector
         self.flows.clear()
         self.on_link.clear()
         self._est[:] = 0.0
@@ -268,10 +277,15 @@ class LoadModel:
                         if not keys:
                             del self.on_link[link]
             return
-        index = self.link_index
-        flow.lids = tuple(index(link) for link in zip(path, path[1:]))
-        for link in zip(path, path[1:]):
-            self.on_link[link].add(flow.key)
+        links = list(zip(path, path[1:]))
+        lid = self._lid
+        try:
+            flow.lids = tuple([lid[link] for link in links])
+        except KeyError:  # a link not indexed yet
+            flow.lids = tuple([self.link_index(link) for link in links])
+        on_link, key = self.on_link, flow.key
+        for link in links:
+            on_link[link].add(key)
 
     def _add_est(self, lids, bps):
         if bps:
@@ -463,7 +477,6 @@ class LoadModel:
         only the other end's count is looked up per flow."""
         est, dirty, measured = self._est_list, self._est_dirty, self.measured
         here = len(flows)
-        others = self._to if side == 0 else self._from
         for f in flows.values():
             lids = f.lids
             if not lids:
@@ -471,11 +484,12 @@ class LoadModel:
             if f.meter.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
+                # The other end's flows include f: never empty.
                 src_bps, dst_bps = f.nic_bps
                 if side == 0:
-                    mine, other = src_bps / here, dst_bps / max(1, len(others.get(f.dst, ())))
+                    mine, other = src_bps / here, dst_bps / len(f.received_by)
                 else:
-                    mine, other = dst_bps / here, src_bps / max(1, len(others.get(f.src, ())))
+                    mine, other = dst_bps / here, src_bps / len(f.sent_by)
                 want = mine if mine < other else other
             delta = want - f.est_bps
             if delta:
