@@ -204,7 +204,7 @@ class Renderer:
         self._reach = {}       # dst -> switches holding its host rules
         self._hosts_at = {}    # dst -> sorted hosts there
         self._learn = {}       # (dpid, port) -> learn rules installed for that host port
-        self._owners = {}      # owner -> tuple of (dpid, rule)
+        self._owners = {}      # owner -> (tuple of dpids, tuple of their rules)
         self._key_owners = {}  # (dpid, key) -> owner, or a list of owners: the last wins
         self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
         self._uses = {}        # owner -> (dst, dpid) units its pins use
@@ -852,13 +852,14 @@ class Renderer:
             rules that carry a flow (or host pair) along ``path``, or for ``None`` one rule at
             its first switch sending it to its destination's group.
         """
-        old = self._owners.pop(owner, ())
+        old = self._owners.pop(owner, None)
         new = []
         uses = set()
         for fields, priority, src, dst, path, counted in pins:
             new.extend(self._pin_rules(fields, priority, src, dst, path, counted, uses))
-        for dpid, rule in old:
-            self._release(owner, dpid, rule)
+        if old is not None:
+            for dpid, rule in zip(*old):
+                self._release(owner, dpid, rule)
         for use in self._uses.pop(owner, ()):
             users = self._pins_at.get(use)
             if users is not None:
@@ -868,7 +869,8 @@ class Renderer:
         for dpid, rule in new:
             self._claim(owner, dpid, rule)
         if new:
-            self._owners[owner] = tuple(new)
+            # (switches, rules): the collector stops tracking the tuple of switch numbers.
+            self._owners[owner] = tuple(zip(*new))
         if uses:
             self._uses[owner] = tuple(uses)  # of int pairs: the collector stops tracking it
             for use in uses:
@@ -880,9 +882,9 @@ class Renderer:
         # learned flow costs no objects here beyond its rules).
         key = rule.key
         where = (dpid, key)
-        had = self._key_owners.get(where)
-        if had is None:
-            self._key_owners[where] = owner
+        had = self._key_owners.setdefault(where, owner)
+        if had is owner:
+            pass
         elif type(had) is list:
             had.append(owner)
         else:
@@ -905,7 +907,8 @@ class Renderer:
             left = [] if had == owner else [had]
         if left:
             last = left[-1]
-            kept = [r for d, r in self._owners.get(last, ()) if d == dpid and r.key == key]
+            kept = [r for d, r in zip(*self._owners.get(last, ((), ())))
+                    if d == dpid and r.key == key]
             if kept:
                 self._put(dpid, "f", key, kept[-1])
                 return
