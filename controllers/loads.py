@@ -200,8 +200,9 @@ class LoadModel:
         self.links = []                                # index -> (u, v)
         self._port_lid = {}                            # (u, port) -> index
         self._est = np.zeros(256)
-        self._est_list = []        # the truth, cheap to update one link at a time
-        self._est_dirty = set()    # indices whose _est lags behind _est_list
+        # Single links' estimates change through a memoryview: nearly as cheap as a list
+        # item, with no copy to bring the array up to date before a vector read.
+        self._est_mv = memoryview(self._est)
         self._meas = np.zeros(256)
         self._cap = np.ones(256)
         self._extra = np.zeros(256)  # scratch of loads_at, all zero between calls
@@ -250,8 +251,6 @@ class LoadModel:
         self.flows.clear()
         self.on_link.clear()
         self._est[:] = 0.0
-        self._est_list = [0.0] * len(self._est_list)
-        self._est_dirty.clear()
         self._from.clear()
         self._to.clear()
         self._due = []
@@ -289,10 +288,9 @@ class LoadModel:
 
     def _add_est(self, lids, bps):
         if bps:
-            est = self._est_list
+            est = self._est_mv
             for i in lids:
                 est[i] += bps
-            self._est_dirty.update(lids)
 
     # -- the dense link index --------------------------------------------------------------
     def link_index(self, link):
@@ -301,10 +299,10 @@ class LoadModel:
         if i is None:
             i = self._lid[link] = len(self._lid)
             self.links.append(link)
-            self._est_list.append(0.0)
             if i >= len(self._est):
                 grow = len(self._est)
                 self._est = np.concatenate([self._est, np.zeros(grow)])
+                self._est_mv = memoryview(self._est)
                 self._meas = np.concatenate([self._meas, np.zeros(grow)])
                 self._cap = np.concatenate([self._cap, np.ones(grow)])
             self._bind(link, i)
@@ -347,14 +345,6 @@ class LoadModel:
     def loads_at(self, idx, now):
         """Projected bit/s (as :meth:`link_load`) of the links at dense indices ``idx``
         (a numpy integer array of any shape); a new array the caller may change."""
-        if self._est_dirty:
-            # Estimates below the threshold are rounding residue of additions and removals;
-            # they are zeroed here, once per changed link, not at every read.
-            dirty, n = self._est_dirty, len(self._est_dirty)
-            at = np.fromiter(dirty, np.intp, n)
-            est = np.fromiter(map(self._est_list.__getitem__, dirty), float, n)
-            self._est[at] = np.where(est > 1e-6, est, 0.0)
-            dirty.clear()
         # take(), not fancy indexing: it converts the int32 indices without a copy.
         load = self._meas.take(idx)
         shifts = self.ports.shifted()
@@ -373,7 +363,10 @@ class LoadModel:
             load += extra.take(idx)
             np.maximum(load, 0.0, out=load)
             extra[marked] = 0.0
-        load += self._est.take(idx)
+        # Estimates at or below the threshold are rounding residue of additions and
+        # removals (as in link_load).
+        est = self._est.take(idx)
+        load += np.where(est > 1e-6, est, 0.0)
         return load
 
     def capacities_at(self, idx):
@@ -475,7 +468,7 @@ class LoadModel:
         ``{key: flow}``, of its sent flows for ``side`` 0, received for 1), inlined: this is
         the hot loop of flow setup. The host's own share is the same for all its flows, so
         only the other end's count is looked up per flow."""
-        est, dirty, measured = self._est_list, self._est_dirty, self.measured
+        est, measured = self._est_mv, self.measured
         here = len(flows)
         for f in flows.values():
             lids = f.lids
@@ -496,7 +489,6 @@ class LoadModel:
                 f.est_bps = want
                 for i in lids:
                     est[i] += delta
-                dirty.update(lids)
 
     def advance(self, now):
         """Let the estimates that have lapsed by ``now`` stop counting."""
@@ -516,5 +508,5 @@ class LoadModel:
     def link_load(self, u, v, now):
         """Projected bit/s on the directed link u->v (call :meth:`advance` first)."""
         i = self._lid.get((u, v))
-        est = 0.0 if i is None else self._est_list[i]
+        est = 0.0 if i is None else self._est_mv[i]
         return self.ports.rate_bps(u, self._adj[u][v], now) + (est if est > 1e-6 else 0.0)
