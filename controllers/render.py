@@ -668,9 +668,9 @@ class Renderer:
         # plain numbers, not by the buckets, whose actions would each be hashed in Python.
         if wmap is None:
             group = self._intern.get(("select", gid, hopset.key))
-            if group is None:
-                group = self._intern[("select", gid, hopset.key)] = Group(
-                    gid, "select", hopset.buckets)
+            if group is None:  # one per destination and hop set: made in bulk
+                group = self._intern[("select", gid, hopset.key)] = tuple.__new__(
+                    Group, (gid, "select", hopset.buckets))
         else:
             weights = tuple(wmap.get(n, 1) for n in hops)
             group = self._intern.get(("select", gid, hopset.key, weights))
@@ -743,12 +743,13 @@ class Renderer:
         start = dst % len(cands)
         cands = cands[start:] + cands[:start]
         # a is loop-free unless s is one of its next hops, i.e. unless a is one hop
-        # farther from dst than s (hops follow the distances): one lookup per candidate.
+        # farther from dst than s (hops follow the distances): one lookup per candidate,
+        # in one comprehension (a Clos fabric has none going down, so all are looked at).
         farther = dist[s] + 1
-        for a in cands:
-            if dist[a] != farther:
-                self.alternates[(s, dst)] = (a, False)
-                return self.alternates[(s, dst)]
+        free = [a for a in cands if dist[a] != farther]
+        if free:
+            self.alternates[(s, dst)] = (free[0], False)
+            return self.alternates[(s, dst)]
         for a in cands:
             rest = tuple(m for m in hops.get(a, ()) if m != s)
             # m reaches dst through s iff dist(m, s) + dist(s, dst) == dist(m, dst); m is a
