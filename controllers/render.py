@@ -53,6 +53,7 @@ It must not decide paths (policies do), import Ryu or read a clock.
 import collections
 import contextlib
 import gc
+import itertools
 from itertools import repeat
 
 from controllers.rules import (
@@ -266,11 +267,11 @@ class Renderer:
             self._dirty.setdefault((dpid, kind, key), old)
         store[key] = obj
 
-    def _put_fresh(self, entries):
-        """:meth:`_put` of a new unit's entries while the tables are built from scratch (no
+    def _put_fresh(self, units):
+        """:meth:`_put` of new units' entries while the tables are built from scratch (no
         diff is kept: the flush compares whole tables)."""
         tables, refs = self.tables, self._hopset_refs
-        for dpid, kind, key, obj in entries:
+        for dpid, kind, key, obj in itertools.chain.from_iterable(units):
             table = tables.get(dpid)
             if table is None:
                 continue
@@ -499,11 +500,10 @@ class Renderer:
             # What _render does for each switch, knowing no unit or pin exists yet.
             self.units_rendered += len(hops)
             if hs:
-                units = {}
-                for s, next_hops in hops.items():
-                    if next_hops:
-                        units[s] = unit = self._make_unit(dst, s, next_hops)
-                        self._put_fresh(unit)
+                make = self._make_unit
+                units = {s: make(dst, s, next_hops) for s, next_hops in hops.items()
+                         if next_hops}
+                self._put_fresh(units.values())
                 if units:
                     self._units[dst] = units
             self._update_reach(dst)
@@ -658,12 +658,12 @@ class Renderer:
         self.alternates.pop((s, dst), None)
         if self.fast_failover and len(hops) == 1:
             alt = self._protect(s, dst, hops[0], entries)
-        hopset = self._hopset(s, hops, alt)
+        hopset = self._hopset_of.get((s, hops, alt)) or self._hopset(s, hops, alt)
         entries.append((s, "h", hopset.key, hopset))
         actions = hopset.actions
         self._actions[(dst, s)] = (hops, actions)
-        wmap = self.weights.get((s, dst))
-        gid = self.select_gid(dst)
+        wmap = self.weights.get((s, dst)) if self.weights else None
+        gid = self._select_gids.get(dst) or self.select_gid(dst)  # ids start at 1
         # The buckets follow from the hop set's key (and the weights): interned by those
         # plain numbers, not by the buckets, whose actions would each be hashed in Python.
         if wmap is None:
