@@ -358,12 +358,14 @@ class Renderer:
             old = before.get(dpid, empty)
             was, now = old.flows, table.flows
             if len(was) <= len(BASE_RULES):
-                # A switch that held (next to) nothing: skip the few rules it keeps by
-                # identity instead of hashing every key (tuple hashes are not cached).
-                kept = {id(now[k]) for k, r in was.items()
-                        if k in now and (now[k] is r or now[k] == r)}
-                adds = ([r for r in now.values() if id(r) not in kept] if kept
-                        else list(now.values()))
+                # A switch that held (next to) nothing: drop the few rules it keeps from
+                # the list instead of hashing every key (tuple hashes are not cached).
+                adds = list(now.values())
+                for k, r in was.items():
+                    if k in now and (now[k] is r or now[k] == r):
+                        # Found by identity (no other rule has its key, so none equals it),
+                        # near the front: a fresh table starts with the base rules.
+                        adds.remove(now[k])
             else:
                 adds = [r for k, r in now.items()
                         if k not in was or (was[k] is not r and was[k] != r)]
