@@ -869,8 +869,27 @@ class Renderer:
                 users.discard(owner)
                 if not users:
                     del self._pins_at[use]
+        tables, key_owners = self.tables, self._key_owners
         for dpid, rule in new:
-            self._claim(owner, dpid, rule)
+            # Claim the key (it has one owner but for overlapping pins: that owner is kept
+            # as it is, a list only for several, and a rule is found again in its owner's
+            # own entry, so a learned flow costs no objects here beyond its rules), then
+            # _put the rule, inlined: this runs for every rule of every learned flow.
+            key = rule.key
+            had = key_owners.setdefault((dpid, key), owner)
+            if had is not owner:
+                if type(had) is list:
+                    had.append(owner)
+                else:
+                    key_owners[(dpid, key)] = [had, owner]
+            table = tables.get(dpid)
+            if table is not None:
+                store = table.flows
+                prev = store.get(key)
+                if prev is not rule:
+                    if self._before is None:
+                        self._dirty.setdefault((dpid, "f", key), prev)
+                    store[key] = rule
         if new:
             # (switches, rules): the collector stops tracking the tuple of switch numbers.
             self._owners[owner] = tuple(zip(*new))
@@ -878,21 +897,6 @@ class Renderer:
             self._uses[owner] = tuple(uses)  # of int pairs: the collector stops tracking it
             for use in uses:
                 self._pins_at[use].add(owner)
-
-    def _claim(self, owner, dpid, rule):
-        # A key has one owner but for overlapping pins: that owner is kept as it is, a list
-        # only for several, and a rule is found again in its owner's own entry (so a
-        # learned flow costs no objects here beyond its rules).
-        key = rule.key
-        where = (dpid, key)
-        had = self._key_owners.setdefault(where, owner)
-        if had is owner:
-            pass
-        elif type(had) is list:
-            had.append(owner)
-        else:
-            self._key_owners[where] = [had, owner]
-        self._put(dpid, "f", key, rule)
 
     def _release(self, owner, dpid, rule):
         """``owner`` gives up its rule at (dpid, rule's key): the last owner left there
