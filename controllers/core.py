@@ -112,16 +112,18 @@ def link_capacities(g, scale=1.0):
 
 
 class CandidatePaths:
-    """The paths of a path matrix (rows of dense link indices), as tuples of dpids on demand."""
+    """The paths of a path matrix (columns of dense link indices), as tuples of dpids on
+    demand."""
 
     def __init__(self, src, idx, links):
         self._src, self._idx, self._links = src, idx, links
 
     def __len__(self):
-        return len(self._idx)
+        return self._idx.shape[1]
 
     def __getitem__(self, i):
-        return (self._src,) + tuple(self._links[j][1] for j in self._idx[i])
+        links = self._links
+        return (self._src,) + tuple([links[j][1] for j in self._idx[:, i].tolist()])
 
 
 class RoutingCore:
@@ -671,29 +673,46 @@ class RoutingCore:
             self._matrix_cells = 0
             self._matrices_version = self.path_service.version
         idx = self._path_matrix(src.dpid, dst.dpid)
-        if idx is None or not len(idx):
+        if idx is None or not idx.shape[1]:
             return [], None
-        util = (self.load.loads_at(idx, now) + extra_bps) / self.load.capacities_at(idx)
-        return CandidatePaths(src.dpid, idx, self.load.links), util
+        util = self.load.loads_at(idx, now)
+        util += extra_bps
+        util /= self.load.capacities_at(idx)
+        # Computed link-major, handed out path-major (a transposed view): the policies'
+        # reductions over a path's few links then run along contiguous rows.
+        return CandidatePaths(src.dpid, idx, self.load.links), util.T
 
     def _path_matrix(self, s, d):
-        """Dense link indices of every shortest path from switch s to d, one row per path,
-        rows in the paths' sorted order. Built from the next hops' own matrices (shared by
-        every switch above them), cached per switch pair."""
+        """Dense link indices of every shortest path from switch s to d, one column per
+        path (row j: the paths' j-th links), columns in the paths' sorted order. Built from
+        the next hops' own matrices (shared by every switch above them), cached per switch
+        pair."""
         if s == d:
-            return np.zeros((1, 0), dtype=np.int32) if s in self.topo.adj else None
+            return np.zeros((0, 1), dtype=np.int32) if s in self.topo.adj else None
         key = (s, d)
         idx = self._matrices.get(key)
         if idx is not None:
             self._matrices.move_to_end(key)
             return idx
-        blocks = []
+        # One allocation for the whole matrix: its first row is the link to each next hop,
+        # repeated once per path below it, the rest the next hops' matrices side by side.
+        firsts, subs = [], []
+        cached, link_index = self._matrices, self.load.link_index
         for n in self.path_service.hops.get(d, {}).get(s, ()):
-            sub = self._path_matrix(n, d)
-            if sub is not None and len(sub):
-                col = np.full((len(sub), 1), self.load.link_index((s, n)), dtype=np.int32)
-                blocks.append(np.hstack([col, sub]))
-        idx = np.vstack(blocks) if blocks else None
+            sub = cached.get((n, d))  # usually there: the next hops serve many sources
+            if sub is None:
+                sub = self._path_matrix(n, d)
+            else:
+                cached.move_to_end((n, d))
+            if sub is not None and sub.shape[1]:
+                firsts.append(link_index((s, n)))
+                subs.append(sub)
+        idx = None
+        if subs:
+            cols = [sub.shape[1] for sub in subs]
+            idx = np.empty((subs[0].shape[0] + 1, sum(cols)), dtype=np.int32)
+            idx[0] = np.repeat(np.array(firsts, dtype=np.int32), cols)
+            np.concatenate(subs, axis=1, out=idx[1:])
         self._matrices[key] = idx
         self._matrix_cells += 0 if idx is None else idx.size + 1
         while self._matrix_cells > MATRIX_CACHE_CELLS and len(self._matrices) > 1:
@@ -753,9 +772,9 @@ class RoutingCore:
     def _sync(self, now):
         """Take the topology's change set to the path service and the renderer, and hand
         the flows it broke to the policy."""
+        if not (self._rebuild or self.topo.changes):
+            return  # the common case, asked several times per flow: take and make nothing
         changes = self.topo.take_changes()
-        if not (changes or self._rebuild):
-            return
         ps = self.path_service
         dests = self.topo.host_switches()
         full = self._rebuild or bool(changes.switches) or len(changes.pairs) > INCREMENTAL_PAIRS

@@ -127,7 +127,7 @@ class PortLoads:
                 del table[key]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Flow:
     """What the core knows about one learned IPv4 flow.
 
@@ -151,6 +151,10 @@ class Flow:
     est_bps: float = 0.0        # its estimated demand as counted on its path's links
     nic_bps: tuple = (0.0, 0.0)  # NIC rates of its sender and receiver
     lids: tuple = ()            # dense indices of its path's links (see LoadModel)
+    # The {key: flow} of every flow its sender sends and of every flow its receiver
+    # receives, itself included, while it is tracked (see LoadModel._sweep).
+    sent_by: dict = dataclasses.field(default=None, repr=False, compare=False)
+    received_by: dict = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def rate_bps(self):
@@ -196,12 +200,17 @@ class LoadModel:
         self.links = []                                # index -> (u, v)
         self._port_lid = {}                            # (u, port) -> index
         self._est = np.zeros(256)
-        self._est_list = []        # the truth, cheap to update one link at a time
-        self._est_dirty = set()    # indices whose _est lags behind _est_list
+        # Single links' estimates change through a memoryview: nearly as cheap as a list
+        # item, with no copy to bring the array up to date before a vector read.
+        self._est_mv = memoryview(self._est)
         self._meas = np.zeros(256)
         self._cap = np.ones(256)
-        self._from = collections.defaultdict(set)      # mac -> keys of flows it sends
-        self._to = collections.defaultdict(set)        # mac -> keys of flows it receives
+        self._extra = np.zeros(256)  # scratch of loads_at, all zero between calls
+        # mac -> {key: flow} of the flows it sends / receives: dicts, so that a sweep of a
+        # host's flows (see _refresh_ends) reaches each flow without a lookup, in the order
+        # they were learned.
+        self._from = collections.defaultdict(dict)
+        self._to = collections.defaultdict(dict)
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         self._adj = adj
@@ -213,8 +222,10 @@ class LoadModel:
         """Start tracking a newly learned flow (not pinned yet)."""
         self.flows[flow.key] = flow
         flow.nic_bps = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
-        self._from[flow.src].add(flow.key)
-        self._to[flow.dst].add(flow.key)
+        flow.sent_by = self._from[flow.src]
+        flow.received_by = self._to[flow.dst]
+        flow.sent_by[flow.key] = flow
+        flow.received_by[flow.key] = flow
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
         self._refresh_ends(flow, now)
 
@@ -226,19 +237,20 @@ class LoadModel:
         self._place(flow, None)
         for index, mac in ((self._from, flow.src), (self._to, flow.dst)):
             keys = index[mac]
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del index[mac]
         self._refresh_ends(flow, now)
+        flow.sent_by = flow.received_by = None
         return flow
 
     def clear(self):
         """Forget every flow (measured port rates stay)."""
+        for flow in self.flows.values():
+            flow.sent_by = flow.received_by = None  # no cycles left for the collector
         self.flows.clear()
         self.on_link.clear()
         self._est[:] = 0.0
-        self._est_list = [0.0] * len(self._est_list)
-        self._est_dirty.clear()
         self._from.clear()
         self._to.clear()
         self._due = []
@@ -264,17 +276,21 @@ class LoadModel:
                         if not keys:
                             del self.on_link[link]
             return
-        index = self.link_index
-        flow.lids = tuple(index(link) for link in zip(path, path[1:]))
-        for link in zip(path, path[1:]):
-            self.on_link[link].add(flow.key)
+        links = list(zip(path, path[1:]))
+        lid = self._lid
+        try:
+            flow.lids = tuple([lid[link] for link in links])
+        except KeyError:  # a link not indexed yet
+            flow.lids = tuple([self.link_index(link) for link in links])
+        on_link, key = self.on_link, flow.key
+        for link in links:
+            on_link[link].add(key)
 
     def _add_est(self, lids, bps):
         if bps:
-            est = self._est_list
+            est = self._est_mv
             for i in lids:
                 est[i] += bps
-            self._est_dirty.update(lids)
 
     # -- the dense link index --------------------------------------------------------------
     def link_index(self, link):
@@ -283,10 +299,10 @@ class LoadModel:
         if i is None:
             i = self._lid[link] = len(self._lid)
             self.links.append(link)
-            self._est_list.append(0.0)
             if i >= len(self._est):
                 grow = len(self._est)
                 self._est = np.concatenate([self._est, np.zeros(grow)])
+                self._est_mv = memoryview(self._est)
                 self._meas = np.concatenate([self._meas, np.zeros(grow)])
                 self._cap = np.concatenate([self._cap, np.ones(grow)])
             self._bind(link, i)
@@ -328,26 +344,34 @@ class LoadModel:
 
     def loads_at(self, idx, now):
         """Projected bit/s (as :meth:`link_load`) of the links at dense indices ``idx``
-        (a numpy integer array of any shape)."""
-        if self._est_dirty:
-            dirty = list(self._est_dirty)
-            self._est[dirty] = [self._est_list[i] for i in dirty]
-            self._est_dirty.clear()
-        est = self._est[idx]
-        load = self._meas[idx]
+        (a numpy integer array of any shape); a new array the caller may change."""
+        # take(), not fancy indexing: it converts the int32 indices without a copy.
+        load = self._meas.take(idx)
         shifts = self.ports.shifted()
         if shifts:
-            extra = np.zeros(len(self._est))
+            # Expected changes of recent moves, on the few ports that have them: set in a
+            # scratch array, read at idx, and cleared again (never a pass over every link).
+            extra = self._extra
+            if len(extra) != len(self._meas):
+                extra = self._extra = np.zeros(len(self._meas))
+            marked = []
             for (dpid, port) in list(shifts):
                 i = self._port_lid.get((dpid, port))
                 if i is not None:
                     extra[i] = self.ports.rate_bps(dpid, port, now) - self._meas[i]
-            load = np.maximum(load + extra[idx], 0.0)
-        return load + np.where(est > 1e-6, est, 0.0)
+                    marked.append(i)
+            load += extra.take(idx)
+            np.maximum(load, 0.0, out=load)
+            extra[marked] = 0.0
+        # Estimates at or below the threshold are rounding residue of additions and
+        # removals (as in link_load).
+        est = self._est.take(idx)
+        load += np.where(est > 1e-6, est, 0.0)
+        return load
 
     def capacities_at(self, idx):
         """Capacities (bit/s) of the links at dense indices ``idx``."""
-        return self._cap[idx]
+        return self._cap.take(idx)
 
     def flows_of(self, mac):
         """Keys of the flows a host sends."""
@@ -427,39 +451,44 @@ class LoadModel:
         exact value, and a burst of n new flows at one host costs O(n) in all, not O(n^2).
         """
         self.refresh(flow, now)
-        for side, index, mac in (("src", self._from, flow.src), ("dst", self._to, flow.dst)):
-            keys = index.get(mac, ())
+        for side, index, mac in ((0, self._from, flow.src), (1, self._to, flow.dst)):
+            flows = index.get(mac, ())
             mark = (side, mac)
             last = self._refreshed_at.get(mark)
-            if last is not None and abs(len(keys) - last) < REFRESH_FRACTION * last:
+            if last is not None and abs(len(flows) - last) < REFRESH_FRACTION * last:
                 continue
-            self._sweep(keys, now)
-            if keys:
-                self._refreshed_at[mark] = len(keys)
+            if flows:
+                self._sweep(side, flows, now)
+                self._refreshed_at[mark] = len(flows)
             else:
                 self._refreshed_at.pop(mark, None)
 
-    def _sweep(self, keys, now):
-        """:meth:`refresh` of many flows, inlined: this is the hot loop of flow setup."""
-        flows, src_of, dst_of = self.flows, self._from, self._to
-        est, dirty, measured = self._est_list, self._est_dirty, self.measured
-        for key in keys:
-            f = flows[key]
-            if f.path is None:
-                continue
-            if f.rate_bps is not None and measured(f, now):
+    def _sweep(self, side, flows, now):
+        """:meth:`refresh` of every flow of one host (``flows``: that host's
+        ``{key: flow}``, of its sent flows for ``side`` 0, received for 1), inlined: this is
+        the hot loop of flow setup. The host's own share is the same for all its flows, so
+        only the other end's count is looked up per flow."""
+        est, measured = self._est_mv, self.measured
+        here = len(flows)
+        for f in flows.values():
+            lids = f.lids
+            if not lids:
+                continue  # unpinned, or pinned within one switch: no link to count it on
+            if f.meter.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
+                # The other end's flows include f: never empty.
                 src_bps, dst_bps = f.nic_bps
-                want = min(src_bps / max(1, len(src_of.get(f.src, ()))),
-                           dst_bps / max(1, len(dst_of.get(f.dst, ()))))
+                if side == 0:
+                    mine, other = src_bps / here, dst_bps / len(f.received_by)
+                else:
+                    mine, other = dst_bps / here, src_bps / len(f.sent_by)
+                want = mine if mine < other else other
             delta = want - f.est_bps
             if delta:
                 f.est_bps = want
-                lids = f.lids
                 for i in lids:
                     est[i] += delta
-                dirty.update(lids)
 
     def advance(self, now):
         """Let the estimates that have lapsed by ``now`` stop counting."""
@@ -479,5 +508,5 @@ class LoadModel:
     def link_load(self, u, v, now):
         """Projected bit/s on the directed link u->v (call :meth:`advance` first)."""
         i = self._lid.get((u, v))
-        est = 0.0 if i is None else self._est_list[i]
+        est = 0.0 if i is None else self._est_mv[i]
         return self.ports.rate_bps(u, self._adj[u][v], now) + (est if est > 1e-6 else 0.0)

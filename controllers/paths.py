@@ -66,22 +66,31 @@ class PathService:
         self._changed()
 
     def _search(self, dst):
+        # One BFS from dst: a switch v first reached from u at distance d gets d + 1, and
+        # every u at distance d that reaches it is one of its next hops (the adjacency is
+        # symmetric, so these are exactly its neighbours one hop closer).
         adj = self.adj
         dist = {dst: 0}
+        below = {}
         frontier = [dst]
+        du = 0
         while frontier:
             nxt = []
+            du += 1
             for u in frontier:
-                du = dist[u] + 1
                 for v in adj[u]:
-                    if v not in dist:
+                    d = dist.get(v)
+                    if d is None:
                         dist[v] = du
+                        below[v] = [u]
                         nxt.append(v)
+                    elif d == du:
+                        below[v].append(u)
             frontier = nxt
         hops = {}
-        for s, d in dist.items():
-            if s != dst:
-                hops[s] = tuple(sorted(n for n in adj[s] if dist.get(n) == d - 1))
+        for s, ns in below.items():
+            ns.sort()
+            hops[s] = tuple(ns)
         self.dist[dst], self.hops[dst] = dist, hops
 
     def update(self, pairs, dests):

@@ -53,6 +53,8 @@ It must not decide paths (policies do), import Ryu or read a clock.
 import collections
 import contextlib
 import gc
+import itertools
+from itertools import repeat
 
 from controllers.rules import (
     COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
@@ -122,6 +124,11 @@ def _tuple_new(cls):
     return make
 
 
+def _action_arg(action):
+    """The field of an Output or ToGroup action (what identifies it within its type)."""
+    return getattr(action, "port", None) if type(action) is not ToGroup else action.group_id
+
+
 def _group_level(group):
     """0 for a group that only outputs, 1 for one that chains to groups (add those last)."""
     return int(any(isinstance(a, ToGroup) for b in group.buckets for a in b.actions))
@@ -173,6 +180,10 @@ class Renderer:
         ``{(dpid, dst): {next hop: weight}}`` for SELECT buckets (WCMP); missing ones weigh 1.
     """
 
+    # (priority, match, actions, table_id, cookie) -> FlowRule, without the keyword handling
+    # of the named tuple's own constructor (per-flow rules are made at every flow setup).
+    _flow_rule = staticmethod(_tuple_new(FlowRule))
+
     def __init__(self, topo, paths, group_ids, multipath=True, fast_failover=True,
                  learn_flows=False):
         self.topo, self.paths, self.group_ids = topo, paths, group_ids
@@ -187,12 +198,15 @@ class Renderer:
         self._hopset_of = {}   # (dpid, next hops, alternate) -> HopSet, while ports stand
         self._nbrs = {}        # dpid -> sorted neighbours, while its adjacency stands
         self._intern = {}
+        self._actions_of = {}  # action -> (action,), see _one_action
+        self._select_gids = {}  # dst -> id of its SELECT group (group ids never change)
+        self._ff_made = {}     # ports -> FAST_FAILOVER (group id, group) and action to it
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
         self._hosts_at = {}    # dst -> sorted hosts there
         self._learn = {}       # (dpid, port) -> learn rules installed for that host port
-        self._owners = {}      # owner -> tuple of (dpid, rule)
-        self._key_owners = collections.defaultdict(list)   # (dpid, key) -> owners, last wins
+        self._owners = {}      # owner -> (tuple of dpids, tuple of their rules)
+        self._key_owners = {}  # (dpid, key) -> owner, or a list of owners: the last wins
         self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
         self._uses = {}        # owner -> (dst, dpid) units its pins use
         self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
@@ -223,8 +237,15 @@ class Renderer:
             del self._learn[key]
 
     def _put(self, dpid, kind, key, obj):
+        """Make switch ``dpid`` hold ``obj``: a flow rule ("f", by its key), a group ("g",
+        by id), a hop set's groups ("h", reference-counted) or several flow rules ("F",
+        ``obj`` a tuple of (key, rule) pairs)."""
         table = self.tables.get(dpid)
         if table is None:
+            return
+        if kind == "F":
+            for k, rule in obj:
+                self._put(dpid, "f", k, rule)
             return
         if kind == "h":
             refs = self._hopset_refs
@@ -236,8 +257,8 @@ class Renderer:
             return
         store = table.flows if kind == "f" else table.groups
         if kind == "g":
-            table.group_refs[key] += 1
-            if table.group_refs[key] > 1 and store.get(key) == obj:
+            refs = table.group_refs[key] = table.group_refs.get(key, 0) + 1
+            if refs > 1 and store.get(key) == obj:
                 return
         old = store.get(key)
         if old is obj:
@@ -246,9 +267,42 @@ class Renderer:
             self._dirty.setdefault((dpid, kind, key), old)
         store[key] = obj
 
+    def _put_fresh(self, units):
+        """:meth:`_put` of new units' entries while the tables are built from scratch (no
+        diff is kept: the flush compares whole tables)."""
+        tables, refs = self.tables, self._hopset_refs
+        for dpid, kind, key, obj in itertools.chain.from_iterable(units):
+            table = tables.get(dpid)
+            if table is None:
+                continue
+            if kind == "f":
+                table.flows[key] = obj
+                continue
+            if kind == "F":
+                table.flows.update(obj)
+                continue
+            if kind == "h":
+                n = refs.get((dpid, key), 0)
+                refs[(dpid, key)] = n + 1
+                if n:
+                    continue
+                pairs = obj.groups
+            else:
+                pairs = ((key, obj),)
+            groups, counts = table.groups, table.group_refs
+            for gid, group in pairs:
+                # get(), not Counter's += 1: a missing key would call Python code.
+                n = counts[gid] = counts.get(gid, 0) + 1
+                if n == 1 or groups.get(gid) != group:
+                    groups[gid] = group
+
     def _drop(self, dpid, kind, key, obj):
         table = self.tables.get(dpid)
         if table is None:
+            return
+        if kind == "F":
+            for k, rule in obj:
+                self._drop(dpid, "f", k, rule)
             return
         if kind == "h":
             refs = self._hopset_refs
@@ -293,31 +347,62 @@ class Renderer:
         return msgs[0]
 
     def _flush_full(self):
-        """The whole-table diff after a rebuild."""
+        """The whole-table diff after a rebuild, in :meth:`_ordered`'s order, built in
+        bulk: hundreds of thousands of messages after a fabric's first rebuild."""
         before, self._before = self._before, None
         self._dirty = {}
-        flow_mod, group_mod = _tuple_new(FlowMod), _tuple_new(GroupMod)
-        add_groups, add_flows, del_flows, del_groups = [], [], [], []
+        new = tuple.__new__
+        add_flows, del_flows = [], []
         empty = Table()
         for dpid, table in self.tables.items():
             old = before.get(dpid, empty)
-            old_flows, old_groups = old.flows, old.groups
-            for key, rule in table.flows.items():
-                prev = old_flows.get(key)
-                if prev is not rule and prev != rule:
-                    add_flows.append(flow_mod((dpid, "add", rule)))
-            for key, rule in old_flows.items():
-                if key not in table.flows:
-                    del_flows.append(flow_mod((dpid, "delete", rule)))
-            for gid, group in table.groups.items():
-                prev = old_groups.get(gid)
+            was, now = old.flows, table.flows
+            if len(was) <= len(BASE_RULES):
+                # A switch that held (next to) nothing: drop the few rules it keeps from
+                # the list instead of hashing every key (tuple hashes are not cached).
+                adds = list(now.values())
+                for k, r in was.items():
+                    if k in now and (now[k] is r or now[k] == r):
+                        # Found by identity (no other rule has its key, so none equals it),
+                        # near the front: a fresh table starts with the base rules.
+                        adds.remove(now[k])
+            else:
+                adds = [r for k, r in now.items()
+                        if k not in was or (was[k] is not r and was[k] != r)]
+            add_flows.extend(map(new, repeat(FlowMod), zip(repeat(dpid), repeat("add"), adds)))
+            dels = [r for k, r in was.items() if k not in now]
+            del_flows.extend(map(new, repeat(FlowMod),
+                                 zip(repeat(dpid), repeat("delete"), dels)))
+        # Groups in (level, dpid, group id) order, levels ascending for adds and descending
+        # for deletions: per switch in id order, each into its level's list (groups are
+        # shared by many switches, so a group's level is worked out once).
+        levels = {}
+
+        def level(group):
+            lv = levels.get(id(group))
+            if lv is None:
+                lv = levels[id(group)] = _group_level(group)
+            return lv
+
+        add_groups, del_groups = ([], []), ([], [])
+        for dpid in sorted(self.tables):
+            was = before.get(dpid, empty).groups
+            now = self.tables[dpid].groups
+            for gid, group in sorted(now.items()):
+                prev = was.get(gid)
                 if prev is not group and prev != group:
-                    add_groups.append(group_mod((dpid, "add" if prev is None else "modify",
-                                                 group)))
-            for gid, group in old_groups.items():
-                if gid not in table.groups:
-                    del_groups.append(group_mod((dpid, "delete", group)))
-        return self._ordered(add_groups, add_flows, del_flows, del_groups)
+                    add_groups[level(group)].append(
+                        new(GroupMod, (dpid, "add" if prev is None else "modify", group)))
+            for gid, group in sorted(was.items()):
+                if gid not in now:
+                    del_groups[level(group)].append(new(GroupMod, (dpid, "delete", group)))
+        msgs = add_groups[0] + add_groups[1]
+        msgs.extend(add_flows)
+        msgs.extend(del_flows)
+        msgs.extend(del_groups[1])
+        msgs.extend(del_groups[0])
+        return (msgs, len(add_flows) + len(del_flows),
+                len(add_groups[0]) + len(add_groups[1]) + len(del_groups[0]) + len(del_groups[1]))
 
     @staticmethod
     def _ordered(add_groups, add_flows, del_flows, del_groups):
@@ -371,7 +456,10 @@ class Renderer:
     # -- routes ----------------------------------------------------------------------------
     def select_gid(self, dst):
         """Id of the group that leads toward destination switch ``dst`` (on any switch)."""
-        return self.group_ids(("select", dst))
+        gid = self._select_gids.get(dst)
+        if gid is None:
+            gid = self._select_gids[dst] = self.group_ids(("select", dst))  # stable for life
+        return gid
 
     def rebuild(self):
         with _no_gc():
@@ -383,6 +471,8 @@ class Renderer:
         the core sets them again (:meth:`set_owner`)."""
         if len(self._intern) > INTERN_LIMIT:
             self._intern = {}
+            self._actions_of = {}
+            self._ff_made = {}
         if self._before is None:
             # What the switches hold: the tables as they are, less what was changed since
             # the last flush (those tables are not used again, so they are changed back).
@@ -403,14 +493,21 @@ class Renderer:
         if len(self._hopsets) > INTERN_LIMIT // 16:
             self._hopsets = {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
-        self._owners, self._uses = {}, {}
-        self._key_owners.clear()
+        self._owners, self._uses, self._key_owners = {}, {}, {}
         self._pins_at.clear()
         self._bulk = True
         for dst in self.paths.dests:
-            self._hosts_at[dst] = self.topo.hosts_at(dst)
-            for s in self.paths.hops[dst]:
-                self._render(dst, s)
+            hs = self._hosts_at[dst] = self.topo.hosts_at(dst)
+            hops = self.paths.hops[dst]
+            # What _render does for each switch, knowing no unit or pin exists yet.
+            self.units_rendered += len(hops)
+            if hs:
+                make = self._make_unit
+                units = {s: make(dst, s, next_hops) for s, next_hops in hops.items()
+                         if next_hops}
+                self._put_fresh(units.values())
+                if units:
+                    self._units[dst] = units
             self._update_reach(dst)
         self._sync_learn(None)
         self._bulk = False
@@ -563,19 +660,28 @@ class Renderer:
         self.alternates.pop((s, dst), None)
         if self.fast_failover and len(hops) == 1:
             alt = self._protect(s, dst, hops[0], entries)
-        hopset = self._hopset(s, hops, alt)
+        hopset = self._hopset_of.get((s, hops, alt)) or self._hopset(s, hops, alt)
         entries.append((s, "h", hopset.key, hopset))
         actions = hopset.actions
         self._actions[(dst, s)] = (hops, actions)
-        wmap = self.weights.get((s, dst))
+        wmap = self.weights.get((s, dst)) if self.weights else None
+        gid = self._select_gids.get(dst) or self.select_gid(dst)  # ids start at 1
+        # The buckets follow from the hop set's key (and the weights): interned by those
+        # plain numbers, not by the buckets, whose actions would each be hashed in Python.
         if wmap is None:
-            buckets = hopset.buckets
+            group = self._intern.get(("select", gid, hopset.key))
+            if group is None:  # one per destination and hop set: made in bulk
+                group = self._intern[("select", gid, hopset.key)] = tuple.__new__(
+                    Group, (gid, "select", hopset.buckets))
         else:
-            buckets = tuple(self._one(("bucket", a, wmap.get(n, 1)),
-                                      lambda a=a, n=n: Bucket((a,), weight=wmap.get(n, 1)))
-                            for n, a in zip(hops, actions))
-        gid = self.select_gid(dst)
-        group = self._one(("select", gid, buckets), lambda: Group(gid, "select", buckets))
+            weights = tuple(wmap.get(n, 1) for n in hops)
+            group = self._intern.get(("select", gid, hopset.key, weights))
+            if group is None:
+                buckets = tuple(self._one(("bucket", a, w),
+                                          lambda a=a, w=w: Bucket((a,), weight=w))
+                                for a, w in zip(actions, weights))
+                group = self._intern[("select", gid, hopset.key, weights)] = Group(
+                    gid, "select", buckets)
         entries.append((s, "g", gid, group))
         return tuple(entries)
 
@@ -617,11 +723,14 @@ class Renderer:
         """Action trying ``ports`` in order: a FAST_FAILOVER group, added to ``groups``."""
         if len(ports) == 1:
             return self._out(ports[0])
-        gid = self.group_ids(("ff", ports))
-        group = self._one(("group", gid), lambda: Group(gid, "fast_failover", tuple(
-            Bucket((Output(p),), watch_port=p) for p in ports)))
-        groups.append((gid, group))
-        return self._to(gid)
+        made = self._ff_made.get(ports)
+        if made is None:
+            gid = self.group_ids(("ff", ports))
+            group = self._one(("group", gid), lambda: Group(gid, "fast_failover", tuple(
+                Bucket((Output(p),), watch_port=p) for p in ports)))
+            made = self._ff_made[ports] = ((gid, group), self._to(gid))
+        groups.append(made[0])
+        return made[1]
 
     def _protect(self, s, dst, primary, entries):
         """Choose the alternate of single-next-hop switch ``s`` toward ``dst``; add its
@@ -635,10 +744,14 @@ class Renderer:
             return None
         start = dst % len(cands)
         cands = cands[start:] + cands[:start]
-        for a in cands:
-            if s not in hops.get(a, ()):
-                self.alternates[(s, dst)] = (a, False)
-                return self.alternates[(s, dst)]
+        # a is loop-free unless s is one of its next hops, i.e. unless a is one hop
+        # farther from dst than s (hops follow the distances): one lookup per candidate,
+        # in one comprehension (a Clos fabric has none going down, so all are looked at).
+        farther = dist[s] + 1
+        free = [a for a in cands if dist[a] != farther]
+        if free:
+            self.alternates[(s, dst)] = (free[0], False)
+            return self.alternates[(s, dst)]
         for a in cands:
             rest = tuple(m for m in hops.get(a, ()) if m != s)
             # m reaches dst through s iff dist(m, s) + dist(s, dst) == dist(m, dst); m is a
@@ -659,23 +772,33 @@ class Renderer:
 
     def _detours(self, dpid, in_port, action, dst):
         """Detour rules on ``dpid`` for packets from ``in_port`` toward the hosts of ``dst``,
-        as unit entries; one tuple per (in_port, action, hosts), shared across switches."""
+        as one unit entry of kind "F" (a tuple of (key, rule) pairs, one per host, shared
+        across switches; see :meth:`_put`)."""
         hs = self._hosts_at.get(dst, ())
-        key = ("detours", in_port, action, dst, len(hs))
+        # Keyed by the action's plain fields: hashing the action itself runs Python code.
+        key = ("detours", in_port, type(action), _action_arg(action), dst, len(hs))
         made = self._intern.get(key)
         if made is None or made[0] != hs:
-            rules = [FlowRule(PRIO_DETOUR, (("eth_dst", h.mac), ("in_port", in_port)),
-                              (action,)) for h in hs]
-            made = self._intern[key] = (list(hs), [(r.key, r) for r in rules])
-        return [(dpid, "f", k, r) for k, r in made[1]]
+            rule, acts = self._flow_rule, self._one_action(action)
+            pairs = []
+            for h in hs:
+                fields = (("eth_dst", h.mac), ("in_port", in_port))
+                pairs.append(((0, PRIO_DETOUR, fields),
+                              rule((PRIO_DETOUR, fields, acts, 0, COOKIE))))
+            made = self._intern[key] = (list(hs), tuple(pairs))
+        return [(dpid, "F", key, made[1])] if made[1] else []
 
     def _bounce(self, s, primary_port, from_port, entries):
-        gid = self.group_ids(("bounce", primary_port, from_port))
-        group = self._one(("group", gid), lambda: Group(gid, "fast_failover", (
-            Bucket((Output(primary_port),), watch_port=primary_port),
-            Bucket((Output(PORT_IN_PORT),), watch_port=from_port))))
-        entries.append((s, "g", gid, group))
-        return self._to(gid)
+        made = self._ff_made.get((primary_port, from_port, "bounce"))
+        if made is None:
+            gid = self.group_ids(("bounce", primary_port, from_port))
+            group = self._one(("group", gid), lambda: Group(gid, "fast_failover", (
+                Bucket((Output(primary_port),), watch_port=primary_port),
+                Bucket((Output(PORT_IN_PORT),), watch_port=from_port))))
+            made = self._ff_made[(primary_port, from_port, "bounce")] = (gid, group,
+                                                                         self._to(gid))
+        entries.append((s, "g", made[0], made[1]))
+        return made[2]
 
     def reweight(self, weights):
         """New SELECT weights: redo the units whose weights changed."""
@@ -732,70 +855,106 @@ class Renderer:
             rules that carry a flow (or host pair) along ``path``, or for ``None`` one rule at
             its first switch sending it to its destination's group.
         """
-        old = self._owners.pop(owner, ())
+        old = self._owners.pop(owner, None)
         new = []
         uses = set()
         for fields, priority, src, dst, path, counted in pins:
             new.extend(self._pin_rules(fields, priority, src, dst, path, counted, uses))
-        for dpid, rule in old:
-            self._release(owner, dpid, rule)
+        if old is not None:
+            for dpid, rule in zip(*old):
+                self._release(owner, dpid, rule)
         for use in self._uses.pop(owner, ()):
             users = self._pins_at.get(use)
             if users is not None:
                 users.discard(owner)
                 if not users:
                     del self._pins_at[use]
+        tables, key_owners = self.tables, self._key_owners
         for dpid, rule in new:
-            self._claim(owner, dpid, rule)
+            # Claim the key (it has one owner but for overlapping pins: that owner is kept
+            # as it is, a list only for several, and a rule is found again in its owner's
+            # own entry, so a learned flow costs no objects here beyond its rules), then
+            # _put the rule, inlined: this runs for every rule of every learned flow.
+            key = rule.key
+            had = key_owners.setdefault((dpid, key), owner)
+            if had is not owner:
+                if type(had) is list:
+                    had.append(owner)
+                else:
+                    key_owners[(dpid, key)] = [had, owner]
+            table = tables.get(dpid)
+            if table is not None:
+                store = table.flows
+                prev = store.get(key)
+                if prev is not rule:
+                    if self._before is None:
+                        self._dirty.setdefault((dpid, "f", key), prev)
+                    store[key] = rule
         if new:
-            self._owners[owner] = tuple(new)
+            # (switches, rules): the collector stops tracking the tuple of switch numbers.
+            self._owners[owner] = tuple(zip(*new))
         if uses:
-            self._uses[owner] = uses
+            self._uses[owner] = tuple(uses)  # of int pairs: the collector stops tracking it
             for use in uses:
                 self._pins_at[use].add(owner)
 
-    def _claim(self, owner, dpid, rule):
-        owners = self._key_owners[(dpid, rule.key)]
-        owners.append((owner, rule))
-        self._put(dpid, "f", rule.key, rule)
-
     def _release(self, owner, dpid, rule):
-        key = (dpid, rule.key)
-        owners = self._key_owners.get(key)
-        if not owners:
+        """``owner`` gives up its rule at (dpid, rule's key): the last owner left there
+        gets its own rule back, or the rule goes. Called once the owner has left
+        :attr:`_owners`."""
+        key = rule.key
+        where = (dpid, key)
+        had = self._key_owners.get(where)
+        if had is None:
             return
-        owners[:] = [(o, r) for o, r in owners if o != owner]
-        if owners:
-            self._put(dpid, "f", rule.key, owners[-1][1])
+        if type(had) is list:
+            left = [o for o in had if o != owner]
+            self._key_owners[where] = left[0] if len(left) == 1 else left
         else:
-            del self._key_owners[key]
-            self._drop(dpid, "f", rule.key, rule)
+            left = [] if had == owner else [had]
+        if left:
+            last = left[-1]
+            kept = [r for d, r in zip(*self._owners.get(last, ((), ())))
+                    if d == dpid and r.key == key]
+            if kept:
+                self._put(dpid, "f", key, kept[-1])
+                return
+        self._key_owners.pop(where, None)
+        self._drop(dpid, "f", key, rule)
 
     def _pin_rules(self, fields, priority, src, dst, path, counted, uses):
         d = dst.dpid
+        rule, acts = self._flow_rule, self._one_action
         if path is None:
             if src.dpid == d:
-                action = Output(dst.port)
+                action = self._out(dst.port)
             elif src.dpid in self.paths.hops.get(d, {}):
                 action = self._to(self.select_gid(d))
                 uses.add((d, src.dpid))
             else:
                 return []
-            return [(src.dpid, FlowRule(priority, fields, (action,), cookie=COOKIE_FLOW))]
+            return [(src.dpid, rule((priority, fields, acts(action), 0, COOKIE_FLOW)))]
         out = []
         for i, s in enumerate(path):
             if i and s == d:
                 break  # the destination's host rule delivers it
             if s == d:
-                action = Output(dst.port)
+                action = self._out(dst.port)
             else:
                 action = self.hop_action(s, d, path[i + 1])
                 if action is None:
                     return []  # not a path any more: the core repairs it
                 uses.add((d, s))
             cookie = COOKIE_FLOW if counted and i == 0 else COOKIE
-            out.append((s, FlowRule(priority, fields, (action,), cookie=cookie)))
+            out.append((s, rule((priority, fields, acts(action), 0, cookie))))
         return out
+
+    def _one_action(self, action):
+        """The actions tuple ``(action,)``, one per action, shared by the rules using it."""
+        acts = self._actions_of.get(action)
+        if acts is None:
+            acts = self._actions_of[action] = (action,)
+        return acts
 
     # -- counts ----------------------------------------------------------------------------
     def rule_count(self):

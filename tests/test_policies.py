@@ -18,7 +18,7 @@ from controllers.core import IntentError, PolicyError, RoutingCore
 from controllers.placement import (estimate_demands, first_fit, min_max_assignment,
                                    wcmp_weights)
 from controllers.rules import (COOKIE_FLOW, PRIO_FLOW, PRIO_INTENT_PAIR, PRIO_LEARN, FlowKey,
-                               PacketOut)
+                               PacketOut, match)
 from fabric.model import host_switch, hosts, switches
 from fakedp import FakeFabric
 from topologies import build
@@ -592,3 +592,14 @@ def test_wcmp_weights_follow_headroom_and_stay_plain_when_balanced():
     assert wcmp_weights(dist, hops, lambda u, v: 1.0) == {}
     free = {(3, 1): 0.25, (3, 2): 1.0, (1, 9): 1.0, (2, 9): 0.5}
     assert wcmp_weights(dist, hops, lambda u, v: free[(u, v)]) == {(3, 9): {1: 1, 2: 2}}
+
+
+@pytest.mark.parametrize("proto, l4", [(6, "tcp"), (17, "udp"), (1, None)])
+def test_flow_key_match_is_the_sorted_match_of_its_fields(proto, l4):
+    key = FlowKey("10.0.0.1", "10.0.0.2", proto, 40000 if l4 else 0, 5001 if l4 else 0)
+    fields = {"eth_type": 0x0800, "ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.2",
+              "ip_proto": proto}
+    if l4:
+        fields.update({f"{l4}_src": 40000, f"{l4}_dst": 5001})
+    assert key.match() == match(**fields)
+    assert FlowKey.from_match(dict(key.match())) == key
