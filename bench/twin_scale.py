@@ -36,7 +36,7 @@ POLICIES = ("ecmp", "congestion", "hedera", "collective")
 K32_POLICIES = ("ecmp", "collective")
 ALLTOALL = {"tokens_per_host": 4096, "hidden": 4096, "dtype_bytes": 2, "top_k": 2,
             "skew": 0.0, "schedule": "shift", "channels": 3}
-RING = {"size_bytes": 256 * 2 ** 20, "channels": 2}
+RING = {"size_bytes": 256 * 2 ** 20, "channels": 1}
 TARGETS = {16: (60.0, 4.0), 32: (900.0, None)}   # k -> (seconds, GB)
 RING_TARGET_S = 60.0
 SPEEDUP_TARGET = 100.0
@@ -83,7 +83,9 @@ def cell(k, workload, params, policy, timeout_s, log, resolution=0.0):
     """Run one cell in a child process; a cell past ``timeout_s`` is killed, and a cell
     whose estimated memory exceeds what the machine has free is not started."""
     hosts = k ** 3 // 4
-    flows = hosts * (hosts - 1) if workload == "moe_alltoall" else 4 * hosts
+    # An all-to-all has a flow per host pair; a ring all-reduce one per rank, step and channel.
+    flows = (hosts * (hosts - 1) if workload == "moe_alltoall"
+             else 2 * (hosts - 1) * hosts * params.get("channels", 1))
     need, free = flows * BYTES_PER_FLOW, available_bytes()
     if free is not None and need > 0.8 * free:
         res = {"k": k, "hosts": hosts, "workload": workload, "policy": policy,
