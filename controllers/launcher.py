@@ -12,10 +12,10 @@ Two defenses are installed before Ryu runs, whatever the app:
   parser sees it (Ryu 4.34 loops forever on elements of length zero, CVE-2024-28732): a
   malformed one is logged and closes that switch's connection, no other;
 - echo liveness: the controller sends an echo request every ``--echo-request-interval``
-  seconds (default :data:`ECHO_INTERVAL_S`) and drops a switch that leaves
+  seconds (default :data:`ECHO_INTERVAL_S`) and drops a switch that leaves more than
   ``--maximum-unreplied-echo-requests`` of them unanswered (default :data:`ECHO_MISSES`),
   so a switch that hangs without closing its connection is noticed (within about 35 s).
-  Both options override the defaults.
+  Ryu reads both only from a config file; the launcher takes them on the command line too.
 
 Usage: python -m controllers.launcher [ryu-manager options] [apps...]
 """
@@ -81,14 +81,54 @@ def _peer(datapath):
     return where if dpid is None else "%s (dpid %016x)" % (where, dpid)
 
 
+# Ryu's config-file-only echo options, taken from the command line: flag -> (option, type,
+# smallest value).
+ECHO_OPTIONS = {"--echo-request-interval": ("echo_request_interval", float, 0.01),
+                "--maximum-unreplied-echo-requests": ("maximum_unreplied_echo_requests", int, 0)}
+
+
+class LauncherError(ValueError):
+    """A bad launcher option: one line for the user."""
+
+
+def take_echo_options(argv):
+    """``(argv without the echo options, {option: value})``; raises LauncherError on a bad
+    value. ``--maximum-unreplied-echo-requests 0`` turns echo liveness off."""
+    rest, values, argv = [], {}, list(argv)
+    while argv:
+        a = argv.pop(0)
+        flag, eq, value = a.partition("=")
+        if flag not in ECHO_OPTIONS:
+            rest.append(a)
+            continue
+        if not eq:
+            if not argv:
+                raise LauncherError(f"{flag} needs a value")
+            value = argv.pop(0)
+        name, kind, least = ECHO_OPTIONS[flag]
+        try:
+            values[name] = kind(value)
+        except ValueError:
+            values[name] = None
+        if values[name] is None or values[name] < least:
+            raise LauncherError(f"{flag} must be a {kind.__name__} >= {least}, got {value!r}")
+    return rest, values
+
+
+def apply_echo_options(values):
+    """Our echo defaults, and any value given on the command line over everything."""
+    from ryu import cfg
+    import ryu.controller.controller  # noqa: F401 - registers the echo options
+    cfg.CONF.set_default("echo_request_interval", ECHO_INTERVAL_S)
+    cfg.CONF.set_default("maximum_unreplied_echo_requests", ECHO_MISSES)
+    for name, value in values.items():
+        cfg.CONF.set_override(name, value)
+
+
 def with_defaults(argv):
     argv = list(argv)
     if not any(a.startswith("--wsapi-host") for a in argv):
         argv[:0] = ["--wsapi-host", "127.0.0.1"]
-    if not any(a.startswith("--echo-request-interval") for a in argv):
-        argv[:0] = ["--echo-request-interval", str(ECHO_INTERVAL_S)]
-    if not any(a.startswith("--maximum-unreplied-echo-requests") for a in argv):
-        argv[:0] = ["--maximum-unreplied-echo-requests", str(ECHO_MISSES)]
     if not _positionals(argv):
         argv.append(DEFAULT_APP)
     return argv
@@ -117,7 +157,12 @@ def main(argv=None):
     from ryu.cmd import manager  # patches the standard library first (eventlet)
     install_guard()
     import controllers.options  # noqa: F401 - registers --fabric-* before parsing
-    sys.argv = [sys.argv[0]] + with_defaults(sys.argv[1:] if argv is None else argv)
+    try:
+        argv, echo = take_echo_options(sys.argv[1:] if argv is None else argv)
+    except LauncherError as e:
+        sys.exit(f"launcher: {e}")
+    apply_echo_options(echo)
+    sys.argv = [sys.argv[0]] + with_defaults(argv)
     manager.main()
 
 

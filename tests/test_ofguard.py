@@ -167,13 +167,14 @@ def test_the_launchers_guard_closes_the_connection_once_and_drops_the_rest(monke
     assert "hello element" in status["last_rejected"][0]["reason"]
 
 
-def test_echo_liveness_defaults_are_added_and_can_be_overridden():
-    argv = launcher.with_defaults(["--ofp-tcp-listen-port", "1"])
-    assert argv[argv.index("--echo-request-interval") + 1] == str(launcher.ECHO_INTERVAL_S)
-    assert argv[argv.index("--maximum-unreplied-echo-requests") + 1] == \
-        str(launcher.ECHO_MISSES)
-    argv = launcher.with_defaults(["--echo-request-interval", "1",
-                                   "--maximum-unreplied-echo-requests=2"])
-    assert argv.count("--echo-request-interval") == 1
-    assert not any(a == "--maximum-unreplied-echo-requests" for a in argv)
-    assert launcher._positionals(argv) == ["controllers.app"]
+def test_echo_options_are_taken_from_the_command_line_and_checked():
+    rest, values = launcher.take_echo_options(
+        ["--ofp-tcp-listen-port", "1", "--echo-request-interval", "0.5",
+         "--maximum-unreplied-echo-requests=2", "controllers.app"])
+    assert rest == ["--ofp-tcp-listen-port", "1", "controllers.app"]
+    assert values == {"echo_request_interval": 0.5, "maximum_unreplied_echo_requests": 2}
+    assert launcher.take_echo_options(["x.app"]) == (["x.app"], {})
+    for bad in (["--echo-request-interval", "soon"], ["--echo-request-interval", "0"],
+                ["--maximum-unreplied-echo-requests=-1"], ["--echo-request-interval"]):
+        with pytest.raises(launcher.LauncherError, match="echo"):
+            launcher.take_echo_options(bad)
