@@ -371,8 +371,10 @@ class FabricController(app_manager.RyuApp):
     def error(self, ev):
         msg = ev.msg
         self.counters["openflow_errors"] += 1
-        LOG.error("switch %016x rejected a message: type %d code %d (%s)", msg.datapath.id,
-                  msg.type, msg.code, bytes(msg.data[:64]).hex())
+        # Any field may be missing: an error can come before the features reply, or broken.
+        LOG.error("switch %s rejected a message: type %s code %s (%s)",
+                  "%016x" % msg.datapath.id if msg.datapath.id is not None else "?",
+                  msg.type, msg.code, bytes(msg.data or b"")[:64].hex())
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
