@@ -154,8 +154,9 @@ def test_hostile_switches_do_not_stop_the_controller_or_disturb_a_good_switch(co
 
 
 @pytest.mark.xfail(strict=True, reason="known defect: after a burst of hostile connections "
-                   "the app's one sender thread stops delivering to the good switch (port "
-                   "statistics requests stop, REST still answers); see issue 9, item 2")
+                   "the app stops sending to the good switch (no more port statistics "
+                   "requests, status stays pending; Ryu's echoes and REST go on), likely its "
+                   "one sender thread blocked on a full send queue; issue 9, item 2")
 def test_the_good_switch_keeps_getting_statistics_requests_after_a_hostile_burst(controller):
     ctl = controller
     good = GoodSwitch(ctl.of_port, GOOD_DPID)
