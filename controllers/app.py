@@ -16,13 +16,20 @@ switch (a rule could arrive after the deletion of the group it points to).
 Start it with ``python -m controllers.launcher`` (never plain ryu-manager on Python 3.11).
 Options: see controllers/options.py (``--fabric-policy``, ``--fabric-stats-interval``,
 ``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities,
-``--fabric-policy-options``, ``--fabric-lldp-interval``).
+``--fabric-policy-options``, ``--fabric-lldp-interval``, ``--fabric-lldp-secret``).
+
+Discovery is authenticated: each probe carries the core's HMAC of its switch, port and
+time, and the core learns a link only from a fresh probe of its own arriving at a switch
+port (``RoutingCore.probe_in``). Packet-ins are parsed layer by layer (:func:`parse_frame`),
+never through Ryu's whole packet stack.
 """
 
 import collections
 import functools
 import json
 import logging
+import secrets
+import struct
 import time
 
 from ryu import cfg
@@ -33,11 +40,11 @@ from ryu.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DIS
                                     set_ev_cls)
 from ryu.lib import hub
 from ryu.lib.packet import arp as arp_pkt
-from ryu.lib.packet import ethernet, ipv4, lldp, packet, tcp, udp
+from ryu.lib.packet import ethernet, ipv4, lldp, packet
 from ryu.ofproto import ofproto_v1_3
 
+from controllers import ofguard, rules
 from controllers import options  # noqa: F401 - the --fabric-* options
-from controllers import rules
 from controllers.core import PolicyError, RoutingCore, link_capacities
 from controllers.driver import TICK_S, FabricDriver
 from controllers.rest import REST_INSTANCE, FabricRest
@@ -65,16 +72,19 @@ def _chassis(dpid):
 
 
 def build_lldp(probe):
+    """The frame of a probe: our chassis and port ids, and in the system description when
+    it was sent and the core's HMAC of it (``sent=<float> auth=<hex>``)."""
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(dst=lldp.LLDP_MAC_NEAREST_BRIDGE,
-                                       src="02:ff:00:00:00:01", ethertype=rules.ETH_TYPE_LLDP))
+                                       src=rules.LLDP_SRC_MAC, ethertype=rules.ETH_TYPE_LLDP))
+    desc = [] if probe.sent_at is None else [f"sent={probe.sent_at!r}"]
+    desc += [] if probe.auth is None else [f"auth={probe.auth}"]
     pkt.add_protocol(lldp.lldp([
         lldp.ChassisID(subtype=lldp.ChassisID.SUB_LOCALLY_ASSIGNED,
                        chassis_id=_chassis(probe.dpid)),
         lldp.PortID(subtype=lldp.PortID.SUB_PORT_COMPONENT, port_id=str(probe.port).encode()),
         lldp.TTL(ttl=120),
-        *([] if probe.sent_at is None else [lldp.SystemDescription(
-            system_description=f"sent={probe.sent_at!r}".encode())]),
+        *([lldp.SystemDescription(system_description=" ".join(desc).encode())] if desc else []),
         lldp.End(),
     ]))
     pkt.serialize()
@@ -82,21 +92,51 @@ def build_lldp(probe):
 
 
 def parse_lldp(lldp_frame):
-    """(dpid, port, sent_at or None) a probe was sent from, or None if it is not one of
-    ours."""
+    """The :class:`~controllers.rules.LldpProbe` an LLDP frame says it is (switch, port,
+    when sent, HMAC; None where it says nothing), or None if it does not claim to be one of
+    ours. Whether it is ours, the core decides (``RoutingCore.probe_in``)."""
     tlvs = lldp_frame.tlvs
-    chassis = tlvs[0].chassis_id if tlvs else b""
-    if not chassis.startswith(b"dpid:"):
+    chassis = bytes(getattr(tlvs[0], "chassis_id", b"")) if tlvs else b""
+    if not chassis.startswith(b"dpid:") or len(tlvs) < 2:
         return None
-    sent_at = None
+    fields = {}
     for tlv in tlvs[3:]:
-        text = getattr(tlv, "system_description", b"")
-        if text.startswith(b"sent="):
-            try:
-                sent_at = float(text[5:])
-            except ValueError:
-                return None
-    return int(chassis[5:], 16), int(tlvs[1].port_id), sent_at
+        for word in bytes(getattr(tlv, "system_description", b"")).split():
+            key, _, value = word.partition(b"=")
+            fields[key] = value
+    try:
+        sent_at = float(fields[b"sent"]) if b"sent" in fields else None
+        auth = fields[b"auth"].decode("ascii") if b"auth" in fields else None
+        return rules.LldpProbe(int(chassis[5:], 16), int(tlvs[1].port_id), sent_at, auth)
+    except (ValueError, AttributeError):
+        return None
+
+
+def parse_frame(data):
+    """``(eth, lldp, arp, five_tuple)`` of a packet-in's frame, each None where absent.
+
+    Only the layers the core reads are parsed, each with its own Ryu parser: Ryu's whole
+    stack (``packet.Packet``) also parses TCP options and application protocols, and loops
+    forever on a TCP option of length zero, which any host can send. L4 ports are read from
+    the first four bytes after the IPv4 header. Raises ValueError on a frame too short for
+    a header it announces.
+    """
+    try:
+        eth, _, rest = ethernet.ethernet.parser(data)
+        if eth.ethertype == rules.ETH_TYPE_LLDP:
+            frame = lldp.lldp.parser(rest)[0]
+            return eth, frame, None, None
+        if eth.ethertype == rules.ETH_TYPE_ARP:
+            return eth, None, arp_pkt.arp.parser(rest)[0], None
+        if eth.ethertype != rules.ETH_TYPE_IPV4:
+            return eth, None, None, None
+        ip, _, rest = ipv4.ipv4.parser(rest)
+    except (struct.error, AssertionError, IndexError, ValueError) as e:
+        raise ValueError(f"unparseable frame: {e}") from None
+    sport = dport = 0
+    if ip.proto in (rules.IP_PROTO_TCP, rules.IP_PROTO_UDP) and len(rest) >= 4:
+        sport, dport = struct.unpack_from("!HH", rest)
+    return eth, None, None, (ip.src, ip.dst, ip.proto, sport, dport)
 
 
 def build_arp(a):
@@ -107,16 +147,6 @@ def build_arp(a):
                                  dst_mac=a.dst_mac, dst_ip=a.dst_ip))
     pkt.serialize()
     return pkt.data
-
-
-def parse_flow(pkt):
-    """The IPv4 5-tuple of a parsed packet (ports 0 unless TCP or UDP), or None."""
-    ip = pkt.get_protocol(ipv4.ipv4)
-    if ip is None:
-        return None
-    l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
-    sport, dport = (l4.src_port, l4.dst_port) if l4 is not None else (0, 0)
-    return (ip.src, ip.dst, ip.proto, sport, dport)
 
 
 def load_capacities():
@@ -151,9 +181,11 @@ class FabricController(app_manager.RyuApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         caps, default_bps = load_capacities()
+        # Probes carry an HMAC under this key: random unless controllers must share one.
+        secret = CONF.fabric_lldp_secret.encode() or secrets.token_bytes(32)
         self.core = RoutingCore(policy=CONF.fabric_policy, fast_failover=CONF.fabric_fast_failover,
                                 link_capacity_bps=caps, default_capacity_bps=default_bps,
-                                **policy_options())
+                                lldp_secret=secret, **policy_options())
         if not CONF.fabric_stats_interval > 0:
             raise PolicyError(f"--fabric-stats-interval must be > 0, "
                               f"got {CONF.fabric_stats_interval}")
@@ -203,6 +235,8 @@ class FabricController(app_manager.RyuApp):
     def status(self):
         status = self.driver.status()
         status["openflow_errors"] = self.counters["openflow_errors"]
+        status["openflow_guard"] = ofguard.GUARD.status()
+        status["packet_ins_unparsed"] = self.counters["packet_ins_unparsed"]
         status["pending"] = status["pending"] or bool(self._outbox)
         status["now_s"] = time.monotonic()
         return status
@@ -337,8 +371,10 @@ class FabricController(app_manager.RyuApp):
     def error(self, ev):
         msg = ev.msg
         self.counters["openflow_errors"] += 1
-        LOG.error("switch %016x rejected a message: type %d code %d (%s)", msg.datapath.id,
-                  msg.type, msg.code, bytes(msg.data[:64]).hex())
+        # Any field may be missing: an error can come before the features reply, or broken.
+        LOG.error("switch %s rejected a message: type %s code %s (%s)",
+                  "%016x" % msg.datapath.id if msg.datapath.id is not None else "?",
+                  msg.type, msg.code, bytes(msg.data or b"")[:64].hex())
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
@@ -363,24 +399,23 @@ class FabricController(app_manager.RyuApp):
         msg = ev.msg
         dp = msg.datapath
         in_port = msg.match["in_port"]
-        pkt = packet.Packet(msg.data)
         now = time.monotonic()
         self.counters["packet_ins"] += 1
-        probe = pkt.get_protocol(lldp.lldp)
-        if probe is not None:
-            src = parse_lldp(probe)
-            if src is not None:
-                self.send(self.driver.link_seen(src[0], src[1], dp.id, in_port, now,
-                                                sent_at=src[2]))
+        try:
+            eth, frame, a, five_tuple = parse_frame(msg.data)
+        except ValueError:
+            self.counters["packet_ins_unparsed"] += 1
             return
-        eth = pkt.get_protocol(ethernet.ethernet)
-        a = pkt.get_protocol(arp_pkt.arp)
+        if frame is not None:
+            probe = parse_lldp(frame)
+            if probe is not None:   # claims to be ours: the core checks it
+                self.send(self.driver.probe_in(dp.id, in_port, probe, eth.src, now))
+            return
         if a is not None:
             fields = rules.ArpPacket(a.opcode, a.src_mac, a.src_ip, a.dst_mac, a.dst_ip,
                                      eth_src=eth.src, eth_dst=eth.dst)
             self.send(self.driver.packet_in_arp(dp.id, in_port, fields, msg.data, now))
             return
-        five_tuple = parse_flow(pkt)
         if five_tuple is not None:
             self.counters["flow_packet_ins"] += 1
             self.send(self.driver.packet_in_flow(dp.id, in_port, five_tuple, eth.src, eth.dst,

@@ -27,6 +27,10 @@ the destinations and switches whose next hops it changes, never a scan of every 
 """
 
 import collections
+import hashlib
+import hmac
+import secrets
+import struct
 
 import numpy as np
 
@@ -36,10 +40,10 @@ from controllers.placement import wcmp_weights
 from controllers.policies import (POLICY_CLASSES, Collective, IntentError, PolicyConfig,
                                   PolicyError)
 from controllers.render import GroupIds, NoRenderer, Renderer, base_rules
-from controllers.rules import (PORT_TABLE, PRIO_FLOW, ArpPacket, FlowKey, LldpProbe,
-                               PacketOut)
+from controllers.rules import (LLDP_SRC_MAC, PORT_TABLE, PRIO_FLOW, ArpPacket, FlowKey,
+                               LldpProbe, PacketOut)
 from controllers.tables import installed_paths
-from controllers.topology import Host, TopologyState
+from controllers.topology import SILENT_ROUNDS, Host, TopologyState
 
 __all__ = ["POLICIES", "Host", "IntentError", "PolicyError", "RoutingCore", "base_rules",
            "link_capacities", "next_hops"]
@@ -59,6 +63,13 @@ ECHO_WINDOW_S = 2.0
 # Candidate path arrays kept per switch pair, bounded by their total number of cells (4 bytes
 # each: 64 MiB), and dropped when the topology changes.
 MATRIX_CACHE_CELLS = 16 * 2 ** 20
+# A probe is stale if sent this long before the newest one its receiving switch reported
+# (probes come back in the order sent, however late the controller works through them), or
+# sent longer ago than SILENT_ROUNDS link timeouts (when links expire by the clock anyway).
+PROBE_WINDOW_S = 10.0
+PROBE_AUTH_BYTES = 16
+# Ports where a probe claiming to be ours came in from a host, remembered for status.
+FLAGGED_PORTS_MAX = 1024
 
 
 def next_hops(graph, dst):
@@ -143,6 +154,12 @@ class RoutingCore:
         port statistics will show (emulated, not nominal, rates under emulation).
     default_capacity_bps : float
         Capacity of a port missing from ``link_capacity_bps``.
+    lldp_secret : bytes, optional
+        Key of the HMAC every LLDP probe carries (see :meth:`probe_in`). Controllers that
+        must accept each other's probes share one; by default a random one per core.
+    probe_window_s : float
+        A probe sent this much earlier than the newest its receiving switch reported is
+        stale (a replay).
     render : bool
         Render OpenFlow rules and groups (the controller). Without (the flow-level
         simulator), :meth:`flush` returns nothing and the forwarding state is the path
@@ -157,8 +174,14 @@ class RoutingCore:
     """
 
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
-                 link_capacity_bps=None, default_capacity_bps=1e9, render=True, **options):
+                 link_capacity_bps=None, default_capacity_bps=1e9, render=True,
+                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, **options):
         self.config = PolicyConfig.from_options(options)
+        if lldp_secret is not None and not (isinstance(lldp_secret, bytes) and lldp_secret):
+            raise PolicyError("lldp_secret must be non-empty bytes")
+        self._lldp_secret = lldp_secret or secrets.token_bytes(32)
+        self.probe_window_s = float(probe_window_s)
+        self.flagged_ports = collections.OrderedDict()   # (dpid, port) -> probes from hosts
         self.fast_failover = bool(fast_failover)
         self.link_capacity_bps = dict(link_capacity_bps or {})
         if not default_capacity_bps > 0:
@@ -307,7 +330,64 @@ class RoutingCore:
 
     # -- link discovery --------------------------------------------------------------------
     def _probe(self, dpid, ports):
-        return [PacketOut(dpid, (p,), LldpProbe(dpid, p, self._now)) for p in ports]
+        now = self._now
+        return [PacketOut(dpid, (p,), LldpProbe(dpid, p, now, self._auth(dpid, p, now)))
+                for p in ports]
+
+    def _auth(self, dpid, port, sent_at):
+        """The HMAC-SHA256 (truncated, hex) of a probe's switch, port and time."""
+        try:
+            fields = struct.pack("!QId", dpid, port, sent_at)
+        except (struct.error, TypeError):
+            return None
+        return hmac.new(self._lldp_secret, fields, hashlib.sha256).digest()[
+            :PROBE_AUTH_BYTES].hex()
+
+    def _authentic(self, probe):
+        want = self._auth(probe.dpid, probe.port, probe.sent_at)
+        try:
+            return want is not None and hmac.compare_digest(probe.auth, want)
+        except TypeError:   # no tag, or not ASCII text
+            return False
+
+    def probe_in(self, dpid, in_port, probe, eth_src, now):
+        """An LLDP frame claiming to be our probe came in at (dpid, in_port).
+
+        The link it reports is learned only from a probe of ours (Ethernet source
+        :data:`~controllers.rules.LLDP_SRC_MAC`, an HMAC that matches its switch, port and
+        time), fresh (sent no earlier than ``probe_window_s`` before the newest probe this
+        switch reported, and within :data:`~controllers.topology.SILENT_ROUNDS` link
+        timeouts of ``now``, not in the future), arriving on a switch port: a port where a
+        host is known stays a host port, and the probe flags it. Each refusal is counted
+        (``lldp_forged``, ``lldp_stale``, ``lldp_from_host_port``); see ``status()["discovery"]``.
+
+        Parameters
+        ----------
+        probe : controllers.rules.LldpProbe or None
+            What the frame says (None if it does not parse as one of ours).
+        eth_src : str
+            The frame's Ethernet source.
+        """
+        self._at(now)
+        if dpid not in self.ports:
+            return []
+        if self.topo.has_hosts_at(dpid, in_port):
+            self.counters["lldp_from_host_port"] += 1
+            key = (dpid, in_port)
+            self.flagged_ports[key] = self.flagged_ports.pop(key, 0) + 1
+            while len(self.flagged_ports) > FLAGGED_PORTS_MAX:
+                self.flagged_ports.popitem(last=False)
+            return []
+        if probe is None or eth_src != LLDP_SRC_MAC or not self._authentic(probe):
+            self.counters["lldp_forged"] += 1
+            return []
+        newest = self.topo.newest_probe(dpid)
+        if probe.sent_at > now or now - probe.sent_at > SILENT_ROUNDS * self.topo.link_timeout_s \
+                or (newest is not None and probe.sent_at < newest - self.probe_window_s):
+            self.counters["lldp_stale"] += 1
+            return []
+        self.counters["lldp_accepted"] += 1
+        return self.link_seen(probe.dpid, probe.port, dpid, in_port, now, sent_at=probe.sent_at)
 
     def lldp_probes(self, now):
         """Probes for every live port of every switch (the app sends them periodically)."""
@@ -319,7 +399,8 @@ class RoutingCore:
     def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now, sent_at=None):
         """A probe sent out of (src_dpid, src_port) arrived at (dst_dpid, dst_port);
         ``sent_at``, the time the probe says it was sent, if it says (see
-        :meth:`controllers.topology.TopologyState.expire_links`)."""
+        :meth:`controllers.topology.TopologyState.expire_links`). Trusted: the app calls
+        :meth:`probe_in`, which checks the probe first; tests and the twin call this."""
         self._at(now)
         if self.topo.link_seen(src_dpid, src_port, dst_dpid, dst_port,
                                now if sent_at is None or sent_at > now else sent_at):
@@ -921,7 +1002,20 @@ class RoutingCore:
                 "hot": sum(1 for u in utils if u > self.config.hot_util),
             },
             "counters": counters,
+            "discovery": self.discovery_status(),
         }
+
+    def discovery_status(self):
+        """What authenticated discovery refused: probes forged, stale or from host ports,
+        the host ports flagged (with how many probes came from each), host moves refused
+        (location hijacking) with the newest ones."""
+        c, topo = self.counters, self.topo
+        return {"lldp_accepted": c["lldp_accepted"], "lldp_forged": c["lldp_forged"],
+                "lldp_stale": c["lldp_stale"], "lldp_from_host_port": c["lldp_from_host_port"],
+                "flagged_host_ports": [{"dpid": d, "port": p, "probes": n}
+                                       for (d, p), n in sorted(self.flagged_ports.items())],
+                "host_moves_refused": topo.counters["host_moves_refused"],
+                "refused_moves": list(topo.refused_moves)}
 
     def learned_flows(self, src_mac=None, dst_mac=None):
         """Learned flows (optionally of one host pair), JSON-able, sorted by 5-tuple."""

@@ -309,8 +309,13 @@ class FabricDriver:
         out = self._confirm(self.core.port_status(dpid, port, up, now), now)
         return out + self._confirm(self.core.flush(now), now)
 
+    def probe_in(self, dpid, in_port, probe, eth_src, now):
+        """An LLDP frame claiming to be our probe arrived; the core checks it (see
+        :meth:`RoutingCore.probe_in`)."""
+        return self._confirm(self.core.probe_in(dpid, in_port, probe, eth_src, now), now)
+
     def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now, sent_at=None):
-        """An LLDP probe of ours arrived (see :meth:`RoutingCore.link_seen`)."""
+        """A probe known to be ours arrived (see :meth:`RoutingCore.link_seen`)."""
         return self._confirm(self.core.link_seen(src_dpid, src_port, dst_dpid, dst_port, now,
                                                  sent_at=sent_at), now)
 

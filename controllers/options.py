@@ -15,6 +15,7 @@ FAST_FAILOVER = "fabric-fast-failover"
 TOPOLOGY = "fabric-topology"
 SCALE = "fabric-scale"
 POLICY_OPTIONS = "fabric-policy-options"
+LLDP_SECRET = "fabric-lldp-secret"
 
 # Options that take no value on the command line (``--name`` / ``--noname``): the launcher
 # must not mistake the next argument for their value.
@@ -35,6 +36,9 @@ cfg.CONF.register_cli_opts([
     cfg.FloatOpt(SCALE, default=1.0,
                  help="emulated rate per nominal rate: link capacities are the model's times "
                       "this (what port statistics will show)"),
+    cfg.StrOpt(LLDP_SECRET, default="", secret=True,
+               help="key of the HMAC our LLDP probes carry (default: random per controller; "
+                    "give controllers that must accept each other's probes the same one)"),
     cfg.StrOpt(POLICY_OPTIONS, default="",
                help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
                     "(see controllers.policies.PolicyConfig)"),

@@ -185,14 +185,21 @@ class ArpPacket:
     eth_dst: str = None
 
 
+# The Ethernet source of our LLDP probes: a probe from any other address is not ours.
+LLDP_SRC_MAC = "02:ff:00:00:00:01"
+
+
 @dataclass(frozen=True)
 class LldpProbe:
     """A link-discovery frame to send out of (dpid, port); ``sent_at`` (the core's ``now``
     when it asked for the probe) travels in the frame, so a probe processed late still says
-    when it was sent."""
+    when it was sent. ``auth`` is the core's HMAC of the three (hex), so a probe cannot be
+    forged or altered (controllers/core.py, ``RoutingCore.probe_in``); a probe parsed back
+    from a frame carries what the frame says."""
     dpid: int
     port: int
     sent_at: float = None
+    auth: str = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ import dataclasses
 
 Host = collections.namedtuple("Host", "mac ip dpid port")
 
+# Refused host moves remembered for status (the newest ones).
+REFUSED_MOVES_KEPT = 20
+
 # With no probe back on any link for this many link timeouts, links expire by the clock.
 SILENT_ROUNDS = 4
 
@@ -74,6 +77,7 @@ class TopologyState:
         self.changes = Changes()
         self.counters = collections.Counter()            # what happened to links, for status
         self._reported_at = {}                          # dpid -> newest probe it reported
+        self.refused_moves = collections.deque(maxlen=REFUSED_MOVES_KEPT)
         self._ips = {}                                  # ip -> mac
         self._at_port = collections.defaultdict(set)    # (dpid, port) -> macs
         self._at_switch = collections.defaultdict(set)  # dpid -> macs
@@ -222,6 +226,10 @@ class TopologyState:
         if old != new:
             self.changes.pairs.add(pair)
 
+    def newest_probe(self, dpid):
+        """When the newest probe that switch ``dpid`` reported was sent, or None."""
+        return self._reported_at.get(dpid)
+
     def is_link_port(self, dpid, port):
         """Does (dpid, port) face another switch?"""
         return (dpid, port) in self._linked
@@ -245,10 +253,22 @@ class TopologyState:
 
     # -- hosts -----------------------------------------------------------------------------
     def learn_host(self, mac, ip, dpid, port):
-        """A host announced itself at (dpid, port); returns whether anything changed."""
+        """A host announced itself at (dpid, port); returns whether anything changed.
+
+        A host known at another port that is still up is not moved: a host that moves
+        unplugs first (its port goes down and it is forgotten), and anything else is a
+        host claiming another's MAC (location hijacking). The refusal is counted
+        (``host_moves_refused``) and kept in :attr:`refused_moves`.
+        """
         host = Host(mac, ip, dpid, port)
         old = self.hosts.get(mac)
         if old == host:
+            return False
+        if old is not None and (old.dpid, old.port) != (dpid, port) and \
+                old.port in self.ports.get(old.dpid, ()):
+            self.counters["host_moves_refused"] += 1
+            self.refused_moves.append({"mac": mac, "ip": ip, "at": [old.dpid, old.port],
+                                       "claimed": [dpid, port]})
             return False
         if old is not None:
             self._unindex(old)

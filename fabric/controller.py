@@ -2,7 +2,8 @@
 
 The controller runs through controllers/launcher.py in its own process group, with
 PR_SET_PDEATHSIG so it dies with the run even if the run is killed, and is recorded with
-fabric.cleanup. Its REST API (127.0.0.1 only) tells the run when discovery is complete.
+fabric.cleanup. Its REST API and its OpenFlow listener bind to 127.0.0.1 only (the emulated
+switches connect over loopback); its REST API tells the run when discovery is complete.
 A reference policy (:data:`REFERENCE_APPS`) runs another Ryu app through the same launcher
 instead of ours; such an app has no REST status, so the run must see for itself when the
 fabric carries traffic.
@@ -59,7 +60,10 @@ class Controller:
         self.proc = None
 
     def start(self):
-        args = [sys.executable, "-m", "controllers.launcher",
+        # Switches of an emulation connect over loopback: the OpenFlow listener binds there.
+        listen = [] if any(a.startswith("--ofp-listen-host") for a in self.extra_args) else [
+            "--ofp-listen-host", "127.0.0.1"]
+        args = [sys.executable, "-m", "controllers.launcher", *listen,
                 "--ofp-tcp-listen-port", str(self.of_port),
                 "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port),
                 *self.extra_args, self.app]

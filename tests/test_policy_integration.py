@@ -142,7 +142,7 @@ def test_lldp_probes_carry_when_they_were_sent_and_parse_back():
     from ryu.lib.packet import lldp, packet
     from controllers.app import build_lldp, parse_lldp
     from controllers.rules import LldpProbe
-    for probe, want in ((LldpProbe(0x1F, 7, 12.25), (0x1F, 7, 12.25)),
-                        (LldpProbe(3, 1), (3, 1, None))):
+    for probe in (LldpProbe(0x1F, 7, 12.25, "ab" * 16), LldpProbe(0x1F, 7, 12.25),
+                  LldpProbe(3, 1)):
         frame = packet.Packet(build_lldp(probe)).get_protocol(lldp.lldp)
-        assert parse_lldp(frame) == want
+        assert parse_lldp(frame) == probe
