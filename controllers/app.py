@@ -194,6 +194,9 @@ class FabricController(app_manager.RyuApp):
                                    lldp_interval_s=CONF.fabric_lldp_interval,
                                    new_xid=self._new_xid)
         self.counters = collections.Counter()   # the adapter's own: packet-ins, errors, ...
+        # OpenFlow errors per switch that sent them (bounded: at most one entry per dpid seen
+        # plus "?" for connections that never said who they are).
+        self.errors_by_switch = collections.Counter()
         self.waiters = {}       # dpid -> {xid: (event, replies)}: REST stats requests
         self._outbox = collections.deque()
         self._wake = hub.Event()
@@ -235,6 +238,7 @@ class FabricController(app_manager.RyuApp):
     def status(self):
         status = self.driver.status()
         status["openflow_errors"] = self.counters["openflow_errors"]
+        status["openflow_errors_by_switch"] = dict(self.errors_by_switch)
         status["openflow_guard"] = ofguard.GUARD.status()
         status["packet_ins_unparsed"] = self.counters["packet_ins_unparsed"]
         status["pending"] = status["pending"] or bool(self._outbox)
@@ -371,6 +375,8 @@ class FabricController(app_manager.RyuApp):
     def error(self, ev):
         msg = ev.msg
         self.counters["openflow_errors"] += 1
+        dpid = msg.datapath.id
+        self.errors_by_switch[str(dpid) if dpid is not None else "?"] += 1
         # Any field may be missing: an error can come before the features reply, or broken.
         LOG.error("switch %s rejected a message: type %s code %s (%s)",
                   "%016x" % msg.datapath.id if msg.datapath.id is not None else "?",

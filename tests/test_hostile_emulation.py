@@ -66,6 +66,9 @@ def test_hostile_switches_while_a_fat_tree_carries_an_alltoall(tmp_path, clean_m
     assert sum(h.not_closed for h in hostiles) == 0
     assert result["flows_completed"] == result["flows_total"] == 240
     assert reach["unreachable"] == []
-    assert status["openflow_errors"] == 0 and status["switches"] == 20
+    # The hostile switches send ERROR messages among their mutants; the real ones send none.
+    real = {str(g.nodes[n]["dpid"]) for n in g if g.nodes[n]["role"] != "host"}
+    assert not real & set(status["openflow_errors_by_switch"]), status["openflow_errors_by_switch"]
+    assert status["switches"] == 20
     assert not watch.failures and max(watch.latencies) < 2.0
     assert rss_after < rss_before + 256
