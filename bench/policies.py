@@ -416,12 +416,17 @@ def controller_lines(compute, install=None, gaps=None):
 
 
 # -- output --------------------------------------------------------------------------------
-def write_outputs(out_dir, rows, table, targets, lines, extra):
+def write_runs(out_dir, rows):
+    """runs.csv: one line per run (the bring-up timings left out)."""
     with open(os.path.join(out_dir, "runs.csv"), "w", newline="") as f:
         cols = [k for k in rows[0] if k != "ready"]
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+
+
+def write_outputs(out_dir, rows, table, targets, lines, extra):
+    write_runs(out_dir, rows)
     with open(os.path.join(out_dir, "table.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["fabric", "workload", "policy", "runs", "completed", "stat", "median",

@@ -261,11 +261,7 @@ def main(argv=None):
                 f"idle min over runs: median "
                 f"{_f(statistics.median([r['cpu_idle_min'] for r in emu if r['cpu_idle_min'] is not None] or [0]))}"
                 f", saturated runs {sum(1 for r in emu if r['cpu_saturated'])}/{len(emu)}")
-    with open(os.path.join(out_dir, "runs.csv"), "w", newline="") as f:
-        cols = [k for k in rows[0] if k != "ready"]
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    pb.write_runs(out_dir, rows)
     with open(os.path.join(out_dir, "agreement.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["fabric", "workload", "policy", "seeds", "emulation", "twin", "replay",
