@@ -49,7 +49,6 @@ import ipaddress
 import random
 import time
 
-import numba
 import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
@@ -108,10 +107,58 @@ def max_min_rates(links, caps, active=None):
         active = np.ones(len(links), dtype=np.bool_)
     if len(links) == 0:
         return np.zeros(0)
-    return _fill(links, np.asarray(caps, dtype=np.float64), np.asarray(active, dtype=np.bool_))
+    caps = np.asarray(caps, dtype=np.float64)
+    active = np.asarray(active, dtype=np.bool_)
+    if int(active.sum()) <= SMALL_SOLVE:
+        return _fill_levels(links, caps, active)
+    return _compiled()(links, caps, active)
 
 
-@numba.njit(cache=True)
+# Up to this many flows a solve runs in numpy level by level, so a small run never waits for
+# numba to load (about half a second per process); past it the compiled heap solver runs.
+SMALL_SOLVE = 64
+_FILL = None
+
+
+def _compiled():
+    """The heap solver compiled with numba (loaded from its on-disk cache after the first
+    time), made once per process."""
+    global _FILL, _heap_push, _heap_pop
+    if _FILL is None:
+        import numba
+        jit = numba.njit(cache=True)
+        _heap_push, _heap_pop = jit(_heap_push), jit(_heap_pop)
+        _FILL = jit(_fill)
+    return _FILL
+
+
+def _fill_levels(links, caps, active):
+    """The same progressive filling in numpy, one fill level per step: every unfrozen flow
+    grows by the smallest remaining share, and the flows of the links that fill freeze."""
+    n_links = len(caps)
+    rate = np.zeros(len(links))
+    todo = (links >= 0).any(axis=1) & active
+    rem = caps.copy()
+    level = 0.0
+    tol = 1e-9 * max(1.0, float(caps.max(initial=1.0)))
+    while todo.any():
+        rows = links[todo]
+        counts = np.bincount(rows[rows >= 0], minlength=n_links)
+        used = counts > 0
+        share = np.full(n_links, np.inf)
+        share[used] = rem[used] / counts[used]
+        inc = max(0.0, float(share.min()))
+        level += inc
+        rem[used] -= inc * counts[used]
+        full = used & (rem <= tol)
+        if not full.any():  # rounding: freeze the tightest links
+            full = used & (share <= inc * (1 + 1e-12) + tol)
+        hit = np.append(full, False)[links].any(axis=1) & todo   # -1 (padding) is never full
+        rate[hit] = level
+        todo &= ~hit
+    return rate
+
+
 def _heap_push(keys, vals, size, key, val):
     i = size
     keys[i], vals[i] = key, val
@@ -125,7 +172,6 @@ def _heap_push(keys, vals, size, key, val):
     return size + 1
 
 
-@numba.njit(cache=True)
 def _heap_pop(keys, vals, size):
     size -= 1
     keys[0], vals[0] = keys[size], vals[size]
@@ -145,7 +191,6 @@ def _heap_pop(keys, vals, size):
     return size
 
 
-@numba.njit(cache=True)
 def _fill(links, caps, active):
     """Progressive filling, one bottleneck link at a time: the link whose remaining capacity
     per unfrozen flow is smallest fixes its flows at that share, which is taken off the other

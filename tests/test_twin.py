@@ -14,6 +14,7 @@ import pytest
 
 from controllers.core import RoutingCore
 from fabric import model, runner, spec as specs
+from fabric import twin as twin_module
 from fabric.twin import Twin, max_min_rates
 from topologies import build
 from traffic import metrics, workloads
@@ -92,6 +93,20 @@ def test_max_min_on_random_cases_is_feasible_and_every_flow_has_a_full_link():
             assert any(load[j] >= caps[j] * (1 - 1e-9) and all(
                 rates[m] <= rates[i] * (1 + 1e-9) for m in range(n) if j in links[m])
                 for j in ls)
+
+
+def test_the_small_and_the_compiled_solver_agree():
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        caps = rng.uniform(1, 10, 8)
+        links = np.full((20, 4), -1, dtype=np.int32)
+        for i in range(20):
+            k = rng.integers(1, 5)
+            links[i, :k] = rng.choice(8, k, replace=False)
+        active = rng.random(20) < 0.8
+        small = twin_module._fill_levels(links, caps, active)
+        compiled = twin_module._compiled()(links, caps, active)
+        assert small == pytest.approx(compiled, rel=1e-9, abs=1e-9)
 
 
 # -- timing of flows -----------------------------------------------------------------------
