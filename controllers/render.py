@@ -964,29 +964,19 @@ class Renderer:
         return sum(len(t.groups) for t in self.tables.values())
 
 
-class NoRenderer:
+class NoRenderer(Renderer):
     """The renderer's interface with no OpenFlow behind it: what a core without switches uses.
 
     The flow-level simulator (fabric/twin.py) runs the routing core without rendering: it
     forwards flows from the path service's next hops, the SELECT weights kept here and the
-    policies' pins, so it needs only ``weights`` and the settings the core writes. Every other
-    call does nothing and every flush is empty.
+    policies' pins, so it needs only ``weights`` and the settings the core writes. Every call
+    that would make or send rules does nothing, every flush is empty and the tables stay
+    empty.
     """
 
-    def __init__(self, topo, paths, group_ids, multipath=True, fast_failover=True,
-                 learn_flows=False):
-        self.topo, self.paths, self.group_ids = topo, paths, group_ids
-        self.multipath, self.fast_failover, self.learn_flows = (
-            multipath, fast_failover, learn_flows)
-        self.tables = {}
-        self.weights = {}
-        self.stale_owners = set()
-        self.units_rendered = 0
-        self.flow_mods = self.group_mods = 0
-        self.dirty = False
-
-    def select_gid(self, dst):
-        return self.group_ids(("select", dst))
+    @property
+    def dirty(self):
+        return False
 
     def switch_enter(self, dpid):
         return []
@@ -1008,9 +998,3 @@ class NoRenderer:
 
     def flush(self):
         return []
-
-    def rule_count(self):
-        return 0
-
-    def group_count(self):
-        return 0
