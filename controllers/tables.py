@@ -72,7 +72,7 @@ from controllers.rules import (
     ToController, ToGroup)
 
 __all__ = ["CONTROLLER", "MAX_HASH_SLOTS", "MAX_PATH_SWITCHES", "Branch", "FlowTable",
-           "installed_paths", "ovs_dp_hash", "ovs_dp_hash_tcp4", "ovs_symmetric_l4_hash", "select_bucket",
+           "installed_paths", "ovs_dp_hash", "ovs_dp_hash_tcp4", "select_index", "ovs_symmetric_l4_hash", "select_bucket",
            "select_slots", "walk"]
 
 # The output a ToController action gives.
@@ -420,23 +420,35 @@ def select_bucket(group, pkt, live=None):
     """
     live = live or _all_live
     buckets = group.buckets
-    slots = select_slots(tuple(b.weight for b in buckets))
+    i = select_index(tuple(b.weight for b in buckets), ovs_dp_hash(pkt),
+                     lambda: ovs_symmetric_l4_hash(pkt),
+                     lambda i: _bucket_live(group, buckets[i], live))
+    return None if i is None else buckets[i]
+
+
+def select_index(weights, dp_hash, l4_hash, alive=None):
+    """The index of the bucket Open vSwitch picks among buckets of ``weights`` (see
+    :func:`select_bucket`), from the packet's hashes: its dp_hash, and ``l4_hash()`` (a
+    callable, called only for the highest-random-weight fallback) its symmetric L4 hash.
+    ``alive(i)`` says whether bucket ``i`` may be picked (every bucket of weight > 0 if
+    omitted); None when none may."""
+    alive = alive or (lambda i: weights[i] > 0)
+    slots = select_slots(weights)
     if slots is not None:
-        h = ovs_dp_hash(pkt)
         mask = len(slots) - 1
         # From the packet's slot onward, so a dead bucket's share spreads as the weights say.
         for i in range(len(slots)):
-            bucket = buckets[slots[(h + i) & mask]]
-            if _bucket_live(group, bucket, live):
-                return bucket
+            b = slots[(dp_hash + i) & mask]
+            if alive(b):
+                return b
         return None
-    basis = ovs_symmetric_l4_hash(pkt)
+    basis = l4_hash()
     best, best_score = None, 0
-    for bucket_id, bucket in enumerate(buckets):
-        if _bucket_live(group, bucket, live):
-            score = (_hash_int(bucket_id, basis) & 0xFFFF) * bucket.weight
+    for i, w in enumerate(weights):
+        if alive(i):
+            score = (_hash_int(i, basis) & 0xFFFF) * w
             if score >= best_score:
-                best, best_score = bucket, score
+                best, best_score = i, score
     return best
 
 

@@ -213,12 +213,9 @@ class CollectiveAnnouncement:
         if missing:
             raise RunError(f"agents reported no connection for {len(missing)} flows, "
                            f"e.g. {missing[:4]}")
-        phase = self.schedule.depths()
         t0 = time.monotonic()
-        for intent_id, part in self.parts:
-            flows = [{"src": five_tuples[f.id][0], "dst": five_tuples[f.id][1],
-                      "bytes": f.bytes, "flow": five_tuples[f.id], "phase": phase[f.id]}
-                     for f in part]
+        for intent_id, flows in jobs.intent_requests(self.schedule, self.intent_id,
+                                                     five_tuples):
             self.ctl.request("POST", "/fabric/intents", {"id": intent_id, "flows": flows},
                              timeout=self.timeout_s)
         paths = {intent_id: f"/fabric/intents/{intent_id}" for intent_id, _ in self.parts}

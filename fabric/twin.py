@@ -53,7 +53,8 @@ import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
 from controllers.rules import IP_PROTO_TCP, FlowKey
-from controllers.tables import _hash_int, ovs_dp_hash, ovs_dp_hash_tcp4, select_slots
+from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_hash,
+                               select_index)
 from fabric import model
 from traffic import jobs
 
@@ -400,7 +401,6 @@ class Twin:
     def _index_links(self, scale, delay_scale):
         g = self.g
         self.dpid = {n: g.nodes[n]["dpid"] for n in model.switches(g)}
-        self.name_of = {d: n for n, d in self.dpid.items()}
         self.lid = {}      # (node, node) -> directed link index
         self.ends_of = []  # directed link index -> (node, node)
         caps, delays, self.port_of = [], [], []
@@ -497,8 +497,8 @@ class Twin:
         lid = self.sw_lid.get((a, b))
         return lid is not None and self.up[lid]
 
-    def _next_hop(self, s, d, h, came_from):
-        """Where switch ``s`` sends a packet of hash ``h`` toward switch ``d``: its SELECT
+    def _next_hop(self, s, d, fi, came_from):
+        """Where switch ``s`` sends a packet of flow ``fi`` toward switch ``d``: its SELECT
         bucket, then the FAST_FAILOVER rotation; None if nothing live leads on."""
         hops = self.core.path_service.hops.get(d, {}).get(s)
         if not hops:
@@ -509,7 +509,7 @@ class Twin:
         if core.render.multipath and n_hops > 1:
             wmap = core.render.weights.get((s, d))
             weights = tuple(wmap.get(n, 1) for n in hops) if wmap else (1,) * n_hops
-            b = self._bucket(weights, h)
+            b = self._bucket(weights, fi)
             if b is None:
                 return None
         order = [hops[(b + j) % n_hops] for j in range(n_hops)] if (
@@ -521,27 +521,10 @@ class Twin:
             return self._detour(s, d, hops[0], came_from)
         return None
 
-    _slots = {}
-
-    def _bucket(self, weights, h):
-        slots = self._slots.get(weights)
-        if slots is None:
-            slots = self._slots[weights] = select_slots(weights) or ()
-        if slots:
-            mask = len(slots) - 1
-            for i in range(len(slots)):
-                b = slots[(h + i) & mask]
-                if weights[b] > 0:
-                    return b
-            return None
-        # Highest random weight (very unequal weights), as controllers/tables.py models it.
-        best, best_score = None, -1
-        for i, w in enumerate(weights):
-            if w > 0:
-                score = (_hash_int(i, h) & 0xFFFF) * w
-                if score >= best_score:
-                    best, best_score = i, score
-        return best
+    def _bucket(self, weights, fi):
+        """The SELECT bucket Open vSwitch picks for flow ``fi`` (controllers/tables.py)."""
+        return select_index(weights, self.hash[fi],
+                            lambda: ovs_symmetric_l4_hash(dict(self.keys[fi].match())))
 
     def _detour(self, s, d, primary, came_from):
         """The FAST_FAILOVER alternate of a switch with one next hop: a live neighbour that
@@ -574,12 +557,11 @@ class Twin:
                     break
                 links.append(self.sw_lid[(a, b)])
                 prev, s = a, b
-        h = self.hash[fi]
         for _ in range(MAX_WALK):
             if s == d:
                 links.append(down_lid)
                 return links
-            n = self._next_hop(s, d, h, prev)
+            n = self._next_hop(s, d, fi, prev)
             if n is None:
                 return None
             links.append(self.sw_lid[(s, n)])
@@ -597,7 +579,7 @@ class Twin:
     def setup(self):
         """The connections before the clock: learning policies learn every flow (and its
         ACK direction), ``collective`` announces them all, as the agents and the runner do
-        (one intent, or one per job in job order: traffic/jobs.py ``intents``); returns the
+        (one intent, or one per job in job order: traffic/jobs.py ``intent_requests``); returns the
         number of flows the core learned."""
         core, flows, mac = self.core, self.schedule.flows, self.mac
         if core.learns_flows:
@@ -606,13 +588,9 @@ class Twin:
                 core.flow_seen(key, mac[f.src], mac[f.dst], 0, 0.0)
                 core.flow_seen(key.reverse(), mac[f.dst], mac[f.src], 0, 0.0)
         if core.policy == "collective":
-            depth = self.schedule.depths()
-            for intent_id, part in jobs.intents(self.schedule, "run"):
-                keys = [self.keys[self.index[f.id]] for f in part]
-                core.submit_intent(intent_id, [
-                    {"src": key.ipv4_src, "dst": key.ipv4_dst, "bytes": f.bytes,
-                     "flow": list(key), "phase": depth[f.id]}
-                    for key, f in zip(keys, part)], 0.0)
+            tuples = {f.id: self.keys[fi] for fi, f in enumerate(flows)}
+            for intent_id, body in jobs.intent_requests(self.schedule, "run", tuples):
+                core.submit_intent(intent_id, body, 0.0)
         core.flush(0.0)
         return core.counters.get("flows_learned", 0)
 
@@ -727,7 +705,11 @@ class Twin:
                     # Forgotten while idle: its first packet is a packet-in again.
                     core.flow_seen(self.keys[fi], mac[f.src], mac[f.dst], 0, t)
                     core.flow_seen(self.keys[fi].reverse(), mac[f.dst], mac[f.src], 0, t)
-                    after_core(t)
+                    # Placing one flow pins only it; the others move only if the policy's
+                    # own pins changed.
+                    core.flush(t)
+                    if core.pins_version != pins_version:
+                        after_core(t)
                 links = self._route(fi, pins)
                 act.add(fi, links or (), f.bytes, t)
                 if links is None:

@@ -191,6 +191,18 @@ def split(schedule):
             for j in jobs}
 
 
+def intent_requests(schedule, intent_id, five_tuples):
+    """The bodies of the intents of :func:`intents`: ``[(id, flows)]`` with every flow as
+    the controller takes it (``src``, ``dst``, ``bytes``, its 5-tuple from ``five_tuples``,
+    ``{flow id: [src ip, dst ip, proto, sport, dport]}``, and its phase: its depth in the
+    dependency DAG, so the flows that run together are balanced together)."""
+    phase = schedule.depths()
+    return [(iid, [{"src": five_tuples[f.id][0], "dst": five_tuples[f.id][1],
+                    "bytes": f.bytes, "flow": list(five_tuples[f.id]), "phase": phase[f.id]}
+                   for f in part])
+            for iid, part in intents(schedule, intent_id)]
+
+
 def intents(schedule, intent_id):
     """The collective intents a run under ``collective`` announces: ``[(id, flows)]``, one
     with every flow and id ``intent_id`` for a schedule without jobs, else one per job with
