@@ -364,3 +364,18 @@ def test_the_vectorized_tcp_hash_equals_the_packet_hash():
                "ipv4_dst": str(ipaddress.IPv4Address(d)), "ip_proto": 6, "tcp_src": sp,
                "tcp_dst": dp}
         assert int(h) == ovs_dp_hash(pkt)
+
+
+def test_select_index_picks_the_bucket_select_bucket_picks_also_on_the_fallback():
+    from controllers.rules import Bucket, Group, Output
+    from controllers.tables import select_index
+    rng = random.Random(9)
+    for weights in ((1, 1, 1), (1, 3), (1, 100, 100, 100), (0, 5, 7)):
+        group = Group(1, "select", tuple(Bucket((Output(i + 1),), weight=w)
+                                         for i, w in enumerate(weights)))
+        for _ in range(200):
+            pkt = {"eth_type": 0x0800, "ipv4_src": f"10.0.0.{rng.randrange(1, 255)}",
+                   "ipv4_dst": f"10.0.1.{rng.randrange(1, 255)}", "ip_proto": 6,
+                   "tcp_src": rng.randrange(65536), "tcp_dst": 5001}
+            i = select_index(weights, ovs_dp_hash(pkt), lambda: ovs_symmetric_l4_hash(pkt))
+            assert group.buckets[i] is select_bucket(group, pkt)
