@@ -8,7 +8,7 @@ SWEEP_SPEC = $(if $(filter file,$(origin SPEC)),experiments/sweep_example.yaml,$
 # `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds, fat-tree.
 BENCH ?= full
 
-.PHONY: setup demo test test-unit experiment sweep bench bench-core bench-k8 bench-twin bench-twin-scale bench-fidelity bench-scale clean
+.PHONY: setup demo test test-unit experiment sweep bench bench-core bench-k8 bench-twin bench-twin-scale bench-fidelity bench-scale chaos clean
 
 setup:
 	@./scripts/setup.sh
@@ -48,6 +48,10 @@ bench-fidelity: setup
 
 bench-scale: setup
 	$(PY) -m bench.scale --k 8 --results $(RESULTS)
+
+# Seeded faults while an all-to-all and a training iteration run, then a 30-run teardown soak.
+chaos: setup
+	$(PY) -m fabric.chaos $(if $(filter file,$(origin SPEC)),,$(SPEC)) --results $(RESULTS)
 
 clean: setup
 	$(PY) -m fabric.cleanup

@@ -36,7 +36,7 @@ def main(argv=None):
     out_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
                            + "-bench-k8")
     os.makedirs(out_dir, exist_ok=True)
-    runner._terminate_on_sigterm()
+    runner.terminate_on_sigterm()
     rows = []
     try:
         for policy in a.policies:

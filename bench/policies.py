@@ -456,7 +456,7 @@ def start(results, label):
     out_dir = os.path.join(results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
                            + f"-{label}")
     os.makedirs(out_dir, exist_ok=True)
-    runner._terminate_on_sigterm()
+    runner.terminate_on_sigterm()
     for line in cleanup.cleanup():
         log(f"cleaned up after an earlier run: {line}")
     return out_dir, log

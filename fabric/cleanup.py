@@ -55,16 +55,27 @@ class MachineLock:
     def __init__(self):
         self._fd = None
 
-    def acquire(self):
+    def acquire(self, wait_s=None):
+        """Take the machine, or raise :class:`Busy` at once; with ``wait_s`` (default: the
+        environment's ``AIFABRIC_LOCK_WAIT_S``, else 0) wait that long for it first, as
+        the test suite does so that tests run side by side queue instead of failing."""
+        if wait_s is None:
+            wait_s = float(os.environ.get("AIFABRIC_LOCK_WAIT_S") or 0)
+        deadline = time.monotonic() + wait_s
         os.makedirs(STATE_DIR, exist_ok=True)
         fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise Busy(f"another emulation is running on this machine (pid {holder}); "
-                       "run one at a time, or `make clean` if it is gone") from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise Busy(f"another emulation is running on this machine (pid {holder}); "
+                           "run one at a time, or `make clean` if it is gone") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
@@ -215,6 +226,63 @@ def cleanup(include_live=False):
                        f"{len(state.get('pids', []))} processes")
         os.remove(path)
     return removed
+
+
+def foreign_runs():
+    """Bridges, node names and process ids recorded by emulations running now in another
+    process (another user's run on a shared machine): the machine lock keeps them from
+    overlapping with ours, but one may start between our teardown and a check."""
+    names, pids = set(), set()
+    for owner, state in other_live_runs().items():
+        names |= set(state.get("bridges", [])) | set(state.get("hosts", []))
+        pids |= set(state.get("pids", [])) | {owner}
+    return names, pids
+
+
+def leftovers(names=(), wait_s=20.0):
+    """What an emulation could leave behind: OVS bridges, Mininet shells, our controller and
+    agents, interfaces of the named nodes; not what a live emulation of another process
+    recorded. Waits up to ``wait_s`` for the kernel's asynchronous namespace clean-up before
+    it answers; ``{}`` when nothing is left."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = {}
+        others, other_pids = foreign_runs()
+        br = [b for b in subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"],
+                                        capture_output=True, text=True).stdout.split()
+              if b not in others]
+        if br:
+            found["bridges"] = br
+        ps = subprocess.run(["pgrep", "-fa", r"mininet:|controllers\.launcher|traffic\.agent"],
+                            capture_output=True, text=True).stdout.strip()
+        ps = [line for line in ps.splitlines() if not _belongs(line, others, other_pids)]
+        if ps:
+            found["processes"] = ps
+        prefixes = tuple(f"{n}-eth" for n in names)
+        intfs = [i for i in os.listdir("/sys/class/net") if prefixes and i.startswith(prefixes)]
+        if intfs:
+            found["interfaces"] = intfs[:10]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _belongs(ps_line, names, pids):
+    """Whether a ``pgrep -fa`` line is a process of a live foreign run: one of its recorded
+    pids or children, or the shell of one of its nodes."""
+    pid, _, cmd = ps_line.partition(" ")
+    if any(cmd.endswith(f"mininet:{n}") for n in names):
+        return True
+    p = int(pid)
+    while p > 1:
+        if p in pids:
+            return True
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                p = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
 
 
 def main():

@@ -33,6 +33,10 @@ class ControllerError(RuntimeError):
     pass
 
 
+class ControllerUnreachable(ControllerError, OSError):
+    """Nothing answers on the REST port (the controller is down or not up yet)."""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,6 +64,9 @@ class Controller:
         self.proc = None
 
     def start(self):
+        """Start the controller (again, after :meth:`stop`, on the same ports). It dies when
+        the *thread* that started it ends (PR_SET_PDEATHSIG follows the parent thread): start
+        it from a thread that lives as long as it should."""
         # Switches of an emulation connect over loopback: the OpenFlow listener binds there.
         listen = [] if any(a.startswith("--ofp-listen-host") for a in self.extra_args) else [
             "--ofp-listen-host", "127.0.0.1"]
@@ -104,6 +111,10 @@ class Controller:
             except ValueError:
                 message = None
             raise ControllerError(f"{method} {path}: {e.code} {message or e.reason}") from None
+        except urllib.error.URLError as e:
+            raise ControllerUnreachable(f"{method} {path}: controller not answering on port "
+                                        f"{self.rest_port} ({e.reason}); see "
+                                        f"{self.log_path}") from None
 
     def wait_status(self, predicate, timeout_s, what):
         """Poll /fabric/status until ``predicate(status)``; return the status."""

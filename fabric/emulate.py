@@ -92,15 +92,21 @@ def link_mbps(d, scale):
     return d["capacity_gbps"] * 1000.0 * scale
 
 
+def htb_class(intf, mbps, mtu, verb="add"):
+    """The tc line that adds (or, ``verb="change"``, re-rates) the htb class shaping
+    ``intf`` to ``mbps``."""
+    rate = f"{mbps:.6f}mbit"
+    frame = mtu + 14
+    return (f"class {verb} dev {intf} parent 1: classid 1:1 htb rate {rate} ceil {rate} "
+            f"burst {2 * frame} cburst {2 * frame} quantum {frame}")
+
+
 def tc_commands(intf, mbps, queue_packets, mtu, delay_ms=None):
     """tc -batch lines shaping ``intf`` to ``mbps`` with a tail-drop queue of
     ``queue_packets`` (and netem delay below it when asked)."""
-    rate = f"{mbps:.6f}mbit"
-    frame = mtu + 14
     lines = [
         f"qdisc add dev {intf} root handle 1: htb default 1",
-        f"class add dev {intf} parent 1: classid 1:1 htb rate {rate} ceil {rate} "
-        f"burst {2 * frame} cburst {2 * frame} quantum {frame}",
+        htb_class(intf, mbps, mtu),
     ]
     if delay_ms:
         lines.append(f"qdisc add dev {intf} parent 1:1 handle 10: netem delay {delay_ms:.6f}ms "
@@ -285,11 +291,15 @@ class Emulation:
         self.net = Mininet(
             topo=topo, switch=OVSSwitch, controller=None, build=False, autoSetMacs=False,
             autoStaticArp=False, inNamespace=False)
-        # fabric/controller.py has checked that it listens; Mininet's own check
-        # (telnet into the OpenFlow port) chokes on the binary hello.
-        remote = RemoteController(CONTROLLER_NODE, ip="127.0.0.1", port=self.controller_port)
-        remote.checkListening = lambda: None
-        self.net.addController(remote)
+        # fabric/controller.py has checked that it listens; Mininet's own check (telnet into
+        # the OpenFlow port, run by the constructor itself) fails now and then with a
+        # UnicodeDecodeError on the binary hello.
+        class CheckedRemote(RemoteController):
+            def checkListening(self):
+                pass
+
+        self.net.addController(CheckedRemote(CONTROLLER_NODE, ip="127.0.0.1",
+                                             port=self.controller_port))
         self.net.build()
         t1 = time.monotonic()
         self._configure_hosts()
@@ -436,3 +446,50 @@ class Emulation:
     # -- helpers for runs ------------------------------------------------------------------
     def host(self, name):
         return self.net.get(name)
+
+    # -- faults (fabric/chaos.py) ------------------------------------------------------------
+    def link_intfs(self, u, v):
+        """The switch-side interfaces of link ``u``-``v`` (both ends when both are switches)."""
+        d = self.g.edges[u, v]
+        return [_intf(n, d["ports"][n]) for n in (u, v) if not is_host(self.g, n)]
+
+    def set_link(self, u, v, up):
+        """Cut (``up=False``) or restore link ``u``-``v``: its switch-side ends go down or
+        up, so each switch sees its port's carrier go, as on a fiber cut."""
+        for intf in self.link_intfs(u, v):
+            _run(["ip", "link", "set", "dev", intf, "up" if up else "down"])
+
+    def set_switch(self, sw, up, targets=None):
+        """Take switch ``sw`` down (every port dark, its controller connections dropped;
+        returns their targets) or back up (ports up, reconnected to ``targets``), as a switch
+        that crashes and reboots with its flow tables kept."""
+        if not up:
+            targets = _run(["ovs-vsctl", "--timeout=10", "get-controller", sw]).split()
+            _run(["ovs-vsctl", "--timeout=10", "del-controller", sw])
+        for nbr in self.g.neighbors(sw):
+            if not is_host(self.g, nbr):
+                self.set_link(sw, nbr, up)
+        if up:
+            _run(["ovs-vsctl", "--timeout=10", "set-controller", sw, *targets])
+            # The controller records are new: give them the run's inactivity probe again.
+            uuids = _run(["ovs-vsctl", "--timeout=10", "--bare", "--columns=controller",
+                          "list", "bridge", sw]).split()
+            for uuid in uuids:
+                _run(["ovs-vsctl", "--timeout=10", "set", "controller", uuid,
+                      f"inactivity_probe={SWITCH_INACTIVITY_PROBE_MS}"])
+        return targets
+
+    def shape_link(self, u, v, fraction):
+        """Re-rate link ``u``-``v`` to ``fraction`` of its shaped rate on its switch-side
+        ends (1.0 restores it): a gray failure, up but degraded."""
+        d = self.g.edges[u, v]
+        for intf in self.link_intfs(u, v):
+            _run(["tc"] + htb_class(intf, link_mbps(d, self.scale) * fraction, self.mtu,
+                                    verb="change").split())
+
+
+def _run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise EmulationError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:300]}")
+    return r.stdout

@@ -111,7 +111,7 @@ class CpuSampler:
                 "cpu_idle_mean": round(statistics.fmean(vals), 4)}
 
 
-def _terminate_on_sigterm():
+def terminate_on_sigterm():
     """SIGTERM and SIGHUP unwind like Ctrl-C, so every ``with`` block tears down."""
     def handler(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -338,9 +338,11 @@ def run_once(g, schedule, spec, run_dir, log):
         return run_on(net, schedule, spec, run_dir)
 
 
-def run_on(net, schedule, spec, run_dir):
+def run_on(net, schedule, spec, run_dir, on_go=None):
     """Run ``schedule`` on a network that is up; returns its summary dict (also written to
-    run_dir). The network is left as the run found it (an announced collective withdrawn)."""
+    run_dir). The network is left as the run found it (an announced collective withdrawn).
+    ``on_go()``, if given, is called once every flow is connected, just before the clock
+    starts (fabric/chaos.py starts its faults there)."""
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
     g, em, ctl, scale = net.g, net.em, net.ctl, net.scale
@@ -362,6 +364,8 @@ def run_on(net, schedule, spec, run_dir):
         _write_json(os.path.join(run_dir, "connections.json"), five_tuples)
         if announce is not None:
             announce(five_tuples)
+        if on_go is not None:
+            on_go()
 
     learned["before"] = flows_learned(ctl)
     try:
@@ -694,7 +698,7 @@ def main(argv=None):
         spec = specs.load(a.spec, policy=a.policy)
         if spec["backend"] == "emulation" and os.geteuid() != 0:
             raise RunError("emulation needs root (Mininet creates namespaces and bridges)")
-        _terminate_on_sigterm()
+        terminate_on_sigterm()
         out_dir, summary = run_spec(spec, a.spec, a.results, log)
     except RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

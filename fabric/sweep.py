@@ -503,7 +503,7 @@ def run(sweep, sweep_dir, address=None, num_cpus=None, stream=None):
         raise SweepError("emulation cells need root (Mininet creates namespaces and bridges); "
                          "run as root or give the cells backend: twin")
     import ray
-    runner._terminate_on_sigterm()
+    runner.terminate_on_sigterm()
     try:
         with _signals_held():
             local = connect(address, num_cpus)

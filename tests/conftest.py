@@ -7,7 +7,12 @@ import time
 
 import pytest
 
+from fabric.cleanup import leftovers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Emulations started by tests (in this process or in runners they start) queue for the
+# machine instead of failing when another test process holds it (a shared machine).
+os.environ.setdefault("AIFABRIC_LOCK_WAIT_S", "900")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -17,46 +22,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "emulation" in item.keywords:
             item.add_marker(skip)
-
-
-def foreign_runs():
-    """Bridges and process ids recorded by emulations that are running now in another
-    process (another user's run on a shared machine, not this test's): the lock keeps them
-    from overlapping with ours, but one may start between our teardown and this check."""
-    from fabric import cleanup
-    bridges, pids = set(), set()
-    for owner, state in cleanup.other_live_runs().items():
-        bridges |= set(state.get("bridges", [])) | set(state.get("hosts", []))
-        pids |= set(state.get("pids", [])) | {owner}
-    return bridges, pids
-
-
-def leftovers(names=()):
-    """What an emulation could leave behind: OVS bridges, Mininet shells, our controller and
-    agents, interfaces of the named nodes; not what a live emulation of another process
-    recorded. Waits a little for the kernel's asynchronous namespace clean-up before it
-    answers."""
-    deadline = time.monotonic() + 20
-    while True:
-        found = {}
-        others, other_pids = foreign_runs()
-        br = [b for b in subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"],
-                                        capture_output=True, text=True).stdout.split()
-              if b not in others]
-        if br:
-            found["bridges"] = br
-        ps = subprocess.run(["pgrep", "-fa", r"mininet:|controllers\.launcher|traffic\.agent"],
-                            capture_output=True, text=True).stdout.strip()
-        ps = [line for line in ps.splitlines() if not _belongs(line, others, other_pids)]
-        if ps:
-            found["processes"] = ps
-        prefixes = tuple(f"{n}-eth" for n in names)
-        intfs = [i for i in os.listdir("/sys/class/net") if prefixes and i.startswith(prefixes)]
-        if intfs:
-            found["interfaces"] = intfs[:10]
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 def wait_for_machine(timeout_s=900):
@@ -87,24 +52,6 @@ def clean_machine():
         subprocess.run([os.path.join(ROOT, ".venv/bin/python"), "-m", "fabric.cleanup"],
                        cwd=ROOT)
     assert not left, f"left behind: {left}"
-
-
-def _belongs(ps_line, names, pids):
-    """Whether a ``pgrep -fa`` line is a process of a live foreign run: one of its recorded
-    pids or children, or the shell of one of its nodes."""
-    pid, _, cmd = ps_line.partition(" ")
-    if any(cmd.endswith(f"mininet:{n}") for n in names):
-        return True
-    p = int(pid)
-    while p > 1:
-        if p in pids:
-            return True
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                p = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-    return False
 
 
 def _all_node_names():

@@ -1,0 +1,475 @@
+"""Seeded chaos: faults injected into a live emulation while AI traffic runs, and what it cost.
+
+A chaos run brings a fabric up under the controller (fabric/runner.py :func:`network`), starts
+the spec's traffic (an all-to-all and a training iteration as two jobs, by default), and from
+the moment every flow is connected injects a sequence of faults drawn from the seed
+(:func:`plan`): a link cut, a switch crash (every port dark, its controller connection gone,
+its tables kept), a controller kill (SIGKILL) and restart on the same ports, a gray link (up,
+but shaped to a tenth of its rate). Faults come one after another: wait ``gap_s``, inject,
+wait until the controller has noticed and settled, check all-pairs reachability where the
+graph allows (the plan only picks faults that leave every host connected), hold the fault
+for ``hold_s``, repair it, wait until the controller has taken the repair in, next. The same
+seed gives the same sequence of kinds, targets, gaps and holds.
+
+The report (:func:`report`, printed and written as ``chaos.json`` and ``chaos.md``): flows
+attempted, completed and lost; per fault kind how many were injected and detected and the
+detection and recovery times (median, max); reachability checks passed; leftovers after
+teardown. :func:`soak` interrupts runs of the runner at seeded random points with SIGINT,
+SIGTERM or SIGKILL, then runs ``make clean``'s clean-up, checks nothing is left and that the
+next run succeeds.
+
+What the controller must show for a fault to count as *detected* (our controller's
+``/fabric/status``): a link cut, one link fewer; a switch crash, one switch fewer; a
+controller restart, every switch connected again; a gray link, the link listed in
+``degraded_links``. *Recovered*: the controller has no change pending (its routes around the
+fault confirmed by barriers), and for a restart every switch, link and host known again.
+Times are wall seconds from the injection (the restart's start for the controller).
+
+Usage: python -m fabric.chaos [SPEC] [--seed N] [--faults N] [--kinds link,switch,...]
+       [--policy P] [--soak N] [--results DIR]
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import networkx as nx
+
+from fabric import cleanup, model, runner, spec as specs
+from fabric.controller import ControllerError
+from fabric.reach import all_pairs
+from traffic import jobs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SPEC = os.path.join(ROOT, "experiments", "chaos.yaml")
+FAULT_KINDS = ("link", "switch", "controller", "gray")
+GRAY_FRACTION = 0.1
+# How long the controller gets to notice a fault, and then to settle, before the fault
+# counts as undetected or unrecovered. A gray link is seen only from rates measured over a
+# few statistics rounds.
+DETECT_TIMEOUT_S = {"link": 15.0, "switch": 20.0, "controller": 30.0, "gray": 20.0}
+RECOVER_TIMEOUT_S = 30.0
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+
+
+class ChaosError(ValueError):
+    """A bad chaos option: one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One fault of a plan: ``kind`` on ``target`` (a link's two nodes, a switch, or nothing
+    for the controller), injected ``gap_s`` after the previous one ended, held ``hold_s``."""
+    kind: str
+    target: tuple
+    gap_s: float
+    hold_s: float
+
+    def name(self):
+        return f"{self.kind} {'-'.join(self.target)}".strip()
+
+
+def _hosts_connected(g, without_edges=(), without_nodes=()):
+    h = g.copy()
+    h.remove_edges_from(without_edges)
+    h.remove_nodes_from(without_nodes)
+    hs = model.hosts(g)
+    return nx.has_path(h, hs[0], hs[0]) and all(nx.has_path(h, hs[0], x) for x in hs[1:])
+
+
+def candidates(g):
+    """What the plan may break: ``{"link": [(u, v), ...], "switch": [s, ...]}``, the
+    switch-to-switch links and the switches with no host whose loss leaves every host
+    connected (so every flow can survive each fault)."""
+    links = sorted(tuple(sorted((u, v))) for u, v in g.edges
+                   if not model.is_host(g, u) and not model.is_host(g, v)
+                   and _hosts_connected(g, without_edges=[(u, v)]))
+    switches = sorted(s for s in model.switches(g)
+                      if not any(model.is_host(g, n) for n in g.neighbors(s))
+                      and _hosts_connected(g, without_nodes=[s]))
+    return {"link": links, "gray": links, "switch": switches}
+
+
+def plan(g, seed, count, kinds=FAULT_KINDS, gap_s=(1.0, 3.0), hold_s=(3.0, 6.0)):
+    """A sequence of ``count`` faults on fabric ``g`` drawn from ``seed``.
+
+    Parameters
+    ----------
+    g : nx.Graph
+        The topology model.
+    seed : int
+    count : int
+    kinds : sequence of str
+        Fault kinds to draw from (:data:`FAULT_KINDS`), each equally likely.
+    gap_s, hold_s : (float, float)
+        Ranges of the wait before each fault and of how long it lasts, seconds.
+
+    Returns
+    -------
+    list of Fault
+        The same for the same arguments.
+
+    Raises
+    ------
+    ChaosError
+        For an unknown kind, or a kind the fabric offers no target for.
+
+    Examples
+    --------
+    >>> from topologies import build
+    >>> plan(build("fattree", k=4), 7, 3) == plan(build("fattree", k=4), 7, 3)
+    True
+    """
+    bad = [k for k in kinds if k not in FAULT_KINDS]
+    if bad or not kinds:
+        raise ChaosError(f"kinds must be some of {', '.join(FAULT_KINDS)}, got {list(kinds)}")
+    cands = candidates(g)
+    for k in kinds:
+        if k != "controller" and not cands[k]:
+            raise ChaosError(f"fabric {g.graph.get('name')} has no {k} whose loss leaves "
+                             f"every host connected")
+    rng = random.Random(seed)
+    faults = []
+    for _ in range(count):
+        kind = rng.choice(sorted(kinds))
+        if kind == "controller":
+            target = ()
+        elif kind == "switch":
+            target = (rng.choice(cands["switch"]),)
+        else:
+            target = rng.choice(cands[kind])
+        faults.append(Fault(kind, target, round(rng.uniform(*gap_s), 3),
+                            round(rng.uniform(*hold_s), 3)))
+    return faults
+
+
+class Injector:
+    """Applies a plan's faults to a live :class:`fabric.runner.Network`, one after another, in
+    a thread started by :meth:`go`; :meth:`finish` stops it (repairing the fault in place) and
+    returns one record per fault."""
+
+    def __init__(self, net, faults, log=print):
+        self.net, self.faults, self.log = net, faults, log
+        self.records = []
+        self._stop = threading.Event()
+        self._thread = None
+        g = net.g
+        self.expect = {"switches": len(model.switches(g)),
+                       "links": runner.expected_links(g), "hosts": len(model.hosts(g))}
+
+    def go(self):
+        self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
+        self._thread.start()
+
+    def finish(self, timeout_s=240.0):
+        """Inject no more faults; wait for the one in place to be measured and repaired."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        return self.records
+
+    # -- the sequence ------------------------------------------------------------------------
+    def _run(self):
+        try:
+            self._sequence()
+        finally:
+            # A controller restarted by this thread dies with it (fabric/controller.py): the
+            # thread lives until the run is over.
+            self._stop.wait()
+
+    def _sequence(self):
+        for fault in self.faults:
+            if self._stop.wait(fault.gap_s):
+                self.records.append({"fault": fault.name(), "kind": fault.kind,
+                                     "injected": False})
+                continue
+            rec = {"fault": fault.name(), "kind": fault.kind, "injected": True,
+                   "hold_s": fault.hold_s}
+            self.records.append(rec)
+            try:
+                self._one(fault, rec)
+            except Exception as e:  # noqa: BLE001 - a failed injection is reported, not fatal
+                rec["error"] = f"{type(e).__name__}: {e}"
+                self.log(f"  chaos: {fault.name()}: {rec['error']}")
+
+    def _one(self, fault, rec):
+        ctl, em = self.net.ctl, self.net.em
+        undo = self._inject(fault)
+        t0 = time.monotonic()
+        self.log(f"  chaos: {fault.name()} injected")
+        if fault.kind == "controller":
+            self._stop.wait(fault.hold_s)  # the controller stays dead this long
+            ctl.stop()
+            t0 = time.monotonic()
+            ctl.start()
+        detected = self._wait(self._detected(fault), DETECT_TIMEOUT_S[fault.kind])
+        rec["detect_s"] = None if detected is None else round(detected - t0, 3)
+        settled = self._wait(self._settled(fault), RECOVER_TIMEOUT_S)
+        rec["recover_s"] = None if settled is None else round(settled - t0, 3)
+        rec["reachability"] = self._reach()
+        if fault.kind != "controller":
+            self._stop.wait(max(0.0, fault.hold_s - (time.monotonic() - t0)))
+            undo()
+            t1 = time.monotonic()
+            back = self._wait(self._restored, RECOVER_TIMEOUT_S)
+            rec["repair_s"] = None if back is None else round(back - t1, 3)
+        self.log(f"  chaos: {fault.name()}: detected {rec['detect_s']} s, recovered "
+                 f"{rec['recover_s']} s, unreachable pairs "
+                 f"{len(rec['reachability']['unreachable'])}")
+
+    def _inject(self, fault):
+        """Break what ``fault`` says; return the function that repairs it."""
+        em, ctl = self.net.em, self.net.ctl
+        if fault.kind == "link":
+            em.set_link(*fault.target, up=False)
+            return lambda: em.set_link(*fault.target, up=True)
+        if fault.kind == "gray":
+            em.shape_link(*fault.target, GRAY_FRACTION)
+            return lambda: em.shape_link(*fault.target, 1.0)
+        if fault.kind == "switch":
+            targets = em.set_switch(fault.target[0], up=False)
+            return lambda: em.set_switch(fault.target[0], up=True, targets=targets)
+        os.killpg(ctl.proc.pid, signal.SIGKILL)  # the controller runs in its own group
+        return lambda: None
+
+    # -- what the controller says --------------------------------------------------------------
+    def _status(self):
+        try:
+            return self.net.ctl.get("/fabric/status", timeout=2.0)
+        except (OSError, ControllerError, ValueError):
+            return None
+
+    def _wait(self, predicate, timeout_s):
+        """The monotonic time at which ``predicate(status)`` first held, or None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            s = self._status()
+            if s is not None and predicate(s):
+                return time.monotonic()
+            time.sleep(0.05)
+        return None
+
+    def _detected(self, fault):
+        e = self.expect
+        if fault.kind == "link":
+            return lambda s: s["links"] < e["links"]
+        if fault.kind == "switch":
+            return lambda s: s["switches"] < e["switches"]
+        if fault.kind == "controller":
+            return lambda s: s["switches"] == e["switches"]
+        link = sorted(fault.target)
+        return lambda s: link in [sorted(x) for x in s.get("degraded_links", [])]
+
+    def _settled(self, fault):
+        if fault.kind == "controller":
+            return self._restored
+        return lambda s: not s["pending"]
+
+    def _restored(self, s):
+        e = self.expect
+        return (s["switches"] == e["switches"] and s["links"] == e["links"]
+                and s["hosts"] == e["hosts"] and not s["pending"]
+                and not s.get("degraded_links"))
+
+    def _reach(self):
+        r = all_pairs(self.net.g, self.net.em, rounds=3, timeout_ms=1000)
+        return {"pairs": r["pairs"], "unreachable": r["unreachable"]}
+
+
+def _med_max(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return {"median": round(statistics.median(vals), 3), "max": round(max(vals), 3)}
+
+
+def report(records, result, left):
+    """The chaos report from the injector's ``records``, the traffic run's summary
+    ``result`` and what teardown ``left`` behind (:func:`fabric.cleanup.leftovers`)."""
+    kinds = {}
+    for kind in FAULT_KINDS:
+        mine = [r for r in records if r["kind"] == kind and r["injected"]]
+        if not mine and not any(r["kind"] == kind for r in records):
+            continue
+        kinds[kind] = {
+            "planned": sum(1 for r in records if r["kind"] == kind),
+            "injected": len(mine),
+            "detected": sum(1 for r in mine if r.get("detect_s") is not None),
+            "recovered": sum(1 for r in mine if r.get("recover_s") is not None),
+            "detect_s": _med_max(r.get("detect_s") for r in mine),
+            "recover_s": _med_max(r.get("recover_s") for r in mine),
+            "repair_s": _med_max(r.get("repair_s") for r in mine),
+            "errors": [r["error"] for r in mine if "error" in r],
+        }
+    checks = [r["reachability"] for r in records if "reachability" in r]
+    return {
+        "flows_attempted": result["flows_total"],
+        "flows_completed": result["flows_completed"],
+        "flows_lost": result["flows_total"] - result["flows_completed"],
+        "faults": kinds,
+        "reachability_checks": len(checks),
+        "reachability_passed": sum(1 for c in checks if not c["unreachable"]),
+        "leftovers": left,
+        "records": records,
+    }
+
+
+def report_md(rep):
+    """The report as Markdown, as printed."""
+    def mm(x):
+        return "-" if x is None else f"{x['median']:.2f} / {x['max']:.2f}"
+    lines = [f"flows attempted {rep['flows_attempted']}, completed {rep['flows_completed']}, "
+             f"lost {rep['flows_lost']}",
+             "",
+             "| fault | injected | detected | recovered | detect s (med / max) | "
+             "recover s (med / max) | repair s (med / max) |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, k in rep["faults"].items():
+        lines.append(f"| {kind} | {k['injected']}/{k['planned']} | {k['detected']} | "
+                     f"{k['recovered']} | {mm(k['detect_s'])} | {mm(k['recover_s'])} | "
+                     f"{mm(k['repair_s'])} |")
+    lines += ["", f"all-pairs reachability after a fault: {rep['reachability_passed']} of "
+                  f"{rep['reachability_checks']} checks with every pair reachable",
+              f"leftovers after teardown: {len(rep['leftovers'])} kinds "
+              f"{json.dumps(rep['leftovers']) if rep['leftovers'] else ''}".rstrip()]
+    if "soak" in rep:
+        s = rep["soak"]
+        lines.append(f"teardown soak: {s['runs']} runs interrupted "
+                     f"({', '.join(f'{k} {v}' for k, v in s['signals'].items())}); "
+                     f"leftovers after make clean: {len(s['leftovers'])}; next run "
+                     f"{'succeeded' if s['next_run_ok'] else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def chaos_run(spec, faults, run_dir, log=print):
+    """Bring the spec's fabric up, run its traffic (first seed) with ``faults`` injected from
+    the moment every flow is connected; tear down and return the report."""
+    g = runner.prepare(spec, "chaos")[0]
+    placed = None if spec["jobs"] is None else jobs.place(g, spec["jobs"], spec["seed"])
+    schedule = runner.build_schedule(spec, g, spec["seed"], placed)
+    with runner.network(g, spec, os.path.join(run_dir, "net"), log) as net:
+        injector = Injector(net, faults, log)
+        try:
+            result = runner.run_on(net, schedule, spec, os.path.join(run_dir, "traffic"),
+                                   on_go=injector.go)
+        finally:
+            records = injector.finish()  # the fault in place is repaired before teardown
+    left = cleanup.leftovers(names=model.switches(g) + model.hosts(g))
+    return report(records, result, left)
+
+
+def soak(spec_path, runs, seed, results_dir, log=print, max_wait_s=12.0, signals=None):
+    """Start the runner on ``spec_path`` ``runs`` times and interrupt each at a seeded random
+    point (0.5 to ``max_wait_s`` seconds in: starting, bringing up, running or tearing down)
+    with SIGINT, SIGTERM or SIGKILL (drawn, or ``signals`` in turn); then clean up as ``make
+    clean`` does, check that nothing is left and that one more run completes. Returns the
+    soak's report."""
+    rng = random.Random(seed)
+    py = sys.executable
+    counts = {s.name: 0 for s in SIGNALS}
+    exits = []
+    for i in range(runs):
+        sig = rng.choice(SIGNALS) if signals is None else signals[i % len(signals)]
+        wait = rng.uniform(0.5, max_wait_s)
+        os.makedirs(os.path.join(results_dir, "soak"), exist_ok=True)
+        with open(os.path.join(results_dir, "soak", f"run-{i + 1}.log"), "wb") as out:
+            p = subprocess.Popen([py, "-m", "fabric.runner", spec_path, "--results",
+                                  os.path.join(results_dir, "soak")], cwd=ROOT, stdout=out,
+                                 stderr=subprocess.STDOUT)
+        try:
+            p.wait(wait)
+        except subprocess.TimeoutExpired:
+            p.send_signal(sig)
+            counts[sig.name] += 1
+        try:
+            rc = p.wait(120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = p.wait()
+        exits.append(rc)
+        log(f"  soak {i + 1}/{runs}: {sig.name} after {wait:.1f} s, exit {rc}")
+    subprocess.run([py, "-m", "fabric.cleanup"], cwd=ROOT, capture_output=True)
+    left = cleanup.leftovers()
+    final = subprocess.run([py, "-m", "fabric.runner", spec_path, "--quiet", "--results",
+                            os.path.join(results_dir, "soak")], cwd=ROOT, capture_output=True,
+                           text=True)
+    return {"runs": runs, "seed": seed, "signals": counts, "exits": exits,
+            "leftovers": left, "next_run_ok": final.returncode == 0,
+            "next_run_error": final.stderr.strip()[-500:] if final.returncode else None}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Inject seeded faults while AI traffic runs, "
+                                            "and report what the fabric lost.")
+    p.add_argument("spec", nargs="?", default=DEFAULT_SPEC,
+                   help="experiment spec of the fabric and traffic (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the fault sequence")
+    p.add_argument("--faults", type=int, default=6, help="faults to inject")
+    p.add_argument("--kinds", default=",".join(FAULT_KINDS),
+                   help="fault kinds, comma-separated (default: %(default)s)")
+    p.add_argument("--policy", help="routing policy instead of the spec's")
+    p.add_argument("--soak", type=int, default=30,
+                   help="interrupted runs of the teardown soak (0: none)")
+    p.add_argument("--soak-spec", default=os.path.join(ROOT, "experiments", "demo.yaml"),
+                   help="spec the soak runs (default: %(default)s)")
+    p.add_argument("--results", default=os.path.join(ROOT, "results"))
+    a = p.parse_args(argv)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    try:
+        if a.faults < 0 or a.soak < 0:
+            raise ChaosError("--faults and --soak must be >= 0")
+        spec = specs.load(a.spec, policy=a.policy)
+        if spec["backend"] != "emulation":
+            raise ChaosError(f"{a.spec}: backend: chaos runs the emulation, got "
+                             f"{spec['backend']!r}")
+        specs.load(a.soak_spec)
+        g = runner.prepare(spec, a.spec)[0]
+        faults = plan(g, a.seed, a.faults, kinds=[k for k in a.kinds.split(",") if k])
+        if os.geteuid() != 0:
+            raise runner.RunError("emulation needs root (Mininet creates namespaces and "
+                                  "bridges)")
+        runner.terminate_on_sigterm()
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = os.path.join(a.results, f"{stamp}-chaos-{spec['name']}")
+        os.makedirs(out, exist_ok=True)
+        for line in cleanup.cleanup():
+            log(f"cleaned up after an earlier run: {line}")
+        log(f"chaos: seed {a.seed}, policy {spec['policy']}, {len(faults)} faults: "
+            + ", ".join(f.name() for f in faults))
+        rep = chaos_run(spec, faults, out, log)
+        rep.update(seed=a.seed, policy=spec["policy"], spec=a.spec,
+                   plan=[dataclasses.asdict(f) for f in faults])
+        if a.soak:
+            log(f"teardown soak: {a.soak} runs of {a.soak_spec}")
+            rep["soak"] = soak(a.soak_spec, a.soak, a.seed, out, log)
+    except (ChaosError, *runner.RUN_ERRORS) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: network, controller and agents torn down", file=sys.stderr)
+        return 130
+    with open(os.path.join(out, "chaos.json"), "w") as f:
+        json.dump(rep, f, indent=2, default=str)
+    md = report_md(rep)
+    with open(os.path.join(out, "chaos.md"), "w") as f:
+        f.write(md + "\n")
+    print(md)
+    print(f"results: {out}")
+    ok = (rep["flows_lost"] == 0 and not rep["leftovers"]
+          and rep["reachability_passed"] == rep["reachability_checks"]
+          and ("soak" not in rep or (rep["soak"]["next_run_ok"]
+                                     and not rep["soak"]["leftovers"])))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The chaos suite (fabric/chaos.py): seeded fault plans, the report, and a short chaos run
+with a teardown soak on a real k=4 fat-tree (the long one is `make chaos`)."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from fabric import chaos, spec as specs
+from topologies import build
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_same_seed_gives_the_same_faults_and_another_seed_others():
+    g = build("fattree", k=4)
+    a, b = chaos.plan(g, 7, 12), chaos.plan(g, 7, 12)
+    assert a == b and len(a) == 12
+    assert chaos.plan(g, 8, 12) != a
+    assert {f.kind for f in a} <= set(chaos.FAULT_KINDS)
+
+
+def test_faults_only_break_what_leaves_every_host_connected():
+    g = build("fattree", k=4)
+    cands = chaos.candidates(g)
+    # No host link and no edge switch (its hosts would be cut off); every core and
+    # aggregation switch, every switch-to-switch link.
+    assert all(not s.startswith(("h", "e")) for s in cands["switch"])
+    assert len(cands["switch"]) == 4 + 8 and len(cands["link"]) == 32
+    for f in chaos.plan(g, 1, 50):
+        if f.kind in ("link", "gray"):
+            assert not any(n.startswith("h") for n in f.target)
+        assert 1.0 <= f.gap_s <= 3.0 and 3.0 <= f.hold_s <= 6.0
+
+
+def test_a_fabric_without_a_redundant_switch_is_refused_for_switch_faults():
+    g = build("leafspine", leaves=2, spines=1, hosts_per_leaf=2)
+    with pytest.raises(chaos.ChaosError, match="no switch whose loss"):
+        chaos.plan(g, 1, 3, kinds=["switch"])
+    with pytest.raises(chaos.ChaosError, match="kinds must be some of"):
+        chaos.plan(g, 1, 3, kinds=["meteor"])
+
+
+def test_the_report_counts_per_kind_and_lost_flows():
+    records = [
+        {"kind": "link", "injected": True, "detect_s": 0.1, "recover_s": 0.2, "repair_s": 0.1,
+         "reachability": {"pairs": 2, "unreachable": []}},
+        {"kind": "link", "injected": True, "detect_s": 0.3, "recover_s": None,
+         "reachability": {"pairs": 2, "unreachable": [["h1", "h2"]]}},
+        {"kind": "switch", "injected": False},
+    ]
+    rep = chaos.report(records, {"flows_total": 10, "flows_completed": 9}, {})
+    assert rep["flows_lost"] == 1
+    assert rep["faults"]["link"]["injected"] == 2 and rep["faults"]["link"]["detected"] == 2
+    assert rep["faults"]["link"]["recovered"] == 1
+    assert rep["faults"]["link"]["detect_s"] == {"median": 0.2, "max": 0.3}
+    assert rep["faults"]["switch"] == dict(rep["faults"]["switch"], planned=1, injected=0)
+    assert (rep["reachability_checks"], rep["reachability_passed"]) == (2, 1)
+    assert "lost 1" in chaos.report_md(rep)
+
+
+def test_a_bad_kind_is_one_clear_error():
+    r = subprocess.run([sys.executable, "-m", "fabric.chaos", "--kinds", "link,meteor",
+                        "--soak", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kinds must be some of" in lines[0] and "meteor" in lines[0]
+
+
+@pytest.mark.emulation
+def test_link_and_switch_faults_during_traffic_lose_nothing_and_leave_nothing(
+        tmp_path, clean_machine):
+    spec = specs.check({
+        "name": "chaos-short", "topology": {"name": "fattree", "params": {"k": 4}},
+        "policy": "ecmp", "timeout_s": 180,
+        "workload": {"name": "moe_alltoall",
+                     "params": {"tokens_per_host": 1536, "schedule": "shift",
+                                "channels": 3}}})
+    g = build("fattree", k=4)
+    faults = [f for f in chaos.plan(g, 3, 40, kinds=["link", "switch"], gap_s=(0.5, 1.0),
+                                    hold_s=(2.0, 3.0))]
+    faults = [next(f for f in faults if f.kind == "link"),
+              next(f for f in faults if f.kind == "switch")]
+    rep = chaos.chaos_run(spec, faults, str(tmp_path), log=print)
+    assert rep["flows_lost"] == 0 and rep["flows_attempted"] == 240
+    for kind in ("link", "switch"):
+        k = rep["faults"][kind]
+        assert k["injected"] == k["detected"] == k["recovered"] == 1, rep["records"]
+        assert k["repair_s"] is not None and not k["errors"]
+    assert rep["reachability_checks"] == rep["reachability_passed"] == 2
+    assert rep["leftovers"] == {}
+
+
+@pytest.mark.emulation
+def test_runs_interrupted_by_every_signal_leave_nothing_after_make_clean(tmp_path,
+                                                                        clean_machine):
+    spec = tmp_path / "soak.yaml"
+    spec.write_text("name: soak\ntopology: {name: fattree, params: {k: 4}}\npolicy: ecmp\n"
+                    "workload: {name: moe_alltoall, params: {tokens_per_host: 256}}\n"
+                    "timeout_s: 60\n")
+    # A run takes well over 6 s (start, bring-up, traffic): every one is interrupted.
+    s = chaos.soak(str(spec), 3, 5, str(tmp_path), max_wait_s=6.0,
+                   signals=(signal.SIGINT, signal.SIGTERM, signal.SIGKILL))
+    assert s["signals"] == {"SIGINT": 1, "SIGTERM": 1, "SIGKILL": 1}, s
+    assert s["leftovers"] == {}
+    assert s["next_run_ok"], s["next_run_error"]
