@@ -13,8 +13,8 @@ permutation (traffic/moe.py), each with the same seeds under every controller.
 Each (fabric, controller) network is built and brought up once and runs every workload and
 seed (fabric/runner.py's ``network`` and ``run_on``); between runs a learning policy is reset
 through the REST API (``POST /fabric/policy/reset``: the policy's ``reset`` forgets learned
-flows, weights and intents) and the next run waits until the controller sees the fabric quiet again, so runs do
-not inherit each other's state.
+flows, weights and intents) and the next run waits until the controller sees the fabric quiet
+again, so runs do not inherit each other's state.
 
 Printed and written under results/<run-id>/ (``table.md``, ``table.csv``, ``runs.csv``,
 ``summary.json``, ``efficiency-<fabric>.png``): efficiency (lower bound / completion time)

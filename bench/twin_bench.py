@@ -1,4 +1,5 @@
-"""`make bench-twin`: the twin against the emulation on the cells of `make bench`, in one invocation.
+"""`make bench-twin`: the twin against the emulation on the cells of `make bench`, in one
+invocation.
 
 The cells are bench/policies.py's: the k=4 fat-tree and the 2:1 leaf-spine, every policy of
 the routing core and the one-switch non-blocking baseline, the four workloads (skewed and
@@ -192,8 +193,8 @@ def lines(cells, ranks, scen, walls):
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     out += [" | ".join(x.ljust(w) for x, w in zip(r, widths)) for r in rows]
     n_ok = sum(c["within"] for c in cells)
-    out.append(f"cells within 0.10: {n_ok}/{len(cells)}; max |gap| "
-               f"{max((abs(c['gap']['twin']) for c in cells if c['gap']['twin'] is not None), default=0):.3f}")
+    gaps = [abs(c["gap"]["twin"]) for c in cells if c["gap"]["twin"] is not None]
+    out.append(f"cells within 0.10: {n_ok}/{len(cells)}; max |gap| {max(gaps, default=0):.3f}")
     out.append(f"policy ranking (pairs apart by > {RANK_TIE} in the emulation keep their order "
                f"in the twin):")
     for r in ranks:
@@ -257,9 +258,9 @@ def main(argv=None):
     cells, ranks = agreement(rows)
     walls = {b: sum(r["run_s"] for r in rows if r["backend"] == b) for b in BACKENDS}
     text = lines(cells, ranks, scen, walls)
+    idle = [r["cpu_idle_min"] for r in emu if r["cpu_idle_min"] is not None] or [0]
     text.append(f"bench-twin duration {(time.monotonic() - t0) / 60:.1f} min; emulation CPU "
-                f"idle min over runs: median "
-                f"{_f(statistics.median([r['cpu_idle_min'] for r in emu if r['cpu_idle_min'] is not None] or [0]))}"
+                f"idle min over runs: median {_f(statistics.median(idle))}"
                 f", saturated runs {sum(1 for r in emu if r['cpu_saturated'])}/{len(emu)}")
     pb.write_runs(out_dir, rows)
     with open(os.path.join(out_dir, "agreement.csv"), "w", newline="") as f:

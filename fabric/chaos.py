@@ -202,7 +202,7 @@ class Injector:
                 self.log(f"  chaos: {fault.name()}: {rec['error']}")
 
     def _one(self, fault, rec):
-        ctl, em = self.net.ctl, self.net.em
+        ctl = self.net.ctl
         undo = self._inject(fault)
         t0 = time.monotonic()
         self.log(f"  chaos: {fault.name()} injected")

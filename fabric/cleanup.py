@@ -285,9 +285,17 @@ def _belongs(ps_line, names, pids):
     return False
 
 
-def main():
-    for line in cleanup(include_live="--all" in os.sys.argv):
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(prog="aifabric clean",
+                                description="Remove what crashed runs left behind: OVS "
+                                            "bridges, Mininet shells, controllers, agents.")
+    p.add_argument("--all", action="store_true",
+                   help="also what live runs recorded (stops them from working)")
+    a = p.parse_args(argv)
+    for line in cleanup(include_live=a.all):
         print("cleanup:", line)
+    return 0
 
 
 if __name__ == "__main__":

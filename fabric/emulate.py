@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from fabric import cleanup
-from fabric.model import TopologyError, host_rate_gbps, hosts, is_host, switches
+from fabric.model import host_rate_gbps, hosts, is_host, switches
 
 CONTROLLER_NODE = "c0"
 SWITCH_SOCKET_BUFFER_BYTES = 64 * 1024 * 1024

@@ -80,7 +80,8 @@ def add_switch(g, name, role, layer, **tags):
     """Add switch ``name`` with ``role`` at ``layer``; it gets the next datapath id."""
     _check_name(g, name)
     if role not in SWITCH_ROLES:
-        raise TopologyError(f"switch {name!r}: unknown role {role!r}, expected one of {SWITCH_ROLES}")
+        raise TopologyError(f"switch {name!r}: unknown role {role!r}, "
+                            f"expected one of {SWITCH_ROLES}")
     dpid = sum(1 for _, r in g.nodes(data="role") if r != HOST) + 1
     g.add_node(name, role=role, layer=layer, dpid=dpid, **tags)
     return name

@@ -36,10 +36,11 @@ Model
   the spec (``emulation.host_link_mbps``), so controller periods relate to flow durations as
   in the emulation; this is what the twin-against-emulation benchmark uses.
 
-Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow start and congestion
-window dynamics (a flow takes its fair share from its first byte), ACK traffic (the reverse
-direction carries nothing; the core sees ACK-sized counters for it), connection set-up
-(connections exist before the clock, as in the emulation) and controller processing time.
+Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow
+start and congestion window dynamics (a flow takes its fair share from its first byte), ACK
+traffic (the reverse direction carries nothing; the core sees ACK-sized counters for it),
+connection set-up (connections exist before the clock, as in the emulation) and controller
+processing time.
 A short flow is therefore approximated as ``bytes / fair share + propagation delay``, which
 underestimates what TCP takes for flows of a few round trips.
 """

@@ -38,5 +38,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
   echo "$want" > "$stamp"
 fi
+# The project itself, editable (the aifabric and aifabric-controller commands), once per
+# change of pyproject.toml.
+pstamp="$VENV/.pyproject.sha"
+pwant=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$pstamp" 2>/dev/null)" != "$pwant" ] || [ ! -x "$VENV/bin/aifabric" ]; then
+  echo "setup: installing this project into $VENV (pip install -e .)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+  echo "$pwant" > "$pstamp"
+fi
 "$VENV/bin/python" -c "import mininet.net, networkx, numpy, yaml" \
   || { echo "setup: $VENV cannot import mininet/networkx/numpy/yaml" >&2; exit 1; }

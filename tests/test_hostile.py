@@ -13,7 +13,6 @@ tests/test_hostile_emulation.py (emulation).
 """
 
 import json
-import os
 import threading
 import time
 

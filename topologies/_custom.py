@@ -29,6 +29,7 @@ def _topo_constructor(name, builder):
         return mininet_topo(builder(*args, **params))
 
     constructor.__name__ = constructor.__qualname__ = f"{name}_topo"
-    constructor.__doc__ = f"Mininet Topo of ``{builder.__name__}(...)``, for ``mn --topo {name},...``."
+    constructor.__doc__ = (f"Mininet Topo of ``{builder.__name__}(...)``, "
+                           f"for ``mn --topo {name},...``.")
     constructor.__signature__ = inspect.signature(builder)
     return constructor
