@@ -15,6 +15,7 @@ COMMANDS = {
     "run": ("fabric.runner", "run an experiment spec (emulation or twin)"),
     "sweep": ("fabric.sweep", "run a grid of specs as Ray tasks"),
     "chaos": ("fabric.chaos", "inject seeded faults while traffic runs; teardown soak"),
+    "report": ("fabric.report", "write report.html with charts for a results directory"),
     "clean": ("fabric.cleanup", "remove whatever a crashed run left behind"),
 }
 # aifabric bench [NAME] -> module; the first is the default.

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 
-from fabric import cleanup, model, spec as specs
+from fabric import cleanup, model, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
 from fabric.reach import all_pairs
@@ -57,6 +57,9 @@ from traffic.trace import write_trace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SATURATED_IDLE = 0.05
+# Above this many flow records a run does not draw its report itself (it would take longer
+# than a twin run); `aifabric report RUN` still makes it.
+REPORT_MAX_FLOWS = 200_000
 # Ryu's stplib runs 802.1D timers (hello 2 s, max age 20 s, forward delay 15 s): a port takes
 # 30 s from listening to forwarding, and a root elected late (switches connect one by one) or
 # stale information aging out (max age) starts that again. 60 s was measured to be too short on
@@ -364,13 +367,21 @@ def run_on(net, schedule, spec, run_dir, on_go=None):
         _write_json(os.path.join(run_dir, "connections.json"), five_tuples)
         if announce is not None:
             announce(five_tuples)
+        if ctl.ours:
+            recorder.mark()
         if on_go is not None:
             on_go()
 
     learned["before"] = flows_learned(ctl)
+    # The controller's view of every link over time (links.csv, for the report); a reference
+    # app has no such view.
+    recorder = (report.LinkRecorder(ctl, g, os.path.join(run_dir, "links.csv"),
+                                    spec["controller"]["stats_interval_s"])
+                if ctl.ours else contextlib.nullcontext())
     try:
-        records, timed_out, cpu, connect_s = run_agents(g, em, executed, run_dir, spec,
-                                                        before_go=before_go)
+        with recorder:
+            records, timed_out, cpu, connect_s = run_agents(g, em, executed, run_dir, spec,
+                                                            before_go=before_go)
     finally:
         if announce is not None:
             announce.withdraw()
@@ -627,6 +638,11 @@ def run_spec(spec, where, results_dir, log=print):
             w = csv.DictWriter(f, fieldnames=["run"] + [k for k in all_rows[0] if k != "run"])
             w.writeheader()
             w.writerows(all_rows)
+    if summary["flows_total"] * len(runs) <= REPORT_MAX_FLOWS:
+        log(f"report: {report.write(out_dir)}")
+    else:
+        log(f"report: not written for {summary['flows_total'] * len(runs)} flow records "
+            f"(`aifabric report {out_dir}` makes it)")
     return out_dir, summary
 
 

@@ -1,6 +1,7 @@
 """The chaos suite (fabric/chaos.py): seeded fault plans, the report, and a short chaos run
 with a teardown soak on a real k=4 fat-tree (the long one is `make chaos`)."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -91,6 +92,10 @@ def test_link_and_switch_faults_during_traffic_lose_nothing_and_leave_nothing(
         assert k["repair_s"] is not None and not k["errors"]
     assert rep["reachability_checks"] == rep["reachability_passed"] == 2
     assert rep["leftovers"] == {}
+    # The controller's view of the links over the run saw the traffic (and the report
+    # drew it).
+    links = list(csv.DictReader((tmp_path / "traffic" / "links.csv").open()))
+    assert max(float(x["utilization"]) for x in links if float(x["t_s"]) > 0) > 0.3
 
 
 @pytest.mark.emulation

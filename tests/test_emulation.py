@@ -83,6 +83,16 @@ def test_small_alltoall_completes_every_flow(tmp_path, clean_machine):
     assert len(rows) == 2 * summary["flows_total"]
     assert all(r["completed"] == "True" and r["bytes_received"] == r["bytes"] for r in rows)
     assert "results:" in r.stdout and "efficiency" in r.stdout
+    # The controller's view of every directed switch link over the run, and the report.
+    links = list(csv.DictReader((run_dir / "runs" / "fattree-r1" / "links.csv").open()))
+    assert {x["link"] for x in links} == {f"{u}>{v}" for a, b in _switch_links("fattree")
+                                          for u, v in ((a, b), (b, a))}
+    times = {float(x["t_s"]) for x in links}
+    assert min(times) < 0 < max(times)  # connection set-up, then the run (too short here for
+    # the smoothed rates to rise: tests/test_chaos.py checks them on a long run)
+    assert all(0 <= float(x["utilization"]) <= 1.5 for x in links)
+    report = (run_dir / "report.html").read_text()
+    assert "fattree-r1-links.png" in report and "nonblocking-r1-timeline.png" in report
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, clean_machine):
@@ -162,3 +172,9 @@ def test_mininet_custom_file_with_our_controller(tmp_path, clean_machine):
     results = [line for line in (r.stdout + r.stderr).splitlines() if "Results:" in line]
     assert len(results) == 2, r.stdout + r.stderr
     assert "0% dropped (240/240 received)" in results[1], results
+
+
+def _switch_links(name):
+    from fabric.model import is_host
+    g = build(name, k=4)
+    return [(u, v) for u, v in g.edges if not is_host(g, u) and not is_host(g, v)]

@@ -23,8 +23,9 @@ from ryu.ofproto import ofproto_parser, ofproto_v1_3_parser  # noqa: E402,F401 -
 RYU_MSG = ofproto_parser.msg if not getattr(ofproto_parser.msg, "guarded", False) else None
 
 
-class Stalled(Exception):
-    pass
+class Stalled(BaseException):
+    """Not an Exception: a handler in Ryu's parser that catches Exception would swallow it
+    and loop on, eating memory (once, on a loaded machine, 23 GB)."""
 
 
 def _alarm(signum, frame):
@@ -38,7 +39,7 @@ def ryu_parse(buf, limit_s, catch=False):
     the alarm too. With ``catch``, what Ryu's ``msg`` would catch and log answers None."""
     version, mtype, length, xid = struct.unpack_from("!BBHI", buf)
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    signal.setitimer(signal.ITIMER_REAL, limit_s, limit_s)  # and again, should one be lost
     try:
         parser = ofproto_parser._MSG_PARSERS[version]
         try:

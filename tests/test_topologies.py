@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 
 import networkx as nx
 import pytest
@@ -269,10 +268,14 @@ print(json.dumps(report))
 """
 
 
+MN_PYTHON = "/usr/bin/python3"
+
+
 def test_custom_files_load_like_mn_does():
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     builders = {path: builder for path, (_, builder) in REGISTRIES.items()}
-    out = subprocess.run([sys.executable, "-I", "-c", EXEC_LIKE_MN, json.dumps(builders)],
+    # mn runs under the system Python, where this project is not installed (in .venv it is).
+    out = subprocess.run([MN_PYTHON, "-I", "-c", EXEC_LIKE_MN, json.dumps(builders)],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     for path, (key, _) in REGISTRIES.items():
