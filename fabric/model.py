@@ -12,8 +12,8 @@ parameters it was built with).
 
 Host nodes: ``role="host"``, ``ip`` (dotted quad, all hosts share 10.0.0.0/8), ``mac`` (a
 locator MAC naming the host's switch and port once it is linked, see controllers/locator.py;
-before that, one made from its index), ``index`` (1-based), plus topology-specific tags (``pod``, ``leaf``, ``site``, ``server``,
-``rail``).
+before that, one made from its index), ``index`` (1-based), plus topology-specific tags
+(``pod``, ``leaf``, ``site``, ``server``, ``rail``).
 
 Switch nodes: ``role`` in :data:`SWITCH_ROLES`, ``dpid`` (int, unique, never 0), ``layer``
 (0 = closest to hosts) plus topology-specific tags.
