@@ -4,8 +4,8 @@ A locator MAC is ``0a:DD:DD:DD:PP:PP``: the first byte marks the scheme (locally
 unicast, and unlike Mininet's default ``00:..`` and ``02:..`` addresses), the next three bytes
 are the dpid of the host's switch and the last two its port there. The topology model
 (fabric/model.py) gives every host such an address, so on every switch but its own one masked
-rule per destination switch (``eth_dst=0a:DD:DD:DD:00:00/ff:ff:ff:ff:00:00``) covers all the
-hosts of that switch (controllers/render.py), instead of one rule per host.
+rule per destination switch (``eth_dst=0a:DD:DD:DD:00:00/ff:ff:ff:ff:00:00``) covers all
+the hosts of that switch (controllers/render.py), instead of one rule per host.
 
 A host learned with any other address (a vendor MAC on a real fabric), or with a locator of
 another switch (a host that moved), still gets routed: the renderer keeps per-host rules for it.
