@@ -34,10 +34,9 @@ alternate is a neighbour A that still reaches D without crossing S-P:
 - a loop-free alternate if there is one (S is not one of A's next hops toward D);
 - otherwise an upstream A that sends the packet back up another way: A gets *U-turn* rules
   (in_port from S, eth_dst D's prefix or a host of D -> A's next hops toward D other than S),
-  and A qualifies
-  only if none of those next hops has a shortest path to D through S. S gets *bounce* rules for
-  packets that came from A (-> P, else back out of the in-port), because a plain output to A
-  would be an output to the in-port, which a switch silently drops.
+  and A qualifies only if none of those next hops has a shortest path to D through S. S gets
+  *bounce* rules for packets that came from A (-> P, else back out of the in-port), because a
+  plain output to A would be an output to the in-port, which a switch silently drops.
 
 Detour rules sit above every pin without changing normal forwarding (see controllers/rules.py
 for the priorities). Alternates rotate with the destination's dpid so detours spread. Where no
