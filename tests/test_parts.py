@@ -330,6 +330,50 @@ def test_hosts_without_their_switchs_locator_get_rules_of_their_own_everywhere()
     check(3.0, everyone)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_hosts_moving_coming_and_going_with_any_mac_keep_updates_equal_to_a_rebuild(seed):
+    # Hosts move to spare ports of other edge switches (keeping their locator MACs), hosts
+    # with vendor MACs come, hosts go: after each step the updated tables must be those a
+    # rebuild gives, and every pair of known hosts must have a path in the installed rules.
+    g = build("fattree", k=4)
+    core = RoutingCore(policy="congestion", fast_failover=True)
+    core.load_fabric(g)
+    core.flush(0.0)
+    edges = [g.nodes[sw]["dpid"] for sw in switches(g) if g.nodes[sw]["role"] == "edge"]
+    spare = [(d, p) for d in edges for p in (50, 51)]
+    for d, p in spare:
+        core.port_status(d, p, True, 0.0)
+    rnd = random.Random(seed)
+    made = 0
+    for step in range(30):
+        now = 1.0 + step
+        known = sorted(core.hosts.values())
+        free = [dp for dp in spare if not core.topo.has_hosts_at(*dp)]
+        kind = rnd.choice(["move", "vendor", "go"] if free else ["go"])
+        if kind == "go" or kind == "move":
+            h = rnd.choice(known)
+            core.port_status(h.dpid, h.port, False, now)
+            core.port_status(h.dpid, h.port, True, now)
+        if kind == "move":
+            mac, ip = h.mac, h.ip
+        elif kind == "vendor":
+            made += 1
+            mac, ip = "52:54:00:00:%02x:%02x" % (seed, made), f"10.9.{seed}.{made}"
+        if kind != "go":
+            d, p = rnd.choice(free)
+            core.packet_in_arp(d, p, ArpPacket(ARP_REQUEST, mac, ip, "00:00:00:00:00:00", ip),
+                               b"", now)
+        core.flush(now)
+        fresh = {d: (dict(t.flows), dict(t.groups)) for d, t in core.installed.items()}
+        core._rebuild = True
+        assert core.flush(now) == [], f"step {step} ({kind}): a rebuild differs"
+        assert fresh == {d: (dict(t.flows), dict(t.groups)) for d, t in core.installed.items()}
+        macs = sorted(core.hosts)
+        for a, b in rnd.sample(list(itertools.permutations(macs, 2)), 30):
+            assert core.paths(a, b), f"step {step} ({kind}): no path {a} -> {b}"
+    assert core.status()["counters"]["route_updates"] > 10
+
+
 @pytest.mark.parametrize("policy", ["ecmp", "congestion", "collective"])
 def test_a_dropped_core_is_freed_at_once_not_kept_by_a_cycle(policy):
     # The renderer freezes what a rebuild leaves (gc.freeze): a core kept alive only by a
