@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import secrets
 import struct
+import weakref
 
 import numpy as np
 
@@ -190,8 +191,13 @@ class RoutingCore:
         self.counters = collections.Counter()
         self.topo = TopologyState(link_timeout_s)
         self.path_service = PathService(self.topo.adj)
+        # The load model reaches back through a weak reference: bound methods would make a
+        # cycle (core -> load model -> core), and the renderer freezes what a rebuild leaves
+        # (gc.freeze), so a dropped core in a cycle would never be freed (1 GB at k=32).
+        me = weakref.proxy(self)
         self.load = LoadModel(self.config.util_tau_s, self.config.young_bytes,
-                              self.topo.adj, self.nic_bps, self.capacity)
+                              self.topo.adj, lambda mac: me.nic_bps(mac),
+                              lambda u, v: me.capacity(u, v))
         self._matrices = collections.OrderedDict()   # (src, dst switch) -> candidate arrays
         self._matrices_version = None
         self._matrix_cells = 0

@@ -11,12 +11,18 @@ Forwarding (per destination switch, not per host pair)
 ------------------------------------------------------
 For every destination switch D (one with hosts) and every other switch S that reaches it, a
 SELECT group over S's next hops toward D (only the first, by dpid, for the ``shortest``
-policy); one rule per host MAC of D sends to that group, and D outputs to the host port.
-Group ids come from :class:`GroupIds`, the same on every switch, so a host's rule is one
-object shared by every switch. Per-host rules on every switch are what a MAC-routed fabric
-needs (hosts are learned by MAC and their addresses need not be aggregatable); what changes
-with the topology is only the groups, which are per destination switch: a link event rewrites
-groups and detour rules, never the host rules, unless a switch stops reaching D.
+policy), and D outputs to the host port (one rule per host there). What sends a packet to D's
+group on S is one masked rule for all the hosts of D whose MAC is a locator MAC of D
+(``eth_dst`` = D's prefix, controllers/locator.py: the topology model gives every host one),
+plus one rule per host of D that has another MAC (a vendor MAC, or a locator of another
+switch: a host that moved). A host elsewhere holding a locator of D would be matched by D's
+prefix, so while there is one, D gets per-host rules only: rules of one priority never
+overlap. With locator MACs a switch holds one rule per destination switch instead of one per
+host (the hosts per edge switch times fewer: 16 at k=32). Group ids come from
+:class:`GroupIds`, the same on every switch, so a destination's rules are objects shared by
+every switch. What changes with the topology is only the groups, which are per destination
+switch: a link event rewrites groups and detour rules, never the host rules, unless a switch
+stops reaching D.
 
 Local protection (``fast_failover``)
 ------------------------------------
@@ -27,10 +33,10 @@ alternate is a neighbour A that still reaches D without crossing S-P:
 
 - a loop-free alternate if there is one (S is not one of A's next hops toward D);
 - otherwise an upstream A that sends the packet back up another way: A gets *U-turn* rules
-  (in_port from S, eth_dst a host of D -> A's next hops toward D other than S), and A qualifies
-  only if none of those next hops has a shortest path to D through S. S gets *bounce* rules for
-  packets that came from A (-> P, else back out of the in-port), because a plain output to A
-  would be an output to the in-port, which a switch silently drops.
+  (in_port from S, eth_dst D's prefix or a host of D -> A's next hops toward D other than S),
+  and A qualifies only if none of those next hops has a shortest path to D through S. S gets
+  *bounce* rules for packets that came from A (-> P, else back out of the in-port), because a
+  plain output to A would be an output to the in-port, which a switch silently drops.
 
 Detour rules sit above every pin without changing normal forwarding (see controllers/rules.py
 for the priorities). Alternates rotate with the destination's dpid so detours spread. Where no
@@ -56,6 +62,7 @@ import gc
 import itertools
 from itertools import repeat
 
+from controllers.locator import locator_dpid, switch_prefix
 from controllers.rules import (
     COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
     IP_PROTO_TCP, IP_PROTO_UDP, PORT_IN_PORT, PRIO_CONTROL, PRIO_DETOUR, PRIO_HOST_ROUTE,
@@ -204,6 +211,8 @@ class Renderer:
         self._units = {}       # dst -> {dpid: tuple of (dpid, kind, key, obj)}
         self._reach = {}       # dst -> switches holding its host rules
         self._hosts_at = {}    # dst -> sorted hosts there
+        self._remote_of = {}   # dst -> (routed by its prefix, hosts routed by their own MAC)
+        self._by_locator = collections.defaultdict(set)  # dpid -> hosts' MACs locating there
         self._learn = {}       # (dpid, port) -> learn rules installed for that host port
         self._owners = {}      # owner -> (tuple of dpids, tuple of their rules)
         self._key_owners = {}  # (dpid, key) -> owner, or a list of owners: the last wins
@@ -493,11 +502,16 @@ class Renderer:
         if len(self._hopsets) > INTERN_LIMIT // 16:
             self._hopsets = {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
+        self._remote_of = {}
         self._owners, self._uses, self._key_owners = {}, {}, {}
         self._pins_at.clear()
+        self._by_locator.clear()
+        for mac in self.topo.hosts:
+            self._locate(mac)
         self._bulk = True
         for dst in self.paths.dests:
             hs = self._hosts_at[dst] = self.topo.hosts_at(dst)
+            self._remote_of[dst] = self._remote(dst, hs)
             hops = self.paths.hops[dst]
             # What _render does for each switch, knowing no unit or pin exists yet.
             self.units_rendered += len(hops)
@@ -541,11 +555,24 @@ class Renderer:
                 h = self.topo.hosts.get(mac)
                 if h is not None:
                     places.add(h.dpid)
+                # The switch its MAC names: a host there or elsewhere decides its prefix.
+                located = self._locate(mac)
+                if located is not None:
+                    places.add(located)
             for dst in places:
                 hs = self.topo.hosts_at(dst) if dst in self.topo.adj else []
-                if self._hosts_at.get(dst, []) != hs:
-                    self._set_hosts(dst, hs)
-                    redo[dst] = None
+                remote = self._remote(dst, hs)
+                was = self._remote_of.get(dst, (False, ()))
+                if self._hosts_at.get(dst, []) != hs or was != remote:
+                    self._set_hosts(dst, hs, remote)
+                    if was != remote:
+                        # The routes and detours toward dst; a host that comes or goes under
+                        # its prefix changes only the rules at dst itself.
+                        redo[dst] = None
+                    if hs:
+                        self._remote_of[dst] = remote
+                    else:
+                        self._remote_of.pop(dst, None)
         for dst in set(self._reach) - set(self.paths.dests):
             redo[dst] = None
         for dst in self.paths.dests:
@@ -574,12 +601,39 @@ class Renderer:
         if hosts:
             self._sync_learn(hosts)
 
-    def _set_hosts(self, dst, hs):
-        """Hosts at ``dst`` changed: swap its host rules on every switch that reaches it."""
+    def _locate(self, mac):
+        """Index ``mac`` under the switch its locator names (if it is a locator MAC), as it is
+        known now (a forgotten host leaves the index); return that switch or None."""
+        located = locator_dpid(mac)
+        if located is not None:
+            if mac in self.topo.hosts:
+                self._by_locator[located].add(mac)
+            else:
+                macs = self._by_locator.get(located)
+                if macs is not None:
+                    macs.discard(mac)
+                    if not macs:
+                        del self._by_locator[located]
+        return located
+
+    def _remote(self, dst, hs):
+        """How other switches route to the hosts ``hs`` of ``dst``: (whether by dst's prefix,
+        the hosts that need a rule of their own). The prefix is used when some host of dst has
+        a locator MAC of dst and no host elsewhere has one (it would match the prefix too)."""
+        mine = [h for h in hs if locator_dpid(h.mac) == dst]
+        if not mine or len(mine) != len(self._by_locator.get(dst, ())):
+            return (False, tuple(hs))
+        if len(mine) == len(hs):
+            return (True, ())
+        return (True, tuple(h for h in hs if locator_dpid(h.mac) != dst))
+
+    def _set_hosts(self, dst, hs, remote):
+        """Hosts at ``dst`` changed (or how they are reached): swap its host rules on every
+        switch that reaches it."""
         old = self._hosts_at.get(dst, [])
         reach = self._reach.get(dst, set())
-        old_rules = self._host_rules(dst, old)
-        new_rules = self._host_rules(dst, hs)
+        old_rules = self._host_rules(dst, old, self._remote_of.get(dst, (False, ())))
+        new_rules = self._host_rules(dst, hs, remote)
         for s in reach:
             for r in old_rules[s != dst]:
                 self._drop(s, "f", r.key, r)
@@ -591,16 +645,21 @@ class Renderer:
             for r in new_rules[s != dst]:
                 self._put(s, "f", r.key, r)
 
-    def _host_rules(self, dst, hs):
-        """(rules at dst itself, rules on every other switch reaching dst) for hosts ``hs``."""
+    def _host_rules(self, dst, hs, remote):
+        """(rules at dst itself, rules on every other switch reaching dst) for hosts ``hs``
+        reached as ``remote`` says (see :meth:`_remote`)."""
         gid = self.select_gid(dst)
         to_group = self._to(gid)
         one = self._one
         local = [one(("host", h.mac, "out", h.port), lambda h=h: FlowRule(
             PRIO_HOST_ROUTE, (("eth_dst", h.mac),), (self._out(h.port),))) for h in hs]
-        remote = [one(("host", h.mac, "group", gid), lambda h=h: FlowRule(
-            PRIO_HOST_ROUTE, (("eth_dst", h.mac),), (to_group,))) for h in hs]
-        return local, remote
+        by_prefix, own = remote
+        rules = [one(("host", h.mac, "group", gid), lambda h=h: FlowRule(
+            PRIO_HOST_ROUTE, (("eth_dst", h.mac),), (to_group,))) for h in own]
+        if by_prefix:
+            rules.append(one(("prefix", dst, "group", gid), lambda: FlowRule(
+                PRIO_HOST_ROUTE, (("eth_dst", switch_prefix(dst)),), (to_group,))))
+        return local, rules
 
     def _update_reach(self, dst):
         hs = self._hosts_at.get(dst, [])
@@ -610,7 +669,7 @@ class Renderer:
         have = self._reach.get(dst, set())
         if want == have:
             return
-        local, remote = self._host_rules(dst, hs)
+        local, remote = self._host_rules(dst, hs, self._remote_of.get(dst, (False, ())))
         for s in have - want:
             for r in (local if s == dst else remote):
                 self._drop(s, "f", r.key, r)
@@ -772,20 +831,21 @@ class Renderer:
 
     def _detours(self, dpid, in_port, action, dst):
         """Detour rules on ``dpid`` for packets from ``in_port`` toward the hosts of ``dst``,
-        as one unit entry of kind "F" (a tuple of (key, rule) pairs, one per host, shared
-        across switches; see :meth:`_put`)."""
-        hs = self._hosts_at.get(dst, ())
+        as one unit entry of kind "F" (a tuple of (key, rule) pairs, one for dst's prefix and
+        one per host routed by its own MAC, shared across switches; see :meth:`_put`)."""
+        remote = self._remote_of.get(dst, (False, ()))
+        by_prefix, own = remote
         # Keyed by the action's plain fields: hashing the action itself runs Python code.
-        key = ("detours", in_port, type(action), _action_arg(action), dst, len(hs))
+        key = ("detours", in_port, type(action), _action_arg(action), dst, by_prefix, len(own))
         made = self._intern.get(key)
-        if made is None or made[0] != hs:
+        if made is None or made[0] != remote:
             rule, acts = self._flow_rule, self._one_action(action)
             pairs = []
-            for h in hs:
-                fields = (("eth_dst", h.mac), ("in_port", in_port))
+            for h in ((switch_prefix(dst),) if by_prefix else ()) + tuple(h.mac for h in own):
+                fields = (("eth_dst", h), ("in_port", in_port))
                 pairs.append(((0, PRIO_DETOUR, fields),
                               rule((PRIO_DETOUR, fields, acts, 0, COOKIE))))
-            made = self._intern[key] = (list(hs), tuple(pairs))
+            made = self._intern[key] = (remote, tuple(pairs))
         return [(dpid, "F", key, made[1])] if made[1] else []
 
     def _bounce(self, s, primary_port, from_port, entries):

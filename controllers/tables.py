@@ -20,14 +20,18 @@ switch would reject: the fake datapath does that before it hands messages to a t
 Forwarding semantics
 --------------------
 Only table 0 is looked up: the core's actions have no goto-table. The highest-priority rule
-whose exact-match fields all equal the packet's wins; among overlapping rules of one priority
-(undefined in OpenFlow) the one matching more fields wins, then the one whose field names sort
-first. A plain output to the packet's in-port is dropped, :data:`PORT_IN_PORT` sends it back,
-``ToController`` gives the output :data:`CONTROLLER`, a group the table lacks gives nothing. A
-FAST_FAILOVER group takes its first live bucket; ALL and INDIRECT groups every bucket; a SELECT
-group either every live bucket (``hashed=False``: all paths a packet of this header *may* take)
-or the one bucket Open vSwitch picks for it (``hashed=True``). A bucket is live when its weight
-is above 0 (SELECT only) and its watch port, if any, is up.
+whose fields all match the packet's wins: an exact field ``(name, value)`` when the packet's
+value equals it, a masked one ``(name, (value, mask))`` (Ryu's form) when the packet's value
+ANDed with the mask equals ``value``, as Open vSwitch compares them (a rule's value must have
+no bits outside its mask: the fake datapath refuses one that does, see :func:`masked`).
+Among overlapping rules of one priority (undefined in OpenFlow) the one matching more fields
+wins, then the one whose field names sort first. A plain output to the packet's in-port is
+dropped, :data:`PORT_IN_PORT` sends it back, ``ToController`` gives the output
+:data:`CONTROLLER`, a group the table lacks gives nothing. A FAST_FAILOVER group takes its
+first live bucket; ALL and INDIRECT groups every bucket; a SELECT group either every live
+bucket (``hashed=False``: all paths a packet of this header *may* take) or the one bucket Open
+vSwitch picks for it (``hashed=True``). A bucket is live when its weight is above 0 (SELECT
+only) and its watch port, if any, is up.
 
 The SELECT hash (Open vSwitch 3.1, the version Debian 12 ships)
 ---------------------------------------------------------------
@@ -453,12 +457,44 @@ def select_index(weights, dp_hash, l4_hash, alive=None):
 
 
 # -- one switch -----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)
+def masked(value, mask):
+    """``value`` ANDed with ``mask``, in ``value``'s own notation.
+
+    Parameters
+    ----------
+    value, mask : str or int
+        Both MACs (``aa:bb:cc:dd:ee:ff``), both IPv4 or IPv6 addresses, or both integers.
+
+    Returns
+    -------
+    str or int
+        The masked value, written as a switch reports it (lower-case MAC, compressed address).
+
+    Examples
+    --------
+    >>> masked("0A:00:00:05:00:03", "ff:ff:ff:ff:00:00")
+    '0a:00:00:05:00:00'
+    >>> masked("10.1.2.3", "255.255.0.0"), masked(0x0806, 0xff00)
+    ('10.1.0.0', 2048)
+    """
+    if isinstance(value, int):
+        return value & mask
+    if len(value) == 17 and value.count(":") == 5:
+        n = int(value.replace(":", ""), 16) & int(mask.replace(":", ""), 16)
+        return ":".join(f"{n:012x}"[i:i + 2] for i in range(0, 12, 2))
+    addr = ipaddress.ip_address(value)
+    return str(type(addr)(int(addr) & int(ipaddress.ip_address(mask))))
+
+
 class FlowTable:
     """One switch's flows and groups, with a lookup that costs a few dict probes.
 
-    Rules are indexed by *schema*, (table, priority, matched field names): a lookup probes
-    each schema once, highest priority first, with the packet's values of its fields, so its
-    cost grows with the number of distinct schemas (a handful), not with the number of rules.
+    Rules are indexed by *schema*, (table, priority, matched fields): a lookup probes each
+    schema once, highest priority first, with the packet's values of its fields (masked by the
+    schema's mask for a masked field), so its cost grows with the number of distinct schemas
+    (a handful), not with the number of rules. A masked field's schema entry is
+    ``(name, mask)``, an exact one's the name.
 
     Parameters
     ----------
@@ -500,7 +536,8 @@ class FlowTable:
 
     @staticmethod
     def _schema(rule):
-        return (rule.table_id, rule.priority, tuple(name for name, _ in rule.match))
+        return (rule.table_id, rule.priority, tuple(
+            name if type(value) is not tuple else (name, value[1]) for name, value in rule.match))
 
     def add_flow(self, rule):
         """Install ``rule``, replacing the rule with the same table, priority and match."""
@@ -549,12 +586,18 @@ class FlowTable:
         True
         """
         if self._order is None:
-            self._order = sorted((s for s in self._schemas if s[0] == 0),
-                                 key=lambda s: (-s[1], -len(s[2]), s[2]))
+            self._order = [s + (any(type(f) is tuple for f in s[2]),) for s in sorted(
+                (s for s in self._schemas if s[0] == 0),
+                key=lambda s: (-s[1], -len(s[2]), [f if type(f) is str else f"{f[0]}/{f[1]}"
+                                                   for f in s[2]]))]
         flows = self._flows
-        for table, priority, fields in self._order:
+        for table, priority, fields, has_masks in self._order:
             try:
-                values = [(f, pkt[f]) for f in fields]
+                if has_masks:
+                    values = [(f, pkt[f]) if type(f) is str
+                              else (f[0], (masked(pkt[f[0]], f[1]), f[1])) for f in fields]
+                else:
+                    values = [(f, pkt[f]) for f in fields]
             except KeyError:
                 continue
             rule = flows.get((table, priority, tuple(values)))

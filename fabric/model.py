@@ -10,9 +10,10 @@ Conventions
 Graph attributes: ``name`` (topology name, e.g. ``"fattree"``) and ``params`` (the
 parameters it was built with).
 
-Host nodes: ``role="host"``, ``ip`` (dotted quad, all hosts share 10.0.0.0/8), ``mac``,
-``index`` (1-based), plus topology-specific tags (``pod``, ``leaf``, ``site``, ``server``,
-``rail``).
+Host nodes: ``role="host"``, ``ip`` (dotted quad, all hosts share 10.0.0.0/8), ``mac`` (a
+locator MAC naming the host's switch and port once it is linked, see controllers/locator.py;
+before that, one made from its index), ``index`` (1-based), plus topology-specific tags
+(``pod``, ``leaf``, ``site``, ``server``, ``rail``).
 
 Switch nodes: ``role`` in :data:`SWITCH_ROLES`, ``dpid`` (int, unique, never 0), ``layer``
 (0 = closest to hosts) plus topology-specific tags.
@@ -26,6 +27,8 @@ Names are short (``h1``, ``e1``, ``a1``, ``c1``...) because Mininet derives inte
 """
 
 import networkx as nx
+
+from controllers.locator import locator_mac
 
 HOST = "host"
 SWITCH_ROLES = ("edge", "leaf", "aggregation", "core", "spine", "rail", "gateway", "dc")
@@ -54,7 +57,7 @@ def host_ip(index):
 
 
 def host_mac(index):
-    """Locally administered MAC of host number ``index``."""
+    """Locally administered MAC of host number ``index``, until it is linked to a switch."""
     return "02:00:%02x:%02x:%02x:%02x" % (
         (index >> 24) & 0xFF, (index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
 
@@ -126,6 +129,13 @@ def add_link(g, u, v, capacity_gbps, medium="optical", length_km=0.0):
             ports[n] = g.degree(n) + 1
     g.add_edge(u, v, capacity_gbps=capacity_gbps, medium=medium, length_km=length_km,
                delay_us=propagation_delay_us(length_km), ports=ports)
+    for h, sw in ((u, v), (v, u)):
+        # A host's address names where it is attached, so the controller can route to all
+        # hosts of a switch with one rule (controllers/render.py).
+        if g.nodes[h]["role"] == HOST and g.nodes[sw]["role"] != HOST:
+            mac = locator_mac(g.nodes[sw]["dpid"], ports[sw])
+            if mac is not None:
+                g.nodes[h]["mac"] = mac
 
 
 def hosts(g):

@@ -1,17 +1,17 @@
 """A fake OpenFlow 1.3 datapath: applies the core's messages to tables and forwards packets.
 
 It models what the tests need to assert behaviour, not bytes, and checks what a switch would
-reject: a rule or bucket pointing at a missing group, a group added twice, a modify of a
-missing group, a group deleted while something uses it, a FAST_FAILOVER bucket without a watch
-port. What a packet does is left to the shared interpreter (controllers/tables.py), the one
-the routing core and the flow-level simulator use: the highest-priority matching rule wins, a
-FAST_FAILOVER group takes its first live bucket, a SELECT group any live bucket (``paths``) or
-the one Open vSwitch's hash picks (``path``); a plain output to the in-port is dropped,
-``PORT_IN_PORT`` sends the packet back.
+reject: a rule or bucket pointing at a missing group, a masked field whose value has bits
+outside its mask, a group added twice, a modify of a missing group, a group deleted while
+something uses it, a FAST_FAILOVER bucket without a watch port. What a packet does is left to
+the shared interpreter (controllers/tables.py), the one the routing core and the flow-level
+simulator use: the highest-priority matching rule wins, a FAST_FAILOVER group takes its first
+live bucket, a SELECT group any live bucket (``paths``) or the one Open vSwitch's hash picks
+(``path``); a plain output to the in-port is dropped, ``PORT_IN_PORT`` sends the packet back.
 """
 
 from controllers.rules import ClearSwitch, FlowMod, GroupMod, ToGroup
-from controllers.tables import CONTROLLER, FlowTable, walk
+from controllers.tables import CONTROLLER, FlowTable, masked, walk
 
 
 def _refs(actions):
@@ -42,6 +42,10 @@ class FakeSwitch:
             if msg.command == "add":
                 missing = _refs(msg.rule.actions) - set(self.groups)
                 assert not missing, f"dpid {self.dpid}: flow refers to missing group(s) {missing}"
+                for name, value in msg.rule.match:
+                    if type(value) is tuple:
+                        assert masked(*value) == value[0], (
+                            f"dpid {self.dpid}: {name} {value[0]} has bits outside mask {value[1]}")
                 self.table.add_flow(msg.rule)
             else:
                 self.table.delete_flow(msg.rule)

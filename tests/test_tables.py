@@ -91,6 +91,34 @@ def test_overlapping_rules_of_one_priority_resolve_deterministically():
         assert t.lookup(tcp()) is c  # then field names in order
 
 
+def test_a_masked_field_matches_every_value_under_its_mask_and_exact_rules_still_win():
+    prefix = ("0a:00:00:05:00:00", "ff:ff:ff:ff:00:00")
+    via_prefix = FlowRule(100, match(eth_dst=prefix), (Output(1),))
+    exact = FlowRule(150, match(eth_dst="0a:00:00:05:00:09"), (Output(2),))
+    subnet = FlowRule(120, match(eth_type=0x0800, ipv4_dst=("10.1.0.0", "255.255.0.0")),
+                      (Output(3),))
+    t = FlowTable([FlowRule(0, (), ()), via_prefix, exact, subnet])
+    assert t.outputs(tcp(eth_dst="0a:00:00:05:00:03"), in_port=7) == (1,)
+    assert t.outputs(tcp(eth_dst="0A:00:00:05:FF:FF"), in_port=7) == (1,)  # either case
+    assert t.outputs(tcp(eth_dst="0a:00:00:05:00:09"), in_port=7) == (2,)  # higher priority
+    assert t.outputs(tcp(eth_dst="0a:00:00:06:00:03"), in_port=7) == ()    # outside the mask
+    assert t.outputs(tcp(eth_dst="0b:00:00:05:00:03"), in_port=7) == ()
+    assert t.outputs(tcp(eth_dst=MAC1, dst="10.1.200.3"), in_port=7) == (3,)
+    assert t.outputs(tcp(eth_dst="0a:00:00:05:00:03", dst="10.1.200.3"), in_port=7) == (3,)
+    t.delete_flow(subnet)
+    assert t.outputs(tcp(eth_dst="0a:00:00:05:00:03", dst="10.1.200.3"), in_port=7) == (1,)
+    assert t.lookup({"eth_type": 0x0806}).priority == 0  # no eth_dst: the masked rule is out
+
+
+def test_the_fake_switch_refuses_a_masked_value_with_bits_outside_its_mask():
+    sw = FakeSwitch(1)
+    sw.apply(FlowMod(1, "add", FlowRule(
+        100, match(eth_dst=("0a:00:00:05:00:00", "ff:ff:ff:ff:00:00")), (Output(1),))))
+    with pytest.raises(AssertionError, match="outside mask"):
+        sw.apply(FlowMod(1, "add", FlowRule(
+            100, match(eth_dst=("0a:00:00:05:00:01", "ff:ff:ff:ff:00:00")), (Output(1),))))
+
+
 def test_only_table_0_is_looked_up():
     t = FlowTable([FlowRule(10, (), (Output(1),), table_id=1)])
     assert t.lookup(tcp()) is None

@@ -83,7 +83,12 @@ def nonblocking_like(g):
     for h in model.hosts(g):
         link = g.edges[h, model.host_switch(g, h)[0]]
         nics.append((h, {key: link[key] for key in ("capacity_gbps", "medium", "length_km")}))
-    return _attach(model.new_fabric("nonblocking", like=g.graph["name"]), nics)
+    base = _attach(model.new_fabric("nonblocking", like=g.graph["name"]), nics)
+    for h, _ in nics:
+        # The hosts keep the addresses they have in g (their locator MACs name g's switches:
+        # x1 routes them by their own MACs, see controllers/render.py).
+        base.nodes[h]["mac"] = g.nodes[h]["mac"]
+    return base
 
 
 def _attach(g, nics):
