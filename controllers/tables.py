@@ -76,7 +76,7 @@ from controllers.rules import (
     ToController, ToGroup)
 
 __all__ = ["CONTROLLER", "MAX_HASH_SLOTS", "MAX_PATH_SWITCHES", "Branch", "FlowTable",
-           "installed_paths", "ovs_dp_hash", "ovs_dp_hash_tcp4", "select_index",
+           "installed_paths", "masked", "ovs_dp_hash", "ovs_dp_hash_tcp4", "select_index",
            "ovs_symmetric_l4_hash", "select_bucket", "select_slots", "walk"]
 
 # The output a ToController action gives.
