@@ -15,8 +15,14 @@ switch (a rule could arrive after the deletion of the group it points to).
 
 Start it with ``python -m controllers.launcher`` (never plain ryu-manager on Python 3.11).
 Options: see controllers/options.py (``--fabric-policy``, ``--fabric-stats-interval``,
-``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities,
-``--fabric-policy-options``, ``--fabric-lldp-interval``, ``--fabric-lldp-secret``).
+``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities
+and the hosts to expect, ``--fabric-policy-options``, ``--fabric-lldp-interval``,
+``--fabric-lldp-secret``, ``--fabric-rest-token`` or ``--fabric-rest-token-file``).
+
+A switch that connects is not wiped: its flows and groups are read back (flow and
+group-desc multipart requests, converted here by :func:`held_rule` and :func:`held_group`)
+and the driver reconciles it; each rule or group change's xid is handed to the driver as it
+is sent, so an OpenFlow error names the change it refused.
 
 Discovery is authenticated: each probe carries the core's HMAC of its switch, port and
 time, and the core learns a link only from a fresh probe of its own arriving at a switch

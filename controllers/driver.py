@@ -505,7 +505,7 @@ class FabricDriver:
         if dpid not in self.core.ports or dpid in self._quiet or dpid in self._reading:
             return []
         self.counters["resyncs"] += 1
-        if not (self._reading or self._reconciling):
+        if not (self._quiet or self._reading or self._reconciling):
             self._episode_s = now
         return self._read(dpid, now, now)
 
