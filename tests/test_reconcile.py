@@ -224,3 +224,18 @@ def test_colliding_group_ids_are_told_apart(monkeypatch):
     first, second = ids(("select", 1)), ids(("select", 2))
     assert first == 7 and second != 7 and ids.collisions == 1
     assert ids(("select", 2)) == second
+
+
+def test_model_hosts_are_known_when_their_port_comes_up_and_complete_discovery():
+    g = build("fattree", k=4)
+    core = RoutingCore(expected=expected_fabric(g))
+    assert RoutingCore().discovery_complete() is None   # no model: the driver waits instead
+    core.load_fabric(g)
+    assert core.discovery_complete() and len(core.hosts) == 16
+    sw, port = host_switch(g, "h1")
+    dpid, mac = g.nodes[sw]["dpid"], g.nodes["h1"]["mac"]
+    core.port_status(dpid, port, False, 1.0)
+    assert mac not in core.hosts and not core.discovery_complete()
+    core.port_status(dpid, port, True, 2.0)
+    assert core.hosts[mac] == (mac, g.nodes["h1"]["ip"], dpid, port)
+    assert core.discovery_complete()
