@@ -104,3 +104,15 @@ def test_an_unreadable_rest_token_file_is_one_error_line(tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith(
         f"controller: --fabric-rest-token-file {missing}")
+
+
+def test_a_rest_token_given_twice_is_one_error_line(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("a\n")
+    r = subprocess.run([sys.executable, "-m", "controllers.launcher", "--ofp-tcp-listen-port",
+                        str(free_port()), "--wsapi-port", str(free_port()),
+                        "--fabric-rest-token", "b", "--fabric-rest-token-file", str(token)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1] == (
+        "controller: give --fabric-rest-token or --fabric-rest-token-file, not both")
