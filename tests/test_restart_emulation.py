@@ -21,10 +21,10 @@ from traffic import workloads
 
 pytestmark = pytest.mark.emulation
 
-# About 20 s of traffic at the spec's 20 Mbit/s per host: longer than a restart and the
+# About 40 s of traffic at the spec's 20 Mbit/s per host: longer than a restart and the
 # switches' reconnection back-off (Open vSwitch retries after 1, 2, 4, 8 s).
 LONG_ALLTOALL = {"name": "moe_alltoall",
-                 "params": {"tokens_per_host": 3072, "schedule": "shift", "channels": 3}}
+                 "params": {"tokens_per_host": 6144, "schedule": "shift", "channels": 3}}
 
 
 def test_a_transfer_runs_through_a_controller_kill_and_restart(tmp_path, clean_machine):
@@ -33,10 +33,23 @@ def test_a_transfer_runs_through_a_controller_kill_and_restart(tmp_path, clean_m
                         "workload": LONG_ALLTOALL, "policy": "ecmp", "timeout_s": 120})
     with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
         ctl = net.ctl
-        times = {}
+        schedule = workloads.build(spec["workload"]["name"], g, 1,
+                                   **spec["workload"]["params"])
+        outcome = {}
 
-        def crash_and_restart():
-            ctl.wait_status(lambda s: s["utilization"]["max"] > 0.2, 30, "traffic")
+        def transfer():
+            try:
+                outcome["result"] = runner.run_on(net, schedule, spec, str(tmp_path / "run"))
+            except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
+                outcome["error"] = e
+
+        # The restart runs in this thread, the transfer in another: the controller dies with
+        # the thread that started it (PR_SET_PDEATHSIG follows the thread, not the process).
+        mover = threading.Thread(target=transfer)
+        mover.start()
+        times = {}
+        try:
+            ctl.wait_status(lambda s: s["utilization"]["max"] > 0.2, 60, "traffic")
             times["kill"] = time.monotonic()
             ctl.crash()
             ctl.start()
@@ -45,13 +58,11 @@ def test_a_transfer_runs_through_a_controller_kill_and_restart(tmp_path, clean_m
                 lambda s: s["switches"] == 20 and s["reconcile"]["switches"] >= 20
                 and not s["pending"], 60, "every switch reconciled")
             times["reconciled"] = time.monotonic()
-
-        restarter = threading.Thread(target=crash_and_restart)
-        restarter.start()
-        schedule = workloads.build(spec["workload"]["name"], g, 1,
-                                   **spec["workload"]["params"])
-        result = runner.run_on(net, schedule, spec, str(tmp_path / "run"))
-        restarter.join()
+        finally:
+            mover.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
         reach = all_pairs(g, net.em, rounds=2)
         status = ctl.get("/fabric/status")
     rec = times["status"]["reconcile"]
