@@ -187,3 +187,15 @@ def test_rules_and_groups_read_back_from_a_switch_equal_what_the_core_sent():
     for m in sent:
         if isinstance(m, GroupMod):
             assert held_group(_read_back(m), ofp) == m.group
+
+
+def test_a_rule_read_back_with_an_instruction_of_no_rule_of_ours_differs_from_ours():
+    from ryu.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
+    from controllers.app import Unparsed, held_rule
+    from controllers.rules import FlowMod, FlowRule, match
+    ours = FlowRule(100, match(eth_dst="00:00:00:00:00:01"), (Output(2),))
+    stat = _read_back(FlowMod(1, "add", ours))
+    stat.instructions.append(parser.OFPInstructionGotoTable(1))
+    held = held_rule(stat, ofp)
+    assert held.key == ours.key and held != ours
+    assert isinstance(held.actions[-1], Unparsed)
