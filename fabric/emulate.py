@@ -38,6 +38,18 @@ CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 SWITCH_INACTIVITY_PROBE_MS = 60_000
 
 
+def _listening_controller():
+    from mininet.node import RemoteController
+
+    class Listening(RemoteController):
+        """A remote controller already known to listen: Mininet's check is skipped."""
+
+        def checkListening(self):
+            pass
+
+    return Listening
+
+
 class EmulationError(RuntimeError):
     """The emulation cannot be built as asked (unshapeable link, missing feature...)."""
 
@@ -270,7 +282,7 @@ class Emulation:
     def start(self):
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import OVSSwitch, RemoteController
+        from mininet.node import OVSSwitch
         setLogLevel("error")
         t0 = time.monotonic()
         try:
@@ -285,10 +297,10 @@ class Emulation:
         self.net = Mininet(
             topo=topo, switch=OVSSwitch, controller=None, build=False, autoSetMacs=False,
             autoStaticArp=False, inNamespace=False)
-        # fabric/controller.py has checked that it listens; Mininet's own check
-        # (telnet into the OpenFlow port) chokes on the binary hello.
-        remote = RemoteController(CONTROLLER_NODE, ip="127.0.0.1", port=self.controller_port)
-        remote.checkListening = lambda: None
+        # fabric/controller.py has checked that it listens; Mininet's own check (telnet into
+        # the OpenFlow port, run by the constructor) fails decoding the binary hello and
+        # echo as UTF-8 whenever their random xids are not valid UTF-8.
+        remote = _listening_controller()(CONTROLLER_NODE, ip="127.0.0.1", port=self.controller_port)
         self.net.addController(remote)
         self.net.build()
         t1 = time.monotonic()
