@@ -15,13 +15,15 @@ core must not know about and the Ryu app must not decide:
   as late;
 - the time-driven rest: flush pending changes, send LLDP probes and expire links every
   ``lldp_interval_s``;
-- reconciliation: a switch that connects is not wiped. Nothing that changes its tables is
-  sent until discovery has settled (every switch, link and host of the model found, or no
-  topology change for ``settle_s``), then its flows and groups are read back and the core
-  sends only the difference to what it should hold: a switch that kept its tables through a
-  controller restart gets no flow or group mod (counted in ``status()["reconcile"]``). An
-  OpenFlow error is mapped back by its xid to the message that caused it, and that switch is
-  read back and reconciled the same way.
+- reconciliation: a switch that connects is not wiped. Its flows and groups are read back
+  at once, and nothing that changes its tables is sent before the answer. A switch that holds
+  none of our rules and no group (a cold start) is reconciled then; one that holds some
+  waits until discovery has settled (every switch, link and host of the model found, or no
+  topology change for ``settle_s``), so it is never sent the routes of a half-discovered
+  fabric. Reconciling sends only the difference to what the switch should hold: one that
+  kept its tables through a controller restart gets no flow or group mod (counted in
+  ``status()["reconcile"]``). An OpenFlow error is mapped back by its xid to the message
+  that caused it, and that switch is read back and reconciled the same way.
 
 Shaped like Faucet's ``Valve``: each method takes ``now`` (seconds, any monotonic origin) and
 returns plain messages (controllers/rules.py) for the app to serialize and send in order;
@@ -33,7 +35,7 @@ tests/test_driver.py drives it with mocked time on a fake fabric.
 import collections
 import itertools
 
-from controllers.rules import (COOKIE_FLOW, Barrier, ClearSwitch, FlowDumpRequest, FlowMod,
+from controllers.rules import (COOKIE, COOKIE_FLOW, Barrier, ClearSwitch, FlowDumpRequest, FlowMod,
                                FlowStatsRequest, GroupDumpRequest, GroupMod, PacketOut,
                                PortStatsRequest)
 
@@ -134,9 +136,10 @@ class FabricDriver:
         share an id with ours; by default one 32-bit counter.
     settle_s : float, optional
         Without a model (or with links of the model missing), discovery has settled once no
-        switch, link or port changed for this long; a connected switch is read back and
-        reconciled only then, so it is not sent routes of a half-discovered fabric. By
-        default 1.5 LLDP intervals (every link is probed once in that time).
+        switch, link or port changed for this long; a switch that holds rules of ours when
+        it connects is reconciled only then, so it is not sent the routes of a
+        half-discovered fabric. By default 1.5 LLDP intervals (every link is probed once in
+        that time).
 
     Examples
     --------
@@ -150,8 +153,9 @@ class FabricDriver:
                  hold_max_s=HOLD_MAX_S, new_xid=None, settle_s=None):
         self.core = core
         self.settle_s = 1.5 * lldp_interval_s if settle_s is None else settle_s
-        self._quiet = {}        # dpid -> connected at: state unknown, not read yet
-        self._reading = {}      # dpid -> [since, xids unanswered, flows, groups, asked at]
+        self._parked = {}       # dpid -> (since, flows, groups): read, waiting to settle
+        # dpid -> [since, xids unanswered, flows, groups, asked at, wait for discovery]
+        self._reading = {}
         self._reconciling = {}  # dpid -> (since, xid of the barrier confirming its diff)
         self._last_change_s = None
         self._episode_s = None  # when the first of the switches reconciled together connected
@@ -183,8 +187,8 @@ class FabricDriver:
         they change, so ``status`` can say when the changes are in force, not only sent.
         Table changes for a switch whose state is unknown (not read back yet) are dropped:
         its reconciliation sends what it lacks."""
-        if self._quiet or self._reading:
-            unknown = self._quiet.keys() | self._reading.keys()
+        if self._parked or self._reading:
+            unknown = self._parked.keys() | self._reading.keys()
             msgs = [m for m in msgs if not (isinstance(m, TABLE_CHANGES) and m.dpid in unknown)]
         barriers, mods = {}, 0
         for msg in msgs:
@@ -199,10 +203,12 @@ class FabricDriver:
         return out
 
     def _release_held(self, now):
-        """Held ARP answers, once every switch confirmed its changes: the route to a host just
-        learned spans several switches, and the asker's first packet must find it on all of
-        them. A switch that never answers delays them by at most ``hold_max_s``."""
-        if self._held and (not self.unconfirmed or now - self._held[0][0] >= self.hold_max_s):
+        """Held ARP answers, once every switch confirmed its changes (and none waits to be
+        reconciled): the route to a host just learned spans several switches, and the
+        asker's first packet must find it on all of them. A switch that never answers delays
+        them by at most ``hold_max_s``."""
+        if self._held and (not (self.unconfirmed or self._parked or self._reading)
+                           or now - self._held[0][0] >= self.hold_max_s):
             held, self._held = self._held, []
             return [msg for _, msgs in held for msg in msgs]
         return []
@@ -225,10 +231,11 @@ class FabricDriver:
             of such an event.
         """
         out = []
-        if self._quiet and self._settled(now):
-            for dpid, since in sorted(self._quiet.items()):
-                out += self._read(dpid, since, now)
-        for dpid, (since, _, _, _, asked) in sorted(self._reading.items()):
+        if self._parked and self._settled(now):
+            for dpid in sorted(self._parked):
+                since, flows, groups = self._parked.pop(dpid)
+                out += self._resync(dpid, since, flows, groups, now)
+        for dpid, (since, _, _, _, asked, _) in sorted(self._reading.items()):
             if now - asked > READ_TIMEOUT_S:
                 out += self._wipe(dpid, since, now)
         if self._next_stats_s is None:
@@ -337,14 +344,18 @@ class FabricDriver:
 
     def switch_enter(self, dpid, ports, now):
         """A switch connected with ``ports`` (see :meth:`RoutingCore.switch_enter`). Its
-        state is unknown: it is not wiped, and gets no table change until it has been read
-        back (once discovery settles) and reconciled."""
+        state is unknown: it is not wiped, it is read back, and it gets no table change
+        until it has been reconciled."""
         self._forget(dpid)
-        if not (self._quiet or self._reading or self._reconciling):
+        if not self._reconciling_any():
             self._episode_s = now
-        self._quiet[dpid] = now
         self._last_change_s = now
-        return self._confirm(self.core.switch_enter(dpid, ports, now), now)
+        self._reading[dpid] = None   # before the core's messages: they must be held back
+        out = self._confirm(self.core.switch_enter(dpid, ports, now), now)
+        return out + self._read(dpid, now, now)
+
+    def _reconciling_any(self):
+        return bool(self._parked or self._reading or self._reconciling)
 
     def switch_gone(self, dpid, now):
         """A switch disconnected: nothing it was asked will be answered."""
@@ -358,7 +369,7 @@ class FabricDriver:
         return out + self._release_held(now)
 
     def _forget(self, dpid):
-        for held in (self._quiet, self._reading, self._reconciling, self._sent):
+        for held in (self._parked, self._reading, self._reconciling, self._sent):
             held.pop(dpid, None)
 
     def port_status(self, dpid, port, up, now):
@@ -394,14 +405,15 @@ class FabricDriver:
         return bool(self.core.discovery_complete()) or (
             self._last_change_s is not None and now - self._last_change_s >= self.settle_s)
 
-    def _read(self, dpid, since, now):
+    def _read(self, dpid, since, now, settle=True):
         """Ask ``dpid`` for every flow and group it holds; its table changes wait for the
-        answer (``since``: when its state became unknown, for the reconcile time)."""
-        self._quiet.pop(dpid, None)
+        answer (``since``: when its state became unknown, for the reconcile time; ``settle``:
+        a switch holding rules of ours then also waits for discovery to settle)."""
+        self._parked.pop(dpid, None)
         self._reconciling.pop(dpid, None)
         flows, groups = FlowDumpRequest(dpid, self._new_xid(dpid)), GroupDumpRequest(
             dpid, self._new_xid(dpid))
-        self._reading[dpid] = [since, {flows.xid, groups.xid}, [], [], now]
+        self._reading[dpid] = [since, {flows.xid, groups.xid}, [], [], now, settle]
         self.counters["switch_reads"] += 1
         return [flows, groups]
 
@@ -432,6 +444,8 @@ class FabricDriver:
         list
             Once both answers are in: the difference between what the switch holds and what
             it should hold (nothing if none), with a barrier; else empty.
+            A switch that holds rules of ours waits for discovery to settle (see
+            :meth:`tick`).
         """
         entry = self._reading.get(dpid)
         if entry is None or xid not in entry[1]:
@@ -444,8 +458,16 @@ class FabricDriver:
         if entry[1]:
             return []
         del self._reading[dpid]
-        self.core.resync(dpid, entry[2], entry[3], now)
-        return self._reconcile(dpid, entry[0], now)
+        since, _, flows, groups, _, settle = entry
+        cold = not groups and not any(r.cookie in (COOKIE, COOKIE_FLOW) for r in flows)
+        if cold or not settle or self._settled(now):
+            return self._resync(dpid, since, flows, groups, now)
+        self._parked[dpid] = (since, flows, groups)
+        return []
+
+    def _resync(self, dpid, since, flows, groups, now):
+        self.core.resync(dpid, flows, groups, now)
+        return self._reconcile(dpid, since, now)
 
     def _reconcile(self, dpid, since, now):
         msgs = self.core.flush(now)
@@ -468,7 +490,7 @@ class FabricDriver:
         rec = self.reconcile
         rec["last_s"], rec["done_at_s"] = took, now
         rec["max_s"] = took if rec["max_s"] is None else max(rec["max_s"], took)
-        if not (self._quiet or self._reading or self._reconciling) and self._episode_s is not None:
+        if not self._reconciling_any() and self._episode_s is not None:
             rec["span_s"] = now - self._episode_s
 
     def _wipe(self, dpid, since, now):
@@ -502,12 +524,12 @@ class FabricDriver:
             self.counters["openflow_errors_unmatched"] += 1
             return []
         self.counters["openflow_errors_matched"] += 1
-        if dpid not in self.core.ports or dpid in self._quiet or dpid in self._reading:
+        if dpid not in self.core.ports or dpid in self._parked or dpid in self._reading:
             return []
         self.counters["resyncs"] += 1
-        if not (self._quiet or self._reading or self._reconciling):
+        if not self._reconciling_any():
             self._episode_s = now
-        return self._read(dpid, now, now)
+        return self._read(dpid, now, now, settle=False)
 
     # -- packets ---------------------------------------------------------------------------
     def packet_in_arp(self, dpid, in_port, arp, data, now):
@@ -542,10 +564,10 @@ class FabricDriver:
         status = self.core.status()
         status["unconfirmed_switches"] = len(self.unconfirmed)
         status["pending"] = status["pending"] or bool(
-            self.unconfirmed or self._quiet or self._reading or self._reconciling)
+            self.unconfirmed or self._reconciling_any())
         c = self.counters
         status["reconcile"] = dict(
-            self.reconcile, waiting=len(self._quiet), reading=len(self._reading),
+            self.reconcile, waiting=len(self._parked), reading=len(self._reading),
             confirming=len(self._reconciling), switches=c["switches_reconciled"],
             unchanged=c["switches_unchanged"], wiped=c["switches_wiped"],
             flow_mods=c["reconcile_flow_mods"], group_mods=c["reconcile_group_mods"],
