@@ -256,3 +256,17 @@ def test_model_hosts_are_known_when_their_port_comes_up_and_complete_discovery()
     core.port_status(dpid, port, True, 2.0)
     assert core.hosts[mac] == (mac, g.nodes["h1"]["ip"], dpid, port)
     assert core.discovery_complete()
+
+
+def test_a_switch_read_back_while_a_rebuild_is_pending_gets_no_mod_either():
+    g, net, _ = installed()
+    core, driver = controller(g, net, 100.0, order=-1)
+    # A policy change rebuilds every route before the switches' state is in: the whole-table
+    # diff after a rebuild must start from what they hold too.
+    core.set_policy("ecmp", 100.0)
+    assert core.render._before is not None
+    out = net.answer_reads(driver, 100.0) + net.deliver(driver.tick(100.0)[0])
+    assert not [m for m in out if isinstance(m, (FlowMod, GroupMod, ClearSwitch))]
+    net.confirm(driver, 100.0)
+    assert driver.status()["reconcile"]["unchanged"] == 20
+    holds_what_core_wants(net, core)
