@@ -3,11 +3,11 @@
 :class:`FabricRest` answers the ``/fabric/...`` routes (status, counters, hosts, topology,
 paths, flows, policy, collective intents) from the routing core and the app, and the
 ``/stats/...`` routes the way Ryu's ofctl_rest does. Every answer is JSON; a bad request or a
-refusal of the core is a 400 naming what is wrong, any other failure a 500, and no request
-can take the controller down. With a bearer token set (``--fabric-rest-token`` or
-``--fabric-rest-token-file``) every route answers 401 to a request without it. It must not decide anything itself: a change goes through
-``app.apply`` (a core call and a flush), a switch is asked only through ``app.stats``.
-"""
+refusal of the core is a 400 naming what is wrong, any other failure a 500, and no request can
+take the controller down. With a bearer token set (``--fabric-rest-token`` or ``--fabric-rest-
+token-file``) every route answers 401 to a request without it. It must not decide anything
+itself: a change goes through ``app.apply`` (a core call and a flush), a switch is asked only
+through ``app.stats``."""
 
 import functools
 import hmac

@@ -276,7 +276,7 @@ class Emulation:
     def start(self):
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import OVSSwitch
+        from mininet.node import OVSSwitch, RemoteController
         setLogLevel("error")
         t0 = time.monotonic()
         try:
