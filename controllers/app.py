@@ -174,6 +174,44 @@ def policy_options():
     return opts
 
 
+class Outbox:
+    """What is to be written to one switch connection, in order, by its own green thread.
+
+    ``dp.send_msg`` blocks while the connection's send queue is full; each connection has
+    its own writer so a switch that stops reading, or whose connection died without Ryu
+    draining its queue, delays only itself. :meth:`close` ends the writer wherever it waits.
+    """
+
+    def __init__(self, dp):
+        self.dp = dp
+        self.queue = collections.deque()
+        self._wake = hub.Event()
+        self._thread = hub.spawn(self._run)
+
+    def __bool__(self):
+        return bool(self.queue)
+
+    def put(self, ofmsgs):
+        self.queue.extend(ofmsgs)
+        if self.queue:
+            self._wake.set()
+
+    def _run(self):
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self.queue:
+                ofmsg = self.queue.popleft()
+                try:
+                    self.dp.send_msg(ofmsg)
+                except Exception:  # noqa: BLE001 - a dying switch: its writer carries on
+                    LOG.exception("sending to %016x failed", self.dp.id or 0)
+
+    def close(self):
+        self.queue.clear()
+        hub.kill(self._thread)
+
+
 class FabricController(app_manager.RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     _CONTEXTS = {"wsgi": WSGIApplication}
@@ -198,10 +236,12 @@ class FabricController(app_manager.RyuApp):
         # plus "?" for connections that never said who they are).
         self.errors_by_switch = collections.Counter()
         self.waiters = {}       # dpid -> {xid: (event, replies)}: REST stats requests
-        self._outbox = collections.deque()
-        self._wake = hub.Event()
+        # One outbox and one sending green thread per switch connection: Ryu's send blocks
+        # while that connection's queue is full, and a connection that dies in a bad state
+        # (a hostile switch) can leave it full for good; it must stall only itself.
+        self._outboxes = {}     # Datapath -> Outbox
         kwargs["wsgi"].register(FabricRest, {REST_INSTANCE: self})
-        self.threads += [hub.spawn(self._sender), hub.spawn(self._timer)]
+        self.threads += [hub.spawn(self._timer)]
 
     # -- sending ---------------------------------------------------------------------------
     def _new_xid(self, dpid):
@@ -218,22 +258,16 @@ class FabricController(app_manager.RyuApp):
             dp = self.datapaths.get(msg.dpid)
             if dp is None:
                 continue
-            for ofmsg in self.to_openflow(dp, msg):
-                self._outbox.append((dp, ofmsg))
-        if self._outbox:
-            self._wake.set()
+            box = self._outboxes.get(dp)
+            if box is None:
+                box = self._outboxes[dp] = Outbox(dp)
+            box.put(self.to_openflow(dp, msg))
 
-    def _sender(self):
-        """The one green thread that writes to switches, in the order messages were queued."""
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                dp, ofmsg = self._outbox.popleft()
-                try:
-                    dp.send_msg(ofmsg)
-                except Exception:  # noqa: BLE001 - a dying switch must not stop the others
-                    LOG.exception("sending to %016x failed", dp.id or 0)
+    def _close_outbox(self, dp):
+        """Stop the sender of a connection that is gone, wherever it is blocked."""
+        box = self._outboxes.pop(dp, None)
+        if box is not None:
+            box.close()
 
     def status(self):
         status = self.driver.status()
@@ -241,7 +275,7 @@ class FabricController(app_manager.RyuApp):
         status["openflow_errors_by_switch"] = dict(self.errors_by_switch)
         status["openflow_guard"] = ofguard.GUARD.status()
         status["packet_ins_unparsed"] = self.counters["packet_ins_unparsed"]
-        status["pending"] = status["pending"] or bool(self._outbox)
+        status["pending"] = status["pending"] or any(self._outboxes.values())
         status["now_s"] = time.monotonic()
         return status
 
@@ -364,6 +398,7 @@ class FabricController(app_manager.RyuApp):
     @guarded
     def switch_gone(self, ev):
         dp = ev.datapath
+        self._close_outbox(dp)
         if dp.id is not None and self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
             self.waiters.pop(dp.id, None)
