@@ -47,6 +47,7 @@ from controllers import ofguard, rules
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers.core import PolicyError, RoutingCore, link_capacities
 from controllers.driver import TICK_S, FabricDriver
+from controllers.health import PortCounters
 from controllers.rest import REST_INSTANCE, FabricRest
 
 CONF = cfg.CONF
@@ -161,17 +162,22 @@ def load_capacities():
     return caps, max(caps.values())
 
 
-def policy_options():
-    """The thresholds of --fabric-policy-options (a JSON object), for the core to check."""
-    if not CONF.fabric_policy_options:
+def json_options(flag, text):
+    """The JSON object of option ``flag`` (empty if not given), for the core to check."""
+    if not text:
         return {}
     try:
-        opts = json.loads(CONF.fabric_policy_options)
+        opts = json.loads(text)
     except ValueError as e:
-        raise PolicyError(f"--fabric-policy-options is not JSON: {e}") from None
+        raise PolicyError(f"{flag} is not JSON: {e}") from None
     if not isinstance(opts, dict):
-        raise PolicyError("--fabric-policy-options must be a JSON object")
+        raise PolicyError(f"{flag} must be a JSON object")
     return opts
+
+
+def policy_options():
+    """The thresholds of --fabric-policy-options (a JSON object), for the core to check."""
+    return json_options("--fabric-policy-options", CONF.fabric_policy_options)
 
 
 class Outbox:
@@ -223,7 +229,10 @@ class FabricController(app_manager.RyuApp):
         secret = CONF.fabric_lldp_secret.encode() or secrets.token_bytes(32)
         self.core = RoutingCore(policy=CONF.fabric_policy, fast_failover=CONF.fabric_fast_failover,
                                 link_capacity_bps=caps, default_capacity_bps=default_bps,
-                                lldp_secret=secret, **policy_options())
+                                lldp_secret=secret,
+                                health=json_options("--fabric-health-options",
+                                                    CONF.fabric_health_options),
+                                **policy_options())
         if not CONF.fabric_stats_interval > 0:
             raise PolicyError(f"--fabric-stats-interval must be > 0, "
                               f"got {CONF.fabric_stats_interval}")
@@ -477,7 +486,10 @@ class FabricController(app_manager.RyuApp):
                 waiter[0].set()
             return
         if isinstance(msg, dp.ofproto_parser.OFPPortStatsReply):
-            rows = [(s.port_no, s.tx_bytes) for s in msg.body if s.port_no < dp.ofproto.OFPP_MAX]
+            rows = [(s.port_no, PortCounters(s.tx_bytes, s.rx_bytes, s.tx_packets, s.rx_packets,
+                                             s.tx_dropped, s.rx_dropped, s.tx_errors,
+                                             s.rx_errors))
+                    for s in msg.body if s.port_no < dp.ofproto.OFPP_MAX]
         else:
             rows = [(s.match, s.byte_count) for s in msg.body]
         self.send(self.driver.stats_reply(dp.id, msg.xid, rows, time.monotonic(), more=more))

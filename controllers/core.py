@@ -34,6 +34,7 @@ import struct
 
 import numpy as np
 
+from controllers.health import HealthConfig, HealthError, LinkHealth, PortCounters
 from controllers.loads import Flow, LoadModel
 from controllers.paths import PathService
 from controllers.placement import wcmp_weights
@@ -160,6 +161,9 @@ class RoutingCore:
     probe_window_s : float
         A probe sent this much earlier than the newest its receiving switch reported is
         stale (a replay).
+    health : dict, optional
+        Options of gray-failure detection and flap dampening
+        (:class:`controllers.health.HealthConfig`).
     render : bool
         Render OpenFlow rules and groups (the controller). Without (the flow-level
         simulator), :meth:`flush` returns nothing and the forwarding state is the path
@@ -175,8 +179,12 @@ class RoutingCore:
 
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
                  link_capacity_bps=None, default_capacity_bps=1e9, render=True,
-                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, **options):
+                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, health=None, **options):
         self.config = PolicyConfig.from_options(options)
+        try:
+            self.health = LinkHealth(HealthConfig.from_options(dict(health or {})))
+        except (HealthError, TypeError) as e:
+            raise PolicyError(str(e)) from None
         if lldp_secret is not None and not (isinstance(lldp_secret, bytes) and lldp_secret):
             raise PolicyError("lldp_secret must be non-empty bytes")
         self._lldp_secret = lldp_secret or secrets.token_bytes(32)
@@ -312,6 +320,7 @@ class RoutingCore:
         """A switch disconnected: forget it, its links and its hosts."""
         self._at(now)
         self.topo.switch_leave(dpid)
+        self.health.forget_switch(dpid)
         self.render.switch_leave(dpid)
         self.load.forget_switch(dpid)
         self._rebuild = True
@@ -325,6 +334,13 @@ class RoutingCore:
         if up:
             self.topo.port_up(dpid, port)
             return self._probe(dpid, [port])
+        peer = self.topo.peers().get((dpid, port))
+        if peer is not None:
+            # A flap: a link that keeps failing is suppressed, even once it is back up.
+            link = tuple(sorted(((dpid, port), peer)))
+            self.health.link_down(link, now)
+            if link in self.health.excluded():
+                self.topo.set_excluded(link, True)
         self.topo.port_down(dpid, port)
         return []
 
@@ -478,17 +494,25 @@ class RoutingCore:
         return self.topo.host_by_ref(ref)
 
     # -- statistics ------------------------------------------------------------------------
-    def port_stats(self, dpid, tx_bytes, now):
-        """Cumulative transmit counters of a switch's ports, read at ``now``.
+    def port_stats(self, dpid, counters, now):
+        """Cumulative counters of a switch's ports, read at ``now``.
 
         The app polls port statistics of every switch (OFPPortStatsRequest, all ports) every
-        statistics period (1 s is a good default) and passes ``{port_no: tx_bytes}`` of each
-        reply. Rates are smoothed with time constant ``util_tau_s``; counters that go backwards
-        start over. Decisions wait for :meth:`adapt`.
+        statistics period (1 s is a good default) and passes ``{port_no: PortCounters}`` of
+        each reply (``{port_no: tx_bytes}`` is enough for the load model, as the flow-level
+        simulator gives it; gray failures are judged only from full counters). Rates are
+        smoothed with time constant ``util_tau_s``; counters that go backwards start over.
+        Decisions wait for :meth:`adapt`.
         """
         self._at(now)
-        for port, total in tx_bytes.items():
-            self.load.sample(dpid, port, total, now)
+        full = {}
+        for port, c in counters.items():
+            if isinstance(c, PortCounters):
+                full[port] = c
+                c = c.tx_bytes
+            self.load.sample(dpid, port, c, now)
+        if full:
+            self.health.sample(dpid, full, now)
         return []
 
     def flow_seen(self, flow_key, src_mac, dst_mac, bytes_total, now):
@@ -591,12 +615,19 @@ class RoutingCore:
     def adapt(self, now):
         """Run the policy's periodic decisions; call once after each statistics round.
 
-        Forgets flows idle for ``flow_idle_s``, then lets the policy act: ``congestion`` (and
+        First the round's port counters are judged (controllers/health.py): links found
+        degraded or suppressed for flapping leave the routes, healed ones return, whatever
+        the policy. Forgets flows idle for ``flow_idle_s``, then lets the policy act: ``congestion`` (and
         ``collective`` for unannounced traffic) moves flows off hot links and re-weights
         groups, ``hedera`` detects elephants, estimates demands and places them. Changes go
         out with the next :meth:`flush`.
         """
         self._at(now)
+        leave, back = self.health.evaluate(self.topo.peers(), now)
+        for link in leave:
+            self.topo.set_excluded(link, True)
+        for link in back:
+            self.topo.set_excluded(link, False)
         self._sync(now)
         for key, flow in sorted(self.flows.items()):
             if now - flow.active_at > self.config.flow_idle_s:
@@ -1003,6 +1034,7 @@ class RoutingCore:
             },
             "counters": counters,
             "discovery": self.discovery_status(),
+            "health": self.health.status(self._now),
         }
 
     def discovery_status(self):

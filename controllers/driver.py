@@ -251,7 +251,8 @@ class FabricDriver:
         dpid, xid : int
             The switch and the id of the request answered.
         rows : list
-            ``[(port_no, tx_bytes), ...]`` of physical ports for a
+            ``[(port_no, counters), ...]`` of physical ports (counters a
+            :class:`~controllers.health.PortCounters`, or only the transmitted bytes) for a
             :class:`~controllers.rules.PortStatsRequest`, ``[(match, byte_count), ...]`` for a
             :class:`~controllers.rules.FlowStatsRequest` (a match as
             :meth:`RoutingCore.flow_stats` takes it).

@@ -16,6 +16,7 @@ TOPOLOGY = "fabric-topology"
 SCALE = "fabric-scale"
 POLICY_OPTIONS = "fabric-policy-options"
 LLDP_SECRET = "fabric-lldp-secret"
+HEALTH_OPTIONS = "fabric-health-options"
 
 # Options that take no value on the command line (``--name`` / ``--noname``): the launcher
 # must not mistake the next argument for their value.
@@ -42,4 +43,7 @@ cfg.CONF.register_cli_opts([
     cfg.StrOpt(POLICY_OPTIONS, default="",
                help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
                     "(see controllers.policies.PolicyConfig)"),
+    cfg.StrOpt(HEALTH_OPTIONS, default="",
+               help='JSON object of gray-failure and flap-dampening thresholds, e.g. '
+                    '\'{"restore_s": 20}\' (see controllers.health.HealthConfig)'),
 ])

@@ -66,6 +66,10 @@ class TopologyState:
         (symmetric; where two switches share several links the lowest pair of ports counts).
     hosts : dict
         ``{mac: Host}``.
+    excluded : set
+        Links kept out of the adjacency although up (gray or flapping, see
+        controllers/health.py), by their ends ``((dpid, port), (dpid, port))`` sorted: they
+        keep their link entries and their probes, only routes leave them.
     """
 
     def __init__(self, link_timeout_s=15.0):
@@ -74,6 +78,7 @@ class TopologyState:
         self.links = {}
         self.adj = {}
         self.hosts = {}
+        self.excluded = set()
         self.changes = Changes()
         self.counters = collections.Counter()            # what happened to links, for status
         self._reported_at = {}                          # dpid -> newest probe it reported
@@ -205,11 +210,26 @@ class TopologyState:
                 between.discard(_ends(key, far))
         self._refresh_pair(key[0], far[0])
 
+    def set_excluded(self, link, excluded):
+        """Keep ``link`` (its two ends, sorted) out of the adjacency, or let it back in. It
+        may be unknown or down now: the decision holds when it is (re)learned."""
+        ends = _ends(*link)
+        if excluded == (ends in self.excluded):
+            return
+        if excluded:
+            self.excluded.add(ends)
+        else:
+            self.excluded.discard(ends)
+        self.counters["links_excluded" if excluded else "links_readmitted"] += 1
+        if ends[0][0] in self.adj and ends[1][0] in self.adj:
+            self._refresh_pair(ends[0][0], ends[1][0])
+
     def _refresh_pair(self, a, b):
         """Recompute the adjacency of switches a and b from the links between them."""
         pair = _pair(a, b)
         live = sorted(e for e in self._between.get(pair, ())
-                      if e[0][1] in self.ports.get(e[0][0], ()) and
+                      if e not in self.excluded and
+                      e[0][1] in self.ports.get(e[0][0], ()) and
                       e[1][1] in self.ports.get(e[1][0], ()))
         old = self.adj.get(a, {}).get(b), self.adj.get(b, {}).get(a)
         if live:
