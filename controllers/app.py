@@ -309,8 +309,12 @@ class FabricController(app_manager.RyuApp):
         if isinstance(msg, rules.FlowMod):
             r = msg.rule
             if msg.command == "add":
-                inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                                     self._actions(dp, r.actions))]
+                # A meter is an instruction of its own, applied before the actions.
+                inst = [parser.OFPInstructionMeter(a.meter_id, ofp.OFPIT_METER)
+                        for a in r.actions if isinstance(a, rules.Meter)]
+                inst.append(parser.OFPInstructionActions(
+                    ofp.OFPIT_APPLY_ACTIONS,
+                    self._actions(dp, [a for a in r.actions if not isinstance(a, rules.Meter)])))
                 return [parser.OFPFlowMod(dp, cookie=r.cookie, table_id=r.table_id,
                                           command=ofp.OFPFC_ADD, priority=r.priority,
                                           match=parser.OFPMatch(**r.match_dict()),
@@ -339,7 +343,12 @@ class FabricController(app_manager.RyuApp):
             return [parser.OFPFlowMod(dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
                                       out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
                                       match=parser.OFPMatch()),
-                    parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL, [])]
+                    parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL, []),
+                    parser.OFPMeterMod(dp, ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL, [])]
+        if isinstance(msg, rules.MeterMod):
+            band = parser.OFPMeterBandDrop(rate=msg.rate_pps, burst_size=msg.burst_packets)
+            return [parser.OFPMeterMod(dp, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
+                                       msg.meter_id, [band])]
         if isinstance(msg, rules.PacketOut):
             if isinstance(msg.packet, rules.LldpProbe):
                 data = build_lldp(msg.packet)

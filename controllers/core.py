@@ -36,6 +36,7 @@ import numpy as np
 
 from controllers.health import HealthConfig, HealthError, LinkHealth, PortCounters
 from controllers.loads import Flow, LoadModel
+from controllers.meters import ControlMeters, MeterConfig
 from controllers.paths import PathService
 from controllers.placement import wcmp_weights
 from controllers.policies import (POLICY_CLASSES, Collective, IntentError, PolicyConfig,
@@ -71,6 +72,10 @@ PROBE_WINDOW_S = 10.0
 PROBE_AUTH_BYTES = 16
 # Ports where a probe claiming to be ours came in from a host, remembered for status.
 FLAGGED_PORTS_MAX = 1024
+# Learned flows one host may send at once: a host inventing 5-tuples (a new-flow flood,
+# metered at its port) cannot grow the flow table and the switches' per-flow rules beyond
+# this; its further flows follow the routes of their destination, unlearned.
+FLOWS_PER_HOST_MAX = 4096
 
 
 def next_hops(graph, dst):
@@ -164,6 +169,9 @@ class RoutingCore:
     health : dict, optional
         Options of gray-failure detection and flap dampening
         (:class:`controllers.health.HealthConfig`).
+    meters : dict, optional
+        Packet-in budgets of the meters every switch gets
+        (:class:`controllers.meters.MeterConfig`).
     render : bool
         Render OpenFlow rules and groups (the controller). Without (the flow-level
         simulator), :meth:`flush` returns nothing and the forwarding state is the path
@@ -179,7 +187,8 @@ class RoutingCore:
 
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
                  link_capacity_bps=None, default_capacity_bps=1e9, render=True,
-                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, health=None, **options):
+                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, health=None, meters=None,
+                 **options):
         self.config = PolicyConfig.from_options(options)
         try:
             self.health = LinkHealth(HealthConfig.from_options(dict(health or {})))
@@ -203,6 +212,10 @@ class RoutingCore:
         self._matrices = collections.OrderedDict()   # (src, dst switch) -> candidate arrays
         self._matrices_version = None
         self._matrix_cells = 0
+        try:
+            self.meters = ControlMeters(MeterConfig(**dict(meters or {})))
+        except (ValueError, TypeError) as e:
+            raise PolicyError(str(e)) from None
         self.render = (Renderer if render else NoRenderer)(
             self.topo, self.path_service, GroupIds(), fast_failover=self.fast_failover)
         self._flooded = collections.OrderedDict()   # (src mac, target ip) -> time forwarded
@@ -312,6 +325,8 @@ class RoutingCore:
         self.topo.switch_enter(dpid, ports)
         self.load.forget_switch(dpid)
         msgs = self.render.switch_enter(dpid)
+        if msgs:   # the switch is wiped: its meters go before the rules that use them
+            msgs[1:1] = self.meters.switch_enter(dpid, ports)
         self._rebuild = True
         msgs.extend(self._probe(dpid, sorted(ports)))
         return msgs
@@ -321,6 +336,7 @@ class RoutingCore:
         self._at(now)
         self.topo.switch_leave(dpid)
         self.health.forget_switch(dpid)
+        self.meters.switch_leave(dpid)
         self.render.switch_leave(dpid)
         self.load.forget_switch(dpid)
         self._rebuild = True
@@ -333,7 +349,7 @@ class RoutingCore:
             return []
         if up:
             self.topo.port_up(dpid, port)
-            return self._probe(dpid, [port])
+            return self.meters.port_up(dpid, [port]) + self._probe(dpid, [port])
         peer = self.topo.peers().get((dpid, port))
         if peer is not None:
             # A flap: a link that keeps failing is suppressed, even once it is back up.
@@ -599,6 +615,9 @@ class RoutingCore:
             return flow
         if src_mac not in self.hosts or dst_mac not in self.hosts:
             self.counters["flows_unknown_host"] += 1
+            return None
+        if self.load.count_from(src_mac) >= FLOWS_PER_HOST_MAX:
+            self.counters["flows_refused_host_full"] += 1
             return None
         flow = Flow(key, src_mac, dst_mac, seen_at=now, active_at=now)
         self.load.add(flow, now)

@@ -22,6 +22,10 @@ REFUSED_MOVES_KEPT = 20
 # With no probe back on any link for this many link timeouts, links expire by the clock.
 SILENT_ROUNDS = 4
 
+# Hosts learned at one port: a host announcing invented MACs (an ARP flood, metered at its
+# switch) cannot grow the host table, and every switch's per-host rules, beyond this.
+HOSTS_PER_PORT_MAX = 16
+
 
 @dataclasses.dataclass
 class Changes:
@@ -278,7 +282,8 @@ class TopologyState:
         A host known at another port that is still up is not moved: a host that moves
         unplugs first (its port goes down and it is forgotten), and anything else is a
         host claiming another's MAC (location hijacking). The refusal is counted
-        (``host_moves_refused``) and kept in :attr:`refused_moves`.
+        (``host_moves_refused``) and kept in :attr:`refused_moves`. A port that already has
+        :data:`HOSTS_PER_PORT_MAX` hosts learns no other (``hosts_refused_port_full``).
         """
         host = Host(mac, ip, dpid, port)
         old = self.hosts.get(mac)
@@ -289,6 +294,9 @@ class TopologyState:
             self.counters["host_moves_refused"] += 1
             self.refused_moves.append({"mac": mac, "ip": ip, "at": [old.dpid, old.port],
                                        "claimed": [dpid, port]})
+            return False
+        if old is None and len(self._at_port.get((dpid, port), ())) >= HOSTS_PER_PORT_MAX:
+            self.counters["hosts_refused_port_full"] += 1
             return False
         if old is not None:
             self._unindex(old)
