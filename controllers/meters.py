@@ -52,8 +52,8 @@ class MeterConfig:
         LLDP frames to the controller per switch (our probes: one per port and probe round).
     """
 
-    learn_pps: int = 200
-    learn_burst: int = 400
+    learn_pps: int = 100
+    learn_burst: int = 300
     arp_pps: int = 500
     arp_burst: int = 1000
     lldp_pps: int = 500

@@ -55,8 +55,9 @@ def test_a_port_that_appears_later_gets_its_meter_once():
     g, core, fab = discovered("congestion")
     e1 = g.nodes["e1"]["dpid"]
     msgs = core.port_status(e1, 9, True, 1.0)
+    c = core.meters.config
     assert [m for m in msgs if isinstance(m, MeterMod)] == [
-        MeterMod(e1, port_meter(9), 200, 400)]
+        MeterMod(e1, port_meter(9), c.learn_pps, c.learn_burst)]
     fab.apply(msgs)
     again = core.port_status(e1, 9, True, 2.0)
     assert not [m for m in again if isinstance(m, MeterMod)]
