@@ -52,7 +52,7 @@ class MeterConfig:
         LLDP frames to the controller per switch (our probes: one per port and probe round).
     """
 
-    learn_pps: int = 100
+    learn_pps: int = 50
     learn_burst: int = 300
     arp_pps: int = 500
     arp_burst: int = 1000
