@@ -232,6 +232,8 @@ class FabricController(app_manager.RyuApp):
                                 lldp_secret=secret,
                                 health=json_options("--fabric-health-options",
                                                     CONF.fabric_health_options),
+                                meters=json_options("--fabric-meter-options",
+                                                    CONF.fabric_meter_options),
                                 **policy_options())
         if not CONF.fabric_stats_interval > 0:
             raise PolicyError(f"--fabric-stats-interval must be > 0, "
