@@ -245,10 +245,12 @@ class LinkHealth:
         self._delta.clear()
         was = self.excluded()
         for link, why in verdicts.items():
-            state = self._links.setdefault(link, _Link())
             if not why:
-                state.bad_rounds = 0
+                state = self._links.get(link)
+                if state is not None:
+                    state.bad_rounds = 0
                 continue
+            state = self._links.setdefault(link, _Link())
             onset = why.pop("onset_s")
             if state.bad_rounds == 0:
                 state.onset_s = onset
