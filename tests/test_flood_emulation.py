@@ -8,11 +8,14 @@ fabric and once while h1 sends UDP datagrams to ever new ports of h5 at 12,000 p
 asserts what must hold whatever the machine's load: every connection completes, the REST
 API answers within a second throughout, the flood reaches the controller only through h1's
 port meter (a small share of what h1 sent), and what the controller remembers of it is
-bounded (learned flows, no host invented, memory). Metering is tested on the fake datapath
-in tests/test_meters.py.
+bounded (learned flows, no host invented, memory). A third round runs while h1 sends the
+same packet rate as one flow (forwarded by the switches alone): what that costs legitimate
+setup is the emulator's own (one userspace switch process), printed beside. Metering is
+tested on the fake datapath in tests/test_meters.py.
 """
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -60,7 +63,7 @@ print(json.dumps({"completed": ok, "tried": n, "seconds": time.monotonic() - t0,
 
 FLOODER = """
 import json, signal, socket, sys, time
-ip, pps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ip, pps, secs, one_flow = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 stopped = []
 signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -72,7 +75,8 @@ while True:
     if elapsed >= secs or stopped:
         break
     while sent + refused < elapsed * pps:
-        port = port + 1 if port < 65535 else 1024
+        if not one_flow:
+            port = port + 1 if port < 65535 else 1024
         try:
             s.sendto(b"flood", (ip, port))
             sent += 1
@@ -90,6 +94,18 @@ def rss_mb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return None
+
+
+def cpu_s(pid):
+    """User and system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ovs_pid():
+    with open("/var/run/openvswitch/ovs-vswitchd.pid") as f:
+        return int(f.read().strip())
 
 
 class RestWatch(threading.Thread):
@@ -122,6 +138,19 @@ def stop(proc):
             proc.wait(timeout=5)
 
 
+def start_flood(host, ip, one_flow):
+    return host.popen([sys.executable, "-c", FLOODER, ip, str(FLOOD_PPS), "120",
+                       "1" if one_flow else "0"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def end_flood(flooder):
+    flooder.terminate()   # it stops and says what it sent
+    stdout, stderr = flooder.communicate(timeout=30)
+    assert flooder.returncode == 0, stderr
+    return json.loads(stdout)
+
+
 def connect_round(client_host, ip):
     out = client_host.popen([sys.executable, "-c", CLIENT, ip, str(PORT), str(CONNECTIONS)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -149,21 +178,27 @@ def test_a_flooding_host_does_not_stop_flow_setup_or_rest_and_is_remembered_with
             before = ctl.get("/fabric/status")
             rss_before = rss_mb(ctl.proc.pid)
             watch.start()
-            flooder = em.host("h1").popen([sys.executable, "-c", FLOODER, ip5,
-                                           str(FLOOD_PPS), "120"],
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True)
+            flooder = start_flood(em.host("h1"), ip5, one_flow=False)
             time.sleep(2.0)
+            # Where the flood's cost lands: our controller, or the switches' one process.
+            cpu0 = cpu_s(ctl.proc.pid), cpu_s(ovs_pid()), time.monotonic()
             figures["flooded"] = connect_round(em.host("h9"), ip13)
-            flooder.terminate()   # it stops, says what it sent
-            stdout, stderr = flooder.communicate(timeout=30)
-            assert flooder.returncode == 0, stderr
-            figures["flood"] = json.loads(stdout)
+            cpu1 = cpu_s(ctl.proc.pid), cpu_s(ovs_pid()), time.monotonic()
+            figures["cpu_share_during_flooded_round"] = {
+                "controller": round((cpu1[0] - cpu0[0]) / (cpu1[2] - cpu0[2]), 2),
+                "ovs_vswitchd": round((cpu1[1] - cpu0[1]) / (cpu1[2] - cpu0[2]), 2)}
+            figures["flood"] = end_flood(flooder)
             time.sleep(1.0)
             watch.stop.set()
             watch.join(timeout=10)
             after = ctl.get("/fabric/status")
             figures["rss_mb"] = [round(rss_before, 1), round(rss_mb(ctl.proc.pid), 1)]
+            # The control: the same packet rate as one flow, which the switches forward
+            # without the controller. What it costs legitimate setup is the emulator's own.
+            flooder = start_flood(em.host("h1"), ip5, one_flow=True)
+            time.sleep(2.0)
+            figures["one_flow"] = connect_round(em.host("h9"), ip13)
+            figures["one_flow_flood"] = end_flood(flooder)
         finally:
             watch.stop.set()
             for proc in (flooder, server):
@@ -173,6 +208,7 @@ def test_a_flooding_host_does_not_stop_flow_setup_or_rest_and_is_remembered_with
     figures["setup_per_s"] = {"quiet": round(quiet["completed"] / quiet["seconds"], 1),
                               "flooded": round(flooded["completed"] / flooded["seconds"], 1)}
     figures["slowdown"] = round(flooded["seconds"] / quiet["seconds"], 2)
+    figures["slowdown_one_flow"] = round(figures["one_flow"]["seconds"] / quiet["seconds"], 2)
     figures["flow_packet_ins_during"] = c1["flow_packet_ins"] - c0["flow_packet_ins"]
     figures["flows_learned_during"] = c1["flows_learned"] - c0["flows_learned"]
     figures["rest_latency_max_s"] = round(max(watch.latencies), 3)
@@ -184,6 +220,7 @@ def test_a_flooding_host_does_not_stop_flow_setup_or_rest_and_is_remembered_with
     assert figures["flow_packet_ins_during"] < 0.2 * flood["sent"], figures
     # Legitimate setup completed, REST answered throughout.
     assert quiet["completed"] == flooded["completed"] == CONNECTIONS, figures
+    assert figures["one_flow"]["completed"] == CONNECTIONS, figures
     assert not watch.failures, watch.failures[:3]
     assert max(watch.latencies) < 1.0 and len(watch.latencies) >= 20, figures
     # What the controller remembers of it is bounded: no invented host, h1's learned flows
