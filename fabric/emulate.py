@@ -195,18 +195,6 @@ def mininet_topo(g, scale=None, host_link_mbps=10.0, **switch_opts):
     return topo
 
 
-def _quiet_remote_class():
-    from mininet.node import RemoteController
-
-    class QuietRemote(RemoteController):
-        """A remote controller Mininet does not telnet into."""
-
-        def checkListening(self):
-            pass
-
-    return QuietRemote
-
-
 class Emulation:
     """A running Mininet network built from fabric ``g``; use ``with Emulation(...) as em``.
 
@@ -282,7 +270,7 @@ class Emulation:
     def start(self):
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import OVSSwitch
+        from mininet.node import OVSSwitch, RemoteController
         setLogLevel("error")
         t0 = time.monotonic()
         try:
@@ -297,10 +285,10 @@ class Emulation:
         self.net = Mininet(
             topo=topo, switch=OVSSwitch, controller=None, build=False, autoSetMacs=False,
             autoStaticArp=False, inNamespace=False)
-        # fabric/controller.py has checked that it listens; Mininet's own check (telnet into
-        # the OpenFlow port, from RemoteController's constructor) chokes on the binary hello
-        # when it arrives before telnet quits (a UnicodeDecodeError, now and then).
-        remote = _quiet_remote_class()(CONTROLLER_NODE, ip="127.0.0.1", port=self.controller_port)
+        # fabric/controller.py has checked that it listens; Mininet's own check
+        # (telnet into the OpenFlow port) chokes on the binary hello.
+        remote = RemoteController(CONTROLLER_NODE, ip="127.0.0.1", port=self.controller_port)
+        remote.checkListening = lambda: None
         self.net.addController(remote)
         self.net.build()
         t1 = time.monotonic()
