@@ -150,16 +150,19 @@ def build_arp(a):
     return pkt.data
 
 
-def load_capacities():
-    """``(link_capacity_bps, default_capacity_bps)`` from --fabric-topology and --fabric-scale.
+def load_model():
+    """``(link_capacity_bps, default_capacity_bps, names)`` from --fabric-topology and
+    --fabric-scale; ``names`` maps a switch's dpid to its node name in the model.
 
     Without a model every port counts as 1 Gbit/s: utilization is then only indicative.
     """
     if not CONF.fabric_topology:
-        return {}, DEFAULT_CAPACITY_BPS
+        return {}, DEFAULT_CAPACITY_BPS, {}
     from fabric.model import load_json
-    caps = link_capacities(load_json(CONF.fabric_topology), CONF.fabric_scale)
-    return caps, max(caps.values())
+    g = load_json(CONF.fabric_topology)
+    caps = link_capacities(g, CONF.fabric_scale)
+    names = {d["dpid"]: n for n, d in g.nodes(data=True) if d["role"] != "host"}
+    return caps, max(caps.values()), names
 
 
 def json_options(flag, text):
@@ -224,7 +227,7 @@ class FabricController(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        caps, default_bps = load_capacities()
+        caps, default_bps, self.names = load_model()
         # Probes carry an HMAC under this key: random unless controllers must share one.
         secret = CONF.fabric_lldp_secret.encode() or secrets.token_bytes(32)
         self.core = RoutingCore(policy=CONF.fabric_policy, fast_failover=CONF.fabric_fast_failover,
@@ -288,6 +291,10 @@ class FabricController(app_manager.RyuApp):
         status["packet_ins_unparsed"] = self.counters["packet_ins_unparsed"]
         status["pending"] = status["pending"] or any(self._outboxes.values())
         status["now_s"] = time.monotonic()
+        # The links kept out of routes by their switches' names in the model (dpids without
+        # one), as a run names them.
+        status["degraded_links"] = [[self.names.get(end[0], end[0]) for end in x["link"]]
+                                    for x in status["health"]["excluded"]]
         return status
 
     @staticmethod

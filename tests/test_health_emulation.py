@@ -132,6 +132,9 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
             figures["detection_s"] = out["detection_s"]
             figures["why"] = out["why"]
             assert out["degraded"] and out["detection_s"] > 0
+            # Also by the names a run gives its switches.
+            named = ctl.get("/fabric/status")["degraded_links"]
+            assert [sorted(x) for x in named] == [sorted(["e1", gray])], named
             time.sleep(1.0)   # the reroute is flushed with the round that found it
             moved = rates_mbps(ctl, uplinks.values())
             figures["rerouted_mbps"] = {a: moved[uplinks[a]]["mbps"] for a in uplinks}
