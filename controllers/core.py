@@ -636,10 +636,10 @@ class RoutingCore:
 
         First the round's port counters are judged (controllers/health.py): links found
         degraded or suppressed for flapping leave the routes, healed ones return, whatever
-        the policy. Forgets flows idle for ``flow_idle_s``, then lets the policy act: ``congestion`` (and
-        ``collective`` for unannounced traffic) moves flows off hot links and re-weights
-        groups, ``hedera`` detects elephants, estimates demands and places them. Changes go
-        out with the next :meth:`flush`.
+        the policy. Forgets flows idle for ``flow_idle_s``, then lets the policy act:
+        ``congestion`` (and ``collective`` for unannounced traffic) moves flows off hot links
+        and re-weights groups, ``hedera`` detects elephants, estimates demands and places
+        them. Changes go out with the next :meth:`flush`.
         """
         self._at(now)
         leave, back = self.health.evaluate(self.topo.peers(), now)

@@ -102,7 +102,7 @@ class HealthConfig:
         >>> HealthConfig.from_options({"reuse": 3000})  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
         ...
-        controllers.health.HealthError: health option reuse must be below suppress (2000.0), got 3000
+        HealthError: health option reuse must be below suppress (2000.0), got 3000
         """
         known = [f.name for f in dataclasses.fields(cls)]
         for name in options:

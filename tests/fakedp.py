@@ -3,8 +3,9 @@
 It models what the tests need to assert behaviour, not bytes, and checks what a switch would
 reject: a rule or bucket pointing at a missing group, a group added twice, a modify of a
 missing group, a group deleted while something uses it, a FAST_FAILOVER bucket without a watch
-port, a meter added twice, a rule through a missing meter. What a packet does is left to the shared interpreter (controllers/tables.py), the one
-the routing core and the flow-level simulator use: the highest-priority matching rule wins, a
+port, a meter added twice, a rule through a missing meter. What a packet does is left to the
+shared interpreter (controllers/tables.py), the one the routing core and the flow-level
+simulator use: the highest-priority matching rule wins, a
 FAST_FAILOVER group takes its first live bucket, a SELECT group any live bucket (``paths``) or
 the one Open vSwitch's hash picks (``path``); a plain output to the in-port is dropped,
 ``PORT_IN_PORT`` sends the packet back.
