@@ -350,7 +350,7 @@ class RoutingCore:
         if up:
             self.topo.port_up(dpid, port)
             return self.meters.port_up(dpid, [port]) + self._probe(dpid, [port])
-        peer = self.topo.peers().get((dpid, port))
+        peer = self.topo.peer(dpid, port)
         if peer is not None:
             # A flap: a link that keeps failing is suppressed, even once it is back up.
             link = tuple(sorted(((dpid, port), peer)))
@@ -642,7 +642,8 @@ class RoutingCore:
         them. Changes go out with the next :meth:`flush`.
         """
         self._at(now)
-        leave, back = self.health.evaluate(self.topo.peers(), now)
+        leave, back = self.health.evaluate(self.topo.peers(), now) \
+            if self.health.active else ([], [])
         for link in leave:
             self.topo.set_excluded(link, True)
         for link in back:

@@ -329,6 +329,12 @@ class LinkHealth:
                                  "at_s": now}, **info))
 
     # -- what the core and status read -----------------------------------------------------
+    @property
+    def active(self):
+        """Is there anything to judge or remember? (Not in the flow-level simulator, which
+        samples transmitted bytes only: its rounds skip building the link list.)"""
+        return bool(self._delta or self._links)
+
     def excluded(self):
         """Links to keep out of routing: degraded or suppressed."""
         return {link for link, s in self._links.items()

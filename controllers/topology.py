@@ -263,6 +263,17 @@ class TopologyState:
         return {dpid: sorted(p for p in ports if (dpid, p) not in self._linked)
                 for dpid, ports in self.ports.items()}
 
+    def peer(self, dpid, port):
+        """The (dpid, port) at the other end of the link on (dpid, port), or None."""
+        entry = self.links.get((dpid, port))
+        if entry is not None:
+            return entry[:2]
+        if self._linked.get((dpid, port)):   # seen only from the other side: rare, scanned
+            for key, v in self.links.items():
+                if v[:2] == (dpid, port):
+                    return key
+        return None
+
     def peers(self):
         """``{(dpid, port): (peer dpid, peer port)}`` in both directions of every link."""
         out = {}

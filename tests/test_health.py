@@ -327,3 +327,15 @@ def test_the_twin_counters_without_drops_or_receptions_judge_nothing():
                             float(t))
         core.adapt(float(t))
     assert core.status()["health"] == {"excluded": [], "counters": {}, "events": []}
+
+
+def test_a_link_seen_one_way_has_a_peer_at_both_ends():
+    """A port going down is a flap of its link even where only the other end's probe was
+    seen (the penalty must not depend on which direction discovery saw first)."""
+    from controllers.topology import TopologyState
+    topo = TopologyState()
+    topo.switch_enter(1, [1, 2])
+    topo.switch_enter(2, [1])
+    topo.link_seen(2, 1, 1, 1, 0.0)
+    assert topo.peer(2, 1) == (1, 1) and topo.peer(1, 1) == (2, 1)
+    assert topo.peer(1, 2) is None
