@@ -18,6 +18,8 @@ POLICY_OPTIONS = "fabric-policy-options"
 LLDP_SECRET = "fabric-lldp-secret"
 REST_TOKEN = "fabric-rest-token"
 REST_TOKEN_FILE = "fabric-rest-token-file"
+HEALTH_OPTIONS = "fabric-health-options"
+METER_OPTIONS = "fabric-meter-options"
 
 # Options that take no value on the command line (``--name`` / ``--noname``): the launcher
 # must not mistake the next argument for their value.
@@ -50,4 +52,10 @@ cfg.CONF.register_cli_opts([
     cfg.StrOpt(POLICY_OPTIONS, default="",
                help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
                     "(see controllers.policies.PolicyConfig)"),
+    cfg.StrOpt(HEALTH_OPTIONS, default="",
+               help='JSON object of gray-failure and flap-dampening thresholds, e.g. '
+                    '\'{"restore_s": 20}\' (see controllers.health.HealthConfig)'),
+    cfg.StrOpt(METER_OPTIONS, default="",
+               help='JSON object of packet-in budgets of the meters on every switch, e.g. '
+                    '\'{"learn_pps": 100}\' (see controllers.meters.MeterConfig)'),
 ])
