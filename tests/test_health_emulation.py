@@ -99,7 +99,6 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
             gray = max(uplinks, key=lambda a: before[uplinks[a]]["mbps"])
             other = next(a for a in uplinks if a != gray)
             near, far_port = uplinks[gray], g.edges["e1", gray]["ports"][gray]
-            near_intf, far_intf = f"e1-eth{near[1]}", f"{gray}-eth{far_port}"
             link = sorted([[e1, near[1]], [g.nodes[gray]["dpid"], far_port]])
             figures["before_mbps"] = {a: before[uplinks[a]]["mbps"] for a in uplinks}
             assert before[near]["mbps"] > 1.0, figures
@@ -110,23 +109,18 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
 
             # 1. htb cut to 10%: what the counters show (no assertion on detection).
             full = link_mbps(g.edges["e1", gray], net.scale)
-            cut = f"{full * 0.1:.6f}mbit"
-            subprocess.run(["tc", "class", "change", "dev", near_intf, "parent", "1:",
-                            "classid", "1:1", "htb", "rate", cut, "ceil", cut], check=True)
+            em.shape_link("e1", gray, 0.1)
             during = rates_mbps(ctl, [near], window_s=4.0)[near]
             figures["htb_10pct"] = {"link_mbps": round(full, 2), "tx_mbps": during["mbps"],
                                     "tx_dropped": during["dropped"],
                                     "detected": bool(excluded())}
-            rate = f"{full:.6f}mbit"
-            subprocess.run(["tc", "class", "change", "dev", near_intf, "parent", "1:",
-                            "classid", "1:1", "htb", "rate", rate, "ceil", rate], check=True)
+            em.shape_link("e1", gray, 1.0)
             wait("the link back after the htb test", lambda: not excluded(), RESTORE_S + 15)
             time.sleep(2.0)
 
             # 2. Jumbo frames black-holed at the far end: a gray link the counters see.
             t0 = time.monotonic()
-            subprocess.run(["ovs-vsctl", "set", "interface", far_intf, "mtu_request=1500"],
-                           check=True)
+            em.gray_link("e1", gray, on=True)
             (out,) = wait("the gray link detected", excluded, 20)
             figures["detected_after_s"] = round(time.monotonic() - t0, 2)
             figures["detection_s"] = out["detection_s"]
@@ -144,8 +138,7 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
             assert moved[uplinks[other]]["mbps"] > 0.8 * total, figures
 
             # 3. Healed: it returns after restore_s without a bad round, and traffic with it.
-            subprocess.run(["ovs-vsctl", "set", "interface", far_intf, "mtu_request=9000"],
-                           check=True)
+            em.gray_link("e1", gray, on=False)
             t1 = time.monotonic()
             wait("the healed link restored", lambda: not excluded(), RESTORE_S + 15)
             figures["restored_after_s"] = round(time.monotonic() - t1, 2)
