@@ -582,8 +582,9 @@ class ColumnarSchedule(Schedule):
         must make every id distinct.
     tags : dict, optional
         Tags every flow carries, in order, before the tag columns.
-    tag_columns : dict of str to numpy.ndarray, optional
-        Per-flow integer tags.
+    tag_columns : dict, optional
+        Per-flow tags: an integer array, or ``(labels, codes)`` for a tag whose value is
+        ``labels[code]``.
     """
 
     def __init__(self, columns, name="schedule", meta=None, id_format="{src}-{dst}",
@@ -601,7 +602,8 @@ class ColumnarSchedule(Schedule):
         if self._flows is None:
             c = self._columns
             names = [c.hosts[i] for i in c.src.tolist()], [c.hosts[i] for i in c.dst.tolist()]
-            cols = {k: v.tolist() for k, v in self.tag_columns.items()}
+            cols = {k: [v[0][x] for x in v[1].tolist()] if isinstance(v, tuple) else v.tolist()
+                    for k, v in self.tag_columns.items()}
             fmt = self.id_format.format
             ids = [fmt(src=s, dst=d, **{k: v[i] for k, v in cols.items()})
                    for i, (s, d) in enumerate(zip(*names))]
@@ -654,7 +656,8 @@ class ColumnarSchedule(Schedule):
         if late.any():
             bad[owner[late]] = True
         named = {f for _, f, _, _ in string.Formatter().parse(self.id_format) if f}
-        keys = [c.src, c.dst] + [v for k, v in self.tag_columns.items() if k in named]
+        keys = [c.src, c.dst] + [v[1] if isinstance(v, tuple) else v
+                                 for k, v in self.tag_columns.items() if k in named]
         order = np.lexsort(keys[::-1])
         same = np.ones(max(n - 1, 0), dtype=bool)
         for k in keys:
