@@ -229,6 +229,13 @@ def _fill(links, caps, active):
                     on[fill[lk]] = f
                     fill[lk] += 1
     frozen = ~active
+    unfrozen = 0
+    for f in range(n):
+        if active[f]:
+            for w in range(width):
+                if links[f, w] >= 0:
+                    unfrozen += 1
+                    break
     # Every link enters once and re-enters at most once per pop: 2 x links slots suffice.
     keys = np.empty(2 * n_links + 1)
     vals = np.empty(2 * n_links + 1, np.int64)
@@ -240,7 +247,7 @@ def _fill(links, caps, active):
     for i in range(size // 2 - 1, -1, -1):   # heapify: a third of the time of pushing each
         _sift_down(keys, vals, size, i)
     level = 0.0
-    while size > 0:
+    while size > 0 and unfrozen > 0:   # the links left once every flow is frozen fix nothing
         share, lk = keys[0], vals[0]
         size = _heap_pop(keys, vals, size)
         if cnt[lk] == 0:
@@ -255,6 +262,7 @@ def _fill(links, caps, active):
             if frozen[f]:
                 continue
             frozen[f] = True
+            unfrozen -= 1
             rate[f] = level
             for w in range(width):
                 m = links[f, w]
@@ -271,7 +279,7 @@ def _fill(links, caps, active):
 # What the loop returns to Python for (state ints[0]).
 DONE, STOP, TIMED_OUT, PY_START, GROW_ROWS, GROW_HEAPS = range(6)
 # The loop's scalar state, in and out: floats and ints (indices below).
-F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION, F_RATES_AT = range(6)
+F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION = range(5)
 (I_STATUS, I_PHASE, I_DIRTY, I_FREE, I_STARTS, I_ARRIVALS, I_ACTIVE, I_EVENTS, I_SOLVES,
  I_ALL_UP, I_FAST_FAILOVER, I_MULTIPATH, I_STATS_ALWAYS, I_MAX_CHILDREN, I_STALLED) = range(15)
 # A kernel run (compiled) instead of the same loop in Python once a schedule has this many
@@ -372,11 +380,10 @@ def _make_kernel(solve, hpush, hpop, walk_fn):
     def kernel(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
                end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
                dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
-               link_rate, r_links, r_left, r_rate, r_sent, r_t0, r_alive, r_fid, free, st_t,
+               r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
                st_f, ar_t, ar_f, walk):
         t = fs[F_T]
         width = r_links.shape[1]
-        n_links = caps.shape[0]
         while True:
             if si[I_PHASE] == 0:
                 if (si[I_ARRIVALS] + si[I_ACTIVE] > ar_t.shape[0]
@@ -385,20 +392,7 @@ def _make_kernel(solve, hpush, hpop, walk_fn):
                     si[I_STATUS] = GROW_HEAPS
                     break
                 if si[I_DIRTY]:
-                    # Port counters so far at the old rates, then the new rates.
-                    elapsed = t - fs[F_RATES_AT]
-                    for lk in range(n_links):
-                        link_bytes[lk] += link_rate[lk] * (elapsed / 8.0)
-                        link_rate[lk] = 0.0
-                    fs[F_RATES_AT] = t
-                    rates = solve(r_links, caps, r_alive)
-                    for r in range(r_rate.shape[0]):
-                        r_rate[r] = rates[r]
-                        if r_alive[r] and rates[r] > 0:
-                            for w in range(width):
-                                lk = r_links[r, w]
-                                if lk >= 0:
-                                    link_rate[lk] += rates[r]
+                    r_rate[:] = solve(r_links, caps, r_alive)
                     si[I_SOLVES] += 1
                     si[I_DIRTY] = 0
                 t_next = np.inf
@@ -422,21 +416,17 @@ def _make_kernel(solve, hpush, hpop, walk_fn):
                 if timed_out:
                     t_next = fs[F_MAX_TIME]
                 dt = t_next - t
-                if dt > 0:
-                    for r in range(r_rate.shape[0]):
-                        if r_alive[r]:
-                            moved = min(r_rate[r] * dt / 8.0, r_left[r])
-                            r_left[r] -= moved
-                            r_sent[r] += moved
                 t = t_next
-                if timed_out:
-                    si[I_STATUS] = TIMED_OUT
-                    break
-                si[I_EVENTS] += 1
-                # Flows whose last byte left: received after their path's latency.
                 for r in range(r_rate.shape[0]):
                     if not r_alive[r]:
                         continue
+                    if dt > 0:
+                        moved = min(r_rate[r] * dt / 8.0, r_left[r])
+                        r_left[r] -= moved
+                        r_sent[r] += moved
+                    if timed_out:
+                        continue
+                    # Its last byte left: received after its path's latency.
                     left = r_left[r]
                     if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
                             or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
@@ -447,6 +437,7 @@ def _make_kernel(solve, hpush, hpop, walk_fn):
                     for w in range(width):
                         lk = r_links[r, w]
                         if lk >= 0:
+                            link_bytes[lk] += r_sent[r] + left - r_base[r]
                             lat += ldelay[lk]
                             ser_sum += ser[lk]
                             ser_max = max(ser_max, ser[lk])
@@ -456,11 +447,16 @@ def _make_kernel(solve, hpush, hpop, walk_fn):
                     r_alive[r] = False
                     r_rate[r] = 0.0
                     r_left[r] = 0.0
+                    r_base[r] = 0.0
                     r_fid[r] = -1
                     free[si[I_FREE]] = r
                     si[I_FREE] += 1
                     si[I_ACTIVE] -= 1
                     si[I_DIRTY] = 1
+                if timed_out:
+                    si[I_STATUS] = TIMED_OUT
+                    break
+                si[I_EVENTS] += 1
                 while si[I_ARRIVALS] > 0 and ar_t[0] <= t:
                     fi = ar_f[0]
                     si[I_ARRIVALS] = hpop(ar_t, ar_f, si[I_ARRIVALS])
@@ -493,7 +489,7 @@ def _make_kernel(solve, hpush, hpop, walk_fn):
                 for w in range(width):
                     r_links[r, w] = walk[w]
                 r_left[r] = float(nbytes[fi])
-                r_rate[r], r_sent[r], r_t0[r] = 0.0, 0.0, t
+                r_rate[r], r_sent[r], r_base[r], r_t0[r] = 0.0, 0.0, 0.0, t
                 r_alive[r], r_fid[r] = True, fi
                 si[I_ACTIVE] += 1
                 si[I_DIRTY] = 1
@@ -532,6 +528,7 @@ class _Rows:
         self.left = np.zeros(rows)
         self.rate = np.zeros(rows)
         self.sent = np.zeros(rows)
+        self.base = np.zeros(rows)   # bytes sent when it took its current links
         self.t0 = np.zeros(rows)
         self.alive = np.zeros(rows, dtype=np.bool_)
         self.fid = np.full(rows, -1, dtype=np.int64)
@@ -548,8 +545,9 @@ class _Rows:
         self.links = links
         extra = rows - old_rows
         if extra:
-            self.left, self.rate, self.sent, self.t0 = (
-                np.append(a, np.zeros(extra)) for a in (self.left, self.rate, self.sent, self.t0))
+            self.left, self.rate, self.sent, self.base, self.t0 = (
+                np.append(a, np.zeros(extra))
+                for a in (self.left, self.rate, self.sent, self.base, self.t0))
             self.alive = np.append(self.alive, np.zeros(extra, dtype=np.bool_))
             self.fid = np.append(self.fid, np.full(extra, -1, dtype=np.int64))
             free = np.empty(rows, dtype=np.int64)
@@ -565,15 +563,32 @@ class _Rows:
         r = int(self.free[self.n_free])
         self.links[r] = -1
         self.links[r, :len(links)] = links
-        self.left[r], self.rate[r], self.sent[r], self.t0[r] = float(nbytes), 0.0, 0.0, t
+        self.left[r], self.rate[r], self.sent[r], self.base[r], self.t0[r] = (
+            float(nbytes), 0.0, 0.0, 0.0, t)
         self.alive[r], self.fid[r] = True, fi
         return r
 
-    def set_links(self, r, links):
+    def set_links(self, r, links, link_bytes):
+        """Move row ``r`` to ``links``; what it sent on its old links stays counted there
+        (``link_bytes``, the port counters of the rows that left their links)."""
+        old = self.links[r][self.links[r] >= 0]
+        link_bytes[old] += self.sent[r] - self.base[r]
+        self.base[r] = self.sent[r]
         if len(links) > self.links.shape[1]:
             self.grow(len(self.left), len(links))
         self.links[r] = -1
         self.links[r, :len(links)] = links
+
+    def port_bytes(self, link_bytes):
+        """Bytes sent on every link so far: ``link_bytes`` (rows gone from it) plus what
+        the rows on it sent since they took it."""
+        total = link_bytes.copy()
+        rows = np.flatnonzero(self.alive)
+        links = self.links[rows]
+        mask = links >= 0
+        np.add.at(total, links[mask], np.broadcast_to(
+            (self.sent[rows] - self.base[rows])[:, None], links.shape)[mask])
+        return total
 
     def current(self, r):
         row = self.links[r]
@@ -668,7 +683,6 @@ class Twin:
         self.delay = np.array(delays)
         self.up = np.ones(len(caps), dtype=bool)
         self.link_bytes = np.zeros(len(caps))
-        self.link_rate = np.zeros(len(caps))
         self.switch_ports = {}   # dpid -> [(port, lid)] of links it transmits on
         for lid, at in enumerate(self.port_of):
             if at is not None:
@@ -960,7 +974,7 @@ class Twin:
         ov_row = np.full(len(self.f_src), -1, dtype=np.int32)
         routes = []
         if pins[0] or pins[1] or self.core.learns_flows:
-            for fi in todo:
+            for fi in todo.tolist():
                 path = self._policy_path(fi, pins)
                 if path is None:
                     continue
@@ -1038,7 +1052,7 @@ class Twin:
         stalled = set()
         fs = np.array([0.0, self.stats_interval_s, np.inf,
                        np.inf if self.max_time_s is None else float(self.max_time_s),
-                       self.resolution, 0.0])
+                       self.resolution])
         si = np.zeros(15, dtype=np.int64)
         si[I_STARTS] = len(first)
         si[I_DIRTY] = 1
@@ -1051,12 +1065,12 @@ class Twin:
         def refresh():
             """After the core or the links changed: the tables the loop walks, the policy's
             routes of the flows not started, which starts Python must take."""
-            todo = np.flatnonzero(np.isnan(start_out)).tolist()
+            todo = np.flatnonzero(np.isnan(start_out))
             state["tables"] = self._tables()
             state["ov"] = self._overrides(todo, pins)
             needs_py[:] = False
             if core.learns_flows:
-                for fi in todo:
+                for fi in todo.tolist():
                     if self.key(fi) not in core.flows:
                         needs_py[fi] = True
             si[I_ALL_UP] = bool(self.up.all())
@@ -1068,13 +1082,13 @@ class Twin:
                 if links is None:
                     if fi not in stalled:
                         stalled.add(fi)
-                        act.set_links(r, ())
+                        act.set_links(r, (), self.link_bytes)
                         si[I_DIRTY] = 1
                         self.counters["stalled"] += 1
                     continue
                 stalled.discard(fi)
                 if tuple(links) != act.current(r):
-                    act.set_links(r, links)
+                    act.set_links(r, links, self.link_bytes)
                     self.counters["reroutes"] += 1
                     si[I_DIRTY] = 1
 
@@ -1127,7 +1141,7 @@ class Twin:
                    start_out, end_out, sent_final, self.hash, needs_py, ov_row, ov_links,
                    self.h_sw, self.h_up, self.h_down, dcol, nh, nhc, tids, slots, smask,
                    self.swlid, self.live_caps, self.delay, self.serialize, self.link_bytes,
-                   self.link_rate, act.links, act.left, act.rate, act.sent, act.t0, act.alive,
+                   act.links, act.left, act.rate, act.sent, act.base, act.t0, act.alive,
                    act.fid, act.free, st_t, st_f, ar_t, ar_f, walk)
             act.n_free = int(si[I_FREE])
             status, t = int(si[I_STATUS]), float(fs[F_T])
@@ -1154,7 +1168,6 @@ class Twin:
             changed = False
             while self._events and self._events[0][0] <= t:
                 _, _, kind, arg = heapq.heappop(self._events)
-                self._fold_counters(t, fs)
                 self._link_event(kind, arg, t)
                 if kind == "phys":
                     reroute_all()
@@ -1163,7 +1176,6 @@ class Twin:
                 si[I_DIRTY] = 1
                 changed = True
             if t >= fs[F_NEXT_STATS]:
-                self._fold_counters(t, fs)
                 self._stats_round(act, t)
                 core.adapt(t)
                 after_core(t)
@@ -1185,12 +1197,6 @@ class Twin:
                     stalled_at_end=len(stalled & set(act.fid[alive].tolist())),
                     compiled=bool(compiled))
         return records, info
-
-    def _fold_counters(self, t, fs):
-        """Bring the port counters up to ``t`` at the current rates (the loop folds them in
-        only when rates change)."""
-        self.link_bytes += self.link_rate * ((t - fs[F_RATES_AT]) / 8.0)
-        fs[F_RATES_AT] = t
 
     def _link_event(self, kind, arg, t):
         core = self.core
@@ -1215,7 +1221,7 @@ class Twin:
         """What the app's statistics round gives the core: every switch's port transmit
         counters, and the byte counter of every learned flow."""
         core = self.core
-        total = self.link_bytes
+        total = act.port_bytes(self.link_bytes)
         for dpid, ports in self.switch_ports.items():
             core.port_stats(dpid, {p: int(total[lid]) for p, lid in ports}, t)
         if not core.learns_flows:
