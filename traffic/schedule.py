@@ -461,9 +461,13 @@ class Schedule:
         else one more than its deepest dependency. Flows of one depth may be in flight
         together (the first ``channels`` rounds of a pairwise-shift all-to-all, then the
         next)."""
-        import networkx as nx
-        generations = nx.topological_generations(self.dag())
-        return {fid: depth for depth, ids in enumerate(generations) for fid in ids}
+        try:
+            depth = self.columns().depths().tolist()
+        except ScheduleError:   # a dependency listed after its flow: walk the graph
+            import networkx as nx
+            generations = nx.topological_generations(self.dag())
+            return {fid: depth for depth, ids in enumerate(generations) for fid in ids}
+        return dict(zip((f.id for f in self.flows), depth))
 
     def scale_times(self, factor):
         """A copy with every ``start_s`` and ``delay_s`` multiplied by ``factor``.
