@@ -637,8 +637,11 @@ class ColumnarSchedule(Schedule):
         c = self._columns
         both = np.empty(2 * len(c), dtype=np.int32)
         both[0::2], both[1::2] = c.src, c.dst
-        present, first = np.unique(both, return_index=True)
-        return [c.hosts[i] for i in present[np.argsort(first)].tolist()]
+        first = np.full(len(c.hosts), len(both))
+        # Repeated indices: the last assignment wins, so in reverse it is the first use.
+        first[both[::-1]] = np.arange(len(both) - 1, -1, -1)
+        seen = np.flatnonzero(first < len(both))
+        return [c.hosts[i] for i in seen[np.argsort(first[seen])].tolist()]
 
     def validate(self, hosts=None):
         """:meth:`Schedule.validate` on the columns: the same checks, the same messages
