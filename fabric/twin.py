@@ -68,6 +68,7 @@ ACK_BYTES_PER_BYTE = 66 / (2 * (9000 - 52))
 DONE_FRACTION = 1e-9
 TIMEBASES = ("nominal", "emulated")
 MAX_WALK = 64                      # switches a forwarding walk may visit before it is a loop
+HASH_CHUNK = 1 << 22               # flows hashed at a time
 
 
 class TwinError(RuntimeError):
@@ -327,7 +328,7 @@ def _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up, h_down, d
     hash at every switch. Returns the number of links, 0 if no path leads on, -1 if Python
     must decide (a highest-random-weight group, a detour)."""
     walk[:] = -1
-    r = ov_row[fi]
+    r = ov_row[fi] if fi < ov_row.shape[0] else -1
     if r >= 0:
         n = 0
         for w in range(ov_links.shape[1]):
@@ -717,10 +718,12 @@ class Twin:
         self.h_up = np.array([self.lid[(h, s)] for h, s in zip(hosts, host_sw)], dtype=np.int32)
         self.h_down = np.array([self.lid[(s, h)] for h, s in zip(hosts, host_sw)],
                                dtype=np.int32)
-        self.f_src = hmap[cols.src] if len(cols) else np.zeros(0, dtype=np.int32)
-        self.f_dst = hmap[cols.dst] if len(cols) else np.zeros(0, dtype=np.int32)
+        if (hmap == np.arange(len(hmap))).all():   # the schedule's hosts are the fabric's
+            self.f_src, self.f_dst = cols.src, cols.dst
+        else:
+            self.f_src, self.f_dst = hmap[cols.src], hmap[cols.dst]
         n = len(cols)
-        self.sport = np.zeros(n, dtype=np.int32)
+        self.sport = np.zeros(n, dtype=np.uint16)
         self._given = {}                       # flow index -> FlowKey (replayed connections)
         for fid, value in given.items():
             fi = self.index.get(fid)
@@ -735,11 +738,14 @@ class Twin:
         self._draw_ports(seed)
         ip_int = np.array([int(ipaddress.IPv4Address(ip)) for ip in self.host_ip],
                           dtype=np.uint64)
-        dport = np.full(n, AGENT_PORT, dtype=np.int64)
+        self.hash = np.empty(n, dtype=np.uint32)
+        for lo in range(0, n, HASH_CHUNK):   # in chunks: its temporaries are 64-bit
+            part = slice(lo, lo + HASH_CHUNK)
+            self.hash[part] = ovs_dp_hash_tcp4(ip_int[self.f_src[part]],
+                                               ip_int[self.f_dst[part]], self.sport[part],
+                                               AGENT_PORT)
         for fi, key in self._given.items():
-            dport[fi] = key.tp_dst
-        self.hash = ovs_dp_hash_tcp4(ip_int[self.f_src], ip_int[self.f_dst], self.sport,
-                                     dport).astype(np.int64)
+            self.hash[fi] = ovs_dp_hash(dict(key.match()))
         for fi, key in self._given.items():
             if key.ip_proto != IP_PROTO_TCP:   # a replayed connection of another protocol
                 self.hash[fi] = ovs_dp_hash(dict(key.match()))
@@ -967,20 +973,22 @@ class Twin:
         return dcol, nh, nhc, tids, slots, smask
 
     def _overrides(self, todo, pins):
-        """The routes of the flows in ``todo`` (indices) the policy routes itself (a pin or
-        a learned flow's path), as ``(ov_row, ov_links)``: flow -> row of links, -1 for the
-        flows the SELECT groups route."""
-        ov_row = np.full(len(self.f_src), -1, dtype=np.int32)
+        """The routes of the flows ``todo()`` gives (indices) the policy routes itself (a pin
+        or a learned flow's path), as ``(ov_row, ov_links)``: flow -> row of links, -1 for
+        the flows the SELECT groups route (``ov_row`` of one entry when there are none)."""
         routes = []
-        if pins[0] or pins[1] or self.core.learns_flows:
-            for fi in todo.tolist():
-                path = self._policy_path(fi, pins)
-                if path is None:
-                    continue
-                links = self._route(fi, pins, path)
-                if links is not None:
-                    ov_row[fi] = len(routes)
-                    routes.append(links)
+        if not (pins[0] or pins[1] or self.core.learns_flows):
+            # No flow of its own: the loop routes every flow by the SELECT groups.
+            return np.full(1, -1, dtype=np.int32), np.full((1, 1), -1, dtype=np.int32)
+        ov_row = np.full(len(self.f_src), -1, dtype=np.int32)
+        for fi in todo().tolist():
+            path = self._policy_path(fi, pins)
+            if path is None:
+                continue
+            links = self._route(fi, pins, path)
+            if links is not None:
+                ov_row[fi] = len(routes)
+                routes.append(links)
         width = max((len(r) for r in routes), default=1)
         ov_links = np.full((max(len(routes), 1), width), -1, dtype=np.int32)
         for i, links in enumerate(routes):
@@ -1064,12 +1072,14 @@ class Twin:
         def refresh():
             """After the core or the links changed: the tables the loop walks, the policy's
             routes of the flows not started, which starts Python must take."""
-            todo = np.flatnonzero(np.isnan(start_out))
+            def todo():
+                return np.flatnonzero(np.isnan(start_out))
+
             state["tables"] = self._tables()
             state["ov"] = self._overrides(todo, pins)
             needs_py[:] = False
             if core.learns_flows:
-                for fi in todo.tolist():
+                for fi in todo().tolist():
                     if self.key(fi) not in core.flows:
                         needs_py[fi] = True
             si[I_ALL_UP] = bool(self.up.all())

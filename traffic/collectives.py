@@ -170,8 +170,8 @@ def _ring(ring, size_bytes, phases, channels, chunks, prefix, tags, name="ring",
     dep_idx[at[later] + 1] = (flow - n)[later]
     dep_idx[at[first_of_chunk]] = (flow - n)[first_of_chunk]
     cols = Columns(hosts=tuple(ring), src=i.astype(np.int32), dst=((i + 1) % n).astype(np.int32),
-                   bytes=pieces[loop * n + piece], start_s=np.zeros(len(flow)),
-                   delay_s=np.zeros(len(flow)), dep_ptr=dep_ptr, dep_idx=dep_idx)
+                   bytes=pieces[loop * n + piece], start_s=np.broadcast_to(0.0, flow.shape),
+                   delay_s=np.broadcast_to(0.0, flow.shape), dep_ptr=dep_ptr, dep_idx=dep_idx)
     return ColumnarSchedule(
         cols, name=name, meta=meta, id_format=prefix + "-c{channel}-k{chunk}-s{step}-{src}-{dst}",
         tags=tags, tag_columns={"phase": (tuple(p for p, _ in phases), phase), "step": step,

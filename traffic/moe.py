@@ -123,15 +123,17 @@ def _alltoall_schedule(hosts, pair_bytes, schedule, channels, tags, meta):
             dep_idx = by_sender[np.flatnonzero(later) - channels]
             order = np.argsort(flow)
             flow, dep_idx = flow[order], dep_idx[order]
-        has = np.zeros(count, dtype=np.int64)
+        has = np.zeros(count, dtype=np.int8)
         has[flow] = 1
     else:
-        dep_idx, has = np.zeros(0, dtype=np.int64), np.zeros(count, dtype=np.int64)
+        dep_idx, has = np.zeros(0, dtype=np.int64), np.zeros(count, dtype=np.int8)
     dep_ptr = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(has, out=dep_ptr[1:])
-    cols = Columns(hosts=tuple(hosts), src=src, dst=dst.astype(np.int32), bytes=nbytes,
-                   start_s=np.zeros(count), delay_s=np.zeros(count), dep_ptr=dep_ptr,
-                   dep_idx=dep_idx.astype(np.int64))
+    # Every flow starts as soon as its dependency allows: one zero for all of them.
+    zero = np.broadcast_to(np.zeros(1), (count,))
+    cols = Columns(hosts=tuple(hosts), src=src, dst=dst.astype(np.int32, copy=False),
+                   bytes=nbytes, start_s=zero, delay_s=zero, dep_ptr=dep_ptr,
+                   dep_idx=dep_idx.astype(np.int64, copy=False))
     return ColumnarSchedule(cols, name="moe-alltoall", meta=meta, id_format="a2a-{src}-{dst}",
                             tags=tags, tag_columns={"round": rounds})
 
