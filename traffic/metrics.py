@@ -81,7 +81,7 @@ def _fabric_codes(g, schedule):
     hs = fabric_hosts(g)
     index = {h: i for i, h in enumerate(hs)}
     cols = schedule.columns()
-    codes = np.array([index.get(h, -1) for h in cols.hosts], dtype=np.int64)
+    codes = np.array([index.get(h, -1) for h in cols.hosts], dtype=np.int32)
     if (codes < 0).any():
         unknown = np.flatnonzero(codes < 0)
         fi = int(np.flatnonzero(np.isin(cols.src, unknown) | np.isin(cols.dst, unknown))[0])
@@ -188,13 +188,13 @@ def cuts(g, schedule):
                 groups.setdefault(value, set()).add(node)
         values = sorted(groups, key=_natural_key)
         at = {v: i for i, v in enumerate(values)}
-        label = np.array([at.get(g.nodes[h].get(tag), -1) for h in hs], dtype=np.int64)
+        label = np.array([at.get(g.nodes[h].get(tag), -1) for h in hs], dtype=np.int32)
         out, into = _crossing(label, src, dst, w, len(values))
         result.extend(_cut(g, f"{tag}={v}", groups[v], out[i], into[i])
                       for i, v in enumerate(values))
         if len(values) >= 3:
             half = len(values) // 2
-            halves = np.where(label < 0, -1, (label >= half).astype(np.int64))
+            halves = np.where(label < 0, -1, (label >= half)).astype(np.int32)
             out, into = _crossing(halves, src, dst, w, 2)
             for i, part in enumerate((values[:half], values[half:])):
                 if len(part) > 1:
