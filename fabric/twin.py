@@ -373,148 +373,151 @@ def _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up, h_down, d
     return 0
 
 
-def _make_kernel(solve, hpush, hpop, walk_fn):
-    """The event loop over the schedule's columns, with the rate solver and helpers given
-    (compiled together with numba for large runs, plain Python for small ones)."""
-
-    def kernel(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
-               end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
-               dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
-               r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
-               st_f, ar_t, ar_f, walk):
-        t = fs[F_T]
-        width = r_links.shape[1]
-        while True:
-            if si[I_PHASE] == 0:
-                if (si[I_ARRIVALS] + si[I_ACTIVE] > ar_t.shape[0]
-                        or si[I_STARTS] + (si[I_ARRIVALS] + si[I_ACTIVE]) * si[I_MAX_CHILDREN]
-                        > st_t.shape[0]):
-                    si[I_STATUS] = GROW_HEAPS
-                    break
-                if si[I_DIRTY]:
-                    r_rate[:] = solve(r_links, caps, r_alive)
-                    si[I_SOLVES] += 1
-                    si[I_DIRTY] = 0
-                t_next = np.inf
-                for r in range(r_rate.shape[0]):
-                    if r_alive[r] and r_rate[r] > 0:
-                        td = t + r_left[r] / (r_rate[r] / 8.0)
-                        if td < t_next:
-                            t_next = td
-                if si[I_STARTS] > 0 and st_t[0] < t_next:
-                    t_next = st_t[0]
-                if si[I_ARRIVALS] > 0 and ar_t[0] < t_next:
-                    t_next = ar_t[0]
-                if fs[F_NEXT_EVENT] < t_next:
-                    t_next = fs[F_NEXT_EVENT]
-                if not t_next < np.inf:
-                    si[I_STATUS] = DONE
-                    break
-                if (si[I_ACTIVE] > 0 or si[I_STATS_ALWAYS]) and fs[F_NEXT_STATS] < t_next:
-                    t_next = fs[F_NEXT_STATS]
-                timed_out = t_next > fs[F_MAX_TIME]
-                if timed_out:
-                    t_next = fs[F_MAX_TIME]
-                dt = t_next - t
-                t = t_next
-                for r in range(r_rate.shape[0]):
-                    if not r_alive[r]:
-                        continue
-                    if dt > 0:
-                        moved = min(r_rate[r] * dt / 8.0, r_left[r])
-                        r_left[r] -= moved
-                        r_sent[r] += moved
-                    if timed_out:
-                        continue
-                    # Its last byte left: received after its path's latency.
-                    left = r_left[r]
-                    if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
-                            or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
-                        continue
-                    fi = r_fid[r]
-                    sent_final[fi] = r_sent[r] + left
-                    lat, ser_sum, ser_max = 0.0, 0.0, 0.0
-                    for w in range(width):
-                        lk = r_links[r, w]
-                        if lk >= 0:
-                            link_bytes[lk] += r_sent[r] + left - r_base[r]
-                            lat += ldelay[lk]
-                            ser_sum += ser[lk]
-                            ser_max = max(ser_max, ser[lk])
-                            r_links[r, w] = -1
-                    si[I_ARRIVALS] = hpush(ar_t, ar_f, si[I_ARRIVALS],
-                                           t + lat + ser_sum - ser_max, fi)
-                    r_alive[r] = False
-                    r_rate[r] = 0.0
-                    r_left[r] = 0.0
-                    r_base[r] = 0.0
-                    r_fid[r] = -1
-                    free[si[I_FREE]] = r
-                    si[I_FREE] += 1
-                    si[I_ACTIVE] -= 1
-                    si[I_DIRTY] = 1
-                if timed_out:
-                    si[I_STATUS] = TIMED_OUT
-                    break
-                si[I_EVENTS] += 1
-                while si[I_ARRIVALS] > 0 and ar_t[0] <= t:
-                    fi = ar_f[0]
-                    si[I_ARRIVALS] = hpop(ar_t, ar_f, si[I_ARRIVALS])
-                    end_out[fi] = t
-                    for k in range(cptr[fi], cptr[fi + 1]):
-                        c = cidx[k]
-                        waiting[c] -= 1
-                        if waiting[c] == 0:
-                            # Arrivals come in time order: this one is its last dependency.
-                            si[I_STARTS] = hpush(st_t, st_f, si[I_STARTS],
-                                                 max(floor[c], t + delay[c]), c)
-                si[I_PHASE] = 6
-            while si[I_STARTS] > 0 and st_t[0] <= t:
-                fi = st_f[0]
-                n = walk_fn(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
-                            h_down, dcol, nh, nhc, tids, slots, smask, swlid,
-                            si[I_FAST_FAILOVER], si[I_MULTIPATH])
-                if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
-                    si[I_STATUS] = PY_START
-                    fs[F_T] = t
-                    return
-                if si[I_FREE] == 0:
-                    si[I_STATUS] = GROW_ROWS
-                    fs[F_T] = t
-                    return
-                si[I_STARTS] = hpop(st_t, st_f, si[I_STARTS])
-                start_out[fi] = t
-                si[I_FREE] -= 1
-                r = free[si[I_FREE]]
-                for w in range(width):
-                    r_links[r, w] = walk[w]
-                r_left[r] = float(nbytes[fi])
-                r_rate[r], r_sent[r], r_base[r], r_t0[r] = 0.0, 0.0, 0.0, t
-                r_alive[r], r_fid[r] = True, fi
-                si[I_ACTIVE] += 1
-                si[I_DIRTY] = 1
-            si[I_PHASE] = 0
-            if t >= fs[F_NEXT_EVENT] or t >= fs[F_NEXT_STATS]:
-                si[I_STATUS] = STOP
+def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
+           end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
+           dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
+           r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
+           st_f, ar_t, ar_f, walk):
+    """The event loop over the schedule's columns (see Twin.run_columns): runs until it
+    must hand over to Python (the status in ``si[I_STATUS]``), its state in ``fs``, ``si``
+    and the arrays. Compiled with numba for large runs, run as Python for small ones; the
+    helpers it calls are module globals, compiled alongside it."""
+    t = fs[F_T]
+    width = r_links.shape[1]
+    while True:
+        if si[I_PHASE] == 0:
+            if (si[I_ARRIVALS] + si[I_ACTIVE] > ar_t.shape[0]
+                    or si[I_STARTS] + (si[I_ARRIVALS] + si[I_ACTIVE]) * si[I_MAX_CHILDREN]
+                    > st_t.shape[0]):
+                si[I_STATUS] = GROW_HEAPS
                 break
-        fs[F_T] = t
+            if si[I_DIRTY]:
+                r_rate[:] = _solve(r_links, caps, r_alive)
+                si[I_SOLVES] += 1
+                si[I_DIRTY] = 0
+            t_next = np.inf
+            for r in range(r_rate.shape[0]):
+                if r_alive[r] and r_rate[r] > 0:
+                    td = t + r_left[r] / (r_rate[r] / 8.0)
+                    if td < t_next:
+                        t_next = td
+            if si[I_STARTS] > 0 and st_t[0] < t_next:
+                t_next = st_t[0]
+            if si[I_ARRIVALS] > 0 and ar_t[0] < t_next:
+                t_next = ar_t[0]
+            if fs[F_NEXT_EVENT] < t_next:
+                t_next = fs[F_NEXT_EVENT]
+            if not t_next < np.inf:
+                si[I_STATUS] = DONE
+                break
+            if (si[I_ACTIVE] > 0 or si[I_STATS_ALWAYS]) and fs[F_NEXT_STATS] < t_next:
+                t_next = fs[F_NEXT_STATS]
+            timed_out = t_next > fs[F_MAX_TIME]
+            if timed_out:
+                t_next = fs[F_MAX_TIME]
+            dt = t_next - t
+            t = t_next
+            for r in range(r_rate.shape[0]):
+                if not r_alive[r]:
+                    continue
+                if dt > 0:
+                    moved = min(r_rate[r] * dt / 8.0, r_left[r])
+                    r_left[r] -= moved
+                    r_sent[r] += moved
+                if timed_out:
+                    continue
+                # Its last byte left: received after its path's latency.
+                left = r_left[r]
+                if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
+                        or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
+                    continue
+                fi = r_fid[r]
+                sent_final[fi] = r_sent[r] + left
+                lat, ser_sum, ser_max = 0.0, 0.0, 0.0
+                for w in range(width):
+                    lk = r_links[r, w]
+                    if lk >= 0:
+                        link_bytes[lk] += r_sent[r] + left - r_base[r]
+                        lat += ldelay[lk]
+                        ser_sum += ser[lk]
+                        ser_max = max(ser_max, ser[lk])
+                        r_links[r, w] = -1
+                si[I_ARRIVALS] = _hpush(ar_t, ar_f, si[I_ARRIVALS],
+                                       t + lat + ser_sum - ser_max, fi)
+                r_alive[r] = False
+                r_rate[r] = 0.0
+                r_left[r] = 0.0
+                r_base[r] = 0.0
+                r_fid[r] = -1
+                free[si[I_FREE]] = r
+                si[I_FREE] += 1
+                si[I_ACTIVE] -= 1
+                si[I_DIRTY] = 1
+            if timed_out:
+                si[I_STATUS] = TIMED_OUT
+                break
+            si[I_EVENTS] += 1
+            while si[I_ARRIVALS] > 0 and ar_t[0] <= t:
+                fi = ar_f[0]
+                si[I_ARRIVALS] = _hpop(ar_t, ar_f, si[I_ARRIVALS])
+                end_out[fi] = t
+                for k in range(cptr[fi], cptr[fi + 1]):
+                    c = cidx[k]
+                    waiting[c] -= 1
+                    if waiting[c] == 0:
+                        # Arrivals come in time order: this one is its last dependency.
+                        si[I_STARTS] = _hpush(st_t, st_f, si[I_STARTS],
+                                             max(floor[c], t + delay[c]), c)
+            si[I_PHASE] = 6
+        while si[I_STARTS] > 0 and st_t[0] <= t:
+            fi = st_f[0]
+            n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
+                        h_down, dcol, nh, nhc, tids, slots, smask, swlid,
+                        si[I_FAST_FAILOVER], si[I_MULTIPATH])
+            if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
+                si[I_STATUS] = PY_START
+                fs[F_T] = t
+                return
+            if si[I_FREE] == 0:
+                si[I_STATUS] = GROW_ROWS
+                fs[F_T] = t
+                return
+            si[I_STARTS] = _hpop(st_t, st_f, si[I_STARTS])
+            start_out[fi] = t
+            si[I_FREE] -= 1
+            r = free[si[I_FREE]]
+            for w in range(width):
+                r_links[r, w] = walk[w]
+            r_left[r] = float(nbytes[fi])
+            r_rate[r], r_sent[r], r_base[r], r_t0[r] = 0.0, 0.0, 0.0, t
+            r_alive[r], r_fid[r] = True, fi
+            si[I_ACTIVE] += 1
+            si[I_DIRTY] = 1
+        si[I_PHASE] = 0
+        if t >= fs[F_NEXT_EVENT] or t >= fs[F_NEXT_STATS]:
+            si[I_STATUS] = STOP
+            break
+    fs[F_T] = t
 
-    return kernel
 
 
 _KERNEL = None
+_solve = max_min_rates   # the compiled heap solver once the loop is compiled
 
 
 def _kernel(compiled):
     """The event loop: compiled with numba (once per process, from its on-disk cache after
-    the first time) or the same code in Python."""
-    global _KERNEL
+    the first time; the helpers it calls are compiled first and take the place of their
+    Python versions, which compute the same) or as Python."""
+    global _KERNEL, _solve, _hpush, _hpop, _walk
     if not compiled:
-        return _make_kernel(max_min_rates, _hpush, _hpop, _walk)
+        return _loop
     if _KERNEL is None:
         import numba
         jit = numba.njit(cache=True)
-        _KERNEL = jit(_make_kernel(_compiled(), jit(_hpush), jit(_hpop), jit(_walk)))
+        _solve = _compiled()
+        _hpush, _hpop, _walk = jit(_hpush), jit(_hpop), jit(_walk)
+        _KERNEL = jit(_loop)
     return _KERNEL
 
 
