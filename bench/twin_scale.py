@@ -1,7 +1,8 @@
 """`make bench-twin-scale`: how far the twin goes, in wall-clock time and memory, on two cores.
 
 Cells (each in its own process, so its peak memory is its own; wall time includes building
-the fabric and the schedule and computing the metrics):
+the fabric and the schedule and computing the metrics; CPU seconds are printed beside it, as
+the wall clock of a shared machine also counts other processes' turns):
 
 - a uniform MoE all-to-all (every host sends to every other host, pairwise-shift rounds,
   3 channels) on fat-trees k=4, 8, 16 under ``ecmp``, ``congestion``, ``hedera`` and
@@ -62,10 +63,18 @@ def run_cell(k, workload, params, policy, resolution=0.0):
             "flows": len(schedule), "flows_completed": summary["flows_completed"],
             "efficiency": summary["efficiency"], "wall_s": round(t3 - t0, 2),
             "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
-            "metrics_s": round(t3 - t2, 2), "events": info["events"], "resolution": resolution,
+            "metrics_s": round(t3 - t2, 2), "cpu_s": round(_cpu_s(), 1),
+            "events": info["events"], "resolution": resolution,
             "rate_solves": info["rate_solves"], "stats_rounds": info["stats_rounds"],
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
                                  3)}
+
+
+def _cpu_s():
+    """CPU seconds this process has used: on a shared machine, what a cell costs when the
+    wall clock also counts the other processes' turns."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # Peak memory per flow of a cell, measured: under ecmp the schedule's and the twin's columns
@@ -125,7 +134,7 @@ def line(r):
     if r.get("error"):
         return f"{head} failed: {r['error']}"
     return (f"{head} {r['flows']:>9,} flows: {r['wall_s']:8.1f} s wall (build {r['build_s']}, "
-            f"simulate {r['simulate_s']}, metrics {r['metrics_s']}), "
+            f"simulate {r['simulate_s']}, metrics {r['metrics_s']}; {r['cpu_s']} s CPU), "
             f"{r['peak_rss_gb']:.2f} GB, efficiency {r['efficiency']:.3f}, "
             f"{r['events']:,} events")
 
