@@ -36,6 +36,17 @@ Model
   the spec (``emulation.host_link_mbps``), so controller periods relate to flow durations as
   in the emulation; this is what the twin-against-emulation benchmark uses.
 
+Scale
+-----
+The twin reads the schedule's columns (traffic/schedule.py ``Columns``), never its Flow
+objects, and keeps its own state as arrays: the flows' hosts, ports and hashes, the active
+flows as reusable rows, heaps of starts and arrivals. Its event loop (:func:`_loop`) walks
+the SELECT groups on next-hop and slot tables built from the core, and runs compiled with
+numba from :data:`COMPILED_FLOWS` flows, as the same Python below; it hands over to Python
+only for what needs the core: statistics rounds, link events, a flow the core forgot,
+routes through a failed fabric or a highest-random-weight group. Records come back as
+arrays (:class:`~traffic.metrics.FlowRecords`).
+
 Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow start and congestion
 window dynamics (a flow takes its fair share from its first byte), ACK traffic (the reverse
 direction carries nothing; the core sees ACK-sized counters for it), connection set-up
