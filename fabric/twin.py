@@ -215,20 +215,25 @@ def _fill(links, caps, active):
     n_links = caps.shape[0]
     rate = np.zeros(n)
     rem = caps.copy()
-    cnt = np.zeros(n_links, np.int64)
+    cnt = np.zeros(n_links, np.int32)
     total = 0
+    unfrozen = 0
     for f in range(n):
         if active[f]:
+            crosses = False
             for w in range(width):
                 lk = links[f, w]
                 if lk >= 0:
                     cnt[lk] += 1
                     total += 1
-    start = np.zeros(n_links + 1, np.int64)
+                    crosses = True
+            unfrozen += crosses
+    start = np.empty(n_links + 1, np.int32)
+    start[0] = 0
     for lk in range(n_links):
         start[lk + 1] = start[lk] + cnt[lk]
     fill = start[:-1].copy()
-    on = np.empty(total, np.int64)
+    on = np.empty(total, np.int32)
     for f in range(n):
         if active[f]:
             for w in range(width):
@@ -237,16 +242,10 @@ def _fill(links, caps, active):
                     on[fill[lk]] = f
                     fill[lk] += 1
     frozen = ~active
-    unfrozen = 0
-    for f in range(n):
-        if active[f]:
-            for w in range(width):
-                if links[f, w] >= 0:
-                    unfrozen += 1
-                    break
-    # Every link enters once and re-enters at most once per pop: 2 x links slots suffice.
-    keys = np.empty(2 * n_links + 1)
-    vals = np.empty(2 * n_links + 1, np.int64)
+    # Every link enters once, and a stale entry is pushed again only after its pop: the
+    # heap never holds more than the links.
+    keys = np.empty(n_links + 1)
+    vals = np.empty(n_links + 1, np.int32)
     size = 0
     for lk in range(n_links):
         if cnt[lk] > 0:
