@@ -47,10 +47,11 @@ only for what needs the core: statistics rounds, link events, a flow the core fo
 routes through a failed fabric or a highest-random-weight group. Records come back as
 arrays (:class:`~traffic.metrics.FlowRecords`).
 
-Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow start and congestion
-window dynamics (a flow takes its fair share from its first byte), ACK traffic (the reverse
-direction carries nothing; the core sees ACK-sized counters for it), connection set-up
-(connections exist before the clock, as in the emulation) and controller processing time.
+Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow
+start and congestion window dynamics (a flow takes its fair share from its first byte), ACK
+traffic (the reverse direction carries nothing; the core sees ACK-sized counters for it),
+connection set-up (connections exist before the clock, as in the emulation) and controller
+processing time.
 A short flow is therefore approximated as ``bytes / fair share + propagation delay``, which
 underestimates what TCP takes for flows of a few round trips.
 """
@@ -1079,7 +1080,6 @@ class Twin:
         si[I_FAST_FAILOVER] = bool(self.fast_failover)
         si[I_MULTIPATH] = bool(core.render.multipath)
         si[I_MAX_CHILDREN] = int(np.diff(cptr).max(initial=0))
-        unstarted = np.ones(n, dtype=np.bool_)
         state = {}
 
         def refresh():

@@ -317,7 +317,8 @@ def test_the_runner_runs_a_spec_on_the_twin_and_writes_the_emulations_results(tm
     run = next(r for r in summary["runs"] if r["topology"] == "fattree")
     assert run["backend"] == "twin" and run["twin"]["timebase"] == timebase
     assert run["controller_flows_learned"] == 2 * summary["flows_total"]
-    assert (run_dir / "flows.csv").exists() and (run_dir / "runs" / "fattree-r1" / "trace.jsonl").exists()
+    assert (run_dir / "flows.csv").exists()
+    assert (run_dir / "runs" / "fattree-r1" / "trace.jsonl").exists()
     assert run["scale"] == pytest.approx(1.0 if timebase == "nominal" else 20 / 400e3)
 
 

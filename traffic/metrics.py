@@ -250,7 +250,7 @@ def collective_bound_s(collective, n, size_bytes, rate_gbps):
     """Bandwidth lower bound of a collective on NICs of ``rate_gbps``, seconds.
 
     ``busbw_factor * S / B``: all-reduce ``2(n-1)/n * S / B``; all-gather, reduce-scatter and
-    all-to-all ``(n-1)/n * S / B`` (DESIGN.md, "Measuring honestly"). Units follow the rate:
+    all-to-all ``(n-1)/n * S / B`` (README, "Results format"). Units follow the rate:
     nominal Gbit/s give nominal seconds.
 
     Parameters
