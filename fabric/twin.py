@@ -437,7 +437,9 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     r_sent[r] += moved
                 if timed_out:
                     continue
-                # Its last byte left: received after its path's latency.
+                # Its last byte left: received after the propagation delay of its path and
+                # the store-and-forward of its last packet at every link but the one whose
+                # transmission the fluid rate already counts (the slowest).
                 left = r_left[r]
                 if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
                         or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
@@ -818,17 +820,10 @@ class Twin:
 
     @property
     def key_index(self):
+        """``{5-tuple: flow index}`` (built on first use: learning policies' counters)."""
         if self._key_index is None:
             self._key_index = {k: i for i, k in enumerate(self.keys)}
         return self._key_index
-
-    def _latency(self, row):
-        """From a flow's last byte leaving to its arrival: the propagation delay of its path
-        and the store-and-forward of its last packet at every link but the one whose
-        transmission the fluid rate already counts (the slowest)."""
-        links = row[row >= 0]
-        ser = self.serialize[links]
-        return float(self.delay[links].sum() + ser.sum() - ser.max())
 
     def _add_link_event(self, ev):
         try:

@@ -603,6 +603,7 @@ class ColumnarSchedule(Schedule):
 
     @property
     def flows(self):
+        """The :class:`Flow` objects, built on first use and kept."""
         if self._flows is None:
             c = self._columns
             names = [c.hosts[i] for i in c.src.tolist()], [c.hosts[i] for i in c.dst.tolist()]
