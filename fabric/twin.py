@@ -36,6 +36,17 @@ Model
   the spec (``emulation.host_link_mbps``), so controller periods relate to flow durations as
   in the emulation; this is what the twin-against-emulation benchmark uses.
 
+Scale
+-----
+The twin reads the schedule's columns (traffic/schedule.py ``Columns``), never its Flow
+objects, and keeps its own state as arrays: the flows' hosts, ports and hashes, the active
+flows as reusable rows, heaps of starts and arrivals. Its event loop (:func:`_loop`) walks
+the SELECT groups on next-hop and slot tables built from the core, and runs compiled with
+numba from :data:`COMPILED_FLOWS` flows, as the same Python below; it hands over to Python
+only for what needs the core: statistics rounds, link events, a flow the core forgot,
+routes through a failed fabric or a highest-random-weight group. Records come back as
+arrays (:class:`~traffic.metrics.FlowRecords`).
+
 Not modelled: packet loss and its recovery, queueing delay (beyond one packet per hop), TCP slow
 start and congestion window dynamics (a flow takes its fair share from its first byte), ACK
 traffic (the reverse direction carries nothing; the core sees ACK-sized counters for it),
@@ -47,7 +58,7 @@ underestimates what TCP takes for flows of a few round trips.
 
 import heapq
 import ipaddress
-import random
+import math
 import time
 
 import numpy as np
@@ -55,9 +66,10 @@ import numpy as np
 from controllers.core import RoutingCore, link_capacities
 from controllers.rules import IP_PROTO_TCP, FlowKey
 from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_hash,
-                               select_index)
+                               select_index, select_slots)
 from fabric import model
 from traffic import jobs
+from traffic.metrics import FlowRecords
 
 EPHEMERAL_PORTS = (32768, 60999)   # Linux's net.ipv4.ip_local_port_range default
 AGENT_PORT = 5001                  # traffic/agent.py's PORT (not imported: it opens sockets)
@@ -68,6 +80,7 @@ ACK_BYTES_PER_BYTE = 66 / (2 * (9000 - 52))
 DONE_FRACTION = 1e-9
 TIMEBASES = ("nominal", "emulated")
 MAX_WALK = 64                      # switches a forwarding walk may visit before it is a loop
+HASH_CHUNK = 1 << 22               # flows hashed at a time
 
 
 class TwinError(RuntimeError):
@@ -125,11 +138,12 @@ _FILL = None
 def _compiled():
     """The heap solver compiled with numba (loaded from its on-disk cache after the first
     time), made once per process."""
-    global _FILL, _heap_push, _heap_pop
+    global _FILL, _heap_push, _sift_down
     if _FILL is None:
         import numba
         jit = numba.njit(cache=True)
-        _heap_push, _heap_pop = jit(_heap_push), jit(_heap_pop)
+        _sift_down = jit(_sift_down)
+        _heap_push = jit(_heap_push)
         _FILL = jit(_fill)
     return _FILL
 
@@ -161,36 +175,35 @@ def _fill_levels(links, caps, active):
     return rate
 
 
+# The solver's heap of links by share is 4-ary: half as deep as a binary one, and its four
+# children sit side by side in memory (a fifth less time per solve at k=16).
 def _heap_push(keys, vals, size, key, val):
     i = size
-    keys[i], vals[i] = key, val
     while i > 0:
-        parent = (i - 1) >> 1
-        if keys[parent] <= keys[i]:
+        parent = (i - 1) >> 2
+        if keys[parent] <= key:
             break
-        keys[parent], keys[i] = keys[i], keys[parent]
-        vals[parent], vals[i] = vals[i], vals[parent]
+        keys[i], vals[i] = keys[parent], vals[parent]
         i = parent
+    keys[i], vals[i] = key, val
     return size + 1
 
 
-def _heap_pop(keys, vals, size):
-    size -= 1
-    keys[0], vals[0] = keys[size], vals[size]
-    i = 0
+def _sift_down(keys, vals, size, i):
+    key, val = keys[i], vals[i]
     while True:
-        left = 2 * i + 1
-        if left >= size:
+        first = 4 * i + 1
+        if first >= size:
             break
-        child = left
-        if left + 1 < size and keys[left + 1] < keys[left]:
-            child = left + 1
-        if keys[i] <= keys[child]:
+        child, child_key = first, keys[first]
+        for j in range(first + 1, min(first + 4, size)):
+            if keys[j] < child_key:
+                child, child_key = j, keys[j]
+        if key <= child_key:
             break
-        keys[child], keys[i] = keys[i], keys[child]
-        vals[child], vals[i] = vals[i], vals[child]
+        keys[i], vals[i] = child_key, vals[child]
         i = child
-    return size
+    keys[i], vals[i] = key, val
 
 
 def _fill(links, caps, active):
@@ -203,20 +216,25 @@ def _fill(links, caps, active):
     n_links = caps.shape[0]
     rate = np.zeros(n)
     rem = caps.copy()
-    cnt = np.zeros(n_links, np.int64)
+    cnt = np.zeros(n_links, np.int32)
     total = 0
+    unfrozen = 0
     for f in range(n):
         if active[f]:
+            crosses = False
             for w in range(width):
                 lk = links[f, w]
                 if lk >= 0:
                     cnt[lk] += 1
                     total += 1
-    start = np.zeros(n_links + 1, np.int64)
+                    crosses = True
+            unfrozen += crosses
+    start = np.empty(n_links + 1, np.int32)
+    start[0] = 0
     for lk in range(n_links):
         start[lk + 1] = start[lk] + cnt[lk]
     fill = start[:-1].copy()
-    on = np.empty(total, np.int64)
+    on = np.empty(total, np.int32)
     for f in range(n):
         if active[f]:
             for w in range(width):
@@ -225,17 +243,24 @@ def _fill(links, caps, active):
                     on[fill[lk]] = f
                     fill[lk] += 1
     frozen = ~active
-    # Every link enters once and re-enters at most once per pop: 2 x links slots suffice.
-    keys = np.empty(2 * n_links + 1)
-    vals = np.empty(2 * n_links + 1, np.int64)
+    # Every link enters once, and a stale entry is pushed again only after its pop: the
+    # heap never holds more than the links.
+    keys = np.empty(n_links + 1)
+    vals = np.empty(n_links + 1, np.int32)
     size = 0
     for lk in range(n_links):
         if cnt[lk] > 0:
-            size = _heap_push(keys, vals, size, rem[lk] / cnt[lk], lk)
+            keys[size], vals[size] = rem[lk] / cnt[lk], lk
+            size += 1
+    for i in range((size - 2) // 4, -1, -1):   # heapify: a third of the time of pushing each
+        _sift_down(keys, vals, size, i)
     level = 0.0
-    while size > 0:
+    while size > 0 and unfrozen > 0:   # the links left once every flow is frozen fix nothing
         share, lk = keys[0], vals[0]
-        size = _heap_pop(keys, vals, size)
+        size -= 1
+        if size > 0:
+            keys[0], vals[0] = keys[size], vals[size]
+            _sift_down(keys, vals, size, 0)
         if cnt[lk] == 0:
             continue
         cur = rem[lk] / cnt[lk]
@@ -248,6 +273,7 @@ def _fill(links, caps, active):
             if frozen[f]:
                 continue
             frozen[f] = True
+            unfrozen -= 1
             rate[f] = level
             for w in range(width):
                 m = links[f, w]
@@ -258,75 +284,331 @@ def _fill(links, caps, active):
     return rate
 
 
-class _Flows:
-    """The active flows of a run as arrays of reusable rows: links crossed (-1 padded; a
-    free row crosses none), bytes left, rate, bytes sent."""
+
+
+# -- the event loop ---------------------------------------------------------------------------
+# What the loop returns to Python for (state ints[0]).
+DONE, STOP, TIMED_OUT, PY_START, GROW_ROWS, GROW_HEAPS = range(6)
+# The loop's scalar state, in and out: floats and ints (indices below).
+F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION = range(5)
+(I_STATUS, I_PHASE, I_DIRTY, I_FREE, I_STARTS, I_ARRIVALS, I_ACTIVE, I_EVENTS, I_SOLVES,
+ I_ALL_UP, I_FAST_FAILOVER, I_MULTIPATH, I_STATS_ALWAYS, I_MAX_CHILDREN, I_STALLED) = range(15)
+# A kernel run (compiled) instead of the same loop in Python once a schedule has this many
+# flows: below it, loading numba (half a second per process) costs more than it saves.
+COMPILED_FLOWS = 2000
+
+
+def _hpush(ht, hf, size, t, f):
+    """Push (t, f) on the heap held in ``ht`` (times) and ``hf`` (flows), ordered by time
+    then flow, so ties pop in schedule order; returns the new size."""
+    i = size
+    ht[i], hf[i] = t, f
+    while i > 0:
+        p = (i - 1) >> 1
+        if ht[p] < ht[i] or (ht[p] == ht[i] and hf[p] <= hf[i]):
+            break
+        ht[p], ht[i] = ht[i], ht[p]
+        hf[p], hf[i] = hf[i], hf[p]
+        i = p
+    return size + 1
+
+
+def _hpop(ht, hf, size):
+    """Remove the top of the heap; returns the new size."""
+    size -= 1
+    ht[0], hf[0] = ht[size], hf[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hf[c + 1] < hf[c])):
+            c += 1
+        if ht[i] < ht[c] or (ht[i] == ht[c] and hf[i] <= hf[c]):
+            break
+        ht[c], ht[i] = ht[i], ht[c]
+        hf[c], hf[i] = hf[i], hf[c]
+        i = c
+    return size
+
+
+def _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up, h_down, dcol, nh, nhc,
+          tids, slots, smask, swlid, fast_failover, multipath):
+    """The links flow ``fi`` crosses on a fabric whose links are all up, into ``walk``
+    (-1 padded): the policy's route if it has one (``ov_row``), else the SELECT bucket of its
+    hash at every switch. Returns the number of links, 0 if no path leads on, -1 if Python
+    must decide (a highest-random-weight group, a detour)."""
+    walk[:] = -1
+    r = ov_row[fi] if fi < ov_row.shape[0] else -1
+    if r >= 0:
+        n = 0
+        for w in range(ov_links.shape[1]):
+            if ov_links[r, w] >= 0:
+                walk[w] = ov_links[r, w]
+                n += 1
+        return n
+    hs, hd = f_src[fi], f_dst[fi]
+    s, d = h_sw[hs], h_sw[hd]
+    walk[0] = h_up[hs]
+    n = 1
+    c = dcol[d]
+    prev = -1
+    for _ in range(MAX_WALK):
+        if s == d:
+            walk[n] = h_down[hd]
+            return n + 1
+        if c < 0:
+            return 0
+        cnt = nhc[c, s]
+        if cnt == 0:
+            return 0
+        tid = tids[c, s]
+        b = 0
+        if multipath and cnt > 1:
+            if tid == -1:
+                return -1
+            b = slots[tid, fhash[fi] & smask[tid]]
+        nxt = -1
+        for j in range(cnt if fast_failover else 1):
+            m = nh[c, s, (b + j) % cnt]
+            if m != prev:
+                nxt = m
+                break
+        if nxt < 0:
+            return -1 if fast_failover and cnt == 1 else 0
+        if n + 1 >= walk.shape[0]:
+            return -1
+        walk[n] = swlid[s, nxt]
+        n += 1
+        prev, s = s, nxt
+    return 0
+
+
+def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
+           end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
+           dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
+           r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
+           st_f, ar_t, ar_f, walk):
+    """The event loop over the schedule's columns (see Twin.run_columns): runs until it
+    must hand over to Python (the status in ``si[I_STATUS]``), its state in ``fs``, ``si``
+    and the arrays. Compiled with numba for large runs, run as Python for small ones; the
+    helpers it calls are module globals, compiled alongside it."""
+    t = fs[F_T]
+    width = r_links.shape[1]
+    while True:
+        if si[I_PHASE] == 0:
+            if (si[I_ARRIVALS] + si[I_ACTIVE] > ar_t.shape[0]
+                    or si[I_STARTS] + (si[I_ARRIVALS] + si[I_ACTIVE]) * si[I_MAX_CHILDREN]
+                    > st_t.shape[0]):
+                si[I_STATUS] = GROW_HEAPS
+                break
+            if si[I_DIRTY]:
+                r_rate[:] = _solve(r_links, caps, r_alive)
+                si[I_SOLVES] += 1
+                si[I_DIRTY] = 0
+            t_next = np.inf
+            for r in range(r_rate.shape[0]):
+                if r_alive[r] and r_rate[r] > 0:
+                    td = t + r_left[r] / (r_rate[r] / 8.0)
+                    if td < t_next:
+                        t_next = td
+            if si[I_STARTS] > 0 and st_t[0] < t_next:
+                t_next = st_t[0]
+            if si[I_ARRIVALS] > 0 and ar_t[0] < t_next:
+                t_next = ar_t[0]
+            if fs[F_NEXT_EVENT] < t_next:
+                t_next = fs[F_NEXT_EVENT]
+            if not t_next < np.inf:
+                si[I_STATUS] = DONE
+                break
+            if (si[I_ACTIVE] > 0 or si[I_STATS_ALWAYS]) and fs[F_NEXT_STATS] < t_next:
+                t_next = fs[F_NEXT_STATS]
+            timed_out = t_next > fs[F_MAX_TIME]
+            if timed_out:
+                t_next = fs[F_MAX_TIME]
+            dt = t_next - t
+            t = t_next
+            for r in range(r_rate.shape[0]):
+                if not r_alive[r]:
+                    continue
+                if dt > 0:
+                    moved = min(r_rate[r] * dt / 8.0, r_left[r])
+                    r_left[r] -= moved
+                    r_sent[r] += moved
+                if timed_out:
+                    continue
+                # Its last byte left: received after the propagation delay of its path and
+                # the store-and-forward of its last packet at every link but the one whose
+                # transmission the fluid rate already counts (the slowest).
+                left = r_left[r]
+                if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
+                        or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
+                    continue
+                fi = r_fid[r]
+                sent_final[fi] = r_sent[r] + left
+                lat, ser_sum, ser_max = 0.0, 0.0, 0.0
+                for w in range(width):
+                    lk = r_links[r, w]
+                    if lk >= 0:
+                        link_bytes[lk] += r_sent[r] + left - r_base[r]
+                        lat += ldelay[lk]
+                        ser_sum += ser[lk]
+                        ser_max = max(ser_max, ser[lk])
+                        r_links[r, w] = -1
+                si[I_ARRIVALS] = _hpush(ar_t, ar_f, si[I_ARRIVALS],
+                                       t + lat + ser_sum - ser_max, fi)
+                r_alive[r] = False
+                r_rate[r] = 0.0
+                r_left[r] = 0.0
+                r_base[r] = 0.0
+                r_fid[r] = -1
+                free[si[I_FREE]] = r
+                si[I_FREE] += 1
+                si[I_ACTIVE] -= 1
+                si[I_DIRTY] = 1
+            if timed_out:
+                si[I_STATUS] = TIMED_OUT
+                break
+            si[I_EVENTS] += 1
+            while si[I_ARRIVALS] > 0 and ar_t[0] <= t:
+                fi = ar_f[0]
+                si[I_ARRIVALS] = _hpop(ar_t, ar_f, si[I_ARRIVALS])
+                end_out[fi] = t
+                for k in range(cptr[fi], cptr[fi + 1]):
+                    c = cidx[k]
+                    waiting[c] -= 1
+                    if waiting[c] == 0:
+                        # Arrivals come in time order: this one is its last dependency.
+                        si[I_STARTS] = _hpush(st_t, st_f, si[I_STARTS],
+                                             max(floor[c], t + delay[c]), c)
+            si[I_PHASE] = 6
+        while si[I_STARTS] > 0 and st_t[0] <= t:
+            fi = st_f[0]
+            n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
+                        h_down, dcol, nh, nhc, tids, slots, smask, swlid,
+                        si[I_FAST_FAILOVER], si[I_MULTIPATH])
+            if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
+                si[I_STATUS] = PY_START
+                fs[F_T] = t
+                return
+            if si[I_FREE] == 0:
+                si[I_STATUS] = GROW_ROWS
+                fs[F_T] = t
+                return
+            si[I_STARTS] = _hpop(st_t, st_f, si[I_STARTS])
+            start_out[fi] = t
+            si[I_FREE] -= 1
+            r = free[si[I_FREE]]
+            for w in range(width):
+                r_links[r, w] = walk[w]
+            r_left[r] = float(nbytes[fi])
+            r_rate[r], r_sent[r], r_base[r], r_t0[r] = 0.0, 0.0, 0.0, t
+            r_alive[r], r_fid[r] = True, fi
+            si[I_ACTIVE] += 1
+            si[I_DIRTY] = 1
+        si[I_PHASE] = 0
+        if t >= fs[F_NEXT_EVENT] or t >= fs[F_NEXT_STATS]:
+            si[I_STATUS] = STOP
+            break
+    fs[F_T] = t
+
+
+
+_KERNEL = None
+_solve = max_min_rates   # the compiled heap solver once the loop is compiled
+
+
+def _kernel(compiled):
+    """The event loop: compiled with numba (once per process, from its on-disk cache after
+    the first time; the helpers it calls are compiled first and take the place of their
+    Python versions, which compute the same) or as Python."""
+    global _KERNEL, _solve, _hpush, _hpop, _walk
+    if not compiled:
+        return _loop
+    if _KERNEL is None:
+        import numba
+        jit = numba.njit(cache=True)
+        _solve = _compiled()
+        _hpush, _hpop, _walk = jit(_hpush), jit(_hpop), jit(_walk)
+        _KERNEL = jit(_loop)
+    return _KERNEL
+
+
+class _Rows:
+    """The active flows as arrays of reusable rows (links crossed, -1 padded; bytes left,
+    rate, bytes sent, start; which flow), with a stack of free rows: what the event loop
+    works on."""
 
     def __init__(self, rows=64, width=8):
         self.links = np.full((rows, width), -1, dtype=np.int32)
         self.left = np.zeros(rows)
         self.rate = np.zeros(rows)
         self.sent = np.zeros(rows)
+        self.base = np.zeros(rows)   # bytes sent when it took its current links
         self.t0 = np.zeros(rows)
         self.alive = np.zeros(rows, dtype=np.bool_)
         self.fid = np.full(rows, -1, dtype=np.int64)
-        self.free = list(range(rows - 1, -1, -1))
-        self.row = {}             # flow index -> row
+        self.free = np.arange(rows - 1, -1, -1, dtype=np.int64)
+        self.n_free = rows
 
-    def __len__(self):
-        return len(self.row)
-
-    @property
-    def ids(self):
-        return list(self.row)
-
-    def _grow(self, rows, width):
+    def grow(self, rows=0, width=0):
+        """At least ``rows`` rows (twice as many if 0) and ``width`` links per row."""
         old_rows, old_width = self.links.shape
-        rows, width = max(rows, old_rows), max(width, old_width)
+        rows = max(rows or 2 * old_rows, old_rows)
+        width = max(width, old_width)
         links = np.full((rows, width), -1, dtype=np.int32)
         links[:old_rows, :old_width] = self.links
         self.links = links
         extra = rows - old_rows
         if extra:
-            self.left = np.append(self.left, np.zeros(extra))
-            self.rate = np.append(self.rate, np.zeros(extra))
-            self.sent = np.append(self.sent, np.zeros(extra))
-            self.t0 = np.append(self.t0, np.zeros(extra))
+            self.left, self.rate, self.sent, self.base, self.t0 = (
+                np.append(a, np.zeros(extra))
+                for a in (self.left, self.rate, self.sent, self.base, self.t0))
             self.alive = np.append(self.alive, np.zeros(extra, dtype=np.bool_))
             self.fid = np.append(self.fid, np.full(extra, -1, dtype=np.int64))
-            self.free.extend(range(rows - 1, old_rows - 1, -1))
+            free = np.empty(rows, dtype=np.int64)
+            free[:self.n_free] = self.free[:self.n_free]
+            free[self.n_free:self.n_free + extra] = np.arange(rows - 1, old_rows - 1, -1)
+            self.free = free
+            self.n_free += extra
 
-    def add(self, fi, links, nbytes, t=0.0):
-        if not self.free or len(links) > self.links.shape[1]:
-            self._grow(2 * len(self.left) if not self.free else 0, len(links))
-        r = self.free.pop()
+    def add(self, fi, links, nbytes, t):
+        if self.n_free == 0 or len(links) > self.links.shape[1]:
+            self.grow(0 if self.n_free == 0 else len(self.left), len(links))
+        self.n_free -= 1
+        r = int(self.free[self.n_free])
         self.links[r] = -1
         self.links[r, :len(links)] = links
-        self.left[r], self.rate[r], self.sent[r], self.t0[r] = float(nbytes), 0.0, 0.0, t
+        self.left[r], self.rate[r], self.sent[r], self.base[r], self.t0[r] = (
+            float(nbytes), 0.0, 0.0, 0.0, t)
         self.alive[r], self.fid[r] = True, fi
-        self.row[fi] = r
+        return r
 
-    def set_links(self, fi, links):
+    def set_links(self, r, links, link_bytes):
+        """Move row ``r`` to ``links``; what it sent on its old links stays counted there
+        (``link_bytes``, the port counters of the rows that left their links)."""
+        old = self.links[r][self.links[r] >= 0]
+        link_bytes[old] += self.sent[r] - self.base[r]
+        self.base[r] = self.sent[r]
         if len(links) > self.links.shape[1]:
-            self._grow(0, len(links))
-        r = self.row[fi]
+            self.grow(len(self.left), len(links))
         self.links[r] = -1
         self.links[r, :len(links)] = links
 
-    def current(self, fi):
-        r = self.links[self.row[fi]]
-        return tuple(int(x) for x in r[r >= 0])
+    def port_bytes(self, link_bytes):
+        """Bytes sent on every link so far: ``link_bytes`` (rows gone from it) plus what
+        the rows on it sent since they took it."""
+        total = link_bytes.copy()
+        rows = np.flatnonzero(self.alive)
+        links = self.links[rows]
+        mask = links >= 0
+        np.add.at(total, links[mask], np.broadcast_to(
+            (self.sent[rows] - self.base[rows])[:, None], links.shape)[mask])
+        return total
 
-    def remove(self, rows):
-        """Free the given rows (indices)."""
-        for r in rows:
-            del self.row[int(self.fid[r])]
-            self.free.append(int(r))
-        self.alive[rows] = False
-        self.links[rows] = -1
-        self.rate[rows] = 0.0
-        self.left[rows] = 0.0
-        self.fid[rows] = -1
+    def current(self, r):
+        row = self.links[r]
+        return tuple(int(x) for x in row[row >= 0])
 
 
 class Twin:
@@ -417,59 +699,131 @@ class Twin:
         self.delay = np.array(delays)
         self.up = np.ones(len(caps), dtype=bool)
         self.link_bytes = np.zeros(len(caps))
-        self.link_rate = np.zeros(len(caps))
         self.switch_ports = {}   # dpid -> [(port, lid)] of links it transmits on
         for lid, at in enumerate(self.port_of):
             if at is not None:
                 self.switch_ports.setdefault(self.dpid[at[0]], []).append((at[1], lid))
         self.sw_lid = {(self.dpid[a], self.dpid[b]): i for (a, b), i in self.lid.items()
                        if a in self.dpid and b in self.dpid}
+        # The event loop's view: switches by index (dpid order), links between them.
+        self.sw_dpids = sorted(self.dpid.values())
+        self.sw_index = {d: i for i, d in enumerate(self.sw_dpids)}
+        n_sw = len(self.sw_dpids)
+        self.swlid = np.full((n_sw, n_sw), -1, dtype=np.int32)
+        for (a, b), lid in self.sw_lid.items():
+            self.swlid[self.sw_index[a], self.sw_index[b]] = lid
 
     def _make_flows(self, seed, given):
-        g, flows = self.g, self.schedule.flows
-        rng = random.Random(seed)
-        used = {}
-        at = {}
-        for h in model.hosts(g):
-            sw, _ = model.host_switch(g, h)
-            at[h] = (g.nodes[h]["ip"], self.dpid[sw], self.lid[(h, sw)], self.lid[(sw, h)])
-        self.keys, self.ends = [], []
-        for f in flows:
-            taken = used.setdefault(f.src, set())
-            (src_ip, s, up, _), (dst_ip, d, _, down) = at[f.src], at[f.dst]
-            if f.id in given:
-                key = FlowKey.of(given[f.id])
-                if (key.ipv4_src, key.ipv4_dst) != (src_ip, dst_ip):
-                    raise TwinError(f"flow {f.id!r}: connection {list(key)} is not between "
-                                    f"{f.src} and {f.dst}")
-                taken.add(key.tp_src)
-            else:
-                sport = rng.randint(*EPHEMERAL_PORTS)
-                while sport in taken:
-                    sport = rng.randint(*EPHEMERAL_PORTS)
-                taken.add(sport)
-                key = FlowKey(src_ip, dst_ip, IP_PROTO_TCP, sport, AGENT_PORT)
-            self.keys.append(key)
-            self.ends.append((s, d, up, down))
-        ip_int = {ip: int(ipaddress.IPv4Address(ip)) for ip, *_ in at.values()}
-        self.hash = ovs_dp_hash_tcp4([ip_int[k.ipv4_src] for k in self.keys],
-                                     [ip_int[k.ipv4_dst] for k in self.keys],
-                                     [k.tp_src for k in self.keys],
-                                     [k.tp_dst for k in self.keys]).tolist()
-        for i, k in enumerate(self.keys):
-            if k.ip_proto != IP_PROTO_TCP:   # a replayed connection of another protocol
-                self.hash[i] = ovs_dp_hash(dict(k.match()))
-        self.index = {f.id: i for i, f in enumerate(flows)}
-        self.mac = {h: g.nodes[h]["mac"] for h in model.hosts(g)}
-        self.key_index = {k: i for i, k in enumerate(self.keys)}
+        """The flows as arrays: fabric host of each end, source port (drawn like Linux's
+        ephemeral ports, distinct per host, or given), Open vSwitch's hash."""
+        g = self.g
+        cols = self.schedule.columns()
+        self.cols = cols
+        hosts = model.hosts(g)
+        at = {h: i for i, h in enumerate(hosts)}
+        try:
+            hmap = np.array([at[h] for h in cols.hosts], dtype=np.int32)
+        except KeyError as e:
+            raise TwinError(f"schedule host {e.args[0]!r} is not a host of "
+                            f"{g.graph['name']}") from None
+        self.hosts = hosts
+        self.host_ip = [g.nodes[h]["ip"] for h in hosts]
+        host_sw = [model.host_switch(g, h)[0] for h in hosts]
+        self.h_dpid = [self.dpid[s] for s in host_sw]
+        self.h_sw = np.array([self.sw_index[d] for d in self.h_dpid], dtype=np.int32)
+        self.h_up = np.array([self.lid[(h, s)] for h, s in zip(hosts, host_sw)], dtype=np.int32)
+        self.h_down = np.array([self.lid[(s, h)] for h, s in zip(hosts, host_sw)],
+                               dtype=np.int32)
+        if (hmap == np.arange(len(hmap))).all():   # the schedule's hosts are the fabric's
+            self.f_src, self.f_dst = cols.src, cols.dst
+        else:
+            self.f_src, self.f_dst = hmap[cols.src], hmap[cols.dst]
+        n = len(cols)
+        self.sport = np.zeros(n, dtype=np.uint16)
+        self._given = {}                       # flow index -> FlowKey (replayed connections)
+        for fid, value in given.items():
+            fi = self.index.get(fid)
+            if fi is None:
+                continue
+            key = FlowKey.of(value)
+            if (key.ipv4_src, key.ipv4_dst) != (self.host_ip[self.f_src[fi]],
+                                                self.host_ip[self.f_dst[fi]]):
+                raise TwinError(f"flow {fid!r}: connection {list(key)} is not between "
+                                f"{hosts[self.f_src[fi]]} and {hosts[self.f_dst[fi]]}")
+            self._given[fi] = key
+        self._draw_ports(seed)
+        ip_int = np.array([int(ipaddress.IPv4Address(ip)) for ip in self.host_ip],
+                          dtype=np.uint64)
+        self.hash = np.empty(n, dtype=np.uint32)
+        for lo in range(0, n, HASH_CHUNK):   # in chunks: its temporaries are 64-bit
+            part = slice(lo, lo + HASH_CHUNK)
+            self.hash[part] = ovs_dp_hash_tcp4(ip_int[self.f_src[part]],
+                                               ip_int[self.f_dst[part]], self.sport[part],
+                                               AGENT_PORT)
+        for fi, key in self._given.items():
+            self.hash[fi] = ovs_dp_hash(dict(key.match()))
+        for fi, key in self._given.items():
+            if key.ip_proto != IP_PROTO_TCP:   # a replayed connection of another protocol
+                self.hash[fi] = ovs_dp_hash(dict(key.match()))
+        self.mac = {h: g.nodes[h]["mac"] for h in hosts}
+        self._key_index = None
 
-    def _latency(self, row):
-        """From a flow's last byte leaving to its arrival: the propagation delay of its path
-        and the store-and-forward of its last packet at every link but the one whose
-        transmission the fluid rate already counts (the slowest)."""
-        links = row[row >= 0]
-        ser = self.serialize[links]
-        return float(self.delay[links].sum() + ser.sum() - ser.max())
+    def _draw_ports(self, seed):
+        """Source ports uniform in Linux's ephemeral range, distinct per host (a replayed
+        connection keeps its own), in schedule order per host."""
+        rng = np.random.default_rng(seed)
+        span = EPHEMERAL_PORTS[1] - EPHEMERAL_PORTS[0] + 1
+        order = np.argsort(self.f_src, kind="stable")
+        bounds = np.searchsorted(self.f_src[order], np.arange(len(self.hosts) + 1))
+        taken = {}
+        for fi, key in self._given.items():
+            self.sport[fi] = key.tp_src
+            taken.setdefault(int(self.f_src[fi]), set()).add(key.tp_src)
+        for h in range(len(self.hosts)):
+            mine = order[bounds[h]:bounds[h + 1]]
+            if h in taken:
+                mine = np.array([fi for fi in mine.tolist() if fi not in self._given],
+                                dtype=np.int64)
+            if not len(mine):
+                continue
+            pool = span - len(taken.get(h, ()))
+            if len(mine) > pool:
+                raise TwinError(f"host {self.hosts[h]}: {len(mine)} connections need more "
+                                f"source ports than Linux's {span}")
+            ports = EPHEMERAL_PORTS[0] + rng.choice(span, size=len(mine) + len(
+                taken.get(h, ())), replace=False)
+            if h in taken:
+                ports = ports[~np.isin(ports, list(taken[h]))]
+            self.sport[mine] = ports[:len(mine)]
+
+    @property
+    def index(self):
+        """``{flow id: flow index}`` (built on first use: it needs every flow's id)."""
+        if getattr(self, "_index", None) is None:
+            self._index = {f.id: i for i, f in enumerate(self.schedule.flows)}
+        return self._index
+
+    def key(self, fi):
+        """The 5-tuple of flow ``fi``."""
+        key = self._given.get(fi)
+        if key is None:
+            key = FlowKey(self.host_ip[self.f_src[fi]], self.host_ip[self.f_dst[fi]],
+                          IP_PROTO_TCP, int(self.sport[fi]), AGENT_PORT)
+        return key
+
+    @property
+    def keys(self):
+        """Every flow's 5-tuple, in schedule order (built on first use)."""
+        if getattr(self, "_keys", None) is None:
+            self._keys = [self.key(fi) for fi in range(len(self.f_src))]
+        return self._keys
+
+    @property
+    def key_index(self):
+        """``{5-tuple: flow index}`` (built on first use: learning policies' counters)."""
+        if self._key_index is None:
+            self._key_index = {k: i for i, k in enumerate(self.keys)}
+        return self._key_index
 
     def _add_link_event(self, ev):
         try:
@@ -524,8 +878,8 @@ class Twin:
 
     def _bucket(self, weights, fi):
         """The SELECT bucket Open vSwitch picks for flow ``fi`` (controllers/tables.py)."""
-        return select_index(weights, self.hash[fi],
-                            lambda: ovs_symmetric_l4_hash(dict(self.keys[fi].match())))
+        return select_index(weights, int(self.hash[fi]),
+                            lambda: ovs_symmetric_l4_hash(dict(self.key(fi).match())))
 
     def _detour(self, s, d, primary, came_from):
         """The FAST_FAILOVER alternate of a switch with one next hop: a live neighbour that
@@ -542,15 +896,24 @@ class Twin:
                 return a
         return None
 
-    def _route(self, fi, pins):
-        """The directed links flow ``fi`` crosses now, or None if no live path leads on."""
-        key = self.keys[fi]
-        s, d, up_lid, down_lid = self.ends[fi]
-        links = [up_lid]
+    def _policy_path(self, fi, pins):
+        """The switch path the policy gives flow ``fi`` (a pin, else its learned flow's), or
+        None."""
+        key = self.key(fi)
         path = pins[0].get(key) or pins[1].get((key.ipv4_src, key.ipv4_dst))
         if path is None:
             flow = self.core.flows.get(key)
             path = None if flow is None else flow.path
+        return path
+
+    def _route(self, fi, pins, path=False):
+        """The directed links flow ``fi`` crosses now, or None if no live path leads on
+        (``path``: the policy's path if already looked up)."""
+        hs, hd = int(self.f_src[fi]), int(self.f_dst[fi])
+        s, d = self.h_dpid[hs], self.h_dpid[hd]
+        links = [int(self.h_up[hs])]
+        if path is False:
+            path = self._policy_path(fi, pins)
         prev = None
         if path is not None and path[0] == s:
             for a, b in zip(path, path[1:]):
@@ -560,7 +923,7 @@ class Twin:
                 prev, s = a, b
         for _ in range(MAX_WALK):
             if s == d:
-                links.append(down_lid)
+                links.append(int(self.h_down[hd]))
                 return links
             n = self._next_hop(s, d, fi, prev)
             if n is None:
@@ -577,19 +940,84 @@ class Twin:
             return None
         return tuple([self.ends_of[links[0]][0]] + [self.ends_of[lid][1] for lid in links])
 
+    def _tables(self):
+        """The forwarding the event loop walks on a fabric whose links are all up: next hops
+        toward every destination switch, the slot table of each SELECT group (-1 where
+        Open vSwitch falls back to highest-random-weight, which Python decides)."""
+        core = self.core
+        n_sw = len(self.sw_dpids)
+        dests = sorted(set(self.h_sw.tolist()))
+        dcol = np.full(n_sw, -1, dtype=np.int32)
+        dcol[dests] = np.arange(len(dests), dtype=np.int32)
+        hops_of = core.path_service.hops
+        widest = max((len(h) for d in hops_of.values() for h in d.values()), default=1)
+        nh = np.full((len(dests), n_sw, widest), -1, dtype=np.int32)
+        nhc = np.zeros((len(dests), n_sw), dtype=np.int32)
+        tids = np.full((len(dests), n_sw), -2, dtype=np.int32)
+        tables, table_id = [], {}
+        weights_of = core.render.weights
+        ix = self.sw_index
+        for c, d_i in enumerate(dests):
+            d = self.sw_dpids[d_i]
+            for s, hops in hops_of.get(d, {}).items():
+                si = ix[s]
+                nhc[c, si] = len(hops)
+                nh[c, si, :len(hops)] = [ix[h] for h in hops]
+                if len(hops) > 1:
+                    wmap = weights_of.get((s, d))
+                    weights = tuple(wmap.get(h, 1) for h in hops) if wmap else (1,) * len(hops)
+                    tid = table_id.get(weights)
+                    if tid is None:
+                        slots = select_slots(weights)
+                        tid = table_id[weights] = -1 if slots is None else len(tables)
+                        if slots is not None:
+                            tables.append(slots)
+                    tids[c, si] = tid
+        width = max((len(t) for t in tables), default=1)
+        slots = np.zeros((max(len(tables), 1), width), dtype=np.int64)
+        smask = np.zeros(max(len(tables), 1), dtype=np.int64)
+        for i, t in enumerate(tables):
+            slots[i, :len(t)] = t
+            smask[i] = len(t) - 1
+        return dcol, nh, nhc, tids, slots, smask
+
+    def _overrides(self, todo, pins):
+        """The routes of the flows ``todo()`` gives (indices) the policy routes itself (a pin
+        or a learned flow's path), as ``(ov_row, ov_links)``: flow -> row of links, -1 for
+        the flows the SELECT groups route (``ov_row`` of one entry when there are none)."""
+        routes = []
+        if not (pins[0] or pins[1] or self.core.learns_flows):
+            # No flow of its own: the loop routes every flow by the SELECT groups.
+            return np.full(1, -1, dtype=np.int32), np.full((1, 1), -1, dtype=np.int32)
+        ov_row = np.full(len(self.f_src), -1, dtype=np.int32)
+        for fi in todo().tolist():
+            path = self._policy_path(fi, pins)
+            if path is None:
+                continue
+            links = self._route(fi, pins, path)
+            if links is not None:
+                ov_row[fi] = len(routes)
+                routes.append(links)
+        width = max((len(r) for r in routes), default=1)
+        ov_links = np.full((max(len(routes), 1), width), -1, dtype=np.int32)
+        for i, links in enumerate(routes):
+            ov_links[i, :len(links)] = links
+        return ov_row, ov_links
+
     def setup(self):
         """The connections before the clock: learning policies learn every flow (and its
         ACK direction), ``collective`` announces them all, as the agents and the runner do
         (one intent, or one per job in job order: traffic/jobs.py ``intent_requests``); returns the
         number of flows the core learned."""
-        core, flows, mac = self.core, self.schedule.flows, self.mac
+        core, mac, hosts = self.core, self.mac, self.hosts
         if core.learns_flows:
-            for fi, f in enumerate(flows):
-                key = self.keys[fi]
-                core.flow_seen(key, mac[f.src], mac[f.dst], 0, 0.0)
-                core.flow_seen(key.reverse(), mac[f.dst], mac[f.src], 0, 0.0)
+            for fi in range(len(self.f_src)):
+                key = self.key(fi)
+                src, dst = hosts[self.f_src[fi]], hosts[self.f_dst[fi]]
+                core.flow_seen(key, mac[src], mac[dst], 0, 0.0)
+                core.flow_seen(key.reverse(), mac[dst], mac[src], 0, 0.0)
         if core.policy == "collective":
-            tuples = {f.id: self.keys[fi] for fi, f in enumerate(flows)}
+            tuples = {f.id: self.key(fi) for fi, f in enumerate(self.schedule.flows)}
             for intent_id, body in jobs.intent_requests(self.schedule, "run", tuples):
                 core.submit_intent(intent_id, body, 0.0)
         core.flush(0.0)
@@ -599,49 +1027,87 @@ class Twin:
     def run(self):
         """Execute the schedule; returns ``(records, info)``: one flow record per started
         flow (traffic/metrics.py's format) and what the run counted."""
+        recs, info = self.run_columns()
+        records = []
+        starts, ends, got = recs.start_s.tolist(), recs.end_s.tolist(), recs.bytes_received
+        for fi, f in enumerate(self.schedule.flows):
+            if math.isnan(starts[fi]):
+                continue
+            done = not math.isnan(ends[fi])
+            records.append({"id": f.id, "src": f.src, "dst": f.dst, "bytes": f.bytes,
+                            "start_s": starts[fi], "end_s": ends[fi] if done else None,
+                            "bytes_received": int(got[fi])})
+        return records, info
+
+    def run_columns(self, compiled=None):
+        """Execute the schedule; returns ``(records, info)`` with the records as
+        :class:`~traffic.metrics.FlowRecords` (arrays in schedule order), for schedules of
+        millions of flows. ``compiled`` forces the event loop compiled (True) or in Python
+        (False); by default it is compiled from :data:`COMPILED_FLOWS` flows."""
         t_wall = time.monotonic()
-        core, sched = self.core, self.schedule
-        flows = sched.flows
-        n = len(flows)
-        mac = self.mac
+        core, cols = self.core, self.cols
+        n = len(cols)
+        compiled = n >= COMPILED_FLOWS if compiled is None else compiled
+        kernel = _kernel(compiled)
         learned_at_setup = self.setup()
         pins, pins_version = self._pins(), core.pins_version
+        cptr, cidx = cols.children()
+        waiting = np.diff(cols.dep_ptr).astype(np.int32)
+        start_out = np.full(n, np.nan)
+        end_out = np.full(n, np.nan)
+        self._final_sent = sent_final = np.zeros(n)
+        needs_py = np.zeros(n, dtype=np.bool_)
+        nbytes, floor, delay = cols.bytes, cols.start_s, cols.delay_s
+        first = np.flatnonzero(waiting == 0)
+        heap_size = max(64, 2 * len(first))
+        st_t, st_f = np.empty(heap_size), np.empty(heap_size, dtype=np.int64)
+        order = np.lexsort((first, floor[first]))
+        st_t[:len(first)], st_f[:len(first)] = floor[first][order], first[order]  # sorted: a heap
+        ar_t, ar_f = np.empty(heap_size), np.empty(heap_size, dtype=np.int64)
+        act = _Rows(width=2)   # grows to the longest route
+        stalled = set()
+        fs = np.array([0.0, self.stats_interval_s, np.inf,
+                       np.inf if self.max_time_s is None else float(self.max_time_s),
+                       self.resolution])
+        si = np.zeros(15, dtype=np.int64)
+        si[I_STARTS] = len(first)
+        si[I_DIRTY] = 1
+        si[I_FAST_FAILOVER] = bool(self.fast_failover)
+        si[I_MULTIPATH] = bool(core.render.multipath)
+        si[I_MAX_CHILDREN] = int(np.diff(cptr).max(initial=0))
+        state = {}
 
-        children = [[] for _ in range(n)]
-        waiting = [0] * n
-        dep_end = [0.0] * n
-        for fi, f in enumerate(flows):
-            waiting[fi] = len(f.deps)
-            for dep in f.deps:
-                children[self.index[dep]].append(fi)
-        starts = [(f.start_time(()), fi) for fi, f in enumerate(flows) if not f.deps]
-        heapq.heapify(starts)
-        arrivals = []                       # (time received, flow index)
-        start_s, end_s = [None] * n, [None] * n
-        sent_final = self._final_sent = [0.0] * n
-        act = _Flows()
-        stalled = set()                     # flow indices active with no live path
-        t = 0.0
-        next_stats = self.stats_interval_s
-        dirty = True
-        timed_out = False
+        def refresh():
+            """After the core or the links changed: the tables the loop walks, the policy's
+            routes of the flows not started, which starts Python must take."""
+            def todo():
+                return np.flatnonzero(np.isnan(start_out))
+
+            state["tables"] = self._tables()
+            state["ov"] = self._overrides(todo, pins)
+            needs_py[:] = False
+            if core.learns_flows:
+                for fi in todo().tolist():
+                    if self.key(fi) not in core.flows:
+                        needs_py[fi] = True
+            si[I_ALL_UP] = bool(self.up.all())
 
         def reroute_all():
-            nonlocal dirty
-            for fi in list(act.ids):
+            for r in np.flatnonzero(act.alive).tolist():
+                fi = int(act.fid[r])
                 links = self._route(fi, pins)
                 if links is None:
                     if fi not in stalled:
                         stalled.add(fi)
-                        act.set_links(fi, ())
-                        dirty = True
+                        act.set_links(r, (), self.link_bytes)
+                        si[I_DIRTY] = 1
                         self.counters["stalled"] += 1
                     continue
                 stalled.discard(fi)
-                if tuple(links) != act.current(fi):
-                    act.set_links(fi, links)
+                if tuple(links) != act.current(r):
+                    act.set_links(r, links, self.link_bytes)
                     self.counters["reroutes"] += 1
-                    dirty = True
+                    si[I_DIRTY] = 1
 
         def after_core(now):
             nonlocal pins, pins_version
@@ -650,73 +1116,73 @@ class Twin:
                 pins, pins_version = self._pins(), core.pins_version
             reroute_all()
 
+        def start_in_python(t):
+            """The first start due, taken by Python: relearned if the core forgot it, routed
+            through a failed fabric, or to a policy route the tables cannot walk."""
+            fi = int(st_f[0])
+            si[I_STARTS] = _hpop(st_t, st_f, int(si[I_STARTS]))
+            start_out[fi] = t
+            if core.learns_flows and self.key(fi) not in core.flows:
+                # Forgotten while idle: its first packet is a packet-in again.
+                key, src, dst = self.key(fi), self.hosts[self.f_src[fi]], self.hosts[
+                    self.f_dst[fi]]
+                core.flow_seen(key, self.mac[src], self.mac[dst], 0, t)
+                core.flow_seen(key.reverse(), self.mac[dst], self.mac[src], 0, t)
+                # Placing one flow pins only it; the others move only if the policy's own
+                # pins changed.
+                core.flush(t)
+                if core.pins_version != pins_version:
+                    after_core(t)
+                    refresh()
+            needs_py[fi] = False
+            links = self._route(fi, pins)
+            act.add(fi, links or (), nbytes[fi], t)
+            if links is None:
+                stalled.add(fi)
+                self.counters["stalled"] += 1
+            si[I_ACTIVE] += 1
+            si[I_DIRTY] = 1
+
+        refresh()
+        timed_out = False
         while True:
-            if dirty:
-                act.rate = max_min_rates(act.links, self.live_caps, act.alive)
-                rows = act.links
-                mask = rows >= 0
-                self.link_rate = np.bincount(rows[mask], weights=np.broadcast_to(
-                    act.rate[:, None], rows.shape)[mask], minlength=len(self.caps))
-                self.counters["rate_solves"] += 1
-                dirty = False
-            moving = act.rate > 0
-            t_done = t + float(np.min(act.left[moving] / (act.rate[moving] / 8.0))) if (
-                moving.any()) else np.inf
-            t_next = min(t_done, starts[0][0] if starts else np.inf,
-                         arrivals[0][0] if arrivals else np.inf,
-                         self._events[0][0] if self._events else np.inf)
-            if not np.isfinite(t_next):
-                break                     # nothing can happen any more
-            if len(act) or self._events or core.learns_flows:
-                t_next = min(t_next, next_stats)
-            if self.max_time_s is not None and t_next > self.max_time_s:
-                timed_out = True
-                self._advance(act, self.max_time_s - t)
-                t = self.max_time_s
+            fs[F_NEXT_EVENT] = self._events[0][0] if self._events else np.inf
+            si[I_STATS_ALWAYS] = bool(self._events) or core.learns_flows
+            si[I_FREE] = act.n_free
+            dcol, nh, nhc, tids, slots, smask = state["tables"]
+            ov_row, ov_links = state["ov"]
+            if ov_links.shape[1] > act.links.shape[1]:
+                act.grow(len(act.left), ov_links.shape[1])
+            walk = np.full(act.links.shape[1], -1, dtype=np.int32)
+            kernel(fs, si, self.f_src, self.f_dst, nbytes, floor, delay, cptr, cidx, waiting,
+                   start_out, end_out, sent_final, self.hash, needs_py, ov_row, ov_links,
+                   self.h_sw, self.h_up, self.h_down, dcol, nh, nhc, tids, slots, smask,
+                   self.swlid, self.live_caps, self.delay, self.serialize, self.link_bytes,
+                   act.links, act.left, act.rate, act.sent, act.base, act.t0, act.alive,
+                   act.fid, act.free, st_t, st_f, ar_t, ar_f, walk)
+            act.n_free = int(si[I_FREE])
+            status, t = int(si[I_STATUS]), float(fs[F_T])
+            if status == DONE:
                 break
-            self._advance(act, t_next - t)
-            t = t_next
-            self.counters["events"] += 1
-            # Flows whose last byte left: received after their path's propagation delay.
-            done = np.flatnonzero(act.alive & (
-                (act.left <= DONE_FRACTION * (act.left + act.sent) + 1e-9)
-                | (act.left * 8.0 <= act.rate * (self.resolution * (t - act.t0)))))
-            if len(done):
-                for r in done:
-                    fi = int(act.fid[r])
-                    sent_final[fi] = float(act.sent[r] + act.left[r])
-                    heapq.heappush(arrivals, (t + self._latency(act.links[r]), fi))
-                    stalled.discard(fi)
-                act.remove(done)
-                dirty = True
-            while arrivals and arrivals[0][0] <= t:
-                _, fi = heapq.heappop(arrivals)
-                end_s[fi] = t
-                for c in children[fi]:
-                    waiting[c] -= 1
-                    dep_end[c] = max(dep_end[c], t)
-                    if waiting[c] == 0:
-                        heapq.heappush(starts, (max(flows[c].start_s,
-                                                    dep_end[c] + flows[c].delay_s), c))
-            while starts and starts[0][0] <= t:
-                _, fi = heapq.heappop(starts)
-                start_s[fi] = t
-                f = flows[fi]
-                if core.learns_flows and self.keys[fi] not in core.flows:
-                    # Forgotten while idle: its first packet is a packet-in again.
-                    core.flow_seen(self.keys[fi], mac[f.src], mac[f.dst], 0, t)
-                    core.flow_seen(self.keys[fi].reverse(), mac[f.dst], mac[f.src], 0, t)
-                    # Placing one flow pins only it; the others move only if the policy's
-                    # own pins changed.
-                    core.flush(t)
-                    if core.pins_version != pins_version:
-                        after_core(t)
-                links = self._route(fi, pins)
-                act.add(fi, links or (), f.bytes, t)
-                if links is None:
-                    stalled.add(fi)
-                    self.counters["stalled"] += 1
-                dirty = True
+            if status == TIMED_OUT:
+                timed_out = True
+                break
+            if status == GROW_ROWS:
+                act.grow()
+                continue
+            if status == GROW_HEAPS:
+                size = 2 * (len(st_t) + int(si[I_ARRIVALS] + si[I_ACTIVE]) * max(
+                    1, int(si[I_MAX_CHILDREN])))
+                st_t, st_f = np.append(st_t, np.empty(size)), np.append(
+                    st_f, np.empty(size, dtype=np.int64))
+                ar_t, ar_f = np.append(ar_t, np.empty(size)), np.append(
+                    ar_f, np.empty(size, dtype=np.int64))
+                continue
+            if status == PY_START:
+                start_in_python(t)
+                continue
+            # STOP: link events and the statistics round due now.
+            changed = False
             while self._events and self._events[0][0] <= t:
                 _, _, kind, arg = heapq.heappop(self._events)
                 self._link_event(kind, arg, t)
@@ -724,37 +1190,30 @@ class Twin:
                     reroute_all()
                 else:
                     after_core(t)
-                dirty = True
-            if t >= next_stats:
+                si[I_DIRTY] = 1
+                changed = True
+            if t >= fs[F_NEXT_STATS]:
                 self._stats_round(act, t)
                 core.adapt(t)
                 after_core(t)
-                next_stats = t + self.stats_interval_s
+                fs[F_NEXT_STATS] = t + self.stats_interval_s
                 self.counters["stats_rounds"] += 1
-        for fi, r in act.row.items():
-            sent_final[fi] = float(act.sent[r])
-        records = []
-        for fi, f in enumerate(flows):
-            if start_s[fi] is None:
-                continue
-            done = end_s[fi] is not None
-            records.append({"id": f.id, "src": f.src, "dst": f.dst, "bytes": f.bytes,
-                            "start_s": start_s[fi], "end_s": end_s[fi],
-                            "bytes_received": f.bytes if done else int(sent_final[fi])})
-        info = dict(self.counters, timed_out=timed_out, simulated_s=t,
+                changed = True
+            if changed:
+                refresh()
+        self.counters["events"] += int(si[I_EVENTS])
+        self.counters["rate_solves"] += int(si[I_SOLVES])
+        alive = np.flatnonzero(act.alive)
+        sent_final[act.fid[alive]] = act.sent[alive]
+        got = np.where(np.isnan(end_out), sent_final.astype(np.int64), nbytes)
+        got[np.isnan(start_out)] = 0
+        records = FlowRecords(start_s=start_out, end_s=end_out, bytes_received=got)
+        info = dict(self.counters, timed_out=timed_out, simulated_s=float(fs[F_T]),
                     wall_s=round(time.monotonic() - t_wall, 3),
                     flows_learned_at_setup=learned_at_setup,
-                    stalled_at_end=len(stalled))
+                    stalled_at_end=len(stalled & set(act.fid[alive].tolist())),
+                    compiled=bool(compiled))
         return records, info
-
-    def _advance(self, act, dt):
-        if dt <= 0 or not len(act):
-            return
-        moved = act.rate * dt / 8.0
-        moved = np.minimum(moved, act.left)
-        act.left -= moved
-        act.sent += moved
-        self.link_bytes += self.link_rate * (dt / 8.0)
 
     def _link_event(self, kind, arg, t):
         core = self.core
@@ -779,13 +1238,13 @@ class Twin:
         """What the app's statistics round gives the core: every switch's port transmit
         counters, and the byte counter of every learned flow."""
         core = self.core
-        total = self.link_bytes
+        total = act.port_bytes(self.link_bytes)
         for dpid, ports in self.switch_ports.items():
             core.port_stats(dpid, {p: int(total[lid]) for p, lid in ports}, t)
         if not core.learns_flows:
             return
-        sent = {fi: float(act.sent[r]) for fi, r in act.row.items()}
-        flows = self.schedule.flows
+        sent = {int(act.fid[r]): float(act.sent[r]) for r in np.flatnonzero(act.alive)}
+        hosts, mac = self.hosts, self.mac
         for key in list(core.flows):
             fi = self.key_index.get(key)
             reverse = fi is None
@@ -793,13 +1252,9 @@ class Twin:
                 fi = self.key_index.get(key.reverse())
                 if fi is None:
                     continue
-            if fi in sent:
-                b = sent[fi]
-            else:
-                b = self._final_sent[fi]
-            f = flows[fi]
+            b = sent[fi] if fi in sent else self._final_sent[fi]
+            src, dst = hosts[self.f_src[fi]], hosts[self.f_dst[fi]]
             if reverse:
-                core.flow_seen(key, self.mac[f.dst], self.mac[f.src],
-                               int(b * ACK_BYTES_PER_BYTE), t)
+                core.flow_seen(key, mac[dst], mac[src], int(b * ACK_BYTES_PER_BYTE), t)
             else:
-                core.flow_seen(key, self.mac[f.src], self.mac[f.dst], int(b), t)
+                core.flow_seen(key, mac[src], mac[dst], int(b), t)

@@ -56,7 +56,7 @@ import numpy as np
 
 from traffic.metrics import busbw_factor, collective_bound_s as lower_bound_s  # noqa: F401
 from traffic.moe import SCHEDULES, _alltoall_flows, _check_hosts, _check_positive_int
-from traffic.schedule import Flow, Schedule
+from traffic.schedule import ColumnarSchedule, Columns, Flow, Schedule
 
 ALGORITHMS = {
     "allreduce": ("ring", "tree", "hd"),
@@ -139,35 +139,43 @@ def exits(flows, hosts):
     return result
 
 
-def _ring(ring, size_bytes, phases, channels, chunks, prefix, tags):
-    """Ring reduce-scatter / all-gather / all-reduce flows (see the module docstring).
+def _ring(ring, size_bytes, phases, channels, chunks, prefix, tags, name="ring", meta=None):
+    """Ring reduce-scatter / all-gather / all-reduce (see the module docstring) as a columnar
+    schedule (an all-reduce over 1,024 ranks is two million flows).
 
     ``phases`` lists ``(phase name, piece offset)``; each phase is n-1 steps, and rank i
-    sends piece ``(i - s + offset) mod n`` of the loop in step s.
+    sends piece ``(i - s + offset) mod n`` of the loop in step s to rank i + 1, after what it
+    received in step s - 1 and its own previous send on the channel. Flows come channel by
+    channel, chunk by chunk, step by step, rank by rank.
     """
     n = len(ring)
-    pieces = split_bytes(size_bytes, channels * chunks * n)
-    steps = [(phase, offset) for phase, offset in phases for _ in range(n - 1)]
-    flows = []
-    for c in range(channels):
-        last = [None] * n          # the previous send of rank i on this channel
-        for k in range(chunks):
-            loop = pieces[(c * chunks + k) * n:(c * chunks + k + 1) * n]
-            received = [None] * n  # what rank i received in the previous step
-            for s, (phase, offset) in enumerate(steps):
-                sent = []
-                for i in range(n):
-                    j = (i + 1) % n
-                    piece = (i - s + offset) % n
-                    f = _flow(prefix, f"c{c}-k{k}-s{s}", ring[i], ring[j], loop[piece],
-                              (received[i], last[i]),
-                              {**tags, "phase": phase, "step": s, "channel": c, "chunk": k,
-                               "piece": piece})
-                    sent.append(f)
-                flows.extend(sent)
-                received = [sent[(i - 1) % n].id for i in range(n)]
-                last = [f.id for f in sent]
-    return flows
+    pieces = np.array(split_bytes(size_bytes, channels * chunks * n), dtype=np.int64)
+    n_steps = len(phases) * (n - 1)
+    flow = np.arange(channels * chunks * n_steps * n, dtype=np.int64)
+    i = flow % n
+    step = (flow // n) % n_steps
+    loop = flow // (n * n_steps)            # channel * chunks + chunk
+    chunk, channel = loop % chunks, loop // chunks
+    phase = step // (n - 1)
+    offsets = np.array([offset for _, offset in phases], dtype=np.int64)
+    piece = (i - step + offsets[phase]) % n
+    later, first_of_chunk = step > 0, (step == 0) & (chunk > 0)
+    count = np.where(later, 2, np.where(first_of_chunk, 1, 0))
+    dep_ptr = np.zeros(len(flow) + 1, dtype=np.int64)
+    np.cumsum(count, out=dep_ptr[1:])
+    dep_idx = np.empty(dep_ptr[-1], dtype=np.int64)
+    at = dep_ptr[:-1]
+    # What it received in the previous step, then its own previous send on the channel.
+    dep_idx[at[later]] = (flow - n - i + (i - 1) % n)[later]
+    dep_idx[at[later] + 1] = (flow - n)[later]
+    dep_idx[at[first_of_chunk]] = (flow - n)[first_of_chunk]
+    cols = Columns(hosts=tuple(ring), src=i.astype(np.int32), dst=((i + 1) % n).astype(np.int32),
+                   bytes=pieces[loop * n + piece], start_s=np.broadcast_to(0.0, flow.shape),
+                   delay_s=np.broadcast_to(0.0, flow.shape), dep_ptr=dep_ptr, dep_idx=dep_idx)
+    return ColumnarSchedule(
+        cols, name=name, meta=meta, id_format=prefix + "-c{channel}-k{chunk}-s{step}-{src}-{dst}",
+        tags=tags, tag_columns={"phase": (tuple(p for p, _ in phases), phase), "step": step,
+                                "channel": channel, "chunk": chunk, "piece": piece})
 
 
 RING_PHASES = {
@@ -366,8 +374,8 @@ def collective_flows(collective, hosts, size_bytes, algorithm=None, prefix=None,
     prefix = prefix or f"{collective}-{algorithm}"
     tags = {"collective": collective, "algorithm": algorithm, **(tags or {})}
     if algorithm == "ring":
-        flows = _ring(hosts, size_bytes, RING_PHASES[collective], channels, chunks, prefix,
-                      tags)
+        flows = list(_ring(hosts, size_bytes, RING_PHASES[collective], channels, chunks,
+                           prefix, tags).flows)
     elif algorithm == "tree":
         flows = _tree(hosts, size_bytes, chunks, prefix, tags)
     elif algorithm == "hd":
@@ -390,12 +398,30 @@ def _renamed(flows, prefix):
                  delay_s=f.delay_s) for f in flows]
 
 
-def _schedule(flows, hosts, collective, algorithm, size_bytes, seed, **params):
+def _meta(hosts, collective, algorithm, size_bytes, seed, **params):
     n = len(hosts)
-    meta = {"collective": collective, "algorithm": algorithm, "size_bytes": size_bytes,
+    return {"collective": collective, "algorithm": algorithm, "size_bytes": size_bytes,
             "ranks": n, "hosts": list(hosts), "seed": seed, **params,
             "busbw_factor": busbw_factor(collective, n)}
+
+
+def _schedule(flows, hosts, collective, algorithm, size_bytes, seed, **params):
+    meta = _meta(hosts, collective, algorithm, size_bytes, seed, **params)
     return Schedule(flows, name=f"{collective}-{algorithm}", meta=meta).validate(hosts)
+
+
+def _ring_schedule(collective, hosts, size_bytes, channels, chunks, seed):
+    """A ring collective as a columnar schedule, checked as :func:`collective_flows`
+    checks it."""
+    hosts = _check_hosts(hosts)
+    size_bytes = _check_positive_int("size_bytes", size_bytes)
+    channels = _check_positive_int("channels", channels)
+    chunks = _check_positive_int("chunks", chunks)
+    meta = _meta(hosts, collective, "ring", size_bytes, seed, channels=channels, chunks=chunks)
+    tags = {"collective": collective, "algorithm": "ring"}
+    return _ring(hosts, size_bytes, RING_PHASES[collective], channels, chunks,
+                 f"{collective}-ring", tags, name=f"{collective}-ring",
+                 meta=meta).validate(hosts)
 
 
 def ring_allreduce(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
@@ -428,10 +454,7 @@ def ring_allreduce(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
     >>> len(s), sum(f.bytes for f in s.sending("h1"))   # 2 * 3 / 4 * 400
     (24, 600)
     """
-    flows = collective_flows("allreduce", hosts, size_bytes, "ring", channels=channels,
-                             chunks=chunks)
-    return _schedule(flows, hosts, "allreduce", "ring", size_bytes, seed, channels=channels,
-                     chunks=chunks)
+    return _ring_schedule("allreduce", hosts, size_bytes, channels, chunks, seed)
 
 
 def tree_allreduce(hosts, size_bytes=64 * 2**20, chunks=4, seed=0):
@@ -478,18 +501,12 @@ def hd_allreduce(hosts, size_bytes=64 * 2**20, seed=0):
 
 def ring_allgather(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
     """Ring all-gather of an S-byte result (``S / n`` from each rank), n-1 steps."""
-    flows = collective_flows("allgather", hosts, size_bytes, "ring", channels=channels,
-                             chunks=chunks)
-    return _schedule(flows, hosts, "allgather", "ring", size_bytes, seed, channels=channels,
-                     chunks=chunks)
+    return _ring_schedule("allgather", hosts, size_bytes, channels, chunks, seed)
 
 
 def ring_reducescatter(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
     """Ring reduce-scatter of an S-byte buffer (``S / n`` kept by each rank), n-1 steps."""
-    flows = collective_flows("reducescatter", hosts, size_bytes, "ring", channels=channels,
-                             chunks=chunks)
-    return _schedule(flows, hosts, "reducescatter", "ring", size_bytes, seed,
-                     channels=channels, chunks=chunks)
+    return _ring_schedule("reducescatter", hosts, size_bytes, channels, chunks, seed)
 
 
 def alltoall(hosts, size_bytes=64 * 2**20, schedule="all", channels=None, seed=0):

@@ -10,7 +10,8 @@ Flow records
 A dict with ``id``, ``start_s``, ``end_s`` (emulated seconds since the clock started; ``end_s``
 is None until the flow has been completely received) and ``bytes_received``; ``src``, ``dst``
 and ``bytes`` may be repeated and must then match the schedule. A flow with no record has not
-started.
+started. A backend that runs millions of flows gives :class:`FlowRecords` instead (arrays in
+schedule order); :func:`summarize` reads either.
 
 Units
 -----
@@ -28,16 +29,20 @@ Bounds
   leaving it, each direction at full capacity.
 
 Both ignore dependencies and ``start_s`` offsets: they bound the volume, not the critical path.
+They read the schedule's columns (traffic/schedule.py ``Columns``) and sum bytes per host and
+per group with bincounts: no host-by-host matrix, so they hold at 8,192 hosts.
 """
 
 import csv
 import json
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
 from fabric.model import host_rate_gbps, hosts as fabric_hosts
+from traffic.schedule import ScheduleError
 
 CUT_TAGS = ("leaf", "pod", "site")
 FCT_PERCENTILES = (50, 95, 99)
@@ -55,6 +60,43 @@ def _transfer_s(nbytes, capacity_gbps):
     if capacity_gbps <= 0:
         return math.inf
     return float(nbytes) * 8 / (capacity_gbps * 1e9)
+
+
+@dataclass(frozen=True, eq=False)
+class FlowRecords:
+    """Flow records as arrays, one entry per flow of the schedule, in its order.
+
+    ``start_s`` and ``end_s`` are NaN where the flow did not start or was not completely
+    received; ``bytes_received`` is 0 for a flow that did not start.
+    """
+
+    start_s: np.ndarray
+    end_s: np.ndarray
+    bytes_received: np.ndarray
+
+
+def _fabric_codes(g, schedule):
+    """The schedule's columns and, for each of its hosts, its index among the fabric's
+    hosts; raises ScheduleError naming a flow whose end is not a host of ``g``."""
+    hs = fabric_hosts(g)
+    index = {h: i for i, h in enumerate(hs)}
+    cols = schedule.columns()
+    codes = np.array([index.get(h, -1) for h in cols.hosts], dtype=np.int32)
+    if (codes < 0).any():
+        unknown = np.flatnonzero(codes < 0)
+        fi = int(np.flatnonzero(np.isin(cols.src, unknown) | np.isin(cols.dst, unknown))[0])
+        f = schedule.flows[fi]
+        raise ScheduleError(f"flow {f.id!r}: {f.src!r} -> {f.dst!r} leaves the given hosts")
+    return hs, cols, codes
+
+
+def host_bytes(g, schedule):
+    """Bytes each host of ``g`` sends and receives, as two arrays in ``hosts(g)`` order."""
+    hs, cols, codes = _fabric_codes(g, schedule)
+    w = cols.bytes.astype(np.float64)
+    sent = np.bincount(codes[cols.src], weights=w, minlength=len(hs))
+    received = np.bincount(codes[cols.dst], weights=w, minlength=len(hs))
+    return sent, received
 
 
 def per_nic_bound_s(g, schedule):
@@ -80,8 +122,7 @@ def per_nic_bound_s(g, schedule):
         If a flow's end is not a host of ``g``.
     """
     hs = fabric_hosts(g)
-    m = schedule.bytes_matrix(hs)
-    load = np.maximum(m.sum(axis=1), m.sum(axis=0))
+    load = np.maximum(*host_bytes(g, schedule))
     return max((_transfer_s(int(b), host_rate_gbps(g, h)) for h, b in zip(hs, load)),
                default=0.0)
 
@@ -92,14 +133,21 @@ def _natural_key(value):
             for t in re.split(r"(\d+)", str(value)) if t]
 
 
-def _cut(g, name, nodes, matrix, hs):
+def _cut(g, name, nodes, bytes_out, bytes_in):
     capacity = sum(d["capacity_gbps"] for u, v, d in g.edges(nodes, data=True)
                    if (u in nodes) != (v in nodes))
-    inside = np.array([h in nodes for h in hs])
-    bytes_out = int(matrix[inside][:, ~inside].sum())
-    bytes_in = int(matrix[~inside][:, inside].sum())
-    return {"name": name, "capacity_gbps": float(capacity), "bytes_out": bytes_out,
-            "bytes_in": bytes_in, "bound_s": _transfer_s(max(bytes_out, bytes_in), capacity)}
+    return {"name": name, "capacity_gbps": float(capacity), "bytes_out": int(bytes_out),
+            "bytes_in": int(bytes_in), "bound_s": _transfer_s(max(bytes_out, bytes_in),
+                                                              capacity)}
+
+
+def _crossing(label, src, dst, w, n_labels):
+    """Bytes leaving and entering each label's hosts (label -1: in no group)."""
+    ls, ld = label[src], label[dst]
+    moves = ls != ld
+    out = np.bincount(ls[moves & (ls >= 0)], weights=w[moves & (ls >= 0)], minlength=n_labels)
+    into = np.bincount(ld[moves & (ld >= 0)], weights=w[moves & (ld >= 0)], minlength=n_labels)
+    return out.round().astype(np.int64), into.round().astype(np.int64)
 
 
 def cuts(g, schedule):
@@ -127,8 +175,9 @@ def cuts(g, schedule):
     ScheduleError
         If a flow's end is not a host of ``g``.
     """
-    hs = fabric_hosts(g)
-    matrix = schedule.bytes_matrix(hs)
+    hs, cols, codes = _fabric_codes(g, schedule)
+    src, dst = codes[cols.src], codes[cols.dst]
+    w = cols.bytes.astype(np.float64)
     result = []
     for tag in CUT_TAGS:
         if not any(tag in g.nodes[h] for h in hs):
@@ -138,13 +187,20 @@ def cuts(g, schedule):
             if value is not None:
                 groups.setdefault(value, set()).add(node)
         values = sorted(groups, key=_natural_key)
-        result.extend(_cut(g, f"{tag}={v}", groups[v], matrix, hs) for v in values)
+        at = {v: i for i, v in enumerate(values)}
+        label = np.array([at.get(g.nodes[h].get(tag), -1) for h in hs], dtype=np.int32)
+        out, into = _crossing(label, src, dst, w, len(values))
+        result.extend(_cut(g, f"{tag}={v}", groups[v], out[i], into[i])
+                      for i, v in enumerate(values))
         if len(values) >= 3:
             half = len(values) // 2
-            for part in (values[:half], values[half:]):
+            halves = np.where(label < 0, -1, (label >= half)).astype(np.int32)
+            out, into = _crossing(halves, src, dst, w, 2)
+            for i, part in enumerate((values[:half], values[half:])):
                 if len(part) > 1:
                     nodes = set().union(*(groups[v] for v in part))
-                    result.append(_cut(g, f"{tag}[{part[0]}..{part[-1]}]", nodes, matrix, hs))
+                    result.append(_cut(g, f"{tag}[{part[0]}..{part[-1]}]", nodes, out[i],
+                                       into[i]))
     return result
 
 
@@ -345,11 +401,34 @@ def _collective(schedule):
     return tagged.pop() if tagged else "alltoall"
 
 
+def _record_columns(schedule, records):
+    """What :func:`summarize` needs from :class:`FlowRecords`: flows, flows completed,
+    emulated completion time (None unless every flow completed), bytes received, FCTs of
+    the completed flows; the same checks as :func:`flow_table`."""
+    cols = schedule.columns()
+    start, end = records.start_s, records.end_s
+    got = np.asarray(records.bytes_received)
+    if not len(start) == len(end) == len(got) == len(cols):
+        raise ValueError(f"records: {len(start)} entries for the {len(cols)} flows of "
+                         f"schedule {schedule.name!r}")
+    done = ~np.isnan(end)
+    bad = np.flatnonzero(done & (np.isnan(start) | (got != cols.bytes)))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"record {schedule.flows[i].id!r}: completed (end_s={end[i]!r}) with "
+                         f"start_s={start[i]!r} and {got[i]} of {cols.bytes[i]} bytes received")
+    n_done = int(done.sum())
+    t_emulated = None
+    if len(cols) and n_done == len(cols):
+        t_emulated = float(end.max() - start.min())
+    return len(cols), n_done, t_emulated, int(got.sum()), (end - start)[done]
+
+
 def _fct_stats(fcts, suffix):
-    if not fcts:
+    if not len(fcts):
         values = [None] * (len(FCT_PERCENTILES) + 1)
     else:
-        values = [float(v) for v in np.percentile(fcts, FCT_PERCENTILES)] + [float(max(fcts))]
+        values = [float(v) for v in np.percentile(fcts, FCT_PERCENTILES)] + [float(np.max(fcts))]
     names = [f"p{p}" for p in FCT_PERCENTILES] + ["max"]
     return {f"fct_{name}{suffix}": v for name, v in zip(names, values)}
 
@@ -393,11 +472,16 @@ def summarize(g, schedule, records, time_scale):
         :func:`flow_table`).
     """
     scale = _check_time_scale(time_scale)
-    rows = flow_table(schedule, records, scale)
-    done = [r for r in rows if r["completed"]]
-    t_emulated = None
-    if rows and len(done) == len(rows):
-        t_emulated = max(r["end_s"] for r in rows) - min(r["start_s"] for r in rows)
+    if isinstance(records, FlowRecords):
+        n_rows, n_done, t_emulated, received, fcts = _record_columns(schedule, records)
+    else:
+        rows = flow_table(schedule, records, scale)
+        done = [r for r in rows if r["completed"]]
+        n_rows, n_done, received = len(rows), len(done), sum(r["bytes_received"] for r in rows)
+        t_emulated = None
+        if rows and len(done) == len(rows):
+            t_emulated = max(r["end_s"] for r in rows) - min(r["start_s"] for r in rows)
+        fcts = np.array([r["fct_s"] for r in done], dtype=np.float64)
     t = None if t_emulated is None else t_emulated * scale
     nic, cut = per_nic_bound_s(g, schedule), cut_bound_s(g, schedule)
     bound = max(nic, cut)
@@ -413,12 +497,11 @@ def summarize(g, schedule, records, time_scale):
         size = schedule.total_bytes() / n / factor
     algbw = size * 8 / t / 1e9 if size is not None and t else None
 
-    fcts = [r["fct_s"] for r in done]
     return {
-        "flows_total": len(rows),
-        "flows_completed": len(done),
+        "flows_total": n_rows,
+        "flows_completed": n_done,
         "bytes_total": schedule.total_bytes(),
-        "bytes_received": sum(r["bytes_received"] for r in rows),
+        "bytes_received": received,
         "completion_time_s": t,
         "completion_time_emulated_s": t_emulated,
         "lower_bound_s": bound,
@@ -432,7 +515,7 @@ def summarize(g, schedule, records, time_scale):
         "busbw_factor": factor,
         "algbw_gbps": algbw,
         "busbw_gbps": None if algbw is None or factor is None else algbw * factor,
-        **_fct_stats([v * scale for v in fcts], "_s"),
+        **_fct_stats(fcts * scale, "_s"),
         **_fct_stats(fcts, "_emulated_s"),
         "time_scale": scale,
     }

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from traffic.schedule import Flow, Schedule
+from traffic.schedule import ColumnarSchedule, Columns, Flow, Schedule
 
 SCHEDULES = ("all", "shift")
 PERMUTATIONS = ("random", "stride")
@@ -90,27 +90,57 @@ def routed_tokens(n, tokens_per_host, top_k, experts_per_host, popularity, rng):
     return counts
 
 
-def _alltoall_flows(hosts, matrix, schedule, channels, tags):
-    """Flows for a bytes matrix, started all at once or in pairwise-shift rounds.
+def _alltoall_schedule(hosts, pair_bytes, schedule, channels, tags, meta):
+    """The all-to-all as a columnar schedule, started all at once or in pairwise-shift rounds.
 
-    Round ``r`` (1..n-1) is host ``i`` -> host ``(i + r) % n``. With ``shift``, a sender's k-th
-    flow (counting only the flows it really has, in round order) depends on its
-    (k - channels)-th, so at most ``channels`` of its flows are in flight.
+    Round ``r`` (1..n-1) is host ``i`` -> host ``(i + r) % n``, flows in round order then
+    sender order. With ``shift``, a sender's k-th flow (counting only the flows it really has,
+    in round order) depends on its (k - channels)-th, so at most ``channels`` of its flows are
+    in flight. ``pair_bytes`` is an int (every pair) or an ``n x n`` matrix (a sampled one);
+    pairs that carry nothing have no flow.
     """
     n = len(hosts)
-    flows, by_sender = [], [[] for _ in range(n)]
-    for r in range(1, n):
-        for i in range(n):
-            j = (i + r) % n
-            nbytes = int(matrix[i, j])
-            if nbytes == 0:
-                continue
-            mine = by_sender[i]
-            deps = (mine[-channels].id,) if schedule == "shift" and len(mine) >= channels else ()
-            mine.append(Flow(id=f"a2a-{hosts[i]}-{hosts[j]}", src=hosts[i], dst=hosts[j],
-                             bytes=nbytes, deps=deps, tags={**tags, "round": r}))
-            flows.append(mine[-1])
-    return flows
+    src = np.tile(np.arange(n, dtype=np.int32), n - 1)
+    rounds = np.repeat(np.arange(1, n, dtype=np.int32), n)
+    dst = (src + rounds) % n
+    if np.ndim(pair_bytes) == 0:
+        nbytes = np.full(len(src), int(pair_bytes), dtype=np.int64)
+    else:
+        nbytes = np.asarray(pair_bytes, dtype=np.int64)[src, dst]
+    keep = nbytes > 0
+    if not keep.all():
+        src, dst, rounds, nbytes = src[keep], dst[keep], rounds[keep], nbytes[keep]
+    count = len(src)
+    if schedule == "shift":
+        if keep.all():   # every sender has one flow per round: its k-th is round k + 1
+            flow = np.arange(channels * n, count, dtype=np.int64)
+            dep_idx = flow - channels * n
+        else:
+            by_sender = np.argsort(src, kind="stable")
+            first = np.searchsorted(src[by_sender], src[by_sender])
+            later = np.arange(count) - first >= channels
+            flow = by_sender[later]
+            dep_idx = by_sender[np.flatnonzero(later) - channels]
+            order = np.argsort(flow)
+            flow, dep_idx = flow[order], dep_idx[order]
+        has = np.zeros(count, dtype=np.int8)
+        has[flow] = 1
+    else:
+        dep_idx, has = np.zeros(0, dtype=np.int64), np.zeros(count, dtype=np.int8)
+    dep_ptr = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(has, out=dep_ptr[1:])
+    # Every flow starts as soon as its dependency allows: one zero for all of them.
+    zero = np.broadcast_to(np.zeros(1), (count,))
+    cols = Columns(hosts=tuple(hosts), src=src, dst=dst.astype(np.int32, copy=False),
+                   bytes=nbytes, start_s=zero, delay_s=zero, dep_ptr=dep_ptr,
+                   dep_idx=dep_idx.astype(np.int64, copy=False))
+    return ColumnarSchedule(cols, name="moe-alltoall", meta=meta, id_format="a2a-{src}-{dst}",
+                            tags=tags, tag_columns={"round": rounds})
+
+
+def _alltoall_flows(hosts, matrix, schedule, channels, tags):
+    """The flows of :func:`_alltoall_schedule` for a bytes matrix, as a list."""
+    return list(_alltoall_schedule(hosts, matrix, schedule, channels, tags, {}).flows)
 
 
 def moe_alltoall(hosts, tokens_per_host=4096, hidden=4096, dtype_bytes=2, top_k=2,
@@ -189,8 +219,7 @@ def moe_alltoall(hosts, tokens_per_host=4096, hidden=4096, dtype_bytes=2, top_k=
             "seed": seed, "schedule": schedule, "channels": channels}
     if not skew:
         # tokens_per_host * top_k / n tokens per pair, rounded half up in exact integer bytes.
-        pair_bytes = (2 * tokens_per_host * top_k * bytes_per_token + n) // (2 * n)
-        matrix = np.full((n, n), pair_bytes, dtype=np.int64)
+        traffic = (2 * tokens_per_host * top_k * bytes_per_token + n) // (2 * n)
         meta["tokens_per_pair"] = tokens_per_host * top_k / n
     else:
         rng = np.random.default_rng(seed)
@@ -199,10 +228,9 @@ def moe_alltoall(hosts, tokens_per_host=4096, hidden=4096, dtype_bytes=2, top_k=
         tokens = routed_tokens(n, tokens_per_host, top_k, experts_per_host, popularity, rng)
         meta.update(hot_expert=hot, hot_host=hosts[hot % n],
                     local_tokens=[int(t) for t in np.diag(tokens)])
-        matrix = tokens * bytes_per_token
+        traffic = tokens * bytes_per_token
     tags = {"collective": "alltoall", "workload": "moe", "phase": "dispatch"}
-    flows = _alltoall_flows(hosts, matrix, schedule, channels, tags)
-    return Schedule(flows, name="moe-alltoall", meta=meta).validate(hosts)
+    return _alltoall_schedule(hosts, traffic, schedule, channels, tags, meta).validate(hosts)
 
 
 def permutation(hosts, bytes_per_flow, kind="random", stride=None, seed=0):

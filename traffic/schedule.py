@@ -34,10 +34,19 @@ one flow as :meth:`Flow.to_dict` writes it, in schedule order::
 ``delay_s`` is written only when it is not 0, so schedules without compute gaps keep the
 format above, and a reader older than ``delay_s`` rejects a file that uses it (unknown key)
 rather than running it with the gaps left out.
+
+Columns
+-------
+At data-center scale (a million flows and more) Python objects per flow do not fit:
+:meth:`Schedule.columns` gives any schedule as arrays (:class:`Columns`: host indices, bytes,
+start floors, delays, dependencies as compressed rows), and a :class:`ColumnarSchedule` is
+*held* as those arrays, building its :class:`Flow` objects only if someone asks for
+``flows``. Executors and metrics that must scale read the columns only.
 """
 
 import json
 import math
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -163,6 +172,58 @@ def _is_int(x):
 
 def _is_real(x):
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True, eq=False)
+class Columns:
+    """A schedule's flows as arrays, one entry per flow in schedule order.
+
+    ``src`` and ``dst`` index ``hosts``; flow ``i`` depends on the flows
+    ``dep_idx[dep_ptr[i]:dep_ptr[i + 1]]`` (flow indices, compressed rows).
+    """
+
+    hosts: tuple
+    src: np.ndarray       # int32
+    dst: np.ndarray       # int32
+    bytes: np.ndarray     # int64
+    start_s: np.ndarray   # float64
+    delay_s: np.ndarray   # float64
+    dep_ptr: np.ndarray   # int64, flows + 1
+    dep_idx: np.ndarray   # int64
+
+    def __len__(self):
+        return len(self.src)
+
+    def children(self):
+        """The dependents of every flow as compressed rows ``(ptr, idx)``: flow ``i``'s
+        are ``idx[ptr[i]:ptr[i + 1]]``, in schedule order."""
+        n = len(self)
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.dep_ptr))
+        order = np.argsort(self.dep_idx, kind="stable")
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.dep_idx, minlength=n), out=ptr[1:])
+        return ptr, owner[order]
+
+    def depths(self):
+        """Depth of every flow in the dependency DAG (0 for a flow that waits for nothing),
+        as an int64 array; needs every dependency to come before its flow (generators that
+        build columns write them so)."""
+        n = len(self)
+        depth = np.zeros(n, dtype=np.int64)
+        ptr, idx = self.dep_ptr, self.dep_idx
+        if len(idx) and not (idx < np.repeat(np.arange(n), np.diff(ptr))).all():
+            raise ScheduleError("columns: a dependency does not come before its flow")
+        ptr_l, idx_l, out = ptr.tolist(), idx.tolist(), [0] * n
+        for i in range(n):
+            if ptr_l[i + 1] > ptr_l[i]:
+                out[i] = 1 + max(out[j] for j in idx_l[ptr_l[i]:ptr_l[i + 1]])
+        depth[:] = out
+        return depth
+
+
+def _host_codes(names, hosts):
+    index = {h: i for i, h in enumerate(hosts)}
+    return np.fromiter((index[h] for h in names), dtype=np.int32, count=len(names))
 
 
 class Schedule:
@@ -298,6 +359,37 @@ class Schedule:
             walk.append(deps[walk[-1]][0])
         return list(reversed(walk[seen[walk[-1]]:-1]))
 
+    def columns(self):
+        """The flows as :class:`Columns`, hosts in order of first appearance.
+
+        Raises
+        ------
+        ScheduleError
+            If a dependency names no flow of the schedule.
+        """
+        cached = getattr(self, "_columns", None)
+        if cached is not None:
+            return cached
+        flows = self.flows
+        hosts = tuple(self.hosts())
+        index = {f.id: i for i, f in enumerate(flows)}
+        try:
+            dep_idx = np.fromiter((index[d] for f in flows for d in f.deps), dtype=np.int64)
+        except KeyError as e:
+            raise ScheduleError(f"dependency {e.args[0]!r} does not exist") from None
+        dep_ptr = np.zeros(len(flows) + 1, dtype=np.int64)
+        np.cumsum([len(f.deps) for f in flows], out=dep_ptr[1:])
+        self._columns = Columns(
+            hosts=hosts, src=_host_codes([f.src for f in flows], hosts),
+            dst=_host_codes([f.dst for f in flows], hosts),
+            bytes=np.fromiter((f.bytes for f in flows), dtype=np.int64, count=len(flows)),
+            start_s=np.fromiter((f.start_s for f in flows), dtype=np.float64,
+                                count=len(flows)),
+            delay_s=np.fromiter((f.delay_s for f in flows), dtype=np.float64,
+                                count=len(flows)),
+            dep_ptr=dep_ptr, dep_idx=dep_idx)
+        return self._columns
+
     def sending(self, host):
         """Flows whose ``src`` is ``host``, in schedule order."""
         return [f for f in self.flows if f.src == host]
@@ -369,9 +461,13 @@ class Schedule:
         else one more than its deepest dependency. Flows of one depth may be in flight
         together (the first ``channels`` rounds of a pairwise-shift all-to-all, then the
         next)."""
-        import networkx as nx
-        generations = nx.topological_generations(self.dag())
-        return {fid: depth for depth, ids in enumerate(generations) for fid in ids}
+        try:
+            depth = self.columns().depths().tolist()
+        except ScheduleError:   # a dependency listed after its flow: walk the graph
+            import networkx as nx
+            generations = nx.topological_generations(self.dag())
+            return {fid: depth for depth, ids in enumerate(generations) for fid in ids}
+        return dict(zip((f.id for f in self.flows), depth))
 
     def scale_times(self, factor):
         """A copy with every ``start_s`` and ``delay_s`` multiplied by ``factor``.
@@ -470,3 +566,131 @@ class Schedule:
             return schedule.validate()
         except ScheduleError as e:
             raise ScheduleError(f"{path}: {e}") from None
+
+
+class ColumnarSchedule(Schedule):
+    """A :class:`Schedule` held as :class:`Columns`, for schedules of millions of flows.
+
+    Its :class:`Flow` objects are built only when ``flows`` is first read (then kept), so
+    everything a :class:`Schedule` offers works, and an executor or metric that reads
+    :meth:`columns` never pays for them.
+
+    Parameters
+    ----------
+    columns : Columns
+        Every dependency must come before its flow.
+    name : str
+    meta : dict, optional
+    id_format : str
+        Flow ids, ``str.format``-ed with ``src``, ``dst`` (host names) and the tag columns;
+        must make every id distinct.
+    tags : dict, optional
+        Tags every flow carries, in order, before the tag columns.
+    tag_columns : dict, optional
+        Per-flow tags: an integer array, or ``(labels, codes)`` for a tag whose value is
+        ``labels[code]``.
+    """
+
+    def __init__(self, columns, name="schedule", meta=None, id_format="{src}-{dst}",
+                 tags=None, tag_columns=None):
+        self._columns = columns
+        self.name = name
+        self.meta = dict(meta or {})
+        self.id_format = id_format
+        self.common_tags = dict(tags or {})
+        self.tag_columns = dict(tag_columns or {})
+        self._flows = None
+
+    @property
+    def flows(self):
+        """The :class:`Flow` objects, built on first use and kept."""
+        if self._flows is None:
+            c = self._columns
+            names = [c.hosts[i] for i in c.src.tolist()], [c.hosts[i] for i in c.dst.tolist()]
+            cols = {k: [v[0][x] for x in v[1].tolist()] if isinstance(v, tuple) else v.tolist()
+                    for k, v in self.tag_columns.items()}
+            fmt = self.id_format.format
+            ids = [fmt(src=s, dst=d, **{k: v[i] for k, v in cols.items()})
+                   for i, (s, d) in enumerate(zip(*names))]
+            ptr, idx = c.dep_ptr.tolist(), c.dep_idx.tolist()
+            nbytes, start, delay = c.bytes.tolist(), c.start_s.tolist(), c.delay_s.tolist()
+            self._flows = tuple(
+                Flow(id=ids[i], src=names[0][i], dst=names[1][i], bytes=nbytes[i],
+                     deps=tuple(ids[j] for j in idx[ptr[i]:ptr[i + 1]]), start_s=start[i],
+                     tags={**self.common_tags, **{k: v[i] for k, v in cols.items()}},
+                     delay_s=delay[i])
+                for i in range(len(ids)))
+        return self._flows
+
+    def __len__(self):
+        return len(self._columns)
+
+    def __repr__(self):
+        return f"Schedule({self.name!r}, {len(self)} flows, {self.total_bytes()} bytes)"
+
+    def columns(self):
+        return self._columns
+
+    def total_bytes(self):
+        return int(self._columns.bytes.sum())
+
+    def hosts(self):
+        c = self._columns
+        both = np.empty(2 * len(c), dtype=np.int32)
+        both[0::2], both[1::2] = c.src, c.dst
+        first = np.full(len(c.hosts), len(both))
+        # Repeated indices: the last assignment wins, so in reverse it is the first use.
+        first[both[::-1]] = np.arange(len(both) - 1, -1, -1)
+        seen = np.flatnonzero(first < len(both))
+        return [c.hosts[i] for i in seen[np.argsort(first[seen])].tolist()]
+
+    def validate(self, hosts=None):
+        """:meth:`Schedule.validate` on the columns: the same checks, the same messages
+        (naming the first bad flow), without building the flows unless one is bad."""
+        c = self._columns
+        n = len(c)
+        bad = np.zeros(n, dtype=bool)
+        bad |= c.src == c.dst
+        bad |= (c.src < 0) | (c.src >= len(c.hosts)) | (c.dst < 0) | (c.dst >= len(c.hosts))
+        bad |= c.bytes <= 0
+        for t in (c.start_s, c.delay_s):
+            bad |= ~np.isfinite(t) | (t < 0)
+        if hosts is not None:
+            unknown = np.array([h not in set(hosts) for h in c.hosts], dtype=bool)
+            if unknown.any():
+                bad |= unknown[c.src] | unknown[c.dst]
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(c.dep_ptr))
+        late = (c.dep_idx < 0) | (c.dep_idx >= owner)
+        if late.any():
+            bad[owner[late]] = True
+        named = {f for _, f, _, _ in string.Formatter().parse(self.id_format) if f}
+        keys = [c.src, c.dst] + [v[1] if isinstance(v, tuple) else v
+                                 for k, v in self.tag_columns.items() if k in named]
+        # Ids are distinct if their fields are: one int64 code per flow when they fit in
+        # one (a sort of ints), else a sort of the rows.
+        spans = [int(k.max(initial=0)) + 1 for k in keys]
+        if all(k.min(initial=0) >= 0 for k in keys) and math.prod(spans) < 2 ** 62:
+            code = np.zeros(n, dtype=np.int64)
+            for k, span in zip(keys, spans):
+                code = code * span + k
+            code.sort()
+            repeated = bool((code[1:] == code[:-1]).any())
+        else:
+            order = np.lexsort(keys[::-1])
+            same = np.ones(max(n - 1, 0), dtype=bool)
+            for k in keys:
+                same &= k[order][1:] == k[order][:-1]
+            repeated = bool(same.any())
+        if repeated or bad.any():
+            # Name the first bad flow exactly as an object schedule would.
+            Schedule(self.flows, self.name, self.meta).validate(hosts)
+        return self
+
+    def scale_times(self, factor):
+        if not _is_real(factor) or not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"factor: must be a finite number > 0, got {factor!r}")
+        c = self._columns
+        cols = replace(c, start_s=c.start_s * factor, delay_s=c.delay_s * factor)
+        meta = {**self.meta, "time_factor": self.meta.get("time_factor", 1.0) * factor}
+        return ColumnarSchedule(cols, self.name, meta, self.id_format, self.common_tags,
+                                self.tag_columns)
