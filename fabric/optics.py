@@ -31,11 +31,11 @@ standards : str
 """
 
 # Reaches are the specified ones (OM4 multimode, single-mode fiber), shortest first; at a
-# given rate a real part may reach less (800GBASE-SR8 reaches 50-100 m, 400GBASE-LR4-6 6 km).
+# given rate a real part may reach less (400GBASE-LR4-6 reaches 6 km, 100G-per-lane DAC 2 m).
 CLASSES = (
     TransceiverClass("DAC", "copper", 0.003, (100.0, 200.0, 400.0, 800.0),
                      "passive direct-attach copper: IEEE 802.3 100GBASE-CR4 (802.3bj), "
-                     "200/400GBASE-CR4/CR8 (802.3cd), 100G-per-lane CR (802.3ck)"),
+                     "50/100/200GBASE-CR (802.3cd), 100/200/400GBASE-CR1/CR2/CR4 (802.3ck)"),
     TransceiverClass("AEC", "copper", 0.007, (100.0, 200.0, 400.0, 800.0),
                      "active (retimed) electrical cable, vendor parts on the 802.3ck lanes"),
     TransceiverClass("AOC", "optical", 0.03, (100.0, 200.0, 400.0, 800.0),
