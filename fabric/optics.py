@@ -91,7 +91,7 @@ def choose(medium, length_km):
     Raises
     ------
     ReachError
-        If no class of ``medium`` reaches that far.
+        If no class of ``medium`` reaches that far, or ``medium`` has no classes.
 
     Examples
     --------
@@ -99,6 +99,8 @@ def choose(medium, length_km):
     ('DR', 'ZR', 'DAC')
     """
     fits = [c for c in CLASSES if c.medium == medium]
+    if not fits:
+        raise ReachError(f"no transceiver class for medium {medium!r}")
     for c in fits:
         if length_km <= c.reach_km:
             return c

@@ -5,6 +5,8 @@ Pure data and the twin backend: no root, no Mininet.
 """
 
 import json
+import os
+import re
 
 import pytest
 
@@ -60,6 +62,21 @@ def test_a_link_its_class_cannot_serve_is_an_error_naming_link_length_class_and_
     with pytest.raises(TopologyError) as err:
         two_switches(length_km, medium, transceiver)
     assert message in str(err.value)
+
+
+def test_a_medium_without_classes_is_an_error():
+    with pytest.raises(optics.ReachError, match="no transceiver class for medium 'wifi'"):
+        optics.choose("wifi", 0.0)
+
+
+def test_the_readmes_table_is_the_modules():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md")) as f:
+        rows = re.findall(r"^\| (\w+) \| (optical|copper) \| ([\d.]+) (m|km) \| ([^|]+) \|",
+                          f.read(), re.M)
+    assert [(name, medium, float(n) / (1000 if unit == "m" else 1))
+            for name, medium, n, unit, _ in rows] == [
+        (c.name, c.medium, c.reach_km) for c in optics.CLASSES]
 
 
 def test_an_explicit_class_is_kept_when_it_reaches():
