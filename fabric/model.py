@@ -19,8 +19,10 @@ Switch nodes: ``role`` in :data:`SWITCH_ROLES`, ``dpid`` (int, unique, never 0),
 (0 = closest to hosts) plus topology-specific tags.
 
 Edges: ``capacity_gbps`` (float > 0), ``medium`` (``"optical"`` or ``"copper"``),
-``length_km`` (>= 0), ``delay_us`` (propagation, 5 us/km) and ``ports`` (a dict mapping each
-end's node name to its port number on that node; host ports are 0, i.e. ``h1-eth0``).
+``length_km`` (>= 0), ``delay_us`` (propagation, 5 us/km), ``transceiver`` (the name of its
+transceiver class, which reaches at least ``length_km``, see fabric/optics.py) and ``ports`` (a
+dict mapping each end's node name to its port number on that node; host ports are 0, i.e.
+``h1-eth0``).
 
 Names are short (``h1``, ``e1``, ``a1``, ``c1``...) because Mininet derives interface names
 (``<node>-eth<port>``) from them and Linux limits those to 15 characters.
@@ -29,6 +31,7 @@ Names are short (``h1``, ``e1``, ``a1``, ``c1``...) because Mininet derives inte
 import networkx as nx
 
 from controllers.locator import locator_mac
+from fabric import optics
 
 HOST = "host"
 SWITCH_ROLES = ("edge", "leaf", "aggregation", "core", "spine", "rail", "gateway", "dc")
@@ -95,13 +98,31 @@ def propagation_delay_us(length_km):
     return float(length_km) * PROPAGATION_US_PER_KM
 
 
-def add_link(g, u, v, capacity_gbps, medium="optical", length_km=0.0):
+def add_link(g, u, v, capacity_gbps, medium="optical", length_km=0.0, transceiver=None):
     """Link ``u`` and ``v``; each end gets the next free port number on its node.
+
+    Parameters
+    ----------
+    g : networkx.Graph
+        The fabric.
+    u, v : str
+        Nodes of ``g``.
+    capacity_gbps : float
+        Nominal capacity in Gbit/s, > 0.
+    medium : {"optical", "copper"}
+        The link's medium.
+    length_km : float
+        Cable length in km, >= 0; sets ``delay_us``.
+    transceiver : str, optional
+        Transceiver class of both ends (a name of :data:`fabric.optics.CLASSES`); by default
+        the shortest-reach class of ``medium`` that covers ``length_km``.
 
     Raises
     ------
     TopologyError
-        If an end is unknown, the link exists already, or a value is out of range.
+        If an end is unknown, the link exists already, a value is out of range, or the link
+        is longer than its transceiver class reaches (the message names the link, its
+        length, the class and its reach).
     """
     for n in (u, v):
         if n not in g:
@@ -119,6 +140,11 @@ def add_link(g, u, v, capacity_gbps, medium="optical", length_km=0.0):
         raise TopologyError(f"link {u}-{v}: length_km must be >= 0, got {length_km}")
     if medium not in MEDIA:
         raise TopologyError(f"link {u}-{v}: medium must be one of {MEDIA}, got {medium!r}")
+    try:
+        transceiver = (optics.choose(medium, length_km) if transceiver is None
+                       else optics.check(transceiver, medium, length_km)).name
+    except optics.ReachError as e:
+        raise TopologyError(f"link {u}-{v}: {e}") from None
     ports = {}
     for n in (u, v):
         if g.nodes[n]["role"] == HOST:
@@ -128,7 +154,7 @@ def add_link(g, u, v, capacity_gbps, medium="optical", length_km=0.0):
         else:
             ports[n] = g.degree(n) + 1
     g.add_edge(u, v, capacity_gbps=capacity_gbps, medium=medium, length_km=length_km,
-               delay_us=propagation_delay_us(length_km), ports=ports)
+               delay_us=propagation_delay_us(length_km), transceiver=transceiver, ports=ports)
     for h, sw in ((u, v), (v, u)):
         # A host's address names where it is attached, so the controller can route to all
         # hosts of a switch with one rule (controllers/render.py).

@@ -20,7 +20,8 @@ alternating which goes first), one *run*:
    records and writes ``runs/<label>/summary.json`` and ``flows.csv``.
 
 ``summary.json`` at the top of the run directory holds the main fabric's figures (medians
-over repeats), the baseline's, and every run; with jobs, each run's and each fabric's figures
+over repeats), the baseline's, each fabric's cable kilometres and transceivers (``optics``),
+and every run; with jobs, each run's and each fabric's figures
 also hold every job's own (``jobs``). This module orchestrates; it decides no routes
 and computes no metric itself. Other drivers (bench/policies.py) reuse its pieces:
 :func:`network` brings a fabric up once and :func:`run_on` runs schedules on it.
@@ -41,7 +42,7 @@ import sys
 import threading
 import time
 
-from fabric import cleanup, model, report, spec as specs
+from fabric import cleanup, model, optics, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
 from fabric.reach import all_pairs
@@ -458,7 +459,8 @@ def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
     ``scale``); ``head`` and ``tail`` are the backend's own fields. A schedule with jobs gets
     the fabric-wide figures over every flow and, under ``jobs``, each job's own
     (:func:`job_figures`), phases and inference latencies included (requests and phases of
-    different jobs are not pooled)."""
+    different jobs are not pooled). ``optics`` is the fabric's cable kilometres and
+    transceivers (:func:`fabric.optics.fabric_optics`)."""
     result = {
         "topology": g.graph["name"],
         "topology_params": g.graph.get("params", {}),
@@ -466,6 +468,7 @@ def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
         "workload": workload_name(spec),
         "workload_params": None if spec["jobs"] else spec["workload"]["params"],
         "seed": schedule.meta.get("seed"),
+        "optics": optics.fabric_optics(g),
         **head,
         **metrics.summarize(g, schedule, records, time_scale=scale),
         **tail,
@@ -632,6 +635,7 @@ def run_spec(spec, where, results_dir, log=print):
         **{k: main[k]["median"] if k in main else None for k in KEY_FIGURES},
         **({"jobs": _job_summary(main, mine)} if "jobs" in main else {}),
         "figures": {g.graph["name"]: aggregate(runs, g.graph["name"]) for g in fabrics},
+        "optics": {g.graph["name"]: optics.fabric_optics(g) for g in fabrics},
         "runs": runs,
     }
     _write_json(os.path.join(out_dir, "summary.json"), summary)
@@ -677,9 +681,17 @@ def _inference_line(label, inf):
             f"{inf['completed']}/{inf['requests']} requests")
 
 
+def _optics_line(name, o):
+    used = ", ".join(f"{c} {n}" for c, n in o["transceivers_by_class"].items() if n)
+    return (f"optics {name}: {o['length_km_by_medium']['optical']:.4g} km fiber, "
+            f"{o['length_km_by_medium']['copper']:.4g} km copper, "
+            f"{o['transceivers_total']} transceivers ({used})")
+
+
 def table(summary):
     """The short table `make demo` and `make experiment` print: a line per fabric, under it
-    a line per job (``job <name>``, its own figures) when the spec has jobs."""
+    a line per job (``job <name>``, its own figures) when the spec has jobs, and a line per
+    fabric of its fiber, copper and transceivers."""
     lines = [f"{'fabric':<12} {'runs':>4} {'efficiency (med/min/max)':>26} "
              f"{'completion':>12} {'bound':>12} {'busbw':>12} {'cpu idle min':>12}"]
     for name, fig in summary["figures"].items():
@@ -692,6 +704,8 @@ def table(summary):
         for job, job_fig in run.get("jobs", {}).items():
             if job_fig.get("inference"):
                 lines.append(_inference_line(f"{run['label']} job {job}", job_fig["inference"]))
+    for name, o in summary["optics"].items():
+        lines.append(_optics_line(name, o))
     lines.append(f"(backend {summary['backend']}; nominal units: run time x scale "
                  f"{summary['scale']:.3g}; "
                  f"propagation delay emulated: {summary['delay_emulated']}; "

@@ -80,7 +80,7 @@ def test_fat_tree_shape_and_equal_cost_paths(k):
 
 
 def test_fat_tree_tags_layers_and_wiring():
-    g = fat_tree(4, link_gbps=100, medium="copper", length_km=0.01)
+    g = fat_tree(4, link_gbps=100, medium="copper", length_km=0.002)
     assert (g.nodes["h1"]["pod"], g.nodes["h1"]["leaf"]) == (1, "e1")
     assert (g.nodes["h16"]["pod"], g.nodes["h16"]["leaf"]) == (4, "e8")
     assert host_switch(g, "h3") == ("e2", 1)
@@ -93,8 +93,8 @@ def test_fat_tree_tags_layers_and_wiring():
     # core j reaches aggregation j // (k/2) of every pod, core port p leading to pod p
     assert [(v, g.edges["c3", v]["ports"]["c3"]) for v in sorted(g["c3"])] == [
         ("a2", 1), ("a4", 2), ("a6", 3), ("a8", 4)]
-    assert {(d["capacity_gbps"], d["medium"], d["length_km"]) for *_, d in g.edges(data=True)} \
-        == {(100.0, "copper", 0.01)}
+    assert {(d["capacity_gbps"], d["medium"], d["length_km"], d["transceiver"])
+            for *_, d in g.edges(data=True)} == {(100.0, "copper", 0.002, "DAC")}
 
 
 def test_leaf_spine_from_oversubscription():

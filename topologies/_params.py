@@ -11,6 +11,7 @@ import math
 import numbers
 
 from fabric.model import TopologyError
+from fabric.optics import BY_NAME
 
 
 def is_integer(value):
@@ -49,3 +50,11 @@ def choice(name, value, options):
     if value not in options:
         raise TopologyError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
     return value
+
+
+def transceiver(name, value):
+    """``value`` itself if it is None (each link's class is then chosen by its length) or the
+    name of a transceiver class of fabric/optics.py."""
+    if value is None:
+        return None
+    return choice(name, value, tuple(BY_NAME))

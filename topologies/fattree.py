@@ -19,10 +19,11 @@ if _ROOT not in sys.path:
 
 from fabric import model  # noqa: E402
 from topologies._custom import mininet_topos  # noqa: E402
-from topologies._params import choice, is_integer, nonnegative, positive  # noqa: E402
+from topologies._params import (  # noqa: E402
+    choice, is_integer, nonnegative, positive, transceiver as transceiver_class)
 
 
-def fat_tree(k=4, link_gbps=400.0, medium="optical", length_km=0.0):
+def fat_tree(k=4, link_gbps=400.0, medium="optical", length_km=0.0, transceiver=None):
     """Build a k-ary fat-tree.
 
     There are ``(k/2)**2`` core switches and ``k`` pods, each with ``k/2`` aggregation and
@@ -42,6 +43,9 @@ def fat_tree(k=4, link_gbps=400.0, medium="optical", length_km=0.0):
         Medium of every link.
     length_km : float
         Fiber length of every link in km.
+    transceiver : str, optional
+        Transceiver class of every link (fabric/optics.py); by default the shortest-reach
+        class of ``medium`` that covers ``length_km``.
 
     Returns
     -------
@@ -53,7 +57,8 @@ def fat_tree(k=4, link_gbps=400.0, medium="optical", length_km=0.0):
     Raises
     ------
     TopologyError
-        If ``k`` is not an even integer >= 2, or another parameter is out of range.
+        If ``k`` is not an even integer >= 2, another parameter is out of range, or
+        ``length_km`` is beyond the reach of ``transceiver``.
 
     Examples
     --------
@@ -70,7 +75,9 @@ def fat_tree(k=4, link_gbps=400.0, medium="optical", length_km=0.0):
     link_gbps = positive("link_gbps", link_gbps)
     medium = choice("medium", medium, model.MEDIA)
     length_km = nonnegative("length_km", length_km)
-    g = model.new_fabric("fattree", k=k, link_gbps=link_gbps, medium=medium, length_km=length_km)
+    transceiver = transceiver_class("transceiver", transceiver)
+    g = model.new_fabric("fattree", k=k, link_gbps=link_gbps, medium=medium, length_km=length_km,
+                         transceiver=transceiver)
     half = k // 2
     pods = range(1, k + 1)
 
@@ -78,7 +85,7 @@ def fat_tree(k=4, link_gbps=400.0, medium="optical", length_km=0.0):
         return f"{prefix}{(pod - 1) * half + i + 1}"
 
     def link(u, v):
-        model.add_link(g, u, v, link_gbps, medium, length_km)
+        model.add_link(g, u, v, link_gbps, medium, length_km, transceiver)
 
     for pod in pods:
         for i in range(half):

@@ -19,11 +19,12 @@ if _ROOT not in sys.path:
 
 from fabric import model  # noqa: E402
 from topologies._custom import mininet_topos  # noqa: E402
-from topologies._params import choice, count, nonnegative, positive  # noqa: E402
+from topologies._params import (  # noqa: E402
+    choice, count, nonnegative, positive, transceiver as transceiver_class)
 
 
 def leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, host_gbps=400.0, uplink_gbps=None,
-               oversubscription=None, medium="optical", length_km=0.0):
+               oversubscription=None, medium="optical", length_km=0.0, transceiver=None):
     """Build a leaf-spine fabric: every leaf linked once to every spine.
 
     The uplink rate is given either directly (``uplink_gbps``) or through the oversubscription
@@ -44,6 +45,9 @@ def leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, host_gbps=400.0, uplink_gbp
         Medium of every link.
     length_km : float
         Fiber length of every link in km.
+    transceiver : str, optional
+        Transceiver class of every link (fabric/optics.py); by default each link gets the
+        shortest-reach class of its medium that covers its length.
 
     Returns
     -------
@@ -55,8 +59,8 @@ def leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, host_gbps=400.0, uplink_gbp
     Raises
     ------
     TopologyError
-        If a parameter is out of range, or both ``uplink_gbps`` and ``oversubscription`` are
-        given.
+        If a parameter is out of range, both ``uplink_gbps`` and ``oversubscription`` are
+        given, or ``length_km`` is beyond the reach of ``transceiver``.
 
     Examples
     --------
@@ -70,6 +74,7 @@ def leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, host_gbps=400.0, uplink_gbp
     host_gbps = positive("host_gbps", host_gbps)
     medium = choice("medium", medium, model.MEDIA)
     length_km = nonnegative("length_km", length_km)
+    transceiver = transceiver_class("transceiver", transceiver)
     if uplink_gbps is not None and oversubscription is not None:
         raise model.TopologyError(
             f"give uplink_gbps or oversubscription, not both (got uplink_gbps={uplink_gbps!r}, "
@@ -84,7 +89,7 @@ def leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, host_gbps=400.0, uplink_gbp
     g = model.new_fabric(
         "leafspine", leaves=leaves, spines=spines, hosts_per_leaf=hosts_per_leaf,
         host_gbps=host_gbps, uplink_gbps=uplink_gbps, oversubscription=ratio, medium=medium,
-        length_km=length_km)
+        length_km=length_km, transceiver=transceiver)
 
     leaf_names = [f"l{i}" for i in range(1, leaves + 1)]
     for leaf in leaf_names:
@@ -93,10 +98,10 @@ def leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, host_gbps=400.0, uplink_gbp
     for i, leaf in enumerate(leaf_names):
         for n in range(1, hosts_per_leaf + 1):
             h = model.add_host(g, f"h{i * hosts_per_leaf + n}", leaf=leaf)
-            model.add_link(g, h, leaf, host_gbps, medium, length_km)
+            model.add_link(g, h, leaf, host_gbps, medium, length_km, transceiver)
     for leaf in leaf_names:
         for spine in spine_names:
-            model.add_link(g, leaf, spine, uplink_gbps, medium, length_km)
+            model.add_link(g, leaf, spine, uplink_gbps, medium, length_km, transceiver)
     return model.validate(g)
 
 

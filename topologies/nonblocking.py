@@ -18,12 +18,12 @@ if _ROOT not in sys.path:
 
 from fabric import model  # noqa: E402
 from topologies._custom import mininet_topos  # noqa: E402
-from topologies._params import count, positive  # noqa: E402
+from topologies._params import count, positive, transceiver as transceiver_class  # noqa: E402
 
 SWITCH = "x1"
 
 
-def nonblocking(hosts=16, host_gbps=400.0):
+def nonblocking(hosts=16, host_gbps=400.0, transceiver=None):
     """Build ``hosts`` hosts on one switch.
 
     Parameters
@@ -32,6 +32,9 @@ def nonblocking(hosts=16, host_gbps=400.0):
         Host count, >= 1.
     host_gbps : float
         Host link (NIC) capacity in Gbit/s.
+    transceiver : str, optional
+        Transceiver class of every link (fabric/optics.py); by default the shortest-reach
+        optical class (links have no length here).
 
     Returns
     -------
@@ -52,8 +55,10 @@ def nonblocking(hosts=16, host_gbps=400.0):
     """
     hosts = count("hosts", hosts)
     host_gbps = positive("host_gbps", host_gbps)
-    g = model.new_fabric("nonblocking", hosts=hosts, host_gbps=host_gbps)
-    return _attach(g, ((f"h{i}", {"capacity_gbps": host_gbps}) for i in range(1, hosts + 1)))
+    transceiver = transceiver_class("transceiver", transceiver)
+    g = model.new_fabric("nonblocking", hosts=hosts, host_gbps=host_gbps, transceiver=transceiver)
+    return _attach(g, ((f"h{i}", {"capacity_gbps": host_gbps, "transceiver": transceiver})
+                       for i in range(1, hosts + 1)))
 
 
 def nonblocking_like(g):
@@ -69,8 +74,8 @@ def nonblocking_like(g):
     networkx.Graph
         A validated fabric named ``"nonblocking"`` with params ``{"like": <name of g>}``:
         switch ``x1`` and the hosts of ``g`` added in the same order (so with the same
-        indices, IPs and MACs), each linked to ``x1`` with the capacity, medium and length of
-        its link in ``g``.
+        indices, IPs and MACs), each linked to ``x1`` with the capacity, medium, length and
+        transceiver class of its link in ``g``.
 
     Examples
     --------
@@ -82,7 +87,8 @@ def nonblocking_like(g):
     nics = []
     for h in model.hosts(g):
         link = g.edges[h, model.host_switch(g, h)[0]]
-        nics.append((h, {key: link[key] for key in ("capacity_gbps", "medium", "length_km")}))
+        keys = ("capacity_gbps", "medium", "length_km", "transceiver")
+        nics.append((h, {key: link[key] for key in keys}))
     base = _attach(model.new_fabric("nonblocking", like=g.graph["name"]), nics)
     for h, _ in nics:
         # The hosts keep the addresses they have in g (their locator MACs name g's switches:

@@ -21,10 +21,11 @@ if _ROOT not in sys.path:
 
 from fabric import model  # noqa: E402
 from topologies._custom import mininet_topos  # noqa: E402
-from topologies._params import count, positive  # noqa: E402
+from topologies._params import count, positive, transceiver as transceiver_class  # noqa: E402
 
 
-def rail_optimized(servers=4, gpus_per_server=4, nic_gbps=400.0, spines=None, spine_gbps=None):
+def rail_optimized(servers=4, gpus_per_server=4, nic_gbps=400.0, spines=None, spine_gbps=None,
+                   transceiver=None):
     """Build a rail-optimized fabric with one host per GPU.
 
     Parameters
@@ -38,6 +39,9 @@ def rail_optimized(servers=4, gpus_per_server=4, nic_gbps=400.0, spines=None, sp
     spine_gbps : float, optional
         Capacity of each rail-spine link in Gbit/s; default non-blocking,
         ``servers * nic_gbps / spines``.
+    transceiver : str, optional
+        Transceiver class of every link (fabric/optics.py); by default the shortest-reach
+        optical class (links have no length here).
 
     Returns
     -------
@@ -64,8 +68,10 @@ def rail_optimized(servers=4, gpus_per_server=4, nic_gbps=400.0, spines=None, sp
     spines = max(gpus_per_server // 2, 1) if spines is None else count("spines", spines)
     spine_gbps = (servers * nic_gbps / spines if spine_gbps is None
                   else positive("spine_gbps", spine_gbps))
+    transceiver = transceiver_class("transceiver", transceiver)
     g = model.new_fabric("rail", servers=servers, gpus_per_server=gpus_per_server,
-                         nic_gbps=nic_gbps, spines=spines, spine_gbps=spine_gbps)
+                         nic_gbps=nic_gbps, spines=spines, spine_gbps=spine_gbps,
+                         transceiver=transceiver)
 
     rails = range(1, gpus_per_server + 1)
     for rail in rails:
@@ -75,10 +81,10 @@ def rail_optimized(servers=4, gpus_per_server=4, nic_gbps=400.0, spines=None, sp
         for rail in rails:
             h = f"h{(server - 1) * gpus_per_server + rail}"
             model.add_host(g, h, server=server, rail=rail, leaf=f"r{rail}")
-            model.add_link(g, h, f"r{rail}", nic_gbps)
+            model.add_link(g, h, f"r{rail}", nic_gbps, transceiver=transceiver)
     for rail in rails:
         for spine in spine_names:
-            model.add_link(g, f"r{rail}", spine, spine_gbps)
+            model.add_link(g, f"r{rail}", spine, spine_gbps, transceiver=transceiver)
     return model.validate(g)
 
 
