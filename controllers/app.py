@@ -16,7 +16,8 @@ switch (a rule could arrive after the deletion of the group it points to).
 Start it with ``python -m controllers.launcher`` (never plain ryu-manager on Python 3.11).
 Options: see controllers/options.py (``--fabric-policy``, ``--fabric-stats-interval``,
 ``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities,
-``--fabric-policy-options``, ``--fabric-lldp-interval``, ``--fabric-lldp-secret``).
+``--fabric-policy-options``, ``--fabric-lldp-interval``, ``--fabric-lldp-secret``,
+``--fabric-metrics-port`` and ``--fabric-metrics-host`` for Prometheus, controllers/prom.py).
 
 Discovery is authenticated: each probe carries the core's HMAC of its switch, port and
 time, and the core learns a link only from a fresh probe of its own arriving at a switch
@@ -43,7 +44,7 @@ from ryu.lib.packet import arp as arp_pkt
 from ryu.lib.packet import ethernet, ipv4, lldp, packet
 from ryu.ofproto import ofproto_v1_3
 
-from controllers import ofguard, rules
+from controllers import ofguard, prom, rules
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers.core import PolicyError, RoutingCore, link_capacities
 from controllers.driver import TICK_S, FabricDriver
@@ -200,6 +201,10 @@ class FabricController(app_manager.RyuApp):
         self.waiters = {}       # dpid -> {xid: (event, replies)}: REST stats requests
         self._outbox = collections.deque()
         self._wake = hub.Event()
+        self.metrics = prom.FabricMetrics(self)
+        if CONF.fabric_metrics_port:  # bound first: a port in use stops the app before it runs
+            self.threads.append(self.metrics.serve(CONF.fabric_metrics_host,
+                                                   CONF.fabric_metrics_port))
         kwargs["wsgi"].register(FabricRest, {REST_INSTANCE: self})
         self.threads += [hub.spawn(self._sender), hub.spawn(self._timer)]
 
@@ -261,6 +266,7 @@ class FabricController(app_manager.RyuApp):
                 raise TypeError(f"unknown action {a!r}")
         return out
 
+    @prom.counted_flowmsgs
     def to_openflow(self, dp, msg):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         if isinstance(msg, rules.FlowMod):
@@ -357,6 +363,7 @@ class FabricController(app_manager.RyuApp):
         ports = [p.port_no for p in ev.msg.body
                  if p.port_no < ofp.OFPP_MAX and not p.state & ofp.OFPPS_LINK_DOWN]
         self.datapaths[dp.id] = dp
+        self.metrics.connected(dp.id)
         LOG.info("switch %016x up with %d ports", dp.id, len(ports))
         self.send(self.driver.switch_enter(dp.id, ports, time.monotonic()))
 
@@ -367,6 +374,7 @@ class FabricController(app_manager.RyuApp):
         if dp.id is not None and self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
             self.waiters.pop(dp.id, None)
+            self.metrics.disconnected(dp.id)
             LOG.info("switch %016x down", dp.id)
             self.send(self.driver.switch_gone(dp.id, time.monotonic()))
 
@@ -401,6 +409,7 @@ class FabricController(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
+    @prom.timed_packet_in
     def packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
@@ -430,6 +439,7 @@ class FabricController(app_manager.RyuApp):
     @set_ev_cls([ofp_event.EventOFPPortStatsReply, ofp_event.EventOFPFlowStatsReply],
                 MAIN_DISPATCHER)
     @guarded
+    @prom.timed_round
     def stats_reply(self, ev):
         msg = ev.msg
         dp = msg.datapath

@@ -16,6 +16,8 @@ TOPOLOGY = "fabric-topology"
 SCALE = "fabric-scale"
 POLICY_OPTIONS = "fabric-policy-options"
 LLDP_SECRET = "fabric-lldp-secret"
+METRICS_PORT = "fabric-metrics-port"
+METRICS_HOST = "fabric-metrics-host"
 
 # Options that take no value on the command line (``--name`` / ``--noname``): the launcher
 # must not mistake the next argument for their value.
@@ -42,4 +44,9 @@ cfg.CONF.register_cli_opts([
     cfg.StrOpt(POLICY_OPTIONS, default="",
                help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
                     "(see controllers.policies.PolicyConfig)"),
+    cfg.IntOpt(METRICS_PORT, default=0, min=0, max=65535,
+               help="TCP port of the Prometheus metrics endpoint (/metrics; "
+                    "controllers/prom.py); 0: not served"),
+    cfg.StrOpt(METRICS_HOST, default="127.0.0.1",
+               help="address the metrics endpoint binds (default: loopback only)"),
 ])
