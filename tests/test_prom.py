@@ -8,7 +8,9 @@ two (a real controller process, no switch).
 """
 
 import collections
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -166,3 +168,32 @@ def test_a_metrics_port_in_use_stops_the_controller_naming_it():
         out, _ = p.communicate(timeout=60)
     assert p.returncode != 0
     assert f"--fabric-metrics-port {port}" in out.splitlines()[-1]
+
+
+def test_the_grafana_dashboard_queries_only_exported_metrics():
+    with open(os.path.join(ROOT, "docs", "grafana", "aifabric.json")) as f:
+        dashboard = json.load(f)
+    g, app = congested_fabric()
+    metrics = prom.FabricMetrics(app)
+    metrics.connected(1)
+    metrics.disconnected(1)
+    metrics.packet_in(1, 1e-3)
+    metrics.sent(1, [ofproto_v1_3_parser.OFPFlowMod(None)])
+    metrics.stats_round_seconds.observe(1e-3)
+    exported = {name for name, _ in samples(metrics.exposition())}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert dashboard["schemaVersion"] >= 36  # Grafana 9
+    queried = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", ()):
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            queried.update(re.findall(r"\b(?:of|fabric)_[a-z_]+", target["expr"]))
+    assert queried and queried <= exported, queried - exported
+    for metric in ("of_packet_ins_total", "of_flowmsgs_sent_total", "of_errors_total",
+                   "of_dp_connections_total", "fabric_link_utilization_ratio",
+                   "fabric_flow_placements_total", "fabric_flow_moves_total",
+                   "fabric_flows_rerouted_total", "fabric_packet_in_service_seconds_bucket",
+                   "fabric_stats_round_seconds_bucket"):
+        assert metric in queried, metric
