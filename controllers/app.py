@@ -15,9 +15,15 @@ switch (a rule could arrive after the deletion of the group it points to).
 
 Start it with ``python -m controllers.launcher`` (never plain ryu-manager on Python 3.11).
 Options: see controllers/options.py (``--fabric-policy``, ``--fabric-stats-interval``,
-``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities,
-``--fabric-policy-options``, ``--fabric-lldp-interval``, ``--fabric-lldp-secret``,
+``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities
+and the hosts to expect, ``--fabric-policy-options``, ``--fabric-lldp-interval``,
+``--fabric-lldp-secret``, ``--fabric-rest-token`` or ``--fabric-rest-token-file``,
 ``--fabric-metrics-port`` and ``--fabric-metrics-host`` for Prometheus, controllers/prom.py).
+
+A switch that connects is not wiped: its flows and groups are read back (flow and
+group-desc multipart requests, converted here by :func:`held_rule` and :func:`held_group`)
+and the driver reconciles it; each rule or group change's xid is handed to the driver as it
+is sent, so an OpenFlow error names the change it refused.
 
 Discovery is authenticated: each probe carries the core's HMAC of its switch, port and
 time, and the core learns a link only from a fresh probe of its own arriving at a switch
@@ -46,7 +52,7 @@ from ryu.ofproto import ofproto_v1_3
 
 from controllers import ofguard, prom, rules
 from controllers import options  # noqa: F401 - the --fabric-* options
-from controllers.core import PolicyError, RoutingCore, link_capacities
+from controllers.core import PolicyError, RoutingCore, expected_fabric, link_capacities
 from controllers.driver import TICK_S, FabricDriver
 from controllers.rest import REST_INSTANCE, FabricRest
 
@@ -150,16 +156,89 @@ def build_arp(a):
     return pkt.data
 
 
-def load_capacities():
-    """``(link_capacity_bps, default_capacity_bps)`` from --fabric-topology and --fabric-scale.
+def load_model():
+    """``(link_capacity_bps, default_capacity_bps, expected)`` from --fabric-topology and
+    --fabric-scale (``expected``: what discovery will find, see
+    :func:`controllers.core.expected_fabric`).
 
-    Without a model every port counts as 1 Gbit/s: utilization is then only indicative.
+    Without a model every port counts as 1 Gbit/s (utilization is then only indicative) and
+    hosts are known only once they send ARP or traffic.
     """
     if not CONF.fabric_topology:
-        return {}, DEFAULT_CAPACITY_BPS
+        return {}, DEFAULT_CAPACITY_BPS, None
     from fabric.model import load_json
-    caps = link_capacities(load_json(CONF.fabric_topology), CONF.fabric_scale)
-    return caps, max(caps.values())
+    g = load_json(CONF.fabric_topology)
+    caps = link_capacities(g, CONF.fabric_scale)
+    return caps, max(caps.values()), expected_fabric(g)
+
+
+def rest_token():
+    """The bearer token of --fabric-rest-token or --fabric-rest-token-file (its first line),
+    or None: then REST answers without one (it binds to 127.0.0.1 by default)."""
+    if CONF.fabric_rest_token and CONF.fabric_rest_token_file:
+        raise PolicyError("give --fabric-rest-token or --fabric-rest-token-file, not both")
+    token = CONF.fabric_rest_token
+    if CONF.fabric_rest_token_file:
+        try:
+            with open(CONF.fabric_rest_token_file, encoding="utf-8") as f:
+                token = f.readline().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise PolicyError(f"--fabric-rest-token-file {CONF.fabric_rest_token_file}: "
+                              f"cannot read it: {e}") from None
+        if not token:
+            raise PolicyError(f"--fabric-rest-token-file {CONF.fabric_rest_token_file}: "
+                              "its first line is empty")
+    return token or None
+
+
+class Unparsed(collections.namedtuple("Unparsed", "text")):
+    """An action or instruction read back from a switch that none of ours is: a rule or group
+    holding one differs from every rule or group the core wants, so it is replaced."""
+    __slots__ = ()
+
+
+def held_action(action, ofp):
+    """The plain action (controllers/rules.py) an OpenFlow action read back from a switch
+    is, or :class:`Unparsed`."""
+    name = type(action).__name__
+    if name == "OFPActionOutput":
+        if action.port == ofp.OFPP_CONTROLLER:
+            return rules.ToController(action.max_len)
+        return rules.Output(action.port)
+    if name == "OFPActionGroup":
+        return rules.ToGroup(action.group_id)
+    return Unparsed(str(action))
+
+
+def held_rule(stat, ofp):
+    """The :class:`~controllers.rules.FlowRule` a flow-stats entry describes (match fields as
+    the core writes them, sorted by name; apply-actions as plain actions)."""
+    actions = []
+    for inst in stat.instructions:
+        if inst.type == ofp.OFPIT_APPLY_ACTIONS and hasattr(inst, "actions"):
+            actions.extend(held_action(a, ofp) for a in inst.actions)
+        else:
+            actions.append(Unparsed(str(inst)))
+    fields = tuple(sorted(stat.match.items()))
+    return rules.FlowRule(stat.priority, fields, tuple(actions), stat.table_id, stat.cookie)
+
+
+GROUP_TYPES = {"select": "OFPGT_SELECT", "fast_failover": "OFPGT_FF", "all": "OFPGT_ALL",
+               "indirect": "OFPGT_INDIRECT"}
+
+
+def held_group(desc, ofp):
+    """The :class:`~controllers.rules.Group` a group-desc entry describes, its buckets as
+    :meth:`FabricController.to_openflow` writes them read back (weight only in SELECT groups,
+    no watch port as None)."""
+    kind = next((k for k, c in GROUP_TYPES.items() if getattr(ofp, c) == desc.type),
+                f"type {desc.type}")
+    buckets = tuple(
+        rules.Bucket(tuple(held_action(a, ofp) for a in b.actions),
+                     weight=b.weight if kind == "select" else 1,
+                     watch_port=None if b.watch_port == ofp.OFPP_ANY else b.watch_port)
+        for b in desc.buckets)
+    return rules.Group(desc.group_id, kind, buckets)
 
 
 def policy_options():
@@ -181,12 +260,13 @@ class FabricController(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        caps, default_bps = load_capacities()
+        caps, default_bps, expected = load_model()
+        self.rest_token = rest_token()
         # Probes carry an HMAC under this key: random unless controllers must share one.
         secret = CONF.fabric_lldp_secret.encode() or secrets.token_bytes(32)
         self.core = RoutingCore(policy=CONF.fabric_policy, fast_failover=CONF.fabric_fast_failover,
                                 link_capacity_bps=caps, default_capacity_bps=default_bps,
-                                lldp_secret=secret, **policy_options())
+                                lldp_secret=secret, expected=expected, **policy_options())
         if not CONF.fabric_stats_interval > 0:
             raise PolicyError(f"--fabric-stats-interval must be > 0, "
                               f"got {CONF.fabric_stats_interval}")
@@ -224,7 +304,7 @@ class FabricController(app_manager.RyuApp):
             if dp is None:
                 continue
             for ofmsg in self.to_openflow(dp, msg):
-                self._outbox.append((dp, ofmsg))
+                self._outbox.append((dp, ofmsg, msg))
         if self._outbox:
             self._wake.set()
 
@@ -234,11 +314,15 @@ class FabricController(app_manager.RyuApp):
             self._wake.wait()
             self._wake.clear()
             while self._outbox:
-                dp, ofmsg = self._outbox.popleft()
+                dp, ofmsg, msg = self._outbox.popleft()
                 try:
-                    dp.send_msg(ofmsg)
+                    dp.send_msg(ofmsg)   # gives it the connection's next xid
                 except Exception:  # noqa: BLE001 - a dying switch must not stop the others
                     LOG.exception("sending to %016x failed", dp.id or 0)
+                    continue
+                if isinstance(msg, (rules.FlowMod, rules.GroupMod)):
+                    # So that an error naming this xid names the change it refused.
+                    self.driver.sent(dp.id, ofmsg.xid, msg)
 
     def status(self):
         status = self.driver.status()
@@ -324,6 +408,15 @@ class FabricController(app_manager.RyuApp):
             req = parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)
             req.set_xid(msg.xid)
             return [req]
+        if isinstance(msg, rules.FlowDumpRequest):
+            req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                             0, 0, parser.OFPMatch())
+            req.set_xid(msg.xid)
+            return [req]
+        if isinstance(msg, rules.GroupDumpRequest):
+            req = parser.OFPGroupDescStatsRequest(dp, 0)
+            req.set_xid(msg.xid)
+            return [req]
         if isinstance(msg, rules.FlowStatsRequest):
             req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                              msg.cookie, ALL_ONES, parser.OFPMatch())
@@ -389,6 +482,9 @@ class FabricController(app_manager.RyuApp):
         LOG.error("switch %s rejected a message: type %s code %s (%s)",
                   "%016x" % msg.datapath.id if msg.datapath.id is not None else "?",
                   msg.type, msg.code, bytes(msg.data or b"")[:64].hex())
+        if dpid is not None and self.datapaths.get(dpid) is msg.datapath:
+            self.send(self.driver.openflow_error(dpid, msg.xid, msg.type, msg.code,
+                                                 time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
@@ -451,11 +547,26 @@ class FabricController(app_manager.RyuApp):
                 del self.waiters[dp.id][msg.xid]
                 waiter[0].set()
             return
+        if self.driver.reading(dp.id, msg.xid):   # the switch's rules, read back
+            flows = [held_rule(s, dp.ofproto) for s in msg.body]
+            self.send(self.driver.state_reply(dp.id, msg.xid, time.monotonic(), flows=flows,
+                                              more=more))
+            return
         if isinstance(msg, dp.ofproto_parser.OFPPortStatsReply):
             rows = [(s.port_no, s.tx_bytes) for s in msg.body if s.port_no < dp.ofproto.OFPP_MAX]
         else:
             rows = [(s.match, s.byte_count) for s in msg.body]
         self.send(self.driver.stats_reply(dp.id, msg.xid, rows, time.monotonic(), more=more))
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def group_desc(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        more = bool(msg.flags & dp.ofproto.OFPMPF_REPLY_MORE)
+        groups = [held_group(d, dp.ofproto) for d in msg.body]
+        self.send(self.driver.state_reply(dp.id, msg.xid, time.monotonic(), groups=groups,
+                                          more=more))
 
     # -- what the REST API asks ------------------------------------------------------------
     def apply(self, call, *args):

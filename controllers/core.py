@@ -46,8 +46,8 @@ from controllers.rules import (LLDP_SRC_MAC, PORT_TABLE, PRIO_FLOW, ArpPacket, F
 from controllers.tables import installed_paths
 from controllers.topology import SILENT_ROUNDS, Host, TopologyState
 
-__all__ = ["POLICIES", "Host", "IntentError", "PolicyError", "RoutingCore", "base_rules",
-           "link_capacities", "next_hops"]
+__all__ = ["POLICIES", "ExpectedFabric", "Host", "IntentError", "PolicyError", "RoutingCore",
+           "base_rules", "expected_fabric", "link_capacities", "next_hops"]
 
 POLICIES = tuple(POLICY_CLASSES)
 
@@ -97,6 +97,36 @@ def next_hops(graph, dst):
             continue
         hops[sw] = sorted(n for n in graph.neighbors(sw) if dist.get(n) == d - 1)
     return hops
+
+
+ExpectedFabric = collections.namedtuple("ExpectedFabric", "switches links hosts_at")
+
+
+def expected_fabric(g):
+    """What a fabric model says discovery will find, for ``RoutingCore(expected=...)``.
+
+    Parameters
+    ----------
+    g : nx.Graph
+        A fabric model (fabric/model.py).
+
+    Returns
+    -------
+    ExpectedFabric
+        ``switches``: frozenset of dpids; ``links``: frozenset of dpid pairs ``(a, b)``,
+        ``a < b``; ``hosts_at``: ``{(dpid, port): (Host, ...)}`` of every host.
+    """
+    dpid = {n: d["dpid"] for n, d in g.nodes(data=True) if d["role"] != "host"}
+    links, hosts_at = set(), collections.defaultdict(list)
+    for u, v, d in g.edges(data=True):
+        if u in dpid and v in dpid:
+            links.add(tuple(sorted((dpid[u], dpid[v]))))
+            continue
+        h, sw = (u, v) if v in dpid else (v, u)
+        node, port = g.nodes[h], d["ports"][sw]
+        hosts_at[(dpid[sw], port)].append(Host(node["mac"], node["ip"], dpid[sw], port))
+    return ExpectedFabric(frozenset(dpid.values()), frozenset(links),
+                          {k: tuple(v) for k, v in hosts_at.items()})
 
 
 def link_capacities(g, scale=1.0):
@@ -161,6 +191,10 @@ class RoutingCore:
     probe_window_s : float
         A probe sent this much earlier than the newest its receiving switch reported is
         stale (a replay).
+    expected : ExpectedFabric, optional
+        What the fabric model says (:func:`expected_fabric`): its hosts are known as soon as
+        their switch port is up, and :meth:`discovery_complete` says when everything it
+        names has been found.
     render : bool
         Render OpenFlow rules and groups (the controller). Without (the flow-level
         simulator), :meth:`flush` returns nothing and the forwarding state is the path
@@ -176,7 +210,8 @@ class RoutingCore:
 
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
                  link_capacity_bps=None, default_capacity_bps=1e9, render=True,
-                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, **options):
+                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, expected=None, **options):
+        self.expected = expected
         self.config = PolicyConfig.from_options(options)
         if lldp_secret is not None and not (isinstance(lldp_secret, bytes) and lldp_secret):
             raise PolicyError("lldp_secret must be non-empty bytes")
@@ -305,14 +340,49 @@ class RoutingCore:
 
     # -- switches and ports ----------------------------------------------------------------
     def switch_enter(self, dpid, ports, now):
-        """A switch connected with ``ports``: wipe it, give it the base rules, probe its ports."""
+        """A switch connected with ``ports``: wipe it, give it the base rules, probe its ports,
+        and know the model's hosts on its live ports (if a model was given).
+
+        The wipe is what a switch of unknown state gets; the driver (controllers/driver.py)
+        holds it back and reads the switch's state instead, then calls :meth:`resync`.
+        """
         self._at(now)
         self.topo.switch_enter(dpid, ports)
         self.load.forget_switch(dpid)
         msgs = self.render.switch_enter(dpid)
         self._rebuild = True
+        for port in sorted(ports):
+            self._learn_expected(dpid, port)
         msgs.extend(self._probe(dpid, sorted(ports)))
         return msgs
+
+    def resync(self, dpid, flows, groups, now):
+        """Switch ``dpid`` was read back: it holds ``flows`` (FlowRules, every table and
+        cookie) and ``groups`` (Groups). The next :meth:`flush` sends it only what differs
+        from what it should hold: nothing if it holds exactly that."""
+        self._at(now)
+        if dpid in self.ports:
+            self.counters["switches_resynced"] += 1
+            self.render.holds(dpid, flows, groups)
+        return []
+
+    def _learn_expected(self, dpid, port):
+        """Hosts the model puts at (dpid, port): known without waiting for them to speak
+        (hosts with static ARP may never send ARP again after a controller restart)."""
+        if self.expected is None:
+            return
+        for host in self.expected.hosts_at.get((dpid, port), ()):
+            self._learn(host.mac, host.ip, dpid, port)
+
+    def discovery_complete(self):
+        """Is every switch, link and host of the model known? None without a model."""
+        exp = self.expected
+        if exp is None:
+            return None
+        adj = self.topo.adj
+        return (all(d in adj for d in exp.switches)
+                and all(b in adj.get(a, ()) for a, b in exp.links)
+                and all(h.mac in self.hosts for hs in exp.hosts_at.values() for h in hs))
 
     def switch_leave(self, dpid, now):
         """A switch disconnected: forget it, its links and its hosts."""
@@ -330,6 +400,7 @@ class RoutingCore:
             return []
         if up:
             self.topo.port_up(dpid, port)
+            self._learn_expected(dpid, port)
             return self._probe(dpid, [port])
         self.topo.port_down(dpid, port)
         return []

@@ -14,7 +14,16 @@ core must not know about and the Ryu app must not decide:
   round with ``adapt`` then ``flush``, and a round still open when the next is due is closed
   as late;
 - the time-driven rest: flush pending changes, send LLDP probes and expire links every
-  ``lldp_interval_s``.
+  ``lldp_interval_s``;
+- reconciliation: a switch that connects is not wiped. Its flows and groups are read back
+  at once, and nothing that changes its tables is sent before the answer. A switch that holds
+  none of our rules and no group (a cold start) is reconciled then; one that holds some
+  waits until discovery has settled (every switch, link and host of the model found, or no
+  topology change for ``settle_s``), so it is never sent the routes of a half-discovered
+  fabric. Reconciling sends only the difference to what the switch should hold: one that
+  kept its tables through a controller restart gets no flow or group mod (counted in
+  ``status()["reconcile"]``). An OpenFlow error is mapped back by its xid to the message
+  that caused it, and that switch is read back and reconciled the same way.
 
 Shaped like Faucet's ``Valve``: each method takes ``now`` (seconds, any monotonic origin) and
 returns plain messages (controllers/rules.py) for the app to serialize and send in order;
@@ -26,11 +35,21 @@ tests/test_driver.py drives it with mocked time on a fake fabric.
 import collections
 import itertools
 
-from controllers.rules import (COOKIE_FLOW, Barrier, FlowMod, FlowStatsRequest, GroupMod,
-                               PacketOut, PortStatsRequest)
+from controllers.rules import (COOKIE, COOKIE_FLOW, Barrier, ClearSwitch, FlowDumpRequest, FlowMod,
+                               FlowStatsRequest, GroupDumpRequest, GroupMod, PacketOut,
+                               PortStatsRequest)
 
 TICK_S = 0.05
 HOLD_MAX_S = 1.0
+# A switch that has not answered the reading of its flows and groups in this long is wiped
+# and rebuilt from scratch, as if it held nothing.
+READ_TIMEOUT_S = 5.0
+# Rule and group changes remembered per switch by transaction id, to name the message an
+# OpenFlow error answers (errors come back within a round trip; older ones are unnamed).
+SENT_KEPT = 4096
+ERRORS_KEPT = 20
+# Messages that change a switch's tables: held back from a switch whose state is unknown.
+TABLE_CHANGES = (FlowMod, GroupMod, ClearSwitch)
 # A statistics round still unanswered after this many intervals is closed as late.
 LATE_ROUNDS = 4
 XID_MODULO = 2 ** 32
@@ -115,6 +134,12 @@ class FabricDriver:
         ``new_xid(dpid) -> int``: the transaction id of the next request to a switch. The
         app draws them from the switch connection's own counter, so its other requests never
         share an id with ours; by default one 32-bit counter.
+    settle_s : float, optional
+        Without a model (or with links of the model missing), discovery has settled once no
+        switch, link or port changed for this long; a switch that holds rules of ours when
+        it connects is reconciled only then, so it is not sent the routes of a
+        half-discovered fabric. By default 1.5 LLDP intervals (every link is probed once in
+        that time).
 
     Examples
     --------
@@ -125,8 +150,18 @@ class FabricDriver:
     """
 
     def __init__(self, core, stats_interval_s, lldp_interval_s, tick_s=TICK_S,
-                 hold_max_s=HOLD_MAX_S, new_xid=None):
+                 hold_max_s=HOLD_MAX_S, new_xid=None, settle_s=None):
         self.core = core
+        self.settle_s = 1.5 * lldp_interval_s if settle_s is None else settle_s
+        self._parked = {}       # dpid -> (since, flows, groups): read, waiting to settle
+        # dpid -> [since, xids unanswered, flows, groups, asked at, wait for discovery]
+        self._reading = {}
+        self._reconciling = {}  # dpid -> (since, xid of the barrier confirming its diff)
+        self._last_change_s = None
+        self._episode_s = None  # when the first of the switches reconciled together connected
+        self._sent = {}         # dpid -> OrderedDict xid -> rule or group change sent
+        self.errors = collections.deque(maxlen=ERRORS_KEPT)
+        self.reconcile = {"last_s": None, "max_s": None, "span_s": None, "done_at_s": None}
         self.stats_interval_s = stats_interval_s
         self.lldp_interval_s = lldp_interval_s
         self.tick_s = tick_s
@@ -149,7 +184,12 @@ class FabricDriver:
 
     def _confirm(self, msgs, now):
         """``msgs`` followed by a barrier on every connected switch whose rules or groups
-        they change, so ``status`` can say when the changes are in force, not only sent."""
+        they change, so ``status`` can say when the changes are in force, not only sent.
+        Table changes for a switch whose state is unknown (not read back yet) are dropped:
+        its reconciliation sends what it lacks."""
+        if self._parked or self._reading:
+            unknown = self._parked.keys() | self._reading.keys()
+            msgs = [m for m in msgs if not (isinstance(m, TABLE_CHANGES) and m.dpid in unknown)]
         barriers, mods = {}, 0
         for msg in msgs:
             if not isinstance(msg, PacketOut) and msg.dpid in self.core.ports:
@@ -163,10 +203,12 @@ class FabricDriver:
         return out
 
     def _release_held(self, now):
-        """Held ARP answers, once every switch confirmed its changes: the route to a host just
-        learned spans several switches, and the asker's first packet must find it on all of
-        them. A switch that never answers delays them by at most ``hold_max_s``."""
-        if self._held and (not self.unconfirmed or now - self._held[0][0] >= self.hold_max_s):
+        """Held ARP answers, once every switch confirmed its changes (and none waits to be
+        reconciled): the route to a host just learned spans several switches, and the
+        asker's first packet must find it on all of them. A switch that never answers delays
+        them by at most ``hold_max_s``."""
+        if self._held and (not (self.unconfirmed or self._parked or self._reading)
+                           or now - self._held[0][0] >= self.hold_max_s):
             held, self._held = self._held, []
             return [msg for _, msgs in held for msg in msgs]
         return []
@@ -189,6 +231,13 @@ class FabricDriver:
             of such an event.
         """
         out = []
+        if self._parked and self._settled(now):
+            for dpid in sorted(self._parked):
+                since, flows, groups = self._parked.pop(dpid)
+                out += self._resync(dpid, since, flows, groups, now)
+        for dpid, (since, _, _, _, asked, _) in sorted(self._reading.items()):
+            if now - asked > READ_TIMEOUT_S:
+                out += self._wipe(dpid, since, now)
         if self._next_stats_s is None:
             self._next_stats_s = now + self.stats_interval_s
         if now >= self._next_stats_s:
@@ -287,12 +336,26 @@ class FabricDriver:
         ARP answers if no switch is left unconfirmed."""
         if self.unconfirmed.get(dpid) == xid:
             del self.unconfirmed[dpid]
+        rec = self._reconciling.get(dpid)
+        if rec is not None and (xid - rec[1]) % XID_MODULO < XID_MODULO // 2:
+            self._reconciled(dpid, rec[0], now)
         self.installs.confirmed(dpid, xid, now, idle=not self.unconfirmed)
         return self._release_held(now)
 
     def switch_enter(self, dpid, ports, now):
-        """A switch connected with ``ports`` (see :meth:`RoutingCore.switch_enter`)."""
-        return self._confirm(self.core.switch_enter(dpid, ports, now), now)
+        """A switch connected with ``ports`` (see :meth:`RoutingCore.switch_enter`). Its
+        state is unknown: it is not wiped, it is read back, and it gets no table change
+        until it has been reconciled."""
+        self._forget(dpid)
+        if not self._reconciling_any():
+            self._episode_s = now
+        self._last_change_s = now
+        self._reading[dpid] = None   # before the core's messages: they must be held back
+        out = self._confirm(self.core.switch_enter(dpid, ports, now), now)
+        return out + self._read(dpid, now, now)
+
+    def _reconciling_any(self):
+        return bool(self._parked or self._reading or self._reconciling)
 
     def switch_gone(self, dpid, now):
         """A switch disconnected: nothing it was asked will be answered."""
@@ -300,24 +363,173 @@ class FabricDriver:
         self.installs.forget(dpid)
         for key in [k for k in self._round if k[0] == dpid]:
             del self._round[key]
+        self._forget(dpid)
+        self._last_change_s = now
         out = self._confirm(self.core.switch_leave(dpid, now), now)
         return out + self._release_held(now)
+
+    def _forget(self, dpid):
+        for held in (self._parked, self._reading, self._reconciling, self._sent):
+            held.pop(dpid, None)
 
     def port_status(self, dpid, port, up, now):
         """A port went up or down; routes change at once, not at the next tick: without local
         protection this is the outage."""
+        self._last_change_s = now
         out = self._confirm(self.core.port_status(dpid, port, up, now), now)
         return out + self._confirm(self.core.flush(now), now)
 
     def probe_in(self, dpid, in_port, probe, eth_src, now):
         """An LLDP frame claiming to be our probe arrived; the core checks it (see
         :meth:`RoutingCore.probe_in`)."""
-        return self._confirm(self.core.probe_in(dpid, in_port, probe, eth_src, now), now)
+        return self._links_may_change(now, self.core.probe_in, dpid, in_port, probe, eth_src,
+                                      now)
 
     def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now, sent_at=None):
         """A probe known to be ours arrived (see :meth:`RoutingCore.link_seen`)."""
-        return self._confirm(self.core.link_seen(src_dpid, src_port, dst_dpid, dst_port, now,
-                                                 sent_at=sent_at), now)
+        return self._links_may_change(now, self.core.link_seen, src_dpid, src_port, dst_dpid,
+                                      dst_port, now, sent_at=sent_at)
+
+    def _links_may_change(self, now, call, *args, **kwargs):
+        learned = self.core.counters["links_learned"]
+        out = self._confirm(call(*args, **kwargs), now)
+        if self.core.counters["links_learned"] != learned:
+            self._last_change_s = now
+        return out
+
+    # -- reconciliation --------------------------------------------------------------------
+    def _settled(self, now):
+        """Has discovery found what there is to find, so routes sent now are not those of a
+        half-known fabric? Yes once the model is complete, or nothing changed for
+        ``settle_s``."""
+        return bool(self.core.discovery_complete()) or (
+            self._last_change_s is not None and now - self._last_change_s >= self.settle_s)
+
+    def _read(self, dpid, since, now, settle=True):
+        """Ask ``dpid`` for every flow and group it holds; its table changes wait for the
+        answer (``since``: when its state became unknown, for the reconcile time; ``settle``:
+        a switch holding rules of ours then also waits for discovery to settle)."""
+        self._parked.pop(dpid, None)
+        self._reconciling.pop(dpid, None)
+        flows, groups = FlowDumpRequest(dpid, self._new_xid(dpid)), GroupDumpRequest(
+            dpid, self._new_xid(dpid))
+        self._reading[dpid] = [since, {flows.xid, groups.xid}, [], [], now, settle]
+        self.counters["switch_reads"] += 1
+        return [flows, groups]
+
+    def reading(self, dpid, xid):
+        """Is ``xid`` one of the requests reading ``dpid``'s flows and groups back?"""
+        entry = self._reading.get(dpid)
+        return entry is not None and xid in entry[1]
+
+    def state_reply(self, dpid, xid, now, flows=(), groups=(), more=False):
+        """A part of a switch's answer to the reading of its state.
+
+        Parameters
+        ----------
+        dpid, xid : int
+            The switch and the request answered.
+        now : float
+            Arrival time.
+        flows : iterable of FlowRule
+            Rules it holds (any table, any cookie; actions the app cannot express as ours
+            are kept as values that equal none of ours, so such a rule is replaced).
+        groups : iterable of Group
+            Groups it holds.
+        more : bool
+            More parts of this reply follow.
+
+        Returns
+        -------
+        list
+            Once both answers are in: the difference between what the switch holds and what
+            it should hold (nothing if none), with a barrier; else empty.
+            A switch that holds rules of ours waits for discovery to settle (see
+            :meth:`tick`).
+        """
+        entry = self._reading.get(dpid)
+        if entry is None or xid not in entry[1]:
+            return []
+        entry[2].extend(flows)
+        entry[3].extend(groups)
+        if more:
+            return []
+        entry[1].discard(xid)
+        if entry[1]:
+            return []
+        del self._reading[dpid]
+        since, _, flows, groups, _, settle = entry
+        cold = not groups and not any(r.cookie in (COOKIE, COOKIE_FLOW) for r in flows)
+        if cold or not settle or self._settled(now):
+            return self._resync(dpid, since, flows, groups, now)
+        self._parked[dpid] = (since, flows, groups)
+        return []
+
+    def _resync(self, dpid, since, flows, groups, now):
+        self.core.resync(dpid, flows, groups, now)
+        return self._reconcile(dpid, since, now)
+
+    def _reconcile(self, dpid, since, now):
+        msgs = self.core.flush(now)
+        flow_mods = sum(1 for m in msgs if type(m) is FlowMod and m.dpid == dpid)
+        group_mods = sum(1 for m in msgs if type(m) is GroupMod and m.dpid == dpid)
+        self.counters["reconcile_flow_mods"] += flow_mods
+        self.counters["reconcile_group_mods"] += group_mods
+        out = self._confirm(msgs, now)
+        if flow_mods or group_mods:
+            self._reconciling[dpid] = (since, self.unconfirmed[dpid])
+        else:
+            self.counters["switches_unchanged"] += 1
+            self._reconciled(dpid, since, now)
+        return out
+
+    def _reconciled(self, dpid, since, now):
+        self._reconciling.pop(dpid, None)
+        self.counters["switches_reconciled"] += 1
+        took = now - since
+        rec = self.reconcile
+        rec["last_s"], rec["done_at_s"] = took, now
+        rec["max_s"] = took if rec["max_s"] is None else max(rec["max_s"], took)
+        if not self._reconciling_any() and self._episode_s is not None:
+            rec["span_s"] = now - self._episode_s
+
+    def _wipe(self, dpid, since, now):
+        """A switch that did not answer the reading of its state: wiped, rebuilt whole."""
+        del self._reading[dpid]
+        self.counters["switches_wiped"] += 1
+        self.core.resync(dpid, [], [], now)
+        return [ClearSwitch(dpid)] + self._reconcile(dpid, since, now)
+
+    # -- errors ----------------------------------------------------------------------------
+    def sent(self, dpid, xid, msg):
+        """The app sent rule or group change ``msg`` to ``dpid`` with transaction id ``xid``
+        (remembered, the newest :data:`SENT_KEPT` per switch, to name what an error
+        answers)."""
+        kept = self._sent.get(dpid)
+        if kept is None:
+            kept = self._sent[dpid] = collections.OrderedDict()
+        kept[xid] = msg
+        if len(kept) > SENT_KEPT:
+            kept.popitem(last=False)
+
+    def openflow_error(self, dpid, xid, err_type, err_code, now):
+        """A switch refused a message. The error is mapped back by ``xid`` to the change
+        that caused it (kept in ``status()["errors"]``), and the switch is read back and
+        reconciled, since what it holds is no longer what the core believes. An error whose
+        xid names no change of ours (a reply to a request, or one too old) is only counted."""
+        msg = self._sent.get(dpid, {}).get(xid)
+        self.errors.append({"dpid": dpid, "xid": xid, "type": err_type, "code": err_code,
+                            "message": None if msg is None else repr(msg)})
+        if msg is None:
+            self.counters["openflow_errors_unmatched"] += 1
+            return []
+        self.counters["openflow_errors_matched"] += 1
+        if dpid not in self.core.ports or dpid in self._parked or dpid in self._reading:
+            return []
+        self.counters["resyncs"] += 1
+        if not self._reconciling_any():
+            self._episode_s = now
+        return self._read(dpid, now, now, settle=False)
 
     # -- packets ---------------------------------------------------------------------------
     def packet_in_arp(self, dpid, in_port, arp, data, now):
@@ -351,7 +563,18 @@ class FabricDriver:
         has not confirmed its changes."""
         status = self.core.status()
         status["unconfirmed_switches"] = len(self.unconfirmed)
-        status["pending"] = status["pending"] or bool(self.unconfirmed)
+        status["pending"] = status["pending"] or bool(
+            self.unconfirmed or self._reconciling_any())
+        c = self.counters
+        status["reconcile"] = dict(
+            self.reconcile, waiting=len(self._parked), reading=len(self._reading),
+            confirming=len(self._reconciling), switches=c["switches_reconciled"],
+            unchanged=c["switches_unchanged"], wiped=c["switches_wiped"],
+            flow_mods=c["reconcile_flow_mods"], group_mods=c["reconcile_group_mods"],
+            resyncs=c["resyncs"])
+        status["errors"] = {"matched": c["openflow_errors_matched"],
+                            "unmatched": c["openflow_errors_unmatched"],
+                            "recent": list(self.errors)}
         status["stats_interval_s"] = self.stats_interval_s
         status["stats_rounds"] = self.counters["stats_rounds"]
         status["install"] = self.installs.as_dict()

@@ -163,7 +163,11 @@ def main(argv=None):
         sys.exit(f"launcher: {e}")
     apply_echo_options(echo)
     sys.argv = [sys.argv[0]] + with_defaults(argv)
-    manager.main()
+    from controllers.policies import PolicyError
+    try:
+        manager.main()
+    except PolicyError as e:   # a bad --fabric-* value, found as the app starts
+        sys.exit(f"controller: {e}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ TOPOLOGY = "fabric-topology"
 SCALE = "fabric-scale"
 POLICY_OPTIONS = "fabric-policy-options"
 LLDP_SECRET = "fabric-lldp-secret"
+REST_TOKEN = "fabric-rest-token"
+REST_TOKEN_FILE = "fabric-rest-token-file"
 METRICS_PORT = "fabric-metrics-port"
 METRICS_HOST = "fabric-metrics-host"
 
@@ -41,6 +43,12 @@ cfg.CONF.register_cli_opts([
     cfg.StrOpt(LLDP_SECRET, default="", secret=True,
                help="key of the HMAC our LLDP probes carry (default: random per controller; "
                     "give controllers that must accept each other's probes the same one)"),
+    cfg.StrOpt(REST_TOKEN, default="", secret=True,
+               help="bearer token every REST request must carry (Authorization: Bearer ...); "
+                    "default none: REST then binds to 127.0.0.1 only, as by default"),
+    cfg.StrOpt(REST_TOKEN_FILE, default="",
+               help="file whose first line is the REST bearer token (kept out of the "
+                    "process list)"),
     cfg.StrOpt(POLICY_OPTIONS, default="",
                help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
                     "(see controllers.policies.PolicyConfig)"),

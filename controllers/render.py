@@ -59,6 +59,7 @@ It must not decide paths (policies do), import Ryu or read a clock.
 import collections
 import contextlib
 import gc
+import hashlib
 import itertools
 from itertools import repeat
 
@@ -87,22 +88,59 @@ def base_rules():
 BASE_RULES = tuple(base_rules())
 
 
-class GroupIds:
-    """Group ids by meaning, unique across kinds and stable for the life of a core.
+# Group ids are drawn from [1, GROUP_ID_SPACE]: below OpenFlow's reserved ids (OFPG_MAX is
+# 0xffffff00), so any id a hash gives is one a switch accepts.
+GROUP_ID_SPACE = 0xFFFFFF00 - 1
 
-    A key such as ``("select", dst_dpid)`` or ``("ff", ports)`` gets one id, used on every
-    switch that needs that group; identical keys mean identical groups, so no switch ever holds
-    two groups under one id, and an id is never reused for another meaning (a rule still
-    pointing at it during an update cannot reach the wrong group).
+
+def group_id_of(key, salt=0):
+    """The group id a key means, the same in every controller process: a hash of the key's
+    text (its kind, destination or ports are ints and strings, whose ``repr`` does not change
+    between runs, unlike Python's salted ``hash``).
+
+    Examples
+    --------
+    >>> group_id_of(("select", 7)) == group_id_of(("select", 7))
+    True
+    >>> 1 <= group_id_of(("ff", (1, 2))) <= GROUP_ID_SPACE
+    True
+    """
+    text = repr((key, salt)).encode() if salt else repr(key).encode()
+    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % GROUP_ID_SPACE + 1
+
+
+class GroupIds:
+    """Group ids by meaning, unique across kinds and stable across controller restarts.
+
+    A key such as ``("select", dst_dpid)`` or ``("ff", ports)`` gets the id
+    :func:`group_id_of` derives from it, used on every switch that needs that group; identical
+    keys mean identical groups, so no switch ever holds two groups under one id, and an id is
+    never reused for another meaning (a rule still pointing at it during an update cannot
+    reach the wrong group). Because the id follows from the key and not from the order in
+    which groups were first needed, a restarted controller finds on the switches the very ids
+    it wants, and reconciles them with no group mod (controllers/driver.py). Two keys whose
+    hashes collide (about one fabric in a hundred with ten thousand groups) are told apart by
+    salting the later one's hash: only that group's id then depends on order (``collisions``
+    counts them).
     """
 
     def __init__(self):
         self._ids = {}
+        self._keys = {}
+        self.collisions = 0
 
     def __call__(self, key):
         gid = self._ids.get(key)
         if gid is None:
-            gid = self._ids[key] = len(self._ids) + 1
+            salt = 0
+            gid = group_id_of(key)
+            while gid in self._keys:
+                salt += 1
+                self.collisions += 1
+                gid = group_id_of(key, salt)
+            self._ids[key] = gid
+            self._keys[gid] = key
         return gid
 
 
@@ -244,6 +282,30 @@ class Renderer:
             del self._dirty[key]
         for key in [k for k in self._learn if k[0] == dpid]:
             del self._learn[key]
+
+    def holds(self, dpid, flows, groups):
+        """Switch ``dpid`` was read back and holds these ``flows`` (FlowRules) and ``groups``
+        (Groups): the next flush sends it exactly the difference to what it should hold, and
+        nothing if there is none (a warm restart, or a resynchronisation after an error).
+
+        Every key either side knows is marked changed, with what the switch holds as its
+        value at the last flush; a rebuild in between takes the same values as the switch's
+        whole table (see :meth:`_rebuild`).
+        """
+        table = self.tables.get(dpid)
+        if table is None:
+            return
+        held_flows = {r.key: r for r in flows}
+        held_groups = {g.group_id: g for g in groups}
+        if self._before is not None:
+            before = self._before[dpid] = Table()
+            before.flows, before.groups = held_flows, held_groups
+            return
+        dirty = self._dirty
+        for key in set(table.flows) | set(held_flows):
+            dirty[(dpid, "f", key)] = held_flows.get(key)
+        for gid in set(table.groups) | set(held_groups):
+            dirty[(dpid, "g", gid)] = held_groups.get(gid)
 
     def _put(self, dpid, kind, key, obj):
         """Make switch ``dpid`` hold ``obj``: a flow rule ("f", by its key), a group ("g",
@@ -1042,6 +1104,9 @@ class NoRenderer(Renderer):
         return []
 
     def switch_leave(self, dpid):
+        pass
+
+    def holds(self, dpid, flows, groups):
         pass
 
     def rebuild(self):

@@ -3,12 +3,14 @@
 :class:`FabricRest` answers the ``/fabric/...`` routes (status, counters, hosts, topology,
 paths, flows, policy, collective intents) from the routing core and the app, and the
 ``/stats/...`` routes the way Ryu's ofctl_rest does. Every answer is JSON; a bad request or a
-refusal of the core is a 400 naming what is wrong, any other failure a 500, and no request
-can take the controller down. It must not decide anything itself: a change goes through
-``app.apply`` (a core call and a flush), a switch is asked only through ``app.stats``.
-"""
+refusal of the core is a 400 naming what is wrong, any other failure a 500, and no request can
+take the controller down. With a bearer token set (``--fabric-rest-token`` or ``--fabric-rest-
+token-file``) every route answers 401 to a request without it. It must not decide anything
+itself: a change goes through ``app.apply`` (a core call and a flush), a switch is asked only
+through ``app.stats``."""
 
 import functools
+import hmac
 import json
 import logging
 
@@ -31,11 +33,26 @@ def _json(obj, status=200):
                     body=json.dumps(obj, sort_keys=True, default=str).encode())
 
 
+def authorized(req, token):
+    """Does the request carry ``Authorization: Bearer <token>`` (any request, without a
+    token)? Compared in constant time, so the token cannot be guessed byte by byte."""
+    if token is None:
+        return True
+    given = req.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode("utf-8", "replace"),
+                               f"Bearer {token}".encode("utf-8"))
+
+
 def rest(handler):
-    """Answer a handler's result as JSON; a bad request or a core refusal is a 400 with a
-    message, and no request can take the controller down."""
+    """Answer a handler's result as JSON; a request without the bearer token (when one is
+    set) is a 401, a bad request or a core refusal a 400 with a message, and no request can
+    take the controller down."""
     @functools.wraps(handler)
     def wrapper(self, req, **kwargs):
+        if not authorized(req, self.app.rest_token):
+            response = _json({"error": "missing or wrong bearer token"}, status=401)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         try:
             result = handler(self, req, **kwargs)
         except (BadRequest, PolicyError, IntentError) as e:

@@ -235,3 +235,18 @@ class FlowStatsRequest:
     dpid: int
     xid: int
     cookie: int
+
+
+@dataclass(frozen=True)
+class FlowDumpRequest:
+    """Ask a switch for every rule in every table, whatever its cookie (what it holds, read
+    back when it connects or after an error: controllers/driver.py)."""
+    dpid: int
+    xid: int
+
+
+@dataclass(frozen=True)
+class GroupDumpRequest:
+    """Ask a switch for the description of every group it holds."""
+    dpid: int
+    xid: int

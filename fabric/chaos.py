@@ -208,7 +208,6 @@ class Injector:
         self.log(f"  chaos: {fault.name()} injected")
         if fault.kind == "controller":
             self._stop.wait(fault.hold_s)  # the controller stays dead this long
-            ctl.stop()
             t0 = time.monotonic()
             ctl.start()
         detected = self._wait(self._detected(fault), DETECT_TIMEOUT_S[fault.kind])
@@ -238,7 +237,7 @@ class Injector:
         if fault.kind == "switch":
             targets = em.set_switch(fault.target[0], up=False)
             return lambda: em.set_switch(fault.target[0], up=True, targets=targets)
-        os.killpg(ctl.proc.pid, signal.SIGKILL)  # the controller runs in its own group
+        ctl.crash()
         return lambda: None
 
     # -- what the controller says --------------------------------------------------------------

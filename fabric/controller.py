@@ -138,6 +138,18 @@ class Controller:
         raise ControllerError(f"controller did not reach '{what}' in {timeout_s} s "
                               f"(last status {status})")
 
+    def crash(self):
+        """Kill the controller at once (SIGKILL, as a crash: no clean-up of its own); the
+        switches keep their tables. :meth:`start` brings up another on the same ports, from
+        a thread that outlives it: the controller dies with the thread that started it
+        (PR_SET_PDEATHSIG)."""
+        if self.proc is not None:
+            cleanup.kill_pids([self.proc.pid], grace_s=0.0)
+            self.proc.wait()
+            cleanup.forget(pids=[self.proc.pid])
+            self.proc = None
+            self._log.close()
+
     def stop(self):
         if self.proc is not None:
             cleanup.kill_pids([self.proc.pid])

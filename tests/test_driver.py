@@ -10,8 +10,9 @@ import pytest
 
 from controllers.core import RoutingCore
 from controllers.driver import HOLD_MAX_S, FabricDriver
-from controllers.rules import (COOKIE_FLOW, ArpPacket, Barrier, FlowMod, FlowStatsRequest,
-                               LldpProbe, PacketOut, PortStatsRequest)
+from controllers.rules import (COOKIE_FLOW, ArpPacket, Barrier, FlowDumpRequest, FlowMod,
+                               FlowStatsRequest, GroupDumpRequest, LldpProbe, PacketOut,
+                               PortStatsRequest)
 from fabric.model import host_switch, hosts, switches
 from fakedp import FakeFabric
 from topologies import build
@@ -29,11 +30,14 @@ class Switches:
         self.barriers = []   # unanswered, in the order sent
         self.requests = []   # statistics requests unanswered
         self.packets = []    # every PacketOut sent
+        self.reads = []      # requests to read a switch's flows and groups, unanswered
 
     def deliver(self, msgs):
         for m in msgs:
             if isinstance(m, Barrier):
                 self.barriers.append(m)
+            elif isinstance(m, (FlowDumpRequest, GroupDumpRequest)):
+                self.reads.append(m)
             elif isinstance(m, (PortStatsRequest, FlowStatsRequest)):
                 self.requests.append(m)
             elif isinstance(m, PacketOut):
@@ -51,6 +55,21 @@ class Switches:
             out += self.deliver(driver.barrier_reply(b.dpid, b.xid, now))
         return out
 
+    def answer_reads(self, driver, now):
+        """Answer every read of a switch's state with what the fake switch holds; returns
+        what the driver sent in reply (delivered too)."""
+        out = []
+        reads, self.reads = self.reads, []
+        for r in reads:
+            sw = self.fab.by_dpid[r.dpid]
+            if isinstance(r, FlowDumpRequest):
+                out += self.deliver(driver.state_reply(r.dpid, r.xid, now,
+                                                       flows=list(sw.flows.values())))
+            else:
+                out += self.deliver(driver.state_reply(r.dpid, r.xid, now,
+                                                       groups=list(sw.groups.values())))
+        return out
+
     def dpid(self, node):
         return self.g.nodes[node]["dpid"]
 
@@ -62,10 +81,12 @@ def arp_answers(msgs):
 
 def discovered(policy="ecmp", stats_interval_s=STATS_S, **core_options):
     """A leaf-spine fabric whose switches and links the driver saw at time 0 (no host yet),
-    everything confirmed."""
+    everything read back, reconciled and confirmed (discovery settles at once: the whole
+    fabric is seen at time 0)."""
     g = build("leafspine", leaves=3, spines=2, hosts_per_leaf=2)
     core = RoutingCore(policy=policy, **core_options)
-    driver = FabricDriver(core, stats_interval_s=stats_interval_s, lldp_interval_s=LLDP_S)
+    driver = FabricDriver(core, stats_interval_s=stats_interval_s, lldp_interval_s=LLDP_S,
+                          settle_s=0.0)
     net = Switches(g)
     for sw in switches(g):
         ports = [d["ports"][sw] for _, _, d in g.edges(sw, data=True)]
@@ -75,6 +96,8 @@ def discovered(policy="ecmp", stats_interval_s=STATS_S, **core_options):
             for a, b in ((u, v), (v, u)):
                 net.deliver(driver.link_seen(net.dpid(a), d["ports"][a], net.dpid(b),
                                              d["ports"][b], 0.0))
+    net.deliver(driver.tick(0.0)[0])
+    net.answer_reads(driver, 0.0)
     net.deliver(driver.tick(0.0)[0])
     net.confirm(driver, 0.0)
     return g, core, driver, net

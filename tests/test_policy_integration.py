@@ -146,3 +146,56 @@ def test_lldp_probes_carry_when_they_were_sent_and_parse_back():
                   LldpProbe(3, 1)):
         frame = packet.Packet(build_lldp(probe)).get_protocol(lldp.lldp)
         assert parse_lldp(frame) == probe
+
+
+def _read_back(msg):
+    """What a switch reports for a rule or group the app sent: the encoded FlowMod or
+    GroupMod parsed back from its bytes into the flow-stats or group-desc entry a switch
+    would answer a dump with."""
+    from ryu.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
+    ofmsg = _encode(msg)
+    if isinstance(msg, GroupMod):
+        buckets, offset = [], ofp.OFP_GROUP_MOD_SIZE
+        while offset < len(ofmsg.buf):
+            bucket = parser.OFPBucket.parser(ofmsg.buf, offset)
+            buckets.append(bucket)
+            offset += bucket.len
+        return parser.OFPGroupDescStats(ofmsg.type, ofmsg.group_id, buckets)
+    back = parser.OFPFlowMod.parser(FakeDatapath(), ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD,
+                                    len(ofmsg.buf), 0, bytes(ofmsg.buf))
+    return parser.OFPFlowStats(back.table_id, 0, 0, back.priority, 0, 0, back.flags,
+                               back.cookie, 0, 0, back.match, back.instructions)
+
+
+def test_rules_and_groups_read_back_from_a_switch_equal_what_the_core_sent():
+    # Reconciliation compares what a switch reports with what the core wants: every rule and
+    # group of a fabric (base rules to the controller and dropping, host routes, detours,
+    # SELECT, FAST_FAILOVER and bounce groups) must read back equal, or a restart rewrites it.
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    from controllers.app import held_group, held_rule
+    from controllers.core import RoutingCore
+    from controllers.rules import FlowMod
+    core = RoutingCore(policy="congestion")
+    core.load_fabric(build("fattree", k=4))
+    sent = core.flush(0.0)
+    kinds = {m.group.type for m in sent if isinstance(m, GroupMod)}
+    assert kinds == {"select", "fast_failover"}
+    rules = [m.rule for m in sent if isinstance(m, FlowMod)]
+    assert {a for r in rules for a in r.actions if type(a).__name__ == "ToController"}
+    for rule in rules:
+        assert held_rule(_read_back(FlowMod(1, "add", rule)), ofp) == rule
+    for m in sent:
+        if isinstance(m, GroupMod):
+            assert held_group(_read_back(m), ofp) == m.group
+
+
+def test_a_rule_read_back_with_an_instruction_of_no_rule_of_ours_differs_from_ours():
+    from ryu.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
+    from controllers.app import Unparsed, held_rule
+    from controllers.rules import FlowMod, FlowRule, match
+    ours = FlowRule(100, match(eth_dst="00:00:00:00:00:01"), (Output(2),))
+    stat = _read_back(FlowMod(1, "add", ours))
+    stat.instructions.append(parser.OFPInstructionGotoTable(1))
+    held = held_rule(stat, ofp)
+    assert held.key == ours.key and held != ours
+    assert isinstance(held.actions[-1], Unparsed)
