@@ -275,10 +275,13 @@ def timed_round(handler):
 
 
 def counted_flowmsgs(to_openflow):
-    """Count the flow and group modifications a serializer returns, per switch."""
+    """Count the flow and group modifications a serializer returns, per switch (when the app
+    has its metrics: the serializer is also used alone, to encode a message)."""
     @functools.wraps(to_openflow)
     def wrapper(app, dp, msg):
         ofmsgs = to_openflow(app, dp, msg)
-        app.metrics.sent(dp.id, ofmsgs)
+        metrics = getattr(app, "metrics", None)
+        if metrics is not None:
+            metrics.sent(dp.id, ofmsgs)
         return ofmsgs
     return wrapper
