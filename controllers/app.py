@@ -54,6 +54,7 @@ from controllers import ofguard, prom, rules
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers.core import PolicyError, RoutingCore, expected_fabric, link_capacities
 from controllers.driver import TICK_S, FabricDriver
+from controllers.health import PortCounters
 from controllers.rest import REST_INSTANCE, FabricRest
 
 CONF = cfg.CONF
@@ -157,19 +158,21 @@ def build_arp(a):
 
 
 def load_model():
-    """``(link_capacity_bps, default_capacity_bps, expected)`` from --fabric-topology and
-    --fabric-scale (``expected``: what discovery will find, see
-    :func:`controllers.core.expected_fabric`).
+    """``(link_capacity_bps, default_capacity_bps, expected, names)`` from --fabric-topology
+    and --fabric-scale (``expected``: what discovery will find, see
+    :func:`controllers.core.expected_fabric`; ``names`` maps a switch's dpid to its node name
+    in the model).
 
     Without a model every port counts as 1 Gbit/s (utilization is then only indicative) and
     hosts are known only once they send ARP or traffic.
     """
     if not CONF.fabric_topology:
-        return {}, DEFAULT_CAPACITY_BPS, None
+        return {}, DEFAULT_CAPACITY_BPS, None, {}
     from fabric.model import load_json
     g = load_json(CONF.fabric_topology)
     caps = link_capacities(g, CONF.fabric_scale)
-    return caps, max(caps.values()), expected_fabric(g)
+    names = {d["dpid"]: n for n, d in g.nodes(data=True) if d["role"] != "host"}
+    return caps, max(caps.values()), expected_fabric(g), names
 
 
 def rest_token():
@@ -217,10 +220,21 @@ def held_rule(stat, ofp):
     for inst in stat.instructions:
         if inst.type == ofp.OFPIT_APPLY_ACTIONS and hasattr(inst, "actions"):
             actions.extend(held_action(a, ofp) for a in inst.actions)
+        elif inst.type == ofp.OFPIT_METER:   # kept first among the actions, as ours are
+            actions.append(rules.Meter(inst.meter_id))
         else:
             actions.append(Unparsed(str(inst)))
     fields = tuple(sorted(stat.match.items()))
     return rules.FlowRule(stat.priority, fields, tuple(actions), stat.table_id, stat.cookie)
+
+
+def held_meter(dpid, config):
+    """The :class:`~controllers.rules.MeterMod` that would make a meter-config entry: one drop
+    band, rate and burst in packets (a meter of another shape reads as rate 0: never ours)."""
+    bands = config.bands
+    one = len(bands) == 1 and type(bands[0]).__name__ == "OFPMeterBandDrop"
+    return rules.MeterMod(dpid, config.meter_id, bands[0].rate if one else 0,
+                          bands[0].burst_size if one else 0)
 
 
 GROUP_TYPES = {"select": "OFPGT_SELECT", "fast_failover": "OFPGT_FF", "all": "OFPGT_ALL",
@@ -241,17 +255,70 @@ def held_group(desc, ofp):
     return rules.Group(desc.group_id, kind, buckets)
 
 
-def policy_options():
-    """The thresholds of --fabric-policy-options (a JSON object), for the core to check."""
-    if not CONF.fabric_policy_options:
+def json_options(flag, text):
+    """The JSON object of option ``flag`` (empty if not given), for the core to check."""
+    if not text:
         return {}
     try:
-        opts = json.loads(CONF.fabric_policy_options)
+        opts = json.loads(text)
     except ValueError as e:
-        raise PolicyError(f"--fabric-policy-options is not JSON: {e}") from None
+        raise PolicyError(f"{flag} is not JSON: {e}") from None
     if not isinstance(opts, dict):
-        raise PolicyError("--fabric-policy-options must be a JSON object")
+        raise PolicyError(f"{flag} must be a JSON object")
     return opts
+
+
+def policy_options():
+    """The thresholds of --fabric-policy-options (a JSON object), for the core to check."""
+    return json_options("--fabric-policy-options", CONF.fabric_policy_options)
+
+
+# Changes whose transaction id is remembered (controllers/driver.py ``sent``).
+TRACKED = (rules.FlowMod, rules.GroupMod, rules.MeterMod)
+
+
+class Outbox:
+    """What is to be written to one switch connection, in order, by its own green thread.
+
+    ``dp.send_msg`` blocks while the connection's send queue is full; each connection has
+    its own writer so a switch that stops reading, or whose connection died without Ryu
+    draining its queue, delays only itself. :meth:`close` ends the writer wherever it waits.
+    ``sent(dpid, xid, msg)`` is told the transaction id each table or meter change went out
+    with (the connection assigns it on send), so an error naming it names the change.
+    """
+
+    def __init__(self, dp, sent):
+        self.dp = dp
+        self.sent = sent
+        self.queue = collections.deque()   # (OpenFlow message, the plain message it is)
+        self._wake = hub.Event()
+        self._thread = hub.spawn(self._run)
+
+    def __bool__(self):
+        return bool(self.queue)
+
+    def put(self, ofmsgs):
+        self.queue.extend(ofmsgs)
+        if self.queue:
+            self._wake.set()
+
+    def _run(self):
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self.queue:
+                ofmsg, msg = self.queue.popleft()
+                try:
+                    self.dp.send_msg(ofmsg)   # gives it the connection's next xid
+                except Exception:  # noqa: BLE001 - a dying switch: its writer carries on
+                    LOG.exception("sending to %016x failed", self.dp.id or 0)
+                    continue
+                if isinstance(msg, TRACKED):
+                    self.sent(self.dp.id, ofmsg.xid, msg)
+
+    def close(self):
+        self.queue.clear()
+        hub.kill(self._thread)
 
 
 class FabricController(app_manager.RyuApp):
@@ -260,13 +327,18 @@ class FabricController(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        caps, default_bps, expected = load_model()
+        caps, default_bps, expected, self.names = load_model()
         self.rest_token = rest_token()
         # Probes carry an HMAC under this key: random unless controllers must share one.
         secret = CONF.fabric_lldp_secret.encode() or secrets.token_bytes(32)
         self.core = RoutingCore(policy=CONF.fabric_policy, fast_failover=CONF.fabric_fast_failover,
                                 link_capacity_bps=caps, default_capacity_bps=default_bps,
-                                lldp_secret=secret, expected=expected, **policy_options())
+                                lldp_secret=secret, expected=expected,
+                                health=json_options("--fabric-health-options",
+                                                    CONF.fabric_health_options),
+                                meters=json_options("--fabric-meter-options",
+                                                    CONF.fabric_meter_options),
+                                **policy_options())
         if not CONF.fabric_stats_interval > 0:
             raise PolicyError(f"--fabric-stats-interval must be > 0, "
                               f"got {CONF.fabric_stats_interval}")
@@ -279,14 +351,16 @@ class FabricController(app_manager.RyuApp):
         # plus "?" for connections that never said who they are).
         self.errors_by_switch = collections.Counter()
         self.waiters = {}       # dpid -> {xid: (event, replies)}: REST stats requests
-        self._outbox = collections.deque()
-        self._wake = hub.Event()
+        # One outbox and one sending green thread per switch connection: Ryu's send blocks
+        # while that connection's queue is full, and a connection that dies in a bad state
+        # (a hostile switch) can leave it full for good; it must stall only itself.
+        self._outboxes = {}     # Datapath -> Outbox
         self.metrics = prom.FabricMetrics(self)
         if CONF.fabric_metrics_port:  # bound first: a port in use stops the app before it runs
             self.threads.append(self.metrics.serve(CONF.fabric_metrics_host,
                                                    CONF.fabric_metrics_port))
         kwargs["wsgi"].register(FabricRest, {REST_INSTANCE: self})
-        self.threads += [hub.spawn(self._sender), hub.spawn(self._timer)]
+        self.threads += [hub.spawn(self._timer)]
 
     # -- sending ---------------------------------------------------------------------------
     def _new_xid(self, dpid):
@@ -303,26 +377,16 @@ class FabricController(app_manager.RyuApp):
             dp = self.datapaths.get(msg.dpid)
             if dp is None:
                 continue
-            for ofmsg in self.to_openflow(dp, msg):
-                self._outbox.append((dp, ofmsg, msg))
-        if self._outbox:
-            self._wake.set()
+            box = self._outboxes.get(dp)
+            if box is None:
+                box = self._outboxes[dp] = Outbox(dp, self.driver.sent)
+            box.put((ofmsg, msg) for ofmsg in self.to_openflow(dp, msg))
 
-    def _sender(self):
-        """The one green thread that writes to switches, in the order messages were queued."""
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                dp, ofmsg, msg = self._outbox.popleft()
-                try:
-                    dp.send_msg(ofmsg)   # gives it the connection's next xid
-                except Exception:  # noqa: BLE001 - a dying switch must not stop the others
-                    LOG.exception("sending to %016x failed", dp.id or 0)
-                    continue
-                if isinstance(msg, (rules.FlowMod, rules.GroupMod)):
-                    # So that an error naming this xid names the change it refused.
-                    self.driver.sent(dp.id, ofmsg.xid, msg)
+    def _close_outbox(self, dp):
+        """Stop the sender of a connection that is gone, wherever it is blocked."""
+        box = self._outboxes.pop(dp, None)
+        if box is not None:
+            box.close()
 
     def status(self):
         status = self.driver.status()
@@ -330,8 +394,12 @@ class FabricController(app_manager.RyuApp):
         status["openflow_errors_by_switch"] = dict(self.errors_by_switch)
         status["openflow_guard"] = ofguard.GUARD.status()
         status["packet_ins_unparsed"] = self.counters["packet_ins_unparsed"]
-        status["pending"] = status["pending"] or bool(self._outbox)
+        status["pending"] = status["pending"] or any(self._outboxes.values())
         status["now_s"] = time.monotonic()
+        # The links kept out of routes by their switches' names in the model (dpids without
+        # one), as a run names them.
+        status["degraded_links"] = [[self.names.get(end[0], end[0]) for end in x["link"]]
+                                    for x in status["health"]["excluded"]]
         return status
 
     @staticmethod
@@ -356,8 +424,12 @@ class FabricController(app_manager.RyuApp):
         if isinstance(msg, rules.FlowMod):
             r = msg.rule
             if msg.command == "add":
-                inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                                     self._actions(dp, r.actions))]
+                # A meter is an instruction of its own, applied before the actions.
+                inst = [parser.OFPInstructionMeter(a.meter_id, ofp.OFPIT_METER)
+                        for a in r.actions if isinstance(a, rules.Meter)]
+                inst.append(parser.OFPInstructionActions(
+                    ofp.OFPIT_APPLY_ACTIONS,
+                    self._actions(dp, [a for a in r.actions if not isinstance(a, rules.Meter)])))
                 return [parser.OFPFlowMod(dp, cookie=r.cookie, table_id=r.table_id,
                                           command=ofp.OFPFC_ADD, priority=r.priority,
                                           match=parser.OFPMatch(**r.match_dict()),
@@ -386,7 +458,13 @@ class FabricController(app_manager.RyuApp):
             return [parser.OFPFlowMod(dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
                                       out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
                                       match=parser.OFPMatch()),
-                    parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL, [])]
+                    parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL, []),
+                    parser.OFPMeterMod(dp, ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL, [])]
+        if isinstance(msg, rules.MeterMod):
+            band = parser.OFPMeterBandDrop(rate=msg.rate_pps, burst_size=msg.burst_packets)
+            command = ofp.OFPMC_MODIFY if msg.command == "modify" else ofp.OFPMC_ADD
+            return [parser.OFPMeterMod(dp, command, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
+                                       msg.meter_id, [band])]
         if isinstance(msg, rules.PacketOut):
             if isinstance(msg.packet, rules.LldpProbe):
                 data = build_lldp(msg.packet)
@@ -415,6 +493,10 @@ class FabricController(app_manager.RyuApp):
             return [req]
         if isinstance(msg, rules.GroupDumpRequest):
             req = parser.OFPGroupDescStatsRequest(dp, 0)
+            req.set_xid(msg.xid)
+            return [req]
+        if isinstance(msg, rules.MeterDumpRequest):
+            req = parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL)
             req.set_xid(msg.xid)
             return [req]
         if isinstance(msg, rules.FlowStatsRequest):
@@ -464,6 +546,7 @@ class FabricController(app_manager.RyuApp):
     @guarded
     def switch_gone(self, ev):
         dp = ev.datapath
+        self._close_outbox(dp)
         if dp.id is not None and self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
             self.waiters.pop(dp.id, None)
@@ -553,7 +636,10 @@ class FabricController(app_manager.RyuApp):
                                               more=more))
             return
         if isinstance(msg, dp.ofproto_parser.OFPPortStatsReply):
-            rows = [(s.port_no, s.tx_bytes) for s in msg.body if s.port_no < dp.ofproto.OFPP_MAX]
+            rows = [(s.port_no, PortCounters(s.tx_bytes, s.rx_bytes, s.tx_packets, s.rx_packets,
+                                             s.tx_dropped, s.rx_dropped, s.tx_errors,
+                                             s.rx_errors))
+                    for s in msg.body if s.port_no < dp.ofproto.OFPP_MAX]
         else:
             rows = [(s.match, s.byte_count) for s in msg.body]
         self.send(self.driver.stats_reply(dp.id, msg.xid, rows, time.monotonic(), more=more))
@@ -566,6 +652,16 @@ class FabricController(app_manager.RyuApp):
         more = bool(msg.flags & dp.ofproto.OFPMPF_REPLY_MORE)
         groups = [held_group(d, dp.ofproto) for d in msg.body]
         self.send(self.driver.state_reply(dp.id, msg.xid, time.monotonic(), groups=groups,
+                                          more=more))
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def meter_config(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        more = bool(msg.flags & dp.ofproto.OFPMPF_REPLY_MORE)
+        self.send(self.driver.state_reply(dp.id, msg.xid, time.monotonic(),
+                                          meters=[held_meter(dp.id, c) for c in msg.body],
                                           more=more))
 
     # -- what the REST API asks ------------------------------------------------------------

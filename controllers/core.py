@@ -35,7 +35,9 @@ import weakref
 
 import numpy as np
 
+from controllers.health import HealthConfig, HealthError, LinkHealth, PortCounters
 from controllers.loads import Flow, LoadModel
+from controllers.meters import ControlMeters, MeterConfig
 from controllers.paths import PathService
 from controllers.placement import wcmp_weights
 from controllers.policies import (POLICY_CLASSES, Collective, IntentError, PolicyConfig,
@@ -71,6 +73,10 @@ PROBE_WINDOW_S = 10.0
 PROBE_AUTH_BYTES = 16
 # Ports where a probe claiming to be ours came in from a host, remembered for status.
 FLAGGED_PORTS_MAX = 1024
+# Learned flows one host may send at once: a host inventing 5-tuples (a new-flow flood,
+# metered at its port) cannot grow the flow table and the switches' per-flow rules beyond
+# this; its further flows follow the routes of their destination, unlearned.
+FLOWS_PER_HOST_MAX = 4096
 
 
 def next_hops(graph, dst):
@@ -195,6 +201,12 @@ class RoutingCore:
         What the fabric model says (:func:`expected_fabric`): its hosts are known as soon as
         their switch port is up, and :meth:`discovery_complete` says when everything it
         names has been found.
+    health : dict, optional
+        Options of gray-failure detection and flap dampening
+        (:class:`controllers.health.HealthConfig`).
+    meters : dict, optional
+        Packet-in budgets of the meters every switch gets
+        (:class:`controllers.meters.MeterConfig`).
     render : bool
         Render OpenFlow rules and groups (the controller). Without (the flow-level
         simulator), :meth:`flush` returns nothing and the forwarding state is the path
@@ -210,9 +222,14 @@ class RoutingCore:
 
     def __init__(self, policy="ecmp", link_timeout_s=15.0, fast_failover=True,
                  link_capacity_bps=None, default_capacity_bps=1e9, render=True,
-                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, expected=None, **options):
+                 lldp_secret=None, probe_window_s=PROBE_WINDOW_S, expected=None, health=None,
+                 meters=None, **options):
         self.expected = expected
         self.config = PolicyConfig.from_options(options)
+        try:
+            self.health = LinkHealth(HealthConfig.from_options(dict(health or {})))
+        except (HealthError, TypeError) as e:
+            raise PolicyError(str(e)) from None
         if lldp_secret is not None and not (isinstance(lldp_secret, bytes) and lldp_secret):
             raise PolicyError("lldp_secret must be non-empty bytes")
         self._lldp_secret = lldp_secret or secrets.token_bytes(32)
@@ -236,6 +253,10 @@ class RoutingCore:
         self._matrices = collections.OrderedDict()   # (src, dst switch) -> candidate arrays
         self._matrices_version = None
         self._matrix_cells = 0
+        try:
+            self.meters = ControlMeters(MeterConfig(**dict(meters or {})))
+        except (ValueError, TypeError) as e:
+            raise PolicyError(str(e)) from None
         self.render = (Renderer if render else NoRenderer)(
             self.topo, self.path_service, GroupIds(), fast_failover=self.fast_failover)
         self._flooded = collections.OrderedDict()   # (src mac, target ip) -> time forwarded
@@ -350,6 +371,8 @@ class RoutingCore:
         self.topo.switch_enter(dpid, ports)
         self.load.forget_switch(dpid)
         msgs = self.render.switch_enter(dpid)
+        if msgs:   # the switch is wiped: its meters go before the rules that use them
+            msgs[1:1] = self.meters.switch_enter(dpid, ports)
         self._rebuild = True
         for port in sorted(ports):
             self._learn_expected(dpid, port)
@@ -388,6 +411,8 @@ class RoutingCore:
         """A switch disconnected: forget it, its links and its hosts."""
         self._at(now)
         self.topo.switch_leave(dpid)
+        self.health.forget_switch(dpid)
+        self.meters.switch_leave(dpid)
         self.render.switch_leave(dpid)
         self.load.forget_switch(dpid)
         self._rebuild = True
@@ -401,7 +426,14 @@ class RoutingCore:
         if up:
             self.topo.port_up(dpid, port)
             self._learn_expected(dpid, port)
-            return self._probe(dpid, [port])
+            return self.meters.port_up(dpid, [port]) + self._probe(dpid, [port])
+        peer = self.topo.peer(dpid, port)
+        if peer is not None:
+            # A flap: a link that keeps failing is suppressed, even once it is back up.
+            link = tuple(sorted(((dpid, port), peer)))
+            self.health.link_down(link, now)
+            if link in self.health.excluded():
+                self.topo.set_excluded(link, True)
         self.topo.port_down(dpid, port)
         return []
 
@@ -555,17 +587,25 @@ class RoutingCore:
         return self.topo.host_by_ref(ref)
 
     # -- statistics ------------------------------------------------------------------------
-    def port_stats(self, dpid, tx_bytes, now):
-        """Cumulative transmit counters of a switch's ports, read at ``now``.
+    def port_stats(self, dpid, counters, now):
+        """Cumulative counters of a switch's ports, read at ``now``.
 
         The app polls port statistics of every switch (OFPPortStatsRequest, all ports) every
-        statistics period (1 s is a good default) and passes ``{port_no: tx_bytes}`` of each
-        reply. Rates are smoothed with time constant ``util_tau_s``; counters that go backwards
-        start over. Decisions wait for :meth:`adapt`.
+        statistics period (1 s is a good default) and passes ``{port_no: PortCounters}`` of
+        each reply (``{port_no: tx_bytes}`` is enough for the load model, as the flow-level
+        simulator gives it; gray failures are judged only from full counters). Rates are
+        smoothed with time constant ``util_tau_s``; counters that go backwards start over.
+        Decisions wait for :meth:`adapt`.
         """
         self._at(now)
-        for port, total in tx_bytes.items():
-            self.load.sample(dpid, port, total, now)
+        full = {}
+        for port, c in counters.items():
+            if isinstance(c, PortCounters):
+                full[port] = c
+                c = c.tx_bytes
+            self.load.sample(dpid, port, c, now)
+        if full:
+            self.health.sample(dpid, full, now)
         return []
 
     def flow_seen(self, flow_key, src_mac, dst_mac, bytes_total, now):
@@ -653,6 +693,9 @@ class RoutingCore:
         if src_mac not in self.hosts or dst_mac not in self.hosts:
             self.counters["flows_unknown_host"] += 1
             return None
+        if self.load.count_from(src_mac) >= FLOWS_PER_HOST_MAX:
+            self.counters["flows_refused_host_full"] += 1
+            return None
         flow = Flow(key, src_mac, dst_mac, seen_at=now, active_at=now)
         self.load.add(flow, now)
         self.counters["flows_learned"] += 1
@@ -668,12 +711,20 @@ class RoutingCore:
     def adapt(self, now):
         """Run the policy's periodic decisions; call once after each statistics round.
 
-        Forgets flows idle for ``flow_idle_s``, then lets the policy act: ``congestion`` (and
-        ``collective`` for unannounced traffic) moves flows off hot links and re-weights
-        groups, ``hedera`` detects elephants, estimates demands and places them. Changes go
-        out with the next :meth:`flush`.
+        First the round's port counters are judged (controllers/health.py): links found
+        degraded or suppressed for flapping leave the routes, healed ones return, whatever
+        the policy. Forgets flows idle for ``flow_idle_s``, then lets the policy act:
+        ``congestion`` (and ``collective`` for unannounced traffic) moves flows off hot links
+        and re-weights groups, ``hedera`` detects elephants, estimates demands and places
+        them. Changes go out with the next :meth:`flush`.
         """
         self._at(now)
+        leave, back = self.health.evaluate(self.topo.peers(), now) \
+            if self.health.active else ([], [])
+        for link in leave:
+            self.topo.set_excluded(link, True)
+        for link in back:
+            self.topo.set_excluded(link, False)
         self._sync(now)
         for key, flow in sorted(self.flows.items()):
             if now - flow.active_at > self.config.flow_idle_s:
@@ -1082,6 +1133,7 @@ class RoutingCore:
             },
             "counters": counters,
             "discovery": self.discovery_status(),
+            "health": self.health.status(self._now),
         }
 
     def discovery_status(self):

@@ -36,8 +36,8 @@ import collections
 import itertools
 
 from controllers.rules import (COOKIE, COOKIE_FLOW, Barrier, ClearSwitch, FlowDumpRequest, FlowMod,
-                               FlowStatsRequest, GroupDumpRequest, GroupMod, PacketOut,
-                               PortStatsRequest)
+                               FlowStatsRequest, GroupDumpRequest, GroupMod, MeterDumpRequest,
+                               MeterMod, PacketOut, PortStatsRequest)
 
 TICK_S = 0.05
 HOLD_MAX_S = 1.0
@@ -49,7 +49,7 @@ READ_TIMEOUT_S = 5.0
 SENT_KEPT = 4096
 ERRORS_KEPT = 20
 # Messages that change a switch's tables: held back from a switch whose state is unknown.
-TABLE_CHANGES = (FlowMod, GroupMod, ClearSwitch)
+TABLE_CHANGES = (FlowMod, GroupMod, ClearSwitch, MeterMod)
 # A statistics round still unanswered after this many intervals is closed as late.
 LATE_ROUNDS = 4
 XID_MODULO = 2 ** 32
@@ -160,6 +160,7 @@ class FabricDriver:
         self._last_change_s = None
         self._episode_s = None  # when the first of the switches reconciled together connected
         self._sent = {}         # dpid -> OrderedDict xid -> rule or group change sent
+        self._meter_retried = set()   # (dpid, meter id) sent with the other command once
         self.errors = collections.deque(maxlen=ERRORS_KEPT)
         self.reconcile = {"last_s": None, "max_s": None, "span_s": None, "done_at_s": None}
         self.stats_interval_s = stats_interval_s
@@ -233,9 +234,9 @@ class FabricDriver:
         out = []
         if self._parked and self._settled(now):
             for dpid in sorted(self._parked):
-                since, flows, groups = self._parked.pop(dpid)
-                out += self._resync(dpid, since, flows, groups, now)
-        for dpid, (since, _, _, _, asked, _) in sorted(self._reading.items()):
+                since, flows, groups, meters = self._parked.pop(dpid)
+                out += self._resync(dpid, since, flows, groups, meters, now)
+        for dpid, (since, _, _, _, asked, _, _) in sorted(self._reading.items()):
             if now - asked > READ_TIMEOUT_S:
                 out += self._wipe(dpid, since, now)
         if self._next_stats_s is None:
@@ -300,7 +301,8 @@ class FabricDriver:
         dpid, xid : int
             The switch and the id of the request answered.
         rows : list
-            ``[(port_no, tx_bytes), ...]`` of physical ports for a
+            ``[(port_no, counters), ...]`` of physical ports (counters a
+            :class:`~controllers.health.PortCounters`, or only the transmitted bytes) for a
             :class:`~controllers.rules.PortStatsRequest`, ``[(match, byte_count), ...]`` for a
             :class:`~controllers.rules.FlowStatsRequest` (a match as
             :meth:`RoutingCore.flow_stats` takes it).
@@ -371,6 +373,7 @@ class FabricDriver:
     def _forget(self, dpid):
         for held in (self._parked, self._reading, self._reconciling, self._sent):
             held.pop(dpid, None)
+        self._meter_retried = {k for k in self._meter_retried if k[0] != dpid}
 
     def port_status(self, dpid, port, up, now):
         """A port went up or down; routes change at once, not at the next tick: without local
@@ -411,18 +414,19 @@ class FabricDriver:
         a switch holding rules of ours then also waits for discovery to settle)."""
         self._parked.pop(dpid, None)
         self._reconciling.pop(dpid, None)
-        flows, groups = FlowDumpRequest(dpid, self._new_xid(dpid)), GroupDumpRequest(
-            dpid, self._new_xid(dpid))
-        self._reading[dpid] = [since, {flows.xid, groups.xid}, [], [], now, settle]
+        asks = [FlowDumpRequest(dpid, self._new_xid(dpid)),
+                GroupDumpRequest(dpid, self._new_xid(dpid)),
+                MeterDumpRequest(dpid, self._new_xid(dpid))]
+        self._reading[dpid] = [since, {a.xid for a in asks}, [], [], now, settle, []]
         self.counters["switch_reads"] += 1
-        return [flows, groups]
+        return asks
 
     def reading(self, dpid, xid):
         """Is ``xid`` one of the requests reading ``dpid``'s flows and groups back?"""
         entry = self._reading.get(dpid)
         return entry is not None and xid in entry[1]
 
-    def state_reply(self, dpid, xid, now, flows=(), groups=(), more=False):
+    def state_reply(self, dpid, xid, now, flows=(), groups=(), meters=(), more=False):
         """A part of a switch's answer to the reading of its state.
 
         Parameters
@@ -436,6 +440,8 @@ class FabricDriver:
             are kept as values that equal none of ours, so such a rule is replaced).
         groups : iterable of Group
             Groups it holds.
+        meters : iterable of MeterMod
+            Meters it holds, as the MeterMod that would make each.
         more : bool
             More parts of this reply follow.
 
@@ -452,22 +458,41 @@ class FabricDriver:
             return []
         entry[2].extend(flows)
         entry[3].extend(groups)
+        entry[6].extend(meters)
         if more:
             return []
         entry[1].discard(xid)
         if entry[1]:
             return []
         del self._reading[dpid]
-        since, _, flows, groups, _, settle = entry
+        since, _, flows, groups, _, settle, meters = entry
         cold = not groups and not any(r.cookie in (COOKIE, COOKIE_FLOW) for r in flows)
         if cold or not settle or self._settled(now):
-            return self._resync(dpid, since, flows, groups, now)
-        self._parked[dpid] = (since, flows, groups)
+            return self._resync(dpid, since, flows, groups, meters, now)
+        self._parked[dpid] = (since, flows, groups, meters)
         return []
 
-    def _resync(self, dpid, since, flows, groups, now):
+    def _resync(self, dpid, since, flows, groups, meters, now):
         self.core.resync(dpid, flows, groups, now)
-        return self._reconcile(dpid, since, now)
+        return self._confirm(self._meters(dpid, meters), now) + \
+            self._reconcile(dpid, since, now)
+
+    def _meters(self, dpid, held=()):
+        """The control meters (controllers/meters.py) a switch about to be reconciled lacks or
+        holds otherwise, given the ``held`` ones (MeterMods, as read back), before the rules
+        that use them: added where missing, set again where their rate or burst differ,
+        nothing where they are right (a restart). A meter mod the switch refuses anyway is
+        sent once with the other command (:meth:`openflow_error`)."""
+        have = {m.meter_id: m for m in held}
+        out = []
+        for m in self.core.meters.switch_enter(dpid, sorted(self.core.ports.get(dpid, ()))):
+            was = have.get(m.meter_id)
+            if was is None:
+                out.append(m)
+            elif (was.rate_pps, was.burst_packets) != (m.rate_pps, m.burst_packets):
+                out.append(m._replace(command="modify"))
+        self.counters["reconcile_meter_mods"] += len(out)
+        return out
 
     def _reconcile(self, dpid, since, now):
         msgs = self.core.flush(now)
@@ -498,7 +523,8 @@ class FabricDriver:
         del self._reading[dpid]
         self.counters["switches_wiped"] += 1
         self.core.resync(dpid, [], [], now)
-        return [ClearSwitch(dpid)] + self._reconcile(dpid, since, now)
+        return self._confirm([ClearSwitch(dpid)] + self._meters(dpid), now) + \
+            self._reconcile(dpid, since, now)
 
     # -- errors ----------------------------------------------------------------------------
     def sent(self, dpid, xid, msg):
@@ -525,6 +551,16 @@ class FabricDriver:
             return []
         self.counters["openflow_errors_matched"] += 1
         if dpid not in self.core.ports or dpid in self._parked or dpid in self._reading:
+            return []
+        if type(msg) is MeterMod:
+            # An add refused (the meter exists) or a modify (it does not): the other command,
+            # once; nothing else of the switch's state is in doubt.
+            if msg.command == "add" and (dpid, msg.meter_id) not in self._meter_retried:
+                self._meter_retried.add((dpid, msg.meter_id))
+                return self._confirm([msg._replace(command="modify")], now)
+            if msg.command == "modify" and (dpid, msg.meter_id) not in self._meter_retried:
+                self._meter_retried.add((dpid, msg.meter_id))
+                return self._confirm([msg._replace(command="add")], now)
             return []
         self.counters["resyncs"] += 1
         if not self._reconciling_any():
@@ -571,7 +607,7 @@ class FabricDriver:
             confirming=len(self._reconciling), switches=c["switches_reconciled"],
             unchanged=c["switches_unchanged"], wiped=c["switches_wiped"],
             flow_mods=c["reconcile_flow_mods"], group_mods=c["reconcile_group_mods"],
-            resyncs=c["resyncs"])
+            meter_mods=c["reconcile_meter_mods"], resyncs=c["resyncs"])
         status["errors"] = {"matched": c["openflow_errors_matched"],
                             "unmatched": c["openflow_errors_unmatched"],
                             "recent": list(self.errors)}

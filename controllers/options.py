@@ -18,6 +18,8 @@ POLICY_OPTIONS = "fabric-policy-options"
 LLDP_SECRET = "fabric-lldp-secret"
 REST_TOKEN = "fabric-rest-token"
 REST_TOKEN_FILE = "fabric-rest-token-file"
+HEALTH_OPTIONS = "fabric-health-options"
+METER_OPTIONS = "fabric-meter-options"
 METRICS_PORT = "fabric-metrics-port"
 METRICS_HOST = "fabric-metrics-host"
 
@@ -52,6 +54,12 @@ cfg.CONF.register_cli_opts([
     cfg.StrOpt(POLICY_OPTIONS, default="",
                help='JSON object of policy thresholds, e.g. \'{"hot_util": 0.7}\' '
                     "(see controllers.policies.PolicyConfig)"),
+    cfg.StrOpt(HEALTH_OPTIONS, default="",
+               help='JSON object of gray-failure and flap-dampening thresholds, e.g. '
+                    '\'{"restore_s": 20}\' (see controllers.health.HealthConfig)'),
+    cfg.StrOpt(METER_OPTIONS, default="",
+               help='JSON object of packet-in budgets of the meters on every switch, e.g. '
+                    '\'{"learn_pps": 100}\' (see controllers.meters.MeterConfig)'),
     cfg.IntOpt(METRICS_PORT, default=0, min=0, max=65535,
                help="TCP port of the Prometheus metrics endpoint (/metrics; "
                     "controllers/prom.py); 0: not served"),

@@ -69,6 +69,7 @@ from controllers.rules import (
     IP_PROTO_TCP, IP_PROTO_UDP, PORT_IN_PORT, PRIO_CONTROL, PRIO_DETOUR, PRIO_HOST_ROUTE,
     PRIO_LEARN, PRIO_TABLE_MISS, Bucket, ClearSwitch, FlowMod, FlowRule, Group, GroupMod, Output,
     ToController, ToGroup, match)
+from controllers.meters import ControlMeters
 
 # The interning cache is dropped at a full rebuild once it holds more objects than this, so it
 # cannot grow without bound across topology changes (unchanged objects then compare by value).
@@ -76,10 +77,13 @@ INTERN_LIMIT = 2_000_000
 
 
 def base_rules():
-    """Rules every switch gets: LLDP and ARP to the controller, IPv6 and the rest dropped."""
+    """Rules every switch gets: LLDP and ARP to the controller (each through its meter, see
+    controllers/meters.py), IPv6 and the rest dropped."""
     return [
-        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_LLDP), (ToController(),)),
-        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_ARP), (ToController(),)),
+        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_LLDP),
+                 (ControlMeters.control_meter("lldp"), ToController())),
+        FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_ARP),
+                 (ControlMeters.control_meter("arp"), ToController())),
         FlowRule(PRIO_CONTROL, match(eth_type=ETH_TYPE_IPV6), ()),
         FlowRule(PRIO_TABLE_MISS, (), ()),
     ]
@@ -518,6 +522,11 @@ class Renderer:
         return self._one(("rule", priority, fields, action),
                          lambda: FlowRule(priority, fields, (action,)))
 
+    def _learn_rule(self, port, proto):
+        fields = match(in_port=port, eth_type=ETH_TYPE_IPV4, ip_proto=proto)
+        return self._one(("learn", fields), lambda: FlowRule(
+            PRIO_LEARN, fields, ControlMeters.learn_actions(port, ToController())))
+
     def _out(self, port):
         return self._one(("out", port), lambda: Output(port))
 
@@ -950,8 +959,8 @@ class Renderer:
         for dpid, port in check:
             want = ()
             if self.learn_flows and dpid in self.tables and topo.has_hosts_at(dpid, port):
-                want = tuple(self._rule(PRIO_LEARN, match(in_port=port, eth_type=ETH_TYPE_IPV4,
-                                                          ip_proto=proto), ToController())
+                # Through the port's own meter: a flooding host spends only its budget.
+                want = tuple(self._learn_rule(port, proto)
                              for proto in (IP_PROTO_TCP, IP_PROTO_UDP))
             have = self._learn.get((dpid, port), ())
             if want == have:

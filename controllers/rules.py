@@ -60,6 +60,13 @@ class ToController:
     max_len: int = 0xFFFF
 
 
+@dataclass(frozen=True)
+class Meter:
+    """Pass the packet through meter ``meter_id`` first (an OpenFlow 1.3 meter instruction,
+    kept among a rule's actions: it must come first; see controllers/meters.py)."""
+    meter_id: int
+
+
 # Buckets, groups and rules are named tuples (frozen values, made and hashed by the hundred
 # thousand in a fabric's first flush); actions stay dataclasses, so that an Output and a
 # ToGroup of the same number never compare equal.
@@ -169,8 +176,18 @@ class GroupMod(NamedTuple):
 
 @dataclass(frozen=True)
 class ClearSwitch:
-    """Delete every flow and group on a switch (sent when it connects)."""
+    """Delete every flow, group and meter on a switch (sent when it connects)."""
     dpid: int
+
+
+class MeterMod(NamedTuple):
+    """Add (or, ``command="modify"``, set again) a packet-rate meter on a switch: packets
+    above ``rate_pps`` (after a burst of ``burst_packets``) are dropped."""
+    dpid: int
+    meter_id: int
+    rate_pps: int
+    burst_packets: int
+    command: str = "add"
 
 
 @dataclass(frozen=True)
@@ -248,5 +265,12 @@ class FlowDumpRequest:
 @dataclass(frozen=True)
 class GroupDumpRequest:
     """Ask a switch for the description of every group it holds."""
+    dpid: int
+    xid: int
+
+
+@dataclass(frozen=True)
+class MeterDumpRequest:
+    """Ask a switch for the configuration of every meter it holds."""
     dpid: int
     xid: int

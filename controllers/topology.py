@@ -22,6 +22,10 @@ REFUSED_MOVES_KEPT = 20
 # With no probe back on any link for this many link timeouts, links expire by the clock.
 SILENT_ROUNDS = 4
 
+# Hosts learned at one port: a host announcing invented MACs (an ARP flood, metered at its
+# switch) cannot grow the host table, and every switch's per-host rules, beyond this.
+HOSTS_PER_PORT_MAX = 16
+
 
 @dataclasses.dataclass
 class Changes:
@@ -66,6 +70,10 @@ class TopologyState:
         (symmetric; where two switches share several links the lowest pair of ports counts).
     hosts : dict
         ``{mac: Host}``.
+    excluded : set
+        Links kept out of the adjacency although up (gray or flapping, see
+        controllers/health.py), by their ends ``((dpid, port), (dpid, port))`` sorted: they
+        keep their link entries and their probes, only routes leave them.
     """
 
     def __init__(self, link_timeout_s=15.0):
@@ -74,6 +82,7 @@ class TopologyState:
         self.links = {}
         self.adj = {}
         self.hosts = {}
+        self.excluded = set()
         self.changes = Changes()
         self.counters = collections.Counter()            # what happened to links, for status
         self._reported_at = {}                          # dpid -> newest probe it reported
@@ -205,11 +214,26 @@ class TopologyState:
                 between.discard(_ends(key, far))
         self._refresh_pair(key[0], far[0])
 
+    def set_excluded(self, link, excluded):
+        """Keep ``link`` (its two ends, sorted) out of the adjacency, or let it back in. It
+        may be unknown or down now: the decision holds when it is (re)learned."""
+        ends = _ends(*link)
+        if excluded == (ends in self.excluded):
+            return
+        if excluded:
+            self.excluded.add(ends)
+        else:
+            self.excluded.discard(ends)
+        self.counters["links_excluded" if excluded else "links_readmitted"] += 1
+        if ends[0][0] in self.adj and ends[1][0] in self.adj:
+            self._refresh_pair(ends[0][0], ends[1][0])
+
     def _refresh_pair(self, a, b):
         """Recompute the adjacency of switches a and b from the links between them."""
         pair = _pair(a, b)
         live = sorted(e for e in self._between.get(pair, ())
-                      if e[0][1] in self.ports.get(e[0][0], ()) and
+                      if e not in self.excluded and
+                      e[0][1] in self.ports.get(e[0][0], ()) and
                       e[1][1] in self.ports.get(e[1][0], ()))
         old = self.adj.get(a, {}).get(b), self.adj.get(b, {}).get(a)
         if live:
@@ -239,6 +263,17 @@ class TopologyState:
         return {dpid: sorted(p for p in ports if (dpid, p) not in self._linked)
                 for dpid, ports in self.ports.items()}
 
+    def peer(self, dpid, port):
+        """The (dpid, port) at the other end of the link on (dpid, port), or None."""
+        entry = self.links.get((dpid, port))
+        if entry is not None:
+            return entry[:2]
+        if self._linked.get((dpid, port)):   # seen only from the other side: rare, scanned
+            for key, v in self.links.items():
+                if v[:2] == (dpid, port):
+                    return key
+        return None
+
     def peers(self):
         """``{(dpid, port): (peer dpid, peer port)}`` in both directions of every link."""
         out = {}
@@ -258,7 +293,8 @@ class TopologyState:
         A host known at another port that is still up is not moved: a host that moves
         unplugs first (its port goes down and it is forgotten), and anything else is a
         host claiming another's MAC (location hijacking). The refusal is counted
-        (``host_moves_refused``) and kept in :attr:`refused_moves`.
+        (``host_moves_refused``) and kept in :attr:`refused_moves`. A port that already has
+        :data:`HOSTS_PER_PORT_MAX` hosts learns no other (``hosts_refused_port_full``).
         """
         host = Host(mac, ip, dpid, port)
         old = self.hosts.get(mac)
@@ -269,6 +305,9 @@ class TopologyState:
             self.counters["host_moves_refused"] += 1
             self.refused_moves.append({"mac": mac, "ip": ip, "at": [old.dpid, old.port],
                                        "claimed": [dpid, port]})
+            return False
+        if old is None and len(self._at_port.get((dpid, port), ())) >= HOSTS_PER_PORT_MAX:
+            self.counters["hosts_refused_port_full"] += 1
             return False
         if old is not None:
             self._unindex(old)

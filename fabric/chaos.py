@@ -5,11 +5,12 @@ the spec's traffic (an all-to-all and a training iteration as two jobs, by defau
 the moment every flow is connected injects a sequence of faults drawn from the seed
 (:func:`plan`): a link cut, a switch crash (every port dark, its controller connection gone,
 its tables kept), a controller kill (SIGKILL) and restart on the same ports, a gray link (up,
-but shaped to a tenth of its rate). Faults come one after another: wait ``gap_s``, inject,
-wait until the controller has noticed and settled, check all-pairs reachability where the
-graph allows (the plan only picks faults that leave every host connected), hold the fault
-for ``hold_s``, repair it, wait until the controller has taken the repair in, next. The same
-seed gives the same sequence of kinds, targets, gaps and holds.
+passing LLDP, its far end dropping every jumbo data frame: fabric/emulate.py ``gray_link``).
+Faults come one after another: wait ``gap_s``, inject, wait until the controller has noticed
+and settled, check all-pairs reachability where the graph allows (the plan only picks faults
+that leave every host connected), hold the fault for ``hold_s``, repair it, wait until the
+controller has taken the repair in, next. The same seed gives the same sequence of kinds,
+targets, gaps and holds.
 
 The report (:func:`report`, printed and written as ``chaos.json`` and ``chaos.md``): flows
 attempted, completed and lost; per fault kind how many were injected and detected and the
@@ -52,7 +53,6 @@ from traffic import jobs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SPEC = os.path.join(ROOT, "experiments", "chaos.yaml")
 FAULT_KINDS = ("link", "switch", "controller", "gray")
-GRAY_FRACTION = 0.1
 # How long the controller gets to notice a fault, and then to settle, before the fault
 # counts as undetected or unrecovered. A gray link is seen only from rates measured over a
 # few statistics rounds.
@@ -232,8 +232,8 @@ class Injector:
             em.set_link(*fault.target, up=False)
             return lambda: em.set_link(*fault.target, up=True)
         if fault.kind == "gray":
-            em.shape_link(*fault.target, GRAY_FRACTION)
-            return lambda: em.shape_link(*fault.target, 1.0)
+            em.gray_link(*fault.target, on=True)
+            return lambda: em.gray_link(*fault.target, on=False)
         if fault.kind == "switch":
             targets = em.set_switch(fault.target[0], up=False)
             return lambda: em.set_switch(fault.target[0], up=True, targets=targets)

@@ -479,6 +479,16 @@ class Emulation:
                       f"inactivity_probe={SWITCH_INACTIVITY_PROBE_MS}"])
         return targets
 
+    def gray_link(self, u, v, on):
+        """A gray failure this emulator's counters show (``on``), or healed: ``v``'s end of
+        link ``u``-``v`` takes standard frames only (MTU 1,500), so every jumbo data frame
+        from ``u`` is dropped there and counted, while the link stays up and small frames
+        (LLDP, ACKs) pass. (A rate cut with :meth:`shape_link` is invisible to the
+        controller here: Open vSwitch's userspace datapath does not count htb's drops.)"""
+        d = self.g.edges[u, v]
+        _run(["ovs-vsctl", "--timeout=10", "set", "interface", _intf(v, d["ports"][v]),
+              f"mtu_request={1500 if on else self.mtu}"])
+
     def shape_link(self, u, v, fraction):
         """Re-rate link ``u``-``v`` to ``fraction`` of its shaped rate on its switch-side
         ends (1.0 restores it): a gray failure, up but degraded."""

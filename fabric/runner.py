@@ -175,6 +175,8 @@ def controller_args(g, spec, scale, run_dir):
         args.append("--nofabric-fast-failover")
     if c["options"]:
         args += ["--fabric-policy-options", json.dumps(c["options"])]
+    if c["health"]:
+        args += ["--fabric-health-options", json.dumps(c["health"])]
     return args
 
 

@@ -32,7 +32,8 @@ Whether the hosts exist and suffice is checked on the fabric (traffic/jobs.py, c
 runner before any network exists).
 
 ``controller`` configures our controller (ignored by reference apps): statistics period,
-FAST_FAILOVER protection, and policy thresholds (controllers.policies.PolicyConfig).
+FAST_FAILOVER protection, policy thresholds (controllers.policies.PolicyConfig) and
+gray-failure and flap-dampening thresholds (``health``, controllers.health.HealthConfig).
 ``backend`` picks who carries the flows: ``emulation`` (Mininet, Open vSwitch, the Ryu app) or
 ``twin``, which needs no root; ``twin`` configures the latter (its ``timebase``: ``nominal``
 runs the fabric's own rates and seconds, ``emulated`` the emulation's scaled ones; ``detect_s``:
@@ -47,6 +48,7 @@ import numbers
 import yaml
 
 from controllers.core import POLICIES
+from controllers.health import HealthConfig, HealthError
 from controllers.policies import PolicyConfig, PolicyError
 from fabric.controller import REFERENCE_APPS
 
@@ -66,6 +68,7 @@ DEFAULTS = {
         "stats_interval_s": 1.0,
         "fast_failover": True,
         "options": {},
+        "health": {},
     },
     "emulation": {
         "host_link_mbps": 20.0,
@@ -218,6 +221,12 @@ def check(spec, where="spec"):
         PolicyConfig.from_options(ctl["options"])
     except (PolicyError, TypeError) as e:
         raise SpecError(f"{where}: 'controller.options': {e}") from None
+    _need(isinstance(ctl["health"], dict), where,
+          f"'controller.health' must be a mapping, got {ctl['health']!r}")
+    try:
+        HealthConfig.from_options(ctl["health"])
+    except (HealthError, TypeError) as e:
+        raise SpecError(f"{where}: 'controller.health': {e}") from None
     _need(_is_num(out["timeout_s"]) and out["timeout_s"] > 0, where,
           f"'timeout_s' must be a number > 0, got {out['timeout_s']!r}")
     em = out["emulation"]

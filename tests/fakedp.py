@@ -3,14 +3,15 @@
 It models what the tests need to assert behaviour, not bytes, and checks what a switch would
 reject: a rule or bucket pointing at a missing group, a masked field whose value has bits
 outside its mask, a group added twice, a modify of a missing group, a group deleted while
-something uses it, a FAST_FAILOVER bucket without a watch port. What a packet does is left to
-the shared interpreter (controllers/tables.py), the one the routing core and the flow-level
-simulator use: the highest-priority matching rule wins, a FAST_FAILOVER group takes its first
-live bucket, a SELECT group any live bucket (``paths``) or the one Open vSwitch's hash picks
-(``path``); a plain output to the in-port is dropped, ``PORT_IN_PORT`` sends the packet back.
+something uses it, a FAST_FAILOVER bucket without a watch port, a meter added twice, a rule
+through a missing meter. What a packet does is left to the shared interpreter
+(controllers/tables.py), the one the routing core and the flow-level simulator use: the
+highest-priority matching rule wins, a FAST_FAILOVER group takes its first live bucket, a SELECT
+group any live bucket (``paths``) or the one Open vSwitch's hash picks (``path``); a plain output
+to the in-port is dropped, ``PORT_IN_PORT`` sends the packet back.
 """
 
-from controllers.rules import ClearSwitch, FlowMod, GroupMod, ToGroup
+from controllers.rules import ClearSwitch, FlowMod, GroupMod, Meter, MeterMod, ToGroup
 from controllers.tables import CONTROLLER, FlowTable, masked, walk
 
 
@@ -23,6 +24,7 @@ class FakeSwitch:
         self.dpid = dpid
         self.table = FlowTable()
         self.down_ports = set()
+        self.meters = {}    # meter id -> MeterMod
 
     @property
     def flows(self):
@@ -38,6 +40,15 @@ class FakeSwitch:
     def apply(self, msg):
         if isinstance(msg, ClearSwitch):
             self.table.clear()
+            self.meters.clear()
+        elif isinstance(msg, MeterMod):
+            if msg.command == "modify":
+                assert msg.meter_id in self.meters, \
+                    f"dpid {self.dpid}: modify of missing meter {msg.meter_id}"
+            else:
+                assert msg.meter_id not in self.meters, \
+                    f"dpid {self.dpid}: meter {msg.meter_id} added twice"
+            self.meters[msg.meter_id] = msg._replace(command="add")
         elif isinstance(msg, FlowMod):
             if msg.command == "add":
                 missing = _refs(msg.rule.actions) - set(self.groups)
@@ -46,6 +57,9 @@ class FakeSwitch:
                     if type(value) is tuple:
                         assert masked(*value) == value[0], (
                             f"dpid {self.dpid}: {name} {value[0]} has bits outside mask {value[1]}")
+                meters = {a.meter_id for a in msg.rule.actions if isinstance(a, Meter)}
+                assert meters <= set(self.meters), \
+                    f"dpid {self.dpid}: flow through missing meter(s) {meters - set(self.meters)}"
                 self.table.add_flow(msg.rule)
             else:
                 self.table.delete_flow(msg.rule)

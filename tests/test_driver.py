@@ -11,8 +11,8 @@ import pytest
 from controllers.core import RoutingCore
 from controllers.driver import HOLD_MAX_S, FabricDriver
 from controllers.rules import (COOKIE_FLOW, ArpPacket, Barrier, FlowDumpRequest, FlowMod,
-                               FlowStatsRequest, GroupDumpRequest, LldpProbe, PacketOut,
-                               PortStatsRequest)
+                               FlowStatsRequest, GroupDumpRequest, LldpProbe, MeterDumpRequest,
+                               PacketOut, PortStatsRequest)
 from fabric.model import host_switch, hosts, switches
 from fakedp import FakeFabric
 from topologies import build
@@ -36,7 +36,7 @@ class Switches:
         for m in msgs:
             if isinstance(m, Barrier):
                 self.barriers.append(m)
-            elif isinstance(m, (FlowDumpRequest, GroupDumpRequest)):
+            elif isinstance(m, (FlowDumpRequest, GroupDumpRequest, MeterDumpRequest)):
                 self.reads.append(m)
             elif isinstance(m, (PortStatsRequest, FlowStatsRequest)):
                 self.requests.append(m)
@@ -65,9 +65,12 @@ class Switches:
             if isinstance(r, FlowDumpRequest):
                 out += self.deliver(driver.state_reply(r.dpid, r.xid, now,
                                                        flows=list(sw.flows.values())))
-            else:
+            elif isinstance(r, GroupDumpRequest):
                 out += self.deliver(driver.state_reply(r.dpid, r.xid, now,
                                                        groups=list(sw.groups.values())))
+            else:
+                out += self.deliver(driver.state_reply(r.dpid, r.xid, now,
+                                                       meters=list(sw.meters.values())))
         return out
 
     def dpid(self, node):

@@ -63,11 +63,14 @@ def test_spec_names_reference_controllers_and_checks_the_controller_section():
     assert specs.check({**base, "policy": "stp"})["policy"] == "stp"
     checked = specs.check({**base, "controller": {"stats_interval_s": 0.5}})
     assert checked["controller"] == {"stats_interval_s": 0.5, "fast_failover": True,
-                                     "options": {}}
+                                     "options": {}, "health": {}}
     for controller, message in (({"stats_interval_s": 0}, "stats_interval_s"),
                                 ({"fast_failover": "yes"}, "fast_failover"),
                                 ({"options": {"hot_util": 2}}, "hot_util"),
                                 ({"options": {"bogus": 1}}, "unknown option 'bogus'"),
+                                ({"health": {"restore_s": -1}}, "health.*restore_s"),
+                                ({"health": {"bogus": 1}}, "unknown health option 'bogus'"),
+                                ({"health": [1]}, "'controller.health' must be a mapping"),
                                 ({"period": 1}, "unknown controller keys")):
         with pytest.raises(specs.SpecError, match=message):
             specs.check({**base, "controller": controller})

@@ -17,7 +17,8 @@ from controllers.driver import READ_TIMEOUT_S, FabricDriver
 from controllers import render
 from controllers.render import GroupIds, group_id_of
 from controllers.rules import (COOKIE, Bucket, ClearSwitch, FlowDumpRequest, FlowMod, FlowRule,
-                               Group, GroupDumpRequest, GroupMod, Output, match)
+                               Group, GroupDumpRequest, GroupMod, MeterDumpRequest, MeterMod,
+                               Output, match)
 from fabric.model import host_switch, hosts, switches
 from test_driver import Switches, arp
 from topologies import build
@@ -104,7 +105,7 @@ def test_a_switch_holding_our_rules_waits_for_discovery_to_settle_before_any_cha
     # hosts are known again only once they speak (here a gratuitous ARP each).
     core, driver = controller(g, net, 100.0, model=False, settle_s=3.0)
     assert {r.dpid for r in net.reads} == set(net.fab.by_dpid)   # read back at once
-    assert {type(r) for r in net.reads} == {FlowDumpRequest, GroupDumpRequest}
+    assert {type(r) for r in net.reads} == {FlowDumpRequest, GroupDumpRequest, MeterDumpRequest}
     out = net.answer_reads(driver, 100.0)
     for h in hosts(g):
         out += net.deliver(driver.packet_in_arp(*arp(g, h, h), b"garp", 101.0))
@@ -191,7 +192,8 @@ def test_an_openflow_error_is_mapped_to_its_message_and_the_switch_resynchronise
     net.deliver([m for m in msgs if m != refused])
     net.confirm(driver, 200.0)
     out = net.deliver(driver.openflow_error(e1, xids[refused], 4, 1, 200.1))
-    assert {(type(m), m.dpid) for m in out} == {(FlowDumpRequest, e1), (GroupDumpRequest, e1)}
+    assert {(type(m), m.dpid) for m in out} == {(FlowDumpRequest, e1), (GroupDumpRequest, e1),
+                                                (MeterDumpRequest, e1)}
     (error,) = driver.status()["errors"]["recent"]
     assert error["xid"] == xids[refused] and error["message"] == repr(refused)
     resent = [m for m in net.answer_reads(driver, 200.2) if isinstance(m, (FlowMod, GroupMod))]
@@ -270,3 +272,40 @@ def test_a_switch_read_back_while_a_rebuild_is_pending_gets_no_mod_either():
     net.confirm(driver, 100.0)
     assert driver.status()["reconcile"]["unchanged"] == 20
     holds_what_core_wants(net, core)
+
+
+def _meter_mods(net, driver, now):
+    net.deliver(driver.tick(now)[0])
+    out = net.answer_reads(driver, now)
+    out += net.deliver(driver.tick(now)[0])
+    net.confirm(driver, now)
+    return [m for m in out if isinstance(m, MeterMod)]
+
+
+def test_meters_are_reconciled_like_rules_missing_added_wrong_set_again_right_untouched():
+    g, net, _ = installed()
+    sw = net.fab.by_dpid[net.dpid("a1")]
+    assert len(sw.meters) >= 3   # ARP, LLDP and one per port, added when it first connected
+    gone, wrong = sorted(sw.meters)[:2]
+    del sw.meters[gone]
+    sw.meters[wrong] = sw.meters[wrong]._replace(rate_pps=1)
+    core, driver = controller(g, net, 100.0, order=-1)
+    mods = _meter_mods(net, driver, 100.0)
+    assert {(m.dpid, m.meter_id, m.command) for m in mods} == {
+        (sw.dpid, gone, "add"), (sw.dpid, wrong, "modify")}
+    assert driver.status()["reconcile"]["meter_mods"] == 2
+    assert sw.meters[wrong].rate_pps != 1 and gone in sw.meters
+
+
+def test_a_refused_meter_mod_is_sent_once_with_the_other_command():
+    g, net, core = installed()
+    driver = FabricDriver(core, stats_interval_s=STATS_S, lldp_interval_s=LLDP_S)
+    e1 = net.dpid("e1")
+    add = MeterMod(e1, 7, 50, 300)
+    driver.sent(e1, 500, add)
+    (again,) = [m for m in driver.openflow_error(e1, 500, 12, 2, 1.0)
+                if isinstance(m, MeterMod)]   # OFPET_METER_MOD_FAILED, METER_EXISTS
+    assert again == add._replace(command="modify")
+    driver.sent(e1, 501, again)
+    assert not [m for m in driver.openflow_error(e1, 501, 12, 7, 1.1)
+                if isinstance(m, MeterMod)]   # once only

@@ -1,0 +1,341 @@
+"""Gray failures and flap dampening: controllers/health.py alone, then in the routing core on
+a fake datapath with mocked time, for every policy.
+
+A gray link is one that stays up (its ports live, its LLDP probes answered) while what it
+delivers collapsed or its drop counters rise; the core must route around it, keep it out
+while it is sick, bring it back once healthy for ``restore_s``, and report when and how fast
+it was found. A link that keeps failing is suppressed by an exponentially decaying penalty
+(BGP-style dampening) so routes do not churn with it. The emulation variant (a real link
+made gray under traffic) is in tests/test_health_emulation.py.
+"""
+
+import collections
+import doctest
+import itertools
+import math
+
+import pytest
+
+from controllers import health as health_module
+from controllers.core import POLICIES, PolicyError, RoutingCore
+from controllers.health import HealthConfig, HealthError, LinkHealth, PortCounters
+from controllers.rules import FlowKey, PacketOut
+from fabric.model import host_switch, hosts, switches
+from fakedp import FakeFabric
+from topologies import build
+
+LINK = ((1, 1), (2, 1))
+PEERS = {(1, 1): (2, 1), (2, 1): (1, 1)}
+
+
+def test_the_module_examples_hold():
+    assert doctest.testmod(health_module).failed == 0
+
+
+class Wire:
+    """Cumulative counters of the two ends of LINK; each round sends ``pps`` packets of
+    1,000 bytes each way, of which ``delivered`` reach the far end and ``dropped`` are
+    counted as dropped at the near end."""
+
+    def __init__(self):
+        self.c = {end: collections.Counter() for end in PEERS}
+
+    def round(self, health, t, pps=1000, delivered=1.0, dropped=0.0, dt=1.0):
+        for near, far in PEERS.items():
+            sent = int(pps * dt * (1 - dropped))
+            self.c[near]["tx_packets"] += sent
+            self.c[near]["tx_bytes"] += 1000 * sent
+            self.c[near]["tx_dropped"] += int(pps * dt) - sent
+            self.c[far]["rx_packets"] += int(sent * delivered)
+            self.c[far]["rx_bytes"] += int(1000 * sent * delivered)
+        for (dpid, port), c in self.c.items():
+            health.sample(dpid, {port: PortCounters(**c)}, t)
+        return health.evaluate(PEERS, t)
+
+
+def test_a_link_delivering_a_tenth_of_what_is_sent_is_degraded_after_two_rounds():
+    health, wire = LinkHealth(HealthConfig(restore_s=5.0)), Wire()
+    assert wire.round(health, 0.0) == ([], [])
+    assert wire.round(health, 1.0) == ([], [])
+    assert wire.round(health, 2.0, delivered=0.1) == ([], [])      # one bad round: not yet
+    assert wire.round(health, 3.0, delivered=0.1) == ([LINK], [])
+    (out,) = health.status(3.0)["excluded"]
+    assert out["degraded"] and not out["suppressed"]
+    # The collapse began with the window of the first bad round (from t=1): found 2 s later.
+    assert out["detection_s"] == pytest.approx(2.0)
+    assert out["why"]["delivered_share"] == pytest.approx(0.1)
+    assert health.counters["degraded"] == 1
+
+
+def test_drops_rising_degrade_a_link_whose_deliveries_look_fine():
+    health, wire = LinkHealth(), Wire()
+    wire.round(health, 0.0)
+    wire.round(health, 1.0, dropped=0.2)
+    assert wire.round(health, 2.0, dropped=0.2) == ([LINK], [])
+    assert health.status(2.0)["excluded"][0]["why"]["drop_share"] == pytest.approx(0.2)
+
+
+def test_one_bad_round_idle_rounds_and_small_noise_degrade_nothing():
+    health, wire = LinkHealth(), Wire()
+    wire.round(health, 0.0)
+    for t, kw in enumerate([dict(delivered=0.1), dict(), dict(delivered=0.1),
+                            dict(pps=10, delivered=0.0), dict(pps=10, delivered=0.0),
+                            dict(pps=10, dropped=0.5), dict(delivered=0.9),
+                            dict(delivered=0.9), dict(dropped=0.01), dict(dropped=0.01)],
+                           start=1):
+        assert wire.round(health, float(t), **kw) == ([], []), (t, kw)
+    assert health.excluded() == set() and not health.counters["degraded"]
+
+
+def test_a_degraded_link_returns_after_restore_s_without_a_bad_round_and_idle_is_not_bad():
+    health, wire = LinkHealth(HealthConfig(restore_s=5.0)), Wire()
+    wire.round(health, 0.0)
+    wire.round(health, 1.0, delivered=0.1)
+    assert wire.round(health, 2.0, delivered=0.1) == ([LINK], [])
+    # Routed around, it carries a trickle: below min_packets, no verdict either way.
+    for t in range(3, 7):
+        assert wire.round(health, float(t), pps=5) == ([], [])
+    assert wire.round(health, 7.0, pps=5) == ([], [LINK])
+    assert health.excluded() == set()
+    assert [e["event"] for e in health.events] == ["degraded", "restored"]
+
+
+def test_a_degraded_link_still_bad_under_its_trickle_stays_out():
+    health, wire = LinkHealth(HealthConfig(restore_s=3.0)), Wire()
+    wire.round(health, 0.0)
+    wire.round(health, 1.0, delivered=0.0)
+    wire.round(health, 2.0, delivered=0.0)
+    for t in range(3, 10):
+        assert wire.round(health, float(t), pps=100, delivered=0.0) == ([], [])
+    assert health.excluded() == {LINK}
+
+
+def test_flaps_are_dampened_with_an_exponentially_decaying_penalty():
+    cfg = HealthConfig(flap_penalty=1000, suppress=2500, reuse=750, half_life_s=10.0)
+    health = LinkHealth(cfg)
+    health.link_down(LINK, 0.0)
+    health.link_down(LINK, 1.0)
+    assert health.excluded() == set()                   # 1000 * 2**-0.1 + 1000 < 2500
+    health.link_down(LINK, 2.0)
+    assert health.excluded() == {LINK}                  # about 2800: suppressed
+    (out,) = health.status(2.0)["excluded"]
+    assert out["suppressed"] and not out["degraded"]
+    penalty = out["penalty"]
+    # Suppressed until the penalty decays below reuse: half_life * log2(penalty / reuse).
+    back_at = 2.0 + cfg.half_life_s * math.log2(penalty / cfg.reuse)
+    assert health.evaluate(PEERS, back_at - 0.5) == ([], [])
+    assert health.evaluate(PEERS, back_at + 0.5) == ([], [LINK])
+    assert health.counters["suppressed"] == 1 and health.counters["reused"] == 1
+    # Nothing is remembered once the penalty is gone.
+    health.evaluate(PEERS, back_at + 200)
+    assert health._links == {}
+
+
+def test_the_penalty_has_a_ceiling_so_a_link_that_flapped_for_hours_comes_back():
+    cfg = HealthConfig(half_life_s=10.0)
+    health = LinkHealth(cfg)
+    for t in range(1000):
+        health.link_down(LINK, float(t))
+    worst = cfg.half_life_s * math.log2(cfg.max_penalty / cfg.reuse)
+    assert health.evaluate(PEERS, 999 + worst + 0.1) == ([], [LINK])
+
+
+def test_bad_options_name_themselves():
+    with pytest.raises(HealthError, match="restore_s"):
+        HealthConfig.from_options({"restore_s": -1})
+    with pytest.raises(HealthError, match="unknown health option 'bogus'"):
+        HealthConfig.from_options({"bogus": 1})
+    with pytest.raises(HealthError, match="detect_rounds"):
+        HealthConfig.from_options({"detect_rounds": 1.5})
+    with pytest.raises(PolicyError, match="loss_ratio"):
+        RoutingCore(health={"loss_ratio": 2})
+
+
+def test_counters_that_go_backwards_start_over_without_a_verdict():
+    health, wire = LinkHealth(), Wire()
+    wire.round(health, 0.0)
+    wire.round(health, 1.0)
+    health.sample(1, {1: PortCounters(0)}, 2.0)
+    health.sample(2, {1: PortCounters(0)}, 2.0)
+    assert health.evaluate(PEERS, 2.0) == ([], [])
+
+
+# -- in the routing core, on a fake datapath ------------------------------------------------
+
+class Fabric:
+    """A k=4 fat-tree, a core that discovered it, fake switches applying its messages, and
+    port counters fed to it every second: every link carries ``pps`` packets each way, and
+    the links named in ``gray`` deliver only a share of them."""
+
+    def __init__(self, policy, **health):
+        self.g = build("fattree", k=4, link_gbps=1.0)
+        self.core = RoutingCore(policy=policy, health=dict({"restore_s": 5.0}, **health))
+        self.fab = FakeFabric(self.g)
+        self.fab.apply(self.core.load_fabric(self.g))
+        self.flush(0.0)
+        self.c = collections.defaultdict(collections.Counter)
+        self.gray = {}          # (dpid, port) of a near end -> share delivered
+        self.t = 0.0
+
+    def dpid(self, node):
+        return self.g.nodes[node]["dpid"]
+
+    def ends(self, u, v):
+        ports = self.g.edges[u, v]["ports"]
+        return tuple(sorted(((self.dpid(u), ports[u]), (self.dpid(v), ports[v]))))
+
+    def flush(self, t):
+        self.fab.apply(self.core.flush(t))
+        for dpid, sw in self.fab.by_dpid.items():
+            assert sw.flows == self.core.installed[dpid]["flows"]
+            assert sw.groups == self.core.installed[dpid]["groups"]
+
+    def round(self, pps=1000):
+        """One second of counters on every link, one statistics round, adapt, flush."""
+        self.t += 1.0
+        for near, far in self.fab.peers.items():
+            self.c[near]["tx_packets"] += pps
+            self.c[near]["tx_bytes"] += 1000 * pps
+            share = self.gray.get(near, 1.0)
+            self.c[far]["rx_packets"] += int(pps * share)
+            self.c[far]["rx_bytes"] += int(1000 * pps * share)
+        by_dpid = collections.defaultdict(dict)
+        for (dpid, port), c in self.c.items():
+            by_dpid[dpid][port] = PortCounters(**c)
+        for dpid, ports in sorted(by_dpid.items()):
+            self.core.port_stats(dpid, ports, self.t)
+        self.core.adapt(self.t)
+        self.flush(self.t)
+
+    def uses(self, u, v, pairs):
+        """Host pairs (of ``pairs``) with a path over link u-v, either direction."""
+        return [(a, b) for a, b in pairs
+                if any({u, v} <= set(p) and abs(p.index(u) - p.index(v)) == 1
+                       for p in self.fab.paths(a, b))]
+
+
+PAIRS = [(a, b) for a, b in itertools.permutations(hosts(build("fattree", k=4)), 2)]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_routes_around_a_gray_link_and_back_once_it_heals(policy):
+    f = Fabric(policy)
+    for _ in range(2):
+        f.round()
+    before = f.uses("e1", "a1", PAIRS)
+    assert before, "the link carries routes before it turns gray"
+    routes_before = {pair: set(f.fab.paths(*pair)) for pair in PAIRS}
+    near = (f.dpid("e1"), f.g.edges["e1", "a1"]["ports"]["e1"])
+    f.gray[near] = 0.1                   # up, probed, but delivers a tenth of what it gets
+    f.round()
+    assert f.core.status()["health"]["excluded"] == []
+    f.round()
+    status = f.core.status()["health"]
+    (out,) = status["excluded"]
+    assert out["link"] == [list(end) for end in f.ends("e1", "a1")] and out["degraded"]
+    assert out["detection_s"] == pytest.approx(2.0)
+    # Still a link (probed, not a host port), but no route crosses it; every pair delivers.
+    assert f.core.topo.is_link_port(*near)
+    assert f.uses("e1", "a1", PAIRS) == []
+    # Sick while routed around: its trickle is too small to judge, so it returns after
+    # restore_s, and the routes with it.
+    f.gray.clear()
+    for _ in range(4):
+        f.round(pps=5)
+        assert f.core.status()["health"]["excluded"], f.t
+    f.round(pps=5)
+    assert f.core.status()["health"]["excluded"] == []
+    assert f.uses("e1", "a1", PAIRS) == before
+    if policy in ("ecmp", "shortest"):
+        assert {pair: set(f.fab.paths(*pair)) for pair in PAIRS} == routes_before
+
+
+@pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])
+def test_learned_flows_pinned_across_a_gray_link_move_off_it(policy):
+    f = Fabric(policy)
+    f.round()
+    h1, h5 = (f.g.nodes[h] for h in ("h1", "h5"))
+    sw, port = host_switch(f.g, "h1")
+    keys = []
+    for sport in range(40000, 40016):
+        key = FlowKey(h1["ip"], h5["ip"], 6, sport, 5001)
+        msgs = f.core.packet_in_flow(f.dpid(sw), port, key, h1["mac"], h5["mac"], b"syn", f.t)
+        assert isinstance(msgs[-1], PacketOut)
+        f.fab.apply(msgs)
+        keys.append(key)
+    f.flush(f.t)
+
+    def crossing():
+        fields = [dict(ip_proto=6, tcp_src=k.tp_src, tcp_dst=k.tp_dst) for k in keys]
+        return [k for k, x in zip(keys, fields) if "a1" in f.fab.path("h1", "h5", **x)]
+
+    across = crossing()
+    assert across, "some flow of h1 -> h5 leaves e1 through a1"
+    f.gray[(f.dpid("e1"), f.g.edges["e1", "a1"]["ports"]["e1"])] = 0.0
+    f.round()
+    f.round()
+    assert crossing() == []
+    assert f.core.status()["health"]["counters"]["degraded"] == 1
+
+
+def test_a_flapping_link_is_suppressed_while_up_and_returns_after_its_penalty_decays():
+    f = Fabric("ecmp", half_life_s=10.0)
+    e1, a1 = f.dpid("e1"), f.dpid("a1")
+    pe, pa = f.g.edges["e1", "a1"]["ports"]["e1"], f.g.edges["e1", "a1"]["ports"]["a1"]
+    route_changes = []
+    for flap in range(4):
+        t = f.t + 0.5
+        f.fab.apply(f.core.port_status(e1, pe, False, t))
+        f.fab.apply(f.core.port_status(e1, pe, True, t + 0.1))
+        f.core.link_seen(e1, pe, a1, pa, t + 0.2)
+        f.core.link_seen(a1, pa, e1, pe, t + 0.2)
+        before = f.core.render.group_mods + f.core.render.flow_mods
+        f.round(pps=0)
+        route_changes.append(f.core.render.group_mods + f.core.render.flow_mods - before)
+    status = f.core.status()["health"]
+    (out,) = status["excluded"]
+    assert out["suppressed"] and status["counters"]["suppressed"] == 1
+    # Up and probed, yet out of the routes: the third flap crossed the threshold, the
+    # fourth changed no route.
+    assert f.core.topo.is_link_port(e1, pe) and a1 not in f.core.topo.adj[e1]
+    assert route_changes[-1] == 0
+    assert f.uses("e1", "a1", PAIRS) == []
+    penalty = out["penalty"]
+    back_s = 10.0 * math.log2(penalty / 750)
+    for _ in range(int(back_s)):
+        f.round(pps=0)
+    assert f.core.status()["health"]["excluded"], "suppressed until the penalty decays"
+    f.core.link_seen(e1, pe, a1, pa, f.t)
+    f.core.link_seen(a1, pa, e1, pe, f.t)
+    for _ in range(2):
+        f.round(pps=0)
+        f.core.link_seen(e1, pe, a1, pa, f.t)
+        f.core.link_seen(a1, pa, e1, pe, f.t)
+    assert f.core.status()["health"]["excluded"] == []
+    assert a1 in f.core.topo.adj[e1] and f.uses("e1", "a1", PAIRS)
+
+
+def test_the_twin_counters_without_drops_or_receptions_judge_nothing():
+    """The flow-level simulator feeds transmitted bytes only: no verdict, no exclusion."""
+    g = build("fattree", k=4, link_gbps=1.0)
+    core = RoutingCore(policy="ecmp")
+    core.load_fabric(g)
+    for t in range(1, 6):
+        for sw in switches(g):
+            core.port_stats(g.nodes[sw]["dpid"],
+                            {d["ports"][sw]: 10 ** 6 * t for _, _, d in g.edges(sw, data=True)},
+                            float(t))
+        core.adapt(float(t))
+    assert core.status()["health"] == {"excluded": [], "counters": {}, "events": []}
+
+
+def test_a_link_seen_one_way_has_a_peer_at_both_ends():
+    """A port going down is a flap of its link even where only the other end's probe was
+    seen (the penalty must not depend on which direction discovery saw first)."""
+    from controllers.topology import TopologyState
+    topo = TopologyState()
+    topo.switch_enter(1, [1, 2])
+    topo.switch_enter(2, [1])
+    topo.link_seen(2, 1, 1, 1, 0.0)
+    assert topo.peer(2, 1) == (1, 1) and topo.peer(1, 1) == (2, 1)
+    assert topo.peer(1, 2) is None
