@@ -17,7 +17,8 @@ Start it with ``python -m controllers.launcher`` (never plain ryu-manager on Pyt
 Options: see controllers/options.py (``--fabric-policy``, ``--fabric-stats-interval``,
 ``--fabric-fast-failover``, ``--fabric-topology`` + ``--fabric-scale`` for link capacities
 and the hosts to expect, ``--fabric-policy-options``, ``--fabric-lldp-interval``,
-``--fabric-lldp-secret``, ``--fabric-rest-token`` or ``--fabric-rest-token-file``).
+``--fabric-lldp-secret``, ``--fabric-rest-token`` or ``--fabric-rest-token-file``,
+``--fabric-metrics-port`` and ``--fabric-metrics-host`` for Prometheus, controllers/prom.py).
 
 A switch that connects is not wiped: its flows and groups are read back (flow and
 group-desc multipart requests, converted here by :func:`held_rule` and :func:`held_group`)
@@ -49,7 +50,7 @@ from ryu.lib.packet import arp as arp_pkt
 from ryu.lib.packet import ethernet, ipv4, lldp, packet
 from ryu.ofproto import ofproto_v1_3
 
-from controllers import ofguard, rules
+from controllers import ofguard, prom, rules
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers.core import PolicyError, RoutingCore, expected_fabric, link_capacities
 from controllers.driver import TICK_S, FabricDriver
@@ -354,6 +355,10 @@ class FabricController(app_manager.RyuApp):
         # while that connection's queue is full, and a connection that dies in a bad state
         # (a hostile switch) can leave it full for good; it must stall only itself.
         self._outboxes = {}     # Datapath -> Outbox
+        self.metrics = prom.FabricMetrics(self)
+        if CONF.fabric_metrics_port:  # bound first: a port in use stops the app before it runs
+            self.threads.append(self.metrics.serve(CONF.fabric_metrics_host,
+                                                   CONF.fabric_metrics_port))
         kwargs["wsgi"].register(FabricRest, {REST_INSTANCE: self})
         self.threads += [hub.spawn(self._timer)]
 
@@ -413,6 +418,7 @@ class FabricController(app_manager.RyuApp):
                 raise TypeError(f"unknown action {a!r}")
         return out
 
+    @prom.counted_flowmsgs
     def to_openflow(self, dp, msg):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         if isinstance(msg, rules.FlowMod):
@@ -532,6 +538,7 @@ class FabricController(app_manager.RyuApp):
         ports = [p.port_no for p in ev.msg.body
                  if p.port_no < ofp.OFPP_MAX and not p.state & ofp.OFPPS_LINK_DOWN]
         self.datapaths[dp.id] = dp
+        self.metrics.connected(dp.id)
         LOG.info("switch %016x up with %d ports", dp.id, len(ports))
         self.send(self.driver.switch_enter(dp.id, ports, time.monotonic()))
 
@@ -543,6 +550,7 @@ class FabricController(app_manager.RyuApp):
         if dp.id is not None and self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
             self.waiters.pop(dp.id, None)
+            self.metrics.disconnected(dp.id)
             LOG.info("switch %016x down", dp.id)
             self.send(self.driver.switch_gone(dp.id, time.monotonic()))
 
@@ -580,6 +588,7 @@ class FabricController(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
+    @prom.timed_packet_in
     def packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
@@ -609,6 +618,7 @@ class FabricController(app_manager.RyuApp):
     @set_ev_cls([ofp_event.EventOFPPortStatsReply, ofp_event.EventOFPFlowStatsReply],
                 MAIN_DISPATCHER)
     @guarded
+    @prom.timed_round
     def stats_reply(self, ev):
         msg = ev.msg
         dp = msg.datapath

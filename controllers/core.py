@@ -952,6 +952,8 @@ class RoutingCore:
             if flow.started and flow.rate_bps:
                 self.load.shift(flow.path, -flow.rate_bps, now)
                 self.load.shift(path, flow.rate_bps, now)
+        else:
+            self.counters["flow_placements"] += 1
         self.load.set_path(flow, path, now)
         # A path chosen before the flow sent anything was chosen blind: its first move once
         # measured is free; later moves wait ``min_dwell_s`` (see policies.Congestion).

@@ -20,6 +20,8 @@ REST_TOKEN = "fabric-rest-token"
 REST_TOKEN_FILE = "fabric-rest-token-file"
 HEALTH_OPTIONS = "fabric-health-options"
 METER_OPTIONS = "fabric-meter-options"
+METRICS_PORT = "fabric-metrics-port"
+METRICS_HOST = "fabric-metrics-host"
 
 # Options that take no value on the command line (``--name`` / ``--noname``): the launcher
 # must not mistake the next argument for their value.
@@ -58,4 +60,9 @@ cfg.CONF.register_cli_opts([
     cfg.StrOpt(METER_OPTIONS, default="",
                help='JSON object of packet-in budgets of the meters on every switch, e.g. '
                     '\'{"learn_pps": 100}\' (see controllers.meters.MeterConfig)'),
+    cfg.IntOpt(METRICS_PORT, default=0, min=0, max=65535,
+               help="TCP port of the Prometheus metrics endpoint (/metrics; "
+                    "controllers/prom.py); 0: not served"),
+    cfg.StrOpt(METRICS_HOST, default="127.0.0.1",
+               help="address the metrics endpoint binds (default: loopback only)"),
 ])

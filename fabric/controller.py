@@ -2,8 +2,9 @@
 
 The controller runs through controllers/launcher.py in its own process group, with
 PR_SET_PDEATHSIG so it dies with the run even if the run is killed, and is recorded with
-fabric.cleanup. Its REST API and its OpenFlow listener bind to 127.0.0.1 only (the emulated
-switches connect over loopback); its REST API tells the run when discovery is complete.
+fabric.cleanup. Its REST API, its Prometheus metrics and its OpenFlow listener bind to
+127.0.0.1 only (the emulated switches connect over loopback); its REST API tells the run when
+discovery is complete.
 A reference policy (:data:`REFERENCE_APPS`) runs another Ryu app through the same launcher
 instead of ours; such an app has no REST status, so the run must see for itself when the
 fabric carries traffic.
@@ -56,6 +57,8 @@ class Controller:
     def __init__(self, log_path, policy="ecmp", app=None, extra_args=()):
         self.of_port = free_port()
         self.rest_port = free_port()
+        # Ours serves Prometheus metrics there (controllers/prom.py); reference apps do not.
+        self.metrics_port = free_port()
         self.log_path = log_path
         self.policy = policy
         self.app = app or REFERENCE_APPS.get(policy, OUR_APP)
@@ -76,6 +79,8 @@ class Controller:
                 *self.extra_args, self.app]
         if self.ours:
             args[-1:-1] = ["--fabric-policy", self.policy]
+            if not any(a.startswith("--fabric-metrics-port") for a in self.extra_args):
+                args[-1:-1] = ["--fabric-metrics-port", str(self.metrics_port)]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
