@@ -59,6 +59,9 @@ FAULT_KINDS = ("link", "switch", "controller", "gray")
 DETECT_TIMEOUT_S = {"link": 15.0, "switch": 20.0, "controller": 30.0, "gray": 20.0}
 RECOVER_TIMEOUT_S = 30.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+# A gray link below this utilization when it failed carried too little traffic for its
+# counters to show the failure (controllers/health.py judges only links with traffic).
+IDLE_UTILIZATION = 0.01
 
 
 class ChaosError(ValueError):
@@ -203,6 +206,9 @@ class Injector:
 
     def _one(self, fault, rec):
         ctl = self.net.ctl
+        if fault.kind == "gray":
+            # Counters show a gray link only while traffic crosses it.
+            rec["utilization"] = self._utilization(fault.target)
         undo = self._inject(fault)
         t0 = time.monotonic()
         self.log(f"  chaos: {fault.name()} injected")
@@ -279,6 +285,17 @@ class Injector:
                 and s["hosts"] == e["hosts"] and not s["pending"]
                 and not s.get("degraded_links"))
 
+    def _utilization(self, link):
+        """The higher of the two directions' utilization of ``link``, as the controller last
+        measured it (None if it cannot say)."""
+        names = {d["dpid"]: n for n, d in self.net.g.nodes(data=True) if "dpid" in d}
+        try:
+            loads = self.net.ctl.get("/fabric/topology", timeout=2.0)["links"]
+        except (OSError, ControllerError, ValueError, KeyError):
+            return None
+        return max((x["utilization"] for x in loads
+                    if {names.get(x["src"]), names.get(x["dst"])} == set(link)), default=None)
+
     def _reach(self):
         r = all_pairs(self.net.g, self.net.em, rounds=3, timeout_ms=1000)
         return {"pairs": r["pairs"], "unreachable": r["unreachable"]}
@@ -308,6 +325,8 @@ def report(records, result, left):
             "recover_s": _med_max(r.get("recover_s") for r in mine),
             "repair_s": _med_max(r.get("repair_s") for r in mine),
             "errors": [r["error"] for r in mine if "error" in r],
+            "idle": sum(1 for r in mine if r.get("utilization") is not None
+                        and r["utilization"] < IDLE_UTILIZATION),
         }
     checks = [r["reachability"] for r in records if "reachability" in r]
     return {
@@ -336,6 +355,10 @@ def report_md(rep):
         lines.append(f"| {kind} | {k['injected']}/{k['planned']} | {k['detected']} | "
                      f"{k['recovered']} | {mm(k['detect_s'])} | {mm(k['recover_s'])} | "
                      f"{mm(k['repair_s'])} |")
+    idle = rep["faults"].get("gray", {}).get("idle")
+    if idle:
+        lines += ["", f"gray links idle when they failed (under {IDLE_UTILIZATION:.0%} "
+                      f"utilization: nothing for the counters to show): {idle}"]
     lines += ["", f"all-pairs reachability after a fault: {rep['reachability_passed']} of "
                   f"{rep['reachability_checks']} checks with every pair reachable",
               f"leftovers after teardown: {len(rep['leftovers'])} kinds "

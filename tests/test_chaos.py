@@ -51,6 +51,8 @@ def test_the_report_counts_per_kind_and_lost_flows():
         {"kind": "link", "injected": True, "detect_s": 0.3, "recover_s": None,
          "reachability": {"pairs": 2, "unreachable": [["h1", "h2"]]}},
         {"kind": "switch", "injected": False},
+        {"kind": "gray", "injected": True, "utilization": 0.0, "detect_s": None,
+         "recover_s": 0.1, "reachability": {"pairs": 2, "unreachable": []}},
     ]
     rep = chaos.report(records, {"flows_total": 10, "flows_completed": 9}, {})
     assert rep["flows_lost"] == 1
@@ -58,8 +60,10 @@ def test_the_report_counts_per_kind_and_lost_flows():
     assert rep["faults"]["link"]["recovered"] == 1
     assert rep["faults"]["link"]["detect_s"] == {"median": 0.2, "max": 0.3}
     assert rep["faults"]["switch"] == dict(rep["faults"]["switch"], planned=1, injected=0)
-    assert (rep["reachability_checks"], rep["reachability_passed"]) == (2, 1)
-    assert "lost 1" in chaos.report_md(rep)
+    assert (rep["reachability_checks"], rep["reachability_passed"]) == (3, 2)
+    assert rep["faults"]["gray"]["idle"] == 1 and rep["faults"]["gray"]["detected"] == 0
+    md = chaos.report_md(rep)
+    assert "lost 1" in md and "gray links idle when they failed" in md
 
 
 def test_a_bad_kind_is_one_clear_error():
