@@ -178,7 +178,7 @@ def _or_dash(v):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
+    p.add_argument("--results", default="results")
     p.add_argument("--repeats", type=int, default=3, help="networks per scenario and setting")
     a = p.parse_args(argv)
     run_dir = os.path.join(a.results,

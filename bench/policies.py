@@ -468,7 +468,7 @@ def main(argv=None):
                    help="3 seeds, smaller transfers, the fat-tree only, no installation or "
                         "failover runs")
     p.add_argument("--seeds", type=int, help="seeds per cell (default 5, quick 3)")
-    p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
+    p.add_argument("--results", default="results")
     p.add_argument("--fabrics", nargs="+", choices=list(FABRICS), default=None,
                    help="only these (default: both; the fat-tree alone with --quick, where "
                         "the targets are)")

@@ -18,7 +18,7 @@ from fabric import cleanup, model
 from fabric.controller import Controller
 from fabric.emulate import Emulation, rate_scale
 from fabric.reach import all_pairs
-from fabric.runner import ROOT, bring_up
+from fabric.runner import bring_up
 from topologies import build
 
 
@@ -82,7 +82,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--host-link-mbps", type=float, default=10.0)
-    p.add_argument("--results", default=os.path.join(ROOT, "results"))
+    p.add_argument("--results", default="results")
     a = p.parse_args(argv)
     g = build("fattree", k=a.k)
     run_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -222,7 +222,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="3 seeds (default 5)")
     p.add_argument("--seeds", type=int)
-    p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
+    p.add_argument("--results", default="results")
     p.add_argument("--fabrics", nargs="+", choices=list(pb.FABRICS), default=list(pb.FABRICS))
     p.add_argument("--policies", nargs="+", choices=pb.POLICIES, default=list(pb.POLICIES))
     p.add_argument("--workloads", nargs="+", choices=list(pb.WORKLOADS),

@@ -216,7 +216,7 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=float, default=1800.0)
     p.add_argument("--resolution", type=float, default=0.01,
                    help="the twin's completion resolution (twin.resolution; 0 = exact)")
-    p.add_argument("--results", default=os.path.join(runner.ROOT, "results"))
+    p.add_argument("--results", default="results")
     p.add_argument("--cell", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.cell:

@@ -443,7 +443,7 @@ def main(argv=None):
                    help="interrupted runs of the teardown soak (0: none)")
     p.add_argument("--soak-spec", default=os.path.join(ROOT, "experiments", "demo.yaml"),
                    help="spec the soak runs (default: %(default)s)")
-    p.add_argument("--results", default=os.path.join(ROOT, "results"))
+    p.add_argument("--results", default="results")
     a = p.parse_args(argv)
     log = lambda m: print(m, flush=True)  # noqa: E731
     try:

@@ -721,7 +721,7 @@ RUN_ERRORS = (specs.SpecError, RunError, ControllerError, EmulationError, Coordi
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run an experiment spec.")
     p.add_argument("spec")
-    p.add_argument("--results", default=os.path.join(ROOT, "results"))
+    p.add_argument("--results", default="results")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--policy", help="run under this routing policy instead of the spec's")
     a = p.parse_args(argv)

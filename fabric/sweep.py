@@ -692,7 +692,7 @@ def main(argv=None):
     p.add_argument("spec")
     p.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else "
                                      "start a Ray on this machine)")
-    p.add_argument("--results", default=os.path.join(ROOT, "results"))
+    p.add_argument("--results", default="results")
     p.add_argument("--num-cpus", type=int, help="CPUs of the Ray started here "
                                                 "(default: every core)")
     p.add_argument("--dry-run", action="store_true",
