@@ -1,6 +1,6 @@
 """The docs/ folder against the code: the spec reference is what the code generates, the
-trace example reads, and every file
-the documentation points to exists."""
+trace example reads, the policy interface documented is the one the code has, and every file
+and section the documentation points to exists."""
 
 import importlib.util
 import pathlib
@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from controllers.policies import Fabric, Policy
 from fabric import spec
 from traffic.trace import read_trace
 
@@ -85,8 +86,30 @@ def test_trace_example_reads(tmp_path):
     trace = read_trace(path)
     assert [f.id for f in trace.schedule.flows] == ["f1", "f2"]
     assert trace.schedule.flows[1].deps == ("f1",)
-    assert trace.info == {"version": 1, "time_scale": 1000.0}
+    assert trace.info == {"version": 1, "time_scale": 0.001}
     assert [r["end_s"] for r in trace.records] == [0.020, None]
+
+
+def test_design_lists_the_policy_interface():
+    text = (DOCS / "design.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(\w+)\(", text, re.M))
+    protocol = {name for name in vars(Fabric) if not name.startswith("_")
+                and callable(getattr(Fabric, name))}
+    hooks = {"place", "adapt", "repair", "reset"}
+    assert protocol, "the Fabric protocol lost its methods"
+    assert documented == protocol | hooks, (
+        f"undocumented: {sorted((protocol | hooks) - documented)}, "
+        f"documented but gone: {sorted(documented - protocol - hooks)}")
+    for hook in hooks:
+        assert callable(getattr(Policy, hook, None)), hook
+    for attr in Fabric.__annotations__:
+        assert f"`{attr}`" in text, attr
+
+
+def _anchors(path):
+    """GitHub's anchors for the headings of a Markdown file."""
+    heads = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
 
 
 def _doc_files():
@@ -97,9 +120,12 @@ def _doc_files():
 def test_every_file_a_doc_points_to_exists(doc):
     text = doc.read_text(encoding="utf-8")
     # Markdown links to local files, and repository paths written as code.
-    links = re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text)
+    links = re.findall(r"\]\(([^)#:\s]*)(?:#([^)]*))?\)", text)
     paths = re.findall(r"`((?:bench|controllers|docs|experiments|fabric|scripts|tests|"
                        r"topologies|traffic)/[\w./-]*)`", text)
-    missing = [p for p in links if not (doc.parent / p).exists()]
+    missing = [p for p, _ in links if p and not (doc.parent / p).exists()]
+    missing += [f"{p}#{a}" for p, a in links
+                if a and (doc.parent / p if p else doc).is_file()
+                and a not in _anchors(doc.parent / p if p else doc)]
     missing += [p for p in paths if "<" not in p and not (ROOT / p).exists()]
-    assert not missing, f"{doc.name} points to missing files: {missing}"
+    assert not missing, f"{doc.name} points to missing files or sections: {missing}"
