@@ -114,13 +114,19 @@ def numpydoc_entries(obj, section):
             if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
                 break                                   # the next section's title
             head, _, kind = line.partition(" : ")
-            for n in head.split(","):
-                out[n.strip()] = [kind.strip(), []]
+            if name is not None and name.rstrip().endswith(",") and not out[_last(name)][1]:
+                head = name + head          # a list of names wrapped onto this line
+            for n in filter(None, (n.strip() for n in head.split(","))):
+                out[n] = [kind.strip(), []]
             name = head
         elif line.strip() and name is not None:
-            for n in name.split(","):
-                out[n.strip()][1].append(line.strip())
+            for n in filter(None, (n.strip() for n in name.split(","))):
+                out[n][1].append(line.strip())
     return {k: (kind, " ".join(desc)) for k, (kind, desc) in out.items()}
+
+
+def _last(names):
+    return [n.strip() for n in names.split(",") if n.strip()][-1]
 
 
 def _plain(text):
@@ -174,6 +180,12 @@ def _config_table(cls):
     return _table(("option", "type", "default", "meaning"), rows)
 
 
+def _qualified(text, module):
+    """Sphinx references to names of ``module`` written with the module (`traffic.x.f`), so
+    a reader of the reference knows where to look."""
+    return re.sub(r":(func|data|class):`([A-Za-z_]\w*)`", rf":\1:`{module}.\2`", text)
+
+
 def _params_table(fn, skip=("hosts", "seed", "g")):
     docs = numpydoc_entries(fn, "Parameters")
     rows = []
@@ -182,7 +194,14 @@ def _params_table(fn, skip=("hosts", "seed", "g")):
             continue
         default = "required" if p.default is inspect.Parameter.empty else _code(p.default)
         kind, desc = docs.get(p.name, ("", ""))
-        rows.append((f"`{p.name}`", kind, default, desc))
+        if not desc:
+            # Described inside another parameter's entry (``length_sigma`` in
+            # ``prompt_tokens``'s): point there rather than leave the cell empty.
+            where = [n for n, (_, d) in docs.items() if f"``{p.name}``" in d]
+            if where:
+                # A parameter no spec sets (``g``) has no row to point to: quote it.
+                desc = docs[where[0]][1] if where[0] in skip else f"See `{where[0]}`."
+        rows.append((f"`{p.name}`", kind, default, _qualified(desc, fn.__module__)))
     if not rows:
         return ["No parameters."]
     return _table(("parameter", "type", "default", "meaning"), rows)

@@ -62,7 +62,7 @@ def test_spec_reference_generator_refuses_a_key_it_does_not_describe(monkeypatch
 def test_spec_reference_parses_numpydoc_groups():
     gen = _gen()
 
-    def f(a=1, b=2, c=3):
+    def f(a=1, b=2, c=3, d=4, e=5, f=6):
         """Summary.
 
         Parameters
@@ -71,13 +71,17 @@ def test_spec_reference_parses_numpydoc_groups():
             Shared
             meaning.
         c : float
+        d, e,
+        f
+            Wrapped names, about ``c``.
 
         Returns
         -------
         int
         """
     assert gen.numpydoc_entries(f, "Parameters") == {
-        "a": ("int", "Shared meaning."), "b": ("int", "Shared meaning."), "c": ("float", "")}
+        "a": ("int", "Shared meaning."), "b": ("int", "Shared meaning."), "c": ("float", ""),
+        **{n: ("", "Wrapped names, about ``c``.") for n in "def"}}
 
 
 def test_trace_example_reads(tmp_path):
