@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from controllers.policies import Fabric, Policy
+from controllers.policies import POLICY_CLASSES, Fabric, Policy
 from fabric import spec
 from traffic.trace import read_trace
 
@@ -108,6 +108,20 @@ def test_design_lists_the_policy_interface():
         assert callable(getattr(Policy, hook, None)), hook
     for attr in Fabric.__annotations__:
         assert f"`{attr}`" in text, attr
+
+
+def test_design_example_policy_runs_in_the_twin(monkeypatch):
+    """The example policy and the snippet that runs it, as written in docs/design.md."""
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / "design.md").read_text(encoding="utf-8"),
+                        re.S)
+    assert len(blocks) == 2
+    monkeypatch.setitem(POLICY_CLASSES, "roundrobin", None)   # undo removes the example
+    scope = {}
+    exec(compile(blocks[0] + blocks[1], "docs/design.md", "exec"), scope)
+    assert POLICY_CLASSES["roundrobin"] is scope["RoundRobin"]
+    records, flows = scope["records"], scope["schedule"].flows
+    assert len(records) == len(flows) and all(r["end_s"] is not None for r in records)
+    assert not scope["info"]["timed_out"] and scope["info"]["flows_learned_at_setup"] > 0
 
 
 def _anchors(path):
