@@ -309,7 +309,19 @@ def convert(traces, hosts, process_groups=None, name="chakra"):
 def chakra_trace(hosts, paths, process_groups=None, seed=0):
     """Registry entry: read one ET file per rank (``paths[r]`` for rank r) and convert it.
 
-    ``seed`` is recorded only. Raises :class:`ChakraUnavailable` without ``mlc-chakra``.
+    Raises :class:`ChakraUnavailable` without ``mlc-chakra``.
+
+    Parameters
+    ----------
+    hosts : sequence of str
+        Ranks.
+    paths : str or list of str
+        Chakra execution trace files, one per rank in rank order (a string: rank 0 only).
+    process_groups : dict, optional
+        ``pg_name`` -> list of ranks; a collective without ``pg_name``, or with one not
+        listed, spans every rank.
+    seed : int
+        Recorded only.
     """
     if isinstance(paths, str):
         paths = [paths]

@@ -487,6 +487,15 @@ def hd_allreduce(hosts, size_bytes=64 * 2**20, seed=0):
     With a power-of-two n every rank sends ``2(n-1)/n * S``; otherwise the remainder ranks
     fold in first and receive the result last (see the module docstring).
 
+    Parameters
+    ----------
+    hosts : sequence of str
+        Ranks.
+    size_bytes : int
+        The buffer S.
+    seed : int
+        Recorded in meta; the algorithm is deterministic.
+
     Returns
     -------
     Schedule
@@ -500,12 +509,40 @@ def hd_allreduce(hosts, size_bytes=64 * 2**20, seed=0):
 
 
 def ring_allgather(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
-    """Ring all-gather of an S-byte result (``S / n`` from each rank), n-1 steps."""
+    """Ring all-gather of an S-byte result (``S / n`` from each rank), n-1 steps.
+
+    Parameters
+    ----------
+    hosts : sequence of str
+        Ranks in ring order.
+    size_bytes : int
+        The result S; every rank sends ``(n-1)/n * S`` bytes.
+    channels : int
+        Parallel rings, each with ``S / channels``.
+    chunks : int
+        Loops per channel, pipelined through the ring.
+    seed : int
+        Recorded in meta; the algorithm is deterministic.
+    """
     return _ring_schedule("allgather", hosts, size_bytes, channels, chunks, seed)
 
 
 def ring_reducescatter(hosts, size_bytes=64 * 2**20, channels=1, chunks=1, seed=0):
-    """Ring reduce-scatter of an S-byte buffer (``S / n`` kept by each rank), n-1 steps."""
+    """Ring reduce-scatter of an S-byte buffer (``S / n`` kept by each rank), n-1 steps.
+
+    Parameters
+    ----------
+    hosts : sequence of str
+        Ranks in ring order.
+    size_bytes : int
+        The buffer S; every rank sends ``(n-1)/n * S`` bytes.
+    channels : int
+        Parallel rings, each with ``S / channels``.
+    chunks : int
+        Loops per channel, pipelined through the ring.
+    seed : int
+        Recorded in meta; the algorithm is deterministic.
+    """
     return _ring_schedule("reducescatter", hosts, size_bytes, channels, chunks, seed)
 
 
@@ -514,9 +551,17 @@ def alltoall(hosts, size_bytes=64 * 2**20, schedule="all", channels=None, seed=0
 
     Parameters
     ----------
+    hosts : sequence of str
+        Ranks.
+    size_bytes : int
+        The buffer S of every rank.
     schedule : {"all", "shift"}
         All pairs at once, or pairwise shift in n-1 rounds with ``channels`` (default 1)
         flows in flight per sender.
+    channels : int, optional
+        Flows in flight per sender for ``"shift"``; not allowed with ``"all"``.
+    seed : int
+        Recorded in meta; the algorithm is deterministic.
 
     Returns
     -------
@@ -658,6 +703,23 @@ def hierarchical_alltoall(hosts, size_bytes=64 * 2**20, gpus_per_server=None, g=
     ``G * S / n`` bytes (G GPUs per server) over its rail; data within a server never
     reaches the fabric. The fabric flows start after the NVLink phase,
     ``(G-1)/G * S / nvlink_gbps``.
+
+    Parameters
+    ----------
+    hosts : sequence of str
+        Ranks.
+    size_bytes : int
+        The buffer S of every GPU.
+    gpus_per_server, g
+        How hosts map to servers and rails, see :func:`rail_groups`.
+    nvlink_gbps : float
+        NVLink rate per GPU and direction, Gbit/s.
+    schedule : {"all", "shift"}
+        Every rail's flows at once, or pairwise shift rounds among the rail's servers.
+    channels : int, optional
+        Flows in flight per sender for ``"shift"``; not allowed with ``"all"``.
+    seed : int
+        Recorded in meta; the algorithm is deterministic.
 
     Returns
     -------

@@ -250,7 +250,18 @@ def replay(schedule, hosts, mapping=None, timing="deps", records=(), time_scale=
 def trace_replay(hosts, path, mapping=None, timing="deps", seed=0):
     """Registry entry: read the trace at ``path`` and :func:`replay` it onto ``hosts``.
 
-    ``seed`` is recorded only (a replay draws nothing).
+    Parameters
+    ----------
+    hosts : sequence of str
+        The target fabric's hosts.
+    path : str or path-like
+        A trace or schedule file (JSON lines, see the module docstring).
+    mapping : dict, optional
+        Trace host -> fabric host; by default by order (see :func:`host_mapping`).
+    timing : {"deps", "measured"}
+        Keep the DAG, or start every flow at its measured start without dependencies.
+    seed : int
+        Recorded only (a replay draws nothing).
     """
     trace = read_trace(path)
     s = replay(trace.schedule, hosts, mapping, timing, trace.records,

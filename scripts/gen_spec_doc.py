@@ -1,0 +1,319 @@
+"""Generate docs/spec.md, the experiment spec reference, from the code that checks specs.
+
+Keys, defaults and allowed values come from fabric/spec.py; topology parameters from the
+builders' signatures and numpydoc (topologies/); workload parameters from the generators'
+signatures and numpydoc (traffic/workloads.py); policy and health options from the
+dataclasses controllers.policies.PolicyConfig and controllers.health.HealthConfig. Only the
+one-line meaning of each top-level key is written here, and :func:`render` fails if those
+lines and fabric/spec.py's keys disagree, so the reference cannot silently go stale
+(tests/test_docs.py compares the committed file with :func:`render`).
+
+Usage: python scripts/gen_spec_doc.py [--check]   (writes docs/spec.md, or exits 1 if stale)
+"""
+
+import argparse
+import dataclasses
+import inspect
+import json
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from controllers.health import HealthConfig  # noqa: E402
+from controllers.policies import PolicyConfig  # noqa: E402
+from fabric import spec  # noqa: E402
+from topologies import TOPOLOGIES  # noqa: E402
+from traffic.workloads import WORKLOADS  # noqa: E402
+
+OUT = ROOT / "docs" / "spec.md"
+
+# What each key means: the only hand-written part; render() checks it covers exactly
+# fabric/spec.py's keys.
+TOP = {
+    "name": ("string of letters, digits, - or _",
+             "names the run's results directory; default `<topology>-<workload>` "
+             "(`<topology>-jobs` with `jobs`)"),
+    "seed": ("integer >= 0", "seed of the workload generator (repeat i uses seed + i)"),
+    "repeats": ("integer >= 1", "how many times the run is repeated"),
+    "baseline": ("true or false",
+                 "also run a one-switch non-blocking fabric with the same hosts and rates"),
+    "policy": (None, "routing policy of the controller, or a Ryu reference app"),
+    "backend": (None, "who carries the flows: Mininet + Open vSwitch, or the flow-level twin"),
+    "timeout_s": ("number > 0", "seconds the schedule may run (from the clock's start) "
+                                "before the agents are stopped"),
+    "topology": ("name, or `{name, params}`", "the fabric: see [Topologies](#topologies)"),
+    "workload": ("name, or `{name, params}`",
+                 "the traffic: see [Workloads](#workloads); required unless `jobs` is given"),
+    "jobs": ("non-empty list", "several workloads at once: see [Jobs](#jobs); "
+                               "not together with `workload`"),
+    "controller": ("mapping", "our controller: see [controller](#controller)"),
+    "emulation": ("mapping", "the Mininet backend: see [emulation](#emulation)"),
+    "twin": ("mapping", "the flow-level simulator: see [twin](#twin)"),
+}
+CONTROLLER = {
+    "stats_interval_s": ("number > 0", "period of the port and flow statistics rounds (s)"),
+    "fast_failover": ("true or false", "protect each next hop with an OpenFlow "
+                                       "FAST_FAILOVER group"),
+    "options": ("mapping", "policy thresholds: see [controller.options](#controlleroptions)"),
+    "health": ("mapping", "gray-failure and flap-dampening thresholds: see "
+                          "[controller.health](#controllerhealth)"),
+}
+EMULATION = {
+    "host_link_mbps": ("number in (0, 1000]",
+                       "emulated rate of a host link (Mbit/s); sets the scale factor"),
+    "queue_packets": ("integer >= 1", "tail-drop queue length of every shaped interface "
+                                      "(packets)"),
+    "congestion_control": (None, "TCP congestion control set in every host"),
+    "tcp_window_bytes": ("integer >= 0", "receive buffer the agents set, which clamps the "
+                                         "TCP window (bytes; 0: autotuning)"),
+    "mtu": ("integer from 1280 to 9000", "MTU of every interface (bytes)"),
+    "static_arp": ("true or false", "give every host permanent neighbour entries for all "
+                                    "fabric hosts; off, ARP goes through the controller"),
+    "emulate_delay": ("true or false", "apply propagation delay (scaled by 1/scale) with "
+                                       "netem where the kernel has it"),
+}
+TWIN = {
+    "timebase": (None, "`nominal`: the fabric's own rates and seconds; `emulated`: the "
+                       "emulation's scaled ones"),
+    "detect_s": ("number >= 0", "time from a link failure to the controller's port event (s)"),
+    "max_time_s": ("number > 0 or null", "simulated-time limit (s); none by default"),
+    "resolution": ("number in [0, 0.1)",
+                   "a flow whose time left is below this fraction of the time it has run "
+                   "ends with the flows ending now; 0 = exact"),
+}
+SECTIONS = {"controller": CONTROLLER, "emulation": EMULATION, "twin": TWIN}
+# Allowed values that fabric/spec.py holds as constants.
+CONSTANT_CHOICES = {
+    ("", "policy"): spec.POLICY_NAMES,
+    ("", "backend"): spec.BACKENDS,
+    ("twin", "timebase"): spec.TIMEBASES,
+}
+# fabric/spec.py spells this list in check()'s test; render() verifies it is still there.
+CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
+
+
+class DocError(RuntimeError):
+    """The hand-written key lines disagree with fabric/spec.py."""
+
+
+def numpydoc_entries(obj, section):
+    """``{name: (type, description)}`` from the numpydoc ``section`` of ``obj``'s docstring."""
+    lines = (inspect.getdoc(obj) or "").splitlines()
+    out, name, inside = {}, None, False
+    for i, line in enumerate(lines):
+        if not inside:
+            inside = (line.strip() == section and i + 1 < len(lines)
+                      and set(lines[i + 1].strip()) == {"-"})
+            continue
+        if set(line.strip()) == {"-"}:
+            continue
+        if line and not line.startswith(" "):
+            if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+                break                                   # the next section's title
+            head, _, kind = line.partition(" : ")
+            if name is not None and name.rstrip().endswith(",") and not out[_last(name)][1]:
+                head = name + head          # a list of names wrapped onto this line
+            for n in filter(None, (n.strip() for n in head.split(","))):
+                out[n] = [kind.strip(), []]
+            name = head
+        elif line.strip() and name is not None:
+            for n in filter(None, (n.strip() for n in name.split(","))):
+                out[n][1].append(line.strip())
+    return {k: (kind, " ".join(desc)) for k, (kind, desc) in out.items()}
+
+
+def _last(names):
+    return [n.strip() for n in names.split(",") if n.strip()][-1]
+
+
+def _plain(text):
+    """numpydoc/Sphinx markup as Markdown: ``x`` and :func:`x` become `x`."""
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", str(text)).replace("``", "`")
+
+
+def _cell(text):
+    return _plain(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(value):
+    """``value`` as it would be written in YAML (JSON flow style), or "none"."""
+    return "none" if value is None else f"`{json.dumps(value)}`"
+
+
+def _choices(values):
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def _table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _keys_table(where, described, defaults):
+    if set(described) != set(defaults):
+        raise DocError(f"{where}: documented keys {sorted(described)} differ from "
+                       f"fabric/spec.py's {sorted(defaults)}")
+    rows = []
+    for key in defaults:
+        kind, meaning = described[key]
+        if kind is None:
+            values = CONSTANT_CHOICES.get((where, key))
+            if values is None and (where, key) == ("emulation", "congestion_control"):
+                values = CONGESTION_CONTROLS
+            kind = "one of " + _choices(values)
+        rows.append((f"`{key}`", kind, _code(defaults[key]), meaning))
+    return _table(("key", "type / allowed values", "default", "meaning"), rows)
+
+
+def _config_table(cls):
+    docs = numpydoc_entries(cls, "Attributes")
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.name not in docs:
+            raise DocError(f"{cls.__name__}.{f.name} has no numpydoc entry")
+        kind, desc = docs[f.name]
+        rows.append((f"`{f.name}`", kind, _code(f.default), desc))
+    return _table(("option", "type", "default", "meaning"), rows)
+
+
+def _qualified(text, module):
+    """Sphinx references to names of ``module`` written with the module (`traffic.x.f`), so
+    a reader of the reference knows where to look."""
+    return re.sub(r":(func|data|class):`([A-Za-z_]\w*)`", rf":\1:`{module}.\2`", text)
+
+
+def _params_table(fn, skip=("hosts", "seed", "g")):
+    docs = numpydoc_entries(fn, "Parameters")
+    rows = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in skip:
+            continue
+        default = "required" if p.default is inspect.Parameter.empty else _code(p.default)
+        kind, desc = docs.get(p.name, ("", ""))
+        if not desc:
+            # Described inside another parameter's entry (``length_sigma`` in
+            # ``prompt_tokens``'s): point there rather than leave the cell empty.
+            where = [n for n, (_, d) in docs.items() if f"``{p.name}``" in d]
+            if where:
+                # A parameter no spec sets (``g``) has no row to point to: quote it.
+                desc = docs[where[0]][1] if where[0] in skip else f"See `{where[0]}`."
+        rows.append((f"`{p.name}`", kind, default, _qualified(desc, fn.__module__)))
+    if not rows:
+        return ["No parameters."]
+    return _table(("parameter", "type", "default", "meaning"), rows)
+
+
+def _summary(fn):
+    doc = inspect.getdoc(fn) or ""
+    return _plain(doc.split("\n\n")[0].replace("\n", " "))
+
+
+def render():
+    """The text of docs/spec.md, generated from the code."""
+    source = inspect.getsource(spec.check)
+    spelled = "(" + ", ".join(f'"{v}"' for v in CONGESTION_CONTROLS) + ")"
+    if f'em["congestion_control"] in {spelled}' not in source:
+        raise DocError("fabric/spec.py no longer checks congestion_control against "
+                       f"{CONGESTION_CONTROLS}: update scripts/gen_spec_doc.py")
+    top_defaults = {k: spec.DEFAULTS.get(k) for k in TOP}
+    if set(TOP) != spec.TOP_KEYS:
+        raise DocError(f"documented top-level keys {sorted(TOP)} differ from fabric/spec.py's "
+                       f"{sorted(spec.TOP_KEYS)}")
+    top_defaults.update({k: None for k in ("topology", "workload", "jobs")})
+    out = [
+        "# Experiment spec reference",
+        "",
+        "<!-- Generated by scripts/gen_spec_doc.py from fabric/spec.py, topologies/,",
+        "     traffic/workloads.py and controllers/; do not edit: run",
+        "     `python scripts/gen_spec_doc.py`. tests/test_docs.py fails if it is stale. -->",
+        "",
+        "An experiment spec is one YAML mapping (see `experiments/` for examples). "
+        "`fabric/spec.py` checks it once, fills in every default below and stops at the "
+        "first problem with one line naming the file, the key and the value. Unknown keys "
+        "are errors at every level.",
+        "",
+        "## Top-level keys",
+        "",
+        *_keys_table("", TOP, {k: top_defaults[k] for k in TOP}),
+        "",
+        "A section (`controller`, `emulation`, `twin`) may give only some of its keys; the "
+        "others keep their defaults. `topology` and `workload` may be a bare name "
+        "(`topology: fattree`) or `{name: ..., params: {...}}`; `params` default to the "
+        "builder's or generator's defaults.",
+    ]
+    for section, described in SECTIONS.items():
+        out += ["", f"## {section}", "", *_keys_table(section, described,
+                                                      spec.DEFAULTS[section])]
+    out += ["", "### controller.options", "",
+            "Thresholds of the adaptive policies (`controllers.policies.PolicyConfig`).", "",
+            *_config_table(PolicyConfig),
+            "", "### controller.health", "",
+            "Gray-failure detection and flap dampening (`controllers.health.HealthConfig`).",
+            "", *_config_table(HealthConfig)]
+    out += ["", "## Jobs", "",
+            "`jobs` is a non-empty list of mappings with the keys "
+            + _choices(spec.JOB_KEYS) + ":", "",
+            *_table(("key", "type / allowed values", "default", "meaning"), [
+                ("`name`", f"1-{spec.MAX_JOB_NAME} letters, digits, - or _, unique",
+                 "required", "prefixes the job's flow ids"),
+                ("`workload`", "name, or `{name, params}`", "required",
+                 "as the spec's `workload`"),
+                ("`placement`", "one of " + _choices(spec.COUNTED_PLACEMENTS)
+                 + ", or `{hosts: [h1, ...]}`", _code("packed"),
+                 "which hosts the job runs on (traffic/jobs.py)"),
+                ("`hosts`", "integer >= 1", "required with a counted placement",
+                 "how many hosts; not allowed beside `placement.hosts`"),
+            ]),
+            "", "Whether the hosts exist and suffice is checked on the fabric before any "
+            "network exists."]
+    out += ["", "## Topologies", "",
+            "`topology.name` is one of " + _choices(TOPOLOGIES) + " (topologies/__init__.py). "
+            "Counts must be integers >= 1 and rates numbers > 0 (topologies/_params.py); "
+            "every value is checked before anything is built."]
+    for name, fn in TOPOLOGIES.items():
+        out += ["", f"### {name}", "", f"{_summary(fn)} (`{fn.__module__}.{fn.__name__}`)",
+                "", *_params_table(fn, skip=())]
+    out += ["", "## Workloads", "",
+            "`workload.name` is one of " + _choices(WORKLOADS) + " (traffic/workloads.py). "
+            "Every generator also gets the fabric's hosts and the run's `seed`; neither "
+            "may be given in `params`."]
+    for name, fn in WORKLOADS.items():
+        out += ["", f"### {name}", "", f"{_summary(fn)} (`{fn.__module__}.{fn.__name__}`)",
+                "", *_params_table(fn)]
+    out += ["", "## Sweeps", "",
+            "A sweep spec (`python -m fabric.sweep SPEC`, fabric/sweep.py) is a spec in "
+            "which values may be lists: each list is an axis and the sweep runs one cell per "
+            "combination, the first axis in the file varying slowest. Lists are looked for "
+            "in mappings only, from the top down; the first list met on a path is the axis "
+            "and its elements are not expanded again, so a value that is itself a list "
+            "(`site_km`, a host list, `jobs`) is written as a list of lists. `name` cannot "
+            "be a list. Every cell is checked as above before anything runs.",
+            "", "```yaml", "name: policies", "backend: twin",
+            "topology: {name: fattree, params: {k: [4, 8]}}", "policy: [ecmp, congestion]",
+            "workload: {name: moe_alltoall, params: {skew: 1.0}}",
+            "seed: [1, 2]                  # 2 x 2 x 2 = 8 cells", "```", ""]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    """Write docs/spec.md, or with ``--check`` exit 1 if it differs from :func:`render`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 if docs/spec.md is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
+            print(f"{OUT}: stale; run python scripts/gen_spec_doc.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
