@@ -591,8 +591,9 @@ def _job_summary(main, runs):
             for name, fig in main["jobs"].items()}
 
 
-def run_spec(spec, where, results_dir, log=print):
-    """Run every repeat of a checked spec; return (run directory, top-level summary)."""
+def run_spec(spec, where, results_dir, log=print, report_at_end=True):
+    """Run every repeat of a checked spec; return (run directory, top-level summary). The
+    report (fabric/report.py) is drawn at the end unless ``report_at_end`` is off."""
     fabrics = prepare(spec, where)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{spec['name']}"
@@ -644,10 +645,11 @@ def run_spec(spec, where, results_dir, log=print):
             w = csv.DictWriter(f, fieldnames=["run"] + [k for k in all_rows[0] if k != "run"])
             w.writeheader()
             w.writerows(all_rows)
-    if summary["flows_total"] * len(runs) <= REPORT_MAX_FLOWS:
+    records = summary["flows_total"] * len(runs)
+    if report_at_end and records <= REPORT_MAX_FLOWS:
         log(f"report: {report.write(out_dir)}")
-    else:
-        log(f"report: not written for {summary['flows_total'] * len(runs)} flow records "
+    elif report_at_end:
+        log(f"report: not written for {records} flow records "
             f"(`aifabric report {out_dir}` makes it)")
     return out_dir, summary
 
