@@ -397,6 +397,8 @@ def soak(spec_path, runs, seed, results_dir, log=print, max_wait_s=12.0, signals
     soak's report."""
     rng = random.Random(seed)
     py = sys.executable
+    # The runs start in the package's directory: paths given relative to ours are made whole.
+    spec_path, results_dir = os.path.abspath(spec_path), os.path.abspath(results_dir)
     counts = {s.name: 0 for s in SIGNALS}
     exits = []
     for i in range(runs):

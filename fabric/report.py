@@ -42,17 +42,24 @@ class LinkRecorder:
         """The run's clock starts now: times are counted from here."""
         self.t0 = time.monotonic()
 
+    def _sample(self):
+        try:
+            links = self.ctl.get("/fabric/topology", timeout=2.0)["links"]
+        except (OSError, ValueError, KeyError):
+            return  # a controller restarting: no sample this period
+        now = time.monotonic()
+        for x in links:
+            self._rows.append((now, f"{self.names.get(x['src'], x['src'])}>"
+                                    f"{self.names.get(x['dst'], x['dst'])}",
+                               x["capacity_bps"], x["rate_bps"], x["utilization"]))
+
     def _loop(self):
+        # A sample at the start and one at the end, whatever the period: the series spans
+        # the whole run.
+        self._sample()
         while not self._stop.wait(self.period_s):
-            try:
-                links = self.ctl.get("/fabric/topology", timeout=2.0)["links"]
-            except (OSError, ValueError, KeyError):
-                continue  # a controller restarting: no sample this period
-            now = time.monotonic()
-            for x in links:
-                self._rows.append((now, f"{self.names.get(x['src'], x['src'])}>"
-                                        f"{self.names.get(x['dst'], x['dst'])}",
-                                   x["capacity_bps"], x["rate_bps"], x["utilization"]))
+            self._sample()
+        self._sample()
 
     def __enter__(self):
         self._thread.start()

@@ -315,6 +315,7 @@ class Network:
 def network(g, spec, run_dir, log):
     """Start the spec's controller and fabric ``g``, bring it up, yield a :class:`Network`;
     everything is torn down on exit, also on error and Ctrl-C."""
+    run_dir = os.path.abspath(run_dir)  # the controller runs in the package's directory
     os.makedirs(run_dir, exist_ok=True)
     em_spec = spec["emulation"]
     scale = rate_scale(g, em_spec["host_link_mbps"])
@@ -349,6 +350,7 @@ def run_on(net, schedule, spec, run_dir, on_go=None):
     run_dir). The network is left as the run found it (an announced collective withdrawn).
     ``on_go()``, if given, is called once every flow is connected, just before the clock
     starts (fabric/chaos.py starts its faults there)."""
+    run_dir = os.path.abspath(run_dir)  # the agents run in the package's directory
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
     g, em, ctl, scale = net.g, net.em, net.ctl, net.scale
@@ -594,6 +596,8 @@ def _job_summary(main, runs):
 def run_spec(spec, where, results_dir, log=print, report_at_end=True):
     """Run every repeat of a checked spec; return (run directory, top-level summary). The
     report (fabric/report.py) is drawn at the end unless ``report_at_end`` is off."""
+    # Absolute: the controller and the agents run in the package's directory, not ours.
+    results_dir = os.path.abspath(results_dir)
     fabrics = prepare(spec, where)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{spec['name']}"

@@ -66,8 +66,10 @@ def _spec(tmp_path, **over):
 
 def test_small_alltoall_completes_every_flow(tmp_path, clean_machine):
     spec = _spec(tmp_path, baseline=True)
-    r = subprocess.run([PY, "-m", "fabric.runner", str(spec), "--results", str(tmp_path / "res")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # From another directory, results named relative to it (the controller and the agents
+    # run in the package's directory: the paths they get must not be relative to ours).
+    r = subprocess.run([PY, "-m", "fabric.runner", str(spec), "--results", "res"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
     (run_dir,) = (tmp_path / "res").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
