@@ -26,6 +26,7 @@ import pytest
 from controllers.core import FLOWS_PER_HOST_MAX
 from fabric import runner, spec as specs
 from topologies import build
+from procs import stop
 
 pytestmark = pytest.mark.emulation
 
@@ -125,17 +126,6 @@ class RestWatch(threading.Thread):
             except Exception as e:  # noqa: BLE001 - recorded, asserted empty
                 self.failures.append(repr(e))
             self.stop.wait(0.2)
-
-
-def stop(proc):
-    """End a process started in a host, whatever it is doing."""
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def start_flood(host, ip, one_flow):

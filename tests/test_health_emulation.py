@@ -24,6 +24,7 @@ import pytest
 from fabric import runner, spec as specs
 from fabric.emulate import link_mbps
 from topologies import build
+from procs import stop
 
 pytestmark = pytest.mark.emulation
 
@@ -53,17 +54,6 @@ def rates_mbps(ctl, ports, window_s=2.0):
         out[p] = {"mbps": round((b - before[p][0]) * 8 / window_s / 1e6, 2),
                   "dropped": d - before[p][1]}
     return out
-
-
-def stop(proc):
-    """End a process started in a host, whatever it is doing."""
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def wait(what, predicate, timeout_s, period_s=0.2):
