@@ -676,14 +676,14 @@ class RoutingCore:
         packets here (controllers/render.py, PRIO_RELEARN; both through the port's meter);
         the app parses the packet's 5-tuple and MACs and calls this. A sender not known at
         (dpid, in_port) is learned from the packet as from an ARP it sent, with the same
-        checks (not on a switch port, not a host known at another live port, at most
-        :data:`~controllers.topology.HOSTS_PER_PORT_MAX` hosts per port; a multicast source
-        MAC never): a host with static ARP is relearned from its traffic after a restart
-        without a topology model. The core then learns the flow (if its policy learns
-        flows), places it, and returns the rules that take over (the host's routes, the
-        flow's rules, so its next packets stay in the switch) followed by a PacketOut that
-        sends this packet through the switch's table (``PORT_TABLE``), where it is forwarded
-        like any other.
+        checks (not on a port that faces a switch, or faced one since it came up; not a host
+        known at another live port; at most :data:`~controllers.topology.HOSTS_PER_PORT_MAX`
+        hosts per port; never a multicast source MAC): a host with static ARP is relearned
+        from its traffic after a restart without a topology model. The core then learns the
+        flow (if its policy learns flows), places it, and returns the rules that take over
+        (the host's routes, the flow's rules, so its next packets stay in the switch)
+        followed by a PacketOut that sends this packet through the switch's table
+        (``PORT_TABLE``), where it is forwarded like any other.
 
         Parameters
         ----------
@@ -716,7 +716,7 @@ class RoutingCore:
     def _learn_from_traffic(self, dpid, in_port, mac, ip):
         """Learn the sender of an IPv4 packet at (dpid, in_port) as :meth:`packet_in_arp`
         learns an ARP sender; returns the host if it is now known there, else None."""
-        if dpid not in self.ports or self.topo.is_link_port(dpid, in_port) or \
+        if dpid not in self.ports or self.topo.faces_switch(dpid, in_port) or \
                 not isinstance(mac, str) or _multicast(mac):
             self.counters["hosts_refused_from_traffic"] += 1
             return None

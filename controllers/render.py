@@ -220,10 +220,10 @@ class Renderer:
     learn_flows : bool
         Send new IPv4 TCP/UDP flows from host ports to the controller (PRIO_LEARN rules).
 
-    Every live port that faces no switch and where no host is known sends IPv4 packets to
-    the controller through its port's meter (a PRIO_RELEARN rule), so a host is learned from
-    its traffic as from its ARP (``RoutingCore.packet_in_flow``); the rule goes once a host
-    is known there.
+    Every live port that has faced no switch since it came up and where no host is known
+    sends IPv4 packets to the controller through its port's meter (a PRIO_RELEARN rule), so
+    a host is learned from its traffic as from its ARP (``RoutingCore.packet_in_flow``); the
+    rule goes once a host is known there.
 
     Attributes
     ----------
@@ -1000,13 +1000,13 @@ class Renderer:
         self._sync_relearn([(dpid, p) for dpid, ps in ports.items() for p in ps])
 
     def _sync_relearn(self, ports):
-        """The relearn rule of each (dpid, port) of ``ports`` (and of those that had one
-        and are gone), held exactly where the port is live, faces no switch and has no host."""
+        """The relearn rule of each (dpid, port) of ``ports``, held exactly where the port is
+        live, has faced no switch since it came up and has no host."""
         topo, relearn = self.topo, self._relearn
         for dpid, port in ports:
             want = None
             if dpid in self.tables and port in topo.ports.get(dpid, ()) and \
-                    not topo.is_link_port(dpid, port) and not topo.has_hosts_at(dpid, port):
+                    not topo.faces_switch(dpid, port) and not topo.has_hosts_at(dpid, port):
                 # Through the port's own meter: a flooding host spends only its budget.
                 want = self._relearn_rule(port)
             have = relearn.get((dpid, port))

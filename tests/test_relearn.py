@@ -155,3 +155,22 @@ def test_every_relearn_rule_goes_through_its_own_ports_meter():
     assert relearn_rules(net)[(leaf, 9)].actions[0] == Meter(port_meter(9))
     net.deliver(driver.port_status(leaf, 9, False, 1.1))
     assert (leaf, 9) not in relearn_rules(net)
+
+
+def test_a_port_whose_link_expired_does_not_relearn_until_it_goes_down():
+    # Its probes late, the link is forgotten, but packets of remote hosts may still cross it:
+    # none of them may be learned at that switch port.
+    g, core, driver, net = discovered()
+    leaf, up = net.dpid("l1"), g.edges["l1", "s1"]["ports"]["l1"]
+    net.deliver(driver.tick(61.0)[0])
+    net.confirm(driver, 61.0)
+    assert core.status()["links"] == 0
+    assert (leaf, up) not in relearn_rules(net) and len(relearn_rules(net)) == 6
+    h3 = g.nodes["h3"]
+    driver.packet_in_flow(leaf, up, FlowKey(h3["ip"], "10.0.0.1", 6, 1, 2), h3["mac"],
+                          g.nodes["h1"]["mac"], b"", 61.1)
+    assert h3["mac"] not in core.hosts
+    # Unplugged and plugged again, it may face a host now.
+    net.deliver(driver.port_status(leaf, up, False, 62.0))
+    net.deliver(driver.port_status(leaf, up, True, 62.1))
+    assert relearn_rules(net)[(leaf, up)].actions[0] == Meter(port_meter(up))
