@@ -10,7 +10,7 @@ It composes pure parts with one job each, and adds only what joins them (ARP ans
 change set is taken, which flows a change breaks):
 
 - topology state (controllers/topology.py): switches, links from LLDP probes, hosts from the
-  ARP they send; events in, change sets out;
+  ARP or IPv4 packets they send; events in, change sets out;
 - path service (controllers/paths.py): distances and equal-cost next hops per destination
   switch, updated incrementally per change set; equal-cost and k shortest paths;
 - load model (controllers/loads.py): smoothed port rates, learned flows with their demand
