@@ -712,7 +712,6 @@ class RoutingCore:
             msgs.append(PacketOut(dpid, (PORT_TABLE,), data))
         return msgs
 
-
     def _learn_from_traffic(self, dpid, in_port, mac, ip):
         """Learn the sender of an IPv4 packet at (dpid, in_port) as :meth:`packet_in_arp`
         learns an ARP sender; returns the host if it is now known there, else None."""
