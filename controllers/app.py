@@ -273,6 +273,22 @@ def policy_options():
     return json_options("--fabric-policy-options", CONF.fabric_policy_options)
 
 
+# Requests the driver numbers itself: plain message type -> its OpenFlow message (the xid is
+# set from the plain message).
+REQUESTS = {
+    rules.Barrier: lambda dp, parser, ofp, msg: parser.OFPBarrierRequest(dp),
+    rules.PortStatsRequest:
+        lambda dp, parser, ofp, msg: parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY),
+    rules.FlowDumpRequest: lambda dp, parser, ofp, msg: parser.OFPFlowStatsRequest(
+        dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()),
+    rules.GroupDumpRequest: lambda dp, parser, ofp, msg: parser.OFPGroupDescStatsRequest(dp, 0),
+    rules.MeterDumpRequest:
+        lambda dp, parser, ofp, msg: parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL),
+    rules.FlowStatsRequest: lambda dp, parser, ofp, msg: parser.OFPFlowStatsRequest(
+        dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, msg.cookie, ALL_ONES,
+        parser.OFPMatch()),
+}
+
 # Changes whose transaction id is remembered (controllers/driver.py ``sent``).
 TRACKED = (rules.FlowMod, rules.GroupMod, rules.MeterMod)
 
@@ -478,33 +494,12 @@ class FabricController(app_manager.RyuApp):
             return [parser.OFPPacketOut(dp, buffer_id=ofp.OFP_NO_BUFFER,
                                         in_port=ofp.OFPP_CONTROLLER, actions=actions,
                                         data=data)]
-        if isinstance(msg, rules.Barrier):
-            barrier = parser.OFPBarrierRequest(dp)
-            barrier.set_xid(msg.xid)
-            return [barrier]
-        if isinstance(msg, rules.PortStatsRequest):
-            req = parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)
-            req.set_xid(msg.xid)
-            return [req]
-        if isinstance(msg, rules.FlowDumpRequest):
-            req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                                             0, 0, parser.OFPMatch())
-            req.set_xid(msg.xid)
-            return [req]
-        if isinstance(msg, rules.GroupDumpRequest):
-            req = parser.OFPGroupDescStatsRequest(dp, 0)
-            req.set_xid(msg.xid)
-            return [req]
-        if isinstance(msg, rules.MeterDumpRequest):
-            req = parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL)
-            req.set_xid(msg.xid)
-            return [req]
-        if isinstance(msg, rules.FlowStatsRequest):
-            req = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                                             msg.cookie, ALL_ONES, parser.OFPMatch())
-            req.set_xid(msg.xid)
-            return [req]
-        raise TypeError(f"unknown message {msg!r}")
+        make = REQUESTS.get(type(msg))
+        if make is None:
+            raise TypeError(f"unknown message {msg!r}")
+        req = make(dp, parser, ofp, msg)
+        req.set_xid(msg.xid)   # the driver's, so the reply is matched to the request
+        return [req]
 
 
     # -- time ------------------------------------------------------------------------------

@@ -81,24 +81,21 @@ class Fault:
         return f"{self.kind} {'-'.join(self.target)}".strip()
 
 
-def _hosts_connected(g, without_edges=(), without_nodes=()):
-    h = g.copy()
-    h.remove_edges_from(without_edges)
-    h.remove_nodes_from(without_nodes)
-    hs = model.hosts(g)
-    return nx.has_path(h, hs[0], hs[0]) and all(nx.has_path(h, hs[0], x) for x in hs[1:])
-
-
 def candidates(g):
     """What the plan may break: ``{"link": [(u, v), ...], "switch": [s, ...]}``, the
     switch-to-switch links and the switches with no host whose loss leaves every host
     connected (so every flow can survive each fault)."""
+    # On a connected fabric: a link is safe to cut unless it is a bridge, a switch with no
+    # host safe to take down unless it is an articulation point (one pass each, not a
+    # connectivity search per candidate).
+    bridges = {frozenset(e) for e in nx.bridges(g)}
+    cut_nodes = set(nx.articulation_points(g))
     links = sorted(tuple(sorted((u, v))) for u, v in g.edges
                    if not model.is_host(g, u) and not model.is_host(g, v)
-                   and _hosts_connected(g, without_edges=[(u, v)]))
+                   and frozenset((u, v)) not in bridges)
     switches = sorted(s for s in model.switches(g)
                       if not any(model.is_host(g, n) for n in g.neighbors(s))
-                      and _hosts_connected(g, without_nodes=[s]))
+                      and s not in cut_nodes)
     return {"link": links, "gray": links, "switch": switches}
 
 
