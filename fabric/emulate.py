@@ -283,6 +283,14 @@ class Emulation:
             self._lock.acquire()
         except cleanup.Busy as e:
             raise EmulationError(str(e)) from None
+        # Under the lock no live run owns these names: clear what a killed run left (its
+        # recorded bridges, shells and processes), and then anything still carrying our node
+        # names that no record lists (a run killed before it wrote one, or whose state was
+        # lost): a stale veth of one of our names fails the build with "File exists".
+        for line in cleanup.cleanup():
+            self.log(f"cleaned up after an earlier run: {line}")
+        cleanup.kill_host_shells(hosts(self.g) + switches(self.g) + [CONTROLLER_NODE])
+        cleanup.remove_bridges(switches(self.g))
         cleanup.record(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
         # Let ovs-vswitchd finish any reconfiguration still pending (a crashed run's clean-up)
         # before bridges of the same names are created again.

@@ -131,6 +131,34 @@ def test_killed_run_is_cleaned_by_make_clean(tmp_path, clean_machine):
     assert r.returncode == 0 and "cleanup:" in r.stdout, r.stdout + r.stderr
 
 
+def test_an_emulation_starts_over_what_a_killed_run_left(tmp_path, clean_machine):
+    """A run killed with SIGKILL (its controller, shells, bridges and veths stay) and a veth of
+    one of our names that no record lists: the next emulation of the same fabric clears both
+    and comes up whole, without `make clean` first."""
+    spec = _spec(tmp_path, workload={"name": "moe_alltoall",
+                                     "params": {"tokens_per_host": 4096, "hidden": 4096}})
+    p = subprocess.Popen([PY, "-u", "-m", "fabric.runner", str(spec), "--results",
+                          str(tmp_path / "res")], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    for line in p.stdout:
+        if "ready in" in line:
+            break
+    p.kill()
+    p.wait()
+    assert any(i.startswith("a1-eth") for i in os.listdir("/sys/class/net"))
+    subprocess.run(["ip", "link", "add", "c4-eth9", "type", "veth", "peer", "name", "a8-eth9"],
+                   check=True)
+    g = build("fattree", k=4)
+    logged = []
+    with Controller(str(tmp_path / "controller.log")) as ctl:
+        with Emulation(g, ctl.of_port, rate_scale(g, 10), log=logged.append) as em:
+            bring_up(g, ctl, em)
+            status = ctl.get("/fabric/status")
+            assert not os.path.exists("/sys/class/net/c4-eth9")
+    assert status["switches"] == 20 and status["links"] == 32 and status["hosts"] == 16
+    assert any("cleaned up after an earlier run" in line for line in logged), logged
+
+
 @pytest.mark.parametrize("change, message", [
     ({"topology": {"name": "torus"}}, "unknown topology 'torus'"),
     ({"topology": {"name": "fattree", "params": {"k": 3}}}, "k must be an even integer"),
