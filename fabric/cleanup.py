@@ -209,7 +209,8 @@ def other_live_runs():
 
 def cleanup(include_live=False):
     """Remove what runs left behind. A run whose process is still alive is left alone unless
-    ``include_live``; this process's own record always is. Returns a list of what was removed, for the log."""
+    ``include_live``; this process's own record always is. Returns a list of what was
+    removed, for the log."""
     for owner, path in _owned("ctl-", ".sock"):
         if not _alive(owner):  # a dead run's coordinator socket: nothing listens
             os.remove(path)
