@@ -73,6 +73,7 @@ import time
 from dataclasses import dataclass
 
 from fabric import model, runner, spec as specs
+from fabric.progress import Progress
 from topologies import build as build_topology
 
 ROOT = runner.ROOT
@@ -357,53 +358,6 @@ class Started:
         return list(self.ids)
 
 
-class Display:
-    """Cells done and running: a rich progress bar on a terminal, one plain line per event
-    otherwise."""
-
-    def __init__(self, total, earlier, stream=None):
-        self.stream = stream or sys.stdout
-        self.total, self.count, self.running = total, earlier, 0
-        self.bar = None
-        if self.stream.isatty():
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
-            self.bar = Progress(TextColumn("cells"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[running]} running"),
-                                TimeElapsedColumn(), console=Console(file=self.stream))
-            self.task = self.bar.add_task("cells", total=total, completed=earlier, running=0)
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-
-    def line(self, text):
-        if self.bar is not None:
-            self.bar.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=self.stream, flush=True)
-
-    def started(self, cell, running):
-        self.running = running
-        if self.bar is not None:
-            self.bar.update(self.task, running=running)
-        else:
-            self.line(f"start {cell.id} {cell.label} ({running} running)")
-
-    def finished(self, cell, running, text):
-        self.count += 1
-        self.running = running
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.count, running=running)
-        self.line(f"[{self.count}/{self.total}] {cell.id} {cell.label}: {text}")
-
-
 def _figure(summary):
     eff = summary.get("efficiency")
     return "no efficiency" if eff is None else f"efficiency {eff:.3f}"
@@ -515,7 +469,7 @@ def run(sweep, sweep_dir, address=None, num_cpus=None, stream=None):
         tracker = ray.remote(num_cpus=0)(Started).remote()
         failures, pending, started, finished = {}, {}, set(), set()
         by_id = {c.id: c for c in todo}
-        with Display(len(sweep.cells), earlier, stream) as display:
+        with Progress(len(sweep.cells), "cells", done=earlier, stream=stream) as display:
             try:
                 for cell in todo:
                     out = cell_dir(sweep_dir, cell)
@@ -531,13 +485,17 @@ def run(sweep, sweep_dir, address=None, num_cpus=None, stream=None):
                     for ref in ready:
                         cell = pending.pop(ref)
                         finished.add(cell.id)
-                        display.finished(cell, len(started - finished),
-                                         _outcome(ray, ref, sweep_dir, cell, failures))
+                        display.advance(f"{cell.id} {cell.label}: "
+                                        f"{_outcome(ray, ref, sweep_dir, cell, failures)}",
+                                        status=f"{len(started - finished)} running")
                     for cid in ray.get(tracker.started.remote()):
                         if cid not in started:
                             started.add(cid)
                             if cid not in finished:
-                                display.started(by_id[cid], len(started - finished))
+                                running = len(started - finished)
+                                cell = by_id[cid]
+                                display.begin(f"{cell.id} {cell.label} ({running} running)",
+                                              status=f"{running} running")
             except KeyboardInterrupt:
                 display.line(f"interrupted: cancelling {len(pending)} cells")
                 _cancel(pending)
