@@ -48,6 +48,7 @@ from bench import core_bench, failover
 from controllers.policies import POLICY_CLASSES
 from fabric import cleanup, runner, spec as specs
 from fabric.controller import ControllerError
+from fabric.progress import Progress
 from topologies import build
 from topologies.nonblocking import nonblocking_like
 from traffic import workloads
@@ -165,9 +166,9 @@ def reset(net, policy):
         pass  # still draining: the run records the controller's status at its end anyway
 
 
-def run_network(fabric, g, policy, seeds, size, chosen, out_dir, log):
+def run_network(fabric, g, policy, seeds, size, chosen, out_dir, log, progress):
     """Bring one network up and run the ``chosen`` workloads, every seed, on it; return
-    result rows."""
+    result rows. Each run is a milestone of ``progress`` (:class:`fabric.progress.Progress`)."""
     rows = []
     net_dir = os.path.join(out_dir, "networks", f"{fabric}-{policy}")
     net_spec = make_spec(fabric, policy, chosen[0], size)
@@ -179,6 +180,7 @@ def run_network(fabric, g, policy, seeds, size, chosen, out_dir, log):
                 schedule = workloads.build(spec["workload"]["name"], g, seed,
                                            **spec["workload"]["params"])
                 label = f"{fabric}-{policy}-{workload}-s{seed}"
+                progress.status(label)
                 t0 = time.monotonic()
                 res = runner.run_on(net, schedule, spec, os.path.join(net_dir, label))
                 row = {"fabric": fabric, "policy": policy, "workload": workload, "seed": seed,
@@ -194,24 +196,29 @@ def run_network(fabric, g, policy, seeds, size, chosen, out_dir, log):
                        "run_s": round(time.monotonic() - t0, 2), "ready": net.ready}
                 rows.append(row)
                 eff = "-" if row["efficiency"] is None else f"{row['efficiency']:.3f}"
-                log(f"  {label}: efficiency {eff} "
-                    f"({row['flows_completed']}/{row['flows_total']} flows, "
-                    f"run {row['run_s']:.1f} s)")
+                progress.advance(f"{label}: efficiency {eff} "
+                                 f"({row['flows_completed']}/{row['flows_total']} flows, "
+                                 f"run {row['run_s']:.1f} s)")
     return rows
 
 
 def run_matrix(seeds, size, fabrics, controllers, chosen, out_dir, log):
-    """The ``controllers`` on the ``fabrics``, and the baseline once; all result rows."""
+    """The ``controllers`` on the ``fabrics``, and the baseline once; all result rows. The
+    runs done are shown as they finish (a bar on a terminal)."""
     graphs = {f: build(*FABRICS[f][:1], **FABRICS[f][1]) for f in fabrics}
     baseline = nonblocking_like(build(*FABRICS["fattree"][:1], **FABRICS["fattree"][1]))
-    log(f"{BASELINE} (ecmp, our controller)")
-    rows = run_network(BASELINE, baseline, "ecmp", seeds, size, chosen, out_dir, log)
-    for row in rows:
-        row["policy"] = BASELINE
-    for fabric, g in graphs.items():
-        for policy in controllers:
-            log(f"{fabric} / {policy}")
-            rows += run_network(fabric, g, policy, seeds, size, chosen, out_dir, log)
+    total = (1 + len(graphs) * len(controllers)) * len(chosen) * len(seeds)
+    with Progress(total, "runs") as progress:
+        log(f"{BASELINE} (ecmp, our controller)")
+        rows = run_network(BASELINE, baseline, "ecmp", seeds, size, chosen, out_dir, log,
+                           progress)
+        for row in rows:
+            row["policy"] = BASELINE
+        for fabric, g in graphs.items():
+            for policy in controllers:
+                log(f"{fabric} / {policy}")
+                rows += run_network(fabric, g, policy, seeds, size, chosen, out_dir, log,
+                                    progress)
     return rows
 
 

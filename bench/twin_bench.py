@@ -39,6 +39,7 @@ import time
 
 from bench import policies as pb
 from fabric import runner, spec as specs
+from fabric.progress import Progress
 from topologies import build
 from topologies.nonblocking import nonblocking_like
 from traffic import workloads
@@ -69,39 +70,48 @@ def graph(fabric):
     return build(*pb.FABRICS[fabric][:1], **pb.FABRICS[fabric][1])
 
 
-def twin_rows(emu_rows, size, out_dir, log):
+def twin_rows(emu_rows, size, out_dir):
     """The twin (own ports) and the replay (the emulation's connections) of every
-    emulation row."""
+    emulation row; each row done is a milestone shown as it finishes."""
     rows = []
     graphs = {}
-    for er in emu_rows:
-        fabric, workload, seed = er["fabric"], er["workload"], er["seed"]
-        policy = "ecmp" if er["policy"] == pb.BASELINE else er["policy"]
-        g = graphs.get(fabric) or graphs.setdefault(fabric, graph(fabric))
-        spec = twin_spec(pb.make_spec(fabric, policy, workload, size))
-        schedule = workloads.build(spec["workload"]["name"], g, seed,
-                                   **spec["workload"]["params"])
-        label = f"{fabric}-{policy}-{workload}-s{seed}"
-        conn_path = os.path.join(out_dir, "networks", f"{fabric}-{policy}", label,
-                                 "connections.json")
-        for backend in ("twin", "replay"):
-            conns = None
-            if backend == "replay":
-                if not os.path.exists(conn_path):
-                    continue
-                with open(conn_path) as f:
-                    conns = json.load(f)
-            t0 = time.monotonic()
-            res = runner.run_twin(g, schedule, spec,
-                                  os.path.join(out_dir, backend, label), lambda m: None,
-                                  five_tuples=conns)
-            rows.append(dict(er, backend=backend, efficiency=res["efficiency"],
-                             flows_completed=res["flows_completed"],
-                             flows_total=res["flows_total"], timed_out=res["timed_out"],
-                             cpu_idle_min=None, cpu_saturated=False,
-                             run_s=round(time.monotonic() - t0, 3)))
-        log(f"  {label}: emulation {_f(er['efficiency'])}, twin {_f(rows[-2]['efficiency'])}"
-            f", replay {_f(rows[-1]['efficiency'])}")
+    with Progress(len(emu_rows), "twin cells") as progress:
+        for er in emu_rows:
+            rows += _twin_cell(er, graphs, size, out_dir, progress)
+    return rows
+
+
+def _twin_cell(er, graphs, size, out_dir, progress):
+    """The twin and replay rows of one emulation row."""
+    rows = []
+    fabric, workload, seed = er["fabric"], er["workload"], er["seed"]
+    policy = "ecmp" if er["policy"] == pb.BASELINE else er["policy"]
+    g = graphs.get(fabric) or graphs.setdefault(fabric, graph(fabric))
+    spec = twin_spec(pb.make_spec(fabric, policy, workload, size))
+    schedule = workloads.build(spec["workload"]["name"], g, seed,
+                               **spec["workload"]["params"])
+    label = f"{fabric}-{policy}-{workload}-s{seed}"
+    conn_path = os.path.join(out_dir, "networks", f"{fabric}-{policy}", label,
+                             "connections.json")
+    for backend in ("twin", "replay"):
+        conns = None
+        if backend == "replay":
+            if not os.path.exists(conn_path):
+                continue
+            with open(conn_path) as f:
+                conns = json.load(f)
+        t0 = time.monotonic()
+        res = runner.run_twin(g, schedule, spec,
+                              os.path.join(out_dir, backend, label), lambda m: None,
+                              five_tuples=conns)
+        rows.append(dict(er, backend=backend, efficiency=res["efficiency"],
+                         flows_completed=res["flows_completed"],
+                         flows_total=res["flows_total"], timed_out=res["timed_out"],
+                         cpu_idle_min=None, cpu_saturated=False,
+                         run_s=round(time.monotonic() - t0, 3)))
+    eff = {r["backend"]: r["efficiency"] for r in rows}
+    progress.advance(f"{label}: emulation {_f(er['efficiency'])}, twin {_f(eff['twin'])}, "
+                     f"replay {_f(eff.get('replay'))}")
     return rows
 
 
@@ -245,7 +255,7 @@ def main(argv=None):
         for r in emu:
             r["backend"] = "emulation"
         log("twin, every cell")
-        tw = twin_rows(emu, size, out_dir, log)
+        tw = twin_rows(emu, size, out_dir)
         scen = {}
         if not a.no_scenarios:
             log("scenarios")

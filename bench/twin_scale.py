@@ -34,6 +34,7 @@ import sys
 import time
 
 from fabric import runner, spec as specs
+from fabric.progress import Progress
 
 POLICIES = ("ecmp", "congestion", "hedera", "collective")
 K32_POLICIES = ("ecmp", "collective")
@@ -93,7 +94,7 @@ def available_bytes():
     return None
 
 
-def cell(k, workload, params, policy, timeout_s, log, resolution=0.0):
+def cell(k, workload, params, policy, timeout_s, resolution=0.0):
     """Run one cell in a child process; a cell past ``timeout_s`` is killed, and a cell
     whose estimated memory exceeds what the machine has free is not started."""
     hosts = k ** 3 // 4
@@ -106,7 +107,6 @@ def cell(k, workload, params, policy, timeout_s, log, resolution=0.0):
         res = {"k": k, "hosts": hosts, "workload": workload, "policy": policy,
                "error": f"not started: {flows:,} flows need about {need / 2 ** 30:.0f} GB "
                         f"under {policy}, {free / 2 ** 30:.1f} GB are free"}
-        log("  " + line(res))
         return res
     cmd = [sys.executable, "-m", "bench.twin_scale", "--cell",
            json.dumps([k, workload, params, policy, resolution])]
@@ -123,7 +123,6 @@ def cell(k, workload, params, policy, timeout_s, log, resolution=0.0):
                    "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
         else:
             res = json.loads(out.stdout.strip().splitlines()[-1])
-    log("  " + line(res))
     return res
 
 
@@ -230,18 +229,22 @@ def main(argv=None):
     def log(m):
         print(m, flush=True)
 
-    cells = []
+    todo = []
     for k in a.k:
         for policy in a.policies:
             if k >= 32 and policy not in K32_POLICIES:
                 continue
             # A k=32 cell past its 15 minutes has missed its target: it is stopped there.
             timeout = min(a.cell_timeout, TARGETS[32][0]) if k >= 32 else a.cell_timeout
-            cells.append(cell(k, "moe_alltoall", ALLTOALL, policy, timeout, log,
-                              a.resolution))
+            todo.append((k, "moe_alltoall", ALLTOALL, policy, timeout))
     if not a.no_ring:
-        cells.append(cell(16, "allreduce_ring", RING, "ecmp", a.cell_timeout, log,
-                          a.resolution))
+        todo.append((16, "allreduce_ring", RING, "ecmp", a.cell_timeout))
+    cells = []
+    with Progress(len(todo), "cells") as progress:
+        for k, workload, params, policy, timeout in todo:
+            progress.status(f"k={k} {workload} {policy}")
+            cells.append(cell(k, workload, params, policy, timeout, a.resolution))
+            progress.advance(line(cells[-1]))
     speed = None
     if not a.no_emulation:
         if os.geteuid() != 0:

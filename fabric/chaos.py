@@ -47,6 +47,7 @@ import networkx as nx
 
 from fabric import cleanup, model, runner, spec as specs
 from fabric.controller import ControllerError
+from fabric.progress import Progress
 from fabric.reach import all_pairs
 from traffic import jobs
 
@@ -155,10 +156,11 @@ def plan(g, seed, count, kinds=FAULT_KINDS, gap_s=(1.0, 3.0), hold_s=(3.0, 6.0))
 class Injector:
     """Applies a plan's faults to a live :class:`fabric.runner.Network`, one after another, in
     a thread started by :meth:`go`; :meth:`finish` stops it (repairing the fault in place) and
-    returns one record per fault."""
+    returns one record per fault. Each fault done (or skipped) is a milestone of
+    ``progress`` (a :class:`fabric.progress.Progress` counting the faults)."""
 
-    def __init__(self, net, faults, log=print):
-        self.net, self.faults, self.log = net, faults, log
+    def __init__(self, net, faults, progress, log=print):
+        self.net, self.faults, self.progress, self.log = net, faults, progress, log
         self.records = []
         self._stop = threading.Event()
         self._thread = None
@@ -191,15 +193,18 @@ class Injector:
             if self._stop.wait(fault.gap_s):
                 self.records.append({"fault": fault.name(), "kind": fault.kind,
                                      "injected": False})
+                self.progress.advance(f"{fault.name()}: not injected (the traffic ended)")
                 continue
             rec = {"fault": fault.name(), "kind": fault.kind, "injected": True,
                    "hold_s": fault.hold_s}
             self.records.append(rec)
             try:
                 self._one(fault, rec)
+                outcome = (f"detected {rec['detect_s']} s, recovered {rec['recover_s']} s, "
+                           f"unreachable pairs {len(rec['reachability']['unreachable'])}")
             except Exception as e:  # noqa: BLE001 - a failed injection is reported, not fatal
-                rec["error"] = f"{type(e).__name__}: {e}"
-                self.log(f"  chaos: {fault.name()}: {rec['error']}")
+                rec["error"] = outcome = f"{type(e).__name__}: {e}"
+            self.progress.advance(f"{fault.name()}: {outcome}")
 
     def _one(self, fault, rec):
         ctl = self.net.ctl
@@ -224,9 +229,6 @@ class Injector:
             t1 = time.monotonic()
             back = self._wait(self._restored, RECOVER_TIMEOUT_S)
             rec["repair_s"] = None if back is None else round(back - t1, 3)
-        self.log(f"  chaos: {fault.name()}: detected {rec['detect_s']} s, recovered "
-                 f"{rec['recover_s']} s, unreachable pairs "
-                 f"{len(rec['reachability']['unreachable'])}")
 
     def _inject(self, fault):
         """Break what ``fault`` says; return the function that repairs it."""
@@ -369,14 +371,16 @@ def report_md(rep):
     return "\n".join(lines)
 
 
-def chaos_run(spec, faults, run_dir, log=print):
+def chaos_run(spec, faults, run_dir, log=print, stream=None):
     """Bring the spec's fabric up, run its traffic (first seed) with ``faults`` injected from
-    the moment every flow is connected; tear down and return the report."""
+    the moment every flow is connected; tear down and return the report. Progress (faults
+    done) goes to ``stream`` (default stdout), a bar on a terminal."""
     g = runner.prepare(spec, "chaos")[0]
     placed = None if spec["jobs"] is None else jobs.place(g, spec["jobs"], spec["seed"])
     schedule = runner.build_schedule(spec, g, spec["seed"], placed)
-    with runner.network(g, spec, os.path.join(run_dir, "net"), log) as net:
-        injector = Injector(net, faults, log)
+    with Progress(len(faults), "faults", stream=stream) as progress, \
+            runner.network(g, spec, os.path.join(run_dir, "net"), log) as net:
+        injector = Injector(net, faults, progress, log)
         try:
             result = runner.run_on(net, schedule, spec, os.path.join(run_dir, "traffic"),
                                    on_go=injector.go)
@@ -386,38 +390,39 @@ def chaos_run(spec, faults, run_dir, log=print):
     return report(records, result, left)
 
 
-def soak(spec_path, runs, seed, results_dir, log=print, max_wait_s=12.0, signals=None):
+def soak(spec_path, runs, seed, results_dir, max_wait_s=12.0, signals=None, stream=None):
     """Start the runner on ``spec_path`` ``runs`` times and interrupt each at a seeded random
     point (0.5 to ``max_wait_s`` seconds in: starting, bringing up, running or tearing down)
     with SIGINT, SIGTERM or SIGKILL (drawn, or ``signals`` in turn); then clean up as ``make
     clean`` does, check that nothing is left and that one more run completes. Returns the
-    soak's report."""
+    soak's report. Progress (runs done) goes to ``stream`` (default stdout)."""
     rng = random.Random(seed)
     py = sys.executable
     # The runs start in the package's directory: paths given relative to ours are made whole.
     spec_path, results_dir = os.path.abspath(spec_path), os.path.abspath(results_dir)
     counts = {s.name: 0 for s in SIGNALS}
     exits = []
-    for i in range(runs):
-        sig = rng.choice(SIGNALS) if signals is None else signals[i % len(signals)]
-        wait = rng.uniform(0.5, max_wait_s)
-        os.makedirs(os.path.join(results_dir, "soak"), exist_ok=True)
-        with open(os.path.join(results_dir, "soak", f"run-{i + 1}.log"), "wb") as out:
-            p = subprocess.Popen([py, "-m", "fabric.runner", spec_path, "--results",
-                                  os.path.join(results_dir, "soak")], cwd=ROOT, stdout=out,
-                                 stderr=subprocess.STDOUT)
-        try:
-            p.wait(wait)
-        except subprocess.TimeoutExpired:
-            p.send_signal(sig)
-            counts[sig.name] += 1
-        try:
-            rc = p.wait(120)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            rc = p.wait()
-        exits.append(rc)
-        log(f"  soak {i + 1}/{runs}: {sig.name} after {wait:.1f} s, exit {rc}")
+    with Progress(runs, "soak runs", stream=stream) as progress:
+        for i in range(runs):
+            sig = rng.choice(SIGNALS) if signals is None else signals[i % len(signals)]
+            wait = rng.uniform(0.5, max_wait_s)
+            os.makedirs(os.path.join(results_dir, "soak"), exist_ok=True)
+            with open(os.path.join(results_dir, "soak", f"run-{i + 1}.log"), "wb") as out:
+                p = subprocess.Popen([py, "-m", "fabric.runner", spec_path, "--results",
+                                      os.path.join(results_dir, "soak")], cwd=ROOT, stdout=out,
+                                     stderr=subprocess.STDOUT)
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                p.send_signal(sig)
+                counts[sig.name] += 1
+            try:
+                rc = p.wait(120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = p.wait()
+            exits.append(rc)
+            progress.advance(f"{sig.name} after {wait:.1f} s, exit {rc}")
     subprocess.run([py, "-m", "fabric.cleanup"], cwd=ROOT, capture_output=True)
     left = cleanup.leftovers()
     final = subprocess.run([py, "-m", "fabric.runner", spec_path, "--quiet", "--results",
@@ -471,7 +476,7 @@ def main(argv=None):
                    plan=[dataclasses.asdict(f) for f in faults])
         if a.soak:
             log(f"teardown soak: {a.soak} runs of {a.soak_spec}")
-            rep["soak"] = soak(a.soak_spec, a.soak, a.seed, out, log)
+            rep["soak"] = soak(a.soak_spec, a.soak, a.seed, out)
     except (ChaosError, *runner.RUN_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 with a teardown soak on a real k=4 fat-tree (the long one is `make chaos`)."""
 
 import csv
+import io
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from fabric import chaos, spec as specs
+from fabric.progress import Progress
 from topologies import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +66,20 @@ def test_the_report_counts_per_kind_and_lost_flows():
     assert rep["faults"]["gray"]["idle"] == 1 and rep["faults"]["gray"]["detected"] == 0
     md = chaos.report_md(rep)
     assert "lost 1" in md and "gray links idle when they failed" in md
+
+
+def test_every_fault_is_a_milestone_even_when_the_traffic_ends_first():
+    g = build("fattree", k=4)
+    faults = chaos.plan(g, 7, 3)
+    out = io.StringIO()
+    net = type("Net", (), {"g": g, "em": None, "ctl": None})()  # never touched: no fault runs
+    with Progress(len(faults), "faults", stream=out) as progress:
+        injector = chaos.Injector(net, faults, progress)
+        injector.go()
+        records = injector.finish()
+    assert [r["injected"] for r in records] == [False] * 3
+    assert out.getvalue().splitlines() == [
+        f"[{i}/3] {f.name()}: not injected (the traffic ended)" for i, f in enumerate(faults, 1)]
 
 
 def test_a_bad_kind_is_one_clear_error():

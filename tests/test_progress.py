@@ -73,3 +73,15 @@ def test_a_real_sweep_piped_prints_plain_milestones(tmp_path):
     starts = [line for line in lines if line.startswith("start ")]
     assert len(starts) == 2 and all(re.search(r"\(\d running\)$", s) for s in starts)
     assert lines.index(starts[0]) < lines.index(done[0])
+
+
+def test_the_twin_bench_counts_its_cells(tmp_path, capsys):
+    from bench import twin_bench
+    emu = [{"fabric": "fattree", "policy": p, "workload": "stride", "seed": 1,
+            "efficiency": 0.5} for p in ("ecmp", "congestion")]
+    rows = twin_bench.twin_rows(emu, 0.1, str(tmp_path))  # no emulation: nothing to replay
+    assert [r["backend"] for r in rows] == ["twin", "twin"]
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["[1/2] fattree-ecmp-stride-s1",
+                                                    "[2/2] fattree-congestion-stride-s1"]
+    assert all(re.search(r"emulation 0\.500, twin \d\.\d{3}, replay -$", x) for x in out)
