@@ -17,19 +17,19 @@ import json
 import os
 import sys
 
-from fabric import runner, spec as specs
+from fabric import bundled, runner, spec as specs
 
-SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                    "experiments", "alltoall_k8.yaml")
 POLICIES = ("ecmp", "congestion", "hedera", "collective")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
-    p.add_argument("--spec", default=SPEC)
+    p.add_argument("--spec", default="alltoall_k8",
+                   help="spec file or bundled spec name (default: %(default)s)")
     p.add_argument("--results", default="results")
     a = p.parse_args(argv)
+    a.spec = bundled.resolve(a.spec)
     if os.geteuid() != 0:
         print("error: emulation needs root", file=sys.stderr)
         return 2

@@ -38,7 +38,7 @@ import sys
 import time
 
 from bench import policies as pb
-from fabric import runner, spec as specs
+from fabric import bundled, runner, spec as specs
 from fabric.progress import Progress
 from topologies import build
 from topologies.nonblocking import nonblocking_like
@@ -49,8 +49,7 @@ TARGET_EFFICIENCY_GAP = 0.10
 RANK_TIE = 0.05
 RANK_TWIN_TIE = 0.01
 TARGET_SCENARIO_GAP = 0.15
-SCENARIOS = {"allreduce_ring": "experiments/allreduce_ring.yaml",
-             "inference": "experiments/inference.yaml"}
+SCENARIOS = ("allreduce_ring", "inference")  # bundled specs (fabric/bundled.py)
 SCENARIO_KEYS = {
     "allreduce_ring": ("completion_time_s", "fct_p50_s", "fct_p99_s"),
     "inference": ("completion_time_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "e2e_p50_s",
@@ -259,8 +258,8 @@ def main(argv=None):
         scen = {}
         if not a.no_scenarios:
             log("scenarios")
-            for name, path in SCENARIOS.items():
-                scen[name] = scenario(name, os.path.join(runner.ROOT, path), out_dir, log)
+            for name in SCENARIOS:
+                scen[name] = scenario(name, bundled.spec_path(name), out_dir, log)
     except KeyboardInterrupt:
         print("interrupted: network, controller and agents torn down", file=sys.stderr)
         return 130

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from fabric import runner, spec as specs
+from fabric import bundled, runner, spec as specs
 from fabric.progress import Progress
 
 POLICIES = ("ecmp", "congestion", "hedera", "collective")
@@ -163,7 +163,7 @@ def verdicts(cells, speed):
 
 def speedup(out_dir, log):
     """The demo spec on both backends, one after the other, wall clock of each."""
-    path = os.path.join(runner.ROOT, "experiments", "demo.yaml")
+    path = bundled.spec_path("demo")
     spec = specs.load(path)
     walls = {}
     for backend in ("emulation", "twin"):

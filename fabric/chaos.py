@@ -45,14 +45,13 @@ import time
 
 import networkx as nx
 
-from fabric import cleanup, model, runner, spec as specs
+from fabric import bundled, cleanup, model, runner, spec as specs
 from fabric.controller import ControllerError
 from fabric.progress import Progress
 from fabric.reach import all_pairs
 from traffic import jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SPEC = os.path.join(ROOT, "experiments", "chaos.yaml")
 FAULT_KINDS = ("link", "switch", "controller", "gray")
 # How long the controller gets to notice a fault, and then to settle, before the fault
 # counts as undetected or unrecovered. A gray link is seen only from rates measured over a
@@ -436,8 +435,9 @@ def soak(spec_path, runs, seed, results_dir, max_wait_s=12.0, signals=None, stre
 def main(argv=None):
     p = argparse.ArgumentParser(description="Inject seeded faults while AI traffic runs, "
                                             "and report what the fabric lost.")
-    p.add_argument("spec", nargs="?", default=DEFAULT_SPEC,
-                   help="experiment spec of the fabric and traffic (default: %(default)s)")
+    p.add_argument("spec", nargs="?", default="chaos",
+                   help="experiment spec of the fabric and traffic, a file or a bundled "
+                        "spec's name (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="seed of the fault sequence")
     p.add_argument("--faults", type=int, default=6, help="faults to inject")
     p.add_argument("--kinds", default=",".join(FAULT_KINDS),
@@ -445,10 +445,12 @@ def main(argv=None):
     p.add_argument("--policy", help="routing policy instead of the spec's")
     p.add_argument("--soak", type=int, default=30,
                    help="interrupted runs of the teardown soak (0: none)")
-    p.add_argument("--soak-spec", default=os.path.join(ROOT, "experiments", "demo.yaml"),
-                   help="spec the soak runs (default: %(default)s)")
+    p.add_argument("--soak-spec", default="demo",
+                   help="spec the soak runs, a file or a bundled spec's name (default: "
+                        "%(default)s)")
     p.add_argument("--results", default="results")
     a = p.parse_args(argv)
+    a.spec, a.soak_spec = bundled.resolve(a.spec), bundled.resolve(a.soak_spec)
     log = lambda m: print(m, flush=True)  # noqa: E731
     try:
         if a.faults < 0 or a.soak < 0:

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 
-from fabric import cleanup, model, optics, report, spec as specs
+from fabric import bundled, cleanup, model, optics, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
 from fabric.reach import all_pairs
@@ -726,11 +726,13 @@ RUN_ERRORS = (specs.SpecError, RunError, ControllerError, EmulationError, Coordi
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run an experiment spec.")
-    p.add_argument("spec")
+    p.add_argument("spec", help="spec file, or the name of a bundled one (demo, ...: "
+                                "fabric/bundled.py)")
     p.add_argument("--results", default="results")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--policy", help="run under this routing policy instead of the spec's")
     a = p.parse_args(argv)
+    a.spec = bundled.resolve(a.spec)
     log = (lambda *_: None) if a.quiet else (lambda m: print(m, flush=True))
     try:
         spec = specs.load(a.spec, policy=a.policy)

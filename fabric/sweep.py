@@ -35,7 +35,8 @@ emulate declares once, so a machine runs one emulation at a time; twin cells ask
 CPU. With no address given (``--address`` or ``RAY_ADDRESS``) the sweep starts a Ray on
 this machine that declares ``emulator: 1``, and shuts it down at the end, also on error and
 Ctrl-C; with one, it joins that cluster, ships this checkout to it as the tasks' working
-directory and leaves the cluster running.
+directory (from an installed package: the packages, as Ray ``py_modules``) and leaves the
+cluster running.
 
 Results, under ``results/sweep-<name>/``::
 
@@ -72,7 +73,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from fabric import model, runner, spec as specs
+from fabric import bundled, model, runner, spec as specs
 from fabric.progress import Progress
 from topologies import build as build_topology
 
@@ -363,6 +364,16 @@ def _figure(summary):
     return "no efficiency" if eff is None else f"efficiency {eff:.3f}"
 
 
+def shipped():
+    """What a cluster's tasks get of this code (Ray's runtime environment): the checkout as
+    their working directory, or, from an installed package, the packages themselves."""
+    if bundled.is_checkout():
+        return {"working_dir": ROOT,
+                "excludes": [".git/", ".venv/", "results/", "__pycache__/"]}
+    return {"py_modules": [os.path.join(bundled.ROOT, p) for p in bundled.PACKAGES],
+            "excludes": ["__pycache__/"]}
+
+
 def connect(address, num_cpus):
     """Join the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start one on this
     machine; returns whether it was started here (and must be shut down)."""
@@ -370,10 +381,8 @@ def connect(address, num_cpus):
     address = address or os.environ.get("RAY_ADDRESS")
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address:
-        shipped = {"working_dir": ROOT,
-                   "excludes": [".git/", ".venv/", "results/", "__pycache__/"]}
         try:
-            ray.init(address=address, runtime_env=shipped, **quiet)
+            ray.init(address=address, runtime_env=shipped(), **quiet)
         except ConnectionError as e:
             raise SweepError(f"cannot join the Ray cluster at {address}: {e}") from None
         return False
@@ -647,7 +656,8 @@ def dry_run(sweep, sweep_dir, stream=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run a sweep spec's grid of experiments on Ray.")
-    p.add_argument("spec")
+    p.add_argument("spec", help="sweep spec file, or the name of a bundled one "
+                                "(sweep_example)")
     p.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else "
                                      "start a Ray on this machine)")
     p.add_argument("--results", default="results")
@@ -657,7 +667,7 @@ def main(argv=None):
                    help="check the sweep and list its cells, run nothing")
     a = p.parse_args(argv)
     try:
-        sweep = load(a.spec)
+        sweep = load(bundled.resolve(a.spec))
     except specs.SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import os
 import pytest
 import yaml
 
-from fabric import runner, spec as specs, sweep
+from fabric import bundled, runner, spec as specs, sweep
 
 BASE = {
     "name": "t",
@@ -257,3 +257,15 @@ def test_four_twin_cells_on_a_local_ray_then_rerun_skips_all(tmp_path, capsys):
     assert "4 cells, 0 failed" in out
     assert sweep.main([path, "--results", results, "--num-cpus", "2"]) == 0
     assert "4 cells done earlier, skipped" in capsys.readouterr().out
+
+
+def test_a_cluster_gets_the_checkout_or_else_the_installed_packages(monkeypatch):
+    import ray
+    seen = []
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw["runtime_env"]))
+    assert sweep.connect("ray://nowhere:10001", None) is False
+    monkeypatch.setattr(bundled, "is_checkout", lambda: False)
+    assert sweep.connect("ray://nowhere:10001", None) is False
+    assert seen[0]["working_dir"] == sweep.ROOT and ".venv/" in seen[0]["excludes"]
+    assert [os.path.basename(m) for m in seen[1]["py_modules"]] == list(bundled.PACKAGES)
+    assert all(os.path.isfile(os.path.join(m, "__init__.py")) for m in seen[1]["py_modules"])
