@@ -10,6 +10,7 @@ shells (``bash ... mininet:<name>``) whose names it recorded.
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -259,7 +260,7 @@ def leftovers(names=(), wait_s=20.0):
         ps = [line for line in ps.splitlines() if not _belongs(line, others, other_pids)]
         if ps:
             found["processes"] = ps
-        prefixes = tuple(f"{n}-eth" for n in names)
+        prefixes = tuple(f"{n}-eth" for n in names if n not in others)
         intfs = [i for i in os.listdir("/sys/class/net") if prefixes and i.startswith(prefixes)]
         if intfs:
             found["interfaces"] = intfs[:10]
@@ -270,20 +271,54 @@ def leftovers(names=(), wait_s=20.0):
 
 def _belongs(ps_line, names, pids):
     """Whether a ``pgrep -fa`` line is a process of a live foreign run: one of its recorded
-    pids or children, or the shell of one of its nodes."""
+    pids or children, the shell of one of its nodes, or a process another live program
+    started (a controller that a test elsewhere started before its emulation recorded it).
+    A process this one started, or one orphaned (its starter died: what a killed run
+    leaves), is not foreign."""
     pid, _, cmd = ps_line.partition(" ")
     if any(cmd.endswith(f"mininet:{n}") for n in names):
         return True
-    p = int(pid)
+    me, p = os.getpid(), int(pid)
     while p > 1:
         if p in pids:
             return True
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                p = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+        if p == me:
             return False
+        parent = _parent(p)
+        if parent is None:
+            return False
+        if parent > 1 and not _ours_kind(parent):
+            # The first ancestor that is no emulation process: a live program, not us.
+            return _ancestry_avoids(parent, me)
+        p = parent
     return False
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _ours_kind(pid):
+    """Is ``pid`` an emulation process (a Mininet shell, our controller or an agent)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"mininet:|controllers\.launcher|traffic\.agent", cmd))
+
+
+def _ancestry_avoids(pid, me):
+    """Does the chain of parents from ``pid`` up to init avoid ``me``?"""
+    while pid is not None and pid > 1:
+        if pid == me:
+            return False
+        pid = _parent(pid)
+    return True
 
 
 def main(argv=None):

@@ -3,7 +3,10 @@ of live runs stay."""
 
 import json
 import os
+import shlex
 import subprocess
+import sys
+import time
 
 from fabric import cleanup
 
@@ -23,3 +26,45 @@ def test_a_dead_runs_state_and_socket_go_a_live_runs_stay(tmp_path, monkeypatch)
     removed = cleanup.cleanup()
     assert removed == [f"run {dead}: 0 bridges, 0 processes"]
     assert sorted(os.listdir(tmp_path)) == [f"ctl-{live}.sock", f"run-{live}.json"]
+
+
+def _line(pid):
+    """The ``pgrep -fa`` line :func:`cleanup.leftovers` would see for ``pid``."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f"{pid} " + f.read().replace(b"\0", b" ").decode().strip()
+
+
+def _wait_for(path):
+    for _ in range(200):
+        if os.path.exists(path) and open(path).read().strip():
+            return int(open(path).read().split()[0])
+        time.sleep(0.05)
+    raise AssertionError(f"no pid in {path}")
+
+
+def test_our_and_orphaned_controllers_are_leftovers_another_programs_is_not(tmp_path):
+    """A controller this process started, and one whose starter died (what a killed run
+    leaves), count as left behind; one that another live program started (a test elsewhere,
+    before its emulation recorded it) does not."""
+    fake = [sys.executable, "-c", "import time; time.sleep(60)", "controllers.launcher"]
+    ours = subprocess.Popen(fake)
+    orphan_pid = tmp_path / "orphan"
+    subprocess.run(["bash", "-c", f"{shlex.join(fake)} >/dev/null & echo $! > {orphan_pid}"],
+                   check=True)
+    starter = tmp_path / "starter.py"
+    starter.write_text(
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen({fake!r})\n"
+        f"open({str(tmp_path / 'foreign')!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n")
+    # The starter is orphaned at once (its bash exits): a live program that is not us.
+    subprocess.run(["bash", "-c", f"{sys.executable} {starter} >/dev/null 2>&1 &"], check=True)
+    pids = [ours.pid, _wait_for(orphan_pid), _wait_for(tmp_path / "foreign")]
+    try:
+        belongs = [cleanup._belongs(_line(p), set(), set()) for p in pids]
+        assert belongs == [False, False, True]
+    finally:
+        for p in pids:
+            cleanup._signal(p, 9)
+        subprocess.run(["pkill", "-f", str(starter)])
+        ours.wait()
