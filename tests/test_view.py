@@ -186,3 +186,14 @@ def test_the_page_takes_its_token_from_the_url_fragment_and_asks_for_it_otherwis
         errors = [e for e in driver.get_log("browser")
                   if e["level"] == "SEVERE" and "401" not in e["message"]]
         assert errors == []
+
+
+def test_an_installation_without_the_page_says_which_file_is_missing(monkeypatch, tmp_path):
+    from controllers.launcher import apply_shim
+    apply_shim()   # before Ryu is imported, as the launcher does
+    from controllers import rest
+    monkeypatch.setattr(rest.importlib.resources, "files", lambda package: tmp_path)
+    response = rest.view_file("view.js")
+    assert response.status_int == 500
+    assert "controllers/static/view.js is not installed" in json.loads(response.body)["error"]
+    assert rest.view_file("nope.txt").status_int == 404
