@@ -43,13 +43,17 @@ def chromium():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def refresh(driver):
+def refresh(driver, ok=True):
     """Make the page refresh now and wait until it has drawn (window.fabricView.refresh);
-    returns its refresh count."""
+    returns its refresh count. With ``ok``, a refresh the page reports as failed (its status
+    line in error) fails the test with the page's message."""
     error = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "window.fabricView.refresh().then(() => done(null), (e) => done(String(e)));")
-    assert error is None, error
+        "window.fabricView.refresh().then(() => {"
+        "  const s = document.getElementById('status');"
+        "  done(s.classList.contains('error') ? s.textContent : null);"
+        "}, (e) => done(String(e)));")
+    assert not ok or error is None, f"the page failed to refresh: {error}"
     return int(driver.find_element("id", "fabric").get_attribute("data-refreshes"))
 
 

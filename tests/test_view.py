@@ -174,7 +174,7 @@ def test_the_page_takes_its_token_from_the_url_fragment_and_asks_for_it_otherwis
         driver.get(f"http://127.0.0.1:{port}/fabric/view")
         form = driver.find_element("id", "token-form")
         time.sleep(0.5)
-        browser.refresh(driver)
+        browser.refresh(driver, ok=False)
         assert form.is_displayed()
         assert "token" in driver.find_element("id", "status").text
         driver.find_element("id", "token").send_keys("s3cret\n")

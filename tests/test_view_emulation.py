@@ -114,7 +114,7 @@ def test_the_live_view_draws_what_the_controller_says(tmp_path, clean_machine):
             # Live: it refreshes by itself, about once a second.
             fabric = driver.find_element("id", "fabric")
             count = int(fabric.get_attribute("data-refreshes"))
-            time.sleep(3.2)
+            time.sleep(4.5)
             assert int(fabric.get_attribute("data-refreshes")) >= count + 2
 
             # The legend is controllers/view.py's, swatches drawn in its colours.
