@@ -50,7 +50,7 @@ from ryu.lib.packet import arp as arp_pkt
 from ryu.lib.packet import ethernet, ipv4, lldp, packet
 from ryu.ofproto import ofproto_v1_3
 
-from controllers import ofguard, prom, rules
+from controllers import ofguard, prom, rules, view
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers.core import PolicyError, RoutingCore, expected_fabric, link_capacities
 from controllers.driver import TICK_S, FabricDriver
@@ -158,21 +158,22 @@ def build_arp(a):
 
 
 def load_model():
-    """``(link_capacity_bps, default_capacity_bps, expected, names)`` from --fabric-topology
-    and --fabric-scale (``expected``: what discovery will find, see
+    """``(link_capacity_bps, default_capacity_bps, expected, names, model_view)`` from
+    --fabric-topology and --fabric-scale (``expected``: what discovery will find, see
     :func:`controllers.core.expected_fabric`; ``names`` maps a switch's dpid to its node name
-    in the model).
+    in the model; ``model_view``: names, roles and layers for the live view,
+    :func:`controllers.view.model_view`).
 
     Without a model every port counts as 1 Gbit/s (utilization is then only indicative) and
     hosts are known only once they send ARP or traffic.
     """
     if not CONF.fabric_topology:
-        return {}, DEFAULT_CAPACITY_BPS, None, {}
+        return {}, DEFAULT_CAPACITY_BPS, None, {}, view.ModelView({}, {})
     from fabric.model import load_json
     g = load_json(CONF.fabric_topology)
     caps = link_capacities(g, CONF.fabric_scale)
     names = {d["dpid"]: n for n, d in g.nodes(data=True) if d["role"] != "host"}
-    return caps, max(caps.values()), expected_fabric(g), names
+    return caps, max(caps.values()), expected_fabric(g), names, view.model_view(g)
 
 
 def rest_token():
@@ -343,7 +344,7 @@ class FabricController(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        caps, default_bps, expected, self.names = load_model()
+        caps, default_bps, expected, self.names, self.model_view = load_model()
         self.rest_token = rest_token()
         # Probes carry an HMAC under this key: random unless controllers must share one.
         secret = CONF.fabric_lldp_secret.encode() or secrets.token_bytes(32)

@@ -5,23 +5,38 @@ paths, flows, policy, collective intents) from the routing core and the app, and
 ``/stats/...`` routes the way Ryu's ofctl_rest does. Every answer is JSON; a bad request or a
 refusal of the core is a 400 naming what is wrong, any other failure a 500, and no request can
 take the controller down. With a bearer token set (``--fabric-rest-token`` or ``--fabric-rest-
-token-file``) every route answers 401 to a request without it. It must not decide anything
-itself: a change goes through ``app.apply`` (a core call and a flush), a switch is asked only
-through ``app.stats``."""
+token-file``) every route answers 401 to a request without it, except the live view's page
+and its static files (``/fabric/view``, ``/fabric/view/static/...``): they hold no data, and
+the page sends the token on every request it makes (the operator gives it in the URL's
+fragment, which a browser never sends, see the README). It must not decide anything itself:
+a change goes through ``app.apply`` (a core call and a flush), a switch is asked only through
+``app.stats``."""
 
 import functools
 import hmac
+import importlib.resources
 import json
 import logging
 
 from ryu.app.wsgi import ControllerBase, Response, route
 from ryu.lib import ofctl_v1_3
 
+from controllers import view
 from controllers.core import POLICIES, IntentError, PolicyError
 
 LOG = logging.getLogger("fabric.controller")
 # The name under which the app hands itself to FabricRest (WSGIApplication.register).
 REST_INSTANCE = "fabric_app"
+
+
+# The live view's files (controllers/static/, package data) and their content types; only
+# these are served.
+VIEW_FILES = {"view.html": "text/html", "view.js": "text/javascript", "view.css": "text/css"}
+# The page runs only its own script and style and talks only to this server.
+VIEW_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                           "frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+                "Referrer-Policy": "no-referrer"}
 
 
 class BadRequest(ValueError):
@@ -64,6 +79,21 @@ def rest(handler):
             return result
         return _json(result)
     return wrapper
+
+
+def view_file(name):
+    """A file of the live view as a response: 404 for a name not in :data:`VIEW_FILES`."""
+    if name not in VIEW_FILES:
+        return _json({"error": f"no such file {name!r}; the view serves "
+                               f"{sorted(VIEW_FILES)}"}, status=404)
+    try:
+        body = importlib.resources.files("controllers").joinpath("static", name).read_bytes()
+    except OSError as e:   # an installation without its package data
+        LOG.error("live view: cannot read controllers/static/%s: %s", name, e)
+        return _json({"error": f"controllers/static/{name} is not installed: {e}"}, status=500)
+    response = Response(status=200, content_type=VIEW_FILES[name], charset="utf-8", body=body)
+    response.headers.update(VIEW_HEADERS)
+    return response
 
 
 def _body(req):
@@ -132,6 +162,22 @@ class FabricRest(ControllerBase):
         return {"switches": sorted(self.core.ports),
                 "links": self.core.link_loads(),
                 "hosts": [h._asdict() for h in sorted(self.core.hosts.values())]}
+
+    # -- the live view (controllers/view.py, controllers/static/) ----------------------------
+    @route("fabric", "/fabric/view", methods=["GET"])
+    def view_page(self, req, **_):
+        return view_file("view.html")
+
+    @route("fabric", "/fabric/view/static/{name}", methods=["GET"])
+    def view_static(self, req, name, **_):
+        return view_file(name)
+
+    @route("fabric", "/fabric/view/layout", methods=["GET"])
+    @rest
+    def view_layout(self, req, **_):
+        return view.layout(self.core.ports, self.core.switch_links(),
+                           [h._asdict() for h in self.core.hosts.values()],
+                           self.app.model_view)
 
     @route("fabric", "/fabric/paths", methods=["GET"])
     @rest

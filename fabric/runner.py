@@ -324,6 +324,8 @@ def network(g, spec, run_dir, log):
     args = () if policy in REFERENCE_APPS else controller_args(g, spec, scale, run_dir)
     with Controller(os.path.join(run_dir, "controller.log"), policy=policy,
                     extra_args=args) as ctl:
+        if ctl.ours:   # to watch the fabric come up and carry the run (README, "Live view")
+            log(f"  live view: http://127.0.0.1:{ctl.rest_port}/fabric/view")
         with Emulation(g, ctl.of_port, scale, congestion_control=em_spec["congestion_control"],
                        queue_packets=em_spec["queue_packets"], mtu=em_spec["mtu"],
                        emulate_delay=em_spec["emulate_delay"],

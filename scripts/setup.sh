@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 STEPS=6
 step() { echo "setup [$1/$STEPS] $2"; }
 
-PKGS="python3-venv mininet openvswitch-switch python3-networkx iperf3 iputils-ping iputils-arping fping ethtool iproute2 procps psmisc"
+# chromium and chromium-driver: the headless browser of the live view's test (selenium).
+PKGS="python3-venv mininet openvswitch-switch python3-networkx iperf3 iputils-ping iputils-arping fping ethtool iproute2 procps psmisc chromium chromium-driver"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -54,5 +55,5 @@ if [ "$(cat "$pstamp" 2>/dev/null)" != "$pwant" ] || [ ! -x "$VENV/bin/aifabric"
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
   echo "$pwant" > "$pstamp"
 fi
-"$VENV/bin/python" -c "import mininet.net, networkx, numpy, yaml" \
-  || { echo "setup: $VENV cannot import mininet/networkx/numpy/yaml" >&2; exit 1; }
+"$VENV/bin/python" -c "import mininet.net, networkx, numpy, yaml, selenium" \
+  || { echo "setup: $VENV cannot import mininet/networkx/numpy/yaml/selenium" >&2; exit 1; }

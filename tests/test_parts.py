@@ -26,7 +26,7 @@ from fakedp import FakeFabric
 from topologies import build
 
 CORE_MODULES = ("topology", "paths", "loads", "placement", "policies", "render", "rules",
-                "tables", "driver", "core", "health")
+                "tables", "driver", "core", "health", "view")
 FORBIDDEN = {"ryu", "socket", "subprocess", "time", "eventlet", "threading", "select"}
 
 
