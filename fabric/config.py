@@ -32,8 +32,6 @@ from pydantic_core import PydanticCustomError
 from controllers.core import POLICIES
 from controllers.health import HealthConfig, HealthError
 from controllers.policies import PolicyConfig, PolicyError
-from topologies import TOPOLOGIES
-from traffic.workloads import WORKLOADS
 
 # Ryu's own apps a spec may name as its policy, with their modules (fabric/controller.py
 # runs them through our launcher); kept here so the models need nothing that starts processes.
@@ -46,6 +44,19 @@ COUNTED_PLACEMENTS = ("packed", "spread", "random")
 MAX_JOB_NAME = 16
 # What every generator gets from the run rather than from ``params``.
 WORKLOAD_SUPPLIED = ("hosts", "seed", "g")
+
+
+def _topologies():
+    """topologies.TOPOLOGIES, imported when first needed: traffic/trace.py uses this module,
+    and traffic/workloads.py (which the workloads' registry is) imports traffic/trace.py."""
+    from topologies import TOPOLOGIES
+    return TOPOLOGIES
+
+
+def _workloads():
+    """traffic.workloads.WORKLOADS, imported when first needed (see :func:`_topologies`)."""
+    from traffic.workloads import WORKLOADS
+    return WORKLOADS
 
 
 class Expect:
@@ -70,27 +81,16 @@ class Frozen(BaseModel):
 
 
 def _params_schema(fn, skip=()):
-    """JSON Schema of a builder's or generator's keyword parameters: names, defaults and
-    (from the defaults) types; unknown names refused."""
+    """JSON Schema of a builder's or generator's keyword parameters: their names and
+    defaults, unknown names refused. No types: a builder may take a number or a list for one
+    parameter (``site_km``), and it checks the values itself."""
     props = {}
     for p in inspect.signature(fn).parameters.values():
         if p.name in skip:
             continue
-        prop = {}
-        if p.default is not inspect.Parameter.empty:
-            default = p.default
-            if isinstance(default, tuple):
-                default = list(default)
-            try:
-                prop = TypeAdapter(type(default)).json_schema() if default is not None else {}
-            except Exception:  # noqa: BLE001 - a default pydantic cannot describe: no type
-                prop = {}
-            prop = {k: v for k, v in prop.items() if k == "type"}
-            if isinstance(default, (bool, int, float, str, list, dict)) or default is None:
-                prop["default"] = default
-            if prop.get("type") == "number":
-                prop["type"] = ["number", "integer"]
-        props[p.name] = prop
+        default = list(p.default) if isinstance(p.default, tuple) else p.default
+        simple = default is None or isinstance(default, (bool, int, float, str, list))
+        props[p.name] = {"default": default} if simple and default is not p.empty else {}
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -121,7 +121,7 @@ class TopologyRef(Frozen):
 
     expects: typing.ClassVar[str] = "a name or a mapping"
     model_config = ConfigDict(json_schema_extra=lambda schema, _: _ref_schema(
-        schema, "topology", TOPOLOGIES))
+        schema, "topology", _topologies()))
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -130,6 +130,7 @@ class TopologyRef(Frozen):
 
     @model_validator(mode="after")
     def _known(self):
+        TOPOLOGIES = _topologies()
         if self.name not in TOPOLOGIES:
             fail(f"unknown topology {self.name!r}, expected one of {', '.join(TOPOLOGIES)}")
         accepted = inspect.signature(TOPOLOGIES[self.name]).parameters
@@ -145,7 +146,7 @@ class WorkloadRef(Frozen):
 
     expects: typing.ClassVar[str] = "a name or a mapping"
     model_config = ConfigDict(json_schema_extra=lambda schema, _: _ref_schema(
-        schema, "workload", WORKLOADS, WORKLOAD_SUPPLIED))
+        schema, "workload", _workloads(), WORKLOAD_SUPPLIED))
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -154,6 +155,7 @@ class WorkloadRef(Frozen):
 
     @model_validator(mode="after")
     def _known(self):
+        WORKLOADS = _workloads()
         if self.name not in WORKLOADS:
             fail(f"unknown workload {self.name!r}; known: {', '.join(sorted(WORKLOADS))}")
         accepted = [p for p in inspect.signature(WORKLOADS[self.name]).parameters
@@ -189,7 +191,8 @@ class Job(Frozen):
     placement: Placement = "packed"
     hosts: Annotated[int | list[str] | None, Expect("an integer >= 1 or a list of host names"),
                      WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1},
-                                               {"type": "array", "items": {"type": "string"}}]})
+                                               {"type": "array", "items": {"type": "string"}},
+                                               {"type": "null"}]})
                      ] = None
 
     @model_validator(mode="wrap")
@@ -225,7 +228,7 @@ def _dataclass_schema(cls):
     schema = TypeAdapter(cls).json_schema()
     for prop in schema["properties"].values():
         prop.pop("title", None)
-    return {"properties": schema["properties"], "additionalProperties": False}
+    return {"properties": schema["properties"], "additionalProperties": False, "default": {}}
 
 
 def _config(cls, error, options):
@@ -286,7 +289,6 @@ RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$"), Expect("letters, di
 class Spec(Frozen):
     """An experiment spec (docs/spec.md); the checked form is its :meth:`model_dump`."""
 
-    expects: typing.ClassVar[str] = "a YAML mapping"
     model_config = ConfigDict(title="aifabric experiment spec")
 
     name: RunName | None = None
@@ -355,7 +357,7 @@ class IntentPost(Frozen):
 class TraceInfo(BaseModel):
     """The header's ``trace`` object."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
 
     version: int = 1
     time_scale: float = Field(1.0, gt=0)
@@ -382,13 +384,13 @@ class Measured(Frozen):
 class TraceFlow(Frozen):
     """Every line after the header: one flow, and what was measured of it."""
 
-    id: str
-    src: str
-    dst: str
-    bytes: int = Field(ge=0)
+    id: str = Field(min_length=1)
+    src: str = Field(min_length=1)
+    dst: str = Field(min_length=1)
+    bytes: int = Field(gt=0)
     deps: list[str] = Field(default_factory=list)
-    start_s: float = Field(0.0, ge=0)
-    delay_s: float = Field(0.0, ge=0)
+    start_s: float = Field(0.0, ge=0, allow_inf_nan=False)
+    delay_s: float = Field(0.0, ge=0, allow_inf_nan=False)
     tags: dict[str, Any] = Field(default_factory=dict)
     measured: Measured | None = None
 
@@ -547,7 +549,7 @@ def _scope(model, loc, raw):
     return None, loc, model, raw
 
 
-def explain(error, model=Spec, raw=None):
+def explain(error, model=Spec, raw=None, quote=True):
     """The one line that says what is wrong in ``raw`` (validated as ``model``): the key
     path and the bad value, as ``[<item>: ]<what>`` (the caller adds the file).
 
@@ -557,6 +559,8 @@ def explain(error, model=Spec, raw=None):
     model : type of BaseModel
     raw : object
         What was validated (to name a job by its name).
+    quote : bool
+        Quote the key path (``'emulation.mtu'``), as spec errors do; trace errors do not.
 
     Returns
     -------
@@ -584,8 +588,9 @@ def explain(error, model=Spec, raw=None):
         return f"{where}: {text}" if where else text
     where, rel, sub, item = _scope(model, loc, raw)
     dotted = _dotted(rel)
+    key = f"'{dotted}'" if quote else dotted
     if kind == "config":
-        text = f"'{dotted}': {first['msg']}" if rel else first["msg"]
+        text = f"{key}: {first['msg']}" if rel else first["msg"]
     elif kind == "missing":
         parent = _dotted(rel[:-1])
         text = f"missing key '{rel[-1]}'" + (f" in '{parent}'" if parent else "")
@@ -594,7 +599,7 @@ def explain(error, model=Spec, raw=None):
     else:
         field = _field(sub, rel)
         what = expects(field) if field is not None else first["msg"].lower()
-        text = f"'{dotted}' must be {what}, got {first['input']!r}"
+        text = f"{key} must be {what}, got {first['input']!r}"
     return f"{where}: {text}" if where else text
 
 

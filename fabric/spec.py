@@ -1,7 +1,9 @@
 """Experiment specs: one YAML file names the topology, policy, workload, seed and repeats.
 
 :func:`load` reads and checks a spec once and returns a plain dict with every default filled
-in; any problem raises :class:`SpecError` naming the file, the key and the value. Nothing here
+in; any problem raises :class:`SpecError` naming the file, the key path and the value. The
+rules are the pydantic models of fabric/config.py (the spec's JSON Schema comes from them
+too); this module reads the file and words the error. Nothing here
 builds a network; fabric/runner.py does that from the checked spec.
 
 Example::

@@ -224,9 +224,28 @@ def render():
         "     `python scripts/gen_spec_doc.py`. tests/test_docs.py fails if it is stale. -->",
         "",
         "An experiment spec is one YAML mapping (see `experiments/` for examples). "
-        "`fabric/spec.py` checks it once, fills in every default below and stops at the "
-        "first problem with one line naming the file, the key and the value. Unknown keys "
-        "are errors at every level.",
+        "`fabric/spec.py` checks it once against the pydantic models of `fabric/config.py`, "
+        "fills in every default below and stops at the first problem with one line naming "
+        "the file, the key path and the value. Unknown keys are errors at every level; "
+        "counts must be integers and rates numbers (`true` or `\"4\"` are refused).",
+        "",
+        "## Checking a spec in an editor",
+        "",
+        "The same models give the spec's JSON Schema, committed as "
+        "[schema/spec.json](schema/spec.json) (`aifabric schema spec` prints it; "
+        "`aifabric schema trace` prints [schema/trace.json](schema/trace.json), one line "
+        "of a trace). An editor with the YAML language server (VS Code's YAML extension, "
+        "Neovim's yamlls, ...) checks and completes a spec that starts with:",
+        "",
+        "```yaml",
+        "# yaml-language-server: $schema=../docs/schema/spec.json",
+        "```",
+        "",
+        "(the path relative to the spec; `experiments/demo.yaml` has it). The schema knows "
+        "every key, default and allowed value, and each topology's and workload's parameter "
+        "names and defaults; parameter values are checked by the builders when a run "
+        "starts, before anything is built. A sweep file (lists as axes) is not a spec: "
+        "its cells are.",
         "",
         "## Top-level keys",
         "",
