@@ -242,12 +242,17 @@ def _config(cls, error, options):
 class Controller(Frozen):
     """Our controller (reference apps ignore it)."""
 
-    stats_interval_s: float = Field(1.0, gt=0)
-    fast_failover: bool = True
-    options: dict[str, Any] = Field(default_factory=dict,
-                                    json_schema_extra=_dataclass_schema(PolicyConfig))
-    health: dict[str, Any] = Field(default_factory=dict,
-                                   json_schema_extra=_dataclass_schema(HealthConfig))
+    stats_interval_s: float = Field(
+        1.0, gt=0, description="period of the port and flow statistics rounds (s)")
+    fast_failover: bool = Field(
+        True, description="protect each next hop with an OpenFlow FAST_FAILOVER group")
+    options: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra=_dataclass_schema(PolicyConfig),
+        description="policy thresholds: see [controller.options](#controlleroptions)")
+    health: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra=_dataclass_schema(HealthConfig),
+        description="gray-failure and flap-dampening thresholds: see "
+                    "[controller.health](#controllerhealth)")
 
     @field_validator("options")
     @classmethod
@@ -263,23 +268,39 @@ class Controller(Frozen):
 class Emulation(Frozen):
     """The Mininet backend."""
 
-    host_link_mbps: float = Field(20.0, gt=0, le=1000)
-    queue_packets: int = Field(1000, ge=1)
-    congestion_control: Literal[CONGESTION_CONTROLS] = "cubic"
-    tcp_window_bytes: Annotated[int, Expect("an integer >= 0 (0: autotuning)")] = \
-        Field(65536, ge=0)
-    mtu: int = Field(9000, ge=1280, le=9000)
-    static_arp: bool = True
-    emulate_delay: bool = True
+    host_link_mbps: float = Field(
+        20.0, gt=0, le=1000,
+        description="emulated rate of a host link (Mbit/s); sets the scale factor")
+    queue_packets: int = Field(
+        1000, ge=1, description="tail-drop queue length of every shaped interface (packets)")
+    congestion_control: Literal[CONGESTION_CONTROLS] = Field(
+        "cubic", description="TCP congestion control set in every host")
+    tcp_window_bytes: int = Field(
+        65536, ge=0, description="receive buffer the agents set, which clamps the TCP window "
+                                 "(bytes; 0: autotuning)")
+    mtu: int = Field(9000, ge=1280, le=9000, description="MTU of every interface (bytes)")
+    static_arp: bool = Field(
+        True, description="give every host permanent neighbour entries for all fabric "
+                          "hosts; off, ARP goes through the controller")
+    emulate_delay: bool = Field(
+        True, description="apply propagation delay (scaled by 1/scale) with netem where the "
+                          "kernel has it")
 
 
 class Twin(Frozen):
     """The flow-level simulator (fabric/twin.py)."""
 
-    timebase: Literal[TIMEBASES] = "nominal"
-    detect_s: float = Field(0.0, ge=0)
-    max_time_s: float | None = Field(None, gt=0)
-    resolution: float = Field(0.0, ge=0, lt=0.1)
+    timebase: Literal[TIMEBASES] = Field(
+        "nominal", description="`nominal`: the fabric's own rates and seconds; `emulated`: "
+                               "the emulation's scaled ones")
+    detect_s: float = Field(
+        0.0, ge=0, description="time from a link failure to the controller's port event (s)")
+    max_time_s: float | None = Field(
+        None, gt=0, description="simulated-time limit (s); none by default")
+    resolution: float = Field(
+        0.0, ge=0, lt=0.1, description="a flow whose time left is below this fraction of the "
+                                       "time it has run ends with the flows ending now; "
+                                       "0 = exact")
 
 
 SECTIONS = {"controller": Controller, "emulation": Emulation, "twin": Twin}
@@ -291,20 +312,36 @@ class Spec(Frozen):
 
     model_config = ConfigDict(title="aifabric experiment spec")
 
-    name: RunName | None = None
-    seed: int = Field(1, ge=0)
-    repeats: int = Field(1, ge=1)
-    baseline: bool = False
-    policy: Literal[POLICY_NAMES] = "ecmp"
-    backend: Literal[BACKENDS] = "emulation"
-    timeout_s: float = Field(120.0, gt=0)
-    topology: TopologyRef
-    workload: WorkloadRef | None = None
-    jobs: Annotated[list[Job] | None, Expect("a non-empty list of jobs")] = \
-        Field(None, min_length=1)
-    controller: Controller = Field(default_factory=Controller)
-    emulation: Emulation = Field(default_factory=Emulation)
-    twin: Twin = Field(default_factory=Twin)
+    name: RunName | None = Field(
+        None, description="names the run's results directory; default "
+                          "`<topology>-<workload>` (`<topology>-jobs` with `jobs`)")
+    seed: int = Field(
+        1, ge=0, description="seed of the workload generator (repeat i uses seed + i)")
+    repeats: int = Field(1, ge=1, description="how many times the run is repeated")
+    baseline: bool = Field(
+        False, description="also run a one-switch non-blocking fabric with the same hosts "
+                           "and rates")
+    policy: Literal[POLICY_NAMES] = Field(
+        "ecmp", description="routing policy of the controller, or a Ryu reference app")
+    backend: Literal[BACKENDS] = Field(
+        "emulation", description="who carries the flows: Mininet + Open vSwitch, or the "
+                                 "flow-level twin")
+    timeout_s: float = Field(
+        120.0, gt=0, description="seconds the schedule may run (from the clock's start) "
+                                 "before the agents are stopped")
+    topology: TopologyRef = Field(description="the fabric: see [Topologies](#topologies)")
+    workload: WorkloadRef | None = Field(
+        None, description="the traffic: see [Workloads](#workloads); required unless `jobs` "
+                          "is given")
+    jobs: Annotated[list[Job] | None, Expect("a non-empty list of jobs")] = Field(
+        None, min_length=1, description="several workloads at once: see [Jobs](#jobs); not "
+                                        "together with `workload`")
+    controller: Controller = Field(
+        default_factory=Controller, description="our controller: see [controller](#controller)")
+    emulation: Emulation = Field(
+        default_factory=Emulation, description="the Mininet backend: see [emulation](#emulation)")
+    twin: Twin = Field(
+        default_factory=Twin, description="the flow-level simulator: see [twin](#twin)")
 
     @model_validator(mode="before")
     @classmethod
