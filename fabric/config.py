@@ -565,10 +565,10 @@ def _dotted(loc):
     return out
 
 
-def _scope(model, loc, raw):
-    """Where an error is: a prefix naming the list element it is in (a job by its name when
-    it has a valid one), and the key path below it. Unknown keys are reported against the
-    position, since the name may be among what is wrong."""
+def _scope(model, loc, raw, by_name=True):
+    """Where an error is: a prefix naming the list element it is in (with ``by_name``, a job
+    by its name when it has a valid one), the key path below it, the element's model and
+    the element as given."""
     for i, part in enumerate(loc):
         if isinstance(part, int):
             head, rest = loc[:i], loc[i + 1:]
@@ -579,10 +579,11 @@ def _scope(model, loc, raw):
                 item = item[key] if ok else None
             name = item.get("name") if isinstance(item, dict) else None
             where = f"{_dotted(head)}[{part}]"
-            if isinstance(name, str) and re.fullmatch(rf"[A-Za-z0-9_-]{{1,{MAX_JOB_NAME}}}",
-                                                      name):
-                where = f"job {name!r} ({where})" if head == ("jobs",) else where
-            return where, rest, _item_model(_field(model, head).annotation), item
+            if by_name and head == ("jobs",) and isinstance(name, str) and \
+                    re.fullmatch(rf"[A-Za-z0-9_-]{{1,{MAX_JOB_NAME}}}", name):
+                where = f"job {name!r} ({where})"
+            field = _field(model, head)
+            return where, rest, _item_model(field.annotation) if field else None, item
     return None, loc, model, raw
 
 
@@ -611,7 +612,8 @@ def explain(error, model=Spec, raw=None, quote=True):
     kind = first["type"]
     if kind == "extra_forbidden":
         parent = loc[:-1]
-        where, rel, sub, _ = _scope(model, parent, raw)
+        # Against the position, not the name: the name may be among what is wrong.
+        where, rel, sub, _ = _scope(model, parent, raw, by_name=False)
         extra = sorted(str(e["loc"][-1]) for e in errors
                        if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == parent)
         if rel:
@@ -619,8 +621,6 @@ def explain(error, model=Spec, raw=None, quote=True):
             sub = _item_model(field.annotation) if field is not None else None
         known = sorted(sub.model_fields) if sub is not None else []
         section = f"{_dotted(rel)} " if rel else ""
-        if where and where.startswith("job "):
-            where = where.split("(")[1].rstrip(")")
         text = f"unknown {section}keys {extra}; known: {known}"
         return f"{where}: {text}" if where else text
     where, rel, sub, item = _scope(model, loc, raw)
@@ -632,7 +632,8 @@ def explain(error, model=Spec, raw=None, quote=True):
         parent = _dotted(rel[:-1])
         text = f"missing key '{rel[-1]}'" + (f" in '{parent}'" if parent else "")
     elif not rel and where and sub is not None:
-        text = f"{getattr(sub, 'noun', 'an item')} must be {sub.expects}, got {item!r}"
+        text = (f"{getattr(sub, 'noun', 'an item')} must be "
+                f"{getattr(sub, 'expects', 'a mapping')}, got {item!r}")
     else:
         field = _field(sub, rel)
         what = expects(field) if field is not None else first["msg"].lower()

@@ -6,6 +6,8 @@ import pytest
 
 from fabric import config
 from fabric import spec as specs
+from traffic.schedule import ScheduleError
+from traffic.trace import read_trace
 
 BASE = {"topology": {"name": "fattree", "params": {"k": 4}}, "workload": "moe_alltoall"}
 
@@ -80,3 +82,12 @@ def test_trace_errors_name_the_key_unquoted():
 def test_an_unknown_schema_kind_is_refused():
     with pytest.raises(ValueError, match="no schema 'yaml'"):
         config.json_schema("yaml")
+
+
+def test_a_trace_header_is_checked_by_the_model(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"schedule": "x", "trace": {"version": 1, "time_scale": 0}}\n'
+                    '{"id": "a", "src": "h1", "dst": "h2", "bytes": 10}\n')
+    with pytest.raises(ScheduleError, match=r":1: trace.time_scale must be a number > 0, "
+                                            r"got 0$"):
+        read_trace(path)
