@@ -8,7 +8,7 @@ SWEEP_SPEC = $(if $(filter file,$(origin SPEC)),experiments/sweep_example.yaml,$
 # `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds, fat-tree.
 BENCH ?= full
 
-.PHONY: setup demo test test-unit lint experiment sweep bench bench-core bench-k8 bench-twin bench-twin-scale bench-fidelity bench-scale chaos clean
+.PHONY: setup demo test test-unit lint experiment sweep bench bench-core bench-k8 bench-twin bench-twin-scale bench-fidelity bench-scale chaos clean schema
 
 setup:
 	@./scripts/setup.sh
@@ -27,6 +27,10 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
+
+# docs/schema/*.json from the models of fabric/config.py (tests/test_schema.py checks them).
+schema: setup
+	$(PY) -m fabric.schema --write docs/schema
 
 test-unit: setup
 	$(PY) -m pytest -m "not emulation" $(PYTEST_ARGS)

@@ -23,6 +23,7 @@ from ryu.lib import ofctl_v1_3
 
 from controllers import view
 from controllers.core import POLICIES, IntentError, PolicyError
+from fabric.config import IntentPost, PolicyPut, ValidationError, explain
 
 LOG = logging.getLogger("fabric.controller")
 # The name under which the app hands itself to FabricRest (WSGIApplication.register).
@@ -96,8 +97,9 @@ def view_file(name):
     return response
 
 
-def _body(req):
-    """The JSON object of a request body."""
+def _body(req, model=None, usage=None):
+    """The JSON object of a request body; with ``model`` (fabric/config.py), that model
+    validated from it, a bad body answered with what is wrong and ``usage``."""
     if not req.body:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
@@ -106,7 +108,12 @@ def _body(req):
         raise BadRequest(f"request body is not JSON: {e}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
-    return body
+    if model is None:
+        return body
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise BadRequest(f"{explain(e, model, body)}; expected {usage}") from None
 
 
 def _int(value, what):
@@ -208,10 +215,8 @@ class FabricRest(ControllerBase):
     @route("fabric", "/fabric/policy", methods=["PUT"])
     @rest
     def put_policy(self, req, **_):
-        body = _body(req)
-        if set(body) != {"policy"}:
-            raise BadRequest('expected {"policy": <name>}')
-        self.app.apply(self.core.set_policy, body["policy"])
+        body = _body(req, PolicyPut, '{"policy": <name>}')
+        self.app.apply(self.core.set_policy, body.policy)
         return {"policy": self.core.policy, "policies": list(POLICIES)}
 
     @route("fabric", "/fabric/policy/reset", methods=["POST"])
@@ -229,11 +234,9 @@ class FabricRest(ControllerBase):
     @route("fabric", "/fabric/intents", methods=["POST"])
     @rest
     def submit(self, req, **_):
-        body = _body(req)
-        if "id" not in body or "flows" not in body or set(body) - {"id", "flows"}:
-            raise BadRequest('expected {"id": <string or integer>, "flows": [...]}')
-        self.app.apply(self.core.submit_intent, body["id"], body["flows"])
-        return self.core.intent_status(body["id"])
+        body = _body(req, IntentPost, '{"id": <string or integer>, "flows": [...]}')
+        self.app.apply(self.core.submit_intent, body.id, body.flows)
+        return self.core.intent_status(body.id)
 
     def _intent_id(self, intent_id):
         """The id as submitted: a path segment is a string, an id may have been an integer."""

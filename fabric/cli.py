@@ -17,6 +17,7 @@ COMMANDS = {
     "chaos": ("fabric.chaos", "inject seeded faults while traffic runs; teardown soak"),
     "report": ("fabric.report", "write report.html with charts for a results directory"),
     "clean": ("fabric.cleanup", "remove whatever a crashed run left behind"),
+    "schema": ("fabric.schema", "print the JSON Schema of a spec or of a trace line"),
 }
 # aifabric bench [NAME] -> module; the first is the default.
 BENCHES = {

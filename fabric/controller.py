@@ -22,12 +22,12 @@ import urllib.error
 import urllib.request
 
 from fabric import cleanup
+from fabric.config import REFERENCE_APPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_PDEATHSIG = 1
 OUR_APP = "controllers.app"
-# Policies a spec may name that are other controllers, measured as references.
-REFERENCE_APPS = {"stp": "ryu.app.simple_switch_stp_13"}
+__all__ = ["REFERENCE_APPS", "Controller", "ControllerError", "free_port"]
 
 
 class ControllerError(RuntimeError):

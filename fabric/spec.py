@@ -1,7 +1,9 @@
 """Experiment specs: one YAML file names the topology, policy, workload, seed and repeats.
 
 :func:`load` reads and checks a spec once and returns a plain dict with every default filled
-in; any problem raises :class:`SpecError` naming the file, the key and the value. Nothing here
+in; any problem raises :class:`SpecError` naming the file, the key path and the value. The
+rules are the pydantic models of fabric/config.py (the spec's JSON Schema comes from them
+too); this module reads the file and words the error. Nothing here
 builds a network; fabric/runner.py does that from the checked spec.
 
 Example::
@@ -42,215 +44,59 @@ limit, none by default; ``resolution``: a flow whose time left is below this fra
 time it has run ends with the flows ending now, 0 = exact).
 """
 
-import copy
-import numbers
-
 import yaml
 
-from controllers.core import POLICIES
-from controllers.health import HealthConfig, HealthError
-from controllers.policies import PolicyConfig, PolicyError
-from fabric.controller import REFERENCE_APPS
+from fabric import config
+from fabric.config import (BACKENDS, COUNTED_PLACEMENTS, CONGESTION_CONTROLS,  # noqa: F401
+                           MAX_JOB_NAME, POLICY_NAMES, SECTIONS, TIMEBASES)
 
-POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
-BACKENDS = ("emulation", "twin")
-TIMEBASES = ("nominal", "emulated")
 
-DEFAULTS = {
-    "name": None,
-    "seed": 1,
-    "repeats": 1,
-    "baseline": False,
-    "policy": "ecmp",
-    "backend": "emulation",
-    "timeout_s": 120.0,
-    "controller": {
-        "stats_interval_s": 1.0,
-        "fast_failover": True,
-        "options": {},
-        "health": {},
-    },
-    "emulation": {
-        "host_link_mbps": 20.0,
-        "queue_packets": 1000,
-        "congestion_control": "cubic",
-        "tcp_window_bytes": 65536,
-        "mtu": 9000,
-        "static_arp": True,
-        "emulate_delay": True,
-    },
-    "twin": {
-        "timebase": "nominal",
-        "detect_s": 0.0,
-        "max_time_s": None,
-        "resolution": 0.0,
-    },
-}
-TOP_KEYS = set(DEFAULTS) | {"topology", "workload", "jobs"}
-JOB_KEYS = ("name", "workload", "placement", "hosts")
-COUNTED_PLACEMENTS = ("packed", "spread", "random")
-MAX_JOB_NAME = 16
+def _defaults(model):
+    return {name: field.get_default(call_default_factory=True)
+            for name, field in model.model_fields.items()}
+
+
+# Every default a checked spec fills in (fields without one are None), and the keys a spec
+# and a job may have: read from the models (fabric/config.py), for the reference
+# generator (scripts/gen_spec_doc.py) and for callers that look defaults up.
+DEFAULTS = {name: default for name, default in _defaults(config.Spec).items()
+            if name not in ("topology", "workload", "jobs")}
+DEFAULTS.update({section: _defaults(model) for section, model in SECTIONS.items()})
+TOP_KEYS = set(config.Spec.model_fields)
+JOB_KEYS = tuple(config.Job.model_fields)
 
 
 class SpecError(ValueError):
     """A spec file that cannot be run; the message names the file, key and value."""
 
 
-def _need(cond, where, msg):
-    if not cond:
-        raise SpecError(f"{where}: {msg}")
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _named(spec, key, where):
-    part = spec.get(key)
-    _need(part is not None, where, f"missing key '{key}'")
-    if isinstance(part, str):
-        part = {"name": part}
-    _need(isinstance(part, dict), where, f"'{key}' must be a name or a mapping, got {part!r}")
-    extra = set(part) - {"name", "params"}
-    _need(not extra, where, f"'{key}' has unknown keys {sorted(extra)}")
-    _need(isinstance(part.get("name"), str), where, f"'{key}.name' must be a string")
-    params = part.get("params") or {}
-    _need(isinstance(params, dict), where, f"'{key}.params' must be a mapping, got {params!r}")
-    return {"name": part["name"], "params": params}
-
-
-def _job(job, index, where, seen):
-    """One checked job of ``jobs``: ``name``, ``workload``, ``placement``, ``hosts``."""
-    at = f"{where}: jobs[{index}]"
-    _need(isinstance(job, dict), at, f"a job must be a mapping, got {job!r}")
-    unknown = set(job) - set(JOB_KEYS)
-    _need(not unknown, at, f"unknown keys {sorted(unknown)}; known: {list(JOB_KEYS)}")
-    name = job.get("name")
-    _need(isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum()
-          and len(name) <= MAX_JOB_NAME, at,
-          f"'name' must be 1-{MAX_JOB_NAME} letters, digits, - or _, got {name!r}")
-    at = f"{where}: job {name!r} (jobs[{index}])"
-    _need(name not in seen, at, f"'name' {name!r} is used by jobs[{seen.get(name)}] too")
-    seen[name] = index
-    out = {"name": name, "workload": _named(job, "workload", at)}
-    placement, hosts = job.get("placement", "packed"), job.get("hosts")
-    if isinstance(placement, dict):
-        extra = set(placement) - {"hosts"}
-        _need(not extra, at, f"'placement' has unknown keys {sorted(extra)}; known: ['hosts']")
-        _need(hosts is None, at, "'hosts' is not allowed beside 'placement.hosts'")
-        placement, hosts, key = "explicit", placement.get("hosts"), "placement.hosts"
-    else:
-        key = "hosts"
-    if placement == "explicit":
-        _need(isinstance(hosts, list) and hosts and all(isinstance(h, str) for h in hosts),
-              at, f"'{key}' must be a non-empty list of host names, got {hosts!r}")
-        for h in hosts:
-            _need(hosts.count(h) == 1, at, f"'{key}' lists {h!r} more than once")
-    else:
-        _need(placement in COUNTED_PLACEMENTS, at,
-              f"'placement' must be one of {list(COUNTED_PLACEMENTS)} or "
-              f"{{hosts: [h1, ...]}}, got {placement!r}")
-        _need(_is_int(hosts) and hosts >= 1, at,
-              f"'hosts' must be an integer >= 1 (how many hosts, placement {placement}), "
-              f"got {hosts!r}")
-    return dict(out, placement=placement, hosts=hosts)
-
-
-def _jobs(jobs, where):
-    """The checked ``jobs`` list (see the module docstring)."""
-    _need(isinstance(jobs, list) and jobs, where,
-          f"'jobs' must be a non-empty list of jobs, got {jobs!r}")
-    seen = {}
-    return [_job(job, i, where, seen) for i, job in enumerate(jobs)]
-
-
 def check(spec, where="spec"):
-    """Validate a spec mapping; return a new dict with defaults filled in."""
-    _need(isinstance(spec, dict), where, "a spec must be a YAML mapping")
-    unknown = set(spec) - TOP_KEYS
-    _need(not unknown, where, f"unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
-    out = copy.deepcopy(DEFAULTS)
-    for section in ("emulation", "controller", "twin"):
-        part = spec.get(section) or {}
-        _need(isinstance(part, dict), where, f"'{section}' must be a mapping")
-        bad = set(part) - set(DEFAULTS[section])
-        _need(not bad, where, f"unknown {section} keys {sorted(bad)}; "
-                              f"known: {sorted(DEFAULTS[section])}")
-        out[section].update(part)
-    out.update({k: v for k, v in spec.items() if k not in ("emulation", "controller", "twin")})
-    out["topology"] = _named(spec, "topology", where)
-    has_jobs = spec.get("jobs") is not None
-    _need(not (has_jobs and spec.get("workload") is not None), where,
-          "give 'workload' or 'jobs', not both")
-    out["workload"] = None if has_jobs else _named(spec, "workload", where)
-    out["jobs"] = _jobs(spec["jobs"], where) if has_jobs else None
-    _need(_is_int(out["seed"]) and out["seed"] >= 0, where,
-          f"'seed' must be an integer >= 0, got {out['seed']!r}")
-    _need(_is_int(out["repeats"]) and out["repeats"] >= 1, where,
-          f"'repeats' must be an integer >= 1, got {out['repeats']!r}")
-    _need(isinstance(out["baseline"], bool), where,
-          f"'baseline' must be true or false, got {out['baseline']!r}")
-    _need(out["policy"] in POLICY_NAMES, where,
-          f"'policy' must be one of {list(POLICY_NAMES)}, got {out['policy']!r}")
-    _need(out["backend"] in BACKENDS, where,
-          f"'backend' must be one of {list(BACKENDS)}, got {out['backend']!r}")
-    _need(out["backend"] != "twin" or out["policy"] in POLICIES, where,
-          f"'policy' {out['policy']!r} is a Ryu reference app, which the twin does not run; "
-          f"the twin runs {list(POLICIES)}")
-    tw = out["twin"]
-    _need(tw["timebase"] in TIMEBASES, where,
-          f"'twin.timebase' must be one of {list(TIMEBASES)}, got {tw['timebase']!r}")
-    _need(_is_num(tw["detect_s"]) and tw["detect_s"] >= 0, where,
-          f"'twin.detect_s' must be a number >= 0, got {tw['detect_s']!r}")
-    _need(tw["max_time_s"] is None or (_is_num(tw["max_time_s"]) and tw["max_time_s"] > 0),
-          where, f"'twin.max_time_s' must be a number > 0, got {tw['max_time_s']!r}")
-    _need(_is_num(tw["resolution"]) and 0 <= tw["resolution"] < 0.1, where,
-          f"'twin.resolution' must be a number in [0, 0.1), got {tw['resolution']!r}")
-    ctl = out["controller"]
-    _need(_is_num(ctl["stats_interval_s"]) and ctl["stats_interval_s"] > 0, where,
-          f"'controller.stats_interval_s' must be a number > 0, got {ctl['stats_interval_s']!r}")
-    _need(isinstance(ctl["fast_failover"], bool), where,
-          f"'controller.fast_failover' must be true or false, got {ctl['fast_failover']!r}")
-    _need(isinstance(ctl["options"], dict), where,
-          f"'controller.options' must be a mapping, got {ctl['options']!r}")
+    """Validate a spec mapping; return a new dict with defaults filled in.
+
+    Parameters
+    ----------
+    spec : dict
+        The spec as read from YAML (or an already checked spec: checking is idempotent).
+    where : str
+        What to name in an error: the file, and a sweep's cell.
+
+    Returns
+    -------
+    dict
+        :class:`fabric.config.Spec`'s ``model_dump()``: every key present, ``placement:
+        {hosts: [...]}`` as ``placement: explicit, hosts: [...]``, the default ``name``.
+
+    Raises
+    ------
+    SpecError
+        ``"<where>: <key path and value>"``, one line, for the first problem.
+    """
+    if not isinstance(spec, dict):
+        raise SpecError(f"{where}: a spec must be a YAML mapping")
     try:
-        PolicyConfig.from_options(ctl["options"])
-    except (PolicyError, TypeError) as e:
-        raise SpecError(f"{where}: 'controller.options': {e}") from None
-    _need(isinstance(ctl["health"], dict), where,
-          f"'controller.health' must be a mapping, got {ctl['health']!r}")
-    try:
-        HealthConfig.from_options(ctl["health"])
-    except (HealthError, TypeError) as e:
-        raise SpecError(f"{where}: 'controller.health': {e}") from None
-    _need(_is_num(out["timeout_s"]) and out["timeout_s"] > 0, where,
-          f"'timeout_s' must be a number > 0, got {out['timeout_s']!r}")
-    em = out["emulation"]
-    _need(_is_num(em["host_link_mbps"]) and 0 < em["host_link_mbps"] <= 1000, where,
-          f"'emulation.host_link_mbps' must be in (0, 1000], got {em['host_link_mbps']!r}")
-    _need(_is_int(em["queue_packets"]) and em["queue_packets"] >= 1, where,
-          f"'emulation.queue_packets' must be an integer >= 1, got {em['queue_packets']!r}")
-    _need(em["congestion_control"] in ("cubic", "reno", "bbr"), where,
-          f"'emulation.congestion_control' must be cubic, reno or bbr, "
-          f"got {em['congestion_control']!r}")
-    _need(_is_int(em["tcp_window_bytes"]) and em["tcp_window_bytes"] >= 0, where,
-          f"'emulation.tcp_window_bytes' must be an integer >= 0 (0: autotuning), "
-          f"got {em['tcp_window_bytes']!r}")
-    _need(_is_int(em["mtu"]) and 1280 <= em["mtu"] <= 9000, where,
-          f"'emulation.mtu' must be an integer from 1280 to 9000, got {em['mtu']!r}")
-    for key in ("static_arp", "emulate_delay"):
-        _need(isinstance(em[key], bool), where,
-              f"'emulation.{key}' must be true or false, got {em[key]!r}")
-    if out["name"] is None:
-        what = "jobs" if has_jobs else out["workload"]["name"]
-        out["name"] = f"{out['topology']['name']}-{what}"
-    _need(isinstance(out["name"], str) and out["name"].replace("-", "").replace("_", "").isalnum(),
-          where, f"'name' must be letters, digits, - or _, got {out['name']!r}")
-    return out
+        return config.Spec.model_validate(spec).model_dump()
+    except config.ValidationError as e:
+        raise SpecError(f"{where}: {config.explain(e, config.Spec, spec)}") from None
 
 
 def read(path):

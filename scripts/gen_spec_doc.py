@@ -1,12 +1,13 @@
 """Generate docs/spec.md, the experiment spec reference, from the code that checks specs.
 
-Keys, defaults and allowed values come from fabric/spec.py; topology parameters from the
+Keys, types, bounds, allowed values and meanings come from the models of fabric/config.py
+(a field's ``description``), defaults from fabric/spec.py; topology parameters from the
 builders' signatures and numpydoc (topologies/); workload parameters from the generators'
 signatures and numpydoc (traffic/workloads.py); policy and health options from the
-dataclasses controllers.policies.PolicyConfig and controllers.health.HealthConfig. Only the
-one-line meaning of each top-level key is written here, and :func:`render` fails if those
-lines and fabric/spec.py's keys disagree, so the reference cannot silently go stale
-(tests/test_docs.py compares the committed file with :func:`render`).
+dataclasses controllers.policies.PolicyConfig and controllers.health.HealthConfig.
+:func:`render` fails if a key has no description or the models and fabric/spec.py disagree,
+so the reference cannot silently go stale (tests/test_docs.py compares the committed file
+with :func:`render`).
 
 Usage: python scripts/gen_spec_doc.py [--check]   (writes docs/spec.md, or exits 1 if stale)
 """
@@ -18,81 +19,22 @@ import json
 import pathlib
 import re
 import sys
+import typing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from controllers.health import HealthConfig  # noqa: E402
 from controllers.policies import PolicyConfig  # noqa: E402
-from fabric import spec  # noqa: E402
+from fabric import config, spec  # noqa: E402
 from topologies import TOPOLOGIES  # noqa: E402
 from traffic.workloads import WORKLOADS  # noqa: E402
 
 OUT = ROOT / "docs" / "spec.md"
 
-# What each key means: the only hand-written part; render() checks it covers exactly
-# fabric/spec.py's keys.
-TOP = {
-    "name": ("string of letters, digits, - or _",
-             "names the run's results directory; default `<topology>-<workload>` "
-             "(`<topology>-jobs` with `jobs`)"),
-    "seed": ("integer >= 0", "seed of the workload generator (repeat i uses seed + i)"),
-    "repeats": ("integer >= 1", "how many times the run is repeated"),
-    "baseline": ("true or false",
-                 "also run a one-switch non-blocking fabric with the same hosts and rates"),
-    "policy": (None, "routing policy of the controller, or a Ryu reference app"),
-    "backend": (None, "who carries the flows: Mininet + Open vSwitch, or the flow-level twin"),
-    "timeout_s": ("number > 0", "seconds the schedule may run (from the clock's start) "
-                                "before the agents are stopped"),
-    "topology": ("name, or `{name, params}`", "the fabric: see [Topologies](#topologies)"),
-    "workload": ("name, or `{name, params}`",
-                 "the traffic: see [Workloads](#workloads); required unless `jobs` is given"),
-    "jobs": ("non-empty list", "several workloads at once: see [Jobs](#jobs); "
-                               "not together with `workload`"),
-    "controller": ("mapping", "our controller: see [controller](#controller)"),
-    "emulation": ("mapping", "the Mininet backend: see [emulation](#emulation)"),
-    "twin": ("mapping", "the flow-level simulator: see [twin](#twin)"),
-}
-CONTROLLER = {
-    "stats_interval_s": ("number > 0", "period of the port and flow statistics rounds (s)"),
-    "fast_failover": ("true or false", "protect each next hop with an OpenFlow "
-                                       "FAST_FAILOVER group"),
-    "options": ("mapping", "policy thresholds: see [controller.options](#controlleroptions)"),
-    "health": ("mapping", "gray-failure and flap-dampening thresholds: see "
-                          "[controller.health](#controllerhealth)"),
-}
-EMULATION = {
-    "host_link_mbps": ("number in (0, 1000]",
-                       "emulated rate of a host link (Mbit/s); sets the scale factor"),
-    "queue_packets": ("integer >= 1", "tail-drop queue length of every shaped interface "
-                                      "(packets)"),
-    "congestion_control": (None, "TCP congestion control set in every host"),
-    "tcp_window_bytes": ("integer >= 0", "receive buffer the agents set, which clamps the "
-                                         "TCP window (bytes; 0: autotuning)"),
-    "mtu": ("integer from 1280 to 9000", "MTU of every interface (bytes)"),
-    "static_arp": ("true or false", "give every host permanent neighbour entries for all "
-                                    "fabric hosts; off, ARP goes through the controller"),
-    "emulate_delay": ("true or false", "apply propagation delay (scaled by 1/scale) with "
-                                       "netem where the kernel has it"),
-}
-TWIN = {
-    "timebase": (None, "`nominal`: the fabric's own rates and seconds; `emulated`: the "
-                       "emulation's scaled ones"),
-    "detect_s": ("number >= 0", "time from a link failure to the controller's port event (s)"),
-    "max_time_s": ("number > 0 or null", "simulated-time limit (s); none by default"),
-    "resolution": ("number in [0, 0.1)",
-                   "a flow whose time left is below this fraction of the time it has run "
-                   "ends with the flows ending now; 0 = exact"),
-}
-SECTIONS = {"controller": CONTROLLER, "emulation": EMULATION, "twin": TWIN}
-# Allowed values that fabric/spec.py holds as constants.
-CONSTANT_CHOICES = {
-    ("", "policy"): spec.POLICY_NAMES,
-    ("", "backend"): spec.BACKENDS,
-    ("twin", "timebase"): spec.TIMEBASES,
-}
-# fabric/spec.py spells this list in check()'s test; render() verifies it is still there.
-CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
+# The models whose fields are the spec's keys, by section ("" for the top level): their
+# types, bounds, allowed values and meanings (``description``) are the reference's columns.
+MODELS = {"": config.Spec, **config.SECTIONS}
 
 
 class DocError(RuntimeError):
@@ -153,19 +95,25 @@ def _table(header, rows):
     return out
 
 
-def _keys_table(where, described, defaults):
-    if set(described) != set(defaults):
-        raise DocError(f"{where}: documented keys {sorted(described)} differ from "
-                       f"fabric/spec.py's {sorted(defaults)}")
-    rows = []
-    for key in defaults:
-        kind, meaning = described[key]
-        if kind is None:
-            values = CONSTANT_CHOICES.get((where, key))
-            if values is None and (where, key) == ("emulation", "congestion_control"):
-                values = CONGESTION_CONTROLS
-            kind = "one of " + _choices(values)
-        rows.append((f"`{key}`", kind, _code(defaults[key]), meaning))
+def _kind(field):
+    """A field's type column: its allowed values as code, or :func:`fabric.config.expects`."""
+    annotation, _ = config._strip(field.annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + _choices(typing.get_args(annotation))
+    return config.expects(field)
+
+
+def _keys_table(where, defaults):
+    """The table of section ``where``'s keys; DocError if a key of ``defaults`` (fabric/spec.py)
+    is not a field of the section's model or has no description there."""
+    fields = MODELS[where].model_fields
+    bad = sorted(set(fields) ^ set(defaults)) + [
+        k for k in fields if k in defaults and not fields[k].description]
+    if bad:
+        raise DocError(f"{where or 'top level'}: keys {bad} lack a description in "
+                       f"fabric/config.py or differ from fabric/spec.py's {sorted(defaults)}")
+    rows = [(f"`{key}`", _kind(fields[key]), _code(defaults[key]), fields[key].description)
+            for key in defaults]
     return _table(("key", "type / allowed values", "default", "meaning"), rows)
 
 
@@ -214,16 +162,11 @@ def _summary(fn):
 
 def render():
     """The text of docs/spec.md, generated from the code."""
-    source = inspect.getsource(spec.check)
-    spelled = "(" + ", ".join(f'"{v}"' for v in CONGESTION_CONTROLS) + ")"
-    if f'em["congestion_control"] in {spelled}' not in source:
-        raise DocError("fabric/spec.py no longer checks congestion_control against "
-                       f"{CONGESTION_CONTROLS}: update scripts/gen_spec_doc.py")
-    top_defaults = {k: spec.DEFAULTS.get(k) for k in TOP}
-    if set(TOP) != spec.TOP_KEYS:
-        raise DocError(f"documented top-level keys {sorted(TOP)} differ from fabric/spec.py's "
+    top = list(config.Spec.model_fields)
+    if set(top) != spec.TOP_KEYS:
+        raise DocError(f"documented top-level keys {sorted(top)} differ from fabric/spec.py's "
                        f"{sorted(spec.TOP_KEYS)}")
-    top_defaults.update({k: None for k in ("topology", "workload", "jobs")})
+    top_defaults = {k: spec.DEFAULTS.get(k) for k in top}
     out = [
         "# Experiment spec reference",
         "",
@@ -232,22 +175,40 @@ def render():
         "     `python scripts/gen_spec_doc.py`. tests/test_docs.py fails if it is stale. -->",
         "",
         "An experiment spec is one YAML mapping (see `experiments/` for examples). "
-        "`fabric/spec.py` checks it once, fills in every default below and stops at the "
-        "first problem with one line naming the file, the key and the value. Unknown keys "
-        "are errors at every level.",
+        "`fabric/spec.py` checks it once against the pydantic models of `fabric/config.py`, "
+        "fills in every default below and stops at the first problem with one line naming "
+        "the file, the key path and the value. Unknown keys are errors at every level; "
+        "counts must be integers and rates numbers (`true` or `\"4\"` are refused).",
+        "",
+        "## Checking a spec in an editor",
+        "",
+        "The same models give the spec's JSON Schema, committed as "
+        "[schema/spec.json](schema/spec.json) (`aifabric schema spec` prints it; "
+        "`aifabric schema trace` prints [schema/trace.json](schema/trace.json), one line "
+        "of a trace). An editor with the YAML language server (VS Code's YAML extension, "
+        "Neovim's yamlls, ...) checks and completes a spec that starts with:",
+        "",
+        "```yaml",
+        "# yaml-language-server: $schema=../docs/schema/spec.json",
+        "```",
+        "",
+        "(the path relative to the spec; `experiments/demo.yaml` has it). The schema knows "
+        "every key, default and allowed value, and each topology's and workload's parameter "
+        "names and defaults; parameter values are checked by the builders when a run "
+        "starts, before anything is built. A sweep file (lists as axes) is not a spec: "
+        "its cells are.",
         "",
         "## Top-level keys",
         "",
-        *_keys_table("", TOP, {k: top_defaults[k] for k in TOP}),
+        *_keys_table("", top_defaults),
         "",
         "A section (`controller`, `emulation`, `twin`) may give only some of its keys; the "
         "others keep their defaults. `topology` and `workload` may be a bare name "
         "(`topology: fattree`) or `{name: ..., params: {...}}`; `params` default to the "
         "builder's or generator's defaults.",
     ]
-    for section, described in SECTIONS.items():
-        out += ["", f"## {section}", "", *_keys_table(section, described,
-                                                      spec.DEFAULTS[section])]
+    for section in config.SECTIONS:
+        out += ["", f"## {section}", "", *_keys_table(section, spec.DEFAULTS[section])]
     out += ["", "### controller.options", "",
             "Thresholds of the adaptive policies (`controllers.policies.PolicyConfig`).", "",
             *_config_table(PolicyConfig),

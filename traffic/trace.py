@@ -24,7 +24,9 @@ schedule file is a trace without them::
   ``start_s`` and ``sent_s`` (sender), ``end_s`` (receiver; null if it never completed) and
   ``bytes_received``, in measured seconds since the run's clock started.
 
-A malformed line is reported as ``<path>:<line>: <what is wrong>``; a trace whose flows do
+Every line is checked against the models :class:`fabric.config.TraceHeader` and
+:class:`fabric.config.TraceFlow` (their JSON Schema: docs/schema/trace.json). A malformed
+line is reported as ``<path>:<line>: <what is wrong>``; a trace whose flows do
 not form a valid DAG, or whose measurements contradict its flows, as ``<path>: ...``.
 
 Replay
@@ -39,12 +41,13 @@ dependencies: an open-loop copy of what happened).
 import json
 from collections import namedtuple
 
+from fabric.config import Measured, TraceFlow, TraceHeader, ValidationError, explain
 from traffic.metrics import _natural_key, flow_table
 from traffic.moe import _check_hosts
 from traffic.schedule import Flow, Schedule, ScheduleError, iter_jsonl
 
 VERSION = 1
-MEASURED_KEYS = ("start_s", "sent_s", "end_s", "bytes_received")
+MEASURED_KEYS = tuple(Measured.model_fields)
 TIMINGS = ("deps", "measured")
 
 Trace = namedtuple("Trace", "schedule records info")
@@ -89,17 +92,12 @@ def write_trace(path, schedule, records=(), time_scale=1.0, topology=None):
         out.write("\n".join(lines) + "\n")
 
 
-def _measured(fid, value):
-    if not isinstance(value, dict):
-        raise ScheduleError(f"flow {fid!r}: measured must be a JSON object")
-    unknown = sorted(set(value) - set(MEASURED_KEYS))
-    if unknown:
-        raise ScheduleError(f"flow {fid!r}: unknown measured key(s) {', '.join(unknown)}")
-    for k, v in value.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ScheduleError(f"flow {fid!r}: measured {k} must be a number or null, "
-                                f"got {v!r}")
-    return {"id": fid, **value}
+def _check(model, obj):
+    """``obj`` validated as ``model`` (fabric/config.py: the format's one definition)."""
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        raise ScheduleError(explain(e, model, obj, quote=False)) from None
 
 
 def read_trace(path):
@@ -121,17 +119,19 @@ def read_trace(path):
         try:
             if header is None:
                 header = Schedule.header_from_obj(obj)
-                info = obj.get("trace", {})
-                if not isinstance(info, dict):
-                    raise ScheduleError("the header's trace must be a JSON object")
+                _check(TraceHeader, obj)
+                info = obj.get("trace") or {}
                 continue
             if not isinstance(obj, dict):
                 raise ScheduleError(f"a flow must be a JSON object, got {type(obj).__name__}")
-            obj = dict(obj)
-            measured = obj.pop("measured", None)
-            flow = Flow.from_dict(obj)
-            if measured is not None:
-                records.append(_measured(flow.id, measured))
+            try:
+                line = _check(TraceFlow, obj)
+            except ScheduleError as e:
+                raise ScheduleError(f"flow {obj.get('id')!r}: {e}") from None
+            flow = Flow.from_dict({k: v for k, v in obj.items() if k != "measured"})
+            if line.measured is not None:
+                # The values as written: a record keeps an integer byte count an integer.
+                records.append({"id": flow.id, **obj["measured"]})
             flows.append(flow)
         except ScheduleError as e:
             raise ScheduleError(f"{path}:{lineno}: {e}") from None
