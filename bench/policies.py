@@ -464,7 +464,7 @@ def start(results, label):
                            + f"-{label}")
     os.makedirs(out_dir, exist_ok=True)
     runner.terminate_on_sigterm()
-    for line in cleanup.cleanup():
+    for line in cleanup.cleanup_if_free():
         log(f"cleaned up after an earlier run: {line}")
     return out_dir, log
 

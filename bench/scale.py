@@ -88,7 +88,7 @@ def main(argv=None):
     run_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
                            + f"-scale-k{a.k}")
     os.makedirs(run_dir, exist_ok=True)
-    for line in cleanup.cleanup():
+    for line in cleanup.cleanup_if_free():
         print(f"cleaned up after an earlier run: {line}")
     n_sw, n_h = len(model.switches(g)), len(model.hosts(g))
     print(f"fat-tree k={a.k}: {n_sw} switches, {n_h} hosts, "

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 STATE_DIR = os.environ.get("AIFABRIC_STATE_DIR", "/run/aifabric")
@@ -53,6 +54,8 @@ class MachineLock:
     one namespace per machine, so two emulations at once would tear down each other's nodes.
     """
 
+    held = 0   # how many of this process's locks are held: its cleanup() needs none more
+
     def __init__(self):
         self._fd = None
 
@@ -80,11 +83,13 @@ class MachineLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+        MachineLock.held += 1
 
     def release(self):
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+            MachineLock.held -= 1
 
 
 def record(**created):
@@ -211,7 +216,34 @@ def other_live_runs():
 def cleanup(include_live=False):
     """Remove what runs left behind. A run whose process is still alive is left alone unless
     ``include_live``; this process's own record always is. Returns a list of what was
-    removed, for the log."""
+    removed, for the log.
+
+    Nodes are removed by name, and every fabric reuses the same names, so this holds the
+    machine lock while it works (waiting as :meth:`MachineLock.acquire` does; it raises
+    :class:`Busy` if another emulation keeps it): otherwise a run that took the machine when
+    the dead one released it would lose its own bridges and shells of those names.
+    ``include_live`` takes no lock (it stops the live runs anyway)."""
+    lock = None
+    if not include_live and not MachineLock.held:
+        lock = MachineLock()
+        lock.acquire()
+    try:
+        return _cleanup(include_live)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def cleanup_if_free():
+    """:func:`cleanup` before a run, or nothing if another emulation holds the machine (the
+    run's own emulation cleans up under the lock when it gets it)."""
+    try:
+        return cleanup()
+    except Busy:
+        return []
+
+
+def _cleanup(include_live):
     for owner, path in _owned("ctl-", ".sock"):
         if not _alive(owner):  # a dead run's coordinator socket: nothing listens
             os.remove(path)
@@ -329,10 +361,15 @@ def main(argv=None):
     p.add_argument("--all", action="store_true",
                    help="also what live runs recorded (stops them from working)")
     a = p.parse_args(argv)
-    for line in cleanup(include_live=a.all):
+    try:
+        removed = cleanup(include_live=a.all)
+    except Busy as e:
+        print(f"aifabric clean: {e}; nothing removed (--all stops it too)", file=sys.stderr)
+        return 1
+    for line in removed:
         print("cleanup:", line)
     return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -606,7 +606,7 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
     out_dir = os.path.join(results_dir, run_id)
     os.makedirs(out_dir, exist_ok=True)
     if spec["backend"] == "emulation":
-        for line in cleanup.cleanup():
+        for line in cleanup.cleanup_if_free():
             log(f"cleaned up after an earlier run: {line}")
     runs = []
     all_rows = []

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from fabric import cleanup
 
 
@@ -19,13 +21,15 @@ def _dead_pid():
 
 def test_a_dead_runs_state_and_socket_go_a_live_runs_stay(tmp_path, monkeypatch):
     monkeypatch.setattr(cleanup, "STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(cleanup, "LOCK_PATH", str(tmp_path / "emulation.lock"))
     dead, live = _dead_pid(), os.getppid()
     for pid in (dead, live):
         (tmp_path / f"ctl-{pid}.sock").write_text("")
         (tmp_path / f"run-{pid}.json").write_text(json.dumps({"bridges": [], "pids": []}))
     removed = cleanup.cleanup()
     assert removed == [f"run {dead}: 0 bridges, 0 processes"]
-    assert sorted(os.listdir(tmp_path)) == [f"ctl-{live}.sock", f"run-{live}.json"]
+    assert sorted(os.listdir(tmp_path)) == [f"ctl-{live}.sock", "emulation.lock",
+                                            f"run-{live}.json"]
 
 
 def _line(pid):
@@ -68,3 +72,33 @@ def test_our_and_orphaned_controllers_are_leftovers_another_programs_is_not(tmp_
             cleanup._signal(p, 9)
         subprocess.run(["pkill", "-f", str(starter)])
         ours.wait()
+
+
+def test_clean_up_waits_for_the_machine_and_removes_nothing_while_a_run_holds_it(
+        tmp_path, monkeypatch):
+    """A dead run's nodes are removed by name, names every fabric reuses: while another
+    emulation holds the machine (it may have taken it as the dead run released it, and built
+    nodes of the same names), nothing is removed and `aifabric clean` says why."""
+    monkeypatch.setattr(cleanup, "STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(cleanup, "LOCK_PATH", str(tmp_path / "emulation.lock"))
+    monkeypatch.setenv("AIFABRIC_LOCK_WAIT_S", "0")
+    dead = _dead_pid()
+    record = tmp_path / f"run-{dead}.json"
+    record.write_text(json.dumps({"bridges": ["e1"], "hosts": ["h1"], "pids": []}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from fabric import cleanup; "
+         f"cleanup.LOCK_PATH = {str(tmp_path / 'emulation.lock')!r}; "
+         "cleanup.MachineLock().acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(cleanup.Busy, match=f"pid {holder.pid}"):
+            cleanup.cleanup()
+        assert cleanup.cleanup_if_free() == []
+        assert record.exists()
+        assert cleanup.main([]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cleanup.cleanup() == [f"run {dead}: 1 bridges, 0 processes"]
+    assert not record.exists()
