@@ -316,6 +316,10 @@ class Renderer:
             before.flows, before.groups = held_flows, held_groups
             return
         dirty = self._dirty
+        # Whatever was sent to it since it was asked (a rule put and dropped again while it
+        # waited to be reconciled: those messages were not sent) is no longer believed held.
+        for key in [k for k in dirty if k[0] == dpid]:
+            del dirty[key]
         for key in set(table.flows) | set(held_flows):
             dirty[(dpid, "f", key)] = held_flows.get(key)
         for gid in set(table.groups) | set(held_groups):
