@@ -10,7 +10,7 @@ It composes pure parts with one job each, and adds only what joins them (ARP ans
 change set is taken, which flows a change breaks):
 
 - topology state (controllers/topology.py): switches, links from LLDP probes, hosts from the
-  ARP they send; events in, change sets out;
+  ARP or IPv4 packets they send; events in, change sets out;
 - path service (controllers/paths.py): distances and equal-cost next hops per destination
   switch, updated incrementally per change set; equal-cost and k shortest paths;
 - load model (controllers/loads.py): smoothed port rates, learned flows with their demand
@@ -157,6 +157,14 @@ def link_capacities(g, scale=1.0):
             if g.nodes[a]["role"] != "host":
                 caps[(g.nodes[a]["dpid"], d["ports"][a])] = d["capacity_gbps"] * 1e9 * scale
     return caps
+
+
+def _multicast(mac):
+    """Is ``mac`` (``aa:bb:...``) a group address (multicast or broadcast)? No host has one."""
+    try:
+        return bool(int(mac[:2], 16) & 1)
+    except ValueError:
+        return True
 
 
 class CandidatePaths:
@@ -426,6 +434,7 @@ class RoutingCore:
         if up:
             self.topo.port_up(dpid, port)
             self._learn_expected(dpid, port)
+            self.render.ports_changed({dpid: (port,)})
             return self.meters.port_up(dpid, [port]) + self._probe(dpid, [port])
         peer = self.topo.peer(dpid, port)
         if peer is not None:
@@ -435,6 +444,7 @@ class RoutingCore:
             if link in self.health.excluded():
                 self.topo.set_excluded(link, True)
         self.topo.port_down(dpid, port)
+        self.render.ports_changed({dpid: (port,)})
         return []
 
     # -- link discovery --------------------------------------------------------------------
@@ -514,6 +524,11 @@ class RoutingCore:
         if self.topo.link_seen(src_dpid, src_port, dst_dpid, dst_port,
                                now if sent_at is None or sent_at > now else sent_at):
             self.counters["links_learned"] += 1
+            # A port found to face a switch loses its relearn rule (even where the switch
+            # pair's adjacency, and so the change set, stays as it was: a parallel link).
+            self.render.ports_changed({src_dpid: (src_port,), dst_dpid: (dst_port,)}
+                                      if src_dpid != dst_dpid else
+                                      {src_dpid: (src_port, dst_port)})
         return []
 
     def expire_links(self, now):
@@ -653,12 +668,21 @@ class RoutingCore:
         return []
 
     def packet_in_flow(self, dpid, in_port, flow_key, src_mac, dst_mac, data, now):
-        """The first packet of an unknown IPv4 TCP/UDP flow reached the controller.
+        """An IPv4 packet reached the controller: the first of an unknown TCP/UDP flow, or
+        one from a host port where no host is known.
 
-        Learning policies install, on every host port, a rule sending such packets here; the
-        app parses the packet's 5-tuple and MACs and calls this. The core learns the flow,
-        places it, and returns the rules that take over the flow (so its next packets stay in
-        the switch) followed by a PacketOut that sends this packet through the switch's table
+        Learning policies install, on every host port, a rule sending new flows' packets
+        here, and every live port facing no switch and holding no known host sends its IPv4
+        packets here (controllers/render.py, PRIO_RELEARN; both through the port's meter);
+        the app parses the packet's 5-tuple and MACs and calls this. A sender not known at
+        (dpid, in_port) is learned from the packet as from an ARP it sent, with the same
+        checks (not on a port that faces a switch, or faced one since it came up; not a host
+        known at another live port; at most :data:`~controllers.topology.HOSTS_PER_PORT_MAX`
+        hosts per port; never a multicast source MAC): a host with static ARP is relearned
+        from its traffic after a restart without a topology model. The core then learns the
+        flow (if its policy learns flows), places it, and returns the rules that take over
+        (the host's routes, the flow's rules, so its next packets stay in the switch)
+        followed by a PacketOut that sends this packet through the switch's table
         (``PORT_TABLE``), where it is forwarded like any other.
 
         Parameters
@@ -676,15 +700,34 @@ class RoutingCore:
         """
         self._at(now)
         self.counters["flow_packet_ins"] += 1
+        key = FlowKey.of(flow_key)
         host = self.hosts.get(src_mac)
-        # A sender not known at that port is not learned; its packet is still forwarded.
-        if host is not None and (host.dpid, host.port) == (dpid, in_port):
-            self._learn_flow(FlowKey.of(flow_key), src_mac, dst_mac, now)
+        if host is None or (host.dpid, host.port) != (dpid, in_port):
+            host = self._learn_from_traffic(dpid, in_port, src_mac, key.ipv4_src)
+        # A sender refused is not learned, nor its flow; its packet is still forwarded.
+        if host is not None:
+            self._learn_flow(key, src_mac, dst_mac, now)
         msgs = self.flush(now)
         if data:
             msgs.append(PacketOut(dpid, (PORT_TABLE,), data))
         return msgs
 
+    def _learn_from_traffic(self, dpid, in_port, mac, ip):
+        """Learn the sender of an IPv4 packet at (dpid, in_port) as :meth:`packet_in_arp`
+        learns an ARP sender; returns the host if it is now known there, else None."""
+        if dpid not in self.ports or self.topo.faces_switch(dpid, in_port) or \
+                not isinstance(mac, str) or _multicast(mac):
+            self.counters["hosts_refused_from_traffic"] += 1
+            return None
+        learned = self.counters["hosts_learned"]
+        self._learn(mac, ip, dpid, in_port)
+        host = self.hosts.get(mac)
+        if host is None or (host.dpid, host.port) != (dpid, in_port):
+            self.counters["hosts_refused_from_traffic"] += 1
+            return None
+        if self.counters["hosts_learned"] != learned:
+            self.counters["hosts_learned_from_traffic"] += 1
+        return host
 
     def _learn_flow(self, key, src_mac, dst_mac, now):
         flow = self.flows.get(key)

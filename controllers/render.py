@@ -67,8 +67,8 @@ from controllers.locator import locator_dpid, switch_prefix
 from controllers.rules import (
     COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
     IP_PROTO_TCP, IP_PROTO_UDP, PORT_IN_PORT, PRIO_CONTROL, PRIO_DETOUR, PRIO_HOST_ROUTE,
-    PRIO_LEARN, PRIO_TABLE_MISS, Bucket, ClearSwitch, FlowMod, FlowRule, Group, GroupMod, Output,
-    ToController, ToGroup, match)
+    PRIO_LEARN, PRIO_RELEARN, PRIO_TABLE_MISS, Bucket, ClearSwitch, FlowMod, FlowRule, Group,
+    GroupMod, Output, ToController, ToGroup, match)
 from controllers.meters import ControlMeters
 
 # The interning cache is dropped at a full rebuild once it holds more objects than this, so it
@@ -220,6 +220,11 @@ class Renderer:
     learn_flows : bool
         Send new IPv4 TCP/UDP flows from host ports to the controller (PRIO_LEARN rules).
 
+    Every live port that has faced no switch since it came up and where no host is known
+    sends IPv4 packets to the controller through its port's meter (a PRIO_RELEARN rule), so
+    a host is learned from its traffic as from its ARP (``RoutingCore.packet_in_flow``); the
+    rule goes once a host is known there.
+
     Attributes
     ----------
     tables : dict
@@ -261,6 +266,7 @@ class Renderer:
         self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
         self._uses = {}        # owner -> (dst, dpid) units its pins use
         self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
+        self._relearn = {}     # (dpid, port) -> relearn rule installed on that empty port
         self._dirty = {}       # (dpid, kind, key) -> what the switch held at the last flush
         self._bulk = False     # the tables are being built from scratch (no one holds them)
         self._before = None    # after a rebuild: what switches held, to diff whole tables
@@ -278,6 +284,8 @@ class Renderer:
             del self._dirty[key]
         for key in [k for k in self._learn if k[0] == dpid]:
             del self._learn[key]
+        for key in [k for k in self._relearn if k[0] == dpid]:
+            del self._relearn[key]
         return [ClearSwitch(dpid)] + [FlowMod(dpid, "add", r) for r in BASE_RULES]
 
     def switch_leave(self, dpid):
@@ -286,6 +294,8 @@ class Renderer:
             del self._dirty[key]
         for key in [k for k in self._learn if k[0] == dpid]:
             del self._learn[key]
+        for key in [k for k in self._relearn if k[0] == dpid]:
+            del self._relearn[key]
 
     def holds(self, dpid, flows, groups):
         """Switch ``dpid`` was read back and holds these ``flows`` (FlowRules) and ``groups``
@@ -306,6 +316,10 @@ class Renderer:
             before.flows, before.groups = held_flows, held_groups
             return
         dirty = self._dirty
+        # Whatever was sent to it since it was asked (a rule put and dropped again while it
+        # waited to be reconciled: those messages were not sent) is no longer believed held.
+        for key in [k for k in dirty if k[0] == dpid]:
+            del dirty[key]
         for key in set(table.flows) | set(held_flows):
             dirty[(dpid, "f", key)] = held_flows.get(key)
         for gid in set(table.groups) | set(held_groups):
@@ -527,6 +541,11 @@ class Renderer:
         return self._one(("learn", fields), lambda: FlowRule(
             PRIO_LEARN, fields, ControlMeters.learn_actions(port, ToController())))
 
+    def _relearn_rule(self, port):
+        fields = match(in_port=port, eth_type=ETH_TYPE_IPV4)
+        return self._one(("relearn", fields), lambda: FlowRule(
+            PRIO_RELEARN, fields, ControlMeters.learn_actions(port, ToController())))
+
     def _out(self, port):
         return self._one(("out", port), lambda: Output(port))
 
@@ -573,6 +592,7 @@ class Renderer:
         if len(self._hopsets) > INTERN_LIMIT // 16:
             self._hopsets = {}
         self._units, self._reach, self._hosts_at, self._learn, self._mac_at = {}, {}, {}, {}, {}
+        self._relearn = {}
         self._remote_of = {}
         self._owners, self._uses, self._key_owners = {}, {}, {}
         self._pins_at.clear()
@@ -595,6 +615,7 @@ class Renderer:
                     self._units[dst] = units
             self._update_reach(dst)
         self._sync_learn(None)
+        self.ports_changed(self.topo.ports)
         self._bulk = False
         self.stale_owners.clear()
 
@@ -671,6 +692,8 @@ class Renderer:
             self._update_reach(dst)
         if hosts:
             self._sync_learn(hosts)
+        if ends:
+            self.ports_changed({x: self.topo.ports.get(x, ()) for x in ends})
 
     def _locate(self, mac):
         """Index ``mac`` under the switch its locator names (if it is a locator MAC), as it is
@@ -973,6 +996,32 @@ class Renderer:
                 self._learn[(dpid, port)] = want
             else:
                 self._learn.pop((dpid, port), None)
+        self._sync_relearn(check)
+
+    def ports_changed(self, ports):
+        """Ports that came up or went down, or whose link appeared or vanished
+        (``{dpid: ports}``): their relearn rules follow."""
+        self._sync_relearn([(dpid, p) for dpid, ps in ports.items() for p in ps])
+
+    def _sync_relearn(self, ports):
+        """The relearn rule of each (dpid, port) of ``ports``, held exactly where the port is
+        live, has faced no switch since it came up and has no host."""
+        topo, relearn = self.topo, self._relearn
+        for dpid, port in ports:
+            want = None
+            if dpid in self.tables and port in topo.ports.get(dpid, ()) and \
+                    not topo.faces_switch(dpid, port) and not topo.has_hosts_at(dpid, port):
+                # Through the port's own meter: a flooding host spends only its budget.
+                want = self._relearn_rule(port)
+            have = relearn.get((dpid, port))
+            if want is have:
+                continue
+            if have is not None:
+                self._drop(dpid, "f", have.key, have)
+                del relearn[(dpid, port)]
+            if want is not None:
+                self._put(dpid, "f", want.key, want)
+                relearn[(dpid, port)] = want
 
     # -- per-flow rules and pins -----------------------------------------------------------
     def set_owner(self, owner, pins):
@@ -1122,6 +1171,9 @@ class NoRenderer(Renderer):
         pass
 
     def update(self, changed, pairs, hosts):
+        pass
+
+    def ports_changed(self, ports):
         pass
 
     def reweight(self, weights):

@@ -21,9 +21,14 @@ COOKIE_FLOW = COOKIE | 1
 # a flow's own rule (learned or pinned) beats its destination's rule, an announced collective
 # beats a learned flow, and the detour rules of local protection beat every pin: while the link
 # they protect is up they send packets where any pin would, and once it fails they must win
-# (see controllers/render.py).
+# (see controllers/render.py). PRIO_RELEARN sends IPv4 packets from a host port where no host
+# is known to the controller (through the port's meter), above the routes: a host the controller
+# does not know (after a restart without a topology model, with static ARP) is learned from its
+# first packet even when that packet's destination has a route. Only ports with no host known
+# hold one, so no known host's traffic meets it, and per-flow rules only exist for known hosts.
 PRIO_TABLE_MISS = 0
 PRIO_HOST_ROUTE = 100
+PRIO_RELEARN = 120
 PRIO_LEARN = 150
 PRIO_FLOW = 200
 PRIO_INTENT_PAIR = 300

@@ -91,6 +91,7 @@ class TopologyState:
         self._at_port = collections.defaultdict(set)    # (dpid, port) -> macs
         self._at_switch = collections.defaultdict(set)  # dpid -> macs
         self._linked = collections.Counter()            # (dpid, port) -> link entries using it
+        self._was_linked = set()                        # (dpid, port) that had a link, while up
         self._between = collections.defaultdict(set)    # (a, b), a < b -> {((a, pa), (b, pb))}
 
     def take_changes(self):
@@ -135,6 +136,7 @@ class TopologyState:
 
     def _port_gone(self, dpid, port):
         self.ports[dpid].discard(port)
+        self._was_linked.discard((dpid, port))
         self.drop_link_at(dpid, port)
         for mac in list(self._at_port.get((dpid, port), ())):
             self.forget_host(mac)
@@ -162,6 +164,7 @@ class TopologyState:
         self.links[key] = (dst_dpid, dst_port, now)
         for end in (key, (dst_dpid, dst_port)):
             self._linked[end] += 1
+            self._was_linked.add(end)
             # A port that carries a link has no hosts: forget any learned there by mistake.
             for mac in list(self._at_port.get(end, ())):
                 self.forget_host(mac)
@@ -257,6 +260,12 @@ class TopologyState:
     def is_link_port(self, dpid, port):
         """Does (dpid, port) face another switch?"""
         return (dpid, port) in self._linked
+
+    def faces_switch(self, dpid, port):
+        """Does (dpid, port) face another switch, or did it since it last came up? A link
+        that expired (its probes late) may still carry packets of remote hosts: a host is
+        learned from its traffic only at a port that never had a link while up."""
+        return (dpid, port) in self._linked or (dpid, port) in self._was_linked
 
     def edge_ports(self):
         """Live ports that face hosts (no link discovered on them), as {dpid: [ports]}."""

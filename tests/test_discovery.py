@@ -108,7 +108,9 @@ def test_forged_probes_change_no_link_and_no_route(attack):
     probe, _ = fresh_probe(core, g, "l1", "s1")
     # Presented at a free port of l3 (as if l1 were wired there): a link that does not exist.
     l3 = g.nodes["l3"]["dpid"]
-    core.port_status(l3, 9, True, 2.0)
+    # The free port's own changes (its meter, and its relearn rule: no host is known there)
+    # go first.
+    fab.apply(core.port_status(l3, 9, True, 2.0) + core.flush(2.0))
     before = snapshot(core)
     valid, eth_src = probe, LLDP_SRC_MAC
     if attack == "wrong_mac":

@@ -309,3 +309,33 @@ def test_a_refused_meter_mod_is_sent_once_with_the_other_command():
     driver.sent(e1, 501, again)
     assert not [m for m in driver.openflow_error(e1, 501, 12, 7, 1.1)
                 if isinstance(m, MeterMod)]   # once only
+
+
+def test_rules_put_and_dropped_while_a_switch_was_read_are_not_deleted_from_it():
+    """A restarted controller flushes before it has found the links: every port without a
+    host then wants a relearn rule, which the switches being read are not sent (their
+    changes are held back). The links found next drop those rules again at once, before the
+    next flush; the switches, answering then, never held them, so nothing may be deleted."""
+    g, net, _ = installed()
+    core = RoutingCore(policy="ecmp", expected=expected_fabric(g))
+    driver = FabricDriver(core, stats_interval_s=STATS_S, lldp_interval_s=LLDP_S)
+    for sw in switches(g):
+        ports = [d["ports"][sw] for _, _, d in g.edges(sw, data=True)]
+        net.deliver(driver.switch_enter(net.dpid(sw), ports, 100.0))
+    mods = core.render.flow_mods
+    out = net.deliver(driver.tick(100.0)[0])
+    assert driver.status()["reconcile"]["reading"] == 20
+    assert core.render.flow_mods > mods, "no relearn rule was wanted before the links"
+    for u, v, d in g.edges(data=True):
+        if u in switches(g) and v in switches(g):
+            for a, b in ((u, v), (v, u)):
+                out += net.deliver(driver.link_seen(net.dpid(a), d["ports"][a], net.dpid(b),
+                                                    d["ports"][b], 100.1))
+    out += net.answer_reads(driver, 100.2)
+    out += net.deliver(driver.tick(100.3)[0])
+    net.confirm(driver, 100.3)
+    assert not [m for m in out if isinstance(m, (FlowMod, GroupMod, ClearSwitch))]
+    rec = driver.status()["reconcile"]
+    assert rec["switches"] == rec["unchanged"] == 20 and not driver.status()["pending"]
+    holds_what_core_wants(net, core)
+    all_pairs_delivered(g, net)

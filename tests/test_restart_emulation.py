@@ -8,6 +8,12 @@ static ARP: they are known again from the model, not from ARP), and no switch ma
 or refuse a message. The reconcile figures are printed (target: within 5 s of reconnecting);
 a switch that kept its tables gets no flow or group mod, which is asserted too under ecmp
 (under congestion, the flows the killed controller had learned are learned again).
+
+Without a model (the restarted controller is given no ``--fabric-topology``), nothing tells the
+controller where the hosts are, and with static ARP they never ARP again: once discovery has
+settled the reconciliation removes their routes and leaves every host port sending its IPv4
+packets to the controller (through the port's meter), and each host is relearned from the
+first packet it sends. Every host pair must reach every other again.
 """
 
 import threading
@@ -87,3 +93,48 @@ def test_a_transfer_runs_through_a_controller_kill_and_restart(policy, tmp_path,
         return
     assert rec["unchanged"] == rec["switches"] == 20
     assert rec["flow_mods"] == rec["group_mods"] == 0
+
+
+def without_model(args):
+    """A controller's options with ``--fabric-topology PATH`` left out."""
+    args = list(args)
+    i = args.index("--fabric-topology")
+    return args[:i] + args[i + 2:]
+
+
+def test_hosts_with_static_arp_are_relearned_from_traffic_after_a_restart_without_a_model(
+        tmp_path, clean_machine):
+    g = build("fattree", k=4)
+    spec = specs.check({"name": "restart-no-model",
+                        "topology": {"name": "fattree", "params": {"k": 4}},
+                        "workload": {"name": "permutation", "params": {}}, "policy": "ecmp",
+                        "timeout_s": 60})
+    assert spec["emulation"]["static_arp"]
+    with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
+        ctl = net.ctl
+        ctl.crash()
+        ctl.extra_args = without_model(ctl.extra_args)
+        t0 = time.monotonic()
+        ctl.start()
+        status = ctl.wait_status(
+            lambda s: s["switches"] == 20 and s["links"] == 32
+            and s["reconcile"]["switches"] >= 20 and not s["pending"], 60,
+            "every switch reconciled")
+        reconciled_s = time.monotonic() - t0
+        known_s = status["hosts"]   # hosts that spoke before the reconciliation (none, usually)
+        t1 = time.monotonic()
+        reach = all_pairs(g, net.em, rounds=3)
+        reach_s = time.monotonic() - t1
+        status = ctl.get("/fabric/status")
+    rec = status["reconcile"]
+    print(f"\nrestart without a model: every switch reconciled {reconciled_s:.1f} s after "
+          f"the restart ({rec['flow_mods']} flow mods, {rec['group_mods']} group mods, "
+          f"{known_s} hosts known then); "
+          f"all pairs pinged in {reach_s:.1f} s, {reach['rounds']} rounds, "
+          f"{reach['first_round_lost']} of {reach['pairs']} pairs lost in the first; "
+          f"{status['counters'].get('hosts_learned_from_traffic', 0)} hosts learned from "
+          f"traffic")
+    assert reach["unreachable"] == []
+    assert status["hosts"] == 16 and status["links"] == 32
+    assert status["counters"]["hosts_learned_from_traffic"] == 16
+    assert status["openflow_errors"] == 0 and rec["wiped"] == 0
