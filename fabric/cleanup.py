@@ -241,10 +241,10 @@ def foreign_runs():
 
 
 def leftovers(names=(), wait_s=20.0):
-    """What an emulation could leave behind: OVS bridges, Mininet shells, our controller and
-    agents, interfaces of the named nodes; not what a live emulation of another process
-    recorded. Waits up to ``wait_s`` for the kernel's asynchronous namespace clean-up before
-    it answers; ``{}`` when nothing is left."""
+    """What an emulation could leave behind: OVS bridges, Mininet shells, our controller,
+    agents and delay forwarders, interfaces of the named nodes; not what a live emulation of
+    another process recorded. Waits up to ``wait_s`` for the kernel's asynchronous namespace
+    clean-up before it answers; ``{}`` when nothing is left."""
     deadline = time.monotonic() + wait_s
     while True:
         found = {}
@@ -254,8 +254,8 @@ def leftovers(names=(), wait_s=20.0):
               if b not in others]
         if br:
             found["bridges"] = br
-        ps = subprocess.run(["pgrep", "-fa", r"mininet:|controllers\.launcher|traffic\.agent"],
-                            capture_output=True, text=True).stdout.strip()
+        ps = subprocess.run(["pgrep", "-fa", r"mininet:|controllers\.launcher|traffic\.agent|"
+                             r"fabric\.delayline"], capture_output=True, text=True).stdout.strip()
         ps = [line for line in ps.splitlines() if not _belongs(line, others, other_pids)]
         if ps:
             found["processes"] = ps
