@@ -6,8 +6,10 @@ import pytest
 
 from fabric.delayline import ReleaseQueue, buffer_bytes, next_timeout
 from fabric.emulate import (DELAY_MIN_MS, DELAY_NODE, delayed_links, longest_delayed_path,
-                            mininet_topo, rate_scale, window_warning)
+                            mininet_topo, rate_scale, scaled_delay_ms, window_warning)
+from fabric.twin import Twin
 from topologies import build
+from traffic.schedule import Flow, Schedule
 
 
 def test_each_frame_leaves_delay_after_it_arrived_in_arrival_order():
@@ -138,3 +140,16 @@ def test_the_run_warns_when_the_window_cannot_cover_the_bdp():
     assert window_warning(g, scale, 0, autotune_max_bytes=16 << 20) is None
     assert window_warning(g, scale, 0, autotune_max_bytes=1 << 20) is not None
     assert window_warning(build("fattree", k=4), 1e-4, 65536) is None
+
+
+def test_the_twin_delays_every_link_the_forwarder_delays_by_as_much():
+    g = _edge(sites=3, site_km=[0, 20, 80])
+    scale = rate_scale(g, 50)
+    tw = Twin(g, Schedule([Flow("a", "h1", "h5", 10 ** 6)]), capacity_scale=scale,
+              delay_scale=1.0 / scale)
+    for u, v in delayed_links(g, scale):
+        for ends in ((u, v), (v, u)):
+            assert tw.delay[tw.lid[ends]] * 1000 == pytest.approx(
+                scaled_delay_ms(g.edges[u, v], scale))
+    # and the one link the forwarder leaves out has no delay to leave out
+    assert tw.delay[tw.lid[("g1", "d1")]] == 0.0
