@@ -72,8 +72,9 @@ EMULATION = {
     "mtu": ("integer from 1280 to 9000", "MTU of every interface (bytes)"),
     "static_arp": ("true or false", "give every host permanent neighbour entries for all "
                                     "fabric hosts; off, ARP goes through the controller"),
-    "emulate_delay": ("true or false", "apply propagation delay (scaled by 1/scale) with "
-                                       "netem where the kernel has it"),
+    "emulate_delay": ("true or false", "apply propagation delay (scaled by 1/scale): with "
+                                       "netem where the kernel has it, else with a userspace "
+                                       "forwarder on links whose scaled delay is >= 0.05 ms"),
 }
 TWIN = {
     "timebase": (None, "`nominal`: the fabric's own rates and seconds; `emulated`: the "
