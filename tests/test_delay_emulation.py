@@ -111,7 +111,7 @@ def test_rtt_order_and_throughput_across_the_far_site(tmp_path, clean_machine):
 
         # Throughput: a TCP transfer over the far link reaches its shaped rate when the
         # window covers the bandwidth-delay product (50 Mbit/s x 160 ms = 1 MB), and is
-        # window-bound when it does not (64 KB per round trip: 3.3 Mbit/s).
+        # window-bound when it does not (64-128 KB per round trip: 3.3-6.6 Mbit/s).
         em.host(DC).cmd("iperf3 -s -D -p 5301")
         time.sleep(0.5)
         rates = {}
@@ -122,7 +122,8 @@ def test_rtt_order_and_throughput_across_the_far_site(tmp_path, clean_machine):
         em.host(DC).cmd("pkill -f 'iperf3 -s -D -p 5301'")
         print(f"TCP Mbit/s over {2 * one_way_ms:.0f} ms RTT: {rates}")
         assert rates["4M"] >= 0.9 * HOST_LINK_MBPS, rates
-        assert rates["64K"] <= 1.2 * 65536 * 8 / (2 * one_way_ms / 1000) / 1e6, rates
+        # (the kernel doubles the buffer asked for: the window may reach 128 KB)
+        assert rates["64K"] <= 2 * 65536 * 8 / (2 * one_way_ms / 1000) / 1e6, rates
 
 
 # Only root may probe for netem (and run these tests at all).
