@@ -452,7 +452,6 @@ class Emulation:
             fwd, self._forwarder = self._forwarder, None
             cleanup.kill_pids([fwd.pid], grace_s=2.0)
             fwd.wait()
-            self.info["delay_forwarder"] = self.forwarder_stats()
             cleanup.forget(pids=[fwd.pid])
         if self.net is not None:
             t0 = time.monotonic()
@@ -509,7 +508,14 @@ class Emulation:
     def forwarder_stats(self):
         """The delay forwarder's counters so far (``frames_forwarded``, ``frames_dropped``
         when its buffers overflowed, ``send_errors``, ``peak_buffer_bytes``; written every
-        0.5 s), or {} when no forwarder runs."""
+        0.5 s), or {} when no forwarder runs. Raises EmulationError if it has died (its
+        links would be dark)."""
+        if self._forwarder is None:
+            return {}
+        if self._forwarder.poll() is not None:
+            raise EmulationError(f"the delay forwarder exited with status "
+                                 f"{self._forwarder.returncode}: its {len(self.delayed)} "
+                                 "links carried nothing since")
         try:
             with open(self._stats_path) as f:
                 return json.loads(f.read())

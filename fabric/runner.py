@@ -418,6 +418,8 @@ def run_on(net, schedule, spec, run_dir, on_go=None):
     }
     tail = {"tcp": info["tcp"], "drops": info["drops"], "emulation": info["emulation"],
             "controller": info["controller"]}
+    if info["emulation"]["delay_method"] == "forwarder":
+        tail["delay_forwarder"] = em.forwarder_stats()
     if announce is not None:
         tail["intent"] = announce.status
     return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
