@@ -347,7 +347,7 @@ class Emulation:
             "static_arp": static_arp,
             "mtu": self.mtu,
             # True when every delay worth emulating is: none below DELAY_MIN_MS is missed.
-            "delay_emulated": method != "none" or (emulate_delay and not delayed),
+            "delay_emulated": method != "none" or not delayed,
             "delay_method": method,
             "delay_min_ms": DELAY_MIN_MS,
             "delay_links": len(delayed) if method == "forwarder" else (
