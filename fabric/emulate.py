@@ -46,6 +46,8 @@ DELAY_MIN_MS = 0.05
 # The namespace (a Mininet node) that holds the middle ends of every delayed link.
 DELAY_NODE = "dly0"
 DELAY_START_TIMEOUT_S = 10.0
+# select() takes file descriptors below 1024; the forwarder's own few come first.
+MAX_DELAYED_ENDS = 1000
 
 
 # How long a switch waits for the controller to answer its echo before disconnecting.
@@ -473,7 +475,14 @@ class Emulation:
     def _start_forwarder(self):
         """Configure the delay node's ends and start one forwarder for every delayed link
         (one process: it measured about 25 us of CPU per frame, 1 Gbit/s of jumbo frames
-        in half a core, far above what the userspace switch carries)."""
+        in half a core, far above what the userspace switch carries). It dies with the
+        thread that starts it (PR_SET_PDEATHSIG): start the emulation from a thread that
+        outlives it."""
+        if 2 * len(self.delayed) > MAX_DELAYED_ENDS:
+            raise EmulationError(
+                f"{len(self.delayed)} links have a scaled delay >= {DELAY_MIN_MS} ms; the "
+                f"forwarder serves at most {MAX_DELAYED_ENDS // 2} (select's file descriptor "
+                "limit): raise host_link_mbps or set emulate_delay: false")
         node = self.net.get(DELAY_NODE)
         script, args = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1"], []
         for i, (u, v) in enumerate(self.delayed):
