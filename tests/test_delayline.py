@@ -4,6 +4,7 @@ built as data."""
 
 import pytest
 
+from fabric import emulate as emulate_module
 from fabric.delayline import ReleaseQueue, buffer_bytes, next_timeout
 from fabric.emulate import (DELAY_MIN_MS, DELAY_NODE, delayed_links, longest_delayed_path,
                             mininet_topo, rate_scale, scaled_delay_ms, window_warning)
@@ -153,3 +154,24 @@ def test_the_twin_delays_every_link_the_forwarder_delays_by_as_much():
                 scaled_delay_ms(g.edges[u, v], scale))
     # and the one link the forwarder leaves out has no delay to leave out
     assert tw.delay[tw.lid[("g1", "d1")]] == 0.0
+
+
+@pytest.mark.parametrize("netem, emulate, method, emulated, links", [
+    (False, True, "forwarder", True, 1),
+    (True, True, "netem", True, 1),
+    (False, False, "none", False, 0),
+])
+def test_results_say_which_mechanism_delays(monkeypatch, netem, emulate, method, emulated,
+                                            links):
+    monkeypatch.setattr(emulate_module, "has_netem", lambda: netem)
+    monkeypatch.setattr(emulate_module, "ovs_datapath", lambda: "user")
+    g = _edge()
+    em = emulate_module.Emulation(g, 6653, rate_scale(g, 50), emulate_delay=emulate)
+    assert em.info["delay_method"] == method
+    assert em.info["delay_emulated"] is emulated
+    assert em.info["delay_links"] == links
+    assert em.delayed == ([("d1", "g2")] if method == "forwarder" else [])
+    # Without any fiber there is nothing to emulate, whatever the kernel has.
+    bare = build("fattree", k=4)
+    em = emulate_module.Emulation(bare, 6653, rate_scale(bare, 20), emulate_delay=emulate)
+    assert em.info["delay_method"] == "none" and em.info["delay_emulated"] is True
