@@ -63,8 +63,23 @@ def _net_ns(pid):
         return None
 
 
-def _processes_in(ns):
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _net_ns(p) == ns]
+def _processes_in(ns, wait_s=10.0):
+    """Command lines of the processes in network namespace ``ns``, once none is left or
+    after ``wait_s`` (a killed shell takes a moment to go)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for p in os.listdir("/proc"):
+            if p.isdigit() and _net_ns(p) == ns:
+                try:
+                    with open(f"/proc/{p}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                    left.append(f"{p}: {cmd}")
+                except OSError:
+                    pass
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
 
 def test_rtt_order_and_throughput_across_the_far_site(tmp_path, clean_machine):
