@@ -484,18 +484,22 @@ class Emulation:
                 f"forwarder serves at most {MAX_DELAYED_ENDS // 2} (select's file descriptor "
                 "limit): raise host_link_mbps or set emulate_delay: false")
         node = self.net.get(DELAY_NODE)
-        script, args = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1"], []
+        script, args = ["set -e", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"], []
         for i, (u, v) in enumerate(self.delayed):
             d = self.g.edges[u, v]
             delay_s = scaled_delay_ms(d, self.scale) / 1000.0
             ends = [_intf(DELAY_NODE, p) for p in delay_ends(i)]
             for intf in ends:
                 script += [f"ethtool -K {intf} tx off rx off tso off gso off gro off "
-                           ">/dev/null 2>&1",
+                           ">/dev/null 2>&1 || true",
                            f"ip link set {intf} mtu {self.mtu} promisc on up"]
             args += ["--link", f"{ends[0]},{ends[1]},{delay_s!r},"
                      f"{buffer_bytes(link_mbps(d, self.scale), delay_s, self.mtu)}"]
-        out = node.cmd("; ".join(script) + "; echo rc=$?")
+        # A file, not one command line: the node's shell reads lines of at most 4 KiB.
+        path = os.path.join(cleanup.STATE_DIR, f"delay-{os.getpid()}.sh")
+        with open(path, "w") as f:
+            f.write("\n".join(script) + "\n")
+        out = node.cmd(f"sh {path}; echo rc=$?; rm -f {path}")
         if "rc=0" not in out:
             raise EmulationError(f"configuring {DELAY_NODE}'s interfaces failed: {out.strip()}")
         err_path = self._stats_path + ".err"
