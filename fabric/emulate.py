@@ -39,9 +39,9 @@ MAX_SHAPED_MBPS = 1000.0   # Mininet's TCLink limit, and about what one CPU can 
 MIN_SHAPED_MBPS = 0.1
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A link whose scaled one-way delay is below this gets no forwarder: the forwarder itself
-# adds about 0.1 ms per pass (a Python process waking from select), and a few hops of the
-# userspace switch cost as much, so a smaller delay would be noise in what it measures.
+# A link whose scaled one-way delay is below this gets no forwarder: a pass through it costs
+# 0.07-0.18 ms itself (a Python process waking from select) and one hop of the userspace
+# switch 0.1-0.5 ms under load, so a smaller delay would be lost in what it measures.
 DELAY_MIN_MS = 0.05
 # The namespace (a Mininet node) that holds the middle ends of every delayed link.
 DELAY_NODE = "dly0"
