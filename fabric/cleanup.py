@@ -214,6 +214,10 @@ def cleanup(include_live=False):
     for owner, path in _owned("ctl-", ".sock"):
         if not _alive(owner):  # a dead run's coordinator socket: nothing listens
             os.remove(path)
+    for suffix in (".json", ".json.err"):  # a dead run's delay forwarder's counters
+        for owner, path in _owned("delayline-", suffix):
+            if not _alive(owner):
+                os.remove(path)
     removed = []
     live = {} if include_live else other_live_runs()
     for owner, path in _owned("run-", ".json"):

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from fabric.cleanup import leftovers
+from fabric.cleanup import STATE_DIR, leftovers
 from fabric.controller import Controller
 from fabric.emulate import DELAY_NODE, Emulation, has_netem, rate_scale, scaled_delay_ms
 from fabric.model import hosts, switches
@@ -192,3 +192,4 @@ def test_a_killed_run_leaves_no_forwarder_after_cleanup(tmp_path, clean_machine)
     g = build("edge", **EDGE)
     assert leftovers(names=hosts(g) + switches(g) + [DELAY_NODE]) == {}
     assert _processes_in(ns) == []
+    assert not os.path.exists(os.path.join(STATE_DIR, f"delayline-{p.pid}.json"))
