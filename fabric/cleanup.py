@@ -40,6 +40,9 @@ def _save(path, state):
 
 
 KINDS = ("bridges", "hosts", "pids")
+# The command lines of an emulation's processes: Mininet shells, our controller, the agents
+# and the delay forwarder.
+OURS = r"mininet:|controllers\.launcher|traffic\.agent|fabric\.delayline"
 LOCK_PATH = os.path.join(STATE_DIR, "emulation.lock")
 
 
@@ -247,6 +250,10 @@ def _cleanup(include_live):
     for owner, path in _owned("ctl-", ".sock"):
         if not _alive(owner):  # a dead run's coordinator socket: nothing listens
             os.remove(path)
+    for suffix in (".json", ".json.err"):  # a dead run's delay forwarder's counters
+        for owner, path in _owned("delayline-", suffix):
+            if not _alive(owner):
+                os.remove(path)
     removed = []
     live = {} if include_live else other_live_runs()
     for owner, path in _owned("run-", ".json"):
@@ -274,10 +281,10 @@ def foreign_runs():
 
 
 def leftovers(names=(), wait_s=20.0):
-    """What an emulation could leave behind: OVS bridges, Mininet shells, our controller and
-    agents, interfaces of the named nodes; not what a live emulation of another process
-    recorded. Waits up to ``wait_s`` for the kernel's asynchronous namespace clean-up before
-    it answers; ``{}`` when nothing is left."""
+    """What an emulation could leave behind: OVS bridges, Mininet shells, our controller,
+    agents and delay forwarders, interfaces of the named nodes; not what a live emulation of
+    another process recorded. Waits up to ``wait_s`` for the kernel's asynchronous namespace
+    clean-up before it answers; ``{}`` when nothing is left."""
     deadline = time.monotonic() + wait_s
     while True:
         found = {}
@@ -287,8 +294,7 @@ def leftovers(names=(), wait_s=20.0):
               if b not in others]
         if br:
             found["bridges"] = br
-        ps = subprocess.run(["pgrep", "-fa", r"mininet:|controllers\.launcher|traffic\.agent"],
-                            capture_output=True, text=True).stdout.strip()
+        ps = subprocess.run(["pgrep", "-fa", OURS], capture_output=True, text=True).stdout.strip()
         ps = [line for line in ps.splitlines() if not _belongs(line, others, other_pids)]
         if ps:
             found["processes"] = ps
@@ -341,7 +347,7 @@ def _ours_kind(pid):
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return bool(re.search(r"mininet:|controllers\.launcher|traffic\.agent", cmd))
+    return bool(re.search(OURS, cmd))
 
 
 def _ancestry_avoids(pid, me):

@@ -283,8 +283,9 @@ class Emulation(Frozen):
         True, description="give every host permanent neighbour entries for all fabric "
                           "hosts; off, ARP goes through the controller")
     emulate_delay: bool = Field(
-        True, description="apply propagation delay (scaled by 1/scale) with netem where the "
-                          "kernel has it")
+        True, description="apply propagation delay (scaled by 1/scale): with netem where the "
+                          "kernel has it, else with a userspace forwarder on links whose "
+                          "scaled delay is >= 0.05 ms")
 
 
 class Twin(Frozen):

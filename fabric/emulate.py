@@ -8,8 +8,10 @@ pairs and Open vSwitch bridges. It:
 - maps nominal rates to emulated ones with one scale factor (:func:`rate_scale`) and refuses a
   link that cannot be shaped (over Mininet's 1 Gbit/s, or under what htb can do);
 - shapes every link end with htb in one ``tc -batch`` per namespace instead of Mininet's one
-  command at a time, applies propagation delay with netem where the kernel has it, and says
-  in ``Emulation.info`` when it does not;
+  command at a time, and applies propagation delay (scaled by 1/scale) with netem where the
+  kernel has it, else with a userspace forwarder (fabric/delayline.py) in a namespace cut
+  into every link whose scaled delay reaches :data:`DELAY_MIN_MS`; ``Emulation.info`` says
+  which (``delay_method``);
 - sets TCP congestion control explicitly in every host;
 - records what it created in a state file so :mod:`fabric.cleanup` can remove it after a
   crash, and removes it itself on success, error and Ctrl-C (use it as a context manager).
@@ -21,10 +23,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 
+import networkx as nx
+
 from fabric import cleanup
+from fabric.delayline import buffer_bytes
 from fabric.model import host_rate_gbps, hosts, is_host, switches
 
 CONTROLLER_NODE = "c0"
@@ -32,6 +38,16 @@ SWITCH_SOCKET_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_SHAPED_MBPS = 1000.0   # Mininet's TCLink limit, and about what one CPU can carry
 MIN_SHAPED_MBPS = 0.1
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A link whose scaled one-way delay is below this gets no forwarder: a pass through it costs
+# 0.07-0.18 ms itself (a Python process waking from select) and one hop of the userspace
+# switch 0.1-0.5 ms under load, so a smaller delay would be lost in what it measures.
+DELAY_MIN_MS = 0.05
+# The namespace (a Mininet node) that holds the middle ends of every delayed link.
+DELAY_NODE = "dly0"
+DELAY_START_TIMEOUT_S = 10.0
+# select() takes file descriptors below 1024; the forwarder's own few come first.
+MAX_DELAYED_ENDS = 1000
 
 
 # How long a switch waits for the controller to answer its echo before disconnecting.
@@ -184,10 +200,29 @@ def _sum_qdisc_drops(tc_output, root_only):
     return total
 
 
-def mininet_topo(g, scale=None, host_link_mbps=10.0, **switch_opts):
+def scaled_delay_ms(d, scale):
+    """One-way propagation delay of link data ``d`` in the emulation (ms): nominal / scale."""
+    return d["delay_us"] / 1000.0 / scale
+
+
+def delayed_links(g, scale):
+    """The links a forwarder delays: those whose scaled one-way delay reaches
+    :data:`DELAY_MIN_MS`, as ``(u, v)`` in a fixed order (by ``u``'s port, then names)."""
+    edges = sorted(g.edges(data=True), key=lambda e: (e[2]["ports"][e[0]], e[0], e[1]))
+    return [(u, v) for u, v, d in edges if scaled_delay_ms(d, scale) >= DELAY_MIN_MS]
+
+
+def delay_ends(i):
+    """Ports of :data:`DELAY_NODE` that the ``i``-th delayed link's halves end on."""
+    return 2 * i, 2 * i + 1
+
+
+def mininet_topo(g, scale=None, host_link_mbps=10.0, delayed=(), **switch_opts):
     """A mininet.topo.Topo for ``mn --custom``: same names, ports, MACs, IPs and dpids; link
     ``bw`` in emulated Mbit/s (used when mn runs with ``--link tc``); ``switch_opts`` go to
-    every switch (e.g. ``datapath="user"``)."""
+    every switch (e.g. ``datapath="user"``). Each link of ``delayed`` (pairs ``(u, v)``) is
+    cut in two halves that meet in :data:`DELAY_NODE` (``u``'s port to its port ``2i``, its
+    port ``2i + 1`` to ``v``'s port), so the switches keep their port numbers and names."""
     from mininet.topo import Topo
     scale = rate_scale(g, host_link_mbps) if scale is None else scale
     topo = Topo()
@@ -196,9 +231,65 @@ def mininet_topo(g, scale=None, host_link_mbps=10.0, **switch_opts):
     for s in switches(g):
         topo.addSwitch(s, dpid="%016x" % g.nodes[s]["dpid"], protocols="OpenFlow13",
                        **switch_opts)
+    cut = {frozenset(e): i for i, e in enumerate(delayed)}
+    if cut:
+        # No address: the kernel in this namespace must neither answer nor send anything.
+        topo.addHost(DELAY_NODE, ip=None)
     for u, v, d in sorted(g.edges(data=True), key=lambda e: (e[2]["ports"][e[0]], e[0], e[1])):
-        topo.addLink(u, v, port1=d["ports"][u], port2=d["ports"][v], bw=link_mbps(d, scale))
+        bw = link_mbps(d, scale)
+        if frozenset((u, v)) in cut:
+            a, b = delay_ends(cut[frozenset((u, v))])
+            topo.addLink(u, DELAY_NODE, port1=d["ports"][u], port2=a, bw=bw)
+            topo.addLink(DELAY_NODE, v, port1=b, port2=d["ports"][v], bw=bw)
+        else:
+            topo.addLink(u, v, port1=d["ports"][u], port2=d["ports"][v], bw=bw)
     return topo
+
+
+def longest_delayed_path(g, scale):
+    """The host pair whose least-delay path has the largest scaled round trip, as a dict:
+    ``hosts``, ``rtt_ms`` (2 x the one-way delay summed over the path), ``rate_mbps`` (its
+    slowest link, emulated), ``bdp_bytes`` (rate x round trip) and ``link`` (its longest
+    link, ``"u-v"``); None when no link has a delay."""
+    if not any(d["delay_us"] for _, _, d in g.edges(data=True)):
+        return None
+    hs, best = hosts(g), None
+    for h in hs:
+        dist, paths = nx.single_source_dijkstra(g, h, weight="delay_us")
+        far = max((o for o in hs if o != h and o in dist), key=lambda o: (dist[o], o),
+                  default=None)
+        if far is not None and (best is None or dist[far] > best[0]):
+            best = (dist[far], paths[far])
+    if best is None or not best[0]:
+        return None
+    one_way_us, path = best
+    hops = list(zip(path, path[1:]))
+    rate = min(link_mbps(g.edges[e], scale) for e in hops)
+    rtt_ms = 2 * one_way_us / 1000.0 / scale
+    u, v = max(hops, key=lambda e: g.edges[e]["delay_us"])
+    return {"hosts": [path[0], path[-1]], "rtt_ms": rtt_ms, "rate_mbps": rate,
+            "bdp_bytes": int(rate * 1e6 / 8 * rtt_ms / 1000.0), "link": f"{u}-{v}"}
+
+
+def window_warning(g, scale, window_bytes, autotune_max_bytes=None):
+    """One line saying that ``window_bytes`` (the agents' receive buffer; 0: autotuning up
+    to ``autotune_max_bytes``, read from the kernel when None) cannot cover the scaled
+    bandwidth-delay product of the longest delayed path, or None when it can."""
+    path = longest_delayed_path(g, scale)
+    if path is None:
+        return None
+    window = window_bytes
+    if not window:
+        if autotune_max_bytes is None:
+            with open("/proc/sys/net/ipv4/tcp_rmem") as f:
+                autotune_max_bytes = int(f.read().split()[2])
+        window = autotune_max_bytes
+    if window >= path["bdp_bytes"]:
+        return None
+    return (f"warning: tcp_window_bytes {window} B cannot cover the bandwidth-delay product "
+            f"{path['bdp_bytes']} B of link {path['link']} (path {path['hosts'][0]}-"
+            f"{path['hosts'][1]}: {path['rate_mbps']:.4g} Mbit/s x {path['rtt_ms']:.4g} ms "
+            f"round trip, emulated): flows on it are window-limited")
 
 
 class Emulation:
@@ -220,7 +311,9 @@ class Emulation:
         MTU of every link. Jumbo frames (as AI fabrics run) cut the packet rate the
         userspace switch must carry, its one busy thread being the emulator's bottleneck.
     emulate_delay : bool
-        Apply propagation delay (scaled by 1/scale) with netem where the kernel has it.
+        Apply propagation delay (scaled by 1/scale): with netem where the kernel has it,
+        else with a forwarder (fabric/delayline.py) on every link whose scaled delay
+        reaches :data:`DELAY_MIN_MS`.
     static_arp : bool
         Give every host permanent neighbour entries for all fabric hosts (as clusters are
         provisioned); the controller still answers any ARP that is sent. Off, every address
@@ -242,8 +335,12 @@ class Emulation:
         self.log = log
         self.net = None
         self.datapath = ovs_datapath()
-        netem = emulate_delay and has_netem()
-        delays = [d["delay_us"] for _, _, d in g.edges(data=True)]
+        delayed = delayed_links(g, scale)
+        any_delay = any(d["delay_us"] for _, _, d in g.edges(data=True))
+        method = ("none" if not (emulate_delay and any_delay)
+                  else "netem" if has_netem() else "forwarder" if delayed else "none")
+        self._netem = method == "netem"
+        self.delayed = delayed if method == "forwarder" else []
         self.info = {
             "datapath": self.datapath,
             "scale": scale,
@@ -251,14 +348,38 @@ class Emulation:
             "queue_packets": self.queue_packets,
             "static_arp": static_arp,
             "mtu": self.mtu,
-            "delay_emulated": bool(netem) or not any(delays),
-            "delay_note": ("propagation delay applied with netem, scaled by 1/scale" if netem
-                           else "no link has propagation delay" if not any(delays)
-                           else "kernel has no netem: propagation delay NOT emulated"),
+            # True when every delay worth emulating is: none below DELAY_MIN_MS is missed.
+            "delay_emulated": method != "none" or not delayed,
+            "delay_method": method,
+            "delay_min_ms": DELAY_MIN_MS,
+            "delay_links": len(delayed) if method == "forwarder" else (
+                sum(1 for _, _, d in g.edges(data=True) if d["delay_us"]) if self._netem
+                else 0),
+            "delay_note": self._delay_note(method, any_delay, emulate_delay, delayed),
             "timings_s": {},
         }
-        self._netem = netem
+        self._forwarder = None
+        self._stats_path = os.path.join(cleanup.STATE_DIR, f"delayline-{os.getpid()}.json")
         self._lock = cleanup.MachineLock()
+
+    @staticmethod
+    def _delay_note(method, any_delay, emulate_delay, delayed):
+        if not any_delay:
+            return "no link has propagation delay"
+        if not emulate_delay:
+            return "propagation delay not emulated (emulate_delay: false)"
+        if method == "netem":
+            return "propagation delay applied with netem, scaled by 1/scale"
+        if method == "forwarder":
+            return (f"kernel has no netem: propagation delay (scaled by 1/scale) applied by a "
+                    f"userspace forwarder on the {len(delayed)} links whose scaled one-way "
+                    f"delay is >= {DELAY_MIN_MS} ms; shorter ones are left out")
+        return (f"kernel has no netem and no link's scaled one-way delay reaches "
+                f"{DELAY_MIN_MS} ms: propagation delay left out")
+
+    def _nodes(self):
+        """Names of the Mininet nodes with a shell: hosts, the controller, the delay node."""
+        return hosts(self.g) + [CONTROLLER_NODE] + ([DELAY_NODE] if self.delayed else [])
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self):
@@ -289,13 +410,14 @@ class Emulation:
         # lost): a stale veth of one of our names fails the build with "File exists".
         for line in cleanup.cleanup():
             self.log(f"cleaned up after an earlier run: {line}")
-        cleanup.kill_host_shells(hosts(self.g) + switches(self.g) + [CONTROLLER_NODE])
+        cleanup.kill_host_shells(self._nodes() + switches(self.g) + [DELAY_NODE])
         cleanup.remove_bridges(switches(self.g))
-        cleanup.record(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
+        cleanup.record(bridges=switches(self.g), hosts=self._nodes())
         # Let ovs-vswitchd finish any reconfiguration still pending (a crashed run's clean-up)
         # before bridges of the same names are created again.
         subprocess.run(["ovs-vsctl", "--timeout=120", "sync"], capture_output=True)
-        topo = mininet_topo(self.g, self.scale, datapath=self.datapath, batch=True)
+        topo = mininet_topo(self.g, self.scale, delayed=self.delayed, datapath=self.datapath,
+                            batch=True)
         self.net = Mininet(
             topo=topo, switch=OVSSwitch, controller=None, build=False, autoSetMacs=False,
             autoStaticArp=False, inNamespace=False)
@@ -317,26 +439,101 @@ class Emulation:
         # Only now: Open vSwitch deletes any qdisc on an interface when it adds it as a port.
         self._shape_switches()
         t3 = time.monotonic()
+        if self.delayed:
+            self._start_forwarder()
         self.info["timings_s"] = {"build": round(t1 - t0, 3), "configure": round(t2 - t1, 3),
-                                  "switches_start": round(t3 - t2, 3)}
+                                  "switches_start": round(t3 - t2, 3),
+                                  "delay_start": round(time.monotonic() - t3, 3)}
         return self
 
     def stop(self):
         """Tear down quickly: every bridge in one ovs-vsctl call, then the host shells (their
         namespaces take both ends of every veth with them); Mininet's own stop deletes links
         one command at a time (20 s for a k=8 fat-tree)."""
+        if self._forwarder is not None:
+            fwd, self._forwarder = self._forwarder, None
+            cleanup.kill_pids([fwd.pid], grace_s=2.0)
+            fwd.wait()
+            cleanup.forget(pids=[fwd.pid])
         if self.net is not None:
             t0 = time.monotonic()
             net, self.net = self.net, None
             try:
                 for node in net.hosts + net.switches + net.controllers:
                     node.terminate()
-                cleanup.kill_host_shells(hosts(self.g) + switches(self.g) + [CONTROLLER_NODE])
+                cleanup.kill_host_shells(self._nodes() + switches(self.g))
                 cleanup.remove_bridges(switches(self.g))
             finally:
                 self.info["timings_s"]["teardown"] = round(time.monotonic() - t0, 3)
-        cleanup.forget(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
+        cleanup.forget(bridges=switches(self.g), hosts=self._nodes())
+        for path in (self._stats_path, self._stats_path + ".err"):
+            if os.path.exists(path):
+                os.remove(path)
         self._lock.release()
+
+    # -- delay without netem -----------------------------------------------------------------
+    def _start_forwarder(self):
+        """Configure the delay node's ends and start one forwarder for every delayed link
+        (one process: it measured about 25 us of CPU per frame, 1 Gbit/s of jumbo frames
+        in half a core, far above what the userspace switch carries). It dies with the
+        thread that starts it (PR_SET_PDEATHSIG): start the emulation from a thread that
+        outlives it."""
+        if 2 * len(self.delayed) > MAX_DELAYED_ENDS:
+            raise EmulationError(
+                f"{len(self.delayed)} links have a scaled delay >= {DELAY_MIN_MS} ms; the "
+                f"forwarder serves at most {MAX_DELAYED_ENDS // 2} (select's file descriptor "
+                "limit): raise host_link_mbps or set emulate_delay: false")
+        node = self.net.get(DELAY_NODE)
+        script, args = ["set -e", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"], []
+        for i, (u, v) in enumerate(self.delayed):
+            d = self.g.edges[u, v]
+            delay_s = scaled_delay_ms(d, self.scale) / 1000.0
+            ends = [_intf(DELAY_NODE, p) for p in delay_ends(i)]
+            for intf in ends:
+                script += [f"ethtool -K {intf} tx off rx off tso off gso off gro off "
+                           ">/dev/null 2>&1 || true",
+                           f"ip link set {intf} mtu {self.mtu} promisc on up"]
+            args += ["--link", f"{ends[0]},{ends[1]},{delay_s!r},"
+                     f"{buffer_bytes(link_mbps(d, self.scale), delay_s, self.mtu)}"]
+        # A file, not one command line: the node's shell reads lines of at most 4 KiB.
+        path = os.path.join(cleanup.STATE_DIR, f"delay-{os.getpid()}.sh")
+        with open(path, "w") as f:
+            f.write("\n".join(script) + "\n")
+        out = node.cmd(f"sh {path}; echo rc=$?; rm -f {path}")
+        if "rc=0" not in out:
+            raise EmulationError(f"configuring {DELAY_NODE}'s interfaces failed: {out.strip()}")
+        err_path = self._stats_path + ".err"
+        with open(err_path, "wb") as err:
+            self._forwarder = node.popen(
+                [sys.executable, "-m", "fabric.delayline", *args, "--stats", self._stats_path,
+                 "--parent", str(os.getpid())],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        cleanup.record(pids=[self._forwarder.pid])
+        deadline = time.monotonic() + DELAY_START_TIMEOUT_S
+        while not os.path.exists(self._stats_path):
+            if self._forwarder.poll() is not None or time.monotonic() > deadline:
+                with open(err_path) as f:
+                    why = f.read().strip()[-300:] or f"exit status {self._forwarder.poll()}"
+                raise EmulationError(f"the delay forwarder did not start: {why}")
+            time.sleep(0.05)
+        os.remove(err_path)
+
+    def forwarder_stats(self):
+        """The delay forwarder's counters so far (``frames_forwarded``, ``frames_dropped``
+        when its buffers overflowed, ``send_errors``, ``peak_buffer_bytes``; written every
+        0.5 s), or {} when no forwarder runs. Raises EmulationError if it has died (its
+        links would be dark)."""
+        if self._forwarder is None:
+            return {}
+        if self._forwarder.poll() is not None:
+            raise EmulationError(f"the delay forwarder exited with status "
+                                 f"{self._forwarder.returncode}: its {len(self.delayed)} "
+                                 "links carried nothing since")
+        try:
+            with open(self._stats_path) as f:
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            return {}
 
     # -- configuration ---------------------------------------------------------------------
     def _delay_ms(self, d):
@@ -429,9 +626,11 @@ class Emulation:
 
     def drop_counters(self):
         """Packets dropped so far, summed per place: switch-side qdiscs, switch-side
-        interfaces (tx/rx), host-side qdiscs and interfaces, Open vSwitch ports."""
+        interfaces (tx/rx), host-side qdiscs and interfaces, Open vSwitch ports, the delay
+        forwarder's full buffers (as of its last report, at most 0.5 s old)."""
         totals = {"switch_qdisc": 0, "switch_intf_tx": 0, "switch_intf_rx": 0,
-                  "host_qdisc": 0, "host_intf_rx": 0, "ovs_port": 0}
+                  "host_qdisc": 0, "host_intf_rx": 0, "ovs_port": 0,
+                  "delay_buffer": self.forwarder_stats().get("frames_dropped", 0)}
         out = subprocess.run(["tc", "-s", "qdisc", "show"], capture_output=True,
                              text=True).stdout
         totals["switch_qdisc"] = _sum_qdisc_drops(out, root_only=True)

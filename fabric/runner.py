@@ -44,7 +44,7 @@ import time
 
 from fabric import bundled, cleanup, model, optics, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
-from fabric.emulate import Emulation, EmulationError, rate_scale
+from fabric.emulate import Emulation, EmulationError, rate_scale, window_warning
 from fabric.reach import all_pairs
 from fabric.twin import TwinError
 from topologies import build as build_topology
@@ -319,6 +319,10 @@ def network(g, spec, run_dir, log):
     os.makedirs(run_dir, exist_ok=True)
     em_spec = spec["emulation"]
     scale = rate_scale(g, em_spec["host_link_mbps"])
+    if em_spec["emulate_delay"]:
+        warning = window_warning(g, scale, em_spec["tcp_window_bytes"])
+        if warning:
+            log(f"  {g.graph['name']}: {warning}")
     policy = spec["policy"]
     t_start = time.monotonic()
     args = () if policy in REFERENCE_APPS else controller_args(g, spec, scale, run_dir)
@@ -402,6 +406,7 @@ def run_on(net, schedule, spec, run_dir, on_go=None):
         "scale": scale,
         "host_link_mbps": em_spec["host_link_mbps"],
         "delay_emulated": info["emulation"]["delay_emulated"],
+        "delay_method": info["emulation"]["delay_method"],
         "timed_out": timed_out,
         "ready": ready,
         "connection_setup_s": None if connect_s is None else round(connect_s, 3),
@@ -415,6 +420,8 @@ def run_on(net, schedule, spec, run_dir, on_go=None):
     }
     tail = {"tcp": info["tcp"], "drops": info["drops"], "emulation": info["emulation"],
             "controller": info["controller"]}
+    if info["emulation"]["delay_method"] == "forwarder":
+        tail["delay_forwarder"] = em.forwarder_stats()
     if announce is not None:
         tail["intent"] = announce.status
     return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
@@ -515,6 +522,7 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
         "scale": scale,
         "host_link_mbps": em["host_link_mbps"] if emulated else None,
         "delay_emulated": bool(em["emulate_delay"]),
+        "delay_method": "twin" if em["emulate_delay"] else "none",
         "timed_out": info["timed_out"],
         "ready": {},
         "connection_setup_s": None,
@@ -637,6 +645,7 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
         "repeats": spec["repeats"],
         "scale": first["scale"],
         "delay_emulated": first["delay_emulated"],
+        "delay_method": first.get("delay_method"),
         "flows_total": first["flows_total"],
         "flows_completed": min(r["flows_completed"] for r in mine),
         **{k: main[k]["median"] if k in main else None for k in KEY_FIGURES},
@@ -716,7 +725,8 @@ def table(summary):
         lines.append(_optics_line(name, o))
     lines.append(f"(backend {summary['backend']}; nominal units: run time x scale "
                  f"{summary['scale']:.3g}; "
-                 f"propagation delay emulated: {summary['delay_emulated']}; "
+                 f"propagation delay emulated: {summary['delay_emulated']} "
+                 f"({summary.get('delay_method', '-')}); "
                  f"flows completed {summary['flows_completed']}/{summary['flows_total']})")
     return "\n".join(lines)
 

@@ -25,11 +25,13 @@ def test_a_dead_runs_state_and_socket_go_a_live_runs_stay(tmp_path, monkeypatch)
     dead, live = _dead_pid(), os.getppid()
     for pid in (dead, live):
         (tmp_path / f"ctl-{pid}.sock").write_text("")
+        (tmp_path / f"delayline-{pid}.json").write_text("{}")
         (tmp_path / f"run-{pid}.json").write_text(json.dumps({"bridges": [], "pids": []}))
+    (tmp_path / f"delayline-{dead}.json.err").write_text("")
     removed = cleanup.cleanup()
     assert removed == [f"run {dead}: 0 bridges, 0 processes"]
-    assert sorted(os.listdir(tmp_path)) == [f"ctl-{live}.sock", "emulation.lock",
-                                            f"run-{live}.json"]
+    assert sorted(os.listdir(tmp_path)) == [f"ctl-{live}.sock", f"delayline-{live}.json",
+                                            "emulation.lock", f"run-{live}.json"]
 
 
 def _line(pid):
