@@ -5,13 +5,13 @@ layer each rail switch has one fiber to each of ``ocses`` optical circuit switch
 per uplink plane): their circuits decide which rails are linked directly (fabric/optical.py),
 and traffic between two rails with no circuit crosses a third rail. Builds the logical fabric
 for a circuit plan (the uniform plan by default); the physical fabric travels in its
-``graph["optical"]``. Pure data: no Mininet at module level, no root. Also a Mininet custom file (``mn --custom topologies/railocs.py --topo
-railocs,4,4``).
+``graph["optical"]``. Pure data: no Mininet at module level, no root. Also a Mininet custom
+file (``mn --custom topologies/railocs.py --topo railocs,4,4``).
 
 Naming: rail switches ``r1..`` (dpids in that order), OCSes ``o1..``, hosts ``h1..`` server by
 server. Ports: rail switch port s leads to server s, port servers + u to OCS ``o<u>``; port i
-of every OCS leads to rail ``r<i>``. Each rail is a
-topology engineering block named after its switch.
+of every OCS leads to rail ``r<i>``. Each rail is a topology engineering block named after its
+switch.
 """
 
 import os
