@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 
-from fabric import cleanup, model, optics, report, spec as specs
+from fabric import cleanup, model, optical, optics, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
 from fabric.reach import all_pairs
@@ -539,6 +539,30 @@ def build_schedule(spec, g, seed, placed=None):
     return jobs.build(g, spec["jobs"], seed, placed=placed, name=spec["name"])
 
 
+def with_circuits(g, schedule, spec):
+    """Fabric ``g`` with the circuit plan the spec asks for the run of ``schedule``, and what
+    that plan is (None for a fabric without optical circuit switches).
+
+    ``circuits: engineered`` engineers circuits for the schedule's demand between blocks
+    (fabric/optical.py, controllers/topoeng.py) before the run starts, as between two jobs:
+    the reconfiguration from the topology's own plan is reported (``reconfiguration_ms``,
+    nominal), not overlapped with the run's flows.
+    """
+    if not optical.is_optical(g):
+        return g, None
+    demand = optical.block_demand(g, schedule)
+    info = {"plan": spec["circuits"], "direct_share_uniform": optical.direct_share(g, demand)}
+    if spec["circuits"] == "engineered":
+        phys = optical.physical(g)
+        g, plan = optical.reconfigure(g, optical.engineered_circuits(phys, demand))
+        info.update(reconfiguration_ms=plan.reconfiguration_ms,
+                    circuits_changed=len(plan.removed) + len(plan.added))
+    else:
+        info.update(reconfiguration_ms=0.0, circuits_changed=0)
+    info.update(direct_share=optical.direct_share(g, demand), circuits=optical.circuits_of(g))
+    return g, info
+
+
 def prepare(spec, where):
     """Build the fabric(s) and check the workload (or the jobs: their placement and
     workloads) before any network exists."""
@@ -552,6 +576,10 @@ def prepare(spec, where):
         build_schedule(spec, g, spec["seed"])
     except (EmulationError, workloads.WorkloadError, jobs.JobError) as e:
         raise specs.SpecError(f"{where}: {e}") from None
+    if spec["circuits"] == "engineered" and not optical.is_optical(g):
+        raise specs.SpecError(f"{where}: circuits: 'engineered' needs a topology with optical "
+                              f"circuit switches (jupiter, railocs), got "
+                              f"{spec['topology']['name']!r}")
     fabrics = [g]
     if spec["baseline"]:
         fabrics.append(nonblocking_like(g))
@@ -616,8 +644,12 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
             schedule = build_schedule(spec, g, seed, placed)
             label = f"{g.graph['name']}-r{rep + 1}"
             log(f"run {label} (seed {seed})")
-            res = run_once(g, schedule, spec, os.path.join(out_dir, "runs", label), log)
+            run_g, circuits = with_circuits(g, schedule, spec)
+            res = run_once(run_g, schedule, spec, os.path.join(out_dir, "runs", label), log)
             res["label"] = label
+            if circuits is not None:
+                res["ocs"] = circuits
+                _write_json(os.path.join(out_dir, "runs", label, "summary.json"), res)
             runs.append(res)
             with open(os.path.join(out_dir, "runs", label, "flows.csv")) as f:
                 all_rows += [dict(row, run=label) for row in csv.DictReader(f)]
@@ -641,6 +673,7 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
         **({"jobs": _job_summary(main, mine)} if "jobs" in main else {}),
         "figures": {g.graph["name"]: aggregate(runs, g.graph["name"]) for g in fabrics},
         "optics": {g.graph["name"]: optics.fabric_optics(g) for g in fabrics},
+        **({"ocs": first["ocs"]} if "ocs" in first else {}),
         "runs": runs,
     }
     _write_json(os.path.join(out_dir, "summary.json"), summary)

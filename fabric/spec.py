@@ -10,6 +10,7 @@ Example::
     seed: 1
     repeats: 1
     baseline: false              # also run a one-switch non-blocking fabric, same hosts/rates
+    circuits: uniform            # OCS topologies: or engineered for the run's demand
     topology: {name: fattree, params: {k: 4}}
     policy: ecmp                 # a routing core policy, or "stp" (Ryu's simple_switch_stp_13)
     controller: {stats_interval_s: 1.0, fast_failover: true, options: {hot_util: 0.8}}
@@ -55,12 +56,14 @@ from fabric.controller import REFERENCE_APPS
 POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
 BACKENDS = ("emulation", "twin")
 TIMEBASES = ("nominal", "emulated")
+CIRCUIT_PLANS = ("uniform", "engineered")
 
 DEFAULTS = {
     "name": None,
     "seed": 1,
     "repeats": 1,
     "baseline": False,
+    "circuits": "uniform",
     "policy": "ecmp",
     "backend": "emulation",
     "timeout_s": 120.0,
@@ -194,6 +197,8 @@ def check(spec, where="spec"):
           f"'repeats' must be an integer >= 1, got {out['repeats']!r}")
     _need(isinstance(out["baseline"], bool), where,
           f"'baseline' must be true or false, got {out['baseline']!r}")
+    _need(out["circuits"] in CIRCUIT_PLANS, where,
+          f"'circuits' must be one of {list(CIRCUIT_PLANS)}, got {out['circuits']!r}")
     _need(out["policy"] in POLICY_NAMES, where,
           f"'policy' must be one of {list(POLICY_NAMES)}, got {out['policy']!r}")
     _need(out["backend"] in BACKENDS, where,

@@ -40,6 +40,9 @@ TOP = {
     "repeats": ("integer >= 1", "how many times the run is repeated"),
     "baseline": ("true or false",
                  "also run a one-switch non-blocking fabric with the same hosts and rates"),
+    "circuits": (None, "circuit plan of a topology with optical circuit switches (`jupiter`, "
+                 "`railocs`): the topology's own (uniform by default), or engineered for the "
+                 "run's demand between blocks before it starts (fabric/optical.py)"),
     "policy": (None, "routing policy of the controller, or a Ryu reference app"),
     "backend": (None, "who carries the flows: Mininet + Open vSwitch, or the flow-level twin"),
     "timeout_s": ("number > 0", "seconds the schedule may run (from the clock's start) "
@@ -89,6 +92,7 @@ SECTIONS = {"controller": CONTROLLER, "emulation": EMULATION, "twin": TWIN}
 CONSTANT_CHOICES = {
     ("", "policy"): spec.POLICY_NAMES,
     ("", "backend"): spec.BACKENDS,
+    ("", "circuits"): spec.CIRCUIT_PLANS,
     ("twin", "timebase"): spec.TIMEBASES,
 }
 # fabric/spec.py spells this list in check()'s test; render() verifies it is still there.
