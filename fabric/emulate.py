@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 
-from fabric import cleanup
+from fabric import cleanup, ocs, optical
 from fabric.model import host_rate_gbps, hosts, is_host, switches
 
 CONTROLLER_NODE = "c0"
@@ -187,15 +187,23 @@ def _sum_qdisc_drops(tc_output, root_only):
 def mininet_topo(g, scale=None, host_link_mbps=10.0, **switch_opts):
     """A mininet.topo.Topo for ``mn --custom``: same names, ports, MACs, IPs and dpids; link
     ``bw`` in emulated Mbit/s (used when mn runs with ``--link tc``); ``switch_opts`` go to
-    every switch (e.g. ``datapath="user"``)."""
+    every switch (e.g. ``datapath="user"``). A fabric with optical circuit switches is built
+    as cabled (fabric/optical.py's physical graph): its OCSes are patch-panel bridges
+    (fabric/ocs.py) whose circuits :class:`Emulation` installs."""
     from mininet.topo import Topo
     scale = rate_scale(g, host_link_mbps) if scale is None else scale
+    if optical.is_optical(g):
+        g = optical.physical(g)
     topo = Topo()
     for h in hosts(g):
         topo.addHost(h, ip=g.nodes[h]["ip"] + "/8", mac=g.nodes[h]["mac"])
     for s in switches(g):
         topo.addSwitch(s, dpid="%016x" % g.nodes[s]["dpid"], protocols="OpenFlow13",
                        **switch_opts)
+    panel = ocs.patch_panel_class() if optical.ocs_nodes(g) else None
+    for o in optical.ocs_nodes(g):
+        topo.addSwitch(o, cls=panel, dpid=ocs.ocs_dpid(g.nodes[o]["index"]),
+                       protocols="OpenFlow13", **switch_opts)
     for u, v, d in sorted(g.edges(data=True), key=lambda e: (e[2]["ports"][e[0]], e[0], e[1])):
         topo.addLink(u, v, port1=d["ports"][u], port2=d["ports"][v], bw=link_mbps(d, scale))
     return topo
@@ -233,6 +241,12 @@ class Emulation:
             raise EmulationError(f"congestion_control must be one of {CONGESTION_CONTROLS}, "
                                  f"got {congestion_control!r}")
         self.g = g
+        # What is cabled: the fabric itself, or for OCS fabrics the physical graph (switches,
+        # OCS bridges, fibers), whose circuits become flows on the OCS bridges.
+        self.wired = optical.physical(g) if optical.is_optical(g) else g
+        self.bridges = switches(g) + optical.ocs_nodes(self.wired)
+        self.ocs = (ocs.OcsManager(optical.circuits_of(g)) if optical.is_optical(g)
+                    else None)
         self.controller_port = controller_port
         self.scale = scale
         self.cc = congestion_control
@@ -289,9 +303,9 @@ class Emulation:
         # lost): a stale veth of one of our names fails the build with "File exists".
         for line in cleanup.cleanup():
             self.log(f"cleaned up after an earlier run: {line}")
-        cleanup.kill_host_shells(hosts(self.g) + switches(self.g) + [CONTROLLER_NODE])
-        cleanup.remove_bridges(switches(self.g))
-        cleanup.record(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
+        cleanup.kill_host_shells(hosts(self.g) + self.bridges + [CONTROLLER_NODE])
+        cleanup.remove_bridges(self.bridges)
+        cleanup.record(bridges=self.bridges, hosts=hosts(self.g) + [CONTROLLER_NODE])
         # Let ovs-vswitchd finish any reconfiguration still pending (a crashed run's clean-up)
         # before bridges of the same names are created again.
         subprocess.run(["ovs-vsctl", "--timeout=120", "sync"], capture_output=True)
@@ -316,6 +330,8 @@ class Emulation:
         self.net.start()
         # Only now: Open vSwitch deletes any qdisc on an interface when it adds it as a port.
         self._shape_switches()
+        if self.ocs is not None:
+            self.ocs.install()
         t3 = time.monotonic()
         self.info["timings_s"] = {"build": round(t1 - t0, 3), "configure": round(t2 - t1, 3),
                                   "switches_start": round(t3 - t2, 3)}
@@ -331,11 +347,11 @@ class Emulation:
             try:
                 for node in net.hosts + net.switches + net.controllers:
                     node.terminate()
-                cleanup.kill_host_shells(hosts(self.g) + switches(self.g) + [CONTROLLER_NODE])
-                cleanup.remove_bridges(switches(self.g))
+                cleanup.kill_host_shells(hosts(self.g) + self.bridges + [CONTROLLER_NODE])
+                cleanup.remove_bridges(self.bridges)
             finally:
                 self.info["timings_s"]["teardown"] = round(time.monotonic() - t0, 3)
-        cleanup.forget(bridges=switches(self.g), hosts=hosts(self.g) + [CONTROLLER_NODE])
+        cleanup.forget(bridges=self.bridges, hosts=hosts(self.g) + [CONTROLLER_NODE])
         self._lock.release()
 
     # -- configuration ---------------------------------------------------------------------
@@ -380,9 +396,9 @@ class Emulation:
 
     def _switch_intfs(self):
         """(interface, link data) for every switch-side link end."""
-        for u, v, d in self.g.edges(data=True):
+        for u, v, d in self.wired.edges(data=True):
             for node in (u, v):
-                if not is_host(self.g, node):
+                if not is_host(self.wired, node):
                     yield _intf(node, d["ports"][node]), d
 
     def _shape_switches(self):
