@@ -6,6 +6,7 @@ logical fabric of the circuits (fabric/optical.py).
 """
 
 import itertools
+import json
 import threading
 
 import pytest
@@ -114,3 +115,37 @@ def test_a_reconfiguration_during_traffic_loses_no_flow(tmp_path, clean_machine)
         {frozenset((u, v)) for u, v in lg.edges if not is_host(lg, u) and not is_host(lg, v)}
     assert flows == set(itertools.chain.from_iterable(
         ((p, q), (q, p)) for p, q in new["o1"]))
+
+
+def test_twin_and_emulation_agree_on_an_ocs_fabric(tmp_path, clean_machine):
+    """A stride permutation across blocks of the small OCS fabric and on the one-switch
+    baseline, in the emulation (circuits on OCS bridges) and in the twin (circuits as links,
+    emulated timebase, the emulation's connections replayed): efficiencies relative to the
+    baseline agree within 0.25, as tests/test_twin_emulation.py asks of packet fabrics."""
+    from topologies.nonblocking import nonblocking_like
+    g = small_jupiter()
+    params = {"bytes_per_flow": 1_200_000, "kind": "stride", "stride": 2}
+
+    def spec(backend):
+        return specs.check({"backend": backend, "topology": {"name": "jupiter"},
+                            "workload": {"name": "permutation", "params": params},
+                            "emulation": {"tcp_window_bytes": 131072},
+                            "twin": {"timebase": "emulated"}, "timeout_s": 60})
+
+    eff = {}
+    for label, fabric in (("nonblocking", nonblocking_like(g)), ("jupiter", g)):
+        schedule = workloads.build("permutation", fabric, 7, **params)
+        run_dir = tmp_path / label
+        with runner.network(fabric, spec("emulation"), str(run_dir / "net"),
+                            lambda *_: None) as net:
+            emu = runner.run_on(net, schedule, spec("emulation"), str(run_dir / "emulation"))
+        assert emu["flows_completed"] == emu["flows_total"]
+        conns = json.loads((run_dir / "emulation" / "connections.json").read_text())
+        twin = runner.run_twin(fabric, schedule, spec("twin"), str(run_dir / "twin"),
+                               lambda *_: None, five_tuples=conns)
+        assert twin["flows_completed"] == twin["flows_total"]
+        eff[label] = (emu["efficiency"], twin["efficiency"])
+    emu_rel = eff["jupiter"][0] / eff["nonblocking"][0]
+    twin_rel = eff["jupiter"][1] / eff["nonblocking"][1]
+    print(f"relative efficiency: emulation {emu_rel:.3f}, twin {twin_rel:.3f}, raw {eff}")
+    assert abs(emu_rel - twin_rel) <= 0.25, eff
