@@ -18,6 +18,9 @@ before that, one made from its index), ``index`` (1-based), plus topology-specif
 Switch nodes: ``role`` in :data:`SWITCH_ROLES`, ``dpid`` (int, unique, never 0), ``layer``
 (0 = closest to hosts) plus topology-specific tags.
 
+Optical circuit switches (``role`` :data:`OCS`) appear only in the physical graph of a fabric
+with circuits (fabric/optical.py); they are not switches here and have no dpid.
+
 Edges: ``capacity_gbps`` (float > 0), ``medium`` (``"optical"`` or ``"copper"``),
 ``length_km`` (>= 0), ``delay_us`` (propagation, 5 us/km), ``transceiver`` (the name of its
 transceiver class, which reaches at least ``length_km``, see fabric/optics.py) and ``ports`` (a
