@@ -8,15 +8,18 @@ import json
 import random
 
 import networkx as nx
+import numpy as np
 import pytest
 
 from controllers import topoeng
 from controllers.core import RoutingCore
 from fabric import model, optical, runner
 from fabric.model import TopologyError, hosts, switches
+from fabric.twin import Twin, TwinError
 from topologies import build
 from topologies.jupiter import jupiter
 from topologies.railocs import rail_ocs
+from traffic import workloads
 
 
 def small_physical():
@@ -355,3 +358,51 @@ def test_engineered_circuits_need_an_ocs_topology(tmp_path, capsys):
     assert runner.main([str(path), "--results", str(tmp_path), "--quiet"]) != 0
     assert "circuits: 'engineered' needs a topology with optical circuit switches" in \
         capsys.readouterr().err
+
+
+# -- a reconfiguration during a twin run ----------------------------------------------------------
+
+def ring_case():
+    """4 blocks on one OCS sending each to the next (a ring), and the circuits for it."""
+    g = build("jupiter", blocks=4, leaves_per_block=1, aggs_per_block=2, hosts_per_leaf=2,
+              ocses=1)
+    s = workloads.build("permutation", g, 1, bytes_per_flow=10 ** 8, kind="stride", stride=2)
+    return g, s, optical.engineered_circuits(optical.physical(g), optical.block_demand(g, s))
+
+
+def test_twin_moves_circuits_make_before_break_during_a_run():
+    g, s, eng = ring_case()
+    engineered, plan = optical.reconfigure(g, eng)
+    assert plan.removed and plan.added
+    rec_u, _ = Twin(g, s, seed=1).run_columns()
+    rec_e, _ = Twin(engineered, s, seed=1).run_columns()
+    done_u, done_e = np.nanmax(rec_u.end_s), np.nanmax(rec_e.end_s)
+    assert done_e < done_u
+    for dark_s in (0.0, 0.002, 0.01):
+        tw = Twin(g, s, seed=1, reconfiguration={"at_s": 0.0, "circuits": eng,
+                                                 "dark_s": dark_s})
+        rec, info = tw.run_columns()
+        assert not np.isnan(rec.end_s).any()          # no flow lost
+        assert info["reroutes"] > 0
+        # Flows wait at most the dark time: the plan's kept circuits leave some blocks cut.
+        assert done_e - 1e-9 <= np.nanmax(rec.end_s) <= done_e + dark_s + 1e-9
+
+
+def test_changed_circuits_carry_nothing_while_dark():
+    g, s, eng = ring_case()
+    new, plan = optical.reconfigure(g, eng)
+    tw = Twin(g, s, seed=1, max_time_s=0.05,
+              reconfiguration={"at_s": 0.0, "circuits": eng, "dark_s": 0.1})
+    tw.run_columns()
+    changed = [optical.circuit_link(g, c) for c in plan.removed] + \
+        [optical.circuit_link(new, c) for c in plan.added]
+    for (u, _), (v, _) in changed:
+        assert tw.link_bytes[tw.lid[(u, v)]] == 0 and tw.link_bytes[tw.lid[(v, u)]] == 0
+    kept = [optical.circuit_link(g, c) for c in plan.kept]
+    assert sum(tw.link_bytes[tw.lid[(u, v)]] for (u, _), (v, _) in kept) > 0
+
+
+def test_a_bad_reconfiguration_is_a_twin_error():
+    g, s, _ = ring_case()
+    with pytest.raises(TwinError, match="port 99"):
+        Twin(g, s, reconfiguration={"at_s": 0.0, "circuits": {"o1": [(1, 99)]}, "dark_s": 0})
