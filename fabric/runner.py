@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 
-from fabric import cleanup, model, optical, optics, report, spec as specs
+from fabric import cleanup, model, ocs, optical, optics, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale
 from fabric.reach import all_pairs
@@ -336,13 +336,38 @@ def network(g, spec, run_dir, log):
             yield Network(g, ctl, em, scale, ready)
 
 
-def run_once(g, schedule, spec, run_dir, log):
+def run_once(g, schedule, spec, run_dir, log, circuits=None):
     """One run on fabric ``g`` with its own network (or in the twin, as the spec's
-    ``backend`` says); returns its summary dict (also written to run_dir)."""
+    ``backend`` says); returns its summary dict (also written to run_dir). ``circuits``
+    (``{ocs: [(p, q), ...]}``, OCS fabrics only) are moved to as the run starts,
+    make-before-break (the twin's ``reconfiguration``, the emulation's
+    :func:`fabric.ocs.make_before_break`), dark for the OCS reconfiguration time scaled
+    like every time; the result's ``ocs_steps`` says what it took."""
     if spec["backend"] == "twin":
-        return run_twin(g, schedule, spec, run_dir, log)
+        return run_twin(g, schedule, spec, run_dir, log, circuits=circuits)
     with network(g, spec, run_dir, log) as net:
-        return run_on(net, schedule, spec, run_dir)
+        if circuits is None:
+            return run_on(net, schedule, spec, run_dir)
+        _new, plan = optical.reconfigure(g, circuits)
+        moved = {}
+
+        def move():
+            try:
+                moved["lg"], moved["steps"] = ocs.make_before_break(
+                    net.ctl, net.em, g, circuits, plan.reconfiguration_ms / 1e3 / net.scale)
+            except (ControllerError, ocs.OcsError) as e:
+                moved["error"] = str(e)
+
+        mover = threading.Thread(target=move, name="ocs-reconfiguration")
+        try:
+            res = run_on(net, schedule, spec, run_dir, on_go=mover.start)
+        finally:
+            if mover.ident is not None:
+                mover.join()
+        if "error" in moved:
+            raise RunError(f"OCS reconfiguration failed: {moved['error']}")
+        res["ocs_steps"] = moved.get("steps")
+        return res
 
 
 def run_on(net, schedule, spec, run_dir, on_go=None):
@@ -486,11 +511,12 @@ def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
     return result
 
 
-def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
+def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None):
     """One run on fabric ``g`` in the flow-level simulator (fabric/twin.py); returns its
     summary dict (also written to run_dir), in the emulation's format with ``backend:
     twin``. ``five_tuples`` (an emulation run's ``connections.json``) replays that run's
-    connections, so its ECMP hash choices."""
+    connections, so its ECMP hash choices; ``circuits`` are moved to as the run starts (see
+    :func:`run_once`)."""
     from fabric.twin import Twin
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
@@ -504,7 +530,11 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
                 mtu_bytes=em["mtu"],
                 detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
-                resolution=tw["resolution"], five_tuples=five_tuples)
+                resolution=tw["resolution"], five_tuples=five_tuples,
+                reconfiguration=None if circuits is None else {
+                    "at_s": 0.0, "circuits": circuits,
+                    "dark_s": optical.reconfigure(g, circuits)[1].reconfiguration_ms / 1e3
+                    / scale})
     records, info = twin.run()
     log(f"  {g.graph['name']}: twin simulated {info['simulated_s']:.4g} s in "
         f"{info['wall_s']:.2f} s wall ({info['events']} events)")
@@ -546,17 +576,24 @@ def with_circuits(g, schedule, spec):
     ``circuits: engineered`` engineers circuits for the schedule's demand between blocks
     (fabric/optical.py, controllers/topoeng.py) before the run starts, as between two jobs:
     the reconfiguration from the topology's own plan is reported (``reconfiguration_ms``,
-    nominal), not overlapped with the run's flows.
+    nominal), not overlapped with the run's flows. ``circuits: reconfigure`` runs on the
+    topology's own plan and moves to the engineered one as the flows start: the fabric
+    returned is the starting one and ``info["move_to"]`` the circuits to move to.
     """
     if not optical.is_optical(g):
         return g, None
     demand = optical.block_demand(g, schedule)
     info = {"plan": spec["circuits"], "direct_share_uniform": optical.direct_share(g, demand)}
-    if spec["circuits"] == "engineered":
-        phys = optical.physical(g)
-        g, plan = optical.reconfigure(g, optical.engineered_circuits(phys, demand))
+    if spec["circuits"] in ("engineered", "reconfigure"):
+        target = optical.engineered_circuits(optical.physical(g), demand)
+        new, plan = optical.reconfigure(g, target)
         info.update(reconfiguration_ms=plan.reconfiguration_ms,
                     circuits_changed=len(plan.removed) + len(plan.added))
+        if spec["circuits"] == "engineered":
+            g = new
+        else:
+            info.update(move_to=optical.circuits_of(new),
+                        direct_share_after=optical.direct_share(new, demand))
     else:
         info.update(reconfiguration_ms=0.0, circuits_changed=0)
     info.update(direct_share=optical.direct_share(g, demand), circuits=optical.circuits_of(g))
@@ -576,9 +613,9 @@ def prepare(spec, where):
         build_schedule(spec, g, spec["seed"])
     except (EmulationError, workloads.WorkloadError, jobs.JobError) as e:
         raise specs.SpecError(f"{where}: {e}") from None
-    if spec["circuits"] == "engineered" and not optical.is_optical(g):
-        raise specs.SpecError(f"{where}: circuits: 'engineered' needs a topology with optical "
-                              f"circuit switches (jupiter, railocs), got "
+    if spec["circuits"] != "uniform" and not optical.is_optical(g):
+        raise specs.SpecError(f"{where}: circuits: {spec['circuits']!r} needs a topology with "
+                              f"optical circuit switches (jupiter, railocs), got "
                               f"{spec['topology']['name']!r}")
     fabrics = [g]
     if spec["baseline"]:
@@ -645,7 +682,8 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
             label = f"{g.graph['name']}-r{rep + 1}"
             log(f"run {label} (seed {seed})")
             run_g, circuits = with_circuits(g, schedule, spec)
-            res = run_once(run_g, schedule, spec, os.path.join(out_dir, "runs", label), log)
+            res = run_once(run_g, schedule, spec, os.path.join(out_dir, "runs", label), log,
+                           circuits=None if circuits is None else circuits.get("move_to"))
             res["label"] = label
             if circuits is not None:
                 res["ocs"] = circuits

@@ -10,7 +10,8 @@ Example::
     seed: 1
     repeats: 1
     baseline: false              # also run a one-switch non-blocking fabric, same hosts/rates
-    circuits: uniform            # OCS topologies: or engineered for the run's demand
+    circuits: uniform            # OCS topologies: engineered for the run's demand before it,
+                                 # or reconfigure to that plan as the run starts
     topology: {name: fattree, params: {k: 4}}
     policy: ecmp                 # a routing core policy, or "stp" (Ryu's simple_switch_stp_13)
     controller: {stats_interval_s: 1.0, fast_failover: true, options: {hot_util: 0.8}}
@@ -56,7 +57,7 @@ from fabric.controller import REFERENCE_APPS
 POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
 BACKENDS = ("emulation", "twin")
 TIMEBASES = ("nominal", "emulated")
-CIRCUIT_PLANS = ("uniform", "engineered")
+CIRCUIT_PLANS = ("uniform", "engineered", "reconfigure")
 
 DEFAULTS = {
     "name": None,

@@ -41,8 +41,9 @@ TOP = {
     "baseline": ("true or false",
                  "also run a one-switch non-blocking fabric with the same hosts and rates"),
     "circuits": (None, "circuit plan of a topology with optical circuit switches (`jupiter`, "
-                 "`railocs`): the topology's own (uniform by default), or engineered for the "
-                 "run's demand between blocks before it starts (fabric/optical.py)"),
+                 "`railocs`): the topology's own (uniform by default), engineered for the "
+                 "run's demand between blocks before it starts, or moved to that plan as the "
+                 "run's flows start, make-before-break (fabric/optical.py)"),
     "policy": (None, "routing policy of the controller, or a Ryu reference app"),
     "backend": (None, "who carries the flows: Mininet + Open vSwitch, or the flow-level twin"),
     "timeout_s": ("number > 0", "seconds the schedule may run (from the clock's start) "

@@ -347,6 +347,13 @@ def test_twin_runs_engineered_circuits_through_the_runner(tmp_path):
     assert eng["ocs"]["direct_share"] == 1.0 > uni["ocs"]["direct_share"]
     assert eng["completion_time_s"] < uni["completion_time_s"]
     assert eng["ocs"]["circuits"] != uni["ocs"]["circuits"]
+    live = _run(tmp_path, "reconfigure", topo)
+    assert live["flows_completed"] == live["flows_total"]
+    assert live["ocs"]["move_to"] == eng["ocs"]["circuits"]
+    assert live["ocs"]["direct_share_after"] == 1.0
+    # Moving while the flows run: the engineered time plus at most the dark time.
+    assert eng["completion_time_s"] <= live["completion_time_s"] <= \
+        eng["completion_time_s"] + live["ocs"]["reconfiguration_ms"] / 1e3 + 1e-9
 
 
 def test_engineered_circuits_need_an_ocs_topology(tmp_path, capsys):
