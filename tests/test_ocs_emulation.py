@@ -149,3 +149,26 @@ def test_twin_and_emulation_agree_on_an_ocs_fabric(tmp_path, clean_machine):
     twin_rel = eff["jupiter"][1] / eff["nonblocking"][1]
     print(f"relative efficiency: emulation {emu_rel:.3f}, twin {twin_rel:.3f}, raw {eff}")
     assert abs(emu_rel - twin_rel) <= 0.25, eff
+
+
+def test_the_runner_moves_circuits_while_the_flows_run(tmp_path, clean_machine):
+    """``circuits: reconfigure``: the run starts on the uniform plan and, as the flows start,
+    moves OCS o1 to the plan engineered for them (o2's circuits keep the blocks connected
+    while o1's drain); every flow completes."""
+    raw = {"name": "ocs-live", "circuits": "reconfigure",
+           "topology": {"name": "jupiter",
+                        "params": {"blocks": 4, "leaves_per_block": 1, "aggs_per_block": 2,
+                                   "hosts_per_leaf": 2, "ocses": 2,
+                                   "reconfiguration_ms": 0.01}},
+           "workload": {"name": "permutation",
+                        "params": {"bytes_per_flow": 1_500_000, "kind": "stride", "stride": 2}},
+           "emulation": {"host_link_mbps": 10}, "timeout_s": 90}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(raw))
+    out = tmp_path / "results"
+    assert runner.main([str(path), "--results", str(out), "--quiet"]) == 0
+    summary = json.loads((next(out.iterdir()) / "summary.json").read_text())
+    assert summary["flows_completed"] == summary["flows_total"] == 8
+    run = summary["runs"][0]
+    assert run["ocs_steps"]["removed"] == run["ocs_steps"]["added"] == 2
+    assert summary["ocs"]["direct_share_after"] > summary["ocs"]["direct_share"]
