@@ -585,7 +585,10 @@ def with_circuits(g, schedule, spec):
     demand = optical.block_demand(g, schedule)
     info = {"plan": spec["circuits"], "direct_share_uniform": optical.direct_share(g, demand)}
     if spec["circuits"] in ("engineered", "reconfigure"):
-        target = optical.engineered_circuits(optical.physical(g), demand)
+        try:
+            target = optical.engineered_circuits(optical.physical(g), demand)
+        except model.TopologyError as e:
+            raise RunError(f"circuits: {spec['circuits']}: {e}") from None
         new, plan = optical.reconfigure(g, target)
         info.update(reconfiguration_ms=plan.reconfiguration_ms,
                     circuits_changed=len(plan.removed) + len(plan.added))
