@@ -8,7 +8,7 @@ SWEEP_SPEC = $(if $(filter file,$(origin SPEC)),experiments/sweep_example.yaml,$
 # `make bench`: every policy side by side, 5 seeds (~30 min); `make bench BENCH=quick`: 3 seeds, fat-tree.
 BENCH ?= full
 
-.PHONY: setup demo test test-unit lint experiment sweep bench bench-core bench-k8 bench-twin bench-twin-scale bench-fidelity bench-scale chaos clean schema
+.PHONY: setup demo test test-unit lint experiment sweep bench bench-core bench-k8 bench-twin bench-optical bench-twin-scale bench-fidelity bench-scale chaos clean schema
 
 setup:
 	@./scripts/setup.sh
@@ -46,6 +46,9 @@ bench-k8: setup
 
 bench-twin: setup
 	$(PY) -m bench.twin_bench $(if $(filter quick,$(BENCH)),--quick,) --results $(RESULTS)
+
+bench-optical: setup
+	$(PY) -m bench.optical --results $(RESULTS)
 
 bench-twin-scale: setup
 	$(PY) -m bench.twin_scale --results $(RESULTS)

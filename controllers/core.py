@@ -531,6 +531,29 @@ class RoutingCore:
                                       {src_dpid: (src_port, dst_port)})
         return []
 
+    def drain_links(self, links, now):
+        """Make-before-break, first step: routes leave ``links`` (each ``((dpid, port),
+        (dpid, port))``) while they still carry, as for an excluded link; the links stay
+        known. Changes go out with the next :meth:`flush`."""
+        self._at(now)
+        for link in links:
+            self.topo.set_excluded(link, True)
+        return []
+
+    def commit_links(self, removed, added, now):
+        """Make-before-break, commit: ``removed`` links are gone and ``added`` ones exist,
+        as one topology change (an optical circuit switch moved its circuits, see
+        controllers/topoeng.py); routes use the new links from the next :meth:`flush`."""
+        self._at(now)
+        for link in removed:
+            for dpid, port in link:
+                self.topo.drop_link_at(dpid, port)
+            self.topo.set_excluded(link, False)
+        for (a, pa), (b, pb) in added:
+            self.link_seen(a, pa, b, pb, now)
+            self.link_seen(b, pb, a, pa, now)
+        return []
+
     def expire_links(self, now):
         """Drop links no probe confirmed for ``link_timeout_s``."""
         self._at(now)

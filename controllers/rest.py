@@ -123,6 +123,15 @@ def _int(value, what):
         raise BadRequest(f"{what} must be an integer, got {value!r}") from None
 
 
+def _links(body, key):
+    """``body[key]`` as links ``((dpid, port), (dpid, port))``."""
+    try:
+        return [tuple((int(d), int(p)) for d, p in link) for link in body.get(key, [])]
+    except (TypeError, ValueError):
+        raise BadRequest(f"'{key}' must be a list of links [[dpid, port], [dpid, port]], "
+                         f"got {body.get(key)!r}") from None
+
+
 class FabricRest(ControllerBase):
     """REST view and control of the controller (see the README for the routes)."""
 
@@ -255,6 +264,29 @@ class FabricRest(ControllerBase):
     def withdraw(self, req, intent_id, **_):
         self.app.apply(self.core.withdraw_intent, self._intent_id(intent_id))
         return {"intent": intent_id, "state": "withdrawn"}
+
+    @route("fabric", "/fabric/links/drain", methods=["POST"])
+    @rest
+    def drain_links(self, req, **_):
+        """Make-before-break, first step: routes leave the links that are about to change
+        (an optical circuit switch is about to move them)."""
+        body = _body(req)
+        if set(body) != {"links"}:
+            raise BadRequest('expected {"links": [[[dpid, port], [dpid, port]], ...]}')
+        links = _links(body, "links")
+        self.app.apply(self.core.drain_links, links)
+        return {"drained": len(links)}
+
+    @route("fabric", "/fabric/links/commit", methods=["POST"])
+    @rest
+    def commit_links(self, req, **_):
+        """Make-before-break, commit: removed links are gone, added ones exist, one change."""
+        body = _body(req)
+        if not set(body) <= {"removed", "added"}:
+            raise BadRequest('expected {"removed": [...], "added": [...]}')
+        removed, added = _links(body, "removed"), _links(body, "added")
+        self.app.apply(self.core.commit_links, removed, added)
+        return {"removed": len(removed), "added": len(added)}
 
     # -- as Ryu's ofctl_rest ---------------------------------------------------------------
     @route("fabric", "/stats/switches", methods=["GET"])

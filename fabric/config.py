@@ -39,6 +39,7 @@ REFERENCE_APPS = {"stp": "ryu.app.simple_switch_stp_13"}
 POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
 BACKENDS = ("emulation", "twin")
 TIMEBASES = ("nominal", "emulated")
+CIRCUIT_PLANS = ("uniform", "engineered", "reconfigure")
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 COUNTED_PLACEMENTS = ("packed", "spread", "random")
 MAX_JOB_NAME = 16
@@ -330,6 +331,12 @@ class Spec(Frozen):
     timeout_s: float = Field(
         120.0, gt=0, description="seconds the schedule may run (from the clock's start) "
                                  "before the agents are stopped")
+    circuits: Literal[CIRCUIT_PLANS] = Field(
+        "uniform", description="circuit plan of a topology with optical circuit switches "
+                               "(`jupiter`, `railocs`): the topology's own (uniform by "
+                               "default), engineered for the run's demand between blocks "
+                               "before it starts, or moved to that plan as the run's flows "
+                               "start, make-before-break (fabric/optical.py)")
     topology: TopologyRef = Field(description="the fabric: see [Topologies](#topologies)")
     workload: WorkloadRef | None = Field(
         None, description="the traffic: see [Workloads](#workloads); required unless `jobs` "

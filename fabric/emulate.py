@@ -29,7 +29,7 @@ import time
 
 import networkx as nx
 
-from fabric import cleanup
+from fabric import cleanup, ocs, optical
 from fabric.delayline import buffer_bytes
 from fabric.model import host_rate_gbps, hosts, is_host, switches
 
@@ -220,17 +220,26 @@ def delay_ends(i):
 def mininet_topo(g, scale=None, host_link_mbps=10.0, delayed=(), **switch_opts):
     """A mininet.topo.Topo for ``mn --custom``: same names, ports, MACs, IPs and dpids; link
     ``bw`` in emulated Mbit/s (used when mn runs with ``--link tc``); ``switch_opts`` go to
-    every switch (e.g. ``datapath="user"``). Each link of ``delayed`` (pairs ``(u, v)``) is
-    cut in two halves that meet in :data:`DELAY_NODE` (``u``'s port to its port ``2i``, its
-    port ``2i + 1`` to ``v``'s port), so the switches keep their port numbers and names."""
+    every switch (e.g. ``datapath="user"``). A fabric with optical circuit switches is built
+    as cabled (fabric/optical.py's physical graph): its OCSes are patch-panel bridges
+    (fabric/ocs.py) whose circuits :class:`Emulation` installs. Each link of ``delayed``
+    (pairs ``(u, v)`` of the graph built) is cut in two halves that meet in
+    :data:`DELAY_NODE` (``u``'s port to its port ``2i``, its port ``2i + 1`` to ``v``'s
+    port), so the switches keep their port numbers and names."""
     from mininet.topo import Topo
     scale = rate_scale(g, host_link_mbps) if scale is None else scale
+    if optical.is_optical(g):
+        g = optical.physical(g)
     topo = Topo()
     for h in hosts(g):
         topo.addHost(h, ip=g.nodes[h]["ip"] + "/8", mac=g.nodes[h]["mac"])
     for s in switches(g):
         topo.addSwitch(s, dpid="%016x" % g.nodes[s]["dpid"], protocols="OpenFlow13",
                        **switch_opts)
+    panel = ocs.patch_panel_class() if optical.ocs_nodes(g) else None
+    for o in optical.ocs_nodes(g):
+        topo.addSwitch(o, cls=panel, dpid=ocs.ocs_dpid(g.nodes[o]["index"]),
+                       protocols="OpenFlow13", **switch_opts)
     cut = {frozenset(e): i for i, e in enumerate(delayed)}
     if cut:
         # No address: the kernel in this namespace must neither answer nor send anything.
@@ -326,6 +335,12 @@ class Emulation:
             raise EmulationError(f"congestion_control must be one of {CONGESTION_CONTROLS}, "
                                  f"got {congestion_control!r}")
         self.g = g
+        # What is cabled: the fabric itself, or for OCS fabrics the physical graph (switches,
+        # OCS bridges, fibers), whose circuits become flows on the OCS bridges.
+        self.wired = optical.physical(g) if optical.is_optical(g) else g
+        self.bridges = switches(g) + optical.ocs_nodes(self.wired)
+        self.ocs = (ocs.OcsManager(optical.circuits_of(g)) if optical.is_optical(g)
+                    else None)
         self.controller_port = controller_port
         self.scale = scale
         self.cc = congestion_control
@@ -335,7 +350,7 @@ class Emulation:
         self.log = log
         self.net = None
         self.datapath = ovs_datapath()
-        delayed = delayed_links(g, scale)
+        delayed = delayed_links(self.wired, scale)  # the links cabled, fibers to OCSes too
         any_delay = any(d["delay_us"] for _, _, d in g.edges(data=True))
         method = ("none" if not (emulate_delay and any_delay)
                   else "netem" if has_netem() else "forwarder" if delayed else "none")
@@ -410,9 +425,9 @@ class Emulation:
         # lost): a stale veth of one of our names fails the build with "File exists".
         for line in cleanup.cleanup():
             self.log(f"cleaned up after an earlier run: {line}")
-        cleanup.kill_host_shells(self._nodes() + switches(self.g) + [DELAY_NODE])
-        cleanup.remove_bridges(switches(self.g))
-        cleanup.record(bridges=switches(self.g), hosts=self._nodes())
+        cleanup.kill_host_shells(self._nodes() + self.bridges + [DELAY_NODE])
+        cleanup.remove_bridges(self.bridges)
+        cleanup.record(bridges=self.bridges, hosts=self._nodes())
         # Let ovs-vswitchd finish any reconfiguration still pending (a crashed run's clean-up)
         # before bridges of the same names are created again.
         subprocess.run(["ovs-vsctl", "--timeout=120", "sync"], capture_output=True)
@@ -438,6 +453,8 @@ class Emulation:
         self.net.start()
         # Only now: Open vSwitch deletes any qdisc on an interface when it adds it as a port.
         self._shape_switches()
+        if self.ocs is not None:
+            self.ocs.install()
         t3 = time.monotonic()
         if self.delayed:
             self._start_forwarder()
@@ -461,11 +478,11 @@ class Emulation:
             try:
                 for node in net.hosts + net.switches + net.controllers:
                     node.terminate()
-                cleanup.kill_host_shells(self._nodes() + switches(self.g))
-                cleanup.remove_bridges(switches(self.g))
+                cleanup.kill_host_shells(self._nodes() + self.bridges)
+                cleanup.remove_bridges(self.bridges)
             finally:
                 self.info["timings_s"]["teardown"] = round(time.monotonic() - t0, 3)
-        cleanup.forget(bridges=switches(self.g), hosts=self._nodes())
+        cleanup.forget(bridges=self.bridges, hosts=self._nodes())
         for path in (self._stats_path, self._stats_path + ".err"):
             if os.path.exists(path):
                 os.remove(path)
@@ -577,9 +594,9 @@ class Emulation:
 
     def _switch_intfs(self):
         """(interface, link data) for every switch-side link end."""
-        for u, v, d in self.g.edges(data=True):
+        for u, v, d in self.wired.edges(data=True):
             for node in (u, v):
-                if not is_host(self.g, node):
+                if not is_host(self.wired, node):
                     yield _intf(node, d["ports"][node]), d
 
     def _shape_switches(self):

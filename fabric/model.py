@@ -18,6 +18,9 @@ before that, one made from its index), ``index`` (1-based), plus topology-specif
 Switch nodes: ``role`` in :data:`SWITCH_ROLES`, ``dpid`` (int, unique, never 0), ``layer``
 (0 = closest to hosts) plus topology-specific tags.
 
+Optical circuit switches (``role`` :data:`OCS`) appear only in the physical graph of a fabric
+with circuits (fabric/optical.py); they are not switches here and have no dpid.
+
 Edges: ``capacity_gbps`` (float > 0), ``medium`` (``"optical"`` or ``"copper"``),
 ``length_km`` (>= 0), ``delay_us`` (propagation, 5 us/km), ``transceiver`` (the name of its
 transceiver class, which reaches at least ``length_km``, see fabric/optics.py) and ``ports`` (a
@@ -35,6 +38,7 @@ from fabric import optics
 
 HOST = "host"
 SWITCH_ROLES = ("edge", "leaf", "aggregation", "core", "spine", "rail", "gateway", "dc")
+OCS = "ocs"  # an optical circuit switch: not a packet switch (fabric/optical.py)
 MEDIA = ("optical", "copper")
 PROPAGATION_US_PER_KM = 5.0
 MAX_NAME_LEN = 10
@@ -88,7 +92,7 @@ def add_switch(g, name, role, layer, **tags):
     if role not in SWITCH_ROLES:
         raise TopologyError(f"switch {name!r}: unknown role {role!r}, "
                             f"expected one of {SWITCH_ROLES}")
-    dpid = sum(1 for _, r in g.nodes(data="role") if r != HOST) + 1
+    dpid = sum(1 for _, r in g.nodes(data="role") if r in SWITCH_ROLES) + 1
     g.add_node(name, role=role, layer=layer, dpid=dpid, **tags)
     return name
 
@@ -171,8 +175,8 @@ def hosts(g):
 
 
 def switches(g):
-    """Switch names in dpid order."""
-    return sorted((n for n, r in g.nodes(data="role") if r != HOST),
+    """Packet switch names in dpid order (optical circuit switches are not among them)."""
+    return sorted((n for n, r in g.nodes(data="role") if r in SWITCH_ROLES),
                   key=lambda n: g.nodes[n]["dpid"])
 
 

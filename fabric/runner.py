@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 
-from fabric import bundled, cleanup, model, optics, report, spec as specs
+from fabric import bundled, cleanup, model, ocs, optical, optics, report, spec as specs
 from fabric.controller import REFERENCE_APPS, Controller, ControllerError
 from fabric.emulate import Emulation, EmulationError, rate_scale, window_warning
 from fabric.reach import all_pairs
@@ -342,13 +342,38 @@ def network(g, spec, run_dir, log):
             yield Network(g, ctl, em, scale, ready)
 
 
-def run_once(g, schedule, spec, run_dir, log):
+def run_once(g, schedule, spec, run_dir, log, circuits=None):
     """One run on fabric ``g`` with its own network (or in the twin, as the spec's
-    ``backend`` says); returns its summary dict (also written to run_dir)."""
+    ``backend`` says); returns its summary dict (also written to run_dir). ``circuits``
+    (``{ocs: [(p, q), ...]}``, OCS fabrics only) are moved to as the run starts,
+    make-before-break (the twin's ``reconfiguration``, the emulation's
+    :func:`fabric.ocs.make_before_break`), dark for the OCS reconfiguration time scaled
+    like every time; the result's ``ocs_steps`` says what it took."""
     if spec["backend"] == "twin":
-        return run_twin(g, schedule, spec, run_dir, log)
+        return run_twin(g, schedule, spec, run_dir, log, circuits=circuits)
     with network(g, spec, run_dir, log) as net:
-        return run_on(net, schedule, spec, run_dir)
+        if circuits is None:
+            return run_on(net, schedule, spec, run_dir)
+        _new, plan = optical.reconfigure(g, circuits)
+        moved = {}
+
+        def move():
+            try:
+                moved["lg"], moved["steps"] = ocs.make_before_break(
+                    net.ctl, net.em, g, circuits, plan.reconfiguration_ms / 1e3 / net.scale)
+            except (ControllerError, ocs.OcsError) as e:
+                moved["error"] = str(e)
+
+        mover = threading.Thread(target=move, name="ocs-reconfiguration")
+        try:
+            res = run_on(net, schedule, spec, run_dir, on_go=mover.start)
+        finally:
+            if mover.ident is not None:
+                mover.join()
+        if "error" in moved:
+            raise RunError(f"OCS reconfiguration failed: {moved['error']}")
+        res["ocs_steps"] = moved.get("steps")
+        return res
 
 
 def run_on(net, schedule, spec, run_dir, on_go=None):
@@ -495,11 +520,12 @@ def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
     return result
 
 
-def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
+def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None):
     """One run on fabric ``g`` in the flow-level simulator (fabric/twin.py); returns its
     summary dict (also written to run_dir), in the emulation's format with ``backend:
     twin``. ``five_tuples`` (an emulation run's ``connections.json``) replays that run's
-    connections, so its ECMP hash choices."""
+    connections, so its ECMP hash choices; ``circuits`` are moved to as the run starts (see
+    :func:`run_once`)."""
     from fabric.twin import Twin
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
@@ -513,7 +539,11 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None):
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
                 mtu_bytes=em["mtu"],
                 detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
-                resolution=tw["resolution"], five_tuples=five_tuples)
+                resolution=tw["resolution"], five_tuples=five_tuples,
+                reconfiguration=None if circuits is None else {
+                    "at_s": 0.0, "circuits": circuits,
+                    "dark_s": optical.reconfigure(g, circuits)[1].reconfiguration_ms / 1e3
+                    / scale})
     records, info = twin.run()
     log(f"  {g.graph['name']}: twin simulated {info['simulated_s']:.4g} s in "
         f"{info['wall_s']:.2f} s wall ({info['events']} events)")
@@ -549,6 +579,40 @@ def build_schedule(spec, g, seed, placed=None):
     return jobs.build(g, spec["jobs"], seed, placed=placed, name=spec["name"])
 
 
+def with_circuits(g, schedule, spec):
+    """Fabric ``g`` with the circuit plan the spec asks for the run of ``schedule``, and what
+    that plan is (None for a fabric without optical circuit switches).
+
+    ``circuits: engineered`` engineers circuits for the schedule's demand between blocks
+    (fabric/optical.py, controllers/topoeng.py) before the run starts, as between two jobs:
+    the reconfiguration from the topology's own plan is reported (``reconfiguration_ms``,
+    nominal), not overlapped with the run's flows. ``circuits: reconfigure`` runs on the
+    topology's own plan and moves to the engineered one as the flows start: the fabric
+    returned is the starting one and ``info["move_to"]`` the circuits to move to.
+    """
+    if not optical.is_optical(g):
+        return g, None
+    demand = optical.block_demand(g, schedule)
+    info = {"plan": spec["circuits"], "direct_share_uniform": optical.direct_share(g, demand)}
+    if spec["circuits"] in ("engineered", "reconfigure"):
+        try:
+            target = optical.engineered_circuits(optical.physical(g), demand)
+        except model.TopologyError as e:
+            raise RunError(f"circuits: {spec['circuits']}: {e}") from None
+        new, plan = optical.reconfigure(g, target)
+        info.update(reconfiguration_ms=plan.reconfiguration_ms,
+                    circuits_changed=len(plan.removed) + len(plan.added))
+        if spec["circuits"] == "engineered":
+            g = new
+        else:
+            info.update(move_to=optical.circuits_of(new),
+                        direct_share_after=optical.direct_share(new, demand))
+    else:
+        info.update(reconfiguration_ms=0.0, circuits_changed=0)
+    info.update(direct_share=optical.direct_share(g, demand), circuits=optical.circuits_of(g))
+    return g, info
+
+
 def prepare(spec, where):
     """Build the fabric(s) and check the workload (or the jobs: their placement and
     workloads) before any network exists."""
@@ -562,6 +626,10 @@ def prepare(spec, where):
         build_schedule(spec, g, spec["seed"])
     except (EmulationError, workloads.WorkloadError, jobs.JobError) as e:
         raise specs.SpecError(f"{where}: {e}") from None
+    if spec["circuits"] != "uniform" and not optical.is_optical(g):
+        raise specs.SpecError(f"{where}: circuits: {spec['circuits']!r} needs a topology with "
+                              f"optical circuit switches (jupiter, railocs), got "
+                              f"{spec['topology']['name']!r}")
     fabrics = [g]
     if spec["baseline"]:
         fabrics.append(nonblocking_like(g))
@@ -626,8 +694,13 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
             schedule = build_schedule(spec, g, seed, placed)
             label = f"{g.graph['name']}-r{rep + 1}"
             log(f"run {label} (seed {seed})")
-            res = run_once(g, schedule, spec, os.path.join(out_dir, "runs", label), log)
+            run_g, circuits = with_circuits(g, schedule, spec)
+            res = run_once(run_g, schedule, spec, os.path.join(out_dir, "runs", label), log,
+                           circuits=None if circuits is None else circuits.get("move_to"))
             res["label"] = label
+            if circuits is not None:
+                res["ocs"] = circuits
+                _write_json(os.path.join(out_dir, "runs", label, "summary.json"), res)
             runs.append(res)
             with open(os.path.join(out_dir, "runs", label, "flows.csv")) as f:
                 all_rows += [dict(row, run=label) for row in csv.DictReader(f)]
@@ -652,6 +725,7 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
         **({"jobs": _job_summary(main, mine)} if "jobs" in main else {}),
         "figures": {g.graph["name"]: aggregate(runs, g.graph["name"]) for g in fabrics},
         "optics": {g.graph["name"]: optics.fabric_optics(g) for g in fabrics},
+        **({"ocs": first["ocs"]} if "ocs" in first else {}),
         "runs": runs,
     }
     _write_json(os.path.join(out_dir, "summary.json"), summary)

@@ -12,6 +12,8 @@ Example::
     seed: 1
     repeats: 1
     baseline: false              # also run a one-switch non-blocking fabric, same hosts/rates
+    circuits: uniform            # OCS topologies: engineered for the run's demand before it,
+                                 # or reconfigure to that plan as the run starts
     topology: {name: fattree, params: {k: 4}}
     policy: ecmp                 # a routing core policy, or "stp" (Ryu's simple_switch_stp_13)
     controller: {stats_interval_s: 1.0, fast_failover: true, options: {hot_util: 0.8}}
@@ -47,8 +49,9 @@ time it has run ends with the flows ending now, 0 = exact).
 import yaml
 
 from fabric import config
-from fabric.config import (BACKENDS, COUNTED_PLACEMENTS, CONGESTION_CONTROLS,  # noqa: F401
-                           MAX_JOB_NAME, POLICY_NAMES, SECTIONS, TIMEBASES)
+from fabric.config import (BACKENDS, CIRCUIT_PLANS, COUNTED_PLACEMENTS,  # noqa: F401
+                           CONGESTION_CONTROLS, MAX_JOB_NAME, POLICY_NAMES, SECTIONS,
+                           TIMEBASES)
 
 
 def _defaults(model):

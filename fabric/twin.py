@@ -20,6 +20,10 @@ Model
   the bucket weights, the highest-random-weight fallback), so hash collisions happen as in the
   emulation. Source ports are drawn like Linux's ephemeral ports (uniform in 32768-60999,
   distinct per host, from the run's seed); the destination port is the agents' port.
+- **Optical circuits** (fabric/optical.py): a ``reconfiguration`` moves the circuits of an OCS
+  fabric during the run, make-before-break: at ``at_s`` the core drains the circuits that
+  change (routes leave them), they go dark (carry nothing) for ``dark_s``, then the core
+  commits the new circuits as one topology change and routes onto them.
 - **Failures**: a link that goes down stops carrying at once; each switch's FAST_FAILOVER
   groups send a flow to the next live bucket of the rotation the renderer installs (the next
   equal-cost hop; for a single next hop, the detour through a neighbour), with no controller
@@ -654,12 +658,17 @@ class Twin:
         ``{flow id: [src ip, dst ip, proto, sport, dport]}`` of the flows' connections (an
         emulation run's ``connections.json``), to replay its hash choices; flows not in it
         get drawn source ports.
+    reconfiguration : dict, optional
+        ``{"at_s": t, "circuits": {ocs: [(p, q), ...]}, "dark_s": d}``: on an OCS fabric
+        (``g`` from fabric/optical.py), move to these circuits at time t, the changed ones
+        dark for d seconds of the run (see the module docstring).
     """
 
     def __init__(self, g, schedule, policy="ecmp", capacity_scale=1.0, stats_interval_s=1.0,
                  fast_failover=True, options=None, seed=0, delay_scale=1.0, mtu_bytes=9000,
                  detect_s=0.0,
-                 link_events=(), max_time_s=None, resolution=0.0, five_tuples=None):
+                 link_events=(), max_time_s=None, resolution=0.0, five_tuples=None,
+                 reconfiguration=None):
         self.g, self.schedule = g, schedule
         self.stats_interval_s = float(stats_interval_s)
         self.fast_failover = fast_failover
@@ -672,17 +681,59 @@ class Twin:
         self.core.flush(0.0)
         self.counters = {"rate_solves": 0, "events": 0, "stats_rounds": 0, "reroutes": 0,
                          "stalled": 0}
+        self.capacity_scale = capacity_scale
+        self._events = []
+        self._wired = self._plan_reconfiguration(reconfiguration)
         self._index_links(capacity_scale, delay_scale)
+        for u, v in self._wired.graph.get("dark_at_start", ()):
+            for lid in (self.lid[(u, v)], self.lid[(v, u)]):
+                self.up[lid] = False
+                self.live_caps[lid] = 0.0
         self.serialize = mtu_bytes * 8.0 / self.caps   # one packet's time on each link
         self._make_flows(seed, five_tuples or {})
         self.resolution = float(resolution)
-        self._events = []
         for ev in link_events:
             self._add_link_event(ev)
 
     # -- the fabric ------------------------------------------------------------------------
+    def _plan_reconfiguration(self, reconfiguration):
+        """The links the twin indexes (``g``'s, plus the circuits a reconfiguration adds,
+        dark until it commits) and the reconfiguration's events."""
+        if reconfiguration is None:
+            return self.g
+        from fabric import optical
+        try:
+            at, dark = float(reconfiguration["at_s"]), float(reconfiguration["dark_s"])
+            new, plan = optical.reconfigure(self.g, reconfiguration["circuits"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise TwinError(f"reconfiguration {reconfiguration!r}: {e}") from None
+        wired = self.g.copy()
+        added_pairs = []
+        for u, v, d in new.edges(data=True):
+            if not wired.has_edge(u, v):
+                wired.add_edge(u, v, **d)
+                added_pairs.append((u, v))
+        wired.graph["dark_at_start"] = added_pairs
+        dpid = {n: x for n, x in self.g.nodes(data="dpid") if x is not None}
+
+        def links(circuits, lg):
+            out = []
+            for c in circuits:
+                (u, pu), (v, pv) = optical.circuit_link(lg, c)
+                out.append(((u, v), ((dpid[u], pu), (dpid[v], pv))))
+            return out
+
+        removed, added = links(plan.removed, self.g), links(plan.added, new)
+        self.reconfiguration = {"at_s": at, "dark_s": dark, "graph": new,
+                                "removed": len(removed), "added": len(added)}
+        for kind, when, arg in (("drain", at, (removed, added, new)),
+                                ("dark", at, (removed, added, new)),
+                                ("commit", at + dark, (removed, added, new))):
+            heapq.heappush(self._events, (when, len(self._events), kind, arg))
+        return wired
+
     def _index_links(self, scale, delay_scale):
-        g = self.g
+        g = self._wired
         self.dpid = {n: g.nodes[n]["dpid"] for n in model.switches(g)}
         self.lid = {}      # (node, node) -> directed link index
         self.ends_of = []  # directed link index -> (node, node)
@@ -1186,7 +1237,7 @@ class Twin:
             while self._events and self._events[0][0] <= t:
                 _, _, kind, arg = heapq.heappop(self._events)
                 self._link_event(kind, arg, t)
-                if kind == "phys":
+                if kind in ("phys", "dark"):
                     reroute_all()
                 else:
                     after_core(t)
@@ -1215,8 +1266,26 @@ class Twin:
                     compiled=bool(compiled))
         return records, info
 
+    def _circuit_event(self, kind, arg, t):
+        """A step of a make-before-break reconfiguration (see :meth:`_plan_reconfiguration`)."""
+        core = self.core
+        removed, added, new = arg
+        if kind == "drain":
+            core.drain_links([link for _, link in removed], t)
+            return
+        pairs, up = ((removed, False) if kind == "dark" else (added, True))
+        for (u, v), _link in pairs:
+            for lid in (self.lid[(u, v)], self.lid[(v, u)]):
+                self.up[lid] = up
+                self.live_caps[lid] = self.caps[lid] if up else 0.0
+        if kind == "commit":
+            core.link_capacity_bps.update(link_capacities(new, self.capacity_scale))
+            core.commit_links([link for _, link in removed], [link for _, link in added], t)
+
     def _link_event(self, kind, arg, t):
         core = self.core
+        if kind in ("drain", "dark", "commit"):
+            return self._circuit_event(kind, arg, t)
         u, v, up = arg
         lids = (self.lid[(u, v)], self.lid[(v, u)])
         if kind == "phys":
@@ -1240,7 +1309,10 @@ class Twin:
         core = self.core
         total = act.port_bytes(self.link_bytes)
         for dpid, ports in self.switch_ports.items():
-            core.port_stats(dpid, {p: int(total[lid]) for p, lid in ports}, t)
+            counters = {}
+            for p, lid in ports:   # a port an OCS moved carries two links' bytes
+                counters[p] = counters.get(p, 0) + int(total[lid])
+            core.port_stats(dpid, counters, t)
         if not core.learns_flows:
             return
         sent = {int(act.fid[r]): float(act.sent[r]) for r in np.flatnonzero(act.alive)}

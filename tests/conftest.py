@@ -60,4 +60,4 @@ def _all_node_names():
     names = set()
     for g in (build("fattree", k=4), build("leafspine", leaves=4, spines=2, hosts_per_leaf=4)):
         names |= set(switches(g)) | set(hosts(g))
-    return names
+    return names | {"o1", "o2", "o3"}   # the OCS bridges of tests/test_ocs_emulation.py

@@ -28,6 +28,8 @@ REGISTRIES = {  # custom file -> (its `topos` key, the builder behind it)
     "topologies/rail.py": ("rail", "rail_optimized"),
     "topologies/edge.py": ("edge", "edge"),
     "topologies/nonblocking.py": ("nonblocking", "nonblocking"),
+    "topologies/jupiter.py": ("jupiter", "jupiter"),
+    "topologies/railocs.py": ("railocs", "rail_ocs"),
 }
 # Names `mn` treats specially when it copies a custom file's top-level names into its globals.
 MN_RESERVED = {"hosts", "switches", "controllers", "links", "testnames", "tests", "validate"}
@@ -191,7 +193,8 @@ def test_nonblocking():
 def test_build_uses_builder_defaults_and_params():
     assert len(hosts(build("fattree"))) == 16
     assert len(hosts(build("rail", servers=2, gpus_per_server=8))) == 16
-    assert set(TOPOLOGIES) == {"fattree", "leafspine", "rail", "edge", "nonblocking"}
+    assert set(TOPOLOGIES) == {"fattree", "leafspine", "rail", "edge", "nonblocking",
+                               "jupiter", "railocs"}
 
 
 @pytest.mark.parametrize("name, params, message", [

@@ -13,7 +13,7 @@ the data center of the edge topology.
 import inspect
 
 from fabric.model import TopologyError
-from topologies import edge, fattree, leafspine, nonblocking, rail
+from topologies import edge, fattree, jupiter, leafspine, nonblocking, rail, railocs
 
 __all__ = ["TOPOLOGIES", "build"]
 
@@ -23,6 +23,8 @@ TOPOLOGIES = {
     "rail": rail.rail_optimized,
     "edge": edge.edge,
     "nonblocking": nonblocking.nonblocking,
+    "jupiter": jupiter.jupiter,
+    "railocs": railocs.rail_ocs,
 }
 
 
