@@ -1,6 +1,7 @@
 """Inference serving: arrivals, batching, the serving DAG, KV transfers, edge placement, metrics."""
 
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from traffic.inference import (
 
 def names(n):
     return [f"h{i}" for i in range(1, n + 1)]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def by_phase(s, phase):
@@ -186,3 +189,27 @@ def test_inference_summary_percentiles_goodput_and_slo():
     assert out["goodput_rps"] == pytest.approx(met / out["span_s"])
     assert out["throughput_rps"] == pytest.approx(len(done) / out["span_s"])
     assert inference_summary(s, records)["slo_attainment"] == pytest.approx(len(done) / 40)
+
+
+@pytest.mark.parametrize("site_km, served_at_dc", [
+    ([20, 50, 80], {20: True, 80: False}),   # the fiber decides
+    ([0, 0, 0], {20: True, 80: True}),       # no fiber: the faster DC serves everyone
+])
+def test_the_fiber_decides_where_edge_requests_are_served(site_km, served_at_dc):
+    """experiments/inference_edge_fiber.yaml: with the DC only 5% faster than a site, a near
+    site's requests cross the WAN to the DC and a far site's stay home; the same fabric
+    without fiber sends every request to the DC."""
+    import yaml
+    from traffic import workloads
+    with open(os.path.join(ROOT, "experiments", "inference_edge_fiber.yaml")) as f:
+        spec = yaml.safe_load(f)
+    params = dict(spec["topology"]["params"], site_km=site_km)
+    g = build("edge", **params)
+    s = workloads.build("inference", g, spec["seed"], **spec["workload"]["params"])
+    km = {h: ([0] + spec["topology"]["params"]["site_km"])[g.nodes[h]["site"]]
+          for h in fabric_hosts(g)}
+    to_dc = collections.defaultdict(set)
+    for f in by_phase(s, "request"):
+        to_dc[km[f.src]].add(g.nodes[f.dst]["site"] == 0)
+    for client_km, at_dc in served_at_dc.items():
+        assert to_dc[client_km] == {at_dc}, dict(to_dc)
