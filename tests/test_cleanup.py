@@ -84,6 +84,11 @@ def test_clean_up_waits_for_the_machine_and_removes_nothing_while_a_run_holds_it
     monkeypatch.setattr(cleanup, "STATE_DIR", str(tmp_path))
     monkeypatch.setattr(cleanup, "LOCK_PATH", str(tmp_path / "emulation.lock"))
     monkeypatch.setenv("AIFABRIC_LOCK_WAIT_S", "0")
+    # What the clean-up would remove is noted, not removed: these names may be a live
+    # emulation's on this machine (a test's record is no emulation's).
+    removed_nodes = []
+    monkeypatch.setattr(cleanup, "kill_host_shells", removed_nodes.extend)
+    monkeypatch.setattr(cleanup, "remove_bridges", removed_nodes.extend)
     dead = _dead_pid()
     record = tmp_path / f"run-{dead}.json"
     record.write_text(json.dumps({"bridges": ["e1"], "hosts": ["h1"], "pids": []}))
@@ -97,10 +102,10 @@ def test_clean_up_waits_for_the_machine_and_removes_nothing_while_a_run_holds_it
         with pytest.raises(cleanup.Busy, match=f"pid {holder.pid}"):
             cleanup.cleanup()
         assert cleanup.cleanup_if_free() == []
-        assert record.exists()
+        assert record.exists() and removed_nodes == []
         assert cleanup.main([]) == 1
     finally:
         holder.kill()
         holder.wait()
     assert cleanup.cleanup() == [f"run {dead}: 1 bridges, 0 processes"]
-    assert not record.exists()
+    assert not record.exists() and sorted(removed_nodes) == ["e1", "e1", "h1"]
