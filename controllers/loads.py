@@ -128,12 +128,14 @@ class PortLoads:
 
 
 @dataclasses.dataclass(slots=True)
-class Flow:
+class Flow(RateMeter):
     """What the core knows about one learned IPv4 flow.
 
     ``path`` is the switch path it is pinned to, or None while it follows the destination's
     groups (ECMP). ``started`` turns true once it has sent more than a handshake; before that
-    its rate says nothing about its demand.
+    its rate says nothing about its demand. A flow is the meter of its own rule's byte
+    counter (``rate_bps``, :meth:`RateMeter.update`) rather than holding one: one Python
+    object less per learned flow for the cyclic collector to traverse.
     """
 
     key: FlowKey
@@ -141,7 +143,6 @@ class Flow:
     dst: str                    # MAC of the receiving host
     seen_at: float
     active_at: float
-    meter: RateMeter = dataclasses.field(default_factory=RateMeter)
     sent_bytes: int = 0
     started: bool = False
     path: tuple = None
@@ -155,10 +156,15 @@ class Flow:
     # receives, itself included, while it is tracked (see LoadModel._sweep).
     sent_by: dict = dataclasses.field(default=None, repr=False, compare=False)
     received_by: dict = dataclasses.field(default=None, repr=False, compare=False)
+    # The key as a plain tuple (equal to it, same hash), for the indexes that hold many
+    # flows' keys: the cyclic collector stops tracking a plain tuple of strings and ints, and
+    # a dict of them, but tracks a FlowKey (a tuple subclass) as long as it lives, so every
+    # container of FlowKeys would be traversed by every full collection.
+    ident: tuple = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
-    @property
-    def rate_bps(self):
-        return self.meter.rate_bps
+    def __post_init__(self):
+        RateMeter.__init__(self)
+        self.ident = tuple(self.key)
 
 
 class LoadModel:
@@ -193,7 +199,8 @@ class LoadModel:
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
-        self.on_link = collections.defaultdict(set)    # (u, v) -> keys of flows pinned on it
+        # (u, v) -> {key: None} of the flows pinned on it (plain keys, see Flow.ident)
+        self.on_link = collections.defaultdict(dict)
         # Per directed link, by a dense index: estimated demand on it, its measured rate and
         # its capacity, so placement reads a candidate set's loads in one vector operation.
         self._lid = {}                                 # (u, v) -> index
@@ -211,7 +218,7 @@ class LoadModel:
         # they were learned.
         self._from = collections.defaultdict(dict)
         self._to = collections.defaultdict(dict)
-        self._due = []                                 # heap of (seen_at + tau_s, key)
+        self._due = []                                 # heap of (seen_at + tau_s, ident)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         self._adj = adj
         self._nic_bps = nic_bps
@@ -226,7 +233,7 @@ class LoadModel:
         flow.received_by = self._to[flow.dst]
         flow.sent_by[flow.key] = flow
         flow.received_by[flow.key] = flow
-        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
+        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.ident))
         self._refresh_ends(flow, now)
 
     def remove(self, key, now):
@@ -272,7 +279,7 @@ class LoadModel:
                 for link in zip(flow.path, flow.path[1:]):
                     keys = self.on_link.get(link)
                     if keys is not None:
-                        keys.discard(flow.key)
+                        keys.pop(flow.ident, None)
                         if not keys:
                             del self.on_link[link]
             return
@@ -282,9 +289,9 @@ class LoadModel:
             flow.lids = tuple([lid[link] for link in links])
         except KeyError:  # a link not indexed yet
             flow.lids = tuple([self.link_index(link) for link in links])
-        on_link, key = self.on_link, flow.key
+        on_link, key = self.on_link, flow.ident
         for link in links:
-            on_link[link].add(key)
+            on_link[link][key] = None
 
     def _add_est(self, lids, bps):
         if bps:
@@ -390,7 +397,7 @@ class LoadModel:
     # -- measurement -----------------------------------------------------------------------
     def measure(self, flow, bytes_total, now):
         """Feed a flow's cumulative byte counter; returns the bytes it grew by."""
-        grown = flow.meter.update(bytes_total, now, self.tau_s)
+        grown = flow.update(bytes_total, now, self.tau_s)
         if grown > 0:
             flow.active_at = now
             flow.sent_bytes += grown
@@ -474,7 +481,7 @@ class LoadModel:
             lids = f.lids
             if not lids:
                 continue  # unpinned, or pinned within one switch: no link to count it on
-            if f.meter.rate_bps is not None and measured(f, now):
+            if f.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
                 # The other end's flows include f: never empty.
