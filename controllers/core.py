@@ -1051,9 +1051,10 @@ class RoutingCore:
                 render.set_owner(("flow", key), ())
             else:
                 # Owned by the flow's plain key, which the collector stops tracking (see
-                # Flow.ident): the renderer keeps its owners in many places.
-                render.set_owner(("flow", flow.ident),
-                                 [(flow.key.match(), PRIO_FLOW, src, dst, flow.path, True)])
+                # Flow.key): the renderer keeps its owners in many places.
+                render.set_owner(("flow", flow.key),
+                                 [(FlowKey.match(flow.key), PRIO_FLOW, src, dst, flow.path,
+                                   True)])
         if self._pins_dirty or self._policy.pins_version != self._pins_seen:
             self._pins_dirty = False
             self._pins_seen = self._policy.pins_version

@@ -138,7 +138,11 @@ class Flow(RateMeter):
     object less per learned flow for the cyclic collector to traverse.
     """
 
-    key: FlowKey
+    # Its 5-tuple as a plain tuple, equal to its FlowKey (same hash, found by one in every
+    # dict): the cyclic collector stops tracking a plain tuple of strings and ints, and the
+    # tuples and dicts holding only such, but tracks a FlowKey (a tuple subclass) as long as
+    # it lives, and with it every container of FlowKeys, at every full collection.
+    key: tuple
     src: str                    # MAC of the sending host
     dst: str                    # MAC of the receiving host
     seen_at: float
@@ -156,15 +160,10 @@ class Flow(RateMeter):
     # receives, itself included, while it is tracked (see LoadModel._sweep).
     sent_by: dict = dataclasses.field(default=None, repr=False, compare=False)
     received_by: dict = dataclasses.field(default=None, repr=False, compare=False)
-    # The key as a plain tuple (equal to it, same hash), for the indexes that hold many
-    # flows' keys: the cyclic collector stops tracking a plain tuple of strings and ints, and
-    # a dict of them, but tracks a FlowKey (a tuple subclass) as long as it lives, so every
-    # container of FlowKeys would be traversed by every full collection.
-    ident: tuple = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         RateMeter.__init__(self)
-        self.ident = tuple(self.key)
+        self.key = tuple(self.key)
 
 
 class LoadModel:
@@ -199,7 +198,7 @@ class LoadModel:
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
-        # (u, v) -> {key: None} of the flows pinned on it (plain keys, see Flow.ident)
+        # (u, v) -> {key: None} of the flows pinned on it (plain keys, see Flow.key)
         self.on_link = collections.defaultdict(dict)
         # Per directed link, by a dense index: estimated demand on it, its measured rate and
         # its capacity, so placement reads a candidate set's loads in one vector operation.
@@ -218,7 +217,7 @@ class LoadModel:
         # they were learned.
         self._from = collections.defaultdict(dict)
         self._to = collections.defaultdict(dict)
-        self._due = []                                 # heap of (seen_at + tau_s, ident)
+        self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         self._adj = adj
         self._nic_bps = nic_bps
@@ -233,7 +232,7 @@ class LoadModel:
         flow.received_by = self._to[flow.dst]
         flow.sent_by[flow.key] = flow
         flow.received_by[flow.key] = flow
-        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.ident))
+        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
         self._refresh_ends(flow, now)
 
     def remove(self, key, now):
@@ -279,7 +278,7 @@ class LoadModel:
                 for link in zip(flow.path, flow.path[1:]):
                     keys = self.on_link.get(link)
                     if keys is not None:
-                        keys.pop(flow.ident, None)
+                        keys.pop(flow.key, None)
                         if not keys:
                             del self.on_link[link]
             return
@@ -289,7 +288,7 @@ class LoadModel:
             flow.lids = tuple([lid[link] for link in links])
         except KeyError:  # a link not indexed yet
             flow.lids = tuple([self.link_index(link) for link in links])
-        on_link, key = self.on_link, flow.ident
+        on_link, key = self.on_link, flow.key
         for link in links:
             on_link[link][key] = None
 
@@ -406,7 +405,7 @@ class LoadModel:
                 # Its estimate stops counting; the link averages have not caught up yet.
                 if flow.path is not None and flow.rate_bps:
                     self.shift(flow.path, flow.rate_bps, now)
-                other = self.flows.get(flow.key.reverse())
+                other = self.flows.get(FlowKey.reverse(flow.key))
                 if other is not None:
                     self.refresh(other, now)
         self.refresh(flow, now)
@@ -422,7 +421,7 @@ class LoadModel:
             return False
         if flow.started or now - flow.seen_at >= self.tau_s:
             return True
-        other = self.flows.get(flow.key.reverse())
+        other = self.flows.get(FlowKey.reverse(flow.key))
         return other is not None and other.started
 
     def flow_rate(self, flow, now):
