@@ -127,7 +127,9 @@ class PortLoads:
                 del table[key]
 
 
-@dataclasses.dataclass(slots=True)
+# eq=False: a flow is equal only to itself, as when it held its own meter object (two
+# flows' fields can match: the same 5-tuple learned by two cores).
+@dataclasses.dataclass(slots=True, eq=False)
 class Flow(RateMeter):
     """What the core knows about one learned IPv4 flow.
 
