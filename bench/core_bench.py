@@ -13,7 +13,8 @@ fresh process, so ``peak_rss_mb`` is that size's own peak. Per fat-tree k it mea
 - ``flow_setup_per_s`` under ``congestion`` and ``hedera``: new flows learned and placed per
   second (packet-in, placement, the flow's rules and the flush that sends them), timed over
   ``--flows`` new flows once ``--prefill`` flows are placed (or one per host pair where the
-  fabric has fewer pairs);
+  fabric has fewer pairs), in wall and in CPU time (``flow_setup_cpu_per_s``), with each
+  k's congestion figure against k=4's printed after the table;
 - ``intent_s`` under ``collective``: submitting a uniform all-to-all of every host (phases by
   pairwise-shift round), up to ``--intent-max-hosts`` hosts.
 
@@ -62,12 +63,14 @@ def flow_setup(g, policy, prefill, count, seed=1):
     for i, (a, b) in enumerate(sorted(chosen)):
         core.packet_in_flow(*_flow(g, a, b, 10000 + i % 50000), b"", now)
     new = [tuple(rnd.sample(hs, 2)) for _ in range(count)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i, (a, b) in enumerate(new):
         core.packet_in_flow(*_flow(g, a, b, 60000 + i % 5000), b"", now + 1e-5 * i)
-    seconds = time.perf_counter() - start
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    # CPU time as well as wall: on a shared machine the wall figure also counts the time
+    # other processes held the CPU.
     return {"placed_before": prefill, "timed": count, "per_s": count / seconds,
-            "flows": len(core.flows)}
+            "cpu_per_s": count / cpu_s, "flows": len(core.flows)}
 
 
 def link_events(g, repeats=3):
@@ -128,6 +131,7 @@ def measure(k, prefill, count, intent_max_hosts):
     row["link_event_ms"], row["link_events"] = link_events(g)
     row["flow_setup"] = {p: flow_setup(g, p, prefill, count) for p in ("congestion", "hedera")}
     row["flow_setup_per_s"] = {p: r["per_s"] for p, r in row["flow_setup"].items()}
+    row["flow_setup_cpu_per_s"] = {p: r["cpu_per_s"] for p, r in row["flow_setup"].items()}
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["intent_s"] = None
     if row["hosts"] <= intent_max_hosts:
@@ -178,11 +182,22 @@ def main(argv=None):
               f"{r['rules']:>9} {r['groups']:>8} {r['link_event_ms']:>8.1f} "
               f"{fs['congestion']:>9,.0f} {fs['hedera']:>9,.0f} "
               f"{_fmt(r['intent_s'], '8.2f')} {r['peak_rss_mb']:>7.0f}", flush=True)
+    by_k = {r["k"]: r for r in rows if "error" not in r}
+    if 4 in by_k:
+        for k in sorted(set(by_k) - {4}):
+            wall, cpu = (by_k[k][f]["congestion"] / by_k[4][f]["congestion"]
+                         for f in ("flow_setup_per_s", "flow_setup_cpu_per_s"))
+            print(f"congestion flow setup k={k} / k=4: {wall:.2f} wall, {cpu:.2f} CPU "
+                  f"({by_k[k]['flow_setup_cpu_per_s']['congestion']:,.0f} flows per CPU "
+                  f"second against {by_k[4]['flow_setup_cpu_per_s']['congestion']:,.0f})")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores shared: wall "
+          f"figures are noisy)")
     run_dir = os.path.join(args.results, time.strftime("%Y%m%d-%H%M%S") + "-core")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "core.json"), "w") as f:
         json.dump({"rows": rows, "targets": TARGETS, "prefill": args.prefill,
-                   "flows_timed": args.flows}, f, indent=2)
+                   "flows_timed": args.flows, "load_average": load}, f, indent=2)
     print(f"written {os.path.join(run_dir, 'core.json')}")
     return 0
 

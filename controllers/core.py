@@ -1116,8 +1116,11 @@ class RoutingCore:
             if src is None or dst is None:
                 render.set_owner(("flow", key), ())
             else:
-                render.set_owner(("flow", key),
-                                 [(key.match(), PRIO_FLOW, src, dst, flow.path, True)])
+                # Owned by the flow's plain key, which the collector stops tracking (see
+                # Flow.key): the renderer keeps its owners in many places.
+                render.set_owner(("flow", flow.key),
+                                 [(FlowKey.match(flow.key), PRIO_FLOW, src, dst, flow.path,
+                                   True)])
         if self._pins_dirty or self._policy.pins_version != self._pins_seen:
             self._pins_dirty = False
             self._pins_seen = self._policy.pins_version

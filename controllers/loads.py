@@ -127,21 +127,28 @@ class PortLoads:
                 del table[key]
 
 
-@dataclasses.dataclass(slots=True)
-class Flow:
+# eq=False: a flow is equal only to itself, as when it held its own meter object (two
+# flows' fields can match: the same 5-tuple learned by two cores).
+@dataclasses.dataclass(slots=True, eq=False)
+class Flow(RateMeter):
     """What the core knows about one learned IPv4 flow.
 
     ``path`` is the switch path it is pinned to, or None while it follows the destination's
     groups (ECMP). ``started`` turns true once it has sent more than a handshake; before that
-    its rate says nothing about its demand.
+    its rate says nothing about its demand. A flow is the meter of its own rule's byte
+    counter (``rate_bps``, :meth:`RateMeter.update`) rather than holding one: one Python
+    object less per learned flow for the cyclic collector to traverse.
     """
 
-    key: FlowKey
+    # Its 5-tuple as a plain tuple, equal to its FlowKey (same hash, found by one in every
+    # dict): the cyclic collector stops tracking a plain tuple of strings and ints, and the
+    # tuples and dicts holding only such, but tracks a FlowKey (a tuple subclass) as long as
+    # it lives, and with it every container of FlowKeys, at every full collection.
+    key: tuple
     src: str                    # MAC of the sending host
     dst: str                    # MAC of the receiving host
     seen_at: float
     active_at: float
-    meter: RateMeter = dataclasses.field(default_factory=RateMeter)
     sent_bytes: int = 0
     started: bool = False
     path: tuple = None
@@ -156,9 +163,9 @@ class Flow:
     sent_by: dict = dataclasses.field(default=None, repr=False, compare=False)
     received_by: dict = dataclasses.field(default=None, repr=False, compare=False)
 
-    @property
-    def rate_bps(self):
-        return self.meter.rate_bps
+    def __post_init__(self):
+        RateMeter.__init__(self)
+        self.key = tuple(self.key)
 
 
 class LoadModel:
@@ -193,7 +200,8 @@ class LoadModel:
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
-        self.on_link = collections.defaultdict(set)    # (u, v) -> keys of flows pinned on it
+        # (u, v) -> {key: None} of the flows pinned on it (plain keys, see Flow.key)
+        self.on_link = collections.defaultdict(dict)
         # Per directed link, by a dense index: estimated demand on it, its measured rate and
         # its capacity, so placement reads a candidate set's loads in one vector operation.
         self._lid = {}                                 # (u, v) -> index
@@ -272,7 +280,7 @@ class LoadModel:
                 for link in zip(flow.path, flow.path[1:]):
                     keys = self.on_link.get(link)
                     if keys is not None:
-                        keys.discard(flow.key)
+                        keys.pop(flow.key, None)
                         if not keys:
                             del self.on_link[link]
             return
@@ -284,7 +292,7 @@ class LoadModel:
             flow.lids = tuple([self.link_index(link) for link in links])
         on_link, key = self.on_link, flow.key
         for link in links:
-            on_link[link].add(key)
+            on_link[link][key] = None
 
     def _add_est(self, lids, bps):
         if bps:
@@ -390,7 +398,7 @@ class LoadModel:
     # -- measurement -----------------------------------------------------------------------
     def measure(self, flow, bytes_total, now):
         """Feed a flow's cumulative byte counter; returns the bytes it grew by."""
-        grown = flow.meter.update(bytes_total, now, self.tau_s)
+        grown = flow.update(bytes_total, now, self.tau_s)
         if grown > 0:
             flow.active_at = now
             flow.sent_bytes += grown
@@ -399,7 +407,7 @@ class LoadModel:
                 # Its estimate stops counting; the link averages have not caught up yet.
                 if flow.path is not None and flow.rate_bps:
                     self.shift(flow.path, flow.rate_bps, now)
-                other = self.flows.get(flow.key.reverse())
+                other = self.flows.get(FlowKey.reverse(flow.key))
                 if other is not None:
                     self.refresh(other, now)
         self.refresh(flow, now)
@@ -415,7 +423,7 @@ class LoadModel:
             return False
         if flow.started or now - flow.seen_at >= self.tau_s:
             return True
-        other = self.flows.get(flow.key.reverse())
+        other = self.flows.get(FlowKey.reverse(flow.key))
         return other is not None and other.started
 
     def flow_rate(self, flow, now):
@@ -474,7 +482,7 @@ class LoadModel:
             lids = f.lids
             if not lids:
                 continue  # unpinned, or pinned within one switch: no link to count it on
-            if f.meter.rate_bps is not None and measured(f, now):
+            if f.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
                 # The other end's flows include f: never empty.

@@ -121,7 +121,7 @@ class Fabric(typing.Protocol):
     link's projected load in O(1), ``flows_on`` finds a link's pinned flows from an index.
     """
 
-    flows: dict       # FlowKey -> controllers.loads.Flow, the learned flows
+    flows: dict       # 5-tuple (equal to its FlowKey) -> controllers.loads.Flow
     hosts: dict       # mac -> controllers.topology.Host
 
     def flow_paths(self, flow) -> list: ...

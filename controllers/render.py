@@ -166,6 +166,11 @@ def _no_gc():
             gc.enable()
 
 
+def _owned(entry):
+    """The ``(dpid, rule)`` pairs of an owner's entry in :attr:`Renderer._owners`."""
+    return zip(entry[::2], entry[1::2])
+
+
 def _tuple_new(cls):
     """A fast constructor of a named tuple class from one tuple of its fields."""
     def make(fields, _new=tuple.__new__):
@@ -261,9 +266,11 @@ class Renderer:
         self._remote_of = {}   # dst -> (routed by its prefix, hosts routed by their own MAC)
         self._by_locator = collections.defaultdict(set)  # dpid -> hosts' MACs locating there
         self._learn = {}       # (dpid, port) -> learn rules installed for that host port
-        self._owners = {}      # owner -> (tuple of dpids, tuple of their rules)
+        self._owners = {}      # owner -> (dpid, rule, dpid, rule, ...), see _owned
         self._key_owners = {}  # (dpid, key) -> owner, or a list of owners: the last wins
-        self._pins_at = collections.defaultdict(set)       # (dst, dpid) -> owners using it
+        # (dst, dpid) -> {owner: None} of the owners using it: a dict, which the collector
+        # stops tracking once its owners are plain tuples (a set it tracks for good)
+        self._pins_at = collections.defaultdict(dict)
         self._uses = {}        # owner -> (dst, dpid) units its pins use
         self._mac_at = {}      # mac -> (dpid, port) where its learn rules were put
         self._relearn = {}     # (dpid, port) -> relearn rule installed on that empty port
@@ -1041,12 +1048,12 @@ class Renderer:
         for fields, priority, src, dst, path, counted in pins:
             new.extend(self._pin_rules(fields, priority, src, dst, path, counted, uses))
         if old is not None:
-            for dpid, rule in zip(*old):
+            for dpid, rule in _owned(old):
                 self._release(owner, dpid, rule)
         for use in self._uses.pop(owner, ()):
             users = self._pins_at.get(use)
             if users is not None:
-                users.discard(owner)
+                users.pop(owner, None)
                 if not users:
                     del self._pins_at[use]
         tables, key_owners = self.tables, self._key_owners
@@ -1071,12 +1078,13 @@ class Renderer:
                         self._dirty.setdefault((dpid, "f", key), prev)
                     store[key] = rule
         if new:
-            # (switches, rules): the collector stops tracking the tuple of switch numbers.
-            self._owners[owner] = tuple(zip(*new))
+            # One flat tuple, not a pair of tuples: one object less for the collector to
+            # track per owner (it tracks any tuple holding rules).
+            self._owners[owner] = tuple(itertools.chain.from_iterable(new))
         if uses:
             self._uses[owner] = tuple(uses)  # of int pairs: the collector stops tracking it
             for use in uses:
-                self._pins_at[use].add(owner)
+                self._pins_at[use][owner] = None
 
     def _release(self, owner, dpid, rule):
         """``owner`` gives up its rule at (dpid, rule's key): the last owner left there
@@ -1094,7 +1102,7 @@ class Renderer:
             left = [] if had == owner else [had]
         if left:
             last = left[-1]
-            kept = [r for d, r in zip(*self._owners.get(last, ((), ())))
+            kept = [r for d, r in _owned(self._owners.get(last, ()))
                     if d == dpid and r.key == key]
             if kept:
                 self._put(dpid, "f", key, kept[-1])

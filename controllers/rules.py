@@ -130,8 +130,10 @@ class FlowKey(collections.namedtuple("FlowKey", "ipv4_src ipv4_dst ip_proto tp_s
         return key
 
     def reverse(self):
-        """The 5-tuple of the other direction (a TCP connection's ACKs)."""
-        return FlowKey(self.ipv4_dst, self.ipv4_src, self.ip_proto, self.tp_dst, self.tp_src)
+        """The 5-tuple of the other direction (a TCP connection's ACKs). Works on a plain
+        5-tuple too (``FlowKey.reverse(t)``), as :meth:`match` does."""
+        src, dst, proto, sport, dport = self
+        return FlowKey(dst, src, proto, dport, sport)
 
     def match(self):
         """The exact OpenFlow match of this flow (L4 ports only for TCP and UDP).

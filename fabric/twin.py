@@ -1321,7 +1321,7 @@ class Twin:
             fi = self.key_index.get(key)
             reverse = fi is None
             if reverse:
-                fi = self.key_index.get(key.reverse())
+                fi = self.key_index.get(FlowKey.reverse(key))
                 if fi is None:
                     continue
             b = sent[fi] if fi in sent else self._final_sent[fi]

@@ -188,7 +188,7 @@ def test_load_model_sums_and_index_match_a_brute_force_scan():
         # Estimates of other flows at a busy host may lag by the refresh fraction (10%).
         for link, want in loads.items():
             assert core.link_load(*link, now) == pytest.approx(want, rel=0.1, abs=1.0), link
-        assert {k: v for k, v in core.load.on_link.items() if v} == on_link
+        assert {k: set(v) for k, v in core.load.on_link.items() if v} == on_link
 
 
 @pytest.mark.parametrize("policy", ["ecmp", "congestion"])
