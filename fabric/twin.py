@@ -211,7 +211,10 @@ def _fill(links, caps, active):
     per unfrozen flow is smallest fixes its flows at that share, which is taken off the other
     links they cross. A link's share only grows as flows freeze elsewhere (each froze at the
     smallest share), so a heap whose stale entries are pushed again on pop finds every
-    bottleneck in order: O(flows x width x log links) per solve."""
+    bottleneck in order: O(flows x width x log links) per solve. Most links never fix a
+    flow (at k=16, 173 bottlenecks among 3,888 links): they empty as their flows freeze
+    elsewhere, and the heap drops them all at once (filter and heapify, linear) whenever
+    they are half of it, instead of popping each (40% of a solve's time at k=16)."""
     n, width = links.shape
     n_links = caps.shape[0]
     rate = np.zeros(n)
@@ -255,13 +258,25 @@ def _fill(links, caps, active):
     for i in range((size - 2) // 4, -1, -1):   # heapify: a third of the time of pushing each
         _sift_down(keys, vals, size, i)
     level = 0.0
+    emptied = 0   # links in the heap whose flows are all frozen
     while size > 0 and unfrozen > 0:   # the links left once every flow is frozen fix nothing
+        if 2 * emptied > size:
+            kept = 0
+            for i in range(size):
+                if cnt[vals[i]] > 0:
+                    keys[kept], vals[kept] = keys[i], vals[i]
+                    kept += 1
+            size, emptied = kept, 0
+            for i in range((size - 2) // 4, -1, -1):
+                _sift_down(keys, vals, size, i)
+            continue
         share, lk = keys[0], vals[0]
         size -= 1
         if size > 0:
             keys[0], vals[0] = keys[size], vals[size]
             _sift_down(keys, vals, size, 0)
         if cnt[lk] == 0:
+            emptied -= 1
             continue
         cur = rem[lk] / cnt[lk]
         if cur > share * (1.0 + 1e-12) + 1e-300:
@@ -280,6 +295,8 @@ def _fill(links, caps, active):
                 if m >= 0:
                     rem[m] -= level
                     cnt[m] -= 1
+                    if cnt[m] == 0 and m != lk:   # every other link of the flow is in the heap
+                        emptied += 1
         cnt[lk] = 0
     return rate
 
