@@ -288,6 +288,65 @@ def test_the_compiled_event_loop_runs_the_schedule_as_the_python_one(policy):
                                    else pytest.approx(value, rel=1e-9)), key
 
 
+
+def test_the_compiled_loop_keeps_its_index_of_rows_per_link_through_growth_and_a_failure():
+    """The compiled loop indexes the rows on every link and keeps the index as rows start,
+    finish and move: with more rows per link than the index first has room for, and a link
+    failing mid-run (Python reroutes rows between two entries of the loop), it runs the
+    schedule as the Python loop does."""
+    g = build("fattree", k=4)
+    sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift",
+                            channels=15)
+    end_s = Twin(g, sched, policy="ecmp", seed=4).run_columns()[0].end_s.max()
+    failure = [{"at_s": end_s / 2, "link": ["e1", "a1"], "up": False}]
+    runs = {}
+    for compiled in (False, True):
+        tw = Twin(g, sched, policy="ecmp", seed=4, link_events=failure, detect_s=end_s / 10)
+        runs[compiled] = tw.run_columns(compiled=compiled)
+    (py, py_info), (jit, jit_info) = runs[False], runs[True]
+    assert jit_info["compiled"] and py_info["reroutes"] > 0
+    assert np.isfinite(py.end_s).all()
+    np.testing.assert_allclose(jit.end_s, py.end_s, rtol=1e-9)
+    assert jit_info["reroutes"] == py_info["reroutes"]
+
+
+
+def test_the_loops_index_of_rows_per_link_matches_a_fresh_one_after_rows_come_and_go():
+    """Rows dropped from the index one link at a time (the link's last row takes the
+    place) leave every link listing exactly the live rows on it, as indexing afresh does;
+    and the solver on the index gives the rates of the solver that indexes itself."""
+    rng = np.random.default_rng(5)
+    n_links, rows, width = 12, 40, 4
+    caps = rng.uniform(1, 10, n_links)
+    links = np.full((rows, width), -1, dtype=np.int32)
+    for r in range(rows):   # some rows cross a link twice, as a detour may
+        k = rng.integers(1, width + 1)
+        links[r, :k] = rng.choice(n_links, k)
+    alive = np.ones(rows, dtype=np.bool_)
+    act = twin_module._Rows(rows=rows, width=width, n_links=n_links)
+    act.grow_index(rows + width)
+    assert twin_module._index_rows(links, alive, act.on_cnt, act.on, act.on_start, act.pos)
+    for r in rng.permutation(rows)[:25].tolist():
+        for w in range(width):
+            if links[r, w] >= 0:
+                twin_module._index_drop(r, w, links[r, w], act.on_cnt, act.on, act.on_start,
+                                        act.pos, links)
+                links[r, w] = -1
+        alive[r] = False
+        kept = [sorted(act.on[act.on_start[lk]:act.on_start[lk] + act.on_cnt[lk]].tolist())
+                for lk in range(n_links)]
+        fresh = twin_module._Rows(rows=rows, width=width, n_links=n_links)
+        fresh.grow_index(rows + width)
+        twin_module._index_rows(links, alive, fresh.on_cnt, fresh.on, fresh.on_start,
+                                fresh.pos)
+        assert kept == [sorted(fresh.on[fresh.on_start[lk]:fresh.on_start[lk] + fresh.on_cnt[
+            lk]].tolist()) for lk in range(n_links)]
+        rate = np.zeros(rows)
+        twin_module._compiled()
+        twin_module._progressive(links, caps, alive, act.on_cnt, act.on_start, act.on, rate)
+        assert rate == pytest.approx(max_min_rates(links, caps, alive), rel=1e-9)
+
+
 # -- as a backend of the runner -------------------------------------------------------------
 def _spec(tmp_path, **over):
     raw = {"name": "twin-test", "seed": 3, "repeats": 2, "baseline": True, "backend": "twin",
