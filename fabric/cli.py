@@ -41,8 +41,15 @@ def usage():
     return "\n".join(lines)
 
 
-def _call(module, argv):
-    return importlib.import_module(module).main(argv)
+def _call(module, argv, prog):
+    """Run ``module.main(argv)`` with its usage line naming the command the user typed
+    (argparse takes its default ``prog`` from ``sys.argv[0]``)."""
+    saved = sys.argv[0]
+    sys.argv[0] = prog
+    try:
+        return importlib.import_module(module).main(argv)
+    finally:
+        sys.argv[0] = saved
 
 
 def main(argv=None):
@@ -59,11 +66,11 @@ def main(argv=None):
             print(f"aifabric bench: unknown benchmark {rest[0]!r}; one of "
                   f"{', '.join(BENCHES)}", file=sys.stderr)
             return 2
-        return _call(BENCHES[name][0], rest)
+        return _call(BENCHES[name][0], rest, f"aifabric bench {name}")
     if cmd not in COMMANDS:
         print(f"aifabric: unknown command {cmd!r}\n{usage()}", file=sys.stderr)
         return 2
-    return _call(COMMANDS[cmd][0], rest)
+    return _call(COMMANDS[cmd][0], rest, f"aifabric {cmd}")
 
 
 if __name__ == "__main__":

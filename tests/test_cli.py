@@ -55,6 +55,10 @@ def test_run_passes_its_arguments_and_exit_status_through(tmp_path):
 def test_subcommand_help_is_the_modules_own():
     r = _aifabric("bench", "core", "--help")
     assert r.returncode == 0 and "--prefill" in r.stdout
+    assert r.stdout.startswith("usage: aifabric bench core ")
+    for cmd in ("run", "sweep", "chaos", "report", "clean", "schema"):
+        r = _aifabric(cmd, "--help")
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: aifabric {cmd} "), r.stdout
     r = _aifabric("controller-does-not-exist", "--help")
     assert r.returncode == 2
 
