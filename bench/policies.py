@@ -46,7 +46,7 @@ import time
 
 from bench import core_bench, failover
 from controllers.policies import POLICY_CLASSES
-from fabric import cleanup, runner, spec as specs
+from fabric import runner, spec as specs
 from fabric.controller import ControllerError
 from fabric.progress import Progress
 from topologies import build
@@ -459,13 +459,12 @@ def log(message):
 
 def start(results, label):
     """A new results/<time>-<label>/ directory for an emulation benchmark, with SIGTERM
-    unwinding like Ctrl-C and whatever a crashed run left removed; returns it and the log."""
+    unwinding like Ctrl-C; returns it and the log. What a crashed run left is removed by each
+    emulation as it starts, under the machine lock (fabric/emulate.py)."""
     out_dir = os.path.join(results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
                            + f"-{label}")
     os.makedirs(out_dir, exist_ok=True)
     runner.terminate_on_sigterm()
-    for line in cleanup.cleanup_if_free():
-        log(f"cleaned up after an earlier run: {line}")
     return out_dir, log
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from fabric import cleanup, model
+from fabric import model
 from fabric.controller import Controller
 from fabric.emulate import Emulation, rate_scale
 from fabric.reach import all_pairs
@@ -88,8 +88,6 @@ def main(argv=None):
     run_dir = os.path.join(a.results, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
                            + f"-scale-k{a.k}")
     os.makedirs(run_dir, exist_ok=True)
-    for line in cleanup.cleanup_if_free():
-        print(f"cleaned up after an earlier run: {line}")
     n_sw, n_h = len(model.switches(g)), len(model.hosts(g))
     print(f"fat-tree k={a.k}: {n_sw} switches, {n_h} hosts, "
           f"{g.number_of_edges()} links; userspace OVS, our controller (ecmp)")

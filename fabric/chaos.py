@@ -469,8 +469,6 @@ def main(argv=None):
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = os.path.join(a.results, f"{stamp}-chaos-{spec['name']}")
         os.makedirs(out, exist_ok=True)
-        for line in cleanup.cleanup_if_free():
-            log(f"cleaned up after an earlier run: {line}")
         log(f"chaos: seed {a.seed}, policy {spec['policy']}, {len(faults)} faults: "
             + ", ".join(f.name() for f in faults))
         rep = chaos_run(spec, faults, out, log)

@@ -237,15 +237,6 @@ def cleanup(include_live=False):
             lock.release()
 
 
-def cleanup_if_free():
-    """:func:`cleanup` before a run, or nothing if another emulation holds the machine (the
-    run's own emulation cleans up under the lock when it gets it)."""
-    try:
-        return cleanup()
-    except Busy:
-        return []
-
-
 def _cleanup(include_live):
     for owner, path in _owned("ctl-", ".sock"):
         if not _alive(owner):  # a dead run's coordinator socket: nothing listens

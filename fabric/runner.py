@@ -333,7 +333,7 @@ def network(g, spec, run_dir, log):
         with Emulation(g, ctl.of_port, scale, congestion_control=em_spec["congestion_control"],
                        queue_packets=em_spec["queue_packets"], mtu=em_spec["mtu"],
                        emulate_delay=em_spec["emulate_delay"],
-                       static_arp=em_spec["static_arp"]) as em:
+                       static_arp=em_spec["static_arp"], log=log) as em:
             ready = BRING_UP.get(policy, bring_up)(g, ctl, em)
             em.check_shaping()
             ready["ready_s"] = round(time.monotonic() - t_start, 3)
@@ -681,9 +681,6 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
     run_id = f"{stamp}-{spec['name']}"
     out_dir = os.path.join(results_dir, run_id)
     os.makedirs(out_dir, exist_ok=True)
-    if spec["backend"] == "emulation":
-        for line in cleanup.cleanup_if_free():
-            log(f"cleaned up after an earlier run: {line}")
     runs = []
     all_rows = []
     for rep in range(spec["repeats"]):

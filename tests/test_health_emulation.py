@@ -24,7 +24,7 @@ import pytest
 from fabric import runner, spec as specs
 from fabric.emulate import link_mbps
 from topologies import build
-from procs import stop
+from procs import stop, wait
 
 pytestmark = pytest.mark.emulation
 
@@ -54,16 +54,6 @@ def rates_mbps(ctl, ports, window_s=2.0):
         out[p] = {"mbps": round((b - before[p][0]) * 8 / window_s / 1e6, 2),
                   "dropped": d - before[p][1]}
     return out
-
-
-def wait(what, predicate, timeout_s, period_s=0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(period_s)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path,

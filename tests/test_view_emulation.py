@@ -27,7 +27,7 @@ from selenium.webdriver.support.ui import Select
 import browser
 from controllers import view
 from fabric import runner, spec as specs
-from procs import stop
+from procs import stop, wait
 from topologies import build
 
 pytestmark = pytest.mark.emulation
@@ -38,16 +38,6 @@ TRAFFIC = (("h1", "h16", 4.0, 4), ("h2", "h13", 14.0, 1), ("h5", "h12", 5.0, 2),
            ("h9", "h3", 9.0, 1), ("h14", "h7", 3.0, 1))
 PAIR = ("h1", "h16")      # clicked
 SELECTED = ("h2", "h4")   # picked in the selects
-
-
-def wait(what, predicate, timeout_s, period_s=0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(period_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def start_traffic(g, em):
