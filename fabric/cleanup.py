@@ -307,20 +307,23 @@ def _belongs(ps_line, names, pids):
     pid, _, cmd = ps_line.partition(" ")
     if any(cmd.endswith(f"mininet:{n}") for n in names):
         return True
-    me, p = os.getpid(), int(pid)
-    while p > 1:
-        if p in pids:
-            return True
-        if p == me:
-            return False
-        parent = _parent(p)
-        if parent is None:
-            return False
-        if parent > 1 and not _ours_kind(parent):
-            # The first ancestor that is no emulation process: a live program, not us.
-            return _ancestry_avoids(parent, me)
-        p = parent
-    return False
+    chain = _ancestry(int(pid))
+    if any(p in pids for p in chain):
+        return True
+    if os.getpid() in chain:
+        return False
+    # Below init: an ancestor that is no emulation process is a live program, not us; an
+    # orphan's chain holds only emulation processes.
+    return any(not _ours_kind(p) for p in chain[1:])
+
+
+def _ancestry(pid):
+    """``pid`` and its parents, up to but not including init."""
+    chain = []
+    while pid is not None and pid > 1:
+        chain.append(pid)
+        pid = _parent(pid)
+    return chain
 
 
 def _parent(pid):
@@ -339,15 +342,6 @@ def _ours_kind(pid):
     except OSError:
         return False
     return bool(re.search(OURS, cmd))
-
-
-def _ancestry_avoids(pid, me):
-    """Does the chain of parents from ``pid`` up to init avoid ``me``?"""
-    while pid is not None and pid > 1:
-        if pid == me:
-            return False
-        pid = _parent(pid)
-    return True
 
 
 def main(argv=None):
