@@ -202,7 +202,9 @@ class HostileSwitch(threading.Thread):
                     return
                 if bad:
                     self.malformed += 1
-                    if self._wait_closed(s, buf, 5.0):
+                    # Generous: the close follows at once, but a loaded machine can hold
+                    # the controller's green thread for seconds.
+                    if self._wait_closed(s, buf, 20.0):
                         self.closed += 1
                     else:
                         self.not_closed += 1
@@ -212,11 +214,25 @@ class HostileSwitch(threading.Thread):
 
     @staticmethod
     def _closed(s, buf):
+        """Whether the controller closed the connection; reads what it sent meanwhile and
+        answers its echo requests, as a live switch does: a connection that only ever sent
+        valid messages must not end by echo liveness while this thread is slowed down."""
         try:
             while True:
                 data = s.recv(65536)
                 if not data:
                     return True
+                buf += data
+                while len(buf) >= 8:
+                    length = max(struct.unpack_from("!H", buf, 2)[0], 8)
+                    if len(buf) < length:
+                        break
+                    m = bytes(buf[:length])
+                    del buf[:length]
+                    if m[1] == 2:   # ECHO_REQUEST
+                        s.settimeout(5)
+                        s.sendall(ofwire.echo_reply(m[8:], struct.unpack_from("!I", m, 4)[0]))
+                        s.settimeout(0.0)
         except (BlockingIOError, socket.timeout):
             return False
         except OSError:
