@@ -2,7 +2,8 @@
 
 Each handler parses one event (LLDP, ARP, the 5-tuple of a new flow, port and statistics
 replies), makes one call of :class:`controllers.driver.FabricDriver` with ``now`` passed in,
-and sends the messages it gets back, serialized here to OpenFlow (:meth:`to_openflow`). The
+and sends the messages it gets back, serialized here to OpenFlow (:meth:`to_openflow`; flow
+and group mods are packed by controllers/ofencode.py, the rest by Ryu's parser). The
 driver keeps barriers, held ARP answers, statistics rounds and timers, the routing core
 (controllers/core.py) decides paths; this module decides neither. One green thread calls
 :meth:`FabricDriver.tick` and sleeps until its next deadline (at most ``TICK_S``, so changes
@@ -49,8 +50,9 @@ from ryu.lib import hub
 from ryu.lib.packet import arp as arp_pkt
 from ryu.lib.packet import ethernet, ipv4, lldp, packet
 from ryu.ofproto import ofproto_v1_3
+from ryu.ofproto.ofproto_parser import MsgBase
 
-from controllers import ofguard, prom, rules, view
+from controllers import ofencode, ofguard, prom, rules, view
 from controllers import options  # noqa: F401 - the --fabric-* options
 from controllers.core import PolicyError, RoutingCore, expected_fabric, link_capacities
 from controllers.driver import TICK_S, FabricDriver
@@ -338,6 +340,26 @@ class Outbox:
         hub.kill(self._thread)
 
 
+class _Packed(MsgBase):
+    """A message packed by controllers/ofencode.py: Ryu's connection gives it its xid and
+    sends its bytes (``send_msg`` takes only message objects)."""
+
+    def __init__(self, dp, packed):
+        super().__init__(dp)
+        self.packed = packed
+
+    def serialize(self):
+        self.buf = ofencode.with_xid(self.packed, self.xid)
+
+
+class PackedFlowMod(_Packed):
+    """A FLOW_MOD of the core's (add or strict delete), packed without Ryu's OFPMatch."""
+
+
+class PackedGroupMod(_Packed):
+    """A GROUP_MOD of the core's, packed without Ryu's serializer."""
+
+
 class FabricController(app_manager.RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     _CONTEXTS = {"wsgi": WSGIApplication}
@@ -419,58 +441,13 @@ class FabricController(app_manager.RyuApp):
                                     for x in status["health"]["excluded"]]
         return status
 
-    @staticmethod
-    def _actions(dp, actions):
-        parser, ofp = dp.ofproto_parser, dp.ofproto
-        out = []
-        for a in actions:
-            if isinstance(a, rules.Output):
-                # Reserved ports (PORT_IN_PORT, PORT_TABLE) are OpenFlow's own numbers.
-                out.append(parser.OFPActionOutput(a.port))
-            elif isinstance(a, rules.ToGroup):
-                out.append(parser.OFPActionGroup(a.group_id))
-            elif isinstance(a, rules.ToController):
-                out.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len))
-            else:
-                raise TypeError(f"unknown action {a!r}")
-        return out
-
     @prom.counted_flowmsgs
     def to_openflow(self, dp, msg):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         if isinstance(msg, rules.FlowMod):
-            r = msg.rule
-            if msg.command == "add":
-                # A meter is an instruction of its own, applied before the actions.
-                inst = [parser.OFPInstructionMeter(a.meter_id, ofp.OFPIT_METER)
-                        for a in r.actions if isinstance(a, rules.Meter)]
-                inst.append(parser.OFPInstructionActions(
-                    ofp.OFPIT_APPLY_ACTIONS,
-                    self._actions(dp, [a for a in r.actions if not isinstance(a, rules.Meter)])))
-                return [parser.OFPFlowMod(dp, cookie=r.cookie, table_id=r.table_id,
-                                          command=ofp.OFPFC_ADD, priority=r.priority,
-                                          match=parser.OFPMatch(**r.match_dict()),
-                                          instructions=inst)]
-            return [parser.OFPFlowMod(dp, cookie=r.cookie, cookie_mask=ALL_ONES,
-                                      table_id=r.table_id, command=ofp.OFPFC_DELETE_STRICT,
-                                      priority=r.priority, out_port=ofp.OFPP_ANY,
-                                      out_group=ofp.OFPG_ANY,
-                                      match=parser.OFPMatch(**r.match_dict()))]
+            return [PackedFlowMod(dp, ofencode.flow_mod(msg))]
         if isinstance(msg, rules.GroupMod):
-            g = msg.group
-            gtype = {"select": ofp.OFPGT_SELECT, "fast_failover": ofp.OFPGT_FF,
-                     "all": ofp.OFPGT_ALL, "indirect": ofp.OFPGT_INDIRECT}[g.type]
-            command = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY,
-                       "delete": ofp.OFPGC_DELETE}[msg.command]
-            # OpenFlow 1.3.5 (and Open vSwitch) reject a delete that carries buckets.
-            buckets = [] if msg.command == "delete" else [
-                parser.OFPBucket(weight=b.weight if g.type == "select" else 0,
-                                 watch_port=ofp.OFPP_ANY if b.watch_port is None
-                                 else b.watch_port,
-                                 watch_group=ofp.OFPG_ANY,
-                                 actions=self._actions(dp, b.actions))
-                for b in g.buckets]
-            return [parser.OFPGroupMod(dp, command, gtype, g.group_id, buckets)]
+            return [PackedGroupMod(dp, ofencode.group_mod(msg))]
         if isinstance(msg, rules.ClearSwitch):
             return [parser.OFPFlowMod(dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
                                       out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,

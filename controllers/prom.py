@@ -31,7 +31,7 @@ PACKET_IN_BUCKETS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-
 STATS_ROUND_BUCKETS_S = (1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5,
                          1.0, 2.5, 5.0)
 # OpenFlow message classes that change a switch's tables (Faucet's "flow messages").
-FLOW_MESSAGES = ("OFPFlowMod", "OFPGroupMod")
+FLOW_MESSAGES = ("OFPFlowMod", "OFPGroupMod", "PackedFlowMod", "PackedGroupMod")
 # Core counters exported as counters: (core counter, metric name without _total, help).
 CORE_COUNTERS = (
     ("flows_learned", "fabric_flows_learned", "Flows learned from their first packet"),
