@@ -8,6 +8,9 @@ JSON object per line:
 1. agent -> ``hello``: it listens on its TCP port;
 2. coordinator -> ``connect``: every agent listens; open one TCP connection per flow this host
    sends and announce the flow id on it (connection set-up happens before the clock);
+   While it connects, agent -> ``progress`` (at most every :data:`PROGRESS_S`, and only
+   when a connection was opened or accepted since the last one), so the coordinator tells a
+   slow set-up (thousands of connections through a saturated controller) from a stalled one;
 3. agent -> ``ready``: every connection of its flows, sending and receiving, is up; it
    carries ``flows``, the 5-tuple of every connection it opened (flow id -> [src ip, dst ip,
    6, source port, destination port]), so the run can announce them to the controller;
@@ -46,6 +49,8 @@ SETUP_QUIET_S = 120.0
 # SYN for two minutes on one source port).
 CONNECT_TIMEOUT_S = 10.0
 CONNECT_ATTEMPTS = 6
+# Seconds between two progress messages of one agent while it sets up its connections.
+PROGRESS_S = 2.0
 _PAYLOAD = memoryview(bytes(CHUNK))
 
 
@@ -81,6 +86,7 @@ class Agent:
         self.out_socks = {}           # flow id -> connected socket
         self.five_tuples = {}         # flow id -> [src ip, dst ip, 6, sport, dport]
         self.in_socks = {}            # socket -> [flow id, remaining]
+        self.progress_at = 0.0        # when the last progress message went out
         self.all_received = threading.Event()
         self.sends_left = len(self.send_flows)
         self.sends_done = threading.Event()
@@ -142,6 +148,16 @@ class Agent:
             self.out_socks[f.id] = s
             (src, sport), (dst, dport) = s.getsockname(), s.getpeername()
             self.five_tuples[f.id] = [src, dst, socket.IPPROTO_TCP, sport, dport]
+            self._progress()
+
+    def _progress(self):
+        """Tell the coordinator that connections are being made (rate-limited; called by
+        the connecting thread and the accepting one)."""
+        now = time.monotonic()
+        if now - self.progress_at >= PROGRESS_S:
+            self.progress_at = now
+            self.tell(type="progress", host=self.host,
+                      opened=len(self.out_socks), accepted=len(self.in_socks))
 
     def _connect(self, f, ip):
         """A connected socket for flow ``f``; a handshake lost on the way is tried again on a
@@ -224,6 +240,7 @@ class Agent:
         pending.discard(fid)
         self.in_socks[conn] = [fid, nbytes]
         self.records[fid] = {"id": fid, "bytes_received": 0, "end_s": None}
+        self._progress()
 
     # -- the timed part --------------------------------------------------------------------
     def now(self):

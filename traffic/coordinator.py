@@ -47,6 +47,7 @@ class Coordinator:
         self.t0 = None
         self.done_at = {}
         self.five_tuples = {}  # flow id -> [src ip, dst ip, proto, sport, dport]
+        self.progress_at = None  # when an agent last said it made a connection
 
     def close(self):
         for s in list(self.conns.values()) + [self.server]:
@@ -82,6 +83,8 @@ class Coordinator:
             self.reports[host] = msg["records"]
         elif kind == "ready":
             self.five_tuples.update(msg.get("flows", {}))
+        if kind in ("progress", "ready"):
+            self.progress_at = time.monotonic()
 
     def pump(self, timeout):
         for key, _ in self.sel.select(timeout=timeout):
@@ -103,11 +106,23 @@ class Coordinator:
 
     connect_s = None  # seconds from "connect" to every agent's "ready" (connection setup)
 
-    def wait_for(self, kind, deadline, alive=lambda: True):
+    def wait_for(self, kind, deadline, alive=lambda: True, stall_s=None, cap=None):
+        """Until every agent sent ``kind``; past ``deadline`` a CoordinatorError. With
+        ``stall_s`` the deadline moves on while agents report progress: it is then
+        ``stall_s`` after the newest progress, but never past ``cap``."""
         while not self.hosts <= self.events[kind]:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if stall_s is not None and self.progress_at is not None:
+                deadline = max(deadline, min(cap, self.progress_at + stall_s))
+            if now > deadline:
                 missing = sorted(self.hosts - self.events[kind])
-                raise CoordinatorError(f"no '{kind}' from {len(missing)} agents: {missing[:8]}")
+                why = ""
+                if stall_s is not None and self.progress_at is not None:
+                    why = " (still connecting when the set-up limit was reached)" \
+                        if deadline >= cap else \
+                        f" (no connection made for {now - self.progress_at:.0f} s)"
+                raise CoordinatorError(f"no '{kind}' from {len(missing)} agents: "
+                                       f"{missing[:8]}{why}")
             if self.events["gone"] - self.events["report"]:
                 gone = sorted(h or "?" for h in self.events["gone"] - self.events["report"])
                 raise CoordinatorError(f"agents exited early: {gone[:8]}")
@@ -115,8 +130,12 @@ class Coordinator:
             self.pump(0.05)
 
     def run(self, setup_timeout_s, run_timeout_s, alive=lambda: True, start_delay_s=0.2,
-            before_go=None):
+            before_go=None, setup_cap_s=None):
         """Drive one execution; return (records by flow id, whether it timed out).
+
+        Connection set-up may take ``setup_timeout_s``, and longer while the agents report
+        progress: until ``setup_timeout_s`` passed without any, or ``setup_cap_s`` (default
+        ``setup_timeout_s``) in all.
 
         ``before_go(five_tuples)``, if given, runs once every agent is ready and before the
         clock starts, with ``{flow id: [src ip, dst ip, proto, sport, dport]}``.
@@ -124,7 +143,8 @@ class Coordinator:
         self.wait_for("hello", time.monotonic() + setup_timeout_s, alive)
         connect_at = time.monotonic()
         self.broadcast(type="connect", peers=self.peers)
-        self.wait_for("ready", time.monotonic() + setup_timeout_s, alive)
+        self.wait_for("ready", connect_at + setup_timeout_s, alive, stall_s=setup_timeout_s,
+                      cap=connect_at + max(setup_timeout_s, setup_cap_s or 0.0))
         self.connect_s = time.monotonic() - connect_at
         if before_go is not None:
             before_go(dict(self.five_tuples))
