@@ -19,8 +19,9 @@ Two defenses are installed before Ryu runs, whatever the app:
   An echo reply is acknowledged as it is read, not once Ryu's handler gets to it: the switch
   answered, however far behind the apps are;
 - packet-in shedding: while an app's event queue holds :data:`SHED_BACKLOG` events, a
-  switch's packet-ins are dropped as they are read (counted in the guard's status as
-  ``packet_ins_shed``). Ryu's receive loop blocks on a full queue (128 events), and then a
+  switch's packet-ins of IPv4 frames (new flows, hosts relearned from traffic) are dropped as
+  they are read (counted in the guard's status as ``packet_ins_shed``); LLDP probes and ARP
+  are kept (links would expire, hosts go unanswered). Ryu's receive loop blocks on a full queue (128 events), and then a
   switch's echo replies, port status and statistics replies wait behind its packet-ins, the
   switch is dropped as dead and resynchronised, which loads the controller more: a saturated
   controller collapsed this way in a k=8 emulation. A shed packet is as lost as one a
@@ -30,6 +31,7 @@ Usage: python -m controllers.launcher [ryu-manager options] [apps...]
 """
 
 import logging
+import struct
 import sys
 
 DEFAULT_APP = "controllers.app"
@@ -43,6 +45,7 @@ ECHO_MISSES = 6
 SHED_BACKLOG = 96
 OFPT_ECHO_REPLY = 3
 OFPT_PACKET_IN = 10
+ETH_TYPE_IPV4 = 0x0800
 
 LOG = logging.getLogger("fabric.ofguard")
 
@@ -90,7 +93,8 @@ def install_guard():
             ack = getattr(datapath, "acknowledge_echo_reply", None)
             if ack is not None:
                 ack(xid)
-        elif msg_type == OFPT_PACKET_IN and backlog() >= SHED_BACKLOG:
+        elif msg_type == OFPT_PACKET_IN and backlog() >= SHED_BACKLOG and \
+                packet_in_ethertype(buf) == ETH_TYPE_IPV4:
             ofguard.GUARD.counters["packet_ins_shed"] += 1
             return None
         return parse(datapath, version, msg_type, msg_len, xid, buf)
@@ -98,6 +102,16 @@ def install_guard():
     guarded_msg.guarded = True
     ofproto_parser.msg = guarded_msg
     return ofguard.GUARD
+
+
+def packet_in_ethertype(buf):
+    """The Ethernet type of the frame an OpenFlow 1.3 PACKET_IN carries (None if it is cut
+    short): 24 bytes of header, the match padded to 8 bytes, 2 bytes of padding, the frame."""
+    if len(buf) < 28:
+        return None
+    match_len = struct.unpack_from("!H", buf, 26)[0]
+    at = 24 + (match_len + 7) // 8 * 8 + 2 + 12
+    return struct.unpack_from("!H", buf, at)[0] if len(buf) >= at + 2 else None
 
 
 def _peer(datapath):

@@ -217,6 +217,10 @@ def test_packet_ins_are_shed_while_an_app_is_backlogged_and_echo_replies_count_a
     bricks["FabricController"].n = launcher.SHED_BACKLOG
     assert parse(dp, 4, 10, len(pin), 0, bytearray(pin)) is None
     assert guard.status()["packet_ins_shed"] == 1
+    # LLDP probes and ARP are never shed: links would expire and hosts go unanswered.
+    for ethertype in (b"\x88\xcc", b"\x08\x06"):
+        other = ofwire.packet_in(b"\xff" * 6 + b"\x02" * 6 + ethertype + bytes(46), in_port=2)
+        assert parse(dp, 4, 10, len(other), 0, bytearray(other)) is not None
     # Everything else a switch sends still reaches the apps, and an echo reply is
     # acknowledged before any handler runs.
     barrier = ofwire.barrier_reply(3)
