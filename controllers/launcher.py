@@ -21,10 +21,10 @@ Two defenses are installed before Ryu runs, whatever the app:
 - packet-in shedding: while an app's event queue holds :data:`SHED_BACKLOG` events, a
   switch's packet-ins of IPv4 frames (new flows, hosts relearned from traffic) are dropped as
   they are read (counted in the guard's status as ``packet_ins_shed``); LLDP probes and ARP
-  are kept (links would expire, hosts go unanswered). Ryu's receive loop blocks on a full queue (128 events), and then a
-  switch's echo replies, port status and statistics replies wait behind its packet-ins, the
-  switch is dropped as dead and resynchronised, which loads the controller more: a saturated
-  controller collapsed this way in a k=8 emulation. A shed packet is as lost as one a
+  are kept (links would expire, hosts go unanswered). Ryu's receive loop blocks on a full
+  queue (128 events), and then a switch's echo replies, port status and statistics replies
+  wait behind its packet-ins, the switch is dropped as dead and resynchronised, which loads
+  the controller more: a saturated controller collapsed this way in a k=8 emulation. A shed packet is as lost as one a
   switch's meter drops (TCP sends it again; the flow is learned from that one).
 
 Usage: python -m controllers.launcher [ryu-manager options] [apps...]
