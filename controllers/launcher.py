@@ -24,8 +24,9 @@ Two defenses are installed before Ryu runs, whatever the app:
   are kept (links would expire, hosts go unanswered). Ryu's receive loop blocks on a full
   queue (128 events), and then a switch's echo replies, port status and statistics replies
   wait behind its packet-ins, the switch is dropped as dead and resynchronised, which loads
-  the controller more: a saturated controller collapsed this way in a k=8 emulation. A shed packet is as lost as one a
-  switch's meter drops (TCP sends it again; the flow is learned from that one).
+  the controller more: a saturated controller collapsed this way in a k=8 emulation. A shed
+  packet is as lost as one a switch's meter drops (TCP sends it again; the flow is learned
+  from that one).
 
 Usage: python -m controllers.launcher [ryu-manager options] [apps...]
 """
