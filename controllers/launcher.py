@@ -41,9 +41,11 @@ DEFAULT_APP = "controllers.app"
 # dropped is wiped and rebuilt (switches wait 60 s for the controller, fabric/emulate.py).
 ECHO_INTERVAL_S = 5.0
 ECHO_MISSES = 6
-# Packet-ins are shed while an app's event queue (Ryu's: 128 events) holds this many, leaving
-# room for everything else a switch sends.
-SHED_BACKLOG = 96
+# Packet-ins are shed once an app's event queue (Ryu's: 128 events) holds this many, that is
+# where Ryu's receive loop would block; a few places stay for everything else a switch sends.
+# Shedding earlier (at 96) starved flow set-up on a saturated k=8 emulation: an agent's
+# connection lost every SYN of six attempts.
+SHED_BACKLOG = 120
 OFPT_ECHO_REPLY = 3
 OFPT_PACKET_IN = 10
 ETH_TYPE_IPV4 = 0x0800
