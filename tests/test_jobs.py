@@ -119,7 +119,8 @@ def test_checked_jobs_are_normalized_and_check_again_to_themselves():
                                 "workload": RING, "hosts": 2})
     assert spec["workload"] is None and spec["name"] == "fattree-jobs"
     assert spec["jobs"][1] == {"name": "b", "placement": "explicit", "hosts": ["h9", "h10"],
-                               "workload": {"name": "allreduce_ring", "params": {}}}
+                               "workload": {"name": "allreduce_ring", "params": {}},
+                               "after": None}
     assert spec["jobs"][2]["placement"] == "packed"
     assert specs.check(spec) == spec
     single = specs.check({"topology": "fattree", "workload": PERM})
