@@ -165,35 +165,42 @@ def engineer(demand, switch_of, group_of=None, unit=None, connect=True):
     unit = float(unit)
     if not unit > 0:
         raise EngineeringError(f"unit must be > 0, got {unit}")
-    counts = {}
-    linked = set()   # switch pairs already holding a circuit
-    rounds = []
-    for r in range(n_rounds):
-        g = nx.Graph()
-        for a, b in itertools.combinations(blocks, 2):
-            sa, sb = switch_of[a][r], switch_of[b][r]
-            if sa == sb or _pair(sa, sb) in linked:
-                continue
-            c = counts.get((a, b), 0)
-            left = demand.get((a, b), 0.0) - c * unit
-            gain = min(max(left, 0.0), unit) / unit
-            g.add_edge(a, b, weight=gain + SPREAD_WEIGHT / (1 + c))
-        matching = sorted(_pair(a, b) for a, b in nx.max_weight_matching(g))
-        for a, b in matching:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
-            linked.add(_pair(switch_of[a][r], switch_of[b][r]))
-        rounds.append(matching)
     group_of = list(range(n_rounds)) if group_of is None else list(group_of)
-    circuits = [((a, r), (b, r)) for r, m in enumerate(rounds) for a, b in m]
-    _fill_idle(circuits, blocks, switch_of, group_of, demand, unit)
+    circuits = []
+    # First only circuits that serve demand, so an uplink a round cannot use for demand
+    # (its partner's switch pair is taken) stays free for another round of its OCS; then
+    # what is left, spread.
+    for positive_only in (True, False):
+        used = {end for c in circuits for end in c}
+        linked = {_pair(switch_of[a][ra], switch_of[b][rb]) for (a, ra), (b, rb) in circuits}
+        counts = circuit_counts(circuits)
+        for r in range(n_rounds):
+            g = nx.Graph()
+            for a, b in itertools.combinations(blocks, 2):
+                sa, sb = switch_of[a][r], switch_of[b][r]
+                if (a, r) in used or (b, r) in used or sa == sb or _pair(sa, sb) in linked:
+                    continue
+                c = counts.get((a, b), 0)
+                left = demand.get((a, b), 0.0) - c * unit
+                gain = min(max(left, 0.0), unit) / unit
+                if positive_only and not gain > 0:
+                    continue
+                g.add_edge(a, b, weight=gain + SPREAD_WEIGHT / (1 + c))
+            for a, b in sorted(_pair(a, b) for a, b in nx.max_weight_matching(g)):
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+                linked.add(_pair(switch_of[a][r], switch_of[b][r]))
+                used.update(((a, r), (b, r)))
+                circuits.append(((a, r), (b, r)))
+        _fill_idle(circuits, blocks, switch_of, group_of, demand, unit, positive_only)
     if connect:
         _connect(circuits, blocks, switch_of, group_of, demand, unit)
     return sorted(circuits)
 
 
-def _fill_idle(circuits, blocks, switch_of, group_of, demand, unit):
+def _fill_idle(circuits, blocks, switch_of, group_of, demand, unit, positive_only=False):
     """Pair uplinks left idle with idle uplinks of other rounds on the same OCS, one circuit
-    per block pair per pass (gains are concave), until no pair adds anything."""
+    per block pair per pass (gains are concave), until no pair adds anything (only pairs
+    whose circuit serves demand if ``positive_only``)."""
     used = {end for c in circuits for end in c}
     linked = {_pair(switch_of[a][ra], switch_of[b][rb]) for (a, ra), (b, rb) in circuits}
     while True:
@@ -206,6 +213,8 @@ def _fill_idle(circuits, blocks, switch_of, group_of, demand, unit):
                 continue
             c = counts.get(_pair(a, b), 0)
             gain = min(max(demand.get(_pair(a, b), 0.0) - c * unit, 0.0), unit) / unit
+            if positive_only and not gain > 0:
+                continue
             g.add_edge((a, ra), (b, rb), weight=gain + SPREAD_WEIGHT / (1 + c))
         added, pairs = [], set()
         for x, y in sorted(tuple(sorted(e)) for e in nx.max_weight_matching(g)):
@@ -389,7 +398,8 @@ def stage_reconfiguration(old, new, switch_of_port, block_of_port, pairs,
     other changes are made, and go in the second; new circuits that would need a port of
     ``hold`` come in the second step too. Both dark times must leave every pair connected:
     the first by the kept circuits and ``hold``, the second by the kept circuits and those
-    the first step added. The smallest ``hold`` that works is taken (fewer late circuits),
+    the first step added; and the circuits between the steps must connect every block. The
+    smallest ``hold`` that works is taken (fewer late circuits),
     then the one adding the most circuits in the first step, then the first in sorted
     order.
 
@@ -437,6 +447,7 @@ def stage_reconfiguration(old, new, switch_of_port, block_of_port, pairs,
     if not cut_off(kept, block_of_port, pairs):
         return (one,)
     removed, added = sorted(old - new), sorted(new - old)
+    every = list(itertools.combinations(sorted(set(block_of_port.values())), 2))
 
     def switches(c):
         return _pair(switch_of_port[(c[0], c[1])], switch_of_port[(c[0], c[2])])
@@ -454,7 +465,9 @@ def stage_reconfiguration(old, new, switch_of_port, block_of_port, pairs,
             linked = {switches(c) for c in kept | set(hold)}
             early = [c for c in added if not ports & {(c[0], c[1]), (c[0], c[2])}
                      and switches(c) not in linked]
-            if cut_off(kept | set(early), block_of_port, pairs):
+            # The fabric between the steps must be one fabric (its hosts reach each other).
+            if cut_off(kept | set(early), block_of_port, pairs) or cut_off(
+                    kept | set(hold) | set(early), block_of_port, every):
                 continue
             key = (-len(early), hold)
             if best is None or key < best[0]:
