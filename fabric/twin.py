@@ -23,7 +23,12 @@ Model
 - **Optical circuits** (fabric/optical.py): a ``reconfiguration`` moves the circuits of an OCS
   fabric during the run, make-before-break: at ``at_s`` the core drains the circuits that
   change (routes leave them), they go dark (carry nothing) for ``dark_s``, then the core
-  commits the new circuits as one topology change and routes onto them.
+  commits the new circuits as one topology change and routes onto them. With
+  ``circuit_phases`` the circuits follow the schedule's phases instead: the event loop stops
+  when the arrivals of an instant have received a phase's last flow (before that instant's
+  starts), and the circuits move to the next phase's plan then, in one or two such steps
+  (two when one would cut a block pair of that phase off: fabric/optical.py
+  ``staged_reconfigure``); the times are the run's, not fixed in advance.
 - **Failures**: a link that goes down stops carrying at once; each switch's FAST_FAILOVER
   groups send a flow to the next live bucket of the rotation the renderer installs (the next
   equal-cost hop; for a single next hop, the detour through a neighbour), with no controller
