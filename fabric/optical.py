@@ -23,6 +23,7 @@ cabled ports of that OCS that links distinct switch pairs. Pure data: no Mininet
 """
 
 import networkx as nx
+import numpy as np
 
 from controllers import topoeng
 from fabric import model
@@ -364,22 +365,17 @@ def phases(schedule):
         The tag, the phase labels in order, and the phase of every flow (int32, schedule
         order).
     """
-    import numpy as np
     tag = PHASE_TAGS[0] if len(schedule.meta.get("jobs") or ()) > 1 else PHASE_TAGS[1]
     flows = schedule.flows
     depth = schedule.depths()
-    first = {}
-    for i, f in enumerate(flows):
-        label = f.tag(tag)
-        label = "" if label is None else str(label)
-        d = depth[f.id]
-        if label not in first or d < first[label][0]:
-            first[label] = (d, first.get(label, (d, i))[1])
-    labels = sorted(first, key=lambda x: first[x])
+    label_of = ["" if f.tag(tag) is None else str(f.tag(tag)) for f in flows]
+    shallowest, first = {}, {}
+    for i, (f, label) in enumerate(zip(flows, label_of)):
+        shallowest[label] = min(shallowest.get(label, depth[f.id]), depth[f.id])
+        first.setdefault(label, i)
+    labels = sorted(first, key=lambda x: (shallowest[x], first[x]))
     index = {x: k for k, x in enumerate(labels)}
-    phase_of = np.array([index["" if f.tag(tag) is None else str(f.tag(tag))] for f in flows],
-                        dtype=np.int32)
-    return tag, labels, phase_of
+    return tag, labels, np.array([index[x] for x in label_of], dtype=np.int32)
 
 
 def phase_plans(lg, schedule):
@@ -399,7 +395,6 @@ def phase_plans(lg, schedule):
     CircuitError
         If topology engineering cannot serve a phase (see :func:`engineered_circuits`).
     """
-    import numpy as np
     tag, labels, phase_of = phases(schedule)
     g = physical(lg)
     demands, plans = [], []

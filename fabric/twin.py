@@ -853,8 +853,6 @@ class Twin:
             except (KeyError, TypeError, ValueError) as e:
                 raise TwinError(f"reconfiguration {reconfiguration!r}: {e}") from None
             graphs += [lg for lg, _ in steps]
-            self.reconfiguration = {"at_s": at, "dark_s": dark,
-                                    "graph": steps[-1][0] if steps else self.g}
             self._move(at, steps, lambda _plan: dark, None)
         if circuit_phases is not None:
             try:
