@@ -195,7 +195,8 @@ def test_circuits_move_between_two_jobs_one_after_another(tmp_path, clean_machin
            "twin": {"timebase": "emulated"},
            "emulation": {"host_link_mbps": 10}, "timeout_s": 90}
     summaries = {}
-    for backend in ("twin", "emulation"):
+    # The emulation first, while the machine is known to be free (clean_machine waited).
+    for backend in ("emulation", "twin"):
         path = tmp_path / f"{backend}.json"
         path.write_text(json.dumps(dict(raw, backend=backend)))
         out = tmp_path / backend
