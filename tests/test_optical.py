@@ -612,6 +612,17 @@ def test_twin_moves_circuits_between_phases_and_loses_no_flow():
     assert phased < min(statics)
 
 
+def test_the_compiled_event_loop_follows_phases_as_the_python_one():
+    g = jupiter()
+    s = two_phase(g, 10 ** 8)
+    runs = []
+    for compiled in (False, True):
+        tw = _phased_twin(g, s, 1e-3)
+        rec, _ = tw.run_columns(compiled=compiled)
+        runs.append((rec.end_s, tw.reconfigurations))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
 def test_staging_spares_the_flows_an_unstaged_move_stalls():
     g = jupiter()
     s = two_phase(g, 10 ** 8)
