@@ -165,35 +165,42 @@ def engineer(demand, switch_of, group_of=None, unit=None, connect=True):
     unit = float(unit)
     if not unit > 0:
         raise EngineeringError(f"unit must be > 0, got {unit}")
-    counts = {}
-    linked = set()   # switch pairs already holding a circuit
-    rounds = []
-    for r in range(n_rounds):
-        g = nx.Graph()
-        for a, b in itertools.combinations(blocks, 2):
-            sa, sb = switch_of[a][r], switch_of[b][r]
-            if sa == sb or _pair(sa, sb) in linked:
-                continue
-            c = counts.get((a, b), 0)
-            left = demand.get((a, b), 0.0) - c * unit
-            gain = min(max(left, 0.0), unit) / unit
-            g.add_edge(a, b, weight=gain + SPREAD_WEIGHT / (1 + c))
-        matching = sorted(_pair(a, b) for a, b in nx.max_weight_matching(g))
-        for a, b in matching:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
-            linked.add(_pair(switch_of[a][r], switch_of[b][r]))
-        rounds.append(matching)
     group_of = list(range(n_rounds)) if group_of is None else list(group_of)
-    circuits = [((a, r), (b, r)) for r, m in enumerate(rounds) for a, b in m]
-    _fill_idle(circuits, blocks, switch_of, group_of, demand, unit)
+    circuits = []
+    # First only circuits that serve demand, so an uplink a round cannot use for demand
+    # (its partner's switch pair is taken) stays free for another round of its OCS; then
+    # what is left, spread.
+    for positive_only in (True, False):
+        used = {end for c in circuits for end in c}
+        linked = {_pair(switch_of[a][ra], switch_of[b][rb]) for (a, ra), (b, rb) in circuits}
+        counts = circuit_counts(circuits)
+        for r in range(n_rounds):
+            g = nx.Graph()
+            for a, b in itertools.combinations(blocks, 2):
+                sa, sb = switch_of[a][r], switch_of[b][r]
+                if (a, r) in used or (b, r) in used or sa == sb or _pair(sa, sb) in linked:
+                    continue
+                c = counts.get((a, b), 0)
+                left = demand.get((a, b), 0.0) - c * unit
+                gain = min(max(left, 0.0), unit) / unit
+                if positive_only and not gain > 0:
+                    continue
+                g.add_edge(a, b, weight=gain + SPREAD_WEIGHT / (1 + c))
+            for a, b in sorted(_pair(a, b) for a, b in nx.max_weight_matching(g)):
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+                linked.add(_pair(switch_of[a][r], switch_of[b][r]))
+                used.update(((a, r), (b, r)))
+                circuits.append(((a, r), (b, r)))
+        _fill_idle(circuits, blocks, switch_of, group_of, demand, unit, positive_only)
     if connect:
         _connect(circuits, blocks, switch_of, group_of, demand, unit)
     return sorted(circuits)
 
 
-def _fill_idle(circuits, blocks, switch_of, group_of, demand, unit):
+def _fill_idle(circuits, blocks, switch_of, group_of, demand, unit, positive_only=False):
     """Pair uplinks left idle with idle uplinks of other rounds on the same OCS, one circuit
-    per block pair per pass (gains are concave), until no pair adds anything."""
+    per block pair per pass (gains are concave), until no pair adds anything (only pairs
+    whose circuit serves demand if ``positive_only``)."""
     used = {end for c in circuits for end in c}
     linked = {_pair(switch_of[a][ra], switch_of[b][rb]) for (a, ra), (b, rb) in circuits}
     while True:
@@ -206,6 +213,8 @@ def _fill_idle(circuits, blocks, switch_of, group_of, demand, unit):
                 continue
             c = counts.get(_pair(a, b), 0)
             gain = min(max(demand.get(_pair(a, b), 0.0) - c * unit, 0.0), unit) / unit
+            if positive_only and not gain > 0:
+                continue
             g.add_edge((a, ra), (b, rb), weight=gain + SPREAD_WEIGHT / (1 + c))
         added, pairs = [], set()
         for x, y in sorted(tuple(sorted(e)) for e in nx.max_weight_matching(g)):
@@ -347,3 +356,125 @@ def plan_reconfiguration(old, new, reconfiguration_ms_of):
     steps = (("drain", removed), ("reconfigure", removed + added), ("commit", added),
              ("confirm", added)) if removed or added else ()
     return ReconfigurationPlan(removed, added, kept, ms, steps)
+
+
+def cut_off(lit, block_of_port, pairs):
+    """Block pairs of ``pairs`` that circuits ``lit`` leave unconnected.
+
+    Parameters
+    ----------
+    lit : iterable
+        Circuits ``(ocs, port, port)`` that carry light.
+    block_of_port : dict
+        ``{(ocs, port): block}``: the block whose uplink each OCS port is.
+    pairs : iterable
+        Block pairs ``(a, b)`` that must reach each other (directly or through other blocks).
+
+    Returns
+    -------
+    list of tuple
+        The pairs of ``pairs`` with no lit path, sorted.
+
+    Examples
+    --------
+    >>> at = {("o", 1): "a", ("o", 2): "b", ("o", 3): "c", ("o", 4): "d"}
+    >>> cut_off([("o", 1, 2), ("o", 3, 4)], at, [("a", "b"), ("a", "c")])
+    [('a', 'c')]
+    """
+    g = nx.Graph()
+    g.add_nodes_from(block_of_port.values())
+    g.add_edges_from((block_of_port[(o, p)], block_of_port[(o, q)]) for o, p, q in lit)
+    comp = {b: i for i, c in enumerate(nx.connected_components(g)) for b in c}
+    return sorted(_pair(a, b) for a, b in pairs if a != b and comp[a] != comp[b])
+
+
+def stage_reconfiguration(old, new, switch_of_port, block_of_port, pairs,
+                          reconfiguration_ms_of, max_trials=20000):
+    """Make-before-break from circuits ``old`` to ``new`` in as few steps as keep ``pairs``
+    connected: one step if the circuits kept lit while the changed ones are dark connect every
+    pair, else two.
+
+    In two steps, some circuits that go (``hold``) stay lit through the first step while the
+    other changes are made, and go in the second; new circuits that would need a port of
+    ``hold`` come in the second step too. Both dark times must leave every pair connected:
+    the first by the kept circuits and ``hold``, the second by the kept circuits and those
+    the first step added; and the circuits between the steps must connect every block. The
+    smallest ``hold`` that works is taken (fewer late circuits),
+    then the one adding the most circuits in the first step, then the first in sorted
+    order.
+
+    Parameters
+    ----------
+    old, new : iterable
+        Circuits ``(ocs, port, port)``.
+    switch_of_port : dict
+        ``{(ocs, port): switch}``: what is cabled to each port (no two circuits of one step
+        may link the same two switches).
+    block_of_port : dict
+        ``{(ocs, port): block}``.
+    pairs : iterable
+        Block pairs ``(a, b)`` that carry flows across the change.
+    reconfiguration_ms_of : dict
+        ``{ocs: reconfiguration time in ms}``.
+    max_trials : int
+        Candidate ``hold`` sets examined at most before giving up staging.
+
+    Returns
+    -------
+    tuple of ReconfigurationPlan
+        One plan, or two done one after the other. If no two-step plan keeps every pair
+        connected, the one-step plan (the pairs it cuts off wait for its commit).
+
+    Examples
+    --------
+    Four blocks of three uplinks move from one circuit per pair to two for a-b and c-d
+    and one for a-d and b-c: in one step only the kept a-b and c-d circuits stay lit, which
+    cuts a-d and b-c off; in two, the old a-c circuit stays lit through the first step:
+
+    >>> at = {("o", i): "abcd"[(i - 1) // 3] for i in range(1, 13)}
+    >>> old = [("o", 1, 4), ("o", 2, 7), ("o", 3, 10), ("o", 5, 8), ("o", 6, 11), ("o", 9, 12)]
+    >>> new = [("o", 1, 4), ("o", 2, 5), ("o", 3, 11), ("o", 6, 8), ("o", 7, 10), ("o", 9, 12)]
+    >>> pairs = [("a", "b"), ("c", "d"), ("a", "d"), ("b", "c")]
+    >>> for step in stage_reconfiguration(old, new, at, at, pairs, {"o": 10.0}):
+    ...     print(step.removed, step.added)
+    (('o', 3, 10), ('o', 5, 8), ('o', 6, 11)) (('o', 3, 11), ('o', 6, 8))
+    (('o', 2, 7),) (('o', 2, 5), ('o', 7, 10))
+    """
+    old, new = set(old), set(new)
+    pairs = sorted({_pair(a, b) for a, b in pairs if a != b})
+    one = plan_reconfiguration(old, new, reconfiguration_ms_of)
+    kept = old & new
+    if not cut_off(kept, block_of_port, pairs):
+        return (one,)
+    removed, added = sorted(old - new), sorted(new - old)
+    every = list(itertools.combinations(sorted(set(block_of_port.values())), 2))
+
+    def switches(c):
+        return _pair(switch_of_port[(c[0], c[1])], switch_of_port[(c[0], c[2])])
+
+    trials = 0
+    for size in range(1, len(removed)):
+        best = None
+        for hold in itertools.combinations(removed, size):
+            trials += 1
+            if trials > max_trials:
+                return (one,)
+            if cut_off(kept | set(hold), block_of_port, pairs):
+                continue
+            ports = {(c[0], p) for c in hold for p in c[1:]}
+            linked = {switches(c) for c in kept | set(hold)}
+            early = [c for c in added if not ports & {(c[0], c[1]), (c[0], c[2])}
+                     and switches(c) not in linked]
+            # The fabric between the steps must be one fabric (its hosts reach each other).
+            if cut_off(kept | set(early), block_of_port, pairs) or cut_off(
+                    kept | set(hold) | set(early), block_of_port, every):
+                continue
+            key = (-len(early), hold)
+            if best is None or key < best[0]:
+                best = (key, hold, early)
+        if best is not None:
+            _key, hold, early = best
+            mid = kept | set(hold) | set(early)
+            return (plan_reconfiguration(old, mid, reconfiguration_ms_of),
+                    plan_reconfiguration(mid, new, reconfiguration_ms_of))
+    return (one,)

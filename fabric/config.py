@@ -39,7 +39,7 @@ REFERENCE_APPS = {"stp": "ryu.app.simple_switch_stp_13"}
 POLICY_NAMES = POLICIES + tuple(REFERENCE_APPS)
 BACKENDS = ("emulation", "twin")
 TIMEBASES = ("nominal", "emulated")
-CIRCUIT_PLANS = ("uniform", "engineered", "reconfigure")
+CIRCUIT_PLANS = ("uniform", "engineered", "reconfigure", "phased")
 CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 COUNTED_PLACEMENTS = ("packed", "spread", "random")
 MAX_JOB_NAME = 16
@@ -195,6 +195,7 @@ class Job(Frozen):
                                                {"type": "array", "items": {"type": "string"}},
                                                {"type": "null"}]})
                      ] = None
+    after: JobName | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -335,8 +336,11 @@ class Spec(Frozen):
         "uniform", description="circuit plan of a topology with optical circuit switches "
                                "(`jupiter`, `railocs`): the topology's own (uniform by "
                                "default), engineered for the run's demand between blocks "
-                               "before it starts, or moved to that plan as the run's flows "
-                               "start, make-before-break (fabric/optical.py)")
+                               "before it starts, moved to that plan as the run's flows "
+                               "start, or engineered for each phase of the schedule (its jobs, "
+                               "else its `phase` tags) and moved between phases as each ends, "
+                               "make-before-break, staged so that no block pair carrying "
+                               "flows is cut off (fabric/optical.py)")
     topology: TopologyRef = Field(description="the fabric: see [Topologies](#topologies)")
     workload: WorkloadRef | None = Field(
         None, description="the traffic: see [Workloads](#workloads); required unless `jobs` "
@@ -370,6 +374,9 @@ class Spec(Frozen):
             if job.name in seen:
                 fail(f"job {job.name!r} (jobs[{i}]): 'name' {job.name!r} is used by "
                      f"jobs[{seen[job.name]}] too")
+            if job.after is not None and job.after not in seen:
+                fail(f"job {job.name!r} (jobs[{i}]): 'after' {job.after!r} is not the name of "
+                     f"an earlier job")
             seen[job.name] = i
         if self.backend == "twin" and self.policy not in POLICIES:
             fail(f"'policy' {self.policy!r} is a Ryu reference app, which the twin does not "

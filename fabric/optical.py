@@ -23,6 +23,7 @@ cabled ports of that OCS that links distinct switch pairs. Pure data: no Mininet
 """
 
 import networkx as nx
+import numpy as np
 
 from controllers import topoeng
 from fabric import model
@@ -269,15 +270,19 @@ def block_of(lg):
     return {h: lg.nodes[model.host_switch(lg, h)[0]]["block"] for h in model.hosts(lg)}
 
 
-def block_demand(lg, schedule):
-    """Bytes the flows of ``schedule`` send between blocks: ``{(a, b): bytes}``, a < b.
+def block_demand(lg, schedule, flows=None):
+    """Bytes the flows of ``schedule`` (or only the flow indices ``flows``) send between
+    blocks: ``{(a, b): bytes}``, a < b.
 
     Read from the schedule's columns (no host-by-host matrix)."""
     cols = schedule.columns()
     blk = block_of(lg)
     code = [blk[h] for h in cols.hosts]
     out = {}
-    for s, d, n in zip(cols.src.tolist(), cols.dst.tolist(), cols.bytes.tolist()):
+    src, dst, nbytes = cols.src, cols.dst, cols.bytes
+    if flows is not None:
+        src, dst, nbytes = src[flows], dst[flows], nbytes[flows]
+    for s, d, n in zip(src.tolist(), dst.tolist(), nbytes.tolist()):
         a, b = code[s], code[d]
         if a != b:
             key = (a, b) if a < b else (b, a)
@@ -339,3 +344,112 @@ def circuit_link(lg, circuit):
     o, p, q = circuit
     (u, pu, _), (v, pv, _) = at[(o, p)], at[(o, q)]
     return (u, pu), (v, pv)
+
+
+# The tag whose values are a schedule's phases: its jobs when it has several, else the
+# workload's own ``phase`` tag (traffic/schedule.py).
+PHASE_TAGS = ("job", "phase")
+
+
+def phases(schedule):
+    """A schedule's phases, for circuits that follow them (``circuits: phased``).
+
+    A phase is the flows with one value of the schedule's phase tag: ``job`` for a schedule
+    of several jobs (traffic/jobs.py), else ``phase``; flows without the tag form one phase
+    (so a schedule without the tag is one phase). Phases are ordered by the shallowest
+    dependency depth of their flows, then by their first flow in schedule order.
+
+    Returns
+    -------
+    (str, list of str, numpy.ndarray)
+        The tag, the phase labels in order, and the phase of every flow (int32, schedule
+        order).
+    """
+    tag = PHASE_TAGS[0] if len(schedule.meta.get("jobs") or ()) > 1 else PHASE_TAGS[1]
+    flows = schedule.flows
+    depth = schedule.depths()
+    label_of = ["" if f.tag(tag) is None else str(f.tag(tag)) for f in flows]
+    shallowest, first = {}, {}
+    for i, (f, label) in enumerate(zip(flows, label_of)):
+        shallowest[label] = min(shallowest.get(label, depth[f.id]), depth[f.id])
+        first.setdefault(label, i)
+    labels = sorted(first, key=lambda x: (shallowest[x], first[x]))
+    index = {x: k for k, x in enumerate(labels)}
+    return tag, labels, np.array([index[x] for x in label_of], dtype=np.int32)
+
+
+def phase_plans(lg, schedule):
+    """Circuits engineered for each phase of ``schedule`` (:func:`phases`) on logical fabric
+    ``lg``, from the demand its flows send between blocks (what the schedule says, not what
+    a run measured). A phase that sends nothing between blocks keeps the plan before it (the
+    first such phase: ``lg``'s own).
+
+    Returns
+    -------
+    dict
+        ``tag``, ``labels``, ``phase_of`` (as :func:`phases`), ``demands`` (``{(a, b):
+        bytes}`` per phase) and ``circuits`` (``{ocs: ((p, q), ...)}`` per phase).
+
+    Raises
+    ------
+    CircuitError
+        If topology engineering cannot serve a phase (see :func:`engineered_circuits`).
+    """
+    tag, labels, phase_of = phases(schedule)
+    g = physical(lg)
+    demands, plans = [], []
+    circuits = circuits_of(lg)
+    for k in range(len(labels)):
+        demand = block_demand(lg, schedule, np.flatnonzero(phase_of == k))
+        if any(demand.values()):
+            circuits = engineered_circuits(g, demand)
+        demands.append(demand)
+        plans.append(circuits)
+    return {"tag": tag, "labels": labels, "phase_of": phase_of, "demands": demands,
+            "circuits": plans}
+
+
+def staged_reconfigure(lg, circuits, pairs):
+    """Logical fabric ``lg`` moved to ``circuits`` make-before-break in as few steps as keep
+    the block pairs ``pairs`` connected while circuits are dark (one, or two:
+    controllers/topoeng.py ``stage_reconfiguration``).
+
+    Returns
+    -------
+    list of (networkx.Graph, controllers.topoeng.ReconfigurationPlan)
+        The fabric after each step and the step's plan, in order; empty if nothing changes.
+    """
+    g = physical(lg)
+    target = check_circuits(g, circuits)
+    at = fibers(g)
+    block = {port: g.nodes[sw].get("block") for port, (sw, _p, _d) in at.items()}
+    switch = {port: sw for port, (sw, _p, _d) in at.items()}
+    ms = {o: g.nodes[o]["reconfiguration_ms"] for o in ocs_nodes(g)}
+    steps = topoeng.stage_reconfiguration(circuit_set(circuits_of(lg)), circuit_set(target),
+                                          switch, block, pairs, ms)
+    out = []
+    for plan in steps:
+        if not plan.changes:
+            continue
+        now = circuit_set(circuits_of(lg))
+        nxt = (now - set(plan.removed)) | set(plan.added)
+        lg = logical_graph(g, {o: sorted((p, q) for oo, p, q in nxt if oo == o)
+                               for o in ocs_nodes(g)})
+        out.append((lg, plan))
+    return out
+
+
+def next_phase(left, current):
+    """The phase circuits that follow a schedule's phases move to: ``None`` while the
+    ``current`` phase still has flows to receive (``left[k]``: flows of phase ``k`` not yet
+    received), else the first later phase with flows left (``None`` if there is none). One
+    rule for both backends (fabric/twin.py, fabric/runner.py).
+
+    Examples
+    --------
+    >>> next_phase([0, 0, 3], 0), next_phase([1, 0, 3], 0), next_phase([0, 0], 0)
+    (2, None, None)
+    """
+    if left[current] > 0:
+        return None
+    return next((k for k in range(current + 1, len(left)) if left[k] > 0), None)

@@ -35,6 +35,7 @@ import csv
 import datetime
 import json
 import os
+import queue
 import signal
 import statistics
 import subprocess
@@ -262,15 +263,17 @@ def tcp_counters(g, em):
     return total
 
 
-def run_agents(g, em, schedule, run_dir, spec, before_go=None):
+def run_agents(g, em, schedule, run_dir, spec, before_go=None, on_done=None):
     """Start an agent in every host, run the schedule, return (records, timed_out, cpu,
     connect_s): ``connect_s`` is the connection setup time (every flow connected, before the
-    clock). ``before_go`` is the coordinator's hook (see traffic/coordinator.py)."""
+    clock). ``before_go`` and ``on_done`` are the coordinator's hooks (see
+    traffic/coordinator.py)."""
     sched_path = os.path.join(run_dir, "schedule-emulated.jsonl")
     schedule.to_jsonl(sched_path)
     ctl_path = os.path.join(cleanup.STATE_DIR, f"ctl-{os.getpid()}.sock")
     hs = model.hosts(g)
-    coord = Coordinator(ctl_path, schedule, {h: g.nodes[h]["ip"] for h in hs})
+    coord = Coordinator(ctl_path, schedule, {h: g.nodes[h]["ip"] for h in hs},
+                        on_done=on_done)
     procs = {}
     try:
         for h in hs:
@@ -348,16 +351,107 @@ def network(g, spec, run_dir, log):
             yield Network(g, ctl, em, scale, ready)
 
 
-def run_once(g, schedule, spec, run_dir, log, circuits=None):
+class PhaseMover:
+    """Circuits that follow a schedule's phases in the emulation: a thread that moves the
+    OCS bridges to the next phase's plan once every flow of the current phase has been
+    received (fabric/optical.py ``next_phase``, the twin's rule), in the steps
+    ``staged_reconfigure`` gives, each make-before-break through the controller
+    (:func:`fabric.ocs.make_before_break`), dark for the OCS's reconfiguration time scaled
+    like every time.
+
+    Parameters
+    ----------
+    net : Network
+        Up, built from ``g``.
+    g : networkx.Graph
+        The logical fabric, holding the first phase's circuits.
+    schedule : traffic.schedule.Schedule
+        The run's flows (ids as the agents report them).
+    phases : dict
+        fabric/optical.py ``phase_plans`` of the schedule.
+    """
+
+    def __init__(self, net, g, schedule, phases):
+        self.net, self.lg, self.phases = net, g, phases
+        self.phase_of = {f.id: int(k) for f, k in zip(schedule.flows, phases["phase_of"])}
+        self.left = [0] * len(phases["labels"])
+        for k in self.phase_of.values():
+            self.left[k] += 1
+        self.current, self.moves, self.error, self.t0 = 0, [], None, None
+        self.wake = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="ocs-phases", daemon=True)
+        self.thread.start()
+
+    def done(self, flow_id, t_s):
+        """A flow was received ``t_s`` seconds into the run (the coordinator's thread)."""
+        if self.t0 is None:
+            self.t0 = time.monotonic() - t_s
+        k = self.phase_of.get(flow_id)
+        if k is not None:
+            self.left[k] -= 1
+            if self.left[k] == 0:
+                self.wake.put(t_s)
+
+    def stop(self):
+        """Let a move under way finish, then end the thread."""
+        self.wake.put(None)
+        self.thread.join()
+
+    def _loop(self):
+        while True:
+            if self.wake.get() is None or self.error is not None:
+                return
+            j = optical.next_phase(list(self.left), self.current)
+            while j is not None:
+                self.current = j
+                try:
+                    self._move(j)
+                except (ControllerError, ocs.OcsError, model.TopologyError) as e:
+                    self.error = str(e)
+                    return
+                j = optical.next_phase(list(self.left), self.current)
+
+    def _move(self, j):
+        net, ph = self.net, self.phases
+        # Nominal seconds since the clock started, as the run's other times.
+        at_s = (time.monotonic() - self.t0) * net.scale
+        steps = optical.staged_reconfigure(self.lg, ph["circuits"][j], list(ph["demands"][j]))
+        entry = {"at_s": round(at_s, 9), "phase": ph["labels"][j], "steps": len(steps),
+                 "circuits_changed": 0, "dark_ms": 0.0, "step_wall_s": []}
+        for new, plan in steps:
+            self.lg, took = ocs.make_before_break(
+                net.ctl, net.em, self.lg, optical.circuits_of(new),
+                plan.reconfiguration_ms / 1e3 / net.scale)
+            entry["step_wall_s"].append(took)
+            entry["circuits_changed"] += len(plan.removed) + len(plan.added)
+            entry["dark_ms"] += plan.reconfiguration_ms
+        if steps:
+            self.moves.append(entry)
+
+
+def run_once(g, schedule, spec, run_dir, log, circuits=None, phases=None):
     """One run on fabric ``g`` with its own network (or in the twin, as the spec's
     ``backend`` says); returns its summary dict (also written to run_dir). ``circuits``
     (``{ocs: [(p, q), ...]}``, OCS fabrics only) are moved to as the run starts,
     make-before-break (the twin's ``reconfiguration``, the emulation's
     :func:`fabric.ocs.make_before_break`), dark for the OCS reconfiguration time scaled
-    like every time; the result's ``ocs_steps`` says what it took."""
+    like every time; the result's ``ocs_steps`` says what it took. ``phases``
+    (fabric/optical.py ``phase_plans``; ``g`` holds the first phase's circuits) move the
+    circuits between the schedule's phases as each is received (:class:`PhaseMover`, the
+    twin's ``circuit_phases``); the result's ``ocs_reconfigurations`` lists the moves."""
     if spec["backend"] == "twin":
-        return run_twin(g, schedule, spec, run_dir, log, circuits=circuits)
+        return run_twin(g, schedule, spec, run_dir, log, circuits=circuits, phases=phases)
     with network(g, spec, run_dir, log) as net:
+        if phases is not None:
+            mover = PhaseMover(net, g, schedule, phases)
+            try:
+                res = run_on(net, schedule, spec, run_dir, on_done=mover.done)
+            finally:
+                mover.stop()
+            if mover.error is not None:
+                raise RunError(f"OCS reconfiguration failed: {mover.error}")
+            res["ocs_reconfigurations"] = mover.moves
+            return res
         if circuits is None:
             return run_on(net, schedule, spec, run_dir)
         _new, plan = optical.reconfigure(g, circuits)
@@ -382,11 +476,12 @@ def run_once(g, schedule, spec, run_dir, log, circuits=None):
         return res
 
 
-def run_on(net, schedule, spec, run_dir, on_go=None):
+def run_on(net, schedule, spec, run_dir, on_go=None, on_done=None):
     """Run ``schedule`` on a network that is up; returns its summary dict (also written to
     run_dir). The network is left as the run found it (an announced collective withdrawn).
     ``on_go()``, if given, is called once every flow is connected, just before the clock
-    starts (fabric/chaos.py starts its faults there)."""
+    starts (fabric/chaos.py starts its faults there); ``on_done(flow id, s)`` as each flow
+    is received, ``s`` seconds after the clock started."""
     run_dir = os.path.abspath(run_dir)  # the agents run in the package's directory
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
@@ -423,7 +518,8 @@ def run_on(net, schedule, spec, run_dir, on_go=None):
     try:
         with recorder:
             records, timed_out, cpu, connect_s = run_agents(g, em, executed, run_dir, spec,
-                                                            before_go=before_go)
+                                                            before_go=before_go,
+                                                            on_done=on_done)
     finally:
         if announce is not None:
             announce.withdraw()
@@ -526,12 +622,12 @@ def record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
     return result
 
 
-def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None):
+def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None, phases=None):
     """One run on fabric ``g`` in the flow-level simulator (fabric/twin.py); returns its
     summary dict (also written to run_dir), in the emulation's format with ``backend:
     twin``. ``five_tuples`` (an emulation run's ``connections.json``) replays that run's
-    connections, so its ECMP hash choices; ``circuits`` are moved to as the run starts (see
-    :func:`run_once`)."""
+    connections, so its ECMP hash choices; ``circuits`` are moved to as the run starts,
+    ``phases`` between the schedule's phases (see :func:`run_once`)."""
     from fabric.twin import Twin
     os.makedirs(run_dir, exist_ok=True)
     schedule.to_jsonl(os.path.join(run_dir, "schedule.jsonl"))
@@ -549,7 +645,11 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None):
                 reconfiguration=None if circuits is None else {
                     "at_s": 0.0, "circuits": circuits,
                     "dark_s": optical.reconfigure(g, circuits)[1].reconfiguration_ms / 1e3
-                    / scale})
+                    / scale},
+                circuit_phases=None if phases is None else {
+                    "phase_of": phases["phase_of"], "circuits": phases["circuits"],
+                    "pairs": [list(d) for d in phases["demands"]],
+                    "dark_s_per_ms": 1e-3 / scale})
     records, info = twin.run()
     log(f"  {g.graph['name']}: twin simulated {info['simulated_s']:.4g} s in "
         f"{info['wall_s']:.2f} s wall ({info['events']} events)")
@@ -567,7 +667,15 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None):
         "cpu_idle_min": None, "cpu_idle_mean": None, "cpu_saturated": False,
     }
     tail = {"twin": dict(info, timebase=tw["timebase"]), "controller": twin.core.status()}
-    return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
+    res = record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
+    if phases is not None:
+        # Nominal, as the run's other times (an emulated timebase runs 1 / scale slower).
+        res["ocs_reconfigurations"] = [
+            {"at_s": round(m["at_s"] * scale, 9), "phase": phases["labels"][m["phase"]],
+             "steps": m["steps"], "circuits_changed": m["circuits_removed"]
+             + m["circuits_added"], "dark_ms": round(m["dark_s"] * scale * 1e3, 6)}
+            for m in twin.reconfigurations]
+    return res
 
 
 def _write_json(path, obj):
@@ -595,11 +703,35 @@ def with_circuits(g, schedule, spec):
     nominal), not overlapped with the run's flows. ``circuits: reconfigure`` runs on the
     topology's own plan and moves to the engineered one as the flows start: the fabric
     returned is the starting one and ``info["move_to"]`` the circuits to move to.
+    ``circuits: phased`` engineers one plan per phase of the schedule (fabric/optical.py
+    ``phase_plans``): the fabric returned holds the first phase's (set up before the run, as
+    for ``engineered``), ``info["phase_plans"]`` (not JSON: :func:`run_once` takes it) all
+    of them, and ``info["phases"]`` each phase's label, circuits and direct share.
     """
     if not optical.is_optical(g):
         return g, None
     demand = optical.block_demand(g, schedule)
     info = {"plan": spec["circuits"], "direct_share_uniform": optical.direct_share(g, demand)}
+    if spec["circuits"] == "phased":
+        try:
+            pp = optical.phase_plans(g, schedule)
+        except model.TopologyError as e:
+            raise RunError(f"circuits: phased: {e}") from None
+        new, plan = optical.reconfigure(g, pp["circuits"][0])
+        lgs = [optical.reconfigure(g, c)[0] for c in pp["circuits"]]
+        served = sum(optical.direct_share(lg, d) * sum(d.values())
+                     for lg, d in zip(lgs, pp["demands"]))
+        total = sum(sum(d.values()) for d in pp["demands"])
+        info.update(reconfiguration_ms=plan.reconfiguration_ms,
+                    circuits_changed=len(plan.removed) + len(plan.added),
+                    phase_tag=pp["tag"], phase_plans=pp,
+                    phases=[{"phase": label, "circuits": c,
+                             "direct_share": optical.direct_share(lg, d)}
+                            for label, c, lg, d in zip(pp["labels"], pp["circuits"], lgs,
+                                                       pp["demands"])],
+                    direct_share=served / total if total else 1.0,
+                    circuits=optical.circuits_of(new))
+        return new, info
     if spec["circuits"] in ("engineered", "reconfigure"):
         try:
             target = optical.engineered_circuits(optical.physical(g), demand)
@@ -698,10 +830,16 @@ def run_spec(spec, where, results_dir, log=print, report_at_end=True):
             label = f"{g.graph['name']}-r{rep + 1}"
             log(f"run {label} (seed {seed})")
             run_g, circuits = with_circuits(g, schedule, spec)
+            phases = None if circuits is None else circuits.pop("phase_plans", None)
             res = run_once(run_g, schedule, spec, os.path.join(out_dir, "runs", label), log,
-                           circuits=None if circuits is None else circuits.get("move_to"))
+                           circuits=None if circuits is None else circuits.get("move_to"),
+                           phases=phases)
             res["label"] = label
             if circuits is not None:
+                if phases is not None:
+                    moves = res.pop("ocs_reconfigurations")
+                    circuits.update(reconfigurations=moves, reconfigurations_dark_ms=sum(
+                        m["dark_ms"] for m in moves))
                 res["ocs"] = circuits
                 _write_json(os.path.join(out_dir, "runs", label, "summary.json"), res)
             runs.append(res)

@@ -13,7 +13,8 @@ Example::
     repeats: 1
     baseline: false              # also run a one-switch non-blocking fabric, same hosts/rates
     circuits: uniform            # OCS topologies: engineered for the run's demand before it,
-                                 # or reconfigure to that plan as the run starts
+                                 # reconfigure to that plan as the run starts, or phased:
+                                 # one plan per phase (job), moved as each phase ends
     topology: {name: fattree, params: {k: 4}}
     policy: ecmp                 # a routing core policy, or "stp" (Ryu's simple_switch_stp_13)
     controller: {stats_interval_s: 1.0, fast_failover: true, options: {hot_util: 0.8}}

@@ -23,7 +23,12 @@ Model
 - **Optical circuits** (fabric/optical.py): a ``reconfiguration`` moves the circuits of an OCS
   fabric during the run, make-before-break: at ``at_s`` the core drains the circuits that
   change (routes leave them), they go dark (carry nothing) for ``dark_s``, then the core
-  commits the new circuits as one topology change and routes onto them.
+  commits the new circuits as one topology change and routes onto them. With
+  ``circuit_phases`` the circuits follow the schedule's phases instead: the event loop stops
+  when the arrivals of an instant have received a phase's last flow (before that instant's
+  starts), and the circuits move to the next phase's plan then, in one or two such steps
+  (two when one would cut a block pair of that phase off: fabric/optical.py
+  ``staged_reconfigure``); the times are the run's, not fixed in advance.
 - **Failures**: a link that goes down stops carrying at once; each switch's FAST_FAILOVER
   groups send a flow to the next live bucket of the rotation the renderer installs (the next
   equal-cost hop; for a single next hop, the detour through a neighbour), with no controller
@@ -476,14 +481,17 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
            end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
            dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
            r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
-           st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos):
+           st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left):
     """The event loop over the schedule's columns (see Twin.run_columns): runs until it
     must hand over to Python (the status in ``si[I_STATUS]``), its state in ``fs``, ``si``
     and the arrays. Compiled with numba for large runs, run as Python for small ones; the
     helpers it calls are module globals, compiled alongside it. The rows on every link
     (``on_cnt``, ``on``, ``on_start``, ``pos``: :func:`_index_rows`) are indexed on entry,
     as Python may have moved rows, then kept as rows start and finish, so that a rate
-    solve does not index the links' flows again (a third of a solve at k=16)."""
+    solve does not index the links' flows again (a third of a solve at k=16). With
+    ``phase_of`` (the phase of every flow; empty if the run has none), ``phase_left`` counts
+    the flows of each phase not yet received, and the loop stops (``STOP``) once the
+    arrivals of an instant have emptied a phase, before that instant's starts."""
     t = fs[F_T]
     width = r_links.shape[1]
     cap = on.shape[0] // on_cnt.shape[0]
@@ -566,10 +574,15 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 si[I_STATUS] = TIMED_OUT
                 break
             si[I_EVENTS] += 1
+            phase_ended = False
             while si[I_ARRIVALS] > 0 and ar_t[0] <= t:
                 fi = ar_f[0]
                 si[I_ARRIVALS] = _hpop(ar_t, ar_f, si[I_ARRIVALS])
                 end_out[fi] = t
+                if phase_of.shape[0] > 0:
+                    phase_left[phase_of[fi]] -= 1
+                    if phase_left[phase_of[fi]] == 0:
+                        phase_ended = True
                 for k in range(cptr[fi], cptr[fi + 1]):
                     c = cidx[k]
                     waiting[c] -= 1
@@ -578,6 +591,9 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                         si[I_STARTS] = _hpush(st_t, st_f, si[I_STARTS],
                                              max(floor[c], t + delay[c]), c)
             si[I_PHASE] = 6
+            if phase_ended:
+                si[I_STATUS] = STOP
+                break
         while si[I_STARTS] > 0 and st_t[0] <= t:
             fi = st_f[0]
             n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
@@ -776,14 +792,22 @@ class Twin:
     reconfiguration : dict, optional
         ``{"at_s": t, "circuits": {ocs: [(p, q), ...]}, "dark_s": d}``: on an OCS fabric
         (``g`` from fabric/optical.py), move to these circuits at time t, the changed ones
-        dark for d seconds of the run (see the module docstring).
+        dark for d seconds of the run (see the module docstring); with ``"pairs": [(block,
+        block), ...]``, in two steps (each dark for d) if one would cut such a pair off.
+    circuit_phases : dict, optional
+        Circuits that follow the schedule's phases (fabric/optical.py ``phase_plans``):
+        ``{"phase_of": phase of every flow, "circuits": [plan of each phase], "pairs":
+        [block pairs of each phase], "dark_s_per_ms": seconds of the run per ms of OCS
+        reconfiguration}``. ``g`` holds phase 0's plan; when every flow of the current phase
+        has been received, the circuits move to the plan of the next phase with flows left,
+        staged so that its pairs stay connected (see the module docstring).
     """
 
     def __init__(self, g, schedule, policy="ecmp", capacity_scale=1.0, stats_interval_s=1.0,
                  fast_failover=True, options=None, seed=0, delay_scale=1.0, mtu_bytes=9000,
                  detect_s=0.0,
                  link_events=(), max_time_s=None, resolution=0.0, five_tuples=None,
-                 reconfiguration=None):
+                 reconfiguration=None, circuit_phases=None):
         self.g, self.schedule = g, schedule
         self.stats_interval_s = float(stats_interval_s)
         self.fast_failover = fast_failover
@@ -798,7 +822,7 @@ class Twin:
                          "stalled": 0}
         self.capacity_scale = capacity_scale
         self._events = []
-        self._wired = self._plan_reconfiguration(reconfiguration)
+        self._wired = self._plan_circuits(reconfiguration, circuit_phases)
         self._index_links(capacity_scale, delay_scale)
         for u, v in self._wired.graph.get("dark_at_start", ()):
             for lid in (self.lid[(u, v)], self.lid[(v, u)]):
@@ -811,24 +835,57 @@ class Twin:
             self._add_link_event(ev)
 
     # -- the fabric ------------------------------------------------------------------------
-    def _plan_reconfiguration(self, reconfiguration):
-        """The links the twin indexes (``g``'s, plus the circuits a reconfiguration adds,
-        dark until it commits) and the reconfiguration's events."""
-        if reconfiguration is None:
+    def _plan_circuits(self, reconfiguration, circuit_phases):
+        """The links the twin indexes (``g``'s, plus every circuit a reconfiguration or a
+        phase's plan may add, dark until it commits), and the events of a reconfiguration
+        at a fixed time."""
+        self.reconfigurations = []   # one entry per move of the circuits, as it starts
+        self._circuits_lg, self._moving, self._phases = self.g, False, None
+        if reconfiguration is None and circuit_phases is None:
             return self.g
         from fabric import optical
-        try:
-            at, dark = float(reconfiguration["at_s"]), float(reconfiguration["dark_s"])
-            new, plan = optical.reconfigure(self.g, reconfiguration["circuits"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise TwinError(f"reconfiguration {reconfiguration!r}: {e}") from None
+        graphs = []
+        if reconfiguration is not None:
+            try:
+                at, dark = float(reconfiguration["at_s"]), float(reconfiguration["dark_s"])
+                steps = optical.staged_reconfigure(self.g, reconfiguration["circuits"],
+                                                   reconfiguration.get("pairs", ()))
+            except (KeyError, TypeError, ValueError) as e:
+                raise TwinError(f"reconfiguration {reconfiguration!r}: {e}") from None
+            graphs += [lg for lg, _ in steps]
+            self._move(at, steps, lambda _plan: dark, None)
+        if circuit_phases is not None:
+            try:
+                plans = list(circuit_phases["circuits"])
+                graphs += [optical.reconfigure(self.g, c)[0] for c in plans]
+                phase_of = np.asarray(circuit_phases["phase_of"], dtype=np.int32)
+                per_ms = float(circuit_phases["dark_s_per_ms"])
+                pairs = [list(p) for p in circuit_phases["pairs"]]
+            except (KeyError, TypeError, ValueError) as e:
+                raise TwinError(f"circuit_phases: {e}") from None
+            if len(phase_of) != len(self.schedule) or len(pairs) != len(plans) or (
+                    len(phase_of) and not 0 <= phase_of.min() <= phase_of.max() < len(plans)):
+                raise TwinError(f"circuit_phases: phase_of needs one phase in 0..{len(plans) - 1}"
+                                f" per flow ({len(self.schedule)}), pairs one list per phase")
+            self._phases = {"of": phase_of, "circuits": plans, "pairs": pairs,
+                            "per_ms": per_ms, "current": 0,
+                            "left": np.bincount(phase_of, minlength=len(plans)).astype(
+                                np.int64)}
         wired = self.g.copy()
         added_pairs = []
-        for u, v, d in new.edges(data=True):
-            if not wired.has_edge(u, v):
-                wired.add_edge(u, v, **d)
-                added_pairs.append((u, v))
+        for lg in graphs:
+            for u, v, d in lg.edges(data=True):
+                if not wired.has_edge(u, v):
+                    wired.add_edge(u, v, **d)
+                    added_pairs.append((u, v))
         wired.graph["dark_at_start"] = added_pairs
+        return wired
+
+    def _move(self, t, steps, dark_of, phase):
+        """Start moving the circuits at ``t`` through ``steps`` (fabric/optical.py
+        ``staged_reconfigure``), one after the other, each make-before-break: drain and dark
+        at its start, commit ``dark_of(plan)`` later."""
+        from fabric import optical
         dpid = {n: x for n, x in self.g.nodes(data="dpid") if x is not None}
 
         def links(circuits, lg):
@@ -838,14 +895,37 @@ class Twin:
                 out.append(((u, v), ((dpid[u], pu), (dpid[v], pv))))
             return out
 
-        removed, added = links(plan.removed, self.g), links(plan.added, new)
-        self.reconfiguration = {"at_s": at, "dark_s": dark, "graph": new,
-                                "removed": len(removed), "added": len(added)}
-        for kind, when, arg in (("drain", at, (removed, added, new)),
-                                ("dark", at, (removed, added, new)),
-                                ("commit", at + dark, (removed, added, new))):
-            heapq.heappush(self._events, (when, len(self._events), kind, arg))
-        return wired
+        entry = {"at_s": t, "phase": phase, "steps": len(steps), "circuits_removed": 0,
+                 "circuits_added": 0, "dark_s": 0.0}
+        lg, when = self._circuits_lg, t
+        for new, plan in steps:
+            arg = (links(plan.removed, lg), links(plan.added, new), new)
+            dark = dark_of(plan)
+            for kind, at in (("drain", when), ("dark", when), ("commit", when + dark)):
+                heapq.heappush(self._events, (at, len(self._events), kind, arg))
+            entry["circuits_removed"] += len(plan.removed)
+            entry["circuits_added"] += len(plan.added)
+            entry["dark_s"] += dark
+            lg, when = new, when + dark
+        if steps:
+            heapq.heappush(self._events, (when, len(self._events), "moved", lg))
+            self._moving = True
+            self.reconfigurations.append(entry)
+
+    def _phase_check(self, t):
+        """Circuits that follow the schedule's phases: once every flow of the current
+        phase has been received (and no move is under way), move to the plan of the next
+        phase that still has flows to receive."""
+        from fabric import optical
+        ph = self._phases
+        if ph is None or self._moving:
+            return
+        j = optical.next_phase(ph["left"], ph["current"])
+        if j is None:
+            return
+        ph["current"] = j
+        steps = optical.staged_reconfigure(self._circuits_lg, ph["circuits"][j], ph["pairs"][j])
+        self._move(t, steps, lambda plan: plan.reconfiguration_ms * ph["per_ms"], j)
 
     def _index_links(self, scale, delay_scale):
         g = self._wired
@@ -1309,6 +1389,9 @@ class Twin:
             si[I_ACTIVE] += 1
             si[I_DIRTY] = 1
 
+        ph = self._phases
+        phase_of = ph["of"] if ph is not None else np.zeros(0, dtype=np.int32)
+        phase_left = ph["left"] if ph is not None else np.zeros(1, dtype=np.int64)
         refresh()
         timed_out = False
         while True:
@@ -1326,7 +1409,7 @@ class Twin:
                    self.swlid, self.live_caps, self.delay, self.serialize, self.link_bytes,
                    act.links, act.left, act.rate, act.sent, act.base, act.t0, act.alive,
                    act.fid, act.free, st_t, st_f, ar_t, ar_f, walk, act.on_cnt, act.on,
-                   act.on_start, act.pos)
+                   act.on_start, act.pos, phase_of, phase_left)
             act.n_free = int(si[I_FREE])
             status, t = int(si[I_STATUS]), float(fs[F_T])
             if status == DONE:
@@ -1351,7 +1434,9 @@ class Twin:
             if status == PY_START:
                 start_in_python(t)
                 continue
-            # STOP: link events and the statistics round due now.
+            # STOP: a phase received (the circuits may move), link events and the
+            # statistics round due now.
+            self._phase_check(t)
             changed = False
             while self._events and self._events[0][0] <= t:
                 _, _, kind, arg = heapq.heappop(self._events)
@@ -1405,6 +1490,9 @@ class Twin:
         core = self.core
         if kind in ("drain", "dark", "commit"):
             return self._circuit_event(kind, arg, t)
+        if kind == "moved":   # the last step of a move committed: the next may start
+            self._circuits_lg, self._moving = arg, False
+            return self._phase_check(t)
         u, v, up = arg
         lids = (self.lid[(u, v)], self.lid[(v, u)])
         if kind == "phys":

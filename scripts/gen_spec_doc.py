@@ -228,6 +228,9 @@ def render():
                  "which hosts the job runs on (traffic/jobs.py)"),
                 ("`hosts`", "integer >= 1", "required with a counted placement",
                  "how many hosts; not allowed beside `placement.hosts`"),
+                ("`after`", "the name of an earlier job", "none (starts at time 0)",
+                 "the job starts once every flow of that job has been received, and may "
+                 "take its hosts (jobs one after the other)"),
             ]),
             "", "Whether the hosts exist and suffice is checked on the fabric before any "
             "network exists."]

@@ -119,7 +119,8 @@ def test_checked_jobs_are_normalized_and_check_again_to_themselves():
                                 "workload": RING, "hosts": 2})
     assert spec["workload"] is None and spec["name"] == "fattree-jobs"
     assert spec["jobs"][1] == {"name": "b", "placement": "explicit", "hosts": ["h9", "h10"],
-                               "workload": {"name": "allreduce_ring", "params": {}}}
+                               "workload": {"name": "allreduce_ring", "params": {}},
+                               "after": None}
     assert spec["jobs"][2]["placement"] == "packed"
     assert specs.check(spec) == spec
     single = specs.check({"topology": "fattree", "workload": PERM})
@@ -291,3 +292,44 @@ def test_bad_jobs_exit_2_with_one_line_naming_the_job_and_key(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: {path}: {message}" in err
     assert not (tmp_path / "r").exists()
+
+
+# -- jobs one after another ---------------------------------------------------------------------
+
+def test_a_job_after_another_waits_for_all_its_flows_and_may_take_its_hosts(fat):
+    """``after``: the later job's first flows wait for the last flows of the earlier one
+    (those no flow of it waits for), its other flows keep their own dependencies, and its
+    placement may reuse the earlier job's hosts, not those of a job running alongside."""
+    spec = _checked(_job("a", hosts=8, workload=RING), _job("side", hosts=4),
+                    dict(_job("b", hosts=8), after="a"),
+                    dict(_job("c", hosts=4), after="b"))
+    placed = jobs.place(fat, spec["jobs"], 1)
+    assert placed["a"] == placed["b"] == [f"h{i}" for i in range(1, 9)]
+    assert placed["side"] == ["h9", "h10", "h11", "h12"]
+    # c follows b, which followed a: the hosts of both are free for it.
+    assert placed["c"] == ["h1", "h2", "h3", "h4"]
+    s = jobs.build(fat, spec["jobs"], 1, placed)
+    flows = {f.id: f for f in s.flows}
+    a_ids = [f.id for f in s.flows if f.tag("job") == "a"]
+    a_needed = {d for fid in a_ids for d in flows[fid].deps}
+    a_last = {fid for fid in a_ids if fid not in a_needed}
+    assert a_last and len(a_last) < len(a_ids)   # a ring all-reduce: its last step
+    for f in s.flows:
+        if f.tag("job") == "b":
+            assert set(f.deps) == a_last          # a permutation: every flow is a first one
+        if f.tag("job") == "side":
+            assert not f.deps
+    # Each job's own schedule (its figures) leaves the wait out.
+    assert all(not f.deps for f in jobs.split(s)["b"].flows)
+    times = s.ideal_times(lambda f: 1.0)
+    assert min(times[f.id][0] for f in s.flows if f.tag("job") == "b") == \
+        max(times[fid][1] for fid in a_ids)
+
+
+@pytest.mark.parametrize("after, message", [
+    ("z", r"job 'b' \(jobs\[1\]\): 'after' 'z' is not the name of an earlier job"),
+    ("b", r"job 'b' \(jobs\[1\]\): 'after' 'b' is not the name of an earlier job"),
+])
+def test_after_must_name_an_earlier_job(after, message):
+    with pytest.raises(specs.SpecError, match=message):
+        _checked(_job("a"), dict(_job("b"), after=after))

@@ -172,3 +172,46 @@ def test_the_runner_moves_circuits_while_the_flows_run(tmp_path, clean_machine):
     run = summary["runs"][0]
     assert run["ocs_steps"]["removed"] == run["ocs_steps"]["added"] == 2
     assert summary["ocs"]["direct_share_after"] > summary["ocs"]["direct_share"]
+
+
+def test_circuits_move_between_two_jobs_one_after_another(tmp_path, clean_machine):
+    """``circuits: phased`` with two jobs, the second after the first: a block ring, then
+    each block with the block two on. The OCS bridges start on the ring's circuits and move
+    to the second job's once the ring's last flow is received, through the controller's
+    drain and commit, staged so that the blocks the second job's flows join stay connected;
+    every flow completes and the summary lists the move (when, circuits changed, dark time
+    paid), as the twin does for the same spec."""
+    def perm(stride):
+        return {"name": "permutation",
+                "params": {"bytes_per_flow": 1_500_000, "kind": "stride", "stride": stride}}
+
+    raw = {"name": "ocs-phased", "circuits": "phased",
+           "topology": {"name": "jupiter",
+                        "params": {"blocks": 4, "leaves_per_block": 1, "aggs_per_block": 2,
+                                   "hosts_per_leaf": 2, "ocses": 2,
+                                   "reconfiguration_ms": 0.01}},
+           "jobs": [{"name": "ring", "workload": perm(2), "hosts": 8},
+                    {"name": "cross", "workload": perm(4), "hosts": 8, "after": "ring"}],
+           "twin": {"timebase": "emulated"},
+           "emulation": {"host_link_mbps": 10}, "timeout_s": 90}
+    summaries = {}
+    # The emulation first, while the machine is known to be free (clean_machine waited).
+    for backend in ("emulation", "twin"):
+        path = tmp_path / f"{backend}.json"
+        path.write_text(json.dumps(dict(raw, backend=backend)))
+        out = tmp_path / backend
+        assert runner.main([str(path), "--results", str(out), "--quiet"]) == 0
+        summaries[backend] = json.loads((next(out.iterdir()) / "summary.json").read_text())
+    emu, twin = summaries["emulation"], summaries["twin"]
+    assert emu["flows_completed"] == emu["flows_total"] == 16
+    assert [p["phase"] for p in emu["ocs"]["phases"]] == ["ring", "cross"]
+    (move,) = emu["ocs"]["reconfigurations"]
+    (twin_move,) = twin["ocs"]["reconfigurations"]
+    assert move["phase"] == "cross"
+    for key in ("steps", "circuits_changed", "dark_ms"):
+        assert move[key] == twin_move[key]
+    assert move["circuits_changed"] > 0 and move["dark_ms"] == pytest.approx(0.01 * move["steps"])
+    assert len(move["step_wall_s"]) == move["steps"]
+    # After the ring (its last flow), before the end of the run (nominal seconds).
+    ring_end = emu["figures"]["jupiter"]["jobs"]["ring"]["completion_time_s"]["median"]
+    assert ring_end - 1e-3 <= move["at_s"] < emu["completion_time_s"]

@@ -13,13 +13,14 @@ import pytest
 
 from controllers import topoeng
 from controllers.core import RoutingCore
-from fabric import model, optical, runner
+from fabric import model, optical, runner, spec as specs
 from fabric.model import TopologyError, hosts, switches
 from fabric.twin import Twin, TwinError
 from topologies import build
 from topologies.jupiter import jupiter
 from topologies.railocs import rail_ocs
 from traffic import workloads
+from traffic.schedule import Flow, Schedule
 
 
 def small_physical():
@@ -413,3 +414,253 @@ def test_a_bad_reconfiguration_is_a_twin_error():
     g, s, _ = ring_case()
     with pytest.raises(TwinError, match="port 99"):
         Twin(g, s, reconfiguration={"at_s": 0.0, "circuits": {"o1": [(1, 99)]}, "dark_s": 0})
+
+
+# -- staged make-before-break ---------------------------------------------------------------------
+
+def four_blocks_of_three():
+    """Blocks a-d with three uplinks each on one OCS (ports 1-3 a, 4-6 b, 7-9 c, 10-12 d),
+    one circuit per block pair: the uniform plan."""
+    at = {("o", i): "abcd"[(i - 1) // 3] for i in range(1, 13)}
+    old = [("o", 1, 4), ("o", 2, 7), ("o", 3, 10), ("o", 5, 8), ("o", 6, 11), ("o", 9, 12)]
+    return at, old
+
+
+def _lit_during(old, steps):
+    """The circuits lit while each step's changed circuits are dark."""
+    out, now = [], set(old)
+    for step in steps:
+        out.append(now - set(step.removed) - set(step.added))
+        now = (now - set(step.removed)) | set(step.added)
+    return out, now
+
+
+def test_staging_keeps_the_pairs_that_carry_flows_connected():
+    """Hand-checked: from one circuit per pair to a-b and c-d doubled plus a-d and b-c.
+    In one step only the kept a-b and c-d circuits are lit: a-d and b-c are cut off. In
+    two, the old a-c circuit is held through the first step (a-b, c-d, a-c lit), which adds
+    a-d and b-c; the second moves a-c (a-b, c-d, a-d, b-c lit)."""
+    at, old = four_blocks_of_three()
+    new = [("o", 1, 4), ("o", 2, 5), ("o", 3, 11), ("o", 6, 8), ("o", 7, 10), ("o", 9, 12)]
+    pairs = [("a", "b"), ("c", "d"), ("a", "d"), ("b", "c")]
+    one = topoeng.plan_reconfiguration(old, new, {"o": 10.0})
+    assert topoeng.cut_off(one.kept, at, pairs) == [("a", "d"), ("b", "c")]
+    steps = topoeng.stage_reconfiguration(old, new, at, at, pairs, {"o": 10.0})
+    assert len(steps) == 2
+    lit, final = _lit_during(old, steps)
+    assert final == set(new)
+    assert lit[0] == {("o", 1, 4), ("o", 9, 12), ("o", 2, 7)}
+    assert lit[1] == {("o", 1, 4), ("o", 9, 12), ("o", 3, 11), ("o", 6, 8)}
+    for circuits in lit:
+        assert topoeng.cut_off(circuits, at, pairs) == []
+    assert [s.reconfiguration_ms for s in steps] == [10.0, 10.0]
+    # Each step's circuits are a matching: no port in two circuits.
+    for circuits in _lit_during(old, steps[:1])[1], final:
+        ports = [(o, p) for o, *ps in circuits for p in ps]
+        assert len(ports) == len(set(ports))
+
+
+def test_staging_takes_one_step_when_the_kept_circuits_connect_the_pairs():
+    at, old = four_blocks_of_three()
+    # Only a-b doubled (a-c and b-d give their ports): kept a-d, b-c, c-d connect all.
+    new = [("o", 1, 4), ("o", 2, 5), ("o", 3, 10), ("o", 6, 8), ("o", 9, 12)]
+    steps = topoeng.stage_reconfiguration(old, new, at, at, [("a", "b"), ("c", "d")],
+                                          {"o": 10.0})
+    assert len(steps) == 1 and set(steps[0].added) == {("o", 2, 5), ("o", 6, 8)}
+    # And a pair nobody sends on is no reason to stage.
+    new = [("o", 1, 4), ("o", 2, 5), ("o", 3, 11), ("o", 6, 8), ("o", 7, 10), ("o", 9, 12)]
+    assert len(topoeng.stage_reconfiguration(old, new, at, at, [("a", "b")],
+                                             {"o": 10.0})) == 1
+
+
+def test_staging_falls_back_to_one_step_when_two_cannot_keep_the_pairs():
+    """Blocks of two uplinks in a ring a-b-c-d moving to a-c, b-d (and a-b, c-d): every new
+    circuit needs a port of each circuit that would have to stay lit, so no two-step plan
+    keeps a-c and b-d connected; the one-step plan is returned."""
+    at = {("o", i): "abcd"[(i - 1) // 2] for i in range(1, 9)}
+    old = [("o", 1, 3), ("o", 4, 5), ("o", 6, 7), ("o", 2, 8)]
+    new = [("o", 1, 3), ("o", 6, 7), ("o", 2, 5), ("o", 4, 8)]
+    steps = topoeng.stage_reconfiguration(old, new, at, at, [("a", "c"), ("b", "d")],
+                                          {"o": 10.0})
+    assert len(steps) == 1 and set(steps[0].kept) == {("o", 1, 3), ("o", 6, 7)}
+
+
+def test_staged_plans_on_jupiter_keep_every_carrying_pair_connected():
+    """Random skewed demands on the default Jupiter fabric (4 blocks, 4 uplinks, 2 OCSes),
+    moving from the uniform plan: whenever two steps are taken, neither dark time cuts a
+    pair with demand off, and the steps end on the engineered circuits."""
+    lg = jupiter()
+    g = optical.physical(lg)
+    at = optical.fibers(g)
+    block = {port: g.nodes[sw]["block"] for port, (sw, _p, _d) in at.items()}
+    rng = random.Random(3)
+    blocks = sorted(g.graph["blocks"])
+    staged = 0
+    for _ in range(20):
+        demand = {p: rng.paretovariate(1.2) for p in itertools.combinations(blocks, 2)
+                  if rng.random() < 0.5}
+        if not demand:
+            continue
+        target = optical.engineered_circuits(g, demand)
+        steps = optical.staged_reconfigure(lg, target, list(demand))
+        assert optical.circuits_of(steps[-1][0]) == optical.check_circuits(g, target)
+        lit, _ = _lit_during(optical.circuit_set(optical.circuits_of(lg)),
+                             [plan for _, plan in steps])
+        if len(steps) == 2:
+            staged += 1
+            for circuits in lit:
+                assert topoeng.cut_off(circuits, block, demand) == []
+    assert staged > 0
+
+
+# -- circuits that follow the schedule's phases ---------------------------------------------------
+
+def two_phase(g, nbytes, shift=2):
+    """Phase ``a``: blocks pair up (b1-b2, b3-b4), each host sending to the same rank in the
+    other block; phase ``b``, once every flow of ``a`` is received: each block sends to the
+    block ``shift`` further on (b1-b3, b2-b4 for 2)."""
+    blk = optical.block_of(g)
+    blocks = sorted(set(blk.values()))
+    by = {b: [h for h in hosts(g) if blk[h] == b] for b in blocks}
+    flows = []
+    for name in ("a", "b"):
+        prev = tuple(f.id for f in flows)
+        for i, b in enumerate(blocks):
+            other = blocks[i ^ 1] if name == "a" else blocks[(i + shift) % len(blocks)]
+            for h, d in zip(by[b], by[other]):
+                flows.append(Flow(f"{name}-{h}-{d}", h, d, nbytes, deps=prev,
+                                  tags={"phase": name}))
+    return Schedule(flows, "two-phase", {"seed": 1}).validate(hosts(g))
+
+
+def test_a_plan_per_phase_from_the_schedule():
+    g = jupiter()
+    s = two_phase(g, 10 ** 6)
+    pp = optical.phase_plans(g, s)
+    assert pp["tag"] == "phase" and pp["labels"] == ["a", "b"]
+    assert pp["phase_of"].tolist() == [0] * 16 + [1] * 16
+    # 4 flows each way between the two blocks of a pair.
+    assert pp["demands"] == [{("b1", "b2"): 8 * 10 ** 6, ("b3", "b4"): 8 * 10 ** 6},
+                             {("b1", "b3"): 8 * 10 ** 6, ("b2", "b4"): 8 * 10 ** 6}]
+    for circuits, demand in zip(pp["circuits"], pp["demands"]):
+        lg, _ = optical.reconfigure(g, circuits)
+        # Each pair would take all 4 uplinks of its blocks, leaving two islands: the best
+        # connected plan gives each pair 3 circuits and joins the islands with the rest.
+        assert optical.direct_share(lg, demand) == 0.75
+        counts = topoeng.circuit_counts([((a, 0), (b, 0)) for a, b in _block_links(lg)])
+        assert sorted(counts.values()) == [1, 1, 3, 3]
+        assert {p for p, n in counts.items() if n == 3} == set(demand)
+
+
+def _block_links(lg):
+    blk = {n: d.get("block") for n, d in lg.nodes(data=True)}
+    return [tuple(sorted((blk[u], blk[v]))) for u, v in lg.edges
+            if blk[u] and blk[v] and blk[u] != blk[v]]
+
+
+def test_phases_are_jobs_in_order_and_a_schedule_without_tags_is_one_phase():
+    g = jupiter()
+    spec = specs.check({"topology": "jupiter", "jobs": [
+        {"name": "first", "workload": PERM_RING, "hosts": 16},
+        {"name": "then", "workload": PERM_RING, "hosts": 16, "after": "first"}]})
+    s = runner.build_schedule(spec, g, 1)
+    tag, labels, phase_of = optical.phases(s)
+    assert (tag, labels) == ("job", ["first", "then"])
+    assert phase_of.tolist() == [0] * 16 + [1] * 16
+    plain = workloads.build("permutation", g, 1, bytes_per_flow=1000, kind="stride", stride=4)
+    tag, labels, phase_of = optical.phases(plain)
+    assert (tag, labels, set(phase_of.tolist())) == ("phase", [""], {0})
+
+
+PERM_RING = {"name": "permutation", "params": {"bytes_per_flow": 10 ** 8, "kind": "stride",
+                                               "stride": 4}}
+
+
+def _phased_twin(g, s, dark_s_per_ms, staged=True):
+    pp = optical.phase_plans(g, s)
+    start, _ = optical.reconfigure(g, pp["circuits"][0])
+    return Twin(start, s, seed=1, circuit_phases={
+        "phase_of": pp["phase_of"], "circuits": pp["circuits"],
+        "pairs": [list(d) if staged else [] for d in pp["demands"]],
+        "dark_s_per_ms": dark_s_per_ms})
+
+
+def test_twin_moves_circuits_between_phases_and_loses_no_flow():
+    """Phase b starts when a's last flow is received; the circuits move then (once, at
+    that time, in two staged steps of the OCS's 10 ms), and no flow of b stalls: the
+    circuits held lit carry it meanwhile. Without dark time, the phased run is each
+    phase at its own engineered speed, faster than either static plan."""
+    g = jupiter()
+    s = two_phase(g, 10 ** 8)
+    pp = optical.phase_plans(g, s)
+    for per_ms in (0.0, 1e-3):
+        tw = _phased_twin(g, s, per_ms)
+        rec, info = tw.run_columns()
+        assert not np.isnan(rec.end_s).any()
+        assert info["stalled"] == 0
+        end_a = np.max(rec.end_s[:16])
+        assert np.min(rec.start_s[16:]) == pytest.approx(end_a)
+        assert len(tw.reconfigurations) == 1
+        move = tw.reconfigurations[0]
+        assert move["at_s"] == pytest.approx(end_a) and move["phase"] == 1
+        assert move["steps"] == 2 and move["dark_s"] == pytest.approx(2 * 10 * per_ms)
+        assert move["circuits_removed"] + move["circuits_added"] > 0
+        if per_ms == 0.0:
+            phased = np.max(rec.end_s)
+    statics = [np.max(Twin(optical.reconfigure(g, c)[0], s, seed=1).run_columns()[0].end_s)
+               for c in pp["circuits"]]
+    assert phased < min(statics)
+
+
+def test_the_compiled_event_loop_follows_phases_as_the_python_one():
+    g = jupiter()
+    s = two_phase(g, 10 ** 8)
+    runs = []
+    for compiled in (False, True):
+        tw = _phased_twin(g, s, 1e-3)
+        rec, _ = tw.run_columns(compiled=compiled)
+        runs.append((rec.end_s, tw.reconfigurations))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
+def test_staging_spares_the_flows_an_unstaged_move_stalls():
+    g = jupiter()
+    s = two_phase(g, 10 ** 8)
+    _, info = _phased_twin(g, s, 1e-3, staged=False).run_columns()
+    assert info["stalled"] > 0          # b's flows wait for the commit, cut off
+    rec, info = _phased_twin(g, s, 1e-3).run_columns()
+    assert info["stalled"] == 0 and not np.isnan(rec.end_s).any()
+
+
+def test_runner_runs_jobs_one_after_another_on_phased_circuits(tmp_path):
+    """Two jobs, the second after the first, through the runner in the twin: the summary's
+    ``ocs`` lists the one reconfiguration (when, circuits changed, dark time paid), every
+    flow completes, and the phased run beats both the engineered and the uniform plan."""
+    jobs_ = [{"name": "ring", "workload": PERM_RING, "hosts": 16},
+             {"name": "cross", "hosts": 16, "after": "ring",
+              "workload": {"name": "permutation", "params": {
+                  "bytes_per_flow": 10 ** 8, "kind": "stride", "stride": 8}}}]
+    out = {}
+    for plan in ("uniform", "engineered", "phased"):
+        raw = {"name": f"jobs-{plan}", "seed": 1, "backend": "twin", "circuits": plan,
+               "topology": "jupiter", "policy": "ecmp", "jobs": jobs_}
+        path = tmp_path / f"{plan}.yaml"
+        path.write_text(json.dumps(raw))
+        assert runner.main([str(path), "--results", str(tmp_path / plan), "--quiet"]) == 0
+        out[plan] = json.loads(next((tmp_path / plan).iterdir()).joinpath(
+            "summary.json").read_text())
+    ph = out["phased"]
+    assert ph["flows_completed"] == ph["flows_total"] == 32
+    assert ph["ocs"]["phase_tag"] == "job"
+    assert [p["phase"] for p in ph["ocs"]["phases"]] == ["ring", "cross"]
+    # The ring's pairs connect the blocks; the cross job's two pairs alone would not, so
+    # a quarter of its demand goes through a third block (as test_a_plan_per_phase...).
+    assert [p["direct_share"] for p in ph["ocs"]["phases"]] == [1.0, 0.75]
+    (move,) = ph["ocs"]["reconfigurations"]
+    assert move["phase"] == "cross" and move["circuits_changed"] > 0
+    assert move["dark_ms"] == 10.0 * move["steps"] == ph["ocs"]["reconfigurations_dark_ms"]
+    # The move starts when the ring's last flow is received, after the ring job's time.
+    ring = ph["figures"]["jupiter"]["jobs"]["ring"]["completion_time_s"]["median"]
+    assert move["at_s"] == pytest.approx(ring) and move["at_s"] < ph["completion_time_s"]
+    assert ph["completion_time_s"] < out["engineered"]["completion_time_s"]
+    assert ph["completion_time_s"] < out["uniform"]["completion_time_s"]

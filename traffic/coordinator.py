@@ -22,8 +22,10 @@ class CoordinatorError(RuntimeError):
 
 
 class Coordinator:
-    def __init__(self, path, schedule, peers):
-        """``peers``: host name -> IP the agents use to reach it."""
+    def __init__(self, path, schedule, peers, on_done=None):
+        """``peers``: host name -> IP the agents use to reach it; ``on_done(flow id,
+        seconds since the clock started)``, if given, is called as each flow is received."""
+        self.on_done = on_done
         self.path = path
         self.schedule = schedule
         self.peers = peers
@@ -77,6 +79,8 @@ class Coordinator:
         self.events[kind].add(host)
         if kind == "done":
             self.done_at[msg["id"]] = time.monotonic()
+            if self.on_done is not None:
+                self.on_done(msg["id"], self.done_at[msg["id"]] - self.t0)
             for h in self.dependents.get(msg["id"], ()):
                 self.send(h, type="done", id=msg["id"])
         elif kind == "report":

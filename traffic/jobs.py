@@ -25,7 +25,10 @@ Schedule
 Job ``index`` gets its workload's schedule on its hosts with seed ``seed + index``. Every flow
 id and dependency becomes ``<job>/<id>`` and every flow gets the tag ``job: <name>``; the
 schedules are merged into one whose flows all start on the same clock, so the jobs run
-concurrently from time 0 (each by its own dependencies and start times). The merged
+concurrently from time 0 (each by its own dependencies and start times), except a job with
+``after: <earlier job>``: its first flows (those that wait for no flow of it) wait for every
+flow of that job, so it runs once that job has ended, and it may take that job's hosts (and
+those of the jobs that one ran after). The merged
 schedule's ``meta`` has ``seed``, ``hosts`` (every job's, in job order) and ``jobs``: per job
 its ``name``, ``workload``, ``params``, ``placement``, ``hosts``, ``seed`` and ``meta`` (its own
 schedule's meta: ``collective``, ``size_bytes``...). With one job, the merged meta also carries
@@ -110,10 +113,17 @@ def place(g, jobs, seed):
         For an unknown host, a host two jobs take, or more hosts asked for than are free,
         naming the job, the key and the value.
     """
-    taken, placed = {}, {}
+    taken, placed, before = {}, {}, {}
     for index, job in enumerate(jobs):
-        free = [h for h in model.hosts(g) if h not in taken]
-        hs = _free_hosts(g, job, index, seed, free, taken)
+        # The jobs this one runs after (its ``after``, theirs...) have ended when it starts.
+        ended, prev = set(), job.get("after")
+        while prev is not None:
+            ended.add(prev)
+            prev = before[prev]
+        before[job["name"]] = job.get("after")
+        free = [h for h in model.hosts(g) if taken.get(h) in ended or h not in taken]
+        hs = _free_hosts(g, job, index, seed, free,
+                         {h: j for h, j in taken.items() if j not in ended})
         taken.update(dict.fromkeys(hs, job["name"]))
         placed[job["name"]] = hs
     return placed
@@ -127,7 +137,8 @@ def _prefixed(schedule, name):
 
 
 def build(g, jobs, seed, placed=None, name="jobs"):
-    """The one schedule that runs every job concurrently on fabric ``g``.
+    """The one schedule that runs every job on fabric ``g``: concurrently, or after the job
+    its ``after`` names.
 
     Parameters
     ----------
@@ -156,7 +167,7 @@ def build(g, jobs, seed, placed=None, name="jobs"):
     """
     if placed is None:
         placed = place(g, jobs, seed)
-    flows, meta_jobs = [], []
+    flows, meta_jobs, by_job, needed = [], [], {}, {}
     for index, job in enumerate(jobs):
         wl = job["workload"]
         try:
@@ -164,7 +175,16 @@ def build(g, jobs, seed, placed=None, name="jobs"):
                                        **wl["params"])
         except workloads.WorkloadError as e:
             raise JobError(f"{_where(index, job)}: 'workload': {e}") from None
-        flows += _prefixed(sched, job["name"])
+        own = _prefixed(sched, job["name"])
+        if job.get("after") is not None:
+            # Every flow of the earlier job is received once its last flows (those no flow
+            # of it waits for) are: the job's first flows wait for those.
+            sinks = [f.id for f in by_job[job["after"]]]
+            sinks = [fid for fid in sinks if fid not in needed[job["after"]]]
+            own = [replace(f, deps=tuple(sinks)) if not f.deps else f for f in own]
+        by_job[job["name"]] = own
+        needed[job["name"]] = {d for f in own for d in f.deps}
+        flows += own
         meta_jobs.append({"name": job["name"], "workload": wl["name"], "params": wl["params"],
                           "placement": job["placement"], "hosts": placed[job["name"]],
                           "seed": seed + index, "meta": sched.meta})
@@ -180,13 +200,17 @@ def build(g, jobs, seed, placed=None, name="jobs"):
 
 def split(schedule):
     """Each job's own schedule out of a merged one (the same flows, ids prefixed, with the
-    job's own ``meta``), in job order; empty for a schedule without jobs."""
+    job's own ``meta``; without the waits for an earlier job, ``after``), in job order; empty
+    for a schedule without jobs."""
     jobs = schedule.meta.get("jobs")
     if not jobs:
         return {}
     members = {j["name"]: [] for j in jobs}
     for f in schedule.flows:
-        members[f.tag(TAG)].append(f)
+        job = f.tag(TAG)
+        if any(not d.startswith(f"{job}/") for d in f.deps):
+            f = replace(f, deps=tuple(d for d in f.deps if d.startswith(f"{job}/")))
+        members[job].append(f)
     return {j["name"]: Schedule(members[j["name"]], name=j["name"], meta=j["meta"])
             for j in jobs}
 
