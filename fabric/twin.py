@@ -33,8 +33,11 @@ Model
   once its last byte has crossed its path's propagation delay (fiber length, 5 us/km, when the
   spec emulates delay) and its last packet has been stored and forwarded at every hop (the
   MTU at each link's rate: milliseconds per hop at the emulation's rates, nanoseconds at
-  400 Gbit/s). Like the agents, every flow is connected before the clock starts, so
-  learning policies have learned (and ``collective`` has announced) every flow at time 0.
+  400 Gbit/s). Like the agents, every flow is connected before the clock starts:
+  ``collective`` has announced every flow at time 0, and learning policies have learned
+  every flow no pin covers (a flow an intent pins matches its pin above the rule that
+  sends new flows to the controller; the emulation, whose runner announces only once its
+  connections are open, also learns those, and the intent leaves them unpinned).
 - **Units**: ``twin.timebase: nominal`` (the default) runs the fabric's own rates and the
   schedule's own seconds; ``emulated`` runs the rates and times the emulation would run for
   the spec (``emulation.host_link_mbps``), so controller periods relate to flow durations as
@@ -952,7 +955,6 @@ class Twin:
         code = self.f_src.astype(np.int64) << 16 | self.sport
         self._by_code = np.argsort(code, kind="stable")
         self._codes = code[self._by_code]
-        self._key_index = None
         self._pins_cache = None
 
     def _draw_ports(self, seed):
@@ -1005,13 +1007,6 @@ class Twin:
             self._keys = [self.key(fi) for fi in range(len(self.f_src))]
         return self._keys
 
-    @property
-    def key_index(self):
-        """``{5-tuple: flow index}`` (built on first use: learning policies' counters)."""
-        if self._key_index is None:
-            self._key_index = {k: i for i, k in enumerate(self.keys)}
-        return self._key_index
-
     def _add_link_event(self, ev):
         try:
             u, v = ev["link"]
@@ -1035,14 +1030,13 @@ class Twin:
         at = self.host_at
         path_id, by_key, by_pair = {}, [], []
         for key, src, dst, path in core.pinned():
-            s, d = at.get(src.ip), at.get(dst.ip)
-            if s is None or d is None:
-                continue
             p = path_id.setdefault(path, len(path_id))
-            if key is None:
+            if key is not None:
+                by_key.append((key, p))
+                continue
+            s, d = at.get(src.ip), at.get(dst.ip)
+            if s is not None and d is not None:
                 by_pair.append((s, d, p))
-            else:
-                by_key.append((s, d, key[2], key[3], key[4], p))
         pin_of = np.full(n, -1, dtype=np.int32)
         n_hosts = len(self.hosts)
         if by_pair:
@@ -1055,16 +1049,29 @@ class Twin:
             hit = codes[pos] == flow_code
             pin_of[hit] = paths_of[pos[hit]]
         if by_key:
-            s, d, proto, sport, dport, p = np.array(by_key, dtype=np.int64).T
-            code = s << 16 | sport
-            pos = np.minimum(np.searchsorted(self._codes, code), n - 1)
-            fi = self._by_code[pos]
-            hit = ((self._codes[pos] == code) & (self.f_dst[fi] == d)
-                   & (self.dport[fi] == dport) & (self.proto[fi] == proto))
-            pin_of[fi[hit]] = p[hit]
+            fi = self._indices([k for k, _ in by_key])
+            p = np.array([p for _, p in by_key], dtype=np.int32)
+            pin_of[fi[fi >= 0]] = p[fi >= 0]
         pins = (pin_of, list(path_id))
         self._pins_cache = (core.pins_version, pins)
         return pins
+
+    def _indices(self, keys):
+        """The index of the flow each 5-tuple of ``keys`` is, -1 for none, found in one
+        search over the flows' (source host, source port), which name them."""
+        at = self.host_at
+        rows = np.array([(at.get(k[0], -1), at.get(k[1], -1), k[2], k[3], k[4]) for k in keys],
+                        dtype=np.int64).reshape(-1, 5)
+        s, d, proto, sport, dport = rows.T
+        n = len(self.f_src)
+        if n == 0:
+            return np.full(len(rows), -1, dtype=np.int64)
+        code = s << 16 | sport
+        pos = np.minimum(np.searchsorted(self._codes, code), n - 1)
+        fi = self._by_code[pos]
+        hit = ((s >= 0) & (self._codes[pos] == code) & (self.f_dst[fi] == d)
+               & (self.dport[fi] == dport) & (self.proto[fi] == proto))
+        return np.where(hit, fi, -1)
 
     def _live(self, a, b):
         lid = self.sw_lid.get((a, b))
@@ -1224,14 +1231,14 @@ class Twin:
             return ov_row, _padded(routes)
         path_of = np.where(todo, pin_of, -1)
         ids = {p: i for i, p in enumerate(pin_paths)}
-        if core.learns_flows and core.flows:
-            index = self.key_index
-            for key, flow in core.flows.items():
-                if flow.path is None:
-                    continue
-                fi = index.get(key)
-                if fi is not None and path_of[fi] < 0 and todo[fi]:
-                    path_of[fi] = ids.setdefault(flow.path, len(ids))
+        if core.learns_flows:
+            learned = [(key, flow.path) for key, flow in core.flows.items()
+                       if flow.path is not None]
+            if learned:
+                fis = self._indices([key for key, _ in learned])
+                for fi, (_, path) in zip(fis.tolist(), learned):
+                    if fi >= 0 and path_of[fi] < 0 and todo[fi]:
+                        path_of[fi] = ids.setdefault(path, len(ids))
         paths = list(ids)
         # Per path: its switch links from column 1 on, its ends (-1: walked by Python).
         hops = np.array([len(p) - 1 for p in paths], dtype=np.int64)
@@ -1279,8 +1286,8 @@ class Twin:
             out[[fi for fi in idx.tolist() if self.key(fi) not in flows]] = True
             return out
         learned = np.zeros(len(cand), dtype=np.bool_)
-        index = self.key_index
-        learned[[fi for fi in map(index.get, flows) if fi is not None]] = True
+        fis = self._indices(flows)
+        learned[fis[fis >= 0]] = True
         return cand & ~learned
 
     def _intent_requests(self):
@@ -1568,12 +1575,18 @@ class Twin:
             return
         sent = {int(act.fid[r]): float(act.sent[r]) for r in np.flatnonzero(act.alive)}
         hosts, mac = self.hosts, self.mac
-        for key in list(core.flows):
-            fi = self.key_index.get(key)
-            reverse = fi is None
+        keys = list(core.flows)
+        if not keys:
+            return
+        fis = self._indices(keys)
+        back = np.flatnonzero(fis < 0)
+        rev = np.full(len(keys), -1, dtype=np.int64)
+        rev[back] = self._indices([FlowKey.reverse(keys[i]) for i in back.tolist()])
+        for key, fi, fi_rev in zip(keys, fis.tolist(), rev.tolist()):
+            reverse = fi < 0
             if reverse:
-                fi = self.key_index.get(FlowKey.reverse(key))
-                if fi is None:
+                fi = fi_rev
+                if fi < 0:
                     continue
             b = sent[fi] if fi in sent else self._final_sent[fi]
             src, dst = hosts[self.f_src[fi]], hosts[self.f_dst[fi]]
