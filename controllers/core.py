@@ -878,6 +878,12 @@ class RoutingCore:
         ``(match fields, priority, path, source Host, destination Host)``."""
         return list(self._policy.pins(self))
 
+    def pinned(self):
+        """The same pins by what they match, without building matches (a million for a
+        large collective): ``(5-tuple or None for a host pair, source Host, destination
+        Host, path)``."""
+        return self._policy.pinned(self)
+
     # -- the policy interface --------------------------------------------------------------
     def select_gid(self, dst):
         """Id of the SELECT group leading toward destination switch ``dst`` (any switch)."""
@@ -1104,6 +1110,14 @@ class RoutingCore:
     def _render_pins(self):
         """Redo the per-flow rules of learned flows and pins that changed."""
         render = self.render
+        if not render.renders:
+            # Nothing holds rules (the twin): a pin per flow of a million-flow intent would
+            # be built at every flush only to be dropped.
+            render.stale_owners.clear()
+            self._stale = set()
+            self._pins_dirty = False
+            self._pins_seen = self._policy.pins_version
+            return
         stale = self._stale | {o[1] for o in render.stale_owners if o[0] == "flow"}
         pin_owners = {o for o in render.stale_owners if o[0] == "pin"}
         render.stale_owners.clear()

@@ -179,6 +179,11 @@ class Policy:
         """Extra pinned routes: ``(match, priority, path, src host, dst host)`` tuples."""
         return ()
 
+    def pinned(self, core):
+        """The same routes as :meth:`pins`, by what they match before it is made a match:
+        ``(5-tuple or None for every packet of the host pair, src host, dst host, path)``."""
+        return ()
+
     def flushed(self):
         """A flush has carried every rule this policy asked for."""
 
@@ -432,14 +437,17 @@ class Collective(Congestion):
                 and f.path[-1] == f.dst.dpid and core.allows(f.path))
 
     def pins(self, core):
+        for key, src, dst, path in self.pinned(core):
+            if key is None:
+                yield host_pair_match(src.ip, dst.ip), PRIO_INTENT_PAIR, path, src, dst
+            else:
+                yield key.match(), PRIO_INTENT_FLOW, path, src, dst
+
+    def pinned(self, core):
         for intent in self.intents.values():
             for f in intent.flows:
                 if f.path is not None:
-                    if f.key is None:
-                        yield (host_pair_match(f.src.ip, f.dst.ip), PRIO_INTENT_PAIR, f.path,
-                               f.src, f.dst)
-                    else:
-                        yield f.key.match(), PRIO_INTENT_FLOW, f.path, f.src, f.dst
+                    yield f.key, f.src, f.dst, f.path
 
     def flushed(self):
         for intent in self.intents.values():

@@ -237,7 +237,12 @@ class Renderer:
         once the messages of the last flush are applied.
     weights : dict
         ``{(dpid, dst): {next hop: weight}}`` for SELECT buckets (WCMP); missing ones weigh 1.
+    renders : bool
+        Does it make rules (class flag): a core whose renderer makes none skips building
+        the per-flow rules it would hand over.
     """
+
+    renders = True
 
     # (priority, match, actions, table_id, cookie) -> FlowRule, without the keyword handling
     # of the named tuple's own constructor (per-flow rules are made at every flow setup).
@@ -1161,6 +1166,8 @@ class NoRenderer(Renderer):
     that would make or send rules does nothing, every flush is empty and the tables stay
     empty.
     """
+
+    renders = False
 
     @property
     def dirty(self):

@@ -38,8 +38,11 @@ Model
   once its last byte has crossed its path's propagation delay (fiber length, 5 us/km, when the
   spec emulates delay) and its last packet has been stored and forwarded at every hop (the
   MTU at each link's rate: milliseconds per hop at the emulation's rates, nanoseconds at
-  400 Gbit/s). Like the agents, every flow is connected before the clock starts, so
-  learning policies have learned (and ``collective`` has announced) every flow at time 0.
+  400 Gbit/s). Like the agents, every flow is connected before the clock starts:
+  ``collective`` has announced every flow at time 0, and learning policies have learned
+  every flow no pin covers (a flow an intent pins matches its pin above the rule that
+  sends new flows to the controller; the emulation, whose runner announces only once its
+  connections are open, also learns those, and the intent leaves them unpinned).
 - **Units**: ``twin.timebase: nominal`` (the default) runs the fabric's own rates and the
   schedule's own seconds; ``emulated`` runs the rates and times the emulation would run for
   the spec (``emulation.host_link_mbps``), so controller periods relate to flow durations as
@@ -79,6 +82,7 @@ from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_
 from fabric import model
 from traffic import jobs
 from traffic.metrics import FlowRecords
+from traffic.schedule import ScheduleError
 
 EPHEMERAL_PORTS = (32768, 60999)   # Linux's net.ipv4.ip_local_port_range default
 AGENT_PORT = 5001                  # traffic/agent.py's PORT (not imported: it opens sockets)
@@ -90,6 +94,15 @@ DONE_FRACTION = 1e-9
 TIMEBASES = ("nominal", "emulated")
 MAX_WALK = 64                      # switches a forwarding walk may visit before it is a loop
 HASH_CHUNK = 1 << 22               # flows hashed at a time
+
+
+def _padded(rows):
+    """Rows of ints as one int32 array, padded with -1 (one row of -1 for none)."""
+    out = np.full((max(len(rows), 1), max((len(r) for r in rows), default=1)), -1,
+                  dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
 
 
 class TwinError(RuntimeError):
@@ -998,6 +1011,10 @@ class Twin:
                                 f"{hosts[self.f_src[fi]]} and {hosts[self.f_dst[fi]]}")
             self._given[fi] = key
         self._draw_ports(seed)
+        self.dport = np.full(n, AGENT_PORT, dtype=np.uint16)
+        self.proto = np.full(n, IP_PROTO_TCP, dtype=np.uint8)
+        for fi, key in self._given.items():
+            self.dport[fi], self.proto[fi] = key.tp_dst, key.ip_proto
         ip_int = np.array([int(ipaddress.IPv4Address(ip)) for ip in self.host_ip],
                           dtype=np.uint64)
         self.hash = np.empty(n, dtype=np.uint32)
@@ -1012,7 +1029,13 @@ class Twin:
             if key.ip_proto != IP_PROTO_TCP:   # a replayed connection of another protocol
                 self.hash[fi] = ovs_dp_hash(dict(key.match()))
         self.mac = {h: g.nodes[h]["mac"] for h in hosts}
-        self._key_index = None
+        self.host_at = {ip: i for i, ip in enumerate(self.host_ip)}
+        # Each flow's source host and port, which name it among the flows (ports are
+        # distinct per host), sorted, so pins by 5-tuple find their flows in one search.
+        code = self.f_src.astype(np.int64) << 16 | self.sport
+        self._by_code = np.argsort(code, kind="stable")
+        self._codes = code[self._by_code]
+        self._pins_cache = None
 
     def _draw_ports(self, seed):
         """Source ports uniform in Linux's ephemeral range, distinct per host (a replayed
@@ -1064,13 +1087,6 @@ class Twin:
             self._keys = [self.key(fi) for fi in range(len(self.f_src))]
         return self._keys
 
-    @property
-    def key_index(self):
-        """``{5-tuple: flow index}`` (built on first use: learning policies' counters)."""
-        if self._key_index is None:
-            self._key_index = {k: i for i, k in enumerate(self.keys)}
-        return self._key_index
-
     def _add_link_event(self, ev):
         try:
             u, v = ev["link"]
@@ -1083,16 +1099,59 @@ class Twin:
 
     # -- forwarding ------------------------------------------------------------------------
     def _pins(self):
-        """The policy's own pins (collective intents): by 5-tuple and by host pair."""
-        by_key, by_pair = {}, {}
-        for fields, _prio, path, _src, _dst in self.core.pins():
-            f = dict(fields)
-            if "tcp_src" in f:
-                by_key[FlowKey(f["ipv4_src"], f["ipv4_dst"], IP_PROTO_TCP, f["tcp_src"],
-                               f["tcp_dst"])] = path
-            else:
-                by_pair[(f["ipv4_src"], f["ipv4_dst"])] = path
-        return by_key, by_pair
+        """The policy's own pins (collective intents) per flow: ``(pin_of, paths)``, flow
+        index -> index in ``paths`` of the switch path its pin gives it, -1 for none. A pin
+        by 5-tuple beats one by host pair, as its priority does in the switches. Kept until
+        the policy's pins change (``pins_version``)."""
+        core = self.core
+        if self._pins_cache is not None and self._pins_cache[0] == core.pins_version:
+            return self._pins_cache[1]
+        n = len(self.f_src)
+        at = self.host_at
+        path_id, by_key, by_pair = {}, [], []
+        for key, src, dst, path in core.pinned():
+            p = path_id.setdefault(path, len(path_id))
+            if key is not None:
+                by_key.append((key, p))
+                continue
+            s, d = at.get(src.ip), at.get(dst.ip)
+            if s is not None and d is not None:
+                by_pair.append((s, d, p))
+        pin_of = np.full(n, -1, dtype=np.int32)
+        n_hosts = len(self.hosts)
+        if by_pair:
+            s, d, p = np.array(by_pair, dtype=np.int64).T
+            # The last pin of a pair wins, as in a dict of them.
+            codes, last = np.unique((s * n_hosts + d)[::-1], return_index=True)
+            paths_of = p[::-1][last]
+            flow_code = self.f_src.astype(np.int64) * n_hosts + self.f_dst
+            pos = np.minimum(np.searchsorted(codes, flow_code), len(codes) - 1)
+            hit = codes[pos] == flow_code
+            pin_of[hit] = paths_of[pos[hit]]
+        if by_key:
+            fi = self._indices([k for k, _ in by_key])
+            p = np.array([p for _, p in by_key], dtype=np.int32)
+            pin_of[fi[fi >= 0]] = p[fi >= 0]
+        pins = (pin_of, list(path_id))
+        self._pins_cache = (core.pins_version, pins)
+        return pins
+
+    def _indices(self, keys):
+        """The index of the flow each 5-tuple of ``keys`` is, -1 for none, found in one
+        search over the flows' (source host, source port), which name them."""
+        at = self.host_at
+        rows = np.array([(at.get(k[0], -1), at.get(k[1], -1), k[2], k[3], k[4]) for k in keys],
+                        dtype=np.int64).reshape(-1, 5)
+        s, d, proto, sport, dport = rows.T
+        n = len(self.f_src)
+        if n == 0:
+            return np.full(len(rows), -1, dtype=np.int64)
+        code = s << 16 | sport
+        pos = np.minimum(np.searchsorted(self._codes, code), n - 1)
+        fi = self._by_code[pos]
+        hit = ((s >= 0) & (self._codes[pos] == code) & (self.f_dst[fi] == d)
+               & (self.dport[fi] == dport) & (self.proto[fi] == proto))
+        return np.where(hit, fi, -1)
 
     def _live(self, a, b):
         lid = self.sw_lid.get((a, b))
@@ -1145,12 +1204,11 @@ class Twin:
     def _policy_path(self, fi, pins):
         """The switch path the policy gives flow ``fi`` (a pin, else its learned flow's), or
         None."""
-        key = self.key(fi)
-        path = pins[0].get(key) or pins[1].get((key.ipv4_src, key.ipv4_dst))
-        if path is None:
-            flow = self.core.flows.get(key)
-            path = None if flow is None else flow.path
-        return path
+        p = pins[0][fi]
+        if p >= 0:
+            return pins[1][p]
+        flow = self.core.flows.get(self.key(fi))
+        return None if flow is None else flow.path
 
     def _route(self, fi, pins, path=False):
         """The directed links flow ``fi`` crosses now, or None if no live path leads on
@@ -1228,44 +1286,131 @@ class Twin:
         return dcol, nh, nhc, tids, slots, smask
 
     def _overrides(self, todo, pins):
-        """The routes of the flows ``todo()`` gives (indices) the policy routes itself (a pin
-        or a learned flow's path), as ``(ov_row, ov_links)``: flow -> row of links, -1 for
-        the flows the SELECT groups route (``ov_row`` of one entry when there are none)."""
-        routes = []
-        if not (pins[0] or pins[1] or self.core.learns_flows):
+        """The routes of the flows not started (``todo``, a mask) that the policy routes
+        itself (a pin or a learned flow's path), as ``(ov_row, ov_links)``: flow -> row of
+        links, -1 for the flows the SELECT groups route (``ov_row`` of one entry when there
+        are none). While every link is up, a route is its path's links between its hosts'
+        links, laid out for all flows at once (a million at k=16); otherwise each flow's
+        route is walked (:meth:`_route`)."""
+        core = self.core
+        pin_of, pin_paths = pins
+        if not (core.learns_flows or (pin_of >= 0).any()):
             # No flow of its own: the loop routes every flow by the SELECT groups.
             return np.full(1, -1, dtype=np.int32), np.full((1, 1), -1, dtype=np.int32)
         ov_row = np.full(len(self.f_src), -1, dtype=np.int32)
-        for fi in todo().tolist():
-            path = self._policy_path(fi, pins)
-            if path is None:
-                continue
-            links = self._route(fi, pins, path)
-            if links is not None:
-                ov_row[fi] = len(routes)
-                routes.append(links)
-        width = max((len(r) for r in routes), default=1)
-        ov_links = np.full((max(len(routes), 1), width), -1, dtype=np.int32)
-        for i, links in enumerate(routes):
-            ov_links[i, :len(links)] = links
+        if not self.up.all():
+            routes = []
+            for fi in np.flatnonzero(todo).tolist():
+                path = self._policy_path(fi, pins)
+                if path is None:
+                    continue
+                links = self._route(fi, pins, path)
+                if links is not None:
+                    ov_row[fi] = len(routes)
+                    routes.append(links)
+            return ov_row, _padded(routes)
+        path_of = np.where(todo, pin_of, -1)
+        ids = {p: i for i, p in enumerate(pin_paths)}
+        if core.learns_flows:
+            learned = [(key, flow.path) for key, flow in core.flows.items()
+                       if flow.path is not None]
+            if learned:
+                fis = self._indices([key for key, _ in learned])
+                for fi, (_, path) in zip(fis.tolist(), learned):
+                    if fi >= 0 and path_of[fi] < 0 and todo[fi]:
+                        path_of[fi] = ids.setdefault(path, len(ids))
+        paths = list(ids)
+        # Per path: its switch links from column 1 on, its ends (-1: walked by Python).
+        hops = np.array([len(p) - 1 for p in paths], dtype=np.int64)
+        plinks = np.full((max(len(paths), 1), int(hops.max(initial=0)) + 2), -1,
+                         dtype=np.int32)
+        first = np.full(len(paths), -1, dtype=np.int64)
+        last = first.copy()
+        for i, p in enumerate(paths):
+            links = [self.sw_lid.get(hop) for hop in zip(p, p[1:])]
+            if None not in links:
+                plinks[i, 1:1 + len(links)] = links
+                first[i], last[i] = p[0], p[-1]
+        fis = np.flatnonzero(path_of >= 0)
+        pid = path_of[fis]
+        src, dst = self.f_src[fis], self.f_dst[fis]
+        h_dpid = np.asarray(self.h_dpid, dtype=np.int64)
+        ok = (first[pid] == h_dpid[src]) & (last[pid] == h_dpid[dst])
+        walked = [(fi, self._route(fi, pins, paths[p]))
+                  for fi, p in zip(fis[~ok].tolist(), pid[~ok].tolist())]
+        walked = [(fi, links) for fi, links in walked if links is not None]
+        fis, pid, src, dst = fis[ok], pid[ok], src[ok], dst[ok]
+        r = len(fis)
+        width = max([plinks.shape[1]] + [len(links) for _, links in walked])
+        ov_links = np.full((max(r + len(walked), 1), width), -1, dtype=np.int32)
+        ov_links[:r, :plinks.shape[1]] = plinks[pid]
+        ov_links[:r, 0] = self.h_up[src]
+        ov_links[np.arange(r), 1 + hops[pid]] = self.h_down[dst]
+        ov_row[fis] = np.arange(r, dtype=np.int32)
+        for j, (fi, links) in enumerate(walked):
+            ov_row[fi] = r + j
+            ov_links[r + j, :len(links)] = links
         return ov_row, ov_links
 
+    def _unlearned(self, mask, pins):
+        """The flows of ``mask`` whose first packet would reach the controller of a policy
+        that learns flows: neither pinned by the policy (a pin outranks the rule that sends
+        new flows to the controller) nor learned yet."""
+        flows = self.core.flows
+        cand = mask & (pins[0] < 0)
+        idx = np.flatnonzero(cand)
+        if not flows or not len(idx):
+            return cand
+        if len(idx) <= len(flows):
+            out = np.zeros(len(cand), dtype=np.bool_)
+            out[[fi for fi in idx.tolist() if self.key(fi) not in flows]] = True
+            return out
+        learned = np.zeros(len(cand), dtype=np.bool_)
+        fis = self._indices(flows)
+        learned[fis[fis >= 0]] = True
+        return cand & ~learned
+
+    def _intent_requests(self):
+        """The intents a run under ``collective`` announces, as the runner does
+        (traffic/jobs.py ``intent_requests``: one intent, or one per job in job order);
+        for a schedule without jobs, read from the columns as items
+        ``(src, dst, bytes, 5-tuple, phase)``, a generator (a million flows at k=16)."""
+        try:
+            depths = None if self.schedule.meta.get("jobs") else self.cols.depths()
+        except ScheduleError:   # a dependency listed after its flow: the schedule's walk
+            depths = None
+        if depths is None:
+            tuples = {f.id: self.key(fi) for fi, f in enumerate(self.schedule.flows)}
+            return jobs.intent_requests(self.schedule, "run", tuples)
+        ip, given = self.host_ip, self._given
+
+        def items():
+            for fi, (s, d, size, sport, phase) in enumerate(zip(
+                    self.f_src.tolist(), self.f_dst.tolist(), self.cols.bytes.tolist(),
+                    self.sport.tolist(), depths.tolist())):
+                key = given.get(fi) or (ip[s], ip[d], IP_PROTO_TCP, sport, AGENT_PORT)
+                yield ip[s], ip[d], size, key, phase
+        return [("run", items())]
+
     def setup(self):
-        """The connections before the clock: learning policies learn every flow (and its
-        ACK direction), ``collective`` announces them all, as the agents and the runner do
-        (one intent, or one per job in job order: traffic/jobs.py ``intent_requests``); returns the
-        number of flows the core learned."""
+        """The connections before the clock, as the agents and the runner make them:
+        ``collective`` announces every flow first (:meth:`_intent_requests`), then a policy
+        that learns flows learns every flow no pin covers, and its ACK direction. A flow an
+        intent pins never reaches the controller (the pin outranks the rule that sends new
+        flows there); its ACK direction is not learned either: the twin carries no ACKs, and
+        with every data flow pinned no learned flow can move a byte. Returns the number of
+        flows the core learned."""
         core, mac, hosts = self.core, self.mac, self.hosts
+        if core.policy == "collective":
+            for intent_id, body in self._intent_requests():
+                core.submit_intent(intent_id, body, 0.0)
         if core.learns_flows:
-            for fi in range(len(self.f_src)):
+            pins = self._pins()
+            for fi in np.flatnonzero(pins[0] < 0).tolist():
                 key = self.key(fi)
                 src, dst = hosts[self.f_src[fi]], hosts[self.f_dst[fi]]
                 core.flow_seen(key, mac[src], mac[dst], 0, 0.0)
                 core.flow_seen(key.reverse(), mac[dst], mac[src], 0, 0.0)
-        if core.policy == "collective":
-            tuples = {f.id: self.key(fi) for fi, f in enumerate(self.schedule.flows)}
-            for intent_id, body in jobs.intent_requests(self.schedule, "run", tuples):
-                core.submit_intent(intent_id, body, 0.0)
         core.flush(0.0)
         return core.counters.get("flows_learned", 0)
 
@@ -1326,16 +1471,10 @@ class Twin:
         def refresh():
             """After the core or the links changed: the tables the loop walks, the policy's
             routes of the flows not started, which starts Python must take."""
-            def todo():
-                return np.flatnonzero(np.isnan(start_out))
-
+            todo = np.isnan(start_out)
             state["tables"] = self._tables()
             state["ov"] = self._overrides(todo, pins)
-            needs_py[:] = False
-            if core.learns_flows:
-                for fi in todo().tolist():
-                    if self.key(fi) not in core.flows:
-                        needs_py[fi] = True
+            needs_py[:] = self._unlearned(todo, pins) if core.learns_flows else False
             si[I_ALL_UP] = bool(self.up.all())
 
         def reroute_all():
@@ -1368,7 +1507,7 @@ class Twin:
             fi = int(st_f[0])
             si[I_STARTS] = _hpop(st_t, st_f, int(si[I_STARTS]))
             start_out[fi] = t
-            if core.learns_flows and self.key(fi) not in core.flows:
+            if core.learns_flows and pins[0][fi] < 0 and self.key(fi) not in core.flows:
                 # Forgotten while idle: its first packet is a packet-in again.
                 key, src, dst = self.key(fi), self.hosts[self.f_src[fi]], self.hosts[
                     self.f_dst[fi]]
@@ -1524,12 +1663,18 @@ class Twin:
             return
         sent = {int(act.fid[r]): float(act.sent[r]) for r in np.flatnonzero(act.alive)}
         hosts, mac = self.hosts, self.mac
-        for key in list(core.flows):
-            fi = self.key_index.get(key)
-            reverse = fi is None
+        keys = list(core.flows)
+        if not keys:
+            return
+        fis = self._indices(keys)
+        back = np.flatnonzero(fis < 0)
+        rev = np.full(len(keys), -1, dtype=np.int64)
+        rev[back] = self._indices([FlowKey.reverse(keys[i]) for i in back.tolist()])
+        for key, fi, fi_rev in zip(keys, fis.tolist(), rev.tolist()):
+            reverse = fi < 0
             if reverse:
-                fi = self.key_index.get(FlowKey.reverse(key))
-                if fi is None:
+                fi = fi_rev
+                if fi < 0:
                     continue
             b = sent[fi] if fi in sent else self._final_sent[fi]
             src, dst = hosts[self.f_src[fi]], hosts[self.f_dst[fi]]

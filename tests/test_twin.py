@@ -260,6 +260,87 @@ def test_the_twin_forwards_every_flow_where_the_controllers_rules_send_it(policy
         assert got[1:-1] == tuple(name[d] for d in want[0]), (policy, f.id)
 
 
+def test_under_collective_the_intent_comes_first_and_the_flows_it_pins_are_not_learned():
+    """The twin announces the intent before the connections: every flow it pins matches its
+    pin above the rule that sends new flows to the controller, so none is learned (nor its
+    ACK direction), and no start waits for Python; a flow the intent does not cover is
+    learned, both directions, and placed by the policy."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    tw = Twin(g, sched, policy="collective", seed=5)
+    assert tw.setup() == 0 and not tw.core.flows
+    pin_of, paths = tw._pins()
+    assert (pin_of >= 0).all()
+    todo = np.ones(len(sched), dtype=bool)
+    assert not tw._unlearned(todo, (pin_of, paths)).any()
+    # The same flows, one left out of the intent: only that one (and its ACKs) is learned.
+    tw = Twin(g, sched, policy="collective", seed=5)
+    left_out = sched.flows[7].id
+    body = [item for item in tw._intent_requests()[0][1]]
+    del body[7]
+    tw.core.submit_intent("run", body, 0.0)
+    pins = tw._pins()
+    assert (np.flatnonzero(pins[0] < 0) == [7]).all()
+    assert np.flatnonzero(tw._unlearned(todo, pins)).tolist() == [7]
+    mac, f = tw.mac, sched.flows[7]
+    tw.core.flow_seen(tw.key(7), mac[f.src], mac[f.dst], 0, 0.0)
+    assert tw.core.flows[tw.key(7)].path is not None   # placed as `congestion` would
+    assert not tw._unlearned(todo, pins).any() and tw.flow_path(left_out) is not None
+
+
+@pytest.mark.parametrize("policy", ["congestion", "collective"])
+def test_the_routes_laid_out_for_all_flows_at_once_are_the_routes_walked_per_flow(policy):
+    """While every link is up the policy's routes (pins, learned flows' paths) are laid out
+    for every flow in one pass; each must be the route the per-flow walk gives, and after a
+    link fails each is walked again, with the same answer as the walk."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    tw = Twin(g, sched, policy=policy, seed=5)
+    tw.setup()
+    pins = tw._pins()
+    todo = np.ones(len(sched), dtype=bool)
+    todo[::5] = False   # started flows get no route
+    for fail in (False, True):
+        if fail:   # a switch link the last flow's route crosses (the core is not told)
+            tw.up[tw._route(len(sched) - 1, pins)[1]] = False
+        ov_row, ov_links = tw._overrides(todo, pins)
+        routed = 0
+        for fi in range(len(sched)):
+            if not todo[fi]:
+                assert ov_row[fi] == -1
+                continue
+            want = tw._route(fi, pins)
+            got = ov_links[ov_row[fi]]
+            assert ov_row[fi] >= 0 and got[got >= 0].tolist() == want, (fail, fi)
+            routed += 1
+        assert routed == todo.sum()
+
+
+def test_pins_by_host_pair_route_every_flow_of_the_pair_and_a_5_tuple_pin_beats_them():
+    g = build("fattree", k=4, link_gbps=10)
+    first, last = model.hosts(g)[0], model.hosts(g)[-1]   # across pods: several paths
+    sched = Schedule([Flow(f"f{i}", first, last, 10 ** 6) for i in range(4)]
+                     + [Flow("back", last, first, 10 ** 6)])
+    tw = Twin(g, sched, policy="collective", seed=5)
+    f0, pair = sched.flows[0], [0, 1, 2, 3]
+    ip = {h: g.nodes[h]["ip"] for h in (f0.src, f0.dst)}
+    tw.core.submit_intent("pair", [(ip[f0.src], ip[f0.dst], 1000)], 0.0)
+    pin_of, paths = tw._pins()
+    assert sorted(np.flatnonzero(pin_of >= 0).tolist()) == pair
+    pair_path = paths[pin_of[pair[0]]]
+    # The pair's intent weighs on its path: the flow's own intent takes another.
+    tw.core.submit_intent("flow", [(ip[f0.src], ip[f0.dst], 1000, list(tw.key(pair[0])))],
+                          0.0)
+    pin_of, paths = tw._pins()
+    key_path = next(path for key, _, _, path in tw.core.pinned() if key == tw.key(pair[0]))
+    assert key_path != pair_path
+    assert sorted(np.flatnonzero(pin_of >= 0).tolist()) == pair
+    assert paths[pin_of[pair[0]]] == key_path
+    assert all(paths[pin_of[fi]] == pair_path for fi in pair[1:])
+
+
 @pytest.mark.parametrize("policy", ["ecmp", "hedera", "collective"])
 def test_the_compiled_event_loop_runs_the_schedule_as_the_python_one(policy):
     """Large runs go through the event loop compiled with numba, small ones through the
