@@ -870,15 +870,6 @@ class Renderer:
         self._hopset_of[(s, hops, alt)] = hopset
         return hopset
 
-    def hop_action(self, s, dst, n):
-        """The action that sends a packet for ``dst`` from ``s`` to its next hop ``n``, or
-        None if ``n`` is not one (the groups it uses are those of the (dst, s) unit)."""
-        hops, actions = self._actions.get((dst, s), ((), ()))
-        if n not in hops:
-            return None
-        i = hops.index(n)
-        return actions[i] if i < len(actions) else None
-
     def _ff(self, ports, groups):
         """Action trying ``ports`` in order: a FAST_FAILOVER group, added to ``groups``."""
         if len(ports) == 1:
@@ -1131,6 +1122,7 @@ class Renderer:
                 action = self._out(dst.port)
             else:
                 n = path[i + 1]
+                # The (d, s) unit's next hops and the action toward each (its groups).
                 hops, actions = units.get((d, s), ((), ()))
                 if n not in hops:
                     return []  # not a path any more: the core repairs it
