@@ -13,8 +13,9 @@ fresh process, so ``peak_rss_mb`` is that size's own peak. Per fat-tree k it mea
 - ``flow_setup_per_s`` under ``congestion`` and ``hedera``: new flows learned and placed per
   second (packet-in, placement, the flow's rules and the flush that sends them), timed over
   ``--flows`` new flows once ``--prefill`` flows are placed (or one per host pair where the
-  fabric has fewer pairs), in wall and in CPU time (``flow_setup_cpu_per_s``), with each
-  k's congestion figure against k=4's printed after the table;
+  fabric has fewer pairs), in wall and in CPU time (``flow_setup_cpu_per_s``), with the
+  cyclic collector's CPU time among them (``gc_cpu_ms``, and ``gc_full`` full collections),
+  and each k's congestion figure against k=4's printed after the table;
 - ``intent_s`` under ``collective``: submitting a uniform all-to-all of every host (phases by
   pairwise-shift round), up to ``--intent-max-hosts`` hosts.
 
@@ -23,6 +24,7 @@ Run: ``python -m bench.core_bench [--k 4 8 16 32] [--results results]``.
 """
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -62,15 +64,38 @@ def flow_setup(g, policy, prefill, count, seed=1):
     now = 1.0
     for i, (a, b) in enumerate(sorted(chosen)):
         core.packet_in_flow(*_flow(g, a, b, 10000 + i % 50000), b"", now)
-    new = [tuple(rnd.sample(hs, 2)) for _ in range(count)]
-    start, cpu = time.perf_counter(), time.process_time()
-    for i, (a, b) in enumerate(new):
-        core.packet_in_flow(*_flow(g, a, b, 60000 + i % 5000), b"", now + 1e-5 * i)
-    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    new = [_flow(g, a, b, 60000 + i % 5000)
+           for i, (a, b) in enumerate(rnd.sample(hs, 2) for _ in range(count))]
+    collector = _CollectorClock()
+    gc.callbacks.append(collector)
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        for i, args in enumerate(new):
+            core.packet_in_flow(*args, b"", now + 1e-5 * i)
+        seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        gc.callbacks.remove(collector)
     # CPU time as well as wall: on a shared machine the wall figure also counts the time
-    # other processes held the CPU.
+    # other processes held the CPU. The collector's share is given apart: a full collection
+    # comes every few thousand flows at k=16 (it scans every tracked object, some 5 per
+    # learned flow), so whether one falls in the timed flows moves the figure by a fifth.
     return {"placed_before": prefill, "timed": count, "per_s": count / seconds,
-            "cpu_per_s": count / cpu_s, "flows": len(core.flows)}
+            "cpu_per_s": count / cpu_s, "flows": len(core.flows),
+            "gc_cpu_ms": collector.cpu_s * 1e3, "gc_full": collector.full}
+
+
+class _CollectorClock:
+    """A ``gc.callbacks`` entry adding up the CPU time of the cyclic collector's runs."""
+
+    def __init__(self):
+        self.cpu_s, self.full, self._at = 0.0, 0, None
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._at = time.process_time()
+        elif self._at is not None:
+            self.cpu_s += time.process_time() - self._at
+            self.full += info["generation"] == 2
 
 
 def link_events(g, repeats=3):
@@ -187,9 +212,12 @@ def main(argv=None):
         for k in sorted(set(by_k) - {4}):
             wall, cpu = (by_k[k][f]["congestion"] / by_k[4][f]["congestion"]
                          for f in ("flow_setup_per_s", "flow_setup_cpu_per_s"))
+            gcs = [by_k[n]["flow_setup"]["congestion"] for n in (k, 4)]
             print(f"congestion flow setup k={k} / k=4: {wall:.2f} wall, {cpu:.2f} CPU "
                   f"({by_k[k]['flow_setup_cpu_per_s']['congestion']:,.0f} flows per CPU "
-                  f"second against {by_k[4]['flow_setup_cpu_per_s']['congestion']:,.0f})")
+                  f"second against {by_k[4]['flow_setup_cpu_per_s']['congestion']:,.0f}; "
+                  f"collector {gcs[0]['gc_cpu_ms']:.0f} ms, {gcs[0]['gc_full']} full, "
+                  f"against {gcs[1]['gc_cpu_ms']:.0f} ms, {gcs[1]['gc_full']} full)")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores shared: wall "
           f"figures are noisy)")

@@ -258,7 +258,8 @@ class RoutingCore:
         self.load = LoadModel(self.config.util_tau_s, self.config.young_bytes,
                               self.topo.adj, lambda mac: me.nic_bps(mac),
                               lambda u, v: me.capacity(u, v))
-        self._matrices = collections.OrderedDict()   # (src, dst switch) -> candidate arrays
+        # (src, dst switch) -> candidate arrays, and their shared parts (see _path_matrix)
+        self._matrices = collections.OrderedDict()
         self._matrices_version = None
         self._matrix_cells = 0
         try:
@@ -965,41 +966,70 @@ class RoutingCore:
 
     def _path_matrix(self, s, d):
         """Dense link indices of every shortest path from switch s to d, one column per
-        path (row j: the paths' j-th links), columns in the paths' sorted order. Built from
-        the next hops' own matrices (shared by every switch above them), cached per switch
-        pair."""
+        path (row j: the paths' j-th links), columns in the paths' sorted order; cached per
+        switch pair.
+
+        A new pair costs two cache lookups and one copy, not a walk of its paths: below its
+        first links, its matrix is its next hops' matrices side by side, the same for every
+        switch with those next hops toward d (in a Clos, every edge switch of a pod toward
+        any remote one), so that part is kept per (next hops, d); its first row, the link to
+        each next hop repeated once per path below it, depends on d only through how many
+        paths each next hop has, and is kept per (s, next hops, those counts).
+        """
         if s == d:
             return np.zeros((0, 1), dtype=np.int32) if s in self.topo.adj else None
-        key = (s, d)
-        idx = self._matrices.get(key)
+        cached = self._matrices
+        idx = cached.get((s, d))
         if idx is not None:
-            self._matrices.move_to_end(key)
+            cached.move_to_end((s, d))
             return idx
-        # One allocation for the whole matrix: its first row is the link to each next hop,
-        # repeated once per path below it, the rest the next hops' matrices side by side.
+        hops = self.path_service.hops.get(d, {}).get(s, ())
+        below = cached.get(("below", hops, d))
+        if below is None:
+            below = self._keep(("below", hops, d), self._below(hops, d))
+        else:
+            cached.move_to_end(("below", hops, d))
+        firsts, cols, sub = below
+        if not firsts:
+            return self._keep((s, d), None)
+        first = cached.get(("first", s, firsts, cols))
+        if first is None:
+            link_index = self.load.link_index
+            first = self._keep(("first", s, firsts, cols), np.repeat(
+                np.array([link_index((s, n)) for n in firsts], dtype=np.int32), cols))
+        else:
+            cached.move_to_end(("first", s, firsts, cols))
+        idx = np.empty((sub.shape[0] + 1, sub.shape[1]), dtype=np.int32)
+        idx[0] = first
+        idx[1:] = sub
+        return self._keep((s, d), idx)
+
+    def _below(self, hops, d):
+        """``(next hops with a path to d, their path counts, their matrices side by side)``
+        for a switch whose next hops toward d are ``hops``."""
         firsts, subs = [], []
-        cached, link_index = self._matrices, self.load.link_index
-        for n in self.path_service.hops.get(d, {}).get(s, ()):
-            sub = cached.get((n, d))  # usually there: the next hops serve many sources
-            if sub is None:
-                sub = self._path_matrix(n, d)
-            else:
-                cached.move_to_end((n, d))
+        for n in hops:
+            sub = self._path_matrix(n, d)
             if sub is not None and sub.shape[1]:
-                firsts.append(link_index((s, n)))
+                firsts.append(n)
                 subs.append(sub)
-        idx = None
-        if subs:
-            cols = [sub.shape[1] for sub in subs]
-            idx = np.empty((subs[0].shape[0] + 1, sum(cols)), dtype=np.int32)
-            idx[0] = np.repeat(np.array(firsts, dtype=np.int32), cols)
-            np.concatenate(subs, axis=1, out=idx[1:])
-        self._matrices[key] = idx
-        self._matrix_cells += 0 if idx is None else idx.size + 1
+        if not subs:
+            return (), (), None
+        cols = tuple(sub.shape[1] for sub in subs)
+        return tuple(firsts), cols, np.concatenate(subs, axis=1)
+
+    def _keep(self, key, value):
+        """Cache ``value`` (an array, a tuple holding one, or None) under ``key``, evicting
+        the least recently used entries beyond :data:`MATRIX_CACHE_CELLS` cells; returns
+        it."""
+        self._matrices[key] = value
+        array = value[2] if type(value) is tuple else value
+        self._matrix_cells += 1 if array is None else array.size + 1
         while self._matrix_cells > MATRIX_CACHE_CELLS and len(self._matrices) > 1:
             _, old = self._matrices.popitem(last=False)
-            self._matrix_cells -= 0 if old is None else old.size + 1
-        return idx
+            old = old[2] if type(old) is tuple else old
+            self._matrix_cells -= 1 if old is None else old.size + 1
+        return value
 
     def flows_on(self, link):
         """Learned flows pinned across the directed link ``(u, v)``."""

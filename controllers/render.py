@@ -875,15 +875,6 @@ class Renderer:
         self._hopset_of[(s, hops, alt)] = hopset
         return hopset
 
-    def hop_action(self, s, dst, n):
-        """The action that sends a packet for ``dst`` from ``s`` to its next hop ``n``, or
-        None if ``n`` is not one (the groups it uses are those of the (dst, s) unit)."""
-        hops, actions = self._actions.get((dst, s), ((), ()))
-        if n not in hops:
-            return None
-        i = hops.index(n)
-        return actions[i] if i < len(actions) else None
-
     def _ff(self, ports, groups):
         """Action trying ``ports`` in order: a FAST_FAILOVER group, added to ``groups``."""
         if len(ports) == 1:
@@ -1128,16 +1119,31 @@ class Renderer:
                 return []
             return [(src.dpid, rule((priority, fields, acts(action), 0, COOKIE_FLOW)))]
         out = []
+        units = self._actions
         for i, s in enumerate(path):
             if i and s == d:
                 break  # the destination's host rule delivers it
             if s == d:
                 action = self._out(dst.port)
             else:
-                action = self.hop_action(s, d, path[i + 1])
-                if action is None:
+                n = path[i + 1]
+                # The (d, s) unit's next hops and the action toward each (its groups).
+                hops, actions = units.get((d, s), ((), ()))
+                if n not in hops:
                     return []  # not a path any more: the core repairs it
                 uses.add((d, s))
+                if i and hops == (n,):
+                    # The destination's route here has this one next hop and the same
+                    # action: a rule would change nothing (every pin is a shortest path,
+                    # and the rules it beats at this priority only match on host ports,
+                    # where a path starts). Past the choice points of a Clos (the way down
+                    # from the top) a pinned flow so costs no rule, no flow mod and no
+                    # object. The use above re-renders it if s gains a second next hop.
+                    continue
+                j = hops.index(n)
+                if j >= len(actions):
+                    return []
+                action = actions[j]
             cookie = COOKIE_FLOW if counted and i == 0 else COOKIE
             out.append((s, rule((priority, fields, acts(action), 0, cookie))))
         return out

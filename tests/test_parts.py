@@ -8,6 +8,7 @@ Ryu, no Mininet, time passed in.
 """
 
 import ast
+import gc
 import itertools
 import pathlib
 import random
@@ -16,7 +17,9 @@ import weakref
 import networkx as nx
 import pytest
 
+from controllers import core as core_module
 from controllers.core import ARP_REQUEST, RoutingCore
+from controllers.loads import Flow
 from controllers.locator import locator_mac, switch_prefix
 from controllers.paths import PathService, path_links
 from controllers.rules import PRIO_DETOUR, PRIO_HOST_ROUTE, ArpPacket
@@ -386,6 +389,35 @@ def test_a_dropped_core_is_freed_at_once_not_kept_by_a_cycle(policy):
     assert gone() is None
 
 
+def test_learned_flows_a_rebuild_froze_are_freed_once_forgotten():
+    # A rebuild freezes everything alive (gc.freeze), learned flows included; the collector
+    # never looks at them again, so a forgotten flow must leave no reference cycle behind
+    # (its host indexes point back at it while it is tracked) for reference counting to
+    # free it.
+    g = build("fattree", k=4)
+    core = RoutingCore(policy="congestion", flow_idle_s=5.0)
+    core.load_fabric(g)
+    core.flush(0.0)
+    rnd = random.Random(5)
+    ours = set()
+    for i in range(50):
+        a, b = rnd.sample(hosts(g), 2)
+        sw, port = host_switch(g, a)
+        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 30000 + i, 5001)
+        core.packet_in_flow(g.nodes[sw]["dpid"], port, key, g.nodes[a]["mac"],
+                            g.nodes[b]["mac"], b"", 1.0)
+        ours.add(key)
+    core.set_policy("hedera", 2.0)    # a learning policy: the flows stay, every route is redone
+    core.flush(2.0)
+    assert len(core.flows) == 50 and gc.get_freeze_count() > 0
+    core.adapt(10.0)
+    core.flush(10.0)
+    assert not core.flows
+    gc.collect()    # other tests' garbage; what the rebuild froze is out of its reach
+    gc.unfreeze()   # let get_objects see what the rebuild froze, uncollected
+    assert not [o for o in gc.get_objects() if type(o) is Flow and o.key in ours]
+
+
 def test_reset_forgets_learned_flows_intents_and_weights_and_their_rules():
     g = build("fattree", k=4, link_gbps=1.0)
     for policy in ("congestion", "collective"):
@@ -449,3 +481,51 @@ def test_probes_worked_through_late_after_a_stall_do_not_expire_links():
             core.expire_links(now + 0.01 * i)
     assert core.status()["links"] == links and core.status()["counters"].get(
         "links_expired", 0) == 0
+
+
+@pytest.mark.parametrize("cache_cells", [None, 40])
+@pytest.mark.parametrize("topo,params", [("fattree", {"k": 6}),
+                                         ("leafspine", {"leaves": 4, "spines": 3,
+                                                        "hosts_per_leaf": 2})])
+def test_candidate_paths_are_the_path_services_through_failures_and_cache_eviction(
+        topo, params, cache_cells, monkeypatch):
+    # A new switch pair's candidate matrix is assembled from parts shared with other pairs
+    # (see RoutingCore._path_matrix): every pair's columns must still be exactly its own
+    # shortest paths, in order, with each link's projected utilization, after links fail
+    # and heal and when the cache evicts parts (40 cells: a few pairs at most).
+    if cache_cells is not None:
+        monkeypatch.setattr(core_module, "MATRIX_CACHE_CELLS", cache_cells)
+    g = build(topo, **params)
+    core = RoutingCore(policy="congestion")
+    core.load_fabric(g)
+    core.flush(0.0)
+    truth = switch_graph(g)
+    pairs = list(itertools.permutations(hosts(g), 2))
+    rnd = random.Random(11)
+    edges = sorted(truth.edges())
+    now = 1.0
+    for step in range(8):
+        if step:
+            u, v = rnd.choice(edges)
+            up = rnd.random() < 0.5
+            for a in (u, v):
+                core.port_status(a, truth.edges[u, v]["ports"][a], up, now)
+            if up:
+                core.link_seen(u, truth.edges[u, v]["ports"][u], v,
+                               truth.edges[u, v]["ports"][v], now)
+        for n, (a, b) in enumerate(rnd.sample(pairs, min(60, len(pairs)))):
+            sw, port = host_switch(g, a)
+            key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 1000 * step + n, 5001)
+            core.packet_in_flow(g.nodes[sw]["dpid"], port, key, g.nodes[a]["mac"],
+                                g.nodes[b]["mac"], b"", now)
+            flow = core.flows[key]
+            paths, util = core.candidate_utils(flow, 1e6, now)
+            want = core.host_paths(flow.src, flow.dst)
+            assert [paths[i] for i in range(len(paths))] == want, (a, b)
+            assert util.shape == (len(want), len(want[0]) - 1)
+            for i, path in enumerate(want):
+                assert util[i].tolist() == pytest.approx(
+                    [(core.link_load(*link, now) + 1e6) / core.capacity(*link)
+                     for link in path_links(path)])
+        assert any(load > 0 for load in core.projected_loads(now).values())
+        now += 1.0

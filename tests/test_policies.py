@@ -128,6 +128,40 @@ def test_congestion_places_new_flows_on_disjoint_paths():
     assert rule.cookie == COOKIE_FLOW and rule.priority == PRIO_FLOW
 
 
+def test_a_pinned_flow_has_rules_only_where_its_path_chooses_and_gets_one_when_a_choice_appears():
+    # Past its choice points (its edge switch, then its aggregation switch) a pinned flow
+    # follows the destination's routes, which have one next hop there: no rule of its own.
+    # A switch on its path that gains a second next hop must get the flow's rule, or the
+    # SELECT group would hash it off the path the load model counts it on.
+    rig = Rig(fat_tree(), "congestion")
+    key = rig.learn("h1", "h5", 40100, 0.0)
+    path = rig.flow_path(key)
+    assert len(path) == 5
+
+    def ruled():
+        return [n for n in path
+                if any(FlowKey.from_match(dict(r.match)) == key and r.priority == PRIO_FLOW
+                       for r in rig.fab.switch(n).flows.values())]
+
+    assert ruled() == list(path[:2])
+    agg, core = path[1], path[2]
+    (other,) = [n for n in rig.g.neighbors(agg) if n != core and rig.node(n)["role"] == "core"]
+    ports = rig.g.edges[agg, other]["ports"]
+    for n in (agg, other):
+        rig.core.port_status(rig.node(n)["dpid"], ports[n], False, 1.0)
+    rig.flush(1.0)
+    assert rig.core.flows[key].path == tuple(rig.node(n)["dpid"] for n in path)
+    assert ruled() == [path[0]]          # the aggregation switch has one way up left
+    assert rig.flow_path(key) == path
+    for n in (agg, other):
+        rig.core.port_status(rig.node(n)["dpid"], ports[n], True, 2.0)
+    rig.core.link_seen(rig.node(agg)["dpid"], ports[agg], rig.node(other)["dpid"],
+                       ports[other], 2.0)
+    rig.flush(2.0)
+    assert ruled() == list(path[:2])     # a choice again: the flow's own rule is back
+    assert rig.flow_path(key) == path
+
+
 def test_hot_link_loses_flows_weights_shift_away_and_moves_respect_dwell():
     rig = Rig(fat_tree(), "congestion", util_tau_s=0.1, min_dwell_s=5.0, hot_util=0.8,
               move_margin=0.1)
