@@ -23,7 +23,6 @@ cabled ports of that OCS that links distinct switch pairs. Pure data: no Mininet
 """
 
 import networkx as nx
-import numpy as np
 
 from controllers import topoeng
 from fabric import model
@@ -365,6 +364,9 @@ def phases(schedule):
         The tag, the phase labels in order, and the phase of every flow (int32, schedule
         order).
     """
+    # Imported here: topology files import this module under Mininet's own Python (`mn
+    # --custom`), which has networkx but no numpy.
+    import numpy as np
     tag = PHASE_TAGS[0] if len(schedule.meta.get("jobs") or ()) > 1 else PHASE_TAGS[1]
     flows = schedule.flows
     depth = schedule.depths()
@@ -395,6 +397,7 @@ def phase_plans(lg, schedule):
     CircuitError
         If topology engineering cannot serve a phase (see :func:`engineered_circuits`).
     """
+    import numpy as np   # see phases()
     tag, labels, phase_of = phases(schedule)
     g = physical(lg)
     demands, plans = [], []
