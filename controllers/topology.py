@@ -291,6 +291,19 @@ class TopologyState:
             out[(b, pb)] = (a, pa)
         return out
 
+    def probe_lag_s(self):
+        """``{(dpid, port): seconds}`` for every link end that probes were seen leaving: how
+        long before the newest probe its far switch reported (over any link) the newest
+        probe out of it was sent. A probe round is sent at one instant, so a healthy link
+        lags by nothing once its switch reported the round; a probe that waits behind a
+        standing queue (or is dropped at its tail) makes its link lag by rounds."""
+        out = {}
+        for key, (dst, _, seen) in self.links.items():
+            newest = self._reported_at.get(dst)
+            if newest is not None:
+                out[key] = max(0.0, newest - seen)
+        return out
+
     def link_count(self):
         """Inter-switch links in the adjacency (each counted once)."""
         return sum(len(n) for n in self.adj.values()) // 2
