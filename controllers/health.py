@@ -72,8 +72,10 @@ class HealthConfig:
     backlog_s : float
         A direction is backlogged in a round if its newest probe was sent at least this long
         (s) before the newest probe its far switch reported over any link: a probe waits
-        behind the data queued before it. Controllers that fall behind delay every probe of a
-        switch alike, so this is relative to the switch, not to the clock.
+        behind the data queued before it, or is dropped at its tail. Controllers that fall
+        behind delay every probe of a switch alike, so this is relative to the switch, not to
+        the clock. Longer than one probe round (2 s by default), so that one probe lost at
+        the tail of a short queue, which then drained, is not taken for a backlog.
     rate_ratio : float
         A backlogged direction is bad if it delivered (its far end received) less than this
         share of its capacity (from the fabric model, else the highest rate it carried).
@@ -97,7 +99,7 @@ class HealthConfig:
     loss_ratio: float = 0.5
     drop_ratio: float = 0.05
     min_packets: int = 50
-    backlog_s: float = 1.0
+    backlog_s: float = 3.0
     rate_ratio: float = 0.5
     detect_rounds: int = 2
     restore_s: float = 10.0

@@ -100,15 +100,16 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
                 "link_mbps": round(full, 2), "detected_after_s": round(time.monotonic() - t0, 2),
                 "detection_s": out["detection_s"], "why": out["why"]}
             assert out["degraded"] and out["detection_s"] > 0
-            assert out["why"]["rate_share"] < 0.5 and out["why"]["probe_lag_s"] >= 1.0, figures
+            assert out["why"]["rate_share"] < 0.5 and out["why"]["probe_lag_s"] >= 3.0, figures
             time.sleep(1.0)
             moved = rates_mbps(ctl, uplinks.values())
             cut["rerouted_mbps"] = {a: moved[uplinks[a]]["mbps"] for a in uplinks}
             cut["tx_dropped"] = moved[near]["dropped"]
-            # Its counters never saw a drop; new traffic all takes the other uplink (what the
-            # cut one still sends is at most its queue draining at the cut rate).
+            # Its counters never saw a drop; new traffic all takes the other uplink. What the
+            # cut one still sends is its queue draining at the cut rate (its transmit counter
+            # is the veth's, counted as htb lets packets out), up to the window's noise.
             assert moved[near]["dropped"] == 0, figures
-            assert moved[near]["mbps"] <= 0.1 * full * 1.1, figures
+            assert moved[near]["mbps"] <= 0.1 * full * 1.25, figures
             total = sum(x["mbps"] for x in before.values())
             assert moved[uplinks[other]]["mbps"] > 0.8 * total, figures
             em.shape_link("e1", gray, 1.0)
