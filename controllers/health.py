@@ -71,11 +71,12 @@ class HealthConfig:
         into it (or dropped) in the round: an idle link is neither healthy nor sick.
     backlog_s : float
         A direction is backlogged in a round if its newest probe was sent at least this long
-        (s) before the newest probe its far switch reported over any link: a probe waits
-        behind the data queued before it, or is dropped at its tail. Controllers that fall
-        behind delay every probe of a switch alike, so this is relative to the switch, not to
-        the clock. Longer than one probe round (2 s by default), so that one probe lost at
-        the tail of a short queue, which then drained, is not taken for a backlog.
+        (s) before the newest probes its far switch reported and its near switch sent over
+        other links (``TopologyState.probe_lag_s``): a probe waits behind the data queued
+        before it, or is dropped at its tail. A controller that falls behind delays every
+        probe of a switch alike, so this is relative to the switches, not to the clock.
+        Longer than one probe round (2 s by default), so that one probe lost at the tail of a
+        short queue, which then drained, is not taken for a backlog.
     rate_ratio : float
         A backlogged direction is bad if it delivered (its far end received) less than this
         share of its capacity (from the fabric model, else the highest rate it carried).
@@ -249,8 +250,8 @@ class LinkHealth:
         now : float
             Time of the round's end.
         probe_lag_s : dict, optional
-            ``{(dpid, port): seconds}``: how long before the newest probe its far switch
-            reported the newest probe sent out of that link end was sent
+            ``{(dpid, port): seconds}``: how late the newest probe sent out of that link end
+            is against the probes of its two switches' other links
             (``TopologyState.probe_lag_s``). Without it no direction is judged backlogged.
         capacity_bps : dict, optional
             ``{(dpid, port): bit/s}`` of link ends, from the fabric model; an end missing

@@ -335,16 +335,17 @@ def test_every_policy_routes_around_a_gray_link_and_back_once_it_heals(policy):
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_every_policy_routes_around_a_rate_cut_link_but_not_a_congested_one(policy):
-    """Links of 1 Gbit/s: 125,000 packets/s of 1,000 bytes fill one. e1 -> a2 is
-    congested (a standing queue, at capacity) throughout; e1 -> a1 is cut to a tenth of its
-    rate under a standing queue, its counters agreeing at both ends. The controller falls
-    behind by seconds with every probe at once: no link is judged on that. Probe rounds
-    every second here."""
+    """Links of 1 Gbit/s: 125,000 packets/s of 1,000 bytes fill one. a1 -> (a core
+    switch) is congested (a standing queue, at capacity) throughout; e1 -> a1 is cut to a
+    tenth of its rate under a standing queue, its counters agreeing at both ends. The
+    controller falls behind by seconds with every probe at once: no link is judged on that.
+    Probe rounds every second here."""
     f = Fabric(policy)
     full = 125_000
     a1 = (f.dpid("e1"), f.g.edges["e1", "a1"]["ports"]["e1"])
-    a2 = (f.dpid("e1"), f.g.edges["e1", "a2"]["ports"]["e1"])
-    f.pps[a2], f.lag_s[a2] = full, 4.0
+    core = min(n for n in f.g.neighbors("a1") if n.startswith("c"))
+    hot = (f.dpid("a1"), f.g.edges["a1", core]["ports"]["a1"])
+    f.pps[hot], f.lag_s[hot] = full, 4.0
     for late_s in (0.0, 4.0, 4.0, 4.0, 4.0, 0.0):
         f.round(late_s=late_s)
     before = f.uses("e1", "a1", PAIRS)
@@ -360,7 +361,8 @@ def test_every_policy_routes_around_a_rate_cut_link_but_not_a_congested_one(poli
     assert out["link"] == [list(end) for end in f.ends("e1", "a1")]
     assert out["why"]["rate_share"] == pytest.approx(0.1, abs=0.01)
     assert out["why"]["probe_lag_s"] == 4.0 and out["detection_s"] == pytest.approx(2.0)
-    assert f.uses("e1", "a1", PAIRS) == [] and f.uses("e1", "a2", PAIRS)
+    assert f.uses("e1", "a1", PAIRS) == [] and f.uses("a1", core, PAIRS)
+    assert f.core.topo.probe_lag_s()[hot] == pytest.approx(4.0)
     # The rate is back and the queue drained: it returns after restore_s.
     del f.pps[a1]
     f.stuck.clear()
@@ -371,6 +373,28 @@ def test_every_policy_routes_around_a_rate_cut_link_but_not_a_congested_one(poli
     assert f.core.status()["health"]["excluded"] == []
     assert f.uses("e1", "a1", PAIRS) == before
     assert f.core.status()["health"]["counters"]["degraded"] == 1
+
+
+def test_a_switch_whose_probes_all_leave_late_has_none_of_its_links_judged_backlogged():
+    """The controller's connection to one switch is backlogged (a burst of flow mods ahead
+    of its probes): every probe out of it arrives seconds late, on lightly loaded links.
+    That is the switch's lateness, not its links' queues."""
+    f = Fabric("ecmp")
+    f.round()
+    e1 = f.dpid("e1")
+    outs = [near for near in f.fab.peers if near[0] == e1]
+    assert len(outs) == 2
+    for lag_s in (2.0, 4.0, 6.0, 8.0, 10.0):
+        for near in outs:
+            f.lag_s[near] = lag_s
+        f.round()
+    assert f.core.status()["health"]["excluded"] == []
+    assert all(f.core.topo.probe_lag_s()[near] == 0.0 for near in outs)
+    # One of them, alone, that late is backlogged.
+    f.lag_s.pop(outs[0])
+    assert f.core.topo.probe_lag_s()[outs[1]] == 0.0
+    f.round()
+    assert f.core.topo.probe_lag_s()[outs[1]] > 3.0
 
 
 @pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])
