@@ -11,7 +11,8 @@ port meter (a small share of what h1 sent), and what the controller remembers of
 bounded (learned flows, no host invented, memory). A third round runs while h1 sends the
 same packet rate as one flow (forwarded by the switches alone): what that costs legitimate
 setup is the emulator's own (one userspace switch process), printed beside. Metering is
-tested on the fake datapath in tests/test_meters.py.
+tested on the fake datapath in tests/test_meters.py; the flood's cost in repeated paired
+rounds, beside drop rules at the flooding port, is measured by bench/flood.py.
 """
 
 import json
