@@ -786,7 +786,8 @@ class RoutingCore:
         them. Changes go out with the next :meth:`flush`.
         """
         self._at(now)
-        leave, back = self.health.evaluate(self.topo.peers(), now) \
+        leave, back = self.health.evaluate(self.topo.peers(), now, self.topo.probe_lag_s(),
+                                           self.link_capacity_bps) \
             if self.health.active else ([], [])
         for link in leave:
             self.topo.set_excluded(link, True)

@@ -3,8 +3,14 @@
 One job: from the port counters of every statistics round, say which inter-switch links must
 be kept out of routing although they are up. A link is *degraded* (a gray failure) when, for
 ``detect_rounds`` rounds in a row, what it delivers collapsed against what is sent into it
-(the far end received less than ``1 - loss_ratio`` of the rate the near end sent) or its drop
-and error counters rose (dropped or errored packets at least ``drop_ratio`` of those sent).
+(the far end received less than ``1 - loss_ratio`` of the rate the near end sent), or its drop
+and error counters rose (dropped or errored packets at least ``drop_ratio`` of those sent),
+or its rate collapsed under a backlog: its LLDP probes waited at least ``backlog_s`` behind
+data in its egress queue while it delivered under ``rate_ratio`` of its capacity. The last
+finds a link whose shaping was cut and whose queue drops nothing any counter sees (a policer,
+a bad transceiver renegotiating to a tenth of its rate): its sent and received counters agree,
+but a link with a standing queue delivers at its capacity unless the capacity is gone, so a
+link that is merely congested (backlogged and delivering at capacity) is never flagged.
 It is restored once no round looked bad for ``restore_s``: it carries no traffic while routed
 around, so a link that is still bad is found again with the traffic that returns, and pays
 for it in penalty.
@@ -61,8 +67,19 @@ class HealthConfig:
         ... or if packets dropped or errored at its ends are at least this share of the
         packets sent into it.
     min_packets : int
-        A direction is judged only if at least this many packets were sent into it (or
-        dropped) in the round: an idle link is neither healthy nor sick.
+        A direction is judged by its counters only if at least this many packets were sent
+        into it (or dropped) in the round: an idle link is neither healthy nor sick.
+    backlog_s : float
+        A direction is backlogged in a round if its newest probe was sent at least this long
+        (s) before the newest probes its far switch reported and its near switch sent over
+        other links (``TopologyState.probe_lag_s``): a probe waits behind the data queued
+        before it, or is dropped at its tail. A controller that falls behind delays every
+        probe of a switch alike, so this is relative to the switches, not to the clock.
+        Longer than one probe round (2 s by default), so that one probe lost at the tail of a
+        short queue, which then drained, is not taken for a backlog.
+    rate_ratio : float
+        A backlogged direction is bad if it delivered (its far end received) less than this
+        share of its capacity (from the fabric model, else the highest rate it carried).
     detect_rounds : int
         Bad rounds in a row that make a link degraded.
     restore_s : float
@@ -83,6 +100,8 @@ class HealthConfig:
     loss_ratio: float = 0.5
     drop_ratio: float = 0.05
     min_packets: int = 50
+    backlog_s: float = 3.0
+    rate_ratio: float = 0.5
     detect_rounds: int = 2
     restore_s: float = 10.0
     flap_penalty: float = 1000.0
@@ -113,6 +132,8 @@ class HealthConfig:
             "loss_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
             "drop_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
             "min_packets": (lambda v: v >= 1, ">= 1"),
+            "backlog_s": (lambda v: v > 0, "> 0"),
+            "rate_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
             "detect_rounds": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
             "restore_s": (lambda v: v >= 0, ">= 0"),
             "flap_penalty": (lambda v: v >= 0, ">= 0"),
@@ -185,6 +206,7 @@ class LinkHealth:
         self._links = {}      # link -> _Link
         self._last = {}       # (dpid, port) -> (PortCounters, sampled at)
         self._delta = {}      # (dpid, port) -> (sampled at, seconds, deltas) of this round
+        self._peak_bps = {}   # (dpid, port) -> highest rate delivered from that link end
 
     # -- input -----------------------------------------------------------------------------
     def sample(self, dpid, counters, now):
@@ -217,7 +239,7 @@ class LinkHealth:
         self._flap(self._links.setdefault(link, _Link()), link, now)
 
     # -- decisions -------------------------------------------------------------------------
-    def evaluate(self, peers, now):
+    def evaluate(self, peers, now, probe_lag_s=None, capacity_bps=None):
         """Judge the round sampled since the last call; say which links leave and return.
 
         Parameters
@@ -227,6 +249,13 @@ class LinkHealth:
             as ``TopologyState.peers`` gives it.
         now : float
             Time of the round's end.
+        probe_lag_s : dict, optional
+            ``{(dpid, port): seconds}``: how late the newest probe sent out of that link end
+            is against the probes of its two switches' other links
+            (``TopologyState.probe_lag_s``). Without it no direction is judged backlogged.
+        capacity_bps : dict, optional
+            ``{(dpid, port): bit/s}`` of link ends, from the fabric model; an end missing
+            from it is measured against the highest rate it delivered.
 
         Returns
         -------
@@ -235,9 +264,12 @@ class LinkHealth:
             sorted).
         """
         cfg = self.config
+        probe_lag_s, capacity_bps = probe_lag_s or {}, capacity_bps or {}
+        for end in [e for e in self._peak_bps if e not in peers]:
+            del self._peak_bps[end]
         verdicts = {}
         for near, far in peers.items():
-            why = self._judge(near, far)
+            why = self._judge(near, far, probe_lag_s.get(near), capacity_bps.get(near))
             if why is not None:
                 link = (near, far) if near < far else (far, near)
                 if why or link not in verdicts:
@@ -281,7 +313,7 @@ class LinkHealth:
         now_out = self.excluded()
         return sorted(now_out - was), sorted(was - now_out)
 
-    def _judge(self, near, far):
+    def _judge(self, near, far, lag_s, capacity_bps):
         """Why the direction near -> far looked bad in this round (with ``onset_s``, when
         the round's window began), ``{}`` if it looked fine, None if there is nothing to
         judge (an end not sampled, or too little sent)."""
@@ -292,17 +324,30 @@ class LinkHealth:
         (at_a, dt_a, d_a), (at_b, dt_b, d_b) = a, b
         # A packet lost on the wire may be counted at both ends: the larger count, not the sum.
         dropped = max(d_a.tx_dropped + d_a.tx_errors, d_b.rx_dropped + d_b.rx_errors)
-        if d_a.tx_packets + dropped < cfg.min_packets:
+        by_counters = d_a.tx_packets + dropped >= cfg.min_packets
+        # A backlog says the link is busy however few (large, slow) packets crossed it.
+        by_backlog = lag_s is not None and d_a.tx_packets > 0
+        if not (by_counters or by_backlog):
             return None
         why = {}
-        drop_share = dropped / (d_a.tx_packets + dropped)
-        if drop_share >= cfg.drop_ratio:
-            why["drop_share"] = round(drop_share, 3)
-        # Rates, not bytes: the two ends' replies come at slightly different times.
-        if d_a.tx_bytes:
-            delivered = (d_b.rx_bytes / dt_b) / (d_a.tx_bytes / dt_a)
-            if delivered < 1 - cfg.loss_ratio:
-                why["delivered_share"] = round(delivered, 3)
+        if by_counters:
+            drop_share = dropped / (d_a.tx_packets + dropped)
+            if drop_share >= cfg.drop_ratio:
+                why["drop_share"] = round(drop_share, 3)
+            # Rates, not bytes: the two ends' replies come at slightly different times.
+            if d_a.tx_bytes:
+                delivered = (d_b.rx_bytes / dt_b) / (d_a.tx_bytes / dt_a)
+                if delivered < 1 - cfg.loss_ratio:
+                    why["delivered_share"] = round(delivered, 3)
+        delivered_bps = d_b.rx_bytes * 8 / dt_b
+        peak_bps = max(delivered_bps, self._peak_bps.get(near, 0.0))
+        self._peak_bps[near] = peak_bps
+        full_bps = capacity_bps or peak_bps
+        if by_backlog and lag_s >= cfg.backlog_s and full_bps > 0:
+            share = delivered_bps / full_bps
+            if share < cfg.rate_ratio:
+                why["probe_lag_s"] = round(lag_s, 3)
+                why["rate_share"] = round(share, 3)
         if why:
             why["direction"] = [list(near), list(far)]
             why["onset_s"] = min(at_a - dt_a, at_b - dt_b)

@@ -291,6 +291,25 @@ class TopologyState:
             out[(b, pb)] = (a, pa)
         return out
 
+    def probe_lag_s(self):
+        """``{(dpid, port): seconds}`` for every link end that probes were seen leaving: how
+        long before the newest probe seen over the other links of both its switches (those
+        its far switch reported, those its near switch sent) the newest probe out of it was
+        sent. A probe round is sent at one instant, so a healthy link lags by nothing once
+        the round is reported; a probe that waits behind a standing queue (or is dropped at
+        its tail) makes its link lag by rounds. Against both switches: the controller
+        working late through one switch's packet-ins delays all the probes that switch
+        reports, and a switch whose connection is backlogged sends all its probes late."""
+        sent = {}
+        for (src, _), (_, _, seen) in self.links.items():
+            sent[src] = max(seen, sent.get(src, seen))
+        out = {}
+        for key, (dst, _, seen) in self.links.items():
+            newest = self._reported_at.get(dst)
+            if newest is not None:
+                out[key] = max(0.0, min(newest, sent[key[0]]) - seen)
+        return out
+
     def link_count(self):
         """Inter-switch links in the adjacency (each counted once)."""
         return sum(len(n) for n in self.adj.values()) // 2

@@ -5,7 +5,9 @@ the spec's traffic (an all-to-all and a training iteration as two jobs, by defau
 the moment every flow is connected injects a sequence of faults drawn from the seed
 (:func:`plan`): a link cut, a switch crash (every port dark, its controller connection gone,
 its tables kept), a controller kill (SIGKILL) and restart on the same ports, a gray link (up,
-passing LLDP, its far end dropping every jumbo data frame: fabric/emulate.py ``gray_link``).
+passing LLDP, its far end dropping every jumbo data frame: fabric/emulate.py ``gray_link``),
+a slow link (up, its shaping cut to :data:`SLOW_FRACTION` of its rate, no drop counted
+anywhere: fabric/emulate.py ``shape_link``).
 Faults come one after another: wait ``gap_s``, inject, wait until the controller has noticed
 and settled, check all-pairs reachability where the graph allows (the plan only picks faults
 that leave every host connected), hold the fault for ``hold_s``, repair it, wait until the
@@ -21,7 +23,7 @@ next run succeeds.
 
 What the controller must show for a fault to count as *detected* (our controller's
 ``/fabric/status``): a link cut, one link fewer; a switch crash, one switch fewer; a
-controller restart, every switch connected again; a gray link, the link listed in
+controller restart, every switch connected again; a gray or slow link, the link listed in
 ``degraded_links``. *Recovered*: the controller has no change pending (its routes around the
 fault confirmed by barriers), and for a restart every switch, link and host known again.
 Times are wall seconds from the injection (the restart's start for the controller).
@@ -52,16 +54,20 @@ from fabric.reach import all_pairs
 from traffic import jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAULT_KINDS = ("link", "switch", "controller", "gray")
+FAULT_KINDS = ("link", "switch", "controller", "gray", "slow")
+# A slow link delivers this share of its shaped rate.
+SLOW_FRACTION = 0.1
 # How long the controller gets to notice a fault, and then to settle, before the fault
-# counts as undetected or unrecovered. A gray link is seen only from rates measured over a
-# few statistics rounds.
-DETECT_TIMEOUT_S = {"link": 15.0, "switch": 20.0, "controller": 30.0, "gray": 20.0}
+# counts as undetected or unrecovered. A gray or slow link is seen only from rates measured
+# over a few statistics rounds (a slow one once its queue has built up).
+DETECT_TIMEOUT_S = {"link": 15.0, "switch": 20.0, "controller": 30.0, "gray": 20.0,
+                    "slow": 20.0}
 RECOVER_TIMEOUT_S = 30.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 # A gray link below this utilization when it failed carried too little traffic for its
-# counters to show the failure (controllers/health.py judges only links with traffic).
-IDLE_UTILIZATION = 0.01
+# counters to show the failure (controllers/health.py judges only links with traffic); a slow
+# link below its new rate builds no queue, so nothing shows it either, nor harms its traffic.
+IDLE_UTILIZATION = {"gray": 0.01, "slow": SLOW_FRACTION}
 
 
 class ChaosError(ValueError):
@@ -96,7 +102,7 @@ def candidates(g):
     switches = sorted(s for s in model.switches(g)
                       if not any(model.is_host(g, n) for n in g.neighbors(s))
                       and s not in cut_nodes)
-    return {"link": links, "gray": links, "switch": switches}
+    return {"link": links, "gray": links, "slow": links, "switch": switches}
 
 
 def plan(g, seed, count, kinds=FAULT_KINDS, gap_s=(1.0, 3.0), hold_s=(3.0, 6.0)):
@@ -207,8 +213,8 @@ class Injector:
 
     def _one(self, fault, rec):
         ctl = self.net.ctl
-        if fault.kind == "gray":
-            # Counters show a gray link only while traffic crosses it.
+        if fault.kind in IDLE_UTILIZATION:
+            # Counters show a gray or slow link only while traffic crosses it.
             rec["utilization"] = self._utilization(fault.target)
         undo = self._inject(fault)
         t0 = time.monotonic()
@@ -238,6 +244,9 @@ class Injector:
         if fault.kind == "gray":
             em.gray_link(*fault.target, on=True)
             return lambda: em.gray_link(*fault.target, on=False)
+        if fault.kind == "slow":
+            em.shape_link(*fault.target, SLOW_FRACTION)
+            return lambda: em.shape_link(*fault.target, 1.0)
         if fault.kind == "switch":
             targets = em.set_switch(fault.target[0], up=False)
             return lambda: em.set_switch(fault.target[0], up=True, targets=targets)
@@ -324,7 +333,7 @@ def report(records, result, left):
             "repair_s": _med_max(r.get("repair_s") for r in mine),
             "errors": [r["error"] for r in mine if "error" in r],
             "idle": sum(1 for r in mine if r.get("utilization") is not None
-                        and r["utilization"] < IDLE_UTILIZATION),
+                        and r["utilization"] < IDLE_UTILIZATION[kind]),
         }
     checks = [r["reachability"] for r in records if "reachability" in r]
     return {
@@ -353,10 +362,11 @@ def report_md(rep):
         lines.append(f"| {kind} | {k['injected']}/{k['planned']} | {k['detected']} | "
                      f"{k['recovered']} | {mm(k['detect_s'])} | {mm(k['recover_s'])} | "
                      f"{mm(k['repair_s'])} |")
-    idle = rep["faults"].get("gray", {}).get("idle")
-    if idle:
-        lines += ["", f"gray links idle when they failed (under {IDLE_UTILIZATION:.0%} "
-                      f"utilization: nothing for the counters to show): {idle}"]
+    for kind, under in IDLE_UTILIZATION.items():
+        idle = rep["faults"].get(kind, {}).get("idle")
+        if idle:
+            lines += ["", f"{kind} links idle when they failed (under {under:.0%} "
+                          f"utilization: nothing for the counters to show): {idle}"]
     lines += ["", f"all-pairs reachability after a fault: {rep['reachability_passed']} of "
                   f"{rep['reachability_checks']} checks with every pair reachable",
               f"leftovers after teardown: {len(rep['leftovers'])} kinds "

@@ -707,8 +707,9 @@ class Emulation:
         """A gray failure this emulator's counters show (``on``), or healed: ``v``'s end of
         link ``u``-``v`` takes standard frames only (MTU 1,500), so every jumbo data frame
         from ``u`` is dropped there and counted, while the link stays up and small frames
-        (LLDP, ACKs) pass. (A rate cut with :meth:`shape_link` is invisible to the
-        controller here: Open vSwitch's userspace datapath does not count htb's drops.)"""
+        (LLDP, ACKs) pass. (A rate cut with :meth:`shape_link` drops nothing a counter
+        shows: Open vSwitch's userspace datapath does not count htb's drops; the controller
+        finds it from its probes waiting behind the queue, see controllers/health.py.)"""
         d = self.g.edges[u, v]
         _run(["ovs-vsctl", "--timeout=10", "set", "interface", _intf(v, d["ports"][v]),
               f"mtu_request={1500 if on else self.mtu}"])

@@ -33,7 +33,7 @@ def test_faults_only_break_what_leaves_every_host_connected():
     assert all(not s.startswith(("h", "e")) for s in cands["switch"])
     assert len(cands["switch"]) == 4 + 8 and len(cands["link"]) == 32
     for f in chaos.plan(g, 1, 50):
-        if f.kind in ("link", "gray"):
+        if f.kind in ("link", "gray", "slow"):
             assert not any(n.startswith("h") for n in f.target)
         assert 1.0 <= f.gap_s <= 3.0 and 3.0 <= f.hold_s <= 6.0
 
@@ -55,6 +55,11 @@ def test_the_report_counts_per_kind_and_lost_flows():
         {"kind": "switch", "injected": False},
         {"kind": "gray", "injected": True, "utilization": 0.0, "detect_s": None,
          "recover_s": 0.1, "reachability": {"pairs": 2, "unreachable": []}},
+        # Below its cut rate a slow link builds no queue: idle, though it carries traffic.
+        {"kind": "slow", "injected": True, "utilization": 0.05, "detect_s": None,
+         "recover_s": 0.1, "reachability": {"pairs": 2, "unreachable": []}},
+        {"kind": "slow", "injected": True, "utilization": 0.5, "detect_s": 4.0,
+         "recover_s": 4.5, "reachability": {"pairs": 2, "unreachable": []}},
     ]
     rep = chaos.report(records, {"flows_total": 10, "flows_completed": 9}, {})
     assert rep["flows_lost"] == 1
@@ -62,10 +67,12 @@ def test_the_report_counts_per_kind_and_lost_flows():
     assert rep["faults"]["link"]["recovered"] == 1
     assert rep["faults"]["link"]["detect_s"] == {"median": 0.2, "max": 0.3}
     assert rep["faults"]["switch"] == dict(rep["faults"]["switch"], planned=1, injected=0)
-    assert (rep["reachability_checks"], rep["reachability_passed"]) == (3, 2)
+    assert (rep["reachability_checks"], rep["reachability_passed"]) == (5, 4)
     assert rep["faults"]["gray"]["idle"] == 1 and rep["faults"]["gray"]["detected"] == 0
+    assert rep["faults"]["slow"]["idle"] == 1 and rep["faults"]["slow"]["detected"] == 1
     md = chaos.report_md(rep)
     assert "lost 1" in md and "gray links idle when they failed" in md
+    assert "slow links idle when they failed (under 10% utilization" in md
 
 
 def test_every_fault_is_a_milestone_even_when_the_traffic_ends_first():

@@ -160,6 +160,80 @@ def test_counters_that_go_backwards_start_over_without_a_verdict():
     assert health.evaluate(PEERS, 2.0) == ([], [])
 
 
+class Queue:
+    """LINK shaped to ``CAPACITY_BPS`` with a standing queue in one direction, (1, 1) ->
+    (2, 1): what enters the wire arrives (the counters agree), and its probes are
+    ``lag_s`` older than the newest its far switch reported."""
+
+    CAPACITY_BPS = 20e6
+
+    def __init__(self):
+        self.c = {end: collections.Counter(tx_bytes=0) for end in PEERS}
+
+    def round(self, health, t, share=1.0, lag_s=0.0, capacity=True, packet_bytes=8000):
+        near, far = (1, 1), (2, 1)
+        sent = self.CAPACITY_BPS * share / 8
+        self.c[near]["tx_packets"] += int(sent / packet_bytes)
+        self.c[near]["tx_bytes"] += int(sent)
+        self.c[far]["rx_packets"] += int(sent / packet_bytes)
+        self.c[far]["rx_bytes"] += int(sent)
+        for (dpid, port), c in self.c.items():
+            health.sample(dpid, {port: PortCounters(**c)}, t)
+        return health.evaluate(PEERS, t, {near: lag_s, far: 0.0},
+                               {near: self.CAPACITY_BPS} if capacity else None)
+
+
+def test_a_rate_cut_to_a_tenth_under_a_standing_queue_is_degraded():
+    """Nothing dropped or lost that a counter sees: the far end gets what the near end
+    sent, at a tenth of the link's rate, while probes wait seconds behind the queue."""
+    health, q = LinkHealth(HealthConfig(restore_s=5.0)), Queue()
+    q.round(health, 0.0)
+    assert q.round(health, 1.0) == ([], [])
+    assert q.round(health, 2.0, share=0.1, lag_s=2.0) == ([], [])   # one probe round late
+    assert q.round(health, 3.0, share=0.1, lag_s=4.0) == ([], [])   # two: backlogged
+    assert q.round(health, 4.0, share=0.1, lag_s=4.0) == ([LINK], [])
+    (out,) = health.status(4.0)["excluded"]
+    assert out["detection_s"] == pytest.approx(2.0)
+    assert out["why"] == {"probe_lag_s": 4.0, "rate_share": pytest.approx(0.1, abs=0.001),
+                          "direction": [[1, 1], [2, 1]]}
+    # Routed around: its queue drains, its probes catch up, and it returns after restore_s.
+    for t in range(5, 9):
+        assert q.round(health, float(t), share=0.001) == ([], []), t
+    assert q.round(health, 9.0, share=0.001) == ([], [LINK])
+
+
+def test_a_congested_link_delivering_at_capacity_is_not_degraded():
+    """Backlogged for seconds, but delivering its rate: congestion, not a gray failure."""
+    health, q = LinkHealth(), Queue()
+    q.round(health, 0.0)
+    for t in range(1, 12):
+        assert q.round(health, float(t), share=0.97, lag_s=2.0 * t) == ([], []), t
+    assert not health.counters["degraded"]
+
+
+def test_without_a_model_the_rate_is_measured_against_the_highest_it_carried():
+    health, q = LinkHealth(), Queue()
+    q.round(health, 0.0, capacity=False)
+    for t in range(1, 4):
+        assert q.round(health, float(t), lag_s=4.0, capacity=False) == ([], []), t
+    q.round(health, 4.0, share=0.1, lag_s=4.0, capacity=False)
+    assert q.round(health, 5.0, share=0.1, lag_s=6.0, capacity=False) == ([LINK], [])
+    assert health.status(5.0)["excluded"][0]["why"]["rate_share"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_probe_one_round_late_a_late_probe_once_or_an_idle_link_degrade_nothing():
+    health, q = LinkHealth(), Queue()
+    q.round(health, 0.0)
+    # A probe one round late (or lost at the tail of a short queue), twice; a late probe
+    # once; idle; delivering over half the rate.
+    for t, kw in enumerate([dict(share=0.1, lag_s=2.0), dict(share=0.1, lag_s=2.0),
+                            dict(share=0.1, lag_s=4.0), dict(share=0.1),
+                            dict(share=0.0, lag_s=4.0), dict(share=0.0, lag_s=6.0),
+                            dict(share=0.6, lag_s=4.0), dict(share=0.6, lag_s=6.0)], start=1):
+        assert q.round(health, float(t), **kw) == ([], []), (t, kw)
+    assert not health.counters["degraded"]
+
+
 # -- in the routing core, on a fake datapath ------------------------------------------------
 
 class Fabric:
@@ -175,6 +249,9 @@ class Fabric:
         self.flush(0.0)
         self.c = collections.defaultdict(collections.Counter)
         self.gray = {}          # (dpid, port) of a near end -> share delivered
+        self.pps = {}           # (dpid, port) of a near end -> packets/s it sends instead
+        self.lag_s = {}         # (dpid, port) of a near end -> how late its probes arrive
+        self.stuck = set()      # (dpid, port) of near ends whose probes do not arrive
         self.t = 0.0
 
     def dpid(self, node):
@@ -190,15 +267,21 @@ class Fabric:
             assert sw.flows == self.core.installed[dpid]["flows"]
             assert sw.groups == self.core.installed[dpid]["groups"]
 
-    def round(self, pps=1000):
-        """One second of counters on every link, one statistics round, adapt, flush."""
+    def round(self, pps=1000, late_s=0.0):
+        """One second of counters on every link, one probe round (each probe ``late_s``
+        late, those in ``lag_s`` that much later, those in ``stuck`` still queued), one
+        statistics round, adapt, flush."""
         self.t += 1.0
         for near, far in self.fab.peers.items():
-            self.c[near]["tx_packets"] += pps
-            self.c[near]["tx_bytes"] += 1000 * pps
+            sent = self.pps.get(near, pps)
+            self.c[near]["tx_packets"] += sent
+            self.c[near]["tx_bytes"] += 1000 * sent
             share = self.gray.get(near, 1.0)
-            self.c[far]["rx_packets"] += int(pps * share)
-            self.c[far]["rx_bytes"] += int(1000 * pps * share)
+            self.c[far]["rx_packets"] += int(sent * share)
+            self.c[far]["rx_bytes"] += int(1000 * sent * share)
+            if near not in self.stuck:
+                self.core.link_seen(*near, *far, self.t,
+                                    sent_at=self.t - late_s - self.lag_s.get(near, 0.0))
         by_dpid = collections.defaultdict(dict)
         for (dpid, port), c in self.c.items():
             by_dpid[dpid][port] = PortCounters(**c)
@@ -248,6 +331,70 @@ def test_every_policy_routes_around_a_gray_link_and_back_once_it_heals(policy):
     assert f.uses("e1", "a1", PAIRS) == before
     if policy in ("ecmp", "shortest"):
         assert {pair: set(f.fab.paths(*pair)) for pair in PAIRS} == routes_before
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_routes_around_a_rate_cut_link_but_not_a_congested_one(policy):
+    """Links of 1 Gbit/s: 125,000 packets/s of 1,000 bytes fill one. a1 -> (a core
+    switch) is congested (a standing queue, at capacity) throughout; e1 -> a1 is cut to a
+    tenth of its rate under a standing queue, its counters agreeing at both ends. The
+    controller falls behind by seconds with every probe at once: no link is judged on that.
+    Probe rounds every second here."""
+    f = Fabric(policy)
+    full = 125_000
+    a1 = (f.dpid("e1"), f.g.edges["e1", "a1"]["ports"]["e1"])
+    core = min(n for n in f.g.neighbors("a1") if n.startswith("c"))
+    hot = (f.dpid("a1"), f.g.edges["a1", core]["ports"]["a1"])
+    f.pps[hot], f.lag_s[hot] = full, 4.0
+    for late_s in (0.0, 4.0, 4.0, 4.0, 4.0, 0.0):
+        f.round(late_s=late_s)
+    before = f.uses("e1", "a1", PAIRS)
+    assert before and f.core.status()["health"]["excluded"] == []
+    # Its probes wait behind its queue: it lags by one more second every round.
+    f.pps[a1] = full // 10
+    f.stuck.add(a1)
+    for _ in range(3):
+        f.round()
+        assert f.core.status()["health"]["excluded"] == [], f.t
+    f.round()
+    (out,) = f.core.status()["health"]["excluded"]
+    assert out["link"] == [list(end) for end in f.ends("e1", "a1")]
+    assert out["why"]["rate_share"] == pytest.approx(0.1, abs=0.01)
+    assert out["why"]["probe_lag_s"] == 4.0 and out["detection_s"] == pytest.approx(2.0)
+    assert f.uses("e1", "a1", PAIRS) == [] and f.uses("a1", core, PAIRS)
+    assert f.core.topo.probe_lag_s()[hot] == pytest.approx(4.0)
+    # The rate is back and the queue drained: it returns after restore_s.
+    del f.pps[a1]
+    f.stuck.clear()
+    for _ in range(4):
+        f.round()
+        assert f.core.status()["health"]["excluded"], f.t
+    f.round()
+    assert f.core.status()["health"]["excluded"] == []
+    assert f.uses("e1", "a1", PAIRS) == before
+    assert f.core.status()["health"]["counters"]["degraded"] == 1
+
+
+def test_a_switch_whose_probes_all_leave_late_has_none_of_its_links_judged_backlogged():
+    """The controller's connection to one switch is backlogged (a burst of flow mods ahead
+    of its probes): every probe out of it arrives seconds late, on lightly loaded links.
+    That is the switch's lateness, not its links' queues."""
+    f = Fabric("ecmp")
+    f.round()
+    e1 = f.dpid("e1")
+    outs = [near for near in f.fab.peers if near[0] == e1]
+    assert len(outs) == 2
+    for lag_s in (2.0, 4.0, 6.0, 8.0, 10.0):
+        for near in outs:
+            f.lag_s[near] = lag_s
+        f.round()
+    assert f.core.status()["health"]["excluded"] == []
+    assert all(f.core.topo.probe_lag_s()[near] == 0.0 for near in outs)
+    # One of them, alone, that late is backlogged.
+    f.lag_s.pop(outs[0])
+    assert f.core.topo.probe_lag_s()[outs[1]] == 0.0
+    f.round()
+    assert f.core.topo.probe_lag_s()[outs[1]] > 3.0
 
 
 @pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])
