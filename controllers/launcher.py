@@ -17,22 +17,12 @@ Two defenses are installed before Ryu runs, whatever the app:
   so a switch that hangs without closing its connection is noticed (within about 35 s).
   Ryu reads both only from a config file; the launcher takes them on the command line too.
   An echo reply is acknowledged as it is read, not once Ryu's handler gets to it: the switch
-  answered, however far behind the apps are;
-- packet-in shedding: while an app's event queue holds :data:`SHED_BACKLOG` events, a
-  switch's packet-ins of IPv4 frames (new flows, hosts relearned from traffic) are dropped as
-  they are read (counted in the guard's status as ``packet_ins_shed``); LLDP probes and ARP
-  are kept (links would expire, hosts go unanswered). Ryu's receive loop blocks on a full
-  queue (128 events), and then a switch's echo replies, port status and statistics replies
-  wait behind its packet-ins, the switch is dropped as dead and resynchronised, which loads
-  the controller more: a saturated controller collapsed this way in a k=8 emulation. A shed
-  packet is as lost as one a switch's meter drops (TCP sends it again; the flow is learned
-  from that one).
+  answered, however far behind the apps are.
 
 Usage: python -m controllers.launcher [ryu-manager options] [apps...]
 """
 
 import logging
-import struct
 import sys
 
 DEFAULT_APP = "controllers.app"
@@ -41,14 +31,7 @@ DEFAULT_APP = "controllers.app"
 # dropped is wiped and rebuilt (switches wait 60 s for the controller, fabric/emulate.py).
 ECHO_INTERVAL_S = 5.0
 ECHO_MISSES = 6
-# Packet-ins are shed once an app's event queue (Ryu's: 128 events) holds this many, that is
-# where Ryu's receive loop would block; a few places stay for everything else a switch sends.
-# Shedding earlier (at 96) starved flow set-up on a saturated k=8 emulation: an agent's
-# connection lost every SYN of six attempts.
-SHED_BACKLOG = 120
 OFPT_ECHO_REPLY = 3
-OFPT_PACKET_IN = 10
-ETH_TYPE_IPV4 = 0x0800
 
 LOG = logging.getLogger("fabric.ofguard")
 
@@ -68,15 +51,10 @@ def install_guard():
     what it sent is read and dropped unparsed until the receive loop ends and closes the
     socket. Returns the guard (controllers.ofguard.GUARD) whose counters status reports.
     """
-    from ryu.base import app_manager
     from ryu.ofproto import ofproto_parser
 
     from controllers import ofguard
     parse = ofproto_parser.msg
-
-    def backlog():
-        return max((app.events.qsize() for app in app_manager.SERVICE_BRICKS.values()
-                    if hasattr(app, "events")), default=0)
     if getattr(parse, "guarded", False):
         return ofguard.GUARD
 
@@ -96,25 +74,11 @@ def install_guard():
             ack = getattr(datapath, "acknowledge_echo_reply", None)
             if ack is not None:
                 ack(xid)
-        elif msg_type == OFPT_PACKET_IN and backlog() >= SHED_BACKLOG and \
-                packet_in_ethertype(buf) == ETH_TYPE_IPV4:
-            ofguard.GUARD.counters["packet_ins_shed"] += 1
-            return None
         return parse(datapath, version, msg_type, msg_len, xid, buf)
 
     guarded_msg.guarded = True
     ofproto_parser.msg = guarded_msg
     return ofguard.GUARD
-
-
-def packet_in_ethertype(buf):
-    """The Ethernet type of the frame an OpenFlow 1.3 PACKET_IN carries (None if it is cut
-    short): 24 bytes of header, the match padded to 8 bytes, 2 bytes of padding, the frame."""
-    if len(buf) < 28:
-        return None
-    match_len = struct.unpack_from("!H", buf, 26)[0]
-    at = 24 + (match_len + 7) // 8 * 8 + 2 + 12
-    return struct.unpack_from("!H", buf, at)[0] if len(buf) >= at + 2 else None
 
 
 def _peer(datapath):

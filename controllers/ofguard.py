@@ -333,8 +333,7 @@ class Guard:
     Attributes
     ----------
     counters : collections.Counter
-        ``messages_checked``, ``messages_malformed``, ``connections_closed``, and
-        ``packet_ins_shed`` (the launcher's, controllers/launcher.py).
+        ``messages_checked``, ``messages_malformed``, ``connections_closed``.
     last : list
         The newest rejections, ``(peer, reason)``, at most :attr:`KEEP`.
     """
@@ -362,7 +361,6 @@ class Guard:
         return {"messages_checked": self.counters["messages_checked"],
                 "messages_malformed": self.counters["messages_malformed"],
                 "connections_closed": self.counters["connections_closed"],
-                "packet_ins_shed": self.counters["packet_ins_shed"],
                 "last_rejected": [{"peer": p, "reason": r} for p, r in self.last]}
 
 
