@@ -148,12 +148,18 @@ class StubDatapath:
         self.closed += 1
 
 
-def test_the_launchers_guard_closes_the_connection_once_and_drops_the_rest(monkeypatch):
+@pytest.fixture
+def guarded(monkeypatch):
+    """``(guard, parse)``: a fresh guard installed over Ryu's own message parser."""
     monkeypatch.setattr(ofproto_parser, "msg", RYU_MSG)
     guard = ofguard.Guard()
     monkeypatch.setattr(ofguard, "GUARD", guard)
     assert launcher.install_guard() is guard
-    parse = ofproto_parser.msg
+    return guard, ofproto_parser.msg
+
+
+def test_the_launchers_guard_closes_the_connection_once_and_drops_the_rest(guarded):
+    guard, parse = guarded
     assert parse.guarded and launcher.install_guard() is guard   # installed once
     dp = StubDatapath()
     good = ofwire.barrier_reply(3)
@@ -190,14 +196,10 @@ class EchoDatapath(StubDatapath):
         self.acknowledged.append(xid)
 
 
-def test_an_echo_reply_counts_as_it_is_read(monkeypatch):
+def test_an_echo_reply_counts_as_it_is_read(guarded):
     # Ryu would take the reply off the switch's unanswered echoes only once its handler ran,
     # behind every packet-in already queued: a busy controller dropped live switches.
-    monkeypatch.setattr(ofproto_parser, "msg", RYU_MSG)
-    guard = ofguard.Guard()
-    monkeypatch.setattr(ofguard, "GUARD", guard)
-    assert launcher.install_guard() is guard
-    parse = ofproto_parser.msg
+    _guard, parse = guarded
     dp = EchoDatapath()
     echo = ofwire.echo_reply(b"", 41)
     assert parse(dp, 4, 3, len(echo), 41, bytearray(echo)) is not None
