@@ -493,6 +493,13 @@ def run(sweep, sweep_dir, address=None, num_cpus=None, stream=None):
                     ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                     for ref in ready:
                         cell = pending.pop(ref)
+                        if cell.id not in started:
+                            # Started and done between two polls (a twin cell takes a
+                            # fraction of a second): its start is said before its end.
+                            started.add(cell.id)
+                            running = len(started - finished)
+                            display.begin(f"{cell.id} {cell.label} ({running} running)",
+                                          status=f"{running} running")
                         finished.add(cell.id)
                         display.advance(f"{cell.id} {cell.label}: "
                                         f"{_outcome(ray, ref, sweep_dir, cell, failures)}",
