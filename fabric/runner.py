@@ -717,8 +717,10 @@ def with_circuits(g, schedule, spec):
             pp = optical.phase_plans(g, schedule)
         except model.TopologyError as e:
             raise RunError(f"circuits: phased: {e}") from None
-        new, plan = optical.reconfigure(g, pp["circuits"][0])
-        lgs = [optical.reconfigure(g, c)[0] for c in pp["circuits"]]
+        # Each phase's fabric, once; the first phase's is also the run's starting move.
+        moved = [optical.reconfigure(g, c) for c in pp["circuits"]]
+        new, plan = moved[0]
+        lgs = [lg for lg, _ in moved]
         served = sum(optical.direct_share(lg, d) * sum(d.values())
                      for lg, d in zip(lgs, pp["demands"]))
         total = sum(sum(d.values()) for d in pp["demands"])
