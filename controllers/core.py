@@ -35,6 +35,7 @@ import weakref
 
 import numpy as np
 
+from controllers.heap import Settler
 from controllers.health import HealthConfig, HealthError, LinkHealth, PortCounters
 from controllers.loads import Flow, LoadModel
 from controllers.meters import ControlMeters, MeterConfig
@@ -258,6 +259,9 @@ class RoutingCore:
         self.load = LoadModel(self.config.util_tau_s, self.config.young_bytes,
                               self.topo.adj, lambda mac: me.nic_bps(mac),
                               lambda u, v: me.capacity(u, v))
+        # Learned flows and their rules are long-lived and acyclic: out of the cyclic
+        # collector's sight in batches (controllers/heap.py).
+        self._settler = Settler()
         # (src, dst switch) -> candidate arrays, and their shared parts (see _path_matrix)
         self._matrices = collections.OrderedDict()
         self._matrices_version = None
@@ -769,6 +773,7 @@ class RoutingCore:
         self._sync(now)
         self._stale.add(key)
         self._policy.place(self, flow, now)
+        self._settler.grew()
         return flow
 
     def _forget_flow(self, key, now):
@@ -1034,7 +1039,7 @@ class RoutingCore:
 
     def flows_on(self, link):
         """Learned flows pinned across the directed link ``(u, v)``."""
-        return [self.flows[k] for k in self.load.on_link.get(link, ())]
+        return list(self.load.on_link.get(link, {}).values())
 
     def switch_links(self):
         """Every directed switch link ``(u, v)``, sorted."""

@@ -200,7 +200,12 @@ class LoadModel:
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
-        # (u, v) -> {key: None} of the flows pinned on it (plain keys, see Flow.key)
+        # (u, v) -> {key: flow} of the flows pinned on it (plain keys, see Flow.key). The
+        # flows as values, not None: a dict holding only untracked objects (plain 5-tuples
+        # of strings and numbers) is untracked by every full collection and tracked again,
+        # among the youngest objects, by its next insertion, and every young collection
+        # then walks all of it (CPython issue 14775); holding a tracked value it stays old,
+        # or frozen (controllers/heap.py), and no young collection walks it.
         self.on_link = collections.defaultdict(dict)
         # Per directed link, by a dense index: estimated demand on it, its measured rate and
         # its capacity, so placement reads a candidate set's loads in one vector operation.
@@ -292,7 +297,7 @@ class LoadModel:
             flow.lids = tuple([self.link_index(link) for link in links])
         on_link, key = self.on_link, flow.key
         for link in links:
-            on_link[link][key] = None
+            on_link[link][key] = flow
 
     def _add_est(self, lids, bps):
         if bps:

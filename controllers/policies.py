@@ -20,8 +20,9 @@ import typing
 
 import numpy as np
 
-from controllers.intents import (Intent, IntentError, assign, bulk, check_intent_id,
+from controllers.intents import (Intent, IntentError, assign, check_intent_id,
                                  parse_flows)
+from controllers.heap import paused
 from controllers.placement import estimate_demands, first_fit
 from controllers.paths import path_links
 from controllers.rules import PRIO_INTENT_FLOW, PRIO_INTENT_PAIR, host_pair_match
@@ -386,7 +387,7 @@ class Collective(Congestion):
 
     # -- the intent API --------------------------------------------------------------------
     def submit(self, core, intent_id, flows, now):
-        with bulk():
+        with paused():
             intent = Intent(check_intent_id(intent_id), parse_flows(flows, core.host_by_ref),
                             now)
             self.intents.pop(intent_id, None)
@@ -427,7 +428,7 @@ class Collective(Congestion):
     def on_routes(self, core, now):
         for intent in self.intents.values():
             if any(not self._valid(core, f) for f in intent.flows):
-                with bulk():
+                with paused():
                     self._assign(core, intent)
 
     @staticmethod

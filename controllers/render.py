@@ -57,12 +57,11 @@ It must not decide paths (policies do), import Ryu or read a clock.
 """
 
 import collections
-import contextlib
-import gc
 import hashlib
 import itertools
 from itertools import repeat
 
+from controllers.heap import paused
 from controllers.locator import locator_dpid, switch_prefix
 from controllers.rules import (
     COOKIE, COOKIE_FLOW, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_LLDP,
@@ -146,24 +145,6 @@ class GroupIds:
             self._ids[key] = gid
             self._keys[gid] = key
         return gid
-
-
-@contextlib.contextmanager
-def _no_gc():
-    """Hold the cyclic garbage collector off while a whole fabric's rules are made: they are
-    hundreds of thousands of long-lived objects with no cycles, and collections triggered by
-    their allocation alone would double the time of a rebuild. Afterwards they are moved out
-    of the collector's sight (``gc.freeze``), so later collections, triggered by every event's
-    small allocations, do not scan them again and again; being acyclic, they are still freed
-    by reference counting when replaced."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _owned(entry):
@@ -439,7 +420,7 @@ class Renderer:
         groups added or modified (those that only output first), flow adds, flow deletions,
         group deletions last (those that chain first)."""
         if self._before is not None:
-            with _no_gc():
+            with paused(freeze=True):
                 msgs = self._flush_full()
         else:
             msgs = self._flush_dirty()
@@ -573,7 +554,7 @@ class Renderer:
         return gid
 
     def rebuild(self):
-        with _no_gc():
+        with paused(freeze=True):
             self._rebuild()
 
     def _rebuild(self):

@@ -19,10 +19,11 @@ import pytest
 
 from controllers import core as core_module
 from controllers.core import ARP_REQUEST, RoutingCore
+from controllers.heap import SETTLE_EVERY, Settler, paused
 from controllers.loads import Flow
 from controllers.locator import locator_mac, switch_prefix
 from controllers.paths import PathService, path_links
-from controllers.rules import PRIO_DETOUR, PRIO_HOST_ROUTE, ArpPacket
+from controllers.rules import PRIO_DETOUR, PRIO_FLOW, PRIO_HOST_ROUTE, ArpPacket, FlowRule
 from controllers.topology import TopologyState
 from fabric.model import host_switch, hosts, switches
 from fakedp import FakeFabric
@@ -416,6 +417,71 @@ def test_learned_flows_a_rebuild_froze_are_freed_once_forgotten():
     gc.collect()    # other tests' garbage; what the rebuild froze is out of its reach
     gc.unfreeze()   # let get_objects see what the rebuild froze, uncollected
     assert not [o for o in gc.get_objects() if type(o) is Flow and o.key in ours]
+
+
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def test_the_settler_collects_cyclic_garbage_before_it_freezes():
+    settler = Settler(every=3)
+    try:
+        gc.collect()
+        frozen = gc.get_freeze_count()
+        garbage = _Cycle()
+        gone = weakref.ref(garbage)
+        del garbage
+        kept = [_Cycle() for _ in range(10)]
+        settler.grew(2)
+        assert gone() is not None and settler.settled == 0    # not yet: 2 of 3
+        settler.grew()
+        assert settler.settled == 1 and settler.pending == 0
+        assert gone() is None                                  # collected, not frozen
+        assert gc.get_freeze_count() >= frozen + len(kept)     # the live ones are frozen
+        with paused():
+            settler.grew(5)                                    # the paused block decides
+        assert settler.settled == 1
+        with pytest.raises(ValueError, match="every"):
+            Settler(every=0)
+    finally:
+        gc.unfreeze()
+
+
+def test_learned_flows_the_settler_froze_are_freed_once_forgotten():
+    # Learned flows are settled (collected, then frozen) every SETTLE_EVERY flows: forgotten,
+    # they and their rules must leave no reference cycle behind for reference counting to
+    # free them, or the controller would keep every flow it ever learned.
+    g = build("fattree", k=4)
+    core = RoutingCore(policy="congestion", flow_idle_s=5.0)
+    core.load_fabric(g)
+    core.flush(0.0)
+    settled = core._settler.settled
+    rnd = random.Random(6)
+    ours = set()
+    for i in range(SETTLE_EVERY + 10):
+        a, b = rnd.sample(hosts(g), 2)
+        sw, port = host_switch(g, a)
+        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 20000 + i, 5001)
+        core.packet_in_flow(g.nodes[sw]["dpid"], port, key, g.nodes[a]["mac"],
+                            g.nodes[b]["mac"], b"", 1.0)
+        ours.add(key)
+    assert core._settler.settled == settled + 1
+    rules = {rule.match for table in core.installed.values() for rule in table.flows.values()
+             if rule.priority == PRIO_FLOW}
+    assert len(core.flows) == len(ours) and rules
+    core.adapt(10.0)
+    core.flush(10.0)
+    assert not core.flows
+    try:
+        gc.collect()
+        gc.unfreeze()   # let get_objects see what the settler froze, uncollected
+        left = [o for o in gc.get_objects()
+                if (type(o) is Flow and o.key in ours)
+                or (type(o) is FlowRule and o.priority == PRIO_FLOW and o.match in rules)]
+        assert not left
+    finally:
+        gc.collect()
 
 
 def test_reset_forgets_learned_flows_intents_and_weights_and_their_rules():
