@@ -1084,7 +1084,7 @@ class RoutingCore:
         weights = wcmp_weights(
             {d: ps.dist[d] for d in ps.dests}, {d: ps.hops[d] for d in ps.dests},
             lambda u, v: max(0.0, 1.0 - loads[(u, v)] / self.capacity(u, v)),
-            self.config.weight_step)
+            self.config.weight_step, self.render.weights, self.config.weight_hysteresis)
         self.render.reweight(weights)
 
     # -- keeping the parts in step ---------------------------------------------------------

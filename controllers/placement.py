@@ -96,7 +96,7 @@ def first_fit(paths, demand, reserved, capacity):
     return None
 
 
-def wcmp_weights(dist, hops, headroom, step=5):
+def wcmp_weights(dist, hops, headroom, step=5, previous=None, hysteresis=0.0):
     """SELECT bucket weights from path headroom (WCMP), for every switch and destination.
 
     The headroom of a next hop is that of the widest path through it: the smallest free
@@ -113,6 +113,13 @@ def wcmp_weights(dist, hops, headroom, step=5):
         ``headroom(u, v)``: free fraction of the directed link u->v, in [0, 1].
     step : int
         Weight granularity.
+    previous : dict, optional
+        The weights in force (this function's last result). A group keeps them while the new
+        ones would move less than ``hysteresis`` of its traffic (see :func:`traffic_moved`)
+        over the same next hops: load estimates that swing from one statistics round to
+        the next (flows learned and forgotten, a saturated fabric) then rewrite no group.
+    hysteresis : float
+        Fraction of a group's traffic, in [0, 1).
 
     Returns
     -------
@@ -120,6 +127,7 @@ def wcmp_weights(dist, hops, headroom, step=5):
         ``{(switch, dst): {next hop: weight}}`` for switches with unequal weights only.
     """
     weights = {}
+    previous = previous or {}
     for dst, hop_map in hops.items():
         best = {dst: 1.0}
         for s in sorted(hop_map, key=lambda s: (dist[dst][s], s)):
@@ -128,10 +136,31 @@ def wcmp_weights(dist, hops, headroom, step=5):
             if len(free) < 2:
                 continue
             ws = [max(1, min(100, step * round(100.0 * f / step))) for f in free]
+            new = None
             if len(set(ws)) > 1:
                 div = math.gcd(*ws)
-                weights[(s, dst)] = {n: w // div for n, w in zip(hop_map[s], ws)}
+                new = {n: w // div for n, w in zip(hop_map[s], ws)}
+            if hysteresis:
+                old = previous.get((s, dst))
+                if old is not new and (old is None or old.keys() == set(hop_map[s])) and \
+                        traffic_moved(old, new, hop_map[s]) < hysteresis:
+                    new = old
+            if new is not None:
+                weights[(s, dst)] = new
     return weights
+
+
+def traffic_moved(old, new, hops):
+    """The fraction of a SELECT group's traffic that changes bucket when its weights go from
+    ``old`` to ``new`` (``{next hop: weight}``, None for equal weights over ``hops``): half
+    the L1 distance between the two shares."""
+    def shares(weights):
+        if weights is None:
+            return {n: 1.0 / len(hops) for n in hops}
+        total = sum(weights.values())
+        return {n: w / total for n, w in weights.items()}
+    a, b = shares(old), shares(new)
+    return 0.5 * sum(abs(a.get(n, 0.0) - b.get(n, 0.0)) for n in set(a) | set(b))
 
 
 def _peak(loads):

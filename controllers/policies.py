@@ -56,6 +56,10 @@ class PolicyConfig:
     weight_step : int
         ``congestion``: WCMP bucket weights are multiples of this (in 1..100), so small load
         changes do not rewrite groups.
+    weight_hysteresis : float
+        ``congestion``: a group keeps its WCMP weights while new ones would shift less than
+        this fraction of its traffic between buckets, so load estimates swinging around a
+        step boundary from one statistics round to the next do not rewrite it.
     young_bytes : int
         A learned flow that has sent fewer bytes than this counts with its estimated demand
         (sender's NIC rate shared by its flows) instead of its measured rate, until the other
@@ -81,6 +85,7 @@ class PolicyConfig:
     move_margin: float = 0.1
     min_dwell_s: float = 5.0
     weight_step: int = 5
+    weight_hysteresis: float = 0.1
     young_bytes: int = 65536
     elephant_fraction: float = 0.1
     flow_idle_s: float = 10.0
@@ -102,6 +107,8 @@ class PolicyConfig:
         _check("min_dwell_s", config.min_dwell_s, lambda v: v >= 0, ">= 0")
         _check("weight_step", config.weight_step,
                lambda v: v == int(v) and 1 <= v <= 100, "an integer in 1..100")
+        _check("weight_hysteresis", config.weight_hysteresis, lambda v: 0 <= v < 1,
+               "in [0, 1)")
         _check("young_bytes", config.young_bytes, lambda v: v >= 0, ">= 0")
         _check("elephant_fraction", config.elephant_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
         _check("flow_idle_s", config.flow_idle_s, lambda v: v > 0, "> 0")
