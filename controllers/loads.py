@@ -228,13 +228,17 @@ class LoadModel:
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         self._adj = adj
         self._nic_bps = nic_bps
+        self._nic_pairs = {}
         self._capacity = capacity
 
     # -- flows -----------------------------------------------------------------------------
     def add(self, flow, now):
         """Start tracking a newly learned flow (not pinned yet)."""
         self.flows[flow.key] = flow
-        flow.nic_bps = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
+        # One tuple per pair of NIC rates, shared (a fabric has a handful): the sweep reads
+        # it for every flow of a host, and a shared one stays in cache.
+        pair = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
+        flow.nic_bps = self._nic_pairs.setdefault(pair, pair)
         flow.sent_by = self._from[flow.src]
         flow.received_by = self._to[flow.dst]
         flow.sent_by[flow.key] = flow
