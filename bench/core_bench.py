@@ -19,8 +19,12 @@ fresh process, so ``peak_rss_mb`` is that size's own peak. Per fat-tree k it mea
 - ``intent_s`` under ``collective``: submitting a uniform all-to-all of every host (phases by
   pairwise-shift round), up to ``--intent-max-hosts`` hosts.
 
-Prints a table and writes ``results/<run-id>/core.json``.
-Run: ``python -m bench.core_bench [--k 4 8 16 32] [--results results]``.
+Each k up to 16 runs ``--repeats`` times (3), the sizes interleaved round by round; the table
+gives medians (a flow set-up figure's median, the other figures of its median run), and each
+k's congestion figure against k=4 is printed per round, the two measured minutes apart under
+the same load. Prints a table and writes ``results/<run-id>/core.json`` (``rows``: the
+medians; ``runs``: every run; ``ratios_to_k4``).
+Run: ``python -m bench.core_bench [--k 4 8 16 32] [--repeats 3] [--results results]``.
 """
 
 import argparse
@@ -170,6 +174,31 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def _child(k, args):
+    """One k's figures, measured in a fresh process; a dict with ``error`` if it failed."""
+    cmd = [sys.executable, "-m", "bench.core_bench", "--one", str(k), "--prefill",
+           str(args.prefill), "--flows", str(args.flows), "--intent-max-hosts",
+           str(args.intent_max_hosts)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"k={k} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return {"k": k, "error": done.stderr.strip()[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _median_row(runs):
+    """One row from a k's repeated runs: every figure of the run whose congestion flow set-up
+    is the median one, with each flow set-up figure's median and range over the runs."""
+    runs = sorted(runs, key=lambda r: r["flow_setup_cpu_per_s"]["congestion"])
+    row = dict(runs[len(runs) // 2])
+    for f in ("flow_setup_per_s", "flow_setup_cpu_per_s"):
+        row[f] = {p: statistics.median(r[f][p] for r in runs) for p in row[f]}
+        row[f + "_range"] = {p: [min(r[f][p] for r in runs), max(r[f][p] for r in runs)]
+                             for p in row[f]}
+    row["repeats"] = len(runs)
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16, 32],
@@ -177,30 +206,40 @@ def main(argv=None):
     parser.add_argument("--prefill", type=int, default=10_000,
                         help="flows placed before timing flow setup")
     parser.add_argument("--flows", type=int, default=2_000, help="new flows timed")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each k up to 16 (k=32 runs once), interleaved; medians")
     parser.add_argument("--intent-max-hosts", type=int, default=1024,
                         help="largest all-to-all intent timed (hosts)")
     parser.add_argument("--results", default="results", help="results folder")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.one is not None:
         print(json.dumps(measure(args.one, args.prefill, args.flows, args.intent_max_hosts)))
         return 0
-    rows = []
-    print("routing core on fat-trees (pure, no emulation); each k in its own process")
+    print(f"routing core on fat-trees (pure, no emulation); each k in its own process, "
+          f"{args.repeats} interleaved runs of each k <= 16 (medians)")
+    # Rounds of every k, one after the other, so a repeat's k=4 and k=16 figures are taken
+    # minutes apart at most, under the same load: their ratio is one side-by-side sample.
+    runs = {k: [] for k in args.k}
+    for r in range(args.repeats):
+        for k in args.k:
+            if r and k > 16:
+                continue
+            runs[k].append(_child(k, args))
+            print(f"  run {r + 1}/{args.repeats} k={k} done", flush=True)
     head = (f"{'k':>3} {'hosts':>6} {'switches':>8} {'scratch s':>9} {'rules':>9} "
             f"{'groups':>8} {'link ms':>8} {'cong fl/s':>9} {'hed fl/s':>9} {'intent s':>8} "
             f"{'RSS MB':>7}")
     print(head)
+    rows = []
     for k in args.k:
-        cmd = [sys.executable, "-m", "bench.core_bench", "--one", str(k), "--prefill",
-               str(args.prefill), "--flows", str(args.flows), "--intent-max-hosts",
-               str(args.intent_max_hosts)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"k={k} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-            rows.append({"k": k, "error": done.stderr.strip()[-2000:]})
+        good = [r for r in runs[k] if "error" not in r]
+        if not good:
+            rows.append(runs[k][0])
             continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
+        r = _median_row(good)
         rows.append(r)
         fs = r["flow_setup_per_s"]
         print(f"{k:>3} {r['hosts']:>6} {r['switches']:>8} {r['routes_from_scratch_s']:>9.3f} "
@@ -208,24 +247,35 @@ def main(argv=None):
               f"{fs['congestion']:>9,.0f} {fs['hedera']:>9,.0f} "
               f"{_fmt(r['intent_s'], '8.2f')} {r['peak_rss_mb']:>7.0f}", flush=True)
     by_k = {r["k"]: r for r in rows if "error" not in r}
+    ratios = {}
     if 4 in by_k:
+        base = [r for r in runs[4] if "error" not in r]
         for k in sorted(set(by_k) - {4}):
-            wall, cpu = (by_k[k][f]["congestion"] / by_k[4][f]["congestion"]
-                         for f in ("flow_setup_per_s", "flow_setup_cpu_per_s"))
-            gcs = [by_k[n]["flow_setup"]["congestion"] for n in (k, 4)]
-            print(f"congestion flow setup k={k} / k=4: {wall:.2f} wall, {cpu:.2f} CPU "
-                  f"({by_k[k]['flow_setup_cpu_per_s']['congestion']:,.0f} flows per CPU "
-                  f"second against {by_k[4]['flow_setup_cpu_per_s']['congestion']:,.0f}; "
-                  f"collector {gcs[0]['gc_cpu_ms']:.0f} ms, {gcs[0]['gc_full']} full, "
-                  f"against {gcs[1]['gc_cpu_ms']:.0f} ms, {gcs[1]['gc_full']} full)")
+            pairs = [(a, b) for a, b in zip(runs[k], runs[4])
+                     if "error" not in a and "error" not in b]
+            cpu = [a["flow_setup_cpu_per_s"]["congestion"] / b["flow_setup_cpu_per_s"]["congestion"]
+                   for a, b in pairs]
+            wall = [a["flow_setup_per_s"]["congestion"] / b["flow_setup_per_s"]["congestion"]
+                    for a, b in pairs]
+            ratios[k] = {"cpu": cpu, "wall": wall}
+            gcs = [x["flow_setup"]["congestion"] for x in (by_k[k], by_k[4])]
+            print(f"congestion flow setup k={k} / k=4, per run: CPU "
+                  f"{', '.join(f'{x:.2f}' for x in cpu)} (median {statistics.median(cpu):.2f}), "
+                  f"wall {', '.join(f'{x:.2f}' for x in wall)}; medians "
+                  f"{by_k[k]['flow_setup_cpu_per_s']['congestion']:,.0f} flows per CPU "
+                  f"second against {by_k[4]['flow_setup_cpu_per_s']['congestion']:,.0f} "
+                  f"over {len(base)} runs; collector {gcs[0]['gc_cpu_ms']:.0f} ms, "
+                  f"{gcs[0]['gc_full']} full, against {gcs[1]['gc_cpu_ms']:.0f} ms, "
+                  f"{gcs[1]['gc_full']} full (median runs)")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores shared: wall "
           f"figures are noisy)")
     run_dir = os.path.join(args.results, time.strftime("%Y%m%d-%H%M%S") + "-core")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "core.json"), "w") as f:
-        json.dump({"rows": rows, "targets": TARGETS, "prefill": args.prefill,
-                   "flows_timed": args.flows, "load_average": load}, f, indent=2)
+        json.dump({"rows": rows, "runs": runs, "ratios_to_k4": ratios, "targets": TARGETS,
+                   "prefill": args.prefill, "flows_timed": args.flows,
+                   "repeats": args.repeats, "load_average": load}, f, indent=2)
     print(f"written {os.path.join(run_dir, 'core.json')}")
     return 0
 
