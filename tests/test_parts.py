@@ -378,6 +378,24 @@ def test_hosts_moving_coming_and_going_with_any_mac_keep_updates_equal_to_a_rebu
     assert core.status()["counters"]["route_updates"] > 10
 
 
+def learn_random_flows(core, count, seed, first_port):
+    """Discover a k=4 fat-tree, then learn ``count`` TCP flows between random hosts at t=1
+    (one source port each); returns their 5-tuples."""
+    g = build("fattree", k=4)
+    core.load_fabric(g)
+    core.flush(0.0)
+    rnd = random.Random(seed)
+    keys = set()
+    for i in range(count):
+        a, b = rnd.sample(hosts(g), 2)
+        sw, port = host_switch(g, a)
+        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, first_port + i, 5001)
+        core.packet_in_flow(g.nodes[sw]["dpid"], port, key, g.nodes[a]["mac"],
+                            g.nodes[b]["mac"], b"", 1.0)
+        keys.add(key)
+    return keys
+
+
 @pytest.mark.parametrize("policy", ["ecmp", "congestion", "collective"])
 def test_a_dropped_core_is_freed_at_once_not_kept_by_a_cycle(policy):
     # The renderer freezes what a rebuild leaves (gc.freeze): a core kept alive only by a
@@ -395,19 +413,8 @@ def test_learned_flows_a_rebuild_froze_are_freed_once_forgotten():
     # never looks at them again, so a forgotten flow must leave no reference cycle behind
     # (its host indexes point back at it while it is tracked) for reference counting to
     # free it.
-    g = build("fattree", k=4)
     core = RoutingCore(policy="congestion", flow_idle_s=5.0)
-    core.load_fabric(g)
-    core.flush(0.0)
-    rnd = random.Random(5)
-    ours = set()
-    for i in range(50):
-        a, b = rnd.sample(hosts(g), 2)
-        sw, port = host_switch(g, a)
-        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 30000 + i, 5001)
-        core.packet_in_flow(g.nodes[sw]["dpid"], port, key, g.nodes[a]["mac"],
-                            g.nodes[b]["mac"], b"", 1.0)
-        ours.add(key)
+    ours = learn_random_flows(core, 50, seed=5, first_port=30000)
     core.set_policy("hedera", 2.0)    # a learning policy: the flows stay, every route is redone
     core.flush(2.0)
     assert len(core.flows) == 50 and gc.get_freeze_count() > 0
@@ -452,21 +459,9 @@ def test_learned_flows_the_settler_froze_are_freed_once_forgotten():
     # Learned flows are settled (collected, then frozen) every SETTLE_EVERY flows: forgotten,
     # they and their rules must leave no reference cycle behind for reference counting to
     # free them, or the controller would keep every flow it ever learned.
-    g = build("fattree", k=4)
     core = RoutingCore(policy="congestion", flow_idle_s=5.0)
-    core.load_fabric(g)
-    core.flush(0.0)
-    settled = core._settler.settled
-    rnd = random.Random(6)
-    ours = set()
-    for i in range(SETTLE_EVERY + 10):
-        a, b = rnd.sample(hosts(g), 2)
-        sw, port = host_switch(g, a)
-        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 20000 + i, 5001)
-        core.packet_in_flow(g.nodes[sw]["dpid"], port, key, g.nodes[a]["mac"],
-                            g.nodes[b]["mac"], b"", 1.0)
-        ours.add(key)
-    assert core._settler.settled == settled + 1
+    ours = learn_random_flows(core, SETTLE_EVERY + 10, seed=6, first_port=20000)
+    assert core._settler.settled == 1
     rules = {rule.match for table in core.installed.values() for rule in table.flows.values()
              if rule.priority == PRIO_FLOW}
     assert len(core.flows) == len(ours) and rules
