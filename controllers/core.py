@@ -955,11 +955,7 @@ class RoutingCore:
         src, dst = self.hosts.get(flow.src), self.hosts.get(flow.dst)
         if src is None or dst is None:
             return [], None
-        self._sync(self._now)
-        if self._matrices_version != self.path_service.version:
-            self._matrices.clear()
-            self._matrix_cells = 0
-            self._matrices_version = self.path_service.version
+        self._fresh_matrices()
         idx = self._path_matrix(src.dpid, dst.dpid)
         if idx is None or not idx.shape[1]:
             return [], None
@@ -969,6 +965,32 @@ class RoutingCore:
         # Computed link-major, handed out path-major (a transposed view): the policies'
         # reductions over a path's few links then run along contiguous rows.
         return CandidatePaths(src.dpid, idx, self.load.links), util.T
+
+    def host_path_matrix(self, src_mac, dst_mac):
+        """The equal-cost paths between two known hosts' switches as link indices: a numpy
+        int32 array, row j the paths' j-th links as indices into :attr:`link_list`, one
+        column per path in :meth:`host_paths`' order (no rows for hosts of one switch);
+        None if a host is unknown or no path joins them. Cached per switch pair: do not
+        change it."""
+        src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
+        if src is None or dst is None:
+            return None
+        self._fresh_matrices()
+        return self._path_matrix(src.dpid, dst.dpid)
+
+    @property
+    def link_list(self):
+        """Directed switch links ``(u, v)`` by the index :meth:`host_path_matrix` and the
+        load model give them (it grows as links are first used)."""
+        return self.load.links
+
+    def _fresh_matrices(self):
+        """Bring the routes up to date, and drop the path matrices of older routes."""
+        self._sync(self._now)
+        if self._matrices_version != self.path_service.version:
+            self._matrices.clear()
+            self._matrix_cells = 0
+            self._matrices_version = self.path_service.version
 
     def _path_matrix(self, s, d):
         """Dense link indices of every shortest path from switch s to d, one column per

@@ -6,7 +6,8 @@ an error names the flow's index, the field and the value), holds it (:class:`Int
 :class:`IntentFlow`) and assigns a path to every flow (:func:`assign`) with the min-max
 algorithms of controllers/placement.py: exactly on small intents, batched with numpy on large
 ones (a million flows). It reads the core only through ``hosts``, ``host_by_ref``,
-``host_paths`` and ``capacity``. It must not pin, build rules, import Ryu or read a clock;
+``host_paths`` (small intents), ``host_path_matrix`` and ``link_list`` (large ones) and
+``capacity``. It must not pin, build rules, import Ryu or read a clock;
 when to assign, and what announced flows mean for learned ones, is the policy's business
 (:class:`controllers.policies.Collective`).
 """
@@ -202,7 +203,7 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     unknown. Intents of at most ``exact_flows`` flows go to
     :func:`~controllers.placement.min_max_assignment` (search within ``node_budget`` nodes);
     larger ones to :func:`~controllers.placement.batched_min_max_assignment` (improvement
-    within ``improve_ops``). ``core.host_paths`` is asked once per pair of switches.
+    within ``improve_ops``). The core's paths are asked once per pair of switches.
 
     Sets each flow's ``path`` (None if its switches are not connected) and refreshes its
     hosts from ``core.hosts``; sets the intent's ``peak_s``, ``peak_link`` and ``peak_bytes``
@@ -234,13 +235,14 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     phases = [f.phase for f in flows]
     phase_of = {p: i for i, p in enumerate(dict.fromkeys(phases))}
     flow_phase = np.fromiter(map(phase_of.__getitem__, phases), dtype=np.int64, count=n)
-    path_lists = [core.host_paths(a, b) for a, b in pair_ends]
-    paths, counts, links = _candidate_arrays(path_lists)
-    capacity_bps = {link: core.capacity(*link)
-                    for link in itertools.chain(links, background_bytes)}
-    background_s = {link: b * 8 / capacity_bps[link] for link, b in background_bytes.items()}
     sizes = np.fromiter((f.bytes for f in flows), dtype=float, count=n)
     if n <= exact_flows:
+        path_lists = [core.host_paths(a, b) for a, b in pair_ends]
+        paths, counts, links = _candidate_arrays(path_lists)
+        capacity_bps = {link: core.capacity(*link)
+                        for link in itertools.chain(links, background_bytes)}
+        background_s = {link: b * 8 / capacity_bps[link]
+                        for link, b in background_bytes.items()}
         options = [[tuple(((f.phase, link), f.bytes * 8 / capacity_bps[link])
                           for link in path_links(p)) for p in path_lists[pair]]
                    for f, pair in zip(flows, flow_pair.tolist())]
@@ -248,19 +250,32 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
             options, {(p, link): load for p in phase_of for link, load in background_s.items()},
             node_budget=node_budget)
         choices = np.array([-1 if c is None else c for c in choices], dtype=np.int64)
+        # Paths of all pairs in one list, None last, so a flow's path is one index away.
+        flat = list(itertools.chain.from_iterable(path_lists)) + [None]
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rows = np.where(choices >= 0, starts[flow_pair] + choices, len(flat) - 1)
+        for f, row in zip(flows, rows.tolist()):
+            f.path = flat[row]
     else:
+        # The core's path matrices (cached parts shared by every switch pair with the same
+        # next hops), not every path as a tuple: at k=16, 16,384 switch pairs of 64 paths.
+        matrices = [core.host_path_matrix(a, b) for a, b in pair_ends]
+        links = list(core.link_list)
+        paths, counts = _matrix_arrays(matrices, len(links))
+        capacity_bps = {link: core.capacity(*link)
+                        for link in itertools.chain(links, background_bytes)}
+        background_s = {link: b * 8 / capacity_bps[link]
+                        for link, b in background_bytes.items()}
         weight = np.array([8 / capacity_bps[link] for link in links])
         choices, phase_peak, optimal = batched_min_max_assignment(
             paths, counts, flow_pair, flow_phase, sizes, weight,
             np.array([background_s.get(link, 0.0) for link in links]),
             improve_ops=improve_ops)
         phase_peak = max(phase_peak, max(background_s.values(), default=0.0))
-    # Paths of all pairs in one list, None last, so a flow's path is one index away.
-    flat = list(itertools.chain.from_iterable(path_lists)) + [None]
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rows = np.where(choices >= 0, starts[flow_pair] + choices, len(flat) - 1)
-    for f, row in zip(flows, rows.tolist()):
-        f.path = flat[row]
+        first_switch = [records[src[i]].dpid for i in first.tolist()]
+        for f, path in zip(flows, _chosen_paths(paths, flow_pair, choices, first_switch,
+                                                links)):
+            f.path = path
     placed = choices >= 0
     used = paths[flow_pair[placed], choices[placed]]
     own = np.bincount(used.ravel(), weights=np.repeat(sizes[placed], used.shape[1]),
@@ -278,6 +293,38 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.unplaced = int(n - placed.sum())
     intent.phases = len(phase_of)
     intent.version += 1
+
+
+def _matrix_arrays(matrices, n_links):
+    """Path matrices (see ``RoutingCore.host_path_matrix``; None for no path) as the arrays
+    of :func:`_candidate_arrays`: ``(paths, counts)``, ``paths[p, j]`` the link indices of
+    the j-th path of pair p padded with ``n_links``."""
+    counts = np.array([0 if m is None else m.shape[1] for m in matrices], dtype=np.int64)
+    depth = max([m.shape[0] for m in matrices if m is not None], default=0)
+    paths = np.full((len(matrices), max(1, int(counts.max(initial=0))), max(1, depth)),
+                    n_links, dtype=np.int64)
+    for p, m in enumerate(matrices):
+        if m is not None and m.shape[0]:
+            paths[p, :m.shape[1], :m.shape[0]] = m.T
+    return paths, counts
+
+
+def _chosen_paths(paths, flow_pair, choices, first_switch, links):
+    """Each flow's chosen path as a tuple of dpids (None if unplaced), one tuple per distinct
+    (pair, path) shared by its flows: ``first_switch[p]`` is pair p's first switch."""
+    n_links, width = len(links), paths.shape[1]
+    code = np.where(choices >= 0, flow_pair * width + choices, -1)
+    kinds, which = np.unique(code, return_inverse=True)
+    chosen = kinds[kinds >= 0]
+    rows = paths[chosen // width, chosen % width]
+    # A pair's paths are all shortest, of one length: padding only ends a row.
+    lengths = (rows < n_links).sum(axis=1).tolist()
+    heads = np.array([v for _, v in links] + [-1], dtype=np.int64)[rows].tolist()
+    made = [(first_switch[p],) + tuple(h[:n])
+            for p, h, n in zip((chosen // width).tolist(), heads, lengths)]
+    if len(chosen) < len(kinds):
+        made.insert(0, None)   # code -1, sorted first
+    return [made[i] for i in which.tolist()]
 
 
 def _candidate_arrays(path_lists):
