@@ -239,10 +239,7 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     if n <= exact_flows:
         path_lists = [core.host_paths(a, b) for a, b in pair_ends]
         paths, counts, links = _candidate_arrays(path_lists)
-        capacity_bps = {link: core.capacity(*link)
-                        for link in itertools.chain(links, background_bytes)}
-        background_s = {link: b * 8 / capacity_bps[link]
-                        for link, b in background_bytes.items()}
+        capacity_bps, background_s = _capacities(core, links, background_bytes)
         options = [[tuple(((f.phase, link), f.bytes * 8 / capacity_bps[link])
                           for link in path_links(p)) for p in path_lists[pair]]
                    for f, pair in zip(flows, flow_pair.tolist())]
@@ -262,10 +259,7 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
         matrices = [core.host_path_matrix(a, b) for a, b in pair_ends]
         links = list(core.link_list)
         paths, counts = _matrix_arrays(matrices, len(links))
-        capacity_bps = {link: core.capacity(*link)
-                        for link in itertools.chain(links, background_bytes)}
-        background_s = {link: b * 8 / capacity_bps[link]
-                        for link, b in background_bytes.items()}
+        capacity_bps, background_s = _capacities(core, links, background_bytes)
         weight = np.array([8 / capacity_bps[link] for link in links])
         choices, phase_peak, optimal = batched_min_max_assignment(
             paths, counts, flow_pair, flow_phase, sizes, weight,
@@ -293,6 +287,15 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.unplaced = int(n - placed.sum())
     intent.phases = len(phase_of)
     intent.version += 1
+
+
+def _capacities(core, links, background_bytes):
+    """``(capacity_bps, background_s)``: the capacity of every candidate and background link,
+    and other intents' bytes on a link as its transmission time."""
+    capacity_bps = {link: core.capacity(*link)
+                    for link in itertools.chain(links, background_bytes)}
+    return capacity_bps, {link: b * 8 / capacity_bps[link]
+                          for link, b in background_bytes.items()}
 
 
 def _matrix_arrays(matrices, n_links):
