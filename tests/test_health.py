@@ -397,6 +397,95 @@ def test_a_switch_whose_probes_all_leave_late_has_none_of_its_links_judged_backl
     assert f.core.topo.probe_lag_s()[outs[1]] > 3.0
 
 
+# Links of 1 Gbit/s with packets of 1,000 bytes: this many packets/s fill one.
+FULL_PPS = 125_000
+
+
+def _agg_core(f):
+    """The near end a1 -> its first core switch, and that core switch."""
+    core = min(n for n in f.g.neighbors("a1") if n.startswith("c"))
+    return (f.dpid("a1"), f.g.edges["a1", core]["ports"]["a1"]), core
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_core_link_cut_under_uniform_load_is_found_from_its_probes_delay(policy):
+    """An all-to-all fills every link to capacity, each with a short queue its probes wait
+    0.3 s behind (TCP windows); a1 -> core is cut to a tenth: its flows' windows now wait
+    1.5 s there. Every probe arrives within its round, so no link lags (the core switch's
+    other links are as busy): only the probes' transit shows it."""
+    f = Fabric(policy)
+    cut, core = _agg_core(f)
+    for _ in range(2):
+        f.round(pps=FULL_PPS, late_s=0.3)
+    before = f.uses("a1", core, PAIRS)
+    assert before and f.core.status()["health"]["excluded"] == []
+    f.pps[cut], f.lag_s[cut] = FULL_PPS // 10, 1.2
+    # The first probe after the cut says it was sent before the one before it (this fake
+    # backdates it), and is not counted; one slow probe is no delay; then two bad rounds.
+    for _ in range(4):
+        assert f.core.status()["health"]["excluded"] == [], f.t
+        f.round(pps=FULL_PPS, late_s=0.3)
+        assert f.core.topo.probe_lag_s()[cut] < HealthConfig().backlog_s
+    (out,) = f.core.status()["health"]["excluded"]
+    assert out["link"] == [list(end) for end in f.ends("a1", core)]
+    assert out["why"]["probe_delay_s"] == pytest.approx(1.2)
+    assert "probe_lag_s" not in out["why"]
+    assert out["why"]["rate_share"] == pytest.approx(0.1, abs=0.01)
+    assert f.uses("a1", core, PAIRS) == []
+    # Its rate back, its queue gone: it returns after restore_s, and routes with it.
+    del f.pps[cut], f.lag_s[cut]
+    for _ in range(6):
+        f.round(pps=FULL_PPS, late_s=0.3)
+    assert f.core.status()["health"]["excluded"] == []
+    assert f.uses("a1", core, PAIRS) == before
+    assert f.core.status()["health"]["counters"]["degraded"] == 1
+
+
+def test_links_all_queued_alike_or_queued_at_capacity_are_not_degraded():
+    """Every link's probes wait 1 s behind its queue, lightly loaded or at capacity: no
+    link took longer than its switches' quickest. A link queued 2 s longer than the rest,
+    but delivering at capacity, is congested, not cut."""
+    f = Fabric("ecmp")
+    for pps in (1000, 1000, FULL_PPS, FULL_PPS):
+        f.round(pps=pps, late_s=1.0)
+    hot, _ = _agg_core(f)
+    f.lag_s[hot] = 2.0
+    for _ in range(4):
+        f.round(pps=FULL_PPS, late_s=1.0)
+    assert f.core.topo.probe_delay_s()[hot] == pytest.approx(2.0)
+    assert f.core.status()["health"]["excluded"] == []
+    assert not f.core.status()["health"]["counters"].get("degraded")
+
+
+def test_a_slow_controller_delaying_probes_degrades_no_lightly_loaded_link():
+    """Light traffic (every link under 1% of its rate), and the controller behind: first
+    every probe it reports 3 s late, then only a core switch's packet-ins worked through
+    1.5 s late (every link into it), then one probe held up once by 2 s (and judged in two
+    statistics rounds). Nothing is a link's own delay."""
+    f = Fabric("ecmp")
+    for late_s in (0.0, 3.0, 3.0, 3.0):
+        f.round(late_s=late_s)
+    _, core = _agg_core(f)
+    into = [near for near, far in f.fab.peers.items() if far[0] == f.dpid(core)]
+    assert len(into) == 4
+    for near in into:
+        f.lag_s[near] = 1.5
+    for _ in range(3):
+        f.round()
+    assert all(f.core.topo.probe_delay_s()[near] == 0.0 for near in into)
+    f.lag_s.clear()
+    one = into[0]
+    f.lag_s[one] = 2.0
+    f.round()
+    f.lag_s.clear()
+    f.stuck.add(one)     # probes every 2 s, statistics every 1 s: judged twice
+    f.round()
+    f.stuck.clear()
+    f.round()
+    assert f.core.status()["health"]["excluded"] == []
+    assert not f.core.status()["health"]["counters"].get("degraded")
+
+
 @pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])
 def test_learned_flows_pinned_across_a_gray_link_move_off_it(policy):
     f = Fabric(policy)
