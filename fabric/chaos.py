@@ -229,6 +229,8 @@ class Injector:
             ctl.start()
         detected = self._wait(self._detected(fault), DETECT_TIMEOUT_S[fault.kind])
         rec["detect_s"] = None if detected is None else round(detected - t0, 3)
+        if detected is not None and fault.kind in IDLE_UTILIZATION:
+            rec["why"] = self._why(fault.target)
         if detected is None and self._ended_at is not None:
             # The traffic ended while the controller could still have found it: a gray or
             # slow link with nothing crossing it shows nothing. Not observed, not missed.
@@ -288,6 +290,16 @@ class Injector:
             return lambda s: s["switches"] == e["switches"]
         link = sorted(fault.target)
         return lambda s: link in [sorted(x) for x in s.get("degraded_links", [])]
+
+    def _why(self, link):
+        """What the controller found wrong with ``link`` (its health record's ``why``:
+        drops, delivered share, probe lag or delay, rate share), or None."""
+        s = self._status()
+        names = [self.net.g.nodes[n]["dpid"] for n in link]
+        for x in (s or {}).get("health", {}).get("excluded", []):
+            if sorted(end[0] for end in x["link"]) == sorted(names):
+                return x.get("why")
+        return None
 
     def _settled(self, fault):
         if fault.kind == "controller":
