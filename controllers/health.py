@@ -69,7 +69,9 @@ class HealthConfig:
         packets sent into it.
     min_packets : int
         A direction is judged by its counters only if at least this many packets were sent
-        into it (or dropped) in the round: an idle link is neither healthy nor sick.
+        into it (or dropped) in the round, or if most of the few sent were dropped (TCP
+        flows across a link that drops their segments wait out timeouts: a packet or two a
+        second): an idle link is neither healthy nor sick.
     backlog_s : float
         A direction is backlogged in a round if its newest probe was sent at least this long
         (s) before the newest probes its far switch reported and its near switch sent over
@@ -341,7 +343,12 @@ class LinkHealth:
         (at_a, dt_a, d_a), (at_b, dt_b, d_b) = a, b
         # A packet lost on the wire may be counted at both ends: the larger count, not the sum.
         dropped = max(d_a.tx_dropped + d_a.tx_errors, d_b.rx_dropped + d_b.rx_errors)
-        by_counters = d_a.tx_packets + dropped >= cfg.min_packets
+        enough = d_a.tx_packets + dropped >= cfg.min_packets
+        # A link that black-holes TCP's large segments goes quiet at once: its flows wait
+        # out retransmission timeouts, a packet or two a second, most of them dropped. A
+        # round where most of the little sent was dropped is judged by its drops.
+        mostly_dropped = dropped > d_a.tx_packets
+        by_counters = enough or mostly_dropped
         # A backlog says the link is busy however few (large, slow) packets crossed it.
         by_backlog = (lag_s is not None or delay_s is not None) and d_a.tx_packets > 0
         if not (by_counters or by_backlog):
@@ -352,7 +359,7 @@ class LinkHealth:
             if drop_share >= cfg.drop_ratio:
                 why["drop_share"] = round(drop_share, 3)
             # Rates, not bytes: the two ends' replies come at slightly different times.
-            if d_a.tx_bytes:
+            if enough and d_a.tx_bytes:
                 delivered = (d_b.rx_bytes / dt_b) / (d_a.tx_bytes / dt_a)
                 if delivered < 1 - cfg.loss_ratio:
                     why["delivered_share"] = round(delivered, 3)

@@ -87,6 +87,53 @@ def test_one_bad_round_idle_rounds_and_small_noise_degrade_nothing():
     assert health.excluded() == set() and not health.counters["degraded"]
 
 
+class Ends:
+    """Running counters of LINK's two ends; each round adds its deltas and judges."""
+
+    def __init__(self):
+        self.total = {end: collections.Counter() for end in sorted(PEERS)}
+
+    def round(self, health, t, near, far):
+        for end, d in zip(sorted(PEERS), (near, far)):
+            self.total[end].update(d)
+            health.sample(end[0], {end[1]: PortCounters(
+                **{f: self.total[end][f] for f in PortCounters._fields})}, t)
+        return health.evaluate(PEERS, t)
+
+
+def test_a_link_black_holing_tcp_segments_is_found_though_its_flows_go_quiet():
+    """Counters measured on the emulator (k=4, TCP, the far end's MTU cut to 1,500): 13 of
+    55 packets dropped in the first second, then the flows wait out retransmission
+    timeouts: 1 sent, 2 dropped; too few for ``min_packets``, but mostly dropped."""
+    health, ends = LinkHealth(), Ends()
+    busy = (dict(tx_packets=300, tx_bytes=2_500_000), dict(rx_packets=300, rx_bytes=2_500_000))
+    for t in range(3):
+        assert ends.round(health, float(t), *busy) == ([], [])
+    assert ends.round(health, 3.0, dict(tx_packets=42, tx_bytes=350_000, tx_dropped=13),
+                     dict(rx_packets=42, rx_bytes=350_000)) == ([], [])
+    assert ends.round(health, 4.0, dict(tx_packets=1, tx_bytes=108, tx_dropped=2),
+                     dict(rx_packets=1, rx_bytes=108, rx_dropped=2)) == ([LINK], [])
+    assert health.status(4.0)["excluded"][0]["why"]["drop_share"] == pytest.approx(0.667,
+                                                                                   abs=0.001)
+
+
+def test_quiet_rounds_and_a_drop_among_many_packets_degrade_nothing():
+    """A packet or two a round with none dropped, one round where one of two was dropped,
+    a drop in a busy round: noise, not a gray link."""
+    health, ends = LinkHealth(), Ends()
+    rounds = [(dict(tx_packets=2, tx_bytes=200), dict(rx_packets=2, rx_bytes=200)),
+              (dict(tx_packets=1, tx_bytes=100, tx_dropped=1), dict(rx_packets=1, rx_bytes=100)),
+              (dict(tx_packets=1, tx_bytes=100), dict(rx_packets=1, rx_bytes=100)),
+              (dict(tx_packets=300, tx_bytes=300_000, tx_dropped=1),
+               dict(rx_packets=300, rx_bytes=300_000)),
+              (dict(tx_packets=300, tx_bytes=300_000, tx_dropped=1),
+               dict(rx_packets=300, rx_bytes=300_000)),
+              (dict(), dict()), (dict(tx_packets=1, tx_bytes=9000), dict())]
+    for t, (near, far) in enumerate(rounds):
+        assert ends.round(health, float(t), near, far) == ([], []), t
+    assert not health.counters["degraded"]
+
+
 def test_a_degraded_link_returns_after_restore_s_without_a_bad_round_and_idle_is_not_bad():
     health, wire = LinkHealth(HealthConfig(restore_s=5.0)), Wire()
     wire.round(health, 0.0)
