@@ -16,6 +16,11 @@ it is healthy for ``restore_s`` (traffic returns):
   LLDP (small frames), but the veth drops every jumbo frame, and counts it at both ends
   (tx_dropped, rx_dropped).
 
+Then an all-to-all of TCP flows across pods, and an aggregation-core link cut to 10%: its
+flows' windows queue ten times as long there as on the links around it, so its probes take
+longer to arrive than its switches' quickest (or lag rounds behind them), and it is found
+and routed around with every other link congested, and none of those taken for gray.
+
 The pure logic and every policy are tested on the fake datapath in tests/test_health.py.
 """
 
