@@ -352,8 +352,11 @@ def report(records, result, left):
             "recover_s": _med_max(r.get("recover_s") for r in mine),
             "repair_s": _med_max(r.get("repair_s") for r in mine),
             "errors": [r["error"] for r in mine if "error" in r],
+            # Idle explains a miss; a link found anyway (its traffic grew after the sample)
+            # is not counted.
             "idle": sum(1 for r in mine if r.get("utilization") is not None
-                        and r["utilization"] < IDLE_UTILIZATION[kind]),
+                        and r["utilization"] < IDLE_UTILIZATION[kind]
+                        and r.get("detect_s") is None),
             "ended_first": sum(1 for r in mine if "traffic_ended_s" in r),
         }
     checks = [r["reachability"] for r in records if "reachability" in r]

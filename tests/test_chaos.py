@@ -61,6 +61,9 @@ def test_the_report_counts_per_kind_and_lost_flows():
          "recover_s": 0.1, "reachability": {"pairs": 2, "unreachable": []}},
         {"kind": "slow", "injected": True, "utilization": 0.5, "detect_s": 4.0,
          "recover_s": 4.5, "reachability": {"pairs": 2, "unreachable": []}},
+        # Nearly idle when sampled, found once its traffic grew: not counted idle.
+        {"kind": "slow", "injected": True, "utilization": 0.02, "detect_s": 6.6,
+         "recover_s": 6.8, "reachability": {"pairs": 2, "unreachable": []}},
     ]
     rep = chaos.report(records, {"flows_total": 10, "flows_completed": 9}, {})
     assert rep["flows_lost"] == 1
@@ -68,9 +71,9 @@ def test_the_report_counts_per_kind_and_lost_flows():
     assert rep["faults"]["link"]["recovered"] == 1
     assert rep["faults"]["link"]["detect_s"] == {"median": 0.2, "max": 0.3}
     assert rep["faults"]["switch"] == dict(rep["faults"]["switch"], planned=1, injected=0)
-    assert (rep["reachability_checks"], rep["reachability_passed"]) == (5, 4)
+    assert (rep["reachability_checks"], rep["reachability_passed"]) == (6, 5)
     assert rep["faults"]["gray"]["idle"] == 1 and rep["faults"]["gray"]["detected"] == 0
-    assert rep["faults"]["slow"]["idle"] == 1 and rep["faults"]["slow"]["detected"] == 1
+    assert rep["faults"]["slow"]["idle"] == 1 and rep["faults"]["slow"]["detected"] == 2
     assert rep["faults"]["gray"]["ended_first"] == rep["faults"]["slow"]["ended_first"] == 0
     md = chaos.report_md(rep)
     assert "lost 1" in md and "gray links idle when they failed" in md
