@@ -526,8 +526,10 @@ class RoutingCore:
         :meth:`controllers.topology.TopologyState.expire_links`). Trusted: the app calls
         :meth:`probe_in`, which checks the probe first; tests and the twin call this."""
         self._at(now)
+        stamped = sent_at is not None and sent_at <= now
         if self.topo.link_seen(src_dpid, src_port, dst_dpid, dst_port,
-                               now if sent_at is None or sent_at > now else sent_at):
+                               sent_at if stamped else now,
+                               arrived_at=now if stamped else None):
             self.counters["links_learned"] += 1
             # A port found to face a switch loses its relearn rule (even where the switch
             # pair's adjacency, and so the change set, stays as it was: a parallel link).
@@ -792,7 +794,7 @@ class RoutingCore:
         """
         self._at(now)
         leave, back = self.health.evaluate(self.topo.peers(), now, self.topo.probe_lag_s(),
-                                           self.link_capacity_bps) \
+                                           self.link_capacity_bps, self.topo.probe_delay_s()) \
             if self.health.active else ([], [])
         for link in leave:
             self.topo.set_excluded(link, True)

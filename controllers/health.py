@@ -6,7 +6,8 @@ be kept out of routing although they are up. A link is *degraded* (a gray failur
 (the far end received less than ``1 - loss_ratio`` of the rate the near end sent), or its drop
 and error counters rose (dropped or errored packets at least ``drop_ratio`` of those sent),
 or its rate collapsed under a backlog: its LLDP probes waited at least ``backlog_s`` behind
-data in its egress queue while it delivered under ``rate_ratio`` of its capacity. The last
+data in its egress queue (or took ``delay_s`` longer to cross it than the quickest probes of
+its two switches) while it delivered under ``rate_ratio`` of its capacity. The last
 finds a link whose shaping was cut and whose queue drops nothing any counter sees (a policer,
 a bad transceiver renegotiating to a tenth of its rate): its sent and received counters agree,
 but a link with a standing queue delivers at its capacity unless the capacity is gone, so a
@@ -68,7 +69,9 @@ class HealthConfig:
         packets sent into it.
     min_packets : int
         A direction is judged by its counters only if at least this many packets were sent
-        into it (or dropped) in the round: an idle link is neither healthy nor sick.
+        into it (or dropped) in the round, or if most of the few sent were dropped (TCP
+        flows across a link that drops their segments wait out timeouts: a packet or two a
+        second): an idle link is neither healthy nor sick.
     backlog_s : float
         A direction is backlogged in a round if its newest probe was sent at least this long
         (s) before the newest probes its far switch reported and its near switch sent over
@@ -77,6 +80,14 @@ class HealthConfig:
         probe of a switch alike, so this is relative to the switches, not to the clock.
         Longer than one probe round (2 s by default), so that one probe lost at the tail of a
         short queue, which then drained, is not taken for a backlog.
+    delay_s : float
+        ... or if its last two probes each took at least this long (s) more to arrive than
+        the quickest probes of its two switches (``TopologyState.probe_delay_s``): a queue
+        shorter than a probe round, as TCP flows with bounded windows build on a link whose
+        rate was cut (each flow's window waits in it), while the same flows queue a tenth as
+        long on links that kept their rate. Compared per switch, as ``backlog_s``, so a
+        controller that falls behind judges nothing; a link whose probes all arrive
+        (nothing lost, under a probe round late) is judged by this alone.
     rate_ratio : float
         A backlogged direction is bad if it delivered (its far end received) less than this
         share of its capacity (from the fabric model, else the highest rate it carried).
@@ -101,6 +112,7 @@ class HealthConfig:
     drop_ratio: float = 0.05
     min_packets: int = 50
     backlog_s: float = 3.0
+    delay_s: float = 0.5
     rate_ratio: float = 0.5
     detect_rounds: int = 2
     restore_s: float = 10.0
@@ -133,6 +145,7 @@ class HealthConfig:
             "drop_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
             "min_packets": (lambda v: v >= 1, ">= 1"),
             "backlog_s": (lambda v: v > 0, "> 0"),
+            "delay_s": (lambda v: v > 0, "> 0"),
             "rate_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
             "detect_rounds": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
             "restore_s": (lambda v: v >= 0, ">= 0"),
@@ -239,7 +252,7 @@ class LinkHealth:
         self._flap(self._links.setdefault(link, _Link()), link, now)
 
     # -- decisions -------------------------------------------------------------------------
-    def evaluate(self, peers, now, probe_lag_s=None, capacity_bps=None):
+    def evaluate(self, peers, now, probe_lag_s=None, capacity_bps=None, probe_delay_s=None):
         """Judge the round sampled since the last call; say which links leave and return.
 
         Parameters
@@ -256,6 +269,10 @@ class LinkHealth:
         capacity_bps : dict, optional
             ``{(dpid, port): bit/s}`` of link ends, from the fabric model; an end missing
             from it is measured against the highest rate it delivered.
+        probe_delay_s : dict, optional
+            ``{(dpid, port): seconds}``: how much longer the probes out of that link end took
+            to arrive than the quickest of its two switches'
+            (``TopologyState.probe_delay_s``). Without it only ``probe_lag_s`` says backlog.
 
         Returns
         -------
@@ -265,11 +282,13 @@ class LinkHealth:
         """
         cfg = self.config
         probe_lag_s, capacity_bps = probe_lag_s or {}, capacity_bps or {}
+        probe_delay_s = probe_delay_s or {}
         for end in [e for e in self._peak_bps if e not in peers]:
             del self._peak_bps[end]
         verdicts = {}
         for near, far in peers.items():
-            why = self._judge(near, far, probe_lag_s.get(near), capacity_bps.get(near))
+            why = self._judge(near, far, probe_lag_s.get(near), probe_delay_s.get(near),
+                              capacity_bps.get(near))
             if why is not None:
                 link = (near, far) if near < far else (far, near)
                 if why or link not in verdicts:
@@ -313,7 +332,7 @@ class LinkHealth:
         now_out = self.excluded()
         return sorted(now_out - was), sorted(was - now_out)
 
-    def _judge(self, near, far, lag_s, capacity_bps):
+    def _judge(self, near, far, lag_s, delay_s, capacity_bps):
         """Why the direction near -> far looked bad in this round (with ``onset_s``, when
         the round's window began), ``{}`` if it looked fine, None if there is nothing to
         judge (an end not sampled, or too little sent)."""
@@ -324,9 +343,14 @@ class LinkHealth:
         (at_a, dt_a, d_a), (at_b, dt_b, d_b) = a, b
         # A packet lost on the wire may be counted at both ends: the larger count, not the sum.
         dropped = max(d_a.tx_dropped + d_a.tx_errors, d_b.rx_dropped + d_b.rx_errors)
-        by_counters = d_a.tx_packets + dropped >= cfg.min_packets
+        enough = d_a.tx_packets + dropped >= cfg.min_packets
+        # A link that black-holes TCP's large segments goes quiet at once: its flows wait
+        # out retransmission timeouts, a packet or two a second, most of them dropped. A
+        # round where most of the little sent was dropped is judged by its drops.
+        mostly_dropped = dropped > d_a.tx_packets
+        by_counters = enough or mostly_dropped
         # A backlog says the link is busy however few (large, slow) packets crossed it.
-        by_backlog = lag_s is not None and d_a.tx_packets > 0
+        by_backlog = (lag_s is not None or delay_s is not None) and d_a.tx_packets > 0
         if not (by_counters or by_backlog):
             return None
         why = {}
@@ -335,7 +359,7 @@ class LinkHealth:
             if drop_share >= cfg.drop_ratio:
                 why["drop_share"] = round(drop_share, 3)
             # Rates, not bytes: the two ends' replies come at slightly different times.
-            if d_a.tx_bytes:
+            if enough and d_a.tx_bytes:
                 delivered = (d_b.rx_bytes / dt_b) / (d_a.tx_bytes / dt_a)
                 if delivered < 1 - cfg.loss_ratio:
                     why["delivered_share"] = round(delivered, 3)
@@ -343,10 +367,15 @@ class LinkHealth:
         peak_bps = max(delivered_bps, self._peak_bps.get(near, 0.0))
         self._peak_bps[near] = peak_bps
         full_bps = capacity_bps or peak_bps
-        if by_backlog and lag_s >= cfg.backlog_s and full_bps > 0:
+        lagged = lag_s is not None and lag_s >= cfg.backlog_s
+        delayed = delay_s is not None and delay_s >= cfg.delay_s
+        if by_backlog and (lagged or delayed) and full_bps > 0:
             share = delivered_bps / full_bps
             if share < cfg.rate_ratio:
-                why["probe_lag_s"] = round(lag_s, 3)
+                if lagged:
+                    why["probe_lag_s"] = round(lag_s, 3)
+                if delayed:
+                    why["probe_delay_s"] = round(delay_s, 3)
                 why["rate_share"] = round(share, 3)
         if why:
             why["direction"] = [list(near), list(far)]

@@ -86,6 +86,8 @@ class TopologyState:
         self.changes = Changes()
         self.counters = collections.Counter()            # what happened to links, for status
         self._reported_at = {}                          # dpid -> newest probe it reported
+        self._transit = {}          # (dpid, port) -> (newest probe's sent at, its transit s,
+                                    # the transit of the one before it, or None)
         self.refused_moves = collections.deque(maxlen=REFUSED_MOVES_KEPT)
         self._ips = {}                                  # ip -> mac
         self._at_port = collections.defaultdict(set)    # (dpid, port) -> macs
@@ -142,8 +144,9 @@ class TopologyState:
             self.forget_host(mac)
 
     # -- links -----------------------------------------------------------------------------
-    def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now):
-        """A probe sent out of (src_dpid, src_port) at ``now`` arrived at (dst_dpid, dst_port).
+    def link_seen(self, src_dpid, src_port, dst_dpid, dst_port, now, arrived_at=None):
+        """A probe sent out of (src_dpid, src_port) at ``now`` arrived at (dst_dpid, dst_port)
+        (reported to us at ``arrived_at``, if known: see :meth:`probe_delay_s`).
 
         Returns
         -------
@@ -155,6 +158,11 @@ class TopologyState:
         self._reported_at[dst_dpid] = max(now, self._reported_at.get(dst_dpid, now))
         key = (src_dpid, src_port)
         old = self.links.get(key)
+        if arrived_at is not None:
+            last = self._transit.get(key)
+            if last is None or now > last[0]:
+                self._transit[key] = (now, max(0.0, arrived_at - now),
+                                      None if last is None else last[1])
         if old is not None and old[:2] == (dst_dpid, dst_port):
             self.links[key] = (dst_dpid, dst_port, max(now, old[2]))
             return False
@@ -205,6 +213,7 @@ class TopologyState:
 
     def _drop_entry(self, key):
         dst = self.links.pop(key)
+        self._transit.pop(key, None)
         far = dst[:2]
         for end in (key, far):
             self._linked[end] -= 1
@@ -308,6 +317,31 @@ class TopologyState:
             newest = self._reported_at.get(dst)
             if newest is not None:
                 out[key] = max(0.0, min(newest, sent[key[0]]) - seen)
+        return out
+
+    def probe_delay_s(self):
+        """``{(dpid, port): seconds}`` for every link end whose last two probes were reported
+        with their arrival time: how much longer than the quickest probes of both its
+        switches (those its far switch reported, those its near switch sent) its probes took
+        to arrive. The finer half of :meth:`probe_lag_s`: a probe that waits a second behind
+        a queue arrives before the next round, so it lags by nothing once reported, but it
+        took a second longer. A controller that works late delays every probe it reports
+        alike, or all those of one switch, and that cancels out against the same switches'
+        quickest probes. Each end counts the smaller excess of its last two probes, each
+        against the quickest newest (or previous) probes of its switches, so one probe held
+        up once (the controller busy between two packet-ins) is no delay; one pass over the
+        links."""
+        took = {key: t[1:] for key, t in self._transit.items()
+                if t[2] is not None and key in self.links}
+        into, out_of = {}, {}   # switch -> quickest (newest, previous) probe into / out of it
+        for key, s in took.items():
+            for per, dpid in ((into, self.links[key][0]), (out_of, key[0])):
+                q = per.get(dpid, s)
+                per[dpid] = (min(s[0], q[0]), min(s[1], q[1]))
+        out = {}
+        for key, s in took.items():
+            a, b = into[self.links[key][0]], out_of[key[0]]
+            out[key] = max(0.0, min(s[0] - max(a[0], b[0]), s[1] - max(a[1], b[1])))
         return out
 
     def link_count(self):

@@ -26,7 +26,9 @@ What the controller must show for a fault to count as *detected* (our controller
 controller restart, every switch connected again; a gray or slow link, the link listed in
 ``degraded_links``. *Recovered*: the controller has no change pending (its routes around the
 fault confirmed by barriers), and for a restart every switch, link and host known again.
-Times are wall seconds from the injection (the restart's start for the controller).
+Times are wall seconds from the injection (the restart's start for the controller). A gray
+or slow link not found before the traffic ended is counted apart (``ended_first``): with
+nothing crossing it, nothing could show it, so it was not observed rather than missed.
 
 Usage: python -m fabric.chaos [SPEC] [--seed N] [--faults N] [--kinds link,switch,...]
        [--policy P] [--soak N] [--results DIR]
@@ -168,6 +170,7 @@ class Injector:
         self.net, self.faults, self.progress, self.log = net, faults, progress, log
         self.records = []
         self._stop = threading.Event()
+        self._ended_at = None   # when the traffic ended (finish was called), monotonic
         self._thread = None
         g = net.g
         self.expect = {"switches": len(model.switches(g)),
@@ -179,6 +182,7 @@ class Injector:
 
     def finish(self, timeout_s=240.0):
         """Inject no more faults; wait for the one in place to be measured and repaired."""
+        self._ended_at = time.monotonic()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -225,6 +229,12 @@ class Injector:
             ctl.start()
         detected = self._wait(self._detected(fault), DETECT_TIMEOUT_S[fault.kind])
         rec["detect_s"] = None if detected is None else round(detected - t0, 3)
+        if detected is not None and fault.kind in IDLE_UTILIZATION:
+            rec["why"] = self._why(fault.target)
+        if detected is None and self._ended_at is not None:
+            # The traffic ended while the controller could still have found it: a gray or
+            # slow link with nothing crossing it shows nothing. Not observed, not missed.
+            rec["traffic_ended_s"] = round(self._ended_at - t0, 3)
         settled = self._wait(self._settled(fault), RECOVER_TIMEOUT_S)
         rec["recover_s"] = None if settled is None else round(settled - t0, 3)
         rec["reachability"] = self._reach()
@@ -281,6 +291,16 @@ class Injector:
         link = sorted(fault.target)
         return lambda s: link in [sorted(x) for x in s.get("degraded_links", [])]
 
+    def _why(self, link):
+        """What the controller found wrong with ``link`` (its health record's ``why``:
+        drops, delivered share, probe lag or delay, rate share), or None."""
+        s = self._status()
+        names = [self.net.g.nodes[n]["dpid"] for n in link]
+        for x in (s or {}).get("health", {}).get("excluded", []):
+            if sorted(end[0] for end in x["link"]) == sorted(names):
+                return x.get("why")
+        return None
+
     def _settled(self, fault):
         if fault.kind == "controller":
             return self._restored
@@ -332,8 +352,12 @@ def report(records, result, left):
             "recover_s": _med_max(r.get("recover_s") for r in mine),
             "repair_s": _med_max(r.get("repair_s") for r in mine),
             "errors": [r["error"] for r in mine if "error" in r],
+            # Idle explains a miss; a link found anyway (its traffic grew after the sample)
+            # is not counted.
             "idle": sum(1 for r in mine if r.get("utilization") is not None
-                        and r["utilization"] < IDLE_UTILIZATION[kind]),
+                        and r["utilization"] < IDLE_UTILIZATION[kind]
+                        and r.get("detect_s") is None),
+            "ended_first": sum(1 for r in mine if "traffic_ended_s" in r),
         }
     checks = [r["reachability"] for r in records if "reachability" in r]
     return {
@@ -367,6 +391,11 @@ def report_md(rep):
         if idle:
             lines += ["", f"{kind} links idle when they failed (under {under:.0%} "
                           f"utilization: nothing for the counters to show): {idle}"]
+    ended = {kind: k["ended_first"] for kind, k in rep["faults"].items() if k["ended_first"]}
+    if ended:
+        lines += ["", "undetected because the traffic ended before the controller could "
+                      "see them (not missed): "
+                      + ", ".join(f"{kind} {n}" for kind, n in ended.items())]
     lines += ["", f"all-pairs reachability after a fault: {rep['reachability_passed']} of "
                   f"{rep['reachability_checks']} checks with every pair reachable",
               f"leftovers after teardown: {len(rep['leftovers'])} kinds "

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -60,6 +61,9 @@ def test_the_report_counts_per_kind_and_lost_flows():
          "recover_s": 0.1, "reachability": {"pairs": 2, "unreachable": []}},
         {"kind": "slow", "injected": True, "utilization": 0.5, "detect_s": 4.0,
          "recover_s": 4.5, "reachability": {"pairs": 2, "unreachable": []}},
+        # Nearly idle when sampled, found once its traffic grew: not counted idle.
+        {"kind": "slow", "injected": True, "utilization": 0.02, "detect_s": 6.6,
+         "recover_s": 6.8, "reachability": {"pairs": 2, "unreachable": []}},
     ]
     rep = chaos.report(records, {"flows_total": 10, "flows_completed": 9}, {})
     assert rep["flows_lost"] == 1
@@ -67,12 +71,53 @@ def test_the_report_counts_per_kind_and_lost_flows():
     assert rep["faults"]["link"]["recovered"] == 1
     assert rep["faults"]["link"]["detect_s"] == {"median": 0.2, "max": 0.3}
     assert rep["faults"]["switch"] == dict(rep["faults"]["switch"], planned=1, injected=0)
-    assert (rep["reachability_checks"], rep["reachability_passed"]) == (5, 4)
+    assert (rep["reachability_checks"], rep["reachability_passed"]) == (6, 5)
     assert rep["faults"]["gray"]["idle"] == 1 and rep["faults"]["gray"]["detected"] == 0
-    assert rep["faults"]["slow"]["idle"] == 1 and rep["faults"]["slow"]["detected"] == 1
+    assert rep["faults"]["slow"]["idle"] == 1 and rep["faults"]["slow"]["detected"] == 2
+    assert rep["faults"]["gray"]["ended_first"] == rep["faults"]["slow"]["ended_first"] == 0
     md = chaos.report_md(rep)
     assert "lost 1" in md and "gray links idle when they failed" in md
     assert "slow links idle when they failed (under 10% utilization" in md
+    assert "traffic ended" not in md
+
+
+class _Ctl:
+    """A controller that never finds anything degraded and has nothing pending."""
+
+    def get(self, path, timeout=None):
+        if path == "/fabric/topology":
+            return {"links": []}
+        return {"switches": 20, "links": 32, "hosts": 16, "pending": 0,
+                "degraded_links": []}
+
+
+class _Em:
+    def __init__(self):
+        self.calls = []
+
+    def gray_link(self, u, v, on):
+        self.calls.append((u, v, on))
+
+
+def test_a_gray_link_the_traffic_ended_under_is_reported_not_observed_rather_than_missed(
+        monkeypatch):
+    g = build("fattree", k=4)
+    monkeypatch.setitem(chaos.DETECT_TIMEOUT_S, "gray", 1.5)
+    monkeypatch.setattr(chaos, "all_pairs", lambda *a, **k: {"pairs": 240, "unreachable": []})
+    em = _Em()
+    net = type("Net", (), {"g": g, "em": em, "ctl": _Ctl()})()
+    fault = chaos.Fault("gray", ("a1", "c1"), gap_s=0.0, hold_s=0.1)
+    with Progress(1, "faults", stream=io.StringIO()) as progress:
+        injector = chaos.Injector(net, [fault], progress, log=lambda m: None)
+        injector.go()
+        time.sleep(0.5)     # injected, and the controller still looking when traffic ends
+        (rec,) = injector.finish()
+    assert em.calls == [("a1", "c1", True), ("a1", "c1", False)]
+    assert rec["detect_s"] is None and 0.3 < rec["traffic_ended_s"] < 1.5, rec
+    rep = chaos.report([rec], {"flows_total": 1, "flows_completed": 1}, {})
+    assert rep["faults"]["gray"]["detected"] == 0 and rep["faults"]["gray"]["ended_first"] == 1
+    assert "traffic ended before the controller could see them (not missed): gray 1" \
+        in chaos.report_md(rep)
 
 
 def test_every_fault_is_a_milestone_even_when_the_traffic_ends_first():

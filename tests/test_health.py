@@ -87,6 +87,53 @@ def test_one_bad_round_idle_rounds_and_small_noise_degrade_nothing():
     assert health.excluded() == set() and not health.counters["degraded"]
 
 
+class Ends:
+    """Running counters of LINK's two ends; each round adds its deltas and judges."""
+
+    def __init__(self):
+        self.total = {end: collections.Counter() for end in sorted(PEERS)}
+
+    def round(self, health, t, near, far):
+        for end, d in zip(sorted(PEERS), (near, far)):
+            self.total[end].update(d)
+            health.sample(end[0], {end[1]: PortCounters(
+                **{f: self.total[end][f] for f in PortCounters._fields})}, t)
+        return health.evaluate(PEERS, t)
+
+
+def test_a_link_black_holing_tcp_segments_is_found_though_its_flows_go_quiet():
+    """Counters measured on the emulator (k=4, TCP, the far end's MTU cut to 1,500): 13 of
+    55 packets dropped in the first second, then the flows wait out retransmission
+    timeouts: 1 sent, 2 dropped; too few for ``min_packets``, but mostly dropped."""
+    health, ends = LinkHealth(), Ends()
+    busy = (dict(tx_packets=300, tx_bytes=2_500_000), dict(rx_packets=300, rx_bytes=2_500_000))
+    for t in range(3):
+        assert ends.round(health, float(t), *busy) == ([], [])
+    assert ends.round(health, 3.0, dict(tx_packets=42, tx_bytes=350_000, tx_dropped=13),
+                     dict(rx_packets=42, rx_bytes=350_000)) == ([], [])
+    assert ends.round(health, 4.0, dict(tx_packets=1, tx_bytes=108, tx_dropped=2),
+                     dict(rx_packets=1, rx_bytes=108, rx_dropped=2)) == ([LINK], [])
+    assert health.status(4.0)["excluded"][0]["why"]["drop_share"] == pytest.approx(0.667,
+                                                                                   abs=0.001)
+
+
+def test_quiet_rounds_and_a_drop_among_many_packets_degrade_nothing():
+    """A packet or two a round with none dropped, one round where one of two was dropped,
+    a drop in a busy round: noise, not a gray link."""
+    health, ends = LinkHealth(), Ends()
+    rounds = [(dict(tx_packets=2, tx_bytes=200), dict(rx_packets=2, rx_bytes=200)),
+              (dict(tx_packets=1, tx_bytes=100, tx_dropped=1), dict(rx_packets=1, rx_bytes=100)),
+              (dict(tx_packets=1, tx_bytes=100), dict(rx_packets=1, rx_bytes=100)),
+              (dict(tx_packets=300, tx_bytes=300_000, tx_dropped=1),
+               dict(rx_packets=300, rx_bytes=300_000)),
+              (dict(tx_packets=300, tx_bytes=300_000, tx_dropped=1),
+               dict(rx_packets=300, rx_bytes=300_000)),
+              (dict(), dict()), (dict(tx_packets=1, tx_bytes=9000), dict())]
+    for t, (near, far) in enumerate(rounds):
+        assert ends.round(health, float(t), near, far) == ([], []), t
+    assert not health.counters["degraded"]
+
+
 def test_a_degraded_link_returns_after_restore_s_without_a_bad_round_and_idle_is_not_bad():
     health, wire = LinkHealth(HealthConfig(restore_s=5.0)), Wire()
     wire.round(health, 0.0)
@@ -395,6 +442,95 @@ def test_a_switch_whose_probes_all_leave_late_has_none_of_its_links_judged_backl
     assert f.core.topo.probe_lag_s()[outs[1]] == 0.0
     f.round()
     assert f.core.topo.probe_lag_s()[outs[1]] > 3.0
+
+
+# Links of 1 Gbit/s with packets of 1,000 bytes: this many packets/s fill one.
+FULL_PPS = 125_000
+
+
+def _agg_core(f):
+    """The near end a1 -> its first core switch, and that core switch."""
+    core = min(n for n in f.g.neighbors("a1") if n.startswith("c"))
+    return (f.dpid("a1"), f.g.edges["a1", core]["ports"]["a1"]), core
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_core_link_cut_under_uniform_load_is_found_from_its_probes_delay(policy):
+    """An all-to-all fills every link to capacity, each with a short queue its probes wait
+    0.3 s behind (TCP windows); a1 -> core is cut to a tenth: its flows' windows now wait
+    1.5 s there. Every probe arrives within its round, so no link lags (the core switch's
+    other links are as busy): only the probes' transit shows it."""
+    f = Fabric(policy)
+    cut, core = _agg_core(f)
+    for _ in range(2):
+        f.round(pps=FULL_PPS, late_s=0.3)
+    before = f.uses("a1", core, PAIRS)
+    assert before and f.core.status()["health"]["excluded"] == []
+    f.pps[cut], f.lag_s[cut] = FULL_PPS // 10, 1.2
+    # The first probe after the cut says it was sent before the one before it (this fake
+    # backdates it), and is not counted; one slow probe is no delay; then two bad rounds.
+    for _ in range(4):
+        assert f.core.status()["health"]["excluded"] == [], f.t
+        f.round(pps=FULL_PPS, late_s=0.3)
+        assert f.core.topo.probe_lag_s()[cut] < HealthConfig().backlog_s
+    (out,) = f.core.status()["health"]["excluded"]
+    assert out["link"] == [list(end) for end in f.ends("a1", core)]
+    assert out["why"]["probe_delay_s"] == pytest.approx(1.2)
+    assert "probe_lag_s" not in out["why"]
+    assert out["why"]["rate_share"] == pytest.approx(0.1, abs=0.01)
+    assert f.uses("a1", core, PAIRS) == []
+    # Its rate back, its queue gone: it returns after restore_s, and routes with it.
+    del f.pps[cut], f.lag_s[cut]
+    for _ in range(6):
+        f.round(pps=FULL_PPS, late_s=0.3)
+    assert f.core.status()["health"]["excluded"] == []
+    assert f.uses("a1", core, PAIRS) == before
+    assert f.core.status()["health"]["counters"]["degraded"] == 1
+
+
+def test_links_all_queued_alike_or_queued_at_capacity_are_not_degraded():
+    """Every link's probes wait 1 s behind its queue, lightly loaded or at capacity: no
+    link took longer than its switches' quickest. A link queued 2 s longer than the rest,
+    but delivering at capacity, is congested, not cut."""
+    f = Fabric("ecmp")
+    for pps in (1000, 1000, FULL_PPS, FULL_PPS):
+        f.round(pps=pps, late_s=1.0)
+    hot, _ = _agg_core(f)
+    f.lag_s[hot] = 2.0
+    for _ in range(4):
+        f.round(pps=FULL_PPS, late_s=1.0)
+    assert f.core.topo.probe_delay_s()[hot] == pytest.approx(2.0)
+    assert f.core.status()["health"]["excluded"] == []
+    assert not f.core.status()["health"]["counters"].get("degraded")
+
+
+def test_a_slow_controller_delaying_probes_degrades_no_lightly_loaded_link():
+    """Light traffic (every link under 1% of its rate), and the controller behind: first
+    every probe it reports 3 s late, then only a core switch's packet-ins worked through
+    1.5 s late (every link into it), then one probe held up once by 2 s (and judged in two
+    statistics rounds). Nothing is a link's own delay."""
+    f = Fabric("ecmp")
+    for late_s in (0.0, 3.0, 3.0, 3.0):
+        f.round(late_s=late_s)
+    _, core = _agg_core(f)
+    into = [near for near, far in f.fab.peers.items() if far[0] == f.dpid(core)]
+    assert len(into) == 4
+    for near in into:
+        f.lag_s[near] = 1.5
+    for _ in range(3):
+        f.round()
+    assert all(f.core.topo.probe_delay_s()[near] == 0.0 for near in into)
+    f.lag_s.clear()
+    one = into[0]
+    f.lag_s[one] = 2.0
+    f.round()
+    f.lag_s.clear()
+    f.stuck.add(one)     # probes every 2 s, statistics every 1 s: judged twice
+    f.round()
+    f.stuck.clear()
+    f.round()
+    assert f.core.status()["health"]["excluded"] == []
+    assert not f.core.status()["health"]["counters"].get("degraded")
 
 
 @pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])

@@ -16,6 +16,11 @@ it is healthy for ``restore_s`` (traffic returns):
   LLDP (small frames), but the veth drops every jumbo frame, and counts it at both ends
   (tx_dropped, rx_dropped).
 
+Then an all-to-all of TCP flows across pods, and an aggregation-core link cut to 10%: its
+flows' windows queue ten times as long there as on the links around it, so its probes take
+longer to arrive than its switches' quickest (or lag rounds behind them), and it is found
+and routed around with every other link congested, and none of those taken for gray.
+
 The pure logic and every policy are tested on the fake datapath in tests/test_health.py.
 """
 
@@ -91,65 +96,55 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
                 return [x for x in ctl.get("/fabric/status")["health"]["excluded"]
                         if x["link"] == link]
 
-            # 1. htb cut to 10%: nothing counted as dropped, yet found, and routed around.
+            total = sum(x["mbps"] for x in before.values())
             full = link_mbps(g.edges["e1", gray], net.scale)
-            t0 = time.monotonic()
-            em.shape_link("e1", gray, 0.1)
-            (out,) = wait("the rate-cut link detected", excluded, 20)
-            figures["rate_cut"] = cut = {
-                "link_mbps": round(full, 2), "detected_after_s": round(time.monotonic() - t0, 2),
-                "detection_s": out["detection_s"], "why": out["why"]}
-            assert out["degraded"] and out["detection_s"] > 0
-            assert out["why"]["rate_share"] < 0.5 and out["why"]["probe_lag_s"] >= 3.0, figures
-            time.sleep(1.0)
-            moved = rates_mbps(ctl, uplinks.values())
-            cut["rerouted_mbps"] = {a: moved[uplinks[a]]["mbps"] for a in uplinks}
-            cut["tx_dropped"] = moved[near]["dropped"]
+
+            def cycle(what, fail, heal):
+                """Fail the link, wait until it is found and routed around, heal it, wait
+                until it is back; the figures of each stage."""
+                t0 = time.monotonic()
+                fail()
+                (out,) = wait(f"the {what} link detected", excluded, 20)
+                fig = {"detected_after_s": round(time.monotonic() - t0, 2),
+                       "detection_s": out["detection_s"], "why": out["why"]}
+                assert out["degraded"] and out["detection_s"] > 0, fig
+                fig["named"] = ctl.get("/fabric/status")["degraded_links"]
+                time.sleep(1.0)   # the reroute is flushed with the round that found it
+                moved = rates_mbps(ctl, uplinks.values())
+                fig["rerouted_mbps"] = {a: moved[uplinks[a]]["mbps"] for a in uplinks}
+                fig["tx_dropped"] = moved[near]["dropped"]
+                # Traffic moved off it: the other uplink carries what both did.
+                assert moved[uplinks[other]]["mbps"] > 0.8 * total, (what, fig)
+                heal()
+                t1 = time.monotonic()
+                wait(f"the {what} link back", lambda: not excluded(), RESTORE_S + 15)
+                fig["restored_after_s"] = round(time.monotonic() - t1, 2)
+                time.sleep(1.0)
+                back = rates_mbps(ctl, uplinks.values())
+                fig["restored_mbps"] = {a: back[uplinks[a]]["mbps"] for a in uplinks}
+                assert back[near]["mbps"] > 1.0 and back[near]["dropped"] == 0, (what, fig)
+                return fig, moved
+
+            # 1. htb cut to 10%: nothing counted as dropped, yet found, and routed around.
+            cut, moved = cycle("rate-cut", lambda: em.shape_link("e1", gray, 0.1),
+                               lambda: em.shape_link("e1", gray, 1.0))
+            figures["rate_cut"] = cut
+            cut["link_mbps"] = round(full, 2)
+            assert cut["why"]["rate_share"] < 0.5 and cut["why"]["probe_lag_s"] >= 3.0, figures
             # Its counters never saw a drop; new traffic all takes the other uplink. What the
             # cut one still sends is its queue draining at the cut rate (its transmit counter
             # is the veth's, counted as htb lets packets out), up to the window's noise.
             assert moved[near]["dropped"] == 0, figures
             assert moved[near]["mbps"] <= 0.1 * full * 1.25, figures
-            total = sum(x["mbps"] for x in before.values())
-            assert moved[uplinks[other]]["mbps"] > 0.8 * total, figures
-            em.shape_link("e1", gray, 1.0)
-            t1 = time.monotonic()
-            wait("the link back after its rate is", lambda: not excluded(), RESTORE_S + 15)
-            cut["restored_after_s"] = round(time.monotonic() - t1, 2)
-            time.sleep(1.0)
-            back = rates_mbps(ctl, uplinks.values())
-            cut["restored_mbps"] = {a: back[uplinks[a]]["mbps"] for a in uplinks}
-            assert back[near]["mbps"] > 1.0, figures
             time.sleep(2.0)
 
             # 2. Jumbo frames black-holed at the far end: a gray link the counters see.
-            t0 = time.monotonic()
-            em.gray_link("e1", gray, on=True)
-            (out,) = wait("the gray link detected", excluded, 20)
-            figures["detected_after_s"] = round(time.monotonic() - t0, 2)
-            figures["detection_s"] = out["detection_s"]
-            figures["why"] = out["why"]
-            assert out["degraded"] and out["detection_s"] > 0
+            fig, moved = cycle("gray", lambda: em.gray_link("e1", gray, on=True),
+                               lambda: em.gray_link("e1", gray, on=False))
+            figures["gray"] = fig
             # Also by the names a run gives its switches.
-            named = ctl.get("/fabric/status")["degraded_links"]
-            assert [sorted(x) for x in named] == [sorted(["e1", gray])], named
-            time.sleep(1.0)   # the reroute is flushed with the round that found it
-            moved = rates_mbps(ctl, uplinks.values())
-            figures["rerouted_mbps"] = {a: moved[uplinks[a]]["mbps"] for a in uplinks}
-            # Traffic moved off it: the other uplink carries what both did.
+            assert [sorted(x) for x in fig["named"]] == [sorted(["e1", gray])], figures
             assert moved[near]["mbps"] < 0.2, figures
-            total = sum(x["mbps"] for x in before.values())
-            assert moved[uplinks[other]]["mbps"] > 0.8 * total, figures
-
-            # 3. Healed: it returns after restore_s without a bad round, and traffic with it.
-            em.gray_link("e1", gray, on=False)
-            t1 = time.monotonic()
-            wait("the healed link restored", lambda: not excluded(), RESTORE_S + 15)
-            figures["restored_after_s"] = round(time.monotonic() - t1, 2)
-            time.sleep(1.0)
-            back = rates_mbps(ctl, uplinks.values())
-            figures["restored_mbps"] = {a: back[uplinks[a]]["mbps"] for a in uplinks}
-            assert back[near]["mbps"] > 1.0 and back[near]["dropped"] == 0, figures
             status = ctl.get("/fabric/status")
             figures["events"] = [e["event"] for e in status["health"]["events"]]
             assert status["openflow_errors"] == 0
@@ -158,3 +153,73 @@ def test_a_gray_link_is_routed_around_and_traffic_returns_once_it_heals(tmp_path
                 stop(proc)
     print("gray link figures:", json.dumps(figures))
     assert figures["events"][-4:] == ["degraded", "restored"] * 2
+
+
+def test_an_aggregation_core_link_cut_under_an_all_to_all_of_tcp_flows_is_found(tmp_path,
+                                                                              clean_machine):
+    """Every host sends 3 TCP streams (cubic, 128 KB windows, as the traffic agents) to the
+    host 4 after it, in the next pod: the aggregation-core links ECMP picked are busy both
+    ways, at capacity, their probes queued behind a few windows. The busiest aggregation ->
+    core link is cut to 10%: its flows' windows now queue ten times as long there, and its
+    probes arrive late (``probe_delay_s``) or rounds late (``probe_lag_s``) against the
+    quickest of its two switches'. It is found, routed around and restored, and no other
+    link, congested at capacity, is taken for a gray one."""
+    g = build("fattree", k=4)
+    spec = _spec()
+    hosts = [f"h{i}" for i in range(1, 17)]
+    figures = {}
+    procs = []
+    with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
+        ctl, em = net.ctl, net.em
+        try:
+            for h in hosts:
+                procs.append(em.host(h).popen(["iperf3", "-s", "-1"],
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+            time.sleep(0.5)
+            for i, h in enumerate(hosts):
+                dst = g.nodes[hosts[(i + 4) % len(hosts)]]["ip"]
+                procs.append(em.host(h).popen(
+                    ["iperf3", "-c", dst, "-P", "3", "-w", "128K", "-t", "90",
+                     "-C", spec["emulation"]["congestion_control"]],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ups = {(a, c): (g.nodes[a]["dpid"], g.edges[a, c]["ports"][a])
+                   for a in (n for n in g if n.startswith("a"))
+                   for c in g.neighbors(a) if c.startswith("c")}
+            time.sleep(6.0)
+            before = rates_mbps(ctl, ups.values())
+            figures["uplinks_mbps"] = sorted(before[p]["mbps"] for p in ups.values())
+
+            def excluded():
+                return ctl.get("/fabric/status")["health"]["excluded"]
+
+            assert excluded() == [], figures
+            # Under a hash, most uplinks carry traffic; the busiest is cut.
+            (agg, core) = max(ups, key=lambda e: before[ups[e]]["mbps"])
+            full = link_mbps(g.edges[agg, core], net.scale)
+            assert before[ups[agg, core]]["mbps"] > 0.5 * full, figures
+            link = sorted([[g.nodes[agg]["dpid"], g.edges[agg, core]["ports"][agg]],
+                           [g.nodes[core]["dpid"], g.edges[agg, core]["ports"][core]]])
+            t0 = time.monotonic()
+            em.shape_link(agg, core, 0.1)
+            (out,) = wait("the cut aggregation-core link detected", excluded, 30)
+            figures["cut"] = cut = {
+                "link": f"{agg}-{core}", "link_mbps": round(full, 2),
+                "detected_after_s": round(time.monotonic() - t0, 2),
+                "detection_s": out["detection_s"], "why": out["why"]}
+            assert out["link"] == link and out["degraded"], figures
+            assert out["why"]["rate_share"] < 0.5, figures
+            time.sleep(3.0)
+            assert [x["link"] for x in excluded()] == [link], figures
+            em.shape_link(agg, core, 1.0)
+            t1 = time.monotonic()
+            wait("the link back after its rate is", lambda: not excluded(), RESTORE_S + 20)
+            cut["restored_after_s"] = round(time.monotonic() - t1, 2)
+            status = ctl.get("/fabric/status")
+            figures["events"] = [(e["event"], e["link"]) for e in status["health"]["events"]]
+            assert status["openflow_errors"] == 0
+        finally:
+            for proc in procs:
+                stop(proc)
+    print("aggregation-core cut figures:", json.dumps(figures))
+    assert [e for e, _ in figures["events"]] == ["degraded", "restored"], figures
