@@ -226,6 +226,9 @@ class LoadModel:
         self._to = collections.defaultdict(dict)
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
+        # (side, mac) -> how many of its flows have links to count an estimate on: a sweep
+        # of a host with none changes nothing (hedera learns a million unpinned flows).
+        self._counted = collections.Counter()
         self._adj = adj
         self._nic_bps = nic_bps
         self._nic_pairs = {}
@@ -272,6 +275,7 @@ class LoadModel:
         self._to.clear()
         self._due = []
         self._refreshed_at.clear()
+        self._counted.clear()
 
     def set_path(self, flow, path, now):
         """Pin a flow to ``path`` (a tuple of dpids) or let it follow the groups (None)."""
@@ -285,6 +289,9 @@ class LoadModel:
             if flow.path is not None:
                 self._add_est(flow.lids, -flow.est_bps)
                 flow.est_bps = 0.0
+                if flow.lids:
+                    self._counted[(0, flow.src)] -= 1
+                    self._counted[(1, flow.dst)] -= 1
                 flow.lids = ()
                 for link in zip(flow.path, flow.path[1:]):
                     keys = self.on_link.get(link)
@@ -299,6 +306,9 @@ class LoadModel:
             flow.lids = tuple([lid[link] for link in links])
         except KeyError:  # a link not indexed yet
             flow.lids = tuple([self.link_index(link) for link in links])
+        if flow.lids:
+            self._counted[(0, flow.src)] += 1
+            self._counted[(1, flow.dst)] += 1
         on_link, key = self.on_link, flow.key
         for link in links:
             on_link[link][key] = flow
@@ -475,7 +485,8 @@ class LoadModel:
             if last is not None and abs(len(flows) - last) < REFRESH_FRACTION * last:
                 continue
             if flows:
-                self._sweep(side, flows, now)
+                if self._counted[mark]:
+                    self._sweep(side, flows, now)
                 self._refreshed_at[mark] = len(flows)
             else:
                 self._refreshed_at.pop(mark, None)
