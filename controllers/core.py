@@ -698,9 +698,12 @@ class RoutingCore:
         """
         self._at(now)
         learn, measure = self._learn_flow, self.load.measure
+        # A host's NIC rate cannot change within the call (no topology event comes in).
+        nics = {mac: self.nic_bps(mac) for mac in self.topo.hosts}
         with bulk():
             for flow_key, src_mac, dst_mac in flows:
-                flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now)
+                nic = nics.get(src_mac), nics.get(dst_mac)
+                flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now, nic)
                 if flow is not None:
                     measure(flow, 0, now)
         return []
@@ -783,18 +786,20 @@ class RoutingCore:
             self.counters["hosts_learned_from_traffic"] += 1
         return host
 
-    def _learn_flow(self, key, src_mac, dst_mac, now):
-        flow = self.flows.get(key)
+    def _learn_flow(self, key, src_mac, dst_mac, now, nic_bps=None):
+        load = self.load
+        flow = load.flows.get(key)
         if flow is not None or not self._policy.learns_flows:
             return flow
-        if src_mac not in self.hosts or dst_mac not in self.hosts:
+        hosts = self.topo.hosts
+        if src_mac not in hosts or dst_mac not in hosts:
             self.counters["flows_unknown_host"] += 1
             return None
-        if self.load.count_from(src_mac) >= FLOWS_PER_HOST_MAX:
+        if load.count_from(src_mac) >= FLOWS_PER_HOST_MAX:
             self.counters["flows_refused_host_full"] += 1
             return None
         flow = Flow(key, src_mac, dst_mac, seen_at=now, active_at=now)
-        self.load.add(flow, now)
+        load.add(flow, now, nic_bps)
         self.counters["flows_learned"] += 1
         self._sync(now)
         self._stale.add(key)

@@ -235,18 +235,20 @@ class LoadModel:
         self._capacity = capacity
 
     # -- flows -----------------------------------------------------------------------------
-    def add(self, flow, now):
-        """Start tracking a newly learned flow (not pinned yet)."""
-        self.flows[flow.key] = flow
+    def add(self, flow, now, nic_bps=None):
+        """Start tracking a newly learned flow (not pinned yet); ``nic_bps``, the NIC rates
+        of its sender and receiver if the caller has them."""
+        key = flow.key
+        self.flows[key] = flow
         # One tuple per pair of NIC rates, shared (a fabric has a handful): the sweep reads
         # it for every flow of a host, and a shared one stays in cache.
-        pair = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
+        pair = nic_bps or (self._nic_bps(flow.src), self._nic_bps(flow.dst))
         flow.nic_bps = self._nic_pairs.setdefault(pair, pair)
-        flow.sent_by = self._from[flow.src]
-        flow.received_by = self._to[flow.dst]
-        flow.sent_by[flow.key] = flow
-        flow.received_by[flow.key] = flow
-        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
+        flow.sent_by = sent = self._from[flow.src]
+        flow.received_by = received = self._to[flow.dst]
+        sent[key] = flow
+        received[key] = flow
+        heapq.heappush(self._due, (flow.seen_at + self.tau_s, key))
         self._refresh_ends(flow, now)
 
     def remove(self, key, now):
@@ -478,18 +480,21 @@ class LoadModel:
         exact value, and a burst of n new flows at one host costs O(n) in all, not O(n^2).
         """
         self.refresh(flow, now)
-        for side, index, mac in ((0, self._from, flow.src), (1, self._to, flow.dst)):
-            flows = index.get(mac, ())
-            mark = (side, mac)
-            last = self._refreshed_at.get(mark)
-            if last is not None and abs(len(flows) - last) < REFRESH_FRACTION * last:
-                continue
-            if flows:
-                if self._counted[mark]:
-                    self._sweep(side, flows, now)
-                self._refreshed_at[mark] = len(flows)
-            else:
-                self._refreshed_at.pop(mark, None)
+        self._refresh_side(0, self._from.get(flow.src, ()), flow.src, now)
+        self._refresh_side(1, self._to.get(flow.dst, ()), flow.dst, now)
+
+    def _refresh_side(self, side, flows, mac, now):
+        mark = (side, mac)
+        last = self._refreshed_at.get(mark)
+        n = len(flows)
+        if last is not None and abs(n - last) < REFRESH_FRACTION * last:
+            return
+        if n:
+            if self._counted[mark]:
+                self._sweep(side, flows, now)
+            self._refreshed_at[mark] = n
+        else:
+            self._refreshed_at.pop(mark, None)
 
     def _sweep(self, side, flows, now):
         """:meth:`refresh` of every flow of one host (``flows``: that host's
