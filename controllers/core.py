@@ -698,11 +698,14 @@ class RoutingCore:
         """
         self._at(now)
         learn, measure = self._learn_flow, self.load.measure
-        # A host's NIC rate cannot change within the call (no topology event comes in).
+        # A host's NIC rate cannot change within the call (no topology event comes in); the
+        # flows share one tuple per pair of rates (in a uniform fabric, one for all of them).
         nics = {mac: self.nic_bps(mac) for mac in self.topo.hosts}
+        pairs = {}
         with bulk():
             for flow_key, src_mac, dst_mac in flows:
                 nic = nics.get(src_mac), nics.get(dst_mac)
+                nic = pairs.setdefault(nic, nic)
                 flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now, nic)
                 if flow is not None:
                     measure(flow, 0, now)

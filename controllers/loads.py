@@ -480,21 +480,20 @@ class LoadModel:
         exact value, and a burst of n new flows at one host costs O(n) in all, not O(n^2).
         """
         self.refresh(flow, now)
-        self._refresh_side(0, self._from.get(flow.src, ()), flow.src, now)
-        self._refresh_side(1, self._to.get(flow.dst, ()), flow.dst, now)
-
-    def _refresh_side(self, side, flows, mac, now):
-        mark = (side, mac)
-        last = self._refreshed_at.get(mark)
-        n = len(flows)
-        if last is not None and abs(n - last) < REFRESH_FRACTION * last:
-            return
-        if n:
-            if self._counted[mark]:
-                self._sweep(side, flows, now)
-            self._refreshed_at[mark] = n
-        else:
-            self._refreshed_at.pop(mark, None)
+        refreshed_at = self._refreshed_at
+        for side, flows, mac in ((0, self._from.get(flow.src, ()), flow.src),
+                                 (1, self._to.get(flow.dst, ()), flow.dst)):
+            mark = (side, mac)
+            last = refreshed_at.get(mark)
+            n = len(flows)
+            if last is not None and abs(n - last) < REFRESH_FRACTION * last:
+                continue
+            if n:
+                if self._counted.get(mark):
+                    self._sweep(side, flows, now)
+                refreshed_at[mark] = n
+            else:
+                refreshed_at.pop(mark, None)
 
     def _sweep(self, side, flows, now):
         """:meth:`refresh` of every flow of one host (``flows``: that host's
