@@ -35,9 +35,8 @@ import weakref
 
 import numpy as np
 
-from controllers.heap import Settler
+from controllers.heap import Settler, paused
 from controllers.health import HealthConfig, HealthError, LinkHealth, PortCounters
-from controllers.intents import bulk
 from controllers.loads import Flow, LoadModel
 from controllers.meters import ControlMeters, MeterConfig
 from controllers.paths import PathService
@@ -685,9 +684,10 @@ class RoutingCore:
         same, in the same order, as ``flow_seen(flow_key, src_mac, dst_mac, 0, now)`` for
         each, for a whole set of connections opened before a collective starts.
 
-        It holds the cyclic garbage collector off meanwhile: a learned flow is a tracked
+        It holds the cyclic garbage collector off meanwhile (a learned flow is a tracked
         object, and a million of them made one by one trigger collections that walk all
-        those made before (a third of the time of learning them, measured at k=12).
+        those made before: a third of the time of learning them, measured at k=12), then
+        settles them out of its sight once (controllers/heap.py ``Settler``).
 
         Parameters
         ----------
@@ -698,17 +698,16 @@ class RoutingCore:
         """
         self._at(now)
         learn, measure = self._learn_flow, self.load.measure
-        # A host's NIC rate cannot change within the call (no topology event comes in); the
-        # flows share one tuple per pair of rates (in a uniform fabric, one for all of them).
+        # A host's NIC rate cannot change within the call (no topology event comes in).
         nics = {mac: self.nic_bps(mac) for mac in self.topo.hosts}
-        pairs = {}
-        with bulk():
+        with paused():
             for flow_key, src_mac, dst_mac in flows:
-                nic = nics.get(src_mac), nics.get(dst_mac)
-                nic = pairs.setdefault(nic, nic)
-                flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now, nic)
+                flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now,
+                             (nics.get(src_mac), nics.get(dst_mac)))
                 if flow is not None:
                     measure(flow, 0, now)
+        # The settling every learned flow would have brought, once for the whole set.
+        self._settler.settle()
         return []
 
     def flow_stats(self, dpid, rows, now):
