@@ -226,24 +226,29 @@ class LoadModel:
         self._to = collections.defaultdict(dict)
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
+        # (side, mac) -> how many of its flows have links to count an estimate on: a sweep
+        # of a host with none changes nothing (hedera learns a million unpinned flows).
+        self._counted = collections.Counter()
         self._adj = adj
         self._nic_bps = nic_bps
         self._nic_pairs = {}
         self._capacity = capacity
 
     # -- flows -----------------------------------------------------------------------------
-    def add(self, flow, now):
-        """Start tracking a newly learned flow (not pinned yet)."""
-        self.flows[flow.key] = flow
+    def add(self, flow, now, nic_bps=None):
+        """Start tracking a newly learned flow (not pinned yet); ``nic_bps``, the NIC rates
+        of its sender and receiver if the caller has them."""
+        key = flow.key
+        self.flows[key] = flow
         # One tuple per pair of NIC rates, shared (a fabric has a handful): the sweep reads
         # it for every flow of a host, and a shared one stays in cache.
-        pair = (self._nic_bps(flow.src), self._nic_bps(flow.dst))
+        pair = nic_bps or (self._nic_bps(flow.src), self._nic_bps(flow.dst))
         flow.nic_bps = self._nic_pairs.setdefault(pair, pair)
-        flow.sent_by = self._from[flow.src]
-        flow.received_by = self._to[flow.dst]
-        flow.sent_by[flow.key] = flow
-        flow.received_by[flow.key] = flow
-        heapq.heappush(self._due, (flow.seen_at + self.tau_s, flow.key))
+        flow.sent_by = sent = self._from[flow.src]
+        flow.received_by = received = self._to[flow.dst]
+        sent[key] = flow
+        received[key] = flow
+        heapq.heappush(self._due, (flow.seen_at + self.tau_s, key))
         self._refresh_ends(flow, now)
 
     def remove(self, key, now):
@@ -272,6 +277,7 @@ class LoadModel:
         self._to.clear()
         self._due = []
         self._refreshed_at.clear()
+        self._counted.clear()
 
     def set_path(self, flow, path, now):
         """Pin a flow to ``path`` (a tuple of dpids) or let it follow the groups (None)."""
@@ -285,6 +291,9 @@ class LoadModel:
             if flow.path is not None:
                 self._add_est(flow.lids, -flow.est_bps)
                 flow.est_bps = 0.0
+                if flow.lids:
+                    self._counted[(0, flow.src)] -= 1
+                    self._counted[(1, flow.dst)] -= 1
                 flow.lids = ()
                 for link in zip(flow.path, flow.path[1:]):
                     keys = self.on_link.get(link)
@@ -299,6 +308,9 @@ class LoadModel:
             flow.lids = tuple([lid[link] for link in links])
         except KeyError:  # a link not indexed yet
             flow.lids = tuple([self.link_index(link) for link in links])
+        if flow.lids:
+            self._counted[(0, flow.src)] += 1
+            self._counted[(1, flow.dst)] += 1
         on_link, key = self.on_link, flow.key
         for link in links:
             on_link[link][key] = flow
@@ -468,17 +480,20 @@ class LoadModel:
         exact value, and a burst of n new flows at one host costs O(n) in all, not O(n^2).
         """
         self.refresh(flow, now)
-        for side, index, mac in ((0, self._from, flow.src), (1, self._to, flow.dst)):
-            flows = index.get(mac, ())
+        refreshed_at = self._refreshed_at
+        for side, flows, mac in ((0, self._from.get(flow.src, ()), flow.src),
+                                 (1, self._to.get(flow.dst, ()), flow.dst)):
             mark = (side, mac)
-            last = self._refreshed_at.get(mark)
-            if last is not None and abs(len(flows) - last) < REFRESH_FRACTION * last:
+            last = refreshed_at.get(mark)
+            n = len(flows)
+            if last is not None and abs(n - last) < REFRESH_FRACTION * last:
                 continue
-            if flows:
-                self._sweep(side, flows, now)
-                self._refreshed_at[mark] = len(flows)
+            if n:
+                if self._counted.get(mark):
+                    self._sweep(side, flows, now)
+                refreshed_at[mark] = n
             else:
-                self._refreshed_at.pop(mark, None)
+                refreshed_at.pop(mark, None)
 
     def _sweep(self, side, flows, now):
         """:meth:`refresh` of every flow of one host (``flows``: that host's

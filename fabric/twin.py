@@ -1406,11 +1406,21 @@ class Twin:
                 core.submit_intent(intent_id, body, 0.0)
         if core.learns_flows:
             pins = self._pins()
-            for fi in np.flatnonzero(pins[0] < 0).tolist():
-                key = self.key(fi)
-                src, dst = hosts[self.f_src[fi]], hosts[self.f_dst[fi]]
-                core.flow_seen(key, mac[src], mac[dst], 0, 0.0)
-                core.flow_seen(key.reverse(), mac[dst], mac[src], 0, 0.0)
+
+            def connections():
+                # Plain lists and tuples: a million flows' keys, made from numpy scalars
+                # and checked twice, cost more than the learning they feed.
+                ip, given = self.host_ip, self._given
+                host_mac = [mac[h] for h in hosts]
+                fis = np.flatnonzero(pins[0] < 0)
+                for fi, s, d, sport in zip(fis.tolist(), self.f_src[fis].tolist(),
+                                           self.f_dst[fis].tolist(), self.sport[fis].tolist()):
+                    key = given.get(fi)
+                    if key is None:
+                        key = (ip[s], ip[d], IP_PROTO_TCP, sport, AGENT_PORT)
+                    yield key, host_mac[s], host_mac[d]
+                    yield FlowKey.reverse(key), host_mac[d], host_mac[s]
+            core.flows_seen(connections(), 0.0)
         core.flush(0.0)
         return core.counters.get("flows_learned", 0)
 

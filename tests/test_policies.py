@@ -268,6 +268,40 @@ def test_flow_seen_learns_pins_and_measures_a_flow():
     assert rig.core.status()["counters"]["flows_unknown_host"] == 1
 
 
+@pytest.mark.parametrize("policy", ["congestion", "hedera", "collective"])
+def test_flows_seen_learns_a_set_of_flows_as_flow_seen_does_one_at_a_time(policy):
+    """The batch entry point takes each flow as :meth:`flow_seen` does, in order: every
+    placement (made greedily against the estimates of the flows placed before it), every
+    estimate on every link, the same counters; on an all-to-all with its ACK directions (and
+    a flow of an unknown host), where the demand estimates of each host's flows are redone
+    as its flow count grows."""
+    g = build("fattree", k=6, link_gbps=10)
+    one, many = Rig(g, policy), Rig(g, policy)
+    names = hosts(g)
+    seen = []
+    for i, (a, b) in enumerate(itertools.permutations(names, 2)):
+        key, sa, sb = one.key(a, b, 40000 + i), one.node(a)["mac"], one.node(b)["mac"]
+        seen += [(key, sa, sb), (key.reverse(), sb, sa)]
+    seen.append((one.key(names[0], names[1], 1), "02:00:00:00:99:99", one.node(names[1])["mac"]))
+    for key, sa, sb in seen:
+        one.core.flow_seen(key, sa, sb, 0, 1.0)
+    assert many.core.flows_seen(iter(seen), 1.0) == []
+    assert list(one.core.flows) == list(many.core.flows)
+    assert len(one.core.flows) == len(seen) - 1
+    pinned = 0
+    for key, flow in one.core.flows.items():
+        other = many.core.flows[key]
+        assert (flow.path, flow.est_bps, flow.lids) == (other.path, other.est_bps, other.lids)
+        assert (flow.bytes, flow.at) == (other.bytes, other.at) == (0, 1.0)
+        pinned += flow.path is not None
+    assert pinned == (0 if policy == "hedera" else len(one.core.flows))
+    n = len(one.core.load.links)
+    assert one.core.load.links == many.core.load.links and (n > 0) == (pinned > 0)
+    assert one.core.load._est[:n].tolist() == many.core.load._est[:n].tolist()
+    assert one.core.counters == many.core.counters
+    assert one.core.counters["flows_unknown_host"] == 1
+
+
 def test_idle_flows_expire_and_their_rules_go():
     rig = Rig(fat_tree(), "congestion", flow_idle_s=10.0)
     key = rig.learn("h1", "h9", 40001, 0.0)
