@@ -448,7 +448,8 @@ def soak(spec_path, runs, seed, results_dir, max_wait_s=12.0, signals=None, stre
             with open(os.path.join(results_dir, "soak", f"run-{i + 1}.log"), "wb") as out:
                 p = subprocess.Popen([py, "-m", "fabric.runner", spec_path, "--results",
                                       os.path.join(results_dir, "soak")], cwd=ROOT, stdout=out,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     preexec_fn=cleanup.interruptible)
             try:
                 p.wait(wait)
             except subprocess.TimeoutExpired:

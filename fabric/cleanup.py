@@ -150,6 +150,16 @@ def remove_bridges(names):
         time.sleep(0.2)
 
 
+def interruptible():
+    """``preexec_fn`` of a run that will be stopped with SIGINT: the child takes it as Ctrl-C.
+
+    A background job of a non-interactive shell (``make test &``, a CI step started with
+    ``&``) ignores SIGINT, its children inherit that, and a Python that starts with SIGINT
+    ignored keeps ignoring it: the run would go on to its end and exit 0.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def kill_pids(pids, grace_s=3.0):
     """SIGTERM, then SIGKILL after ``grace_s``, each live pid (and its process group)."""
     live = [p for p in pids if _alive(p)]
