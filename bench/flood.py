@@ -35,6 +35,7 @@ import time
 
 from controllers.rules import PRIO_CONTROL, PRIO_FLOW, PRIO_LEARN
 from fabric import runner, spec as specs
+from fabric.emulate import run_tool
 from fabric.model import host_switch
 from topologies import build
 from traffic.flood import connect_round, cpu_s, end_flood, ovs_pid, start_flood, start_server
@@ -62,11 +63,7 @@ def _datapath_counts():
 
 
 def _ofctl(*args):
-    r = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", *args], capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"ovs-ofctl {' '.join(args)} failed: {r.stderr.strip()[:300]}")
-    return r.stdout
+    return run_tool(["ovs-ofctl", "-O", "OpenFlow13", *args])
 
 
 def _round(net, mode, connections, pps, port_switch):

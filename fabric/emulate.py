@@ -681,25 +681,25 @@ class Emulation:
         """Cut (``up=False``) or restore link ``u``-``v``: its switch-side ends go down or
         up, so each switch sees its port's carrier go, as on a fiber cut."""
         for intf in self.link_intfs(u, v):
-            _run(["ip", "link", "set", "dev", intf, "up" if up else "down"])
+            run_tool(["ip", "link", "set", "dev", intf, "up" if up else "down"])
 
     def set_switch(self, sw, up, targets=None):
         """Take switch ``sw`` down (every port dark, its controller connections dropped;
         returns their targets) or back up (ports up, reconnected to ``targets``), as a switch
         that crashes and reboots with its flow tables kept."""
         if not up:
-            targets = _run(["ovs-vsctl", "--timeout=10", "get-controller", sw]).split()
-            _run(["ovs-vsctl", "--timeout=10", "del-controller", sw])
+            targets = run_tool(["ovs-vsctl", "--timeout=10", "get-controller", sw]).split()
+            run_tool(["ovs-vsctl", "--timeout=10", "del-controller", sw])
         for nbr in self.g.neighbors(sw):
             if not is_host(self.g, nbr):
                 self.set_link(sw, nbr, up)
         if up:
-            _run(["ovs-vsctl", "--timeout=10", "set-controller", sw, *targets])
+            run_tool(["ovs-vsctl", "--timeout=10", "set-controller", sw, *targets])
             # The controller records are new: give them the run's inactivity probe again.
-            uuids = _run(["ovs-vsctl", "--timeout=10", "--bare", "--columns=controller",
+            uuids = run_tool(["ovs-vsctl", "--timeout=10", "--bare", "--columns=controller",
                           "list", "bridge", sw]).split()
             for uuid in uuids:
-                _run(["ovs-vsctl", "--timeout=10", "set", "controller", uuid,
+                run_tool(["ovs-vsctl", "--timeout=10", "set", "controller", uuid,
                       f"inactivity_probe={SWITCH_INACTIVITY_PROBE_MS}"])
         return targets
 
@@ -711,7 +711,7 @@ class Emulation:
         shows: Open vSwitch's userspace datapath does not count htb's drops; the controller
         finds it from its probes waiting behind the queue, see controllers/health.py.)"""
         d = self.g.edges[u, v]
-        _run(["ovs-vsctl", "--timeout=10", "set", "interface", _intf(v, d["ports"][v]),
+        run_tool(["ovs-vsctl", "--timeout=10", "set", "interface", _intf(v, d["ports"][v]),
               f"mtu_request={1500 if on else self.mtu}"])
 
     def shape_link(self, u, v, fraction):
@@ -719,11 +719,13 @@ class Emulation:
         ends (1.0 restores it): a gray failure, up but degraded."""
         d = self.g.edges[u, v]
         for intf in self.link_intfs(u, v):
-            _run(["tc"] + htb_class(intf, link_mbps(d, self.scale) * fraction, self.mtu,
+            run_tool(["tc"] + htb_class(intf, link_mbps(d, self.scale) * fraction, self.mtu,
                                     verb="change").split())
 
 
-def _run(cmd):
+def run_tool(cmd):
+    """Run a command-line tool (``ip``, ``tc``, ``ovs-vsctl``, ``ovs-ofctl``...); its output,
+    or EmulationError naming the command and its error."""
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise EmulationError(f"{' '.join(cmd)} failed: {r.stderr.strip()[:300]}")

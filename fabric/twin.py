@@ -1075,10 +1075,13 @@ class Twin:
     def key(self, fi):
         """The 5-tuple of flow ``fi``."""
         key = self._given.get(fi)
-        if key is None:
-            key = FlowKey(self.host_ip[self.f_src[fi]], self.host_ip[self.f_dst[fi]],
-                          IP_PROTO_TCP, int(self.sport[fi]), AGENT_PORT)
-        return key
+        return key if key is not None else FlowKey(
+            *self._agent_key(self.f_src[fi], self.f_dst[fi], int(self.sport[fi])))
+
+    def _agent_key(self, s, d, sport):
+        """The plain 5-tuple an agent's connection from host index s to d has (no 5-tuple
+        given for it)."""
+        return (self.host_ip[s], self.host_ip[d], IP_PROTO_TCP, sport, AGENT_PORT)
 
     @property
     def keys(self):
@@ -1410,14 +1413,14 @@ class Twin:
             def connections():
                 # Plain lists and tuples: a million flows' keys, made from numpy scalars
                 # and checked twice, cost more than the learning they feed.
-                ip, given = self.host_ip, self._given
+                given, agent_key = self._given, self._agent_key
                 host_mac = [mac[h] for h in hosts]
                 fis = np.flatnonzero(pins[0] < 0)
                 for fi, s, d, sport in zip(fis.tolist(), self.f_src[fis].tolist(),
                                            self.f_dst[fis].tolist(), self.sport[fis].tolist()):
                     key = given.get(fi)
                     if key is None:
-                        key = (ip[s], ip[d], IP_PROTO_TCP, sport, AGENT_PORT)
+                        key = agent_key(s, d, sport)
                     yield key, host_mac[s], host_mac[d]
                     yield FlowKey.reverse(key), host_mac[d], host_mac[s]
             core.flows_seen(connections(), 0.0)
