@@ -4,10 +4,11 @@ One job: from the port counters of every statistics round, say which inter-switc
 be kept out of routing although they are up. A link is *degraded* (a gray failure) when, for
 ``detect_rounds`` rounds in a row, what it delivers collapsed against what is sent into it
 (the far end received less than ``1 - loss_ratio`` of the rate the near end sent), or its drop
-and error counters rose (dropped or errored packets at least ``drop_ratio`` of those sent),
-or its rate collapsed under a backlog: its LLDP probes waited at least ``backlog_s`` behind
-data in its egress queue (or took ``delay_s`` longer to cross it than the quickest probes of
-its two switches) while it delivered under ``rate_ratio`` of its capacity. The last
+and error counters rose (what was dropped or errored at least ``drop_ratio`` of the volume
+offered to it, a dropped frame weighed as the largest frames that end carries), or its
+rate collapsed under a backlog: its LLDP probes waited at least ``backlog_s`` behind data in
+its egress queue (or took ``delay_s`` longer to cross it than the quickest probes of its two
+switches) while it delivered under ``rate_ratio`` of its capacity. The last
 finds a link whose shaping was cut and whose queue drops nothing any counter sees (a policer,
 a bad transceiver renegotiating to a tenth of its rate): its sent and received counters agree,
 but a link with a standing queue delivers at its capacity unless the capacity is gone, so a
@@ -65,8 +66,13 @@ class HealthConfig:
         A direction of a link is bad in a round if its far end received less than
         ``1 - loss_ratio`` of the rate its near end sent.
     drop_ratio : float
-        ... or if packets dropped or errored at its ends are at least this share of the
-        packets sent into it.
+        ... or if what was dropped or errored at its ends is at least this share of the
+        volume offered to it (sent plus dropped), each dropped frame weighed as the largest
+        frames that end carries (the highest mean frame size it sent in a round). Weighed
+        by volume, not counted in packets: a link that black-holes large frames (an MTU
+        mismatch; bit errors, which hit long frames most) still passes the small ones, and
+        once its TCP flows back off, the acknowledgements of the flows the other way
+        outnumber the few retransmissions it drops each round.
     min_packets : int
         A direction is judged by its counters only if at least this many packets were sent
         into it (or dropped) in the round, or if most of the few sent were dropped (TCP
@@ -220,6 +226,7 @@ class LinkHealth:
         self._last = {}       # (dpid, port) -> (PortCounters, sampled at)
         self._delta = {}      # (dpid, port) -> (sampled at, seconds, deltas) of this round
         self._peak_bps = {}   # (dpid, port) -> highest rate delivered from that link end
+        self._frame_bytes = {}  # (dpid, port) -> highest mean frame size sent from that end
 
     # -- input -----------------------------------------------------------------------------
     def sample(self, dpid, counters, now):
@@ -283,8 +290,9 @@ class LinkHealth:
         cfg = self.config
         probe_lag_s, capacity_bps = probe_lag_s or {}, capacity_bps or {}
         probe_delay_s = probe_delay_s or {}
-        for end in [e for e in self._peak_bps if e not in peers]:
-            del self._peak_bps[end]
+        for table in (self._peak_bps, self._frame_bytes):
+            for end in [e for e in table if e not in peers]:
+                del table[end]
         verdicts = {}
         for near, far in peers.items():
             why = self._judge(near, far, probe_lag_s.get(near), probe_delay_s.get(near),
@@ -344,10 +352,18 @@ class LinkHealth:
         # A packet lost on the wire may be counted at both ends: the larger count, not the sum.
         dropped = max(d_a.tx_dropped + d_a.tx_errors, d_b.rx_dropped + d_b.rx_errors)
         enough = d_a.tx_packets + dropped >= cfg.min_packets
+        # What was sent, in frames as large as the largest this end carries (what a dropped
+        # frame is weighed as): counted in packets, the acknowledgements a link black-holing
+        # large frames still passes hide the few retransmissions it drops.
+        frame_bytes = self._frame_bytes.get(near, 0.0)
+        if d_a.tx_packets:
+            frame_bytes = max(frame_bytes, d_a.tx_bytes / d_a.tx_packets)
+            self._frame_bytes[near] = frame_bytes
+        sent_frames = d_a.tx_bytes / frame_bytes if frame_bytes else d_a.tx_packets
         # A link that black-holes TCP's large segments goes quiet at once: its flows wait
         # out retransmission timeouts, a packet or two a second, most of them dropped. A
         # round where most of the little sent was dropped is judged by its drops.
-        mostly_dropped = dropped > d_a.tx_packets
+        mostly_dropped = dropped > sent_frames
         by_counters = enough or mostly_dropped
         # A backlog says the link is busy however few (large, slow) packets crossed it.
         by_backlog = (lag_s is not None or delay_s is not None) and d_a.tx_packets > 0
@@ -355,7 +371,7 @@ class LinkHealth:
             return None
         why = {}
         if by_counters:
-            drop_share = dropped / (d_a.tx_packets + dropped)
+            drop_share = dropped / (sent_frames + dropped)
             if drop_share >= cfg.drop_ratio:
                 why["drop_share"] = round(drop_share, 3)
             # Rates, not bytes: the two ends' replies come at slightly different times.
