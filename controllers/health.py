@@ -67,15 +67,13 @@ class HealthConfig:
         ``1 - loss_ratio`` of the rate its near end sent.
     drop_ratio : float
         ... or if what was dropped or errored at its ends is at least this share of the
-        volume offered to it (sent plus dropped), each dropped frame weighed as the largest
-        frames that end carries (the highest mean frame size it sent in a round). Weighed
-        by volume, not counted in packets: a link that black-holes large frames (an MTU
-        mismatch; bit errors, which hit long frames most) still passes the small ones, and
-        once its TCP flows back off, the acknowledgements of the flows the other way
-        outnumber the few retransmissions it drops each round.
+        volume offered to it (sent plus dropped), a dropped frame weighed as the largest
+        that end carries (its highest mean frame size in a round): a link black-holing
+        large frames passes the small acknowledgements of the flows the other way, which
+        outnumber the few retransmissions it drops once its own flows back off.
     min_packets : int
         A direction is judged by its counters only if at least this many packets were sent
-        into it (or dropped) in the round, or if most of the few sent were dropped (TCP
+        into it (or dropped) in the round, or if most of the little offered was dropped (TCP
         flows across a link that drops their segments wait out timeouts: a packet or two a
         second): an idle link is neither healthy nor sick.
     backlog_s : float
