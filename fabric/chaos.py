@@ -69,6 +69,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 # A gray link below this utilization when it failed carried too little traffic for its
 # counters to show the failure (controllers/health.py judges only links with traffic); a slow
 # link below its new rate builds no queue, so nothing shows it either, nor harms its traffic.
+# Measured in the direction that fails (:func:`failing_utilization`).
 IDLE_UTILIZATION = {"gray": 0.01, "slow": SLOW_FRACTION}
 
 
@@ -160,6 +161,33 @@ def plan(g, seed, count, kinds=FAULT_KINDS, gap_s=(1.0, 3.0), hold_s=(3.0, 6.0))
     return faults
 
 
+def failing_utilization(g, loads, fault):
+    """The utilization of what ``fault`` breaks, from the controller's directed link loads
+    (``/fabric/topology``'s ``links``: ``src`` and ``dst`` dpids, ``utilization``), or None.
+
+    A gray link drops only what its first node sends (its second node's end takes standard
+    frames only, fabric/emulate.py ``gray_link``): the other direction, however busy, loses
+    nothing, and its acknowledgements are too small to be dropped. A slow link is cut both
+    ways: the busier direction.
+
+    Examples
+    --------
+    >>> from topologies import build
+    >>> g = build("fattree", k=4)
+    >>> a, c = g.nodes["a1"]["dpid"], g.nodes["c1"]["dpid"]
+    >>> loads = [{"src": a, "dst": c, "utilization": 0.001},
+    ...          {"src": c, "dst": a, "utilization": 0.4}]
+    >>> failing_utilization(g, loads, Fault("gray", ("a1", "c1"), 1.0, 1.0))
+    0.001
+    >>> failing_utilization(g, loads, Fault("slow", ("a1", "c1"), 1.0, 1.0))
+    0.4
+    """
+    u, v = (g.nodes[n]["dpid"] for n in fault.target)
+    ways = {(u, v)} if fault.kind == "gray" else {(u, v), (v, u)}
+    return max((x["utilization"] for x in loads if (x["src"], x["dst"]) in ways),
+               default=None)
+
+
 class Injector:
     """Applies a plan's faults to a live :class:`fabric.runner.Network`, one after another, in
     a thread started by :meth:`go`; :meth:`finish` stops it (repairing the fault in place) and
@@ -219,7 +247,7 @@ class Injector:
         ctl = self.net.ctl
         if fault.kind in IDLE_UTILIZATION:
             # Counters show a gray or slow link only while traffic crosses it.
-            rec["utilization"] = self._utilization(fault.target)
+            rec["utilization"] = self._utilization(fault)
         undo = self._inject(fault)
         t0 = time.monotonic()
         self.log(f"  chaos: {fault.name()} injected")
@@ -312,16 +340,14 @@ class Injector:
                 and s["hosts"] == e["hosts"] and not s["pending"]
                 and not s.get("degraded_links"))
 
-    def _utilization(self, link):
-        """The higher of the two directions' utilization of ``link``, as the controller last
-        measured it (None if it cannot say)."""
-        names = {d["dpid"]: n for n, d in self.net.g.nodes(data=True) if "dpid" in d}
+    def _utilization(self, fault):
+        """The utilization of what ``fault`` breaks as the controller last measured it
+        (:func:`failing_utilization`; None if it cannot say)."""
         try:
             loads = self.net.ctl.get("/fabric/topology", timeout=2.0)["links"]
         except (OSError, ControllerError, ValueError, KeyError):
             return None
-        return max((x["utilization"] for x in loads
-                    if {names.get(x["src"]), names.get(x["dst"])} == set(link)), default=None)
+        return failing_utilization(self.net.g, loads, fault)
 
     def _reach(self):
         r = all_pairs(self.net.g, self.net.em, rounds=3, timeout_ms=1000)
@@ -390,7 +416,8 @@ def report_md(rep):
         idle = rep["faults"].get(kind, {}).get("idle")
         if idle:
             lines += ["", f"{kind} links idle when they failed (under {under:.0%} "
-                          f"utilization: nothing for the counters to show): {idle}"]
+                          f"utilization in the direction that fails: nothing for the counters "
+                          f"to show): {idle}"]
     ended = {kind: k["ended_first"] for kind, k in rep["faults"].items() if k["ended_first"]}
     if ended:
         lines += ["", "undetected because the traffic ended before the controller could "
