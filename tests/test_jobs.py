@@ -180,11 +180,20 @@ def test_a_workload_parameter_named_hosts_is_rejected_not_taken_as_the_hosts(fat
 class FakeController:
     def __init__(self):
         self.calls = []
+        self.known = []     # intents it holds, as a controller's memory
 
     def request(self, method, path, body=None, timeout=None):
         self.calls.append((method, path, body and body["id"], body and len(body["flows"])))
+        if method == "POST":
+            self.known.append(body["id"])
+        elif method == "DELETE":
+            intent_id = path.rsplit("/", 1)[1]
+            assert intent_id in self.known, f"400 unknown intent {intent_id!r}"
+            self.known.remove(intent_id)
 
     def get(self, path):
+        if path == "/fabric/intents":
+            return [{"intent": i, "state": "installed"} for i in self.known]
         return {"intent": path.rsplit("/", 1)[1], "state": "installed"}
 
     def wait_status(self, ready, timeout_s, what):
@@ -210,6 +219,22 @@ def test_collective_announcement_submits_one_intent_per_job_and_withdraws_each(f
     announce({f.id: ["10.0.0.1", "10.0.0.2", 6, 40000, 5001] for f in single.flows})
     assert ctl.calls == [("POST", "/fabric/intents", "fattree-r1", 16)]
     assert announce.status["intent"] == "fattree-r1" and "announce_s" in announce.status
+
+
+def test_intents_a_restarted_controller_forgot_are_reported_not_withdrawn(fat):
+    """Chaos seed 5 under collective: the controller killed and restarted mid-run forgot
+    the run's intents, and withdrawing them at the end (400 unknown intent) failed the run
+    after every flow had completed."""
+    spec = _checked(_job("a", hosts=4), _job("b", hosts=6))
+    sched = jobs.build(fat, spec["jobs"], 1)
+    ctl = FakeController()
+    announce = runner.CollectiveAnnouncement(ctl, sched, "fattree-r1")
+    announce({f.id: ["10.0.0.1", "10.0.0.2", 6, 40000 + i, 5001]
+              for i, f in enumerate(sched.flows)})
+    ctl.known = ["fattree-r1.b"]    # restarted: a forgotten (b announced to it again)
+    announce.withdraw()
+    assert ctl.calls[2:] == [("DELETE", "/fabric/intents/fattree-r1.b", None, None)]
+    assert announce.status["forgotten"] == ["fattree-r1.a"] and ctl.known == []
 
 
 # -- end to end on the twin --------------------------------------------------------------
