@@ -961,6 +961,11 @@ class RoutingCore:
         """Port of switch ``u`` on its link to switch ``v``."""
         return self.topo.adj[u][v]
 
+    def has_link(self, u, v):
+        """Is there a link from switch ``u`` to switch ``v`` that routes may cross (up, and
+        not kept out as degraded or suppressed)?"""
+        return v in self.topo.adj.get(u, ())
+
     def capacity(self, u, v):
         """Capacity (bit/s) of the directed link from switch ``u`` to switch ``v``."""
         return self.link_capacity_bps.get((u, self.topo.adj[u][v]), self.default_capacity_bps)

@@ -14,6 +14,7 @@ when to assign, and what announced flows mean for learned ones, is the policy's 
 
 import dataclasses
 import itertools
+import math
 import numbers
 
 import numpy as np
@@ -291,8 +292,12 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
 
 def _capacities(core, links, background_bytes):
     """``(capacity_bps, background_s)``: the capacity of every candidate and background link,
-    and other intents' bytes on a link as its transmission time."""
-    capacity_bps = {link: core.capacity(*link)
+    and other intents' bytes on a link as its transmission time.
+
+    A link that is gone (a switch crashed, a link found gray) keeps its place in the core's
+    link list and in the bytes other intents put on it until they are re-assigned in turn,
+    but no path crosses it: it weighs nothing (infinite capacity)."""
+    capacity_bps = {link: core.capacity(*link) if core.has_link(*link) else math.inf
                     for link in itertools.chain(links, background_bytes)}
     return capacity_bps, {link: b * 8 / capacity_bps[link]
                           for link, b in background_bytes.items()}

@@ -227,3 +227,40 @@ def test_candidate_paths_become_link_ids_in_sorted_link_order(dpid, extra):
     assert [[links[i] for i in row if i != none] for row in paths[0]] == [
         [(a, b), (b, d)], [(a, c), (c, d)]]
     assert (paths[1] == none).all()
+
+
+@pytest.mark.parametrize("exact_flows", [256, 0])
+@pytest.mark.parametrize("fault", ["switch", "gray"])
+def test_intents_are_reassigned_around_a_crashed_switch_whose_links_others_weighed(
+        exact_flows, fault):
+    """Chaos seed 5 under collective: an aggregation switch crashed under two intents, and
+    re-assigning the first one weighed the other's bytes on links that no longer existed
+    (KeyError in the statistics round, the intents left on their old paths). The same
+    happens to a link found gray: it leaves the adjacency."""
+    g, core, flows = _submit(4, True, intent_exact_flows=exact_flows)
+    core.submit_intent("again", flows, 2.0)
+    core.flush(2.0)
+    intents = core._policy.intents
+    # An aggregation switch both intents put bytes through.
+    crashed = min(sw for sw in (g.nodes[n]["dpid"] for n in g if n.startswith("a"))
+                  if all(any(sw in link for link in intents[i].link_bytes)
+                         for i in ("a2a", "again")))
+    if fault == "switch":
+        core.switch_leave(crashed, 3.0)
+        gone = {link for i in intents.values() for link in i.link_bytes if crashed in link}
+    else:
+        # The link both intents load most at that switch kept out, as health does.
+        link = max((link for link in intents["again"].link_bytes if crashed in link),
+                   key=lambda x: (intents["a2a"].link_bytes.get(x, 0.0), x))
+        core.topo.set_excluded(((link[0], core.port(*link)), (link[1], core.port(*link[::-1]))),
+                               True)
+        gone = {link, link[::-1]}
+    core.adapt(3.0)
+    core.flush(3.0)
+    for intent_id in ("a2a", "again"):
+        for f in intents[intent_id].flows:
+            assert f.path in core.host_paths(f.src.mac, f.dst.mac)
+            assert not set(path_links(f.path)) & gone
+        assert core.intent_status(intent_id)["unplaced"] == 0
+        # The bytes an intent puts on links are those of its new paths only.
+        assert not set(intents[intent_id].link_bytes) & gone
