@@ -248,6 +248,7 @@ class Injector:
         if fault.kind in IDLE_UTILIZATION:
             # Counters show a gray or slow link only while traffic crosses it.
             rec["utilization"] = self._utilization(fault)
+        drops = self._drops(fault) if fault.kind == "gray" else None
         undo = self._inject(fault)
         t0 = time.monotonic()
         self.log(f"  chaos: {fault.name()} injected")
@@ -257,6 +258,11 @@ class Injector:
             ctl.start()
         detected = self._wait(self._detected(fault), DETECT_TIMEOUT_S[fault.kind])
         rec["detect_s"] = None if detected is None else round(detected - t0, 3)
+        if drops is not None:
+            after = self._drops(fault)
+            if after is not None:
+                # What it dropped until found (or until the controller's time was up).
+                rec["dropped"] = after - drops
         if detected is not None and fault.kind in IDLE_UTILIZATION:
             rec["why"] = self._why(fault.target)
         if detected is None and self._ended_at is not None:
@@ -340,6 +346,21 @@ class Injector:
                 and s["hosts"] == e["hosts"] and not s["pending"]
                 and not s.get("degraded_links"))
 
+    def _drops(self, fault):
+        """Packets the failing direction of a gray link has dropped so far (counted at
+        either end, the larger count), or None if the controller cannot say."""
+        (u, v), g = fault.target, self.net.g
+        counts = []
+        for node, field in ((u, "tx_dropped"), (v, "rx_dropped")):
+            dpid, port = g.nodes[node]["dpid"], g.edges[u, v]["ports"][node]
+            try:
+                (row,) = self.net.ctl.get(f"/stats/port/{dpid}/{port}",
+                                          timeout=2.0)[str(dpid)]
+                counts.append(int(row[field]))
+            except (OSError, ControllerError, ValueError, KeyError, TypeError):
+                return None
+        return max(counts)
+
     def _utilization(self, fault):
         """The utilization of what ``fault`` breaks as the controller last measured it
         (:func:`failing_utilization`; None if it cannot say)."""
@@ -379,10 +400,12 @@ def report(records, result, left):
             "repair_s": _med_max(r.get("repair_s") for r in mine),
             "errors": [r["error"] for r in mine if "error" in r],
             # Idle explains a miss; a link found anyway (its traffic grew after the sample)
-            # is not counted.
-            "idle": sum(1 for r in mine if r.get("utilization") is not None
-                        and r["utilization"] < IDLE_UTILIZATION[kind]
-                        and r.get("detect_s") is None),
+            # is not counted. The utilization is a smoothed rate from before the fault: a
+            # gray link that dropped nothing while it failed (its traffic had just moved or
+            # ended) carried nothing it could show too.
+            "idle": sum(1 for r in mine if r.get("detect_s") is None and (
+                (r.get("utilization") is not None
+                 and r["utilization"] < IDLE_UTILIZATION[kind]) or r.get("dropped") == 0)),
             "ended_first": sum(1 for r in mine if "traffic_ended_s" in r),
         }
     checks = [r["reachability"] for r in records if "reachability" in r]
@@ -416,8 +439,9 @@ def report_md(rep):
         idle = rep["faults"].get(kind, {}).get("idle")
         if idle:
             lines += ["", f"{kind} links idle when they failed (under {under:.0%} "
-                          f"utilization in the direction that fails: nothing for the counters "
-                          f"to show): {idle}"]
+                          f"utilization in the direction that fails"
+                          f"{', or nothing dropped' if kind == 'gray' else ''}: nothing for the "
+                          f"counters to show): {idle}"]
     ended = {kind: k["ended_first"] for kind, k in rep["faults"].items() if k["ended_first"]}
     if ended:
         lines += ["", "undetected because the traffic ended before the controller could "

@@ -144,6 +144,51 @@ def test_a_gray_link_busy_only_the_way_it_does_not_drop_is_idle_and_a_slow_one_i
     assert chaos.failing_utilization(g, [], chaos.Fault("gray", ("a8", "c3"), 1, 1)) is None
 
 
+class _PortCtl(_Ctl):
+    """:class:`_Ctl` that also answers port statistics: ``dropped`` packets counted at
+    every port so far (each call to ``step`` adds ``rate``)."""
+
+    def __init__(self, rate):
+        self.dropped, self.rate = 5, rate
+
+    def step(self):
+        self.dropped += self.rate
+
+    def get(self, path, timeout=None):
+        if path.startswith("/stats/port/"):
+            dpid = path.split("/")[3]
+            return {dpid: [{"tx_dropped": self.dropped, "rx_dropped": self.dropped}]}
+        return super().get(path, timeout)
+
+
+@pytest.mark.parametrize("rate, idle", [(0, 1), (3, 0)])
+def test_a_gray_link_missed_that_dropped_nothing_while_it_failed_counts_as_idle(
+        monkeypatch, rate, idle):
+    """Chaos seed 5 under hedera, measured: a8-c3 made gray 'at 0.078' (a smoothed rate
+    from before) carried nothing but probes while it failed, its traffic gone: not a miss.
+    One that dropped packets and was not found is one."""
+    g = build("fattree", k=4)
+    monkeypatch.setitem(chaos.DETECT_TIMEOUT_S, "gray", 0.3)
+    monkeypatch.setattr(chaos, "all_pairs", lambda *a, **k: {"pairs": 240, "unreachable": []})
+    ctl = _PortCtl(rate)
+    em = _Em()
+    em.gray_link = lambda u, v, on: ctl.step()
+    net = type("Net", (), {"g": g, "em": em, "ctl": ctl})()
+    fault = chaos.Fault("gray", ("a8", "c3"), gap_s=0.0, hold_s=0.1)
+    with Progress(1, "faults", stream=io.StringIO()) as progress:
+        injector = chaos.Injector(net, [fault], progress, log=lambda m: None)
+        injector.go()
+        deadline = time.monotonic() + 10.0
+        while not (injector.records and "repair_s" in injector.records[0]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (rec,) = injector.finish()
+    assert rec["detect_s"] is None and rec["dropped"] == rate, rec
+    rec["utilization"] = 0.078
+    rep = chaos.report([rec], {"flows_total": 1, "flows_completed": 1}, {})
+    assert rep["faults"]["gray"]["idle"] == idle
+
+
 def test_every_fault_is_a_milestone_even_when_the_traffic_ends_first():
     g = build("fattree", k=4)
     faults = chaos.plan(g, 7, 3)
