@@ -344,10 +344,9 @@ def _progressive(links, caps, active, n_on, start, on, rate):
 # What the loop returns to Python for (state ints[0]).
 DONE, STOP, TIMED_OUT, PY_START, GROW_ROWS, GROW_HEAPS, GROW_INDEX = range(7)
 # The loop's scalar state, in and out: floats and ints (indices below).
-F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION, F_INCREMENTAL = range(6)
+F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION = range(5)
 (I_STATUS, I_PHASE, I_DIRTY, I_FREE, I_STARTS, I_ARRIVALS, I_ACTIVE, I_EVENTS, I_SOLVES,
- I_ALL_UP, I_FAST_FAILOVER, I_MULTIPATH, I_STATS_ALWAYS, I_MAX_CHILDREN, I_STALLED, I_STAMP,
- I_FIN, I_EARLY, I_NDIRTY, I_FULL_SOLVES, I_ROWS_SOLVED) = range(21)
+ I_ALL_UP, I_FAST_FAILOVER, I_MULTIPATH, I_STATS_ALWAYS, I_MAX_CHILDREN, I_STALLED) = range(15)
 # A kernel run (compiled) instead of the same loop in Python once a schedule has this many
 # flows: below it, loading numba (half a second per process) costs more than it saves.
 COMPILED_FLOWS = 2000
@@ -491,349 +490,27 @@ def _solve_plain(links, caps, active, n_on, start, on, rate):
     rate[:] = max_min_rates(links, caps, active)
 
 
-# -- rates kept between events ----------------------------------------------------------------
-# A rate solve after an event re-solves only the rows whose rate may change (the rows on the
-# links of the flows that started or finished, then any row whose bottleneck those moved),
-# with every other row's rate held, and checks the result: max-min fair rates are the one
-# feasible allocation in which every flow has a bottleneck link (a full link on which no flow
-# is faster), so once every row whose links changed has one, the rates are those a full
-# solve gives (within SHARE_TOL). A solve that would take more than the fraction
-# ``F_INCREMENTAL`` of the active rows, or does not settle in RESOLVE_ROUNDS rounds, is a
-# full solve instead.
-SHARE_TOL = 1e-9      # relative: a link this close to its capacity is full, a rate this close
-                      # to the fastest on a link is the fastest
-RESOLVE_ROUNDS = 32
-INCREMENTAL_SHARE = 0.25   # the default F_INCREMENTAL; 0 solves every event in full
-
-
-def _bottleneck(r, r_links, caps, on_cnt, on, on_start, r_rate, r_new, r_mark, stamp):
-    """A link that makes row ``r``'s rate max-min fair (full, and no row on it faster), or
-    -1. Rows marked ``stamp`` count at their new rate ``r_new``, the others at ``r_rate``."""
-    x = r_new[r] if r_mark[r] == stamp else r_rate[r]
-    for w in range(r_links.shape[1]):
-        lk = r_links[r, w]
-        if lk < 0:
-            continue
-        load, top = 0.0, 0.0
-        for j in range(on_start[lk], on_start[lk] + on_cnt[lk]):
-            q = on[j]
-            y = r_new[q] if r_mark[q] == stamp else r_rate[q]
-            load += y
-            if y > top:
-                top = y
-        if load >= caps[lk] * (1.0 - SHARE_TOL) and x >= top * (1.0 - SHARE_TOL):
-            return lk
-    return -1
-
-
-def _fill_rows(n_a, r_list, r_links, caps, r_rate, r_new, r_mark, stamp, on_cnt, on,
-               on_start, l_mark, l_res, l_cnt, l_list, l_keys, l_vals):
-    """Progressive filling (as :func:`_progressive`) of the rows ``r_list[:n_a]`` (marked
-    ``stamp``) into ``r_new``, on what the other rows leave of each link they cross."""
-    width = r_links.shape[1]
-    n_l = 0
-    unfrozen = 0
-    for i in range(n_a):
-        a = r_list[i]
-        r_new[a] = 0.0
-        crosses = False
-        for w in range(width):
-            lk = r_links[a, w]
-            if lk < 0:
-                continue
-            crosses = True
-            if l_mark[lk] != stamp:
-                l_mark[lk] = stamp
-                l_list[n_l] = lk
-                n_l += 1
-                res = caps[lk]
-                for j in range(on_start[lk], on_start[lk] + on_cnt[lk]):
-                    q = on[j]
-                    if r_mark[q] != stamp:
-                        res -= r_rate[q]
-                l_res[lk] = max(res, 0.0)
-                l_cnt[lk] = 0
-            l_cnt[lk] += 1
-        if crosses:
-            r_new[a] = -1.0   # not frozen yet
-            unfrozen += 1
-    size = 0
-    for i in range(n_l):
-        lk = l_list[i]
-        l_keys[size], l_vals[size] = l_res[lk] / l_cnt[lk], lk
-        size += 1
-    for i in range((size - 2) // 4, -1, -1):
-        _sift_down(l_keys, l_vals, size, i)
-    level = 0.0
-    while size > 0 and unfrozen > 0:
-        share, lk = l_keys[0], l_vals[0]
-        size -= 1
-        if size > 0:
-            l_keys[0], l_vals[0] = l_keys[size], l_vals[size]
-            _sift_down(l_keys, l_vals, size, 0)
-        if l_cnt[lk] == 0:
-            continue
-        cur = l_res[lk] / l_cnt[lk]
-        if cur > share * (1.0 + 1e-12) + 1e-300:
-            size = _heap_push(l_keys, l_vals, size, cur, lk)
-            continue
-        level = max(level, cur)
-        for j in range(on_start[lk], on_start[lk] + on_cnt[lk]):
-            q = on[j]
-            if r_mark[q] != stamp or r_new[q] >= 0.0:
-                continue
-            r_new[q] = level
-            unfrozen -= 1
-            for w in range(width):
-                m = r_links[q, w]
-                if m >= 0:
-                    l_res[m] -= level
-                    l_cnt[m] -= 1
-        l_cnt[lk] = 0
-
-
-def _resolve(si, n_d, d_list, r_links, caps, on_cnt, on, on_start, r_rate, r_new, r_mark,
-             r_list, r_bott, l_mark, l_res, l_cnt, l_list, l_keys, l_vals, max_rows):
-    """Re-solve the rates the links ``d_list[:n_d]`` (where flows started or finished) may
-    change. Returns the number of rows re-solved (``r_list``, marked ``si[I_STAMP]``, their
-    rates in ``r_new``; ``r_bott`` of the rows held kept valid), or -1 if that would be more
-    than ``max_rows`` rows or more than RESOLVE_ROUNDS rounds (a full solve is due)."""
-    si[I_STAMP] += 2
-    stamp = si[I_STAMP]
-    later = stamp + 1   # rows to solve from the next round on; links checked this round
-    width = r_links.shape[1]
-    n_a = 0
-    for i in range(n_d):
-        lk = d_list[i]
-        for j in range(on_start[lk], on_start[lk] + on_cnt[lk]):
-            q = on[j]
-            if r_mark[q] != stamp:
-                if n_a >= max_rows:
-                    return -1
-                r_mark[q] = stamp
-                r_list[n_a] = q
-                n_a += 1
-    for _ in range(RESOLVE_ROUNDS):
-        _fill_rows(n_a, r_list, r_links, caps, r_rate, r_new, r_mark, stamp, on_cnt, on,
-                   on_start, l_mark, l_res, l_cnt, l_list, l_keys, l_vals)
-        solved = n_a
-        for i in range(solved):
-            a = r_list[i]
-            if r_links[a, 0] < 0 or _bottleneck(a, r_links, caps, on_cnt, on, on_start,
-                                                r_rate, r_new, r_mark, stamp) >= 0:
-                continue
-            # A held row is faster on every full link of this one: it shares them now.
-            x = r_new[a] * (1.0 + SHARE_TOL)
-            faster = False
-            for w in range(width):
-                lk = r_links[a, w]
-                if lk < 0:
-                    continue
-                for j in range(on_start[lk], on_start[lk] + on_cnt[lk]):
-                    q = on[j]
-                    if r_mark[q] != stamp and r_rate[q] > x:
-                        faster = True
-                        if r_mark[q] != later:
-                            if n_a >= max_rows:
-                                return -1
-                            r_mark[q] = later
-                            r_list[n_a] = q
-                            n_a += 1
-            if not faster:   # float noise beyond SHARE_TOL: not a case to patch
-                return -1
-        for i in range(solved):
-            a = r_list[i]
-            for w in range(width):
-                lk = r_links[a, w]
-                if lk < 0 or l_mark[lk] == later:
-                    continue
-                l_mark[lk] = later
-                for j in range(on_start[lk], on_start[lk] + on_cnt[lk]):
-                    q = on[j]
-                    if r_mark[q] == stamp or r_mark[q] == later or r_bott[q] != lk:
-                        continue
-                    b = _bottleneck(q, r_links, caps, on_cnt, on, on_start, r_rate, r_new,
-                                    r_mark, stamp)
-                    if b >= 0:
-                        r_bott[q] = b
-                    else:
-                        if n_a >= max_rows:
-                            return -1
-                        r_mark[q] = later
-                        r_list[n_a] = q
-                        n_a += 1
-        if n_a == solved:
-            for i in range(n_a):
-                a = r_list[i]
-                r_bott[a] = _bottleneck(a, r_links, caps, on_cnt, on, on_start, r_rate, r_new,
-                                        r_mark, stamp)
-            return n_a
-        for i in range(solved, n_a):
-            r_mark[r_list[i]] = stamp
-    return -1
-
-
-def _ih_up(hk, hr, hpos, i):
-    while i > 0:
-        p = (i - 1) >> 1
-        if hk[p] <= hk[i]:
-            break
-        hk[p], hk[i] = hk[i], hk[p]
-        hr[p], hr[i] = hr[i], hr[p]
-        hpos[hr[i]], hpos[hr[p]] = i, p
-        i = p
-
-
-def _ih_down(hk, hr, hpos, size, i):
-    while True:
-        c = 2 * i + 1
-        if c >= size:
-            break
-        if c + 1 < size and hk[c + 1] < hk[c]:
-            c += 1
-        if hk[i] <= hk[c]:
-            break
-        hk[c], hk[i] = hk[i], hk[c]
-        hr[c], hr[i] = hr[i], hr[c]
-        hpos[hr[i]], hpos[hr[c]] = i, c
-        i = c
-
-
-def _ih_set(hk, hr, hpos, size, r, key):
-    """Give row ``r`` the key ``key`` in the heap ``hk``/``hr`` (``hpos``: where each row
-    sits, -1 if absent), adding it if absent; returns the new size."""
-    i = hpos[r]
-    if i < 0:
-        i = size
-        size += 1
-        hk[i], hr[i], hpos[r] = key, r, i
-        _ih_up(hk, hr, hpos, i)
-        return size
-    old = hk[i]
-    hk[i] = key
-    if key < old:
-        _ih_up(hk, hr, hpos, i)
-    else:
-        _ih_down(hk, hr, hpos, size, i)
-    return size
-
-
-def _ih_del(hk, hr, hpos, size, r):
-    """Take row ``r`` out of the heap if it is in; returns the new size."""
-    i = hpos[r]
-    if i < 0:
-        return size
-    hpos[r] = -1
-    size -= 1
-    if i != size:
-        last = hr[size]
-        hk[i], hr[i], hpos[last] = hk[size], last, i
-        _ih_up(hk, hr, hpos, i)
-        _ih_down(hk, hr, hpos, size, hpos[last])
-    return size
-
-
-def _settle(r, t, r_left, r_sent, r_rate, r_tu):
-    """Bring row ``r``'s bytes left and sent up to time ``t`` at its rate since ``r_tu``."""
-    dt = t - r_tu[r]
-    if dt > 0:
-        moved = min(r_rate[r] * dt / 8.0, r_left[r])
-        r_left[r] -= moved
-        r_sent[r] += moved
-    r_tu[r] = t
-
-
-def _schedule(r, t, si, resolution, r_left, r_sent, r_rate, r_t0, hk, hr, hpos):
-    """Key row ``r`` (settled at ``t``) in the heaps of the times its last byte leaves
-    (heap 0) and of the first event time at which it may end (heap 1: when what is left is
-    float residue, or less than ``resolution`` of the time it has run)."""
-    left = r_left[r]
-    residue = DONE_FRACTION * (left + r_sent[r]) + 1e-9
-    if r_rate[r] > 0:
-        bps = r_rate[r] / 8.0
-        done = t + left / bps
-        early = min(done - residue / bps, (done + resolution * r_t0[r]) / (1.0 + resolution))
-        si[I_FIN] = _ih_set(hk[0], hr[0], hpos[0], si[I_FIN], r, done)
-        si[I_EARLY] = _ih_set(hk[1], hr[1], hpos[1], si[I_EARLY], r, min(early, done))
-    else:
-        si[I_FIN] = _ih_del(hk[0], hr[0], hpos[0], si[I_FIN], r)
-        if left <= residue:
-            si[I_EARLY] = _ih_set(hk[1], hr[1], hpos[1], si[I_EARLY], r, t)
-        else:
-            si[I_EARLY] = _ih_del(hk[1], hr[1], hpos[1], si[I_EARLY], r)
-
-
-def _settle_all(t, r_alive, r_left, r_sent, r_rate, r_tu):
-    for r in range(r_alive.shape[0]):
-        if r_alive[r]:
-            _settle(r, t, r_left, r_sent, r_rate, r_tu)
-
-
-def _full_solve(t, si, fs, r_links, caps, r_alive, on_cnt, on, on_start, r_left, r_sent,
-                r_rate, r_t0, r_tu, r_new, r_mark, r_bott, hk, hr, hpos):
-    """Every row's rate solved afresh at ``t``, with its bottleneck and its keys."""
-    _settle_all(t, r_alive, r_left, r_sent, r_rate, r_tu)
-    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
-    _rekey(t, si, fs, r_links, caps, r_alive, on_cnt, on, on_start, r_left, r_sent, r_rate,
-           r_t0, r_new, r_mark, r_bott, hk, hr, hpos)
-
-
-def _rekey(t, si, fs, r_links, caps, r_alive, on_cnt, on, on_start, r_left, r_sent, r_rate,
-           r_t0, r_new, r_mark, r_bott, hk, hr, hpos):
-    """The heaps of end times rebuilt from every row (settled at ``t``), and every row's
-    bottleneck found."""
-    hpos[:, :] = -1
-    si[I_FIN] = 0
-    si[I_EARLY] = 0
-    for r in range(r_alive.shape[0]):
-        if r_alive[r]:
-            # Stamp -1 marks no row: every rate is r_rate.
-            r_bott[r] = _bottleneck(r, r_links, caps, on_cnt, on, on_start, r_rate, r_new,
-                                    r_mark, -1)
-            _schedule(r, t, si, fs[F_RESOLUTION], r_left, r_sent, r_rate, r_t0, hk, hr, hpos)
-
-
-def _dirty(lk, l_dirty, d_list, si):
-    if not l_dirty[lk]:
-        l_dirty[lk] = True
-        d_list[si[I_NDIRTY]] = lk
-        si[I_NDIRTY] += 1
-
-
 def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
-          end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
-          dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
-          r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
-          st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left,
-          r_tu, r_new, r_mark, r_list, r_bott, hk, hr, hpos, l_mark, l_res, l_cnt, l_list,
-          l_keys, l_vals, l_dirty, d_list):
+           end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
+           dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
+           r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
+           st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left):
     """The event loop over the schedule's columns (see Twin.run_columns): runs until it
     must hand over to Python (the status in ``si[I_STATUS]``), its state in ``fs``, ``si``
-    and the arrays, every row's bytes brought up to the time it stops at. Compiled with
-    numba for large runs, run as Python for small ones; the helpers it calls are module
-    globals, compiled alongside it.
-
-    It keeps the rows on every link (``on_cnt``, ``on``, ``on_start``, ``pos``:
-    :func:`_index_rows`, indexed on entry, as Python may have moved rows, then kept as rows
-    start and finish), each row's bottleneck link (``r_bott``) and two heaps of rows
-    (``hk``, ``hr``, ``hpos``: :func:`_schedule`) by the time their last byte leaves and the
-    first time they may end: an event touches only the rows whose rate changed
-    (:func:`_resolve`, on the links in ``d_list`` where flows started or finished since the
-    last solve), and a row's bytes are brought up to date (``r_tu``) only when its rate
-    changes or it ends. Python sets ``si[I_DIRTY]`` for a full solve. With ``phase_of``
-    (the phase of every flow; empty if the run has none), ``phase_left`` counts the flows
-    of each phase not yet received, and the loop stops (``STOP``) once the arrivals of an
-    instant have emptied a phase, before that instant's starts."""
+    and the arrays. Compiled with numba for large runs, run as Python for small ones; the
+    helpers it calls are module globals, compiled alongside it. The rows on every link
+    (``on_cnt``, ``on``, ``on_start``, ``pos``: :func:`_index_rows`) are indexed on entry,
+    as Python may have moved rows, then kept as rows start and finish, so that a rate
+    solve does not index the links' flows again (a third of a solve at k=16). With
+    ``phase_of`` (the phase of every flow; empty if the run has none), ``phase_left`` counts
+    the flows of each phase not yet received, and the loop stops (``STOP``) once the
+    arrivals of an instant have emptied a phase, before that instant's starts."""
     t = fs[F_T]
     width = r_links.shape[1]
     cap = on.shape[0] // on_cnt.shape[0]
     if not _index_rows(r_links, r_alive, on_cnt, on, on_start, pos):
         si[I_STATUS] = GROW_INDEX
         return
-    for r in range(r_alive.shape[0]):
-        r_tu[r] = t
-    _rekey(t, si, fs, r_links, caps, r_alive, on_cnt, on, on_start, r_left, r_sent, r_rate,
-           r_t0, r_new, r_mark, r_bott, hk, hr, hpos)
     while True:
         if si[I_PHASE] == 0:
             if (si[I_ARRIVALS] + si[I_ACTIVE] > ar_t.shape[0]
@@ -841,33 +518,16 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     > st_t.shape[0]):
                 si[I_STATUS] = GROW_HEAPS
                 break
-            if si[I_NDIRTY] > 0 and not si[I_DIRTY]:
-                n_a = _resolve(si, si[I_NDIRTY], d_list, r_links, caps, on_cnt, on, on_start,
-                               r_rate, r_new, r_mark, r_list, r_bott, l_mark, l_res, l_cnt,
-                               l_list, l_keys, l_vals,
-                               int(fs[F_INCREMENTAL] * si[I_ACTIVE]))
-                if n_a < 0:
-                    si[I_DIRTY] = 1
-                else:
-                    si[I_SOLVES] += 1
-                    si[I_ROWS_SOLVED] += n_a
-                    for i in range(n_a):
-                        a = r_list[i]
-                        if r_new[a] != r_rate[a] or r_t0[a] == t:
-                            _settle(a, t, r_left, r_sent, r_rate, r_tu)
-                            r_rate[a] = r_new[a]
-                            _schedule(a, t, si, fs[F_RESOLUTION], r_left, r_sent, r_rate,
-                                      r_t0, hk, hr, hpos)
-            for i in range(si[I_NDIRTY]):
-                l_dirty[d_list[i]] = False
-            si[I_NDIRTY] = 0
             if si[I_DIRTY]:
-                _full_solve(t, si, fs, r_links, caps, r_alive, on_cnt, on, on_start, r_left,
-                            r_sent, r_rate, r_t0, r_tu, r_new, r_mark, r_bott, hk, hr, hpos)
+                _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
                 si[I_SOLVES] += 1
-                si[I_FULL_SOLVES] += 1
                 si[I_DIRTY] = 0
-            t_next = hk[0, 0] if si[I_FIN] > 0 else np.inf
+            t_next = np.inf
+            for r in range(r_rate.shape[0]):
+                if r_alive[r] and r_rate[r] > 0:
+                    td = t + r_left[r] / (r_rate[r] / 8.0)
+                    if td < t_next:
+                        t_next = td
             if si[I_STARTS] > 0 and st_t[0] < t_next:
                 t_next = st_t[0]
             if si[I_ARRIVALS] > 0 and ar_t[0] < t_next:
@@ -879,20 +539,27 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 break
             if (si[I_ACTIVE] > 0 or si[I_STATS_ALWAYS]) and fs[F_NEXT_STATS] < t_next:
                 t_next = fs[F_NEXT_STATS]
-            if t_next > fs[F_MAX_TIME]:
-                t = fs[F_MAX_TIME]
-                si[I_STATUS] = TIMED_OUT
-                break
+            timed_out = t_next > fs[F_MAX_TIME]
+            if timed_out:
+                t_next = fs[F_MAX_TIME]
+            dt = t_next - t
             t = t_next
-            while si[I_EARLY] > 0 and hk[1, 0] <= t:
+            for r in range(r_rate.shape[0]):
+                if not r_alive[r]:
+                    continue
+                if dt > 0:
+                    moved = min(r_rate[r] * dt / 8.0, r_left[r])
+                    r_left[r] -= moved
+                    r_sent[r] += moved
+                if timed_out:
+                    continue
                 # Its last byte left: received after the propagation delay of its path and
                 # the store-and-forward of its last packet at every link but the one whose
                 # transmission the fluid rate already counts (the slowest).
-                r = hr[1, 0]
-                si[I_EARLY] = _ih_del(hk[1], hr[1], hpos[1], si[I_EARLY], r)
-                si[I_FIN] = _ih_del(hk[0], hr[0], hpos[0], si[I_FIN], r)
-                _settle(r, t, r_left, r_sent, r_rate, r_tu)
                 left = r_left[r]
+                if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
+                        or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
+                    continue
                 fi = r_fid[r]
                 sent_final[fi] = r_sent[r] + left
                 lat, ser_sum, ser_max = 0.0, 0.0, 0.0
@@ -900,23 +567,25 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     lk = r_links[r, w]
                     if lk >= 0:
                         _index_drop(r, w, lk, on_cnt, on, on_start, pos, r_links)
-                        _dirty(lk, l_dirty, d_list, si)
                         link_bytes[lk] += r_sent[r] + left - r_base[r]
                         lat += ldelay[lk]
                         ser_sum += ser[lk]
                         ser_max = max(ser_max, ser[lk])
                         r_links[r, w] = -1
                 si[I_ARRIVALS] = _hpush(ar_t, ar_f, si[I_ARRIVALS],
-                                        t + lat + ser_sum - ser_max, fi)
+                                       t + lat + ser_sum - ser_max, fi)
                 r_alive[r] = False
                 r_rate[r] = 0.0
                 r_left[r] = 0.0
                 r_base[r] = 0.0
                 r_fid[r] = -1
-                r_bott[r] = -1
                 free[si[I_FREE]] = r
                 si[I_FREE] += 1
                 si[I_ACTIVE] -= 1
+                si[I_DIRTY] = 1
+            if timed_out:
+                si[I_STATUS] = TIMED_OUT
+                break
             si[I_EVENTS] += 1
             phase_ended = False
             while si[I_ARRIVALS] > 0 and ar_t[0] <= t:
@@ -933,28 +602,29 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     if waiting[c] == 0:
                         # Arrivals come in time order: this one is its last dependency.
                         si[I_STARTS] = _hpush(st_t, st_f, si[I_STARTS],
-                                              max(floor[c], t + delay[c]), c)
+                                             max(floor[c], t + delay[c]), c)
             si[I_PHASE] = 6
             if phase_ended:
                 si[I_STATUS] = STOP
                 break
-        status = -1
         while si[I_STARTS] > 0 and st_t[0] <= t:
             fi = st_f[0]
             n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
-                      h_down, dcol, nh, nhc, tids, slots, smask, swlid,
-                      si[I_FAST_FAILOVER], si[I_MULTIPATH])
+                        h_down, dcol, nh, nhc, tids, slots, smask, swlid,
+                        si[I_FAST_FAILOVER], si[I_MULTIPATH])
             if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
-                status = PY_START
-                break
+                si[I_STATUS] = PY_START
+                fs[F_T] = t
+                return
             if si[I_FREE] == 0:
-                status = GROW_ROWS
-                break
+                si[I_STATUS] = GROW_ROWS
+                fs[F_T] = t
+                return
             for w in range(n):
                 if on_cnt[walk[w]] + width > cap:
-                    status = GROW_INDEX
-            if status >= 0:
-                break
+                    si[I_STATUS] = GROW_INDEX
+                    fs[F_T] = t
+                    return
             si[I_STARTS] = _hpop(st_t, st_f, si[I_STARTS])
             start_out[fi] = t
             si[I_FREE] -= 1
@@ -963,20 +633,17 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 r_links[r, w] = walk[w]
                 if walk[w] >= 0:
                     _index_add(r, w, walk[w], on_cnt, on, on_start, pos)
-                    _dirty(walk[w], l_dirty, d_list, si)
             r_left[r] = float(nbytes[fi])
-            r_rate[r], r_sent[r], r_base[r], r_t0[r], r_tu[r] = 0.0, 0.0, 0.0, t, t
-            r_alive[r], r_fid[r], r_bott[r] = True, fi, -1
+            r_rate[r], r_sent[r], r_base[r], r_t0[r] = 0.0, 0.0, 0.0, t
+            r_alive[r], r_fid[r] = True, fi
             si[I_ACTIVE] += 1
-        if status >= 0:
-            si[I_STATUS] = status
-            break
+            si[I_DIRTY] = 1
         si[I_PHASE] = 0
         if t >= fs[F_NEXT_EVENT] or t >= fs[F_NEXT_STATS]:
             si[I_STATUS] = STOP
             break
-    _settle_all(t, r_alive, r_left, r_sent, r_rate, r_tu)
     fs[F_T] = t
+
 
 
 _KERNEL = None
@@ -988,8 +655,6 @@ def _kernel(compiled):
     the first time; the helpers it calls are compiled first and take the place of their
     Python versions, which compute the same) or as Python."""
     global _KERNEL, _solve, _hpush, _hpop, _walk, _index_rows, _index_add, _index_drop
-    global _bottleneck, _fill_rows, _resolve, _ih_up, _ih_down, _ih_set, _ih_del, _settle
-    global _schedule, _settle_all, _full_solve, _rekey, _dirty
     if not compiled:
         return _loop
     if _KERNEL is None:
@@ -1000,21 +665,15 @@ def _kernel(compiled):
         _hpush, _hpop, _walk = jit(_hpush), jit(_hpop), jit(_walk)
         _index_add, _index_drop = jit(_index_add), jit(_index_drop)
         _index_rows = jit(_index_rows)
-        _bottleneck, _fill_rows, _resolve = jit(_bottleneck), jit(_fill_rows), jit(_resolve)
-        _ih_up, _ih_down, _ih_set, _ih_del = jit(_ih_up), jit(_ih_down), jit(_ih_set), jit(
-            _ih_del)
-        _settle, _schedule, _settle_all = jit(_settle), jit(_schedule), jit(_settle_all)
-        _full_solve, _rekey, _dirty = jit(_full_solve), jit(_rekey), jit(_dirty)
         _KERNEL = jit(_loop)
     return _KERNEL
 
 
 class _Rows:
     """The active flows as arrays of reusable rows (links crossed, -1 padded; bytes left,
-    rate, bytes sent, start; which flow), with a stack of free rows, room for the event
-    loop's index of the rows on each of ``n_links`` links, and what the loop keeps to solve
-    rates after an event for the rows it touches only (each row's bottleneck, heaps of end
-    times, scratch per row and per link): what the event loop works on."""
+    rate, bytes sent, start; which flow), with a stack of free rows, and room for the
+    event loop's index of the rows on each of ``n_links`` links: what the event loop works
+    on."""
 
     def __init__(self, rows=64, width=8, n_links=1):
         self.links = np.full((rows, width), -1, dtype=np.int32)
@@ -1030,34 +689,6 @@ class _Rows:
         self.on_cnt = np.zeros(n_links, dtype=np.int32)
         self.pos = np.zeros((rows, width), dtype=np.int32)
         self.grow_index(16)
-        self._scratch_rows(rows)
-        self.l_mark = np.zeros(n_links, dtype=np.int64)
-        self.l_res = np.zeros(n_links)
-        self.l_cnt = np.zeros(n_links, dtype=np.int32)
-        self.l_list = np.zeros(n_links, dtype=np.int32)
-        self.l_keys = np.zeros(n_links + 1)
-        self.l_vals = np.zeros(n_links + 1, dtype=np.int32)
-        self.l_dirty = np.zeros(n_links, dtype=np.bool_)
-        self.d_list = np.zeros(n_links, dtype=np.int32)
-
-    def _scratch_rows(self, rows):
-        """The loop's per-row state besides the rows' own, which it rebuilds on entry: time
-        of the bytes left, new rate, solve mark, list of rows to solve, bottleneck, and the
-        two heaps of end times (keys, rows, where each row sits)."""
-        self.tu = np.zeros(rows)
-        self.new = np.zeros(rows)
-        self.mark = np.zeros(rows, dtype=np.int64)
-        self.list = np.zeros(rows, dtype=np.int64)
-        self.bott = np.full(rows, -1, dtype=np.int32)
-        self.hk = np.zeros((2, rows))
-        self.hr = np.zeros((2, rows), dtype=np.int64)
-        self.hpos = np.full((2, rows), -1, dtype=np.int64)
-
-    def loop_arrays(self):
-        """The arrays the event loop takes after the rows' own, in its order."""
-        return (self.tu, self.new, self.mark, self.list, self.bott, self.hk, self.hr,
-                self.hpos, self.l_mark, self.l_res, self.l_cnt, self.l_list, self.l_keys,
-                self.l_vals, self.l_dirty, self.d_list)
 
     def grow_index(self, cap=0):
         """Room for ``cap`` rows per link in the event loop's index (twice as many as now
@@ -1088,7 +719,6 @@ class _Rows:
             free[self.n_free:self.n_free + extra] = np.arange(rows - 1, old_rows - 1, -1)
             self.free = free
             self.n_free += extra
-            self._scratch_rows(rows)
 
     def add(self, fi, links, nbytes, t):
         if self.n_free == 0 or len(links) > self.links.shape[1]:
@@ -1201,8 +831,8 @@ class Twin:
                                 **(options or {}))
         self.core.load_fabric(g, now=0.0, capacity_scale=capacity_scale)
         self.core.flush(0.0)
-        self.counters = {"rate_solves": 0, "rate_solves_full": 0, "rows_solved": 0,
-                         "events": 0, "stats_rounds": 0, "reroutes": 0, "stalled": 0}
+        self.counters = {"rate_solves": 0, "events": 0, "stats_rounds": 0, "reroutes": 0,
+                         "stalled": 0}
         self.capacity_scale = capacity_scale
         self._events = []
         self._wired = self._plan_circuits(reconfiguration, circuit_phases)
@@ -1842,8 +1472,8 @@ class Twin:
         stalled = set()
         fs = np.array([0.0, self.stats_interval_s, np.inf,
                        np.inf if self.max_time_s is None else float(self.max_time_s),
-                       self.resolution, INCREMENTAL_SHARE])
-        si = np.zeros(21, dtype=np.int64)
+                       self.resolution])
+        si = np.zeros(15, dtype=np.int64)
         si[I_STARTS] = len(first)
         si[I_DIRTY] = 1
         si[I_FAST_FAILOVER] = bool(self.fast_failover)
@@ -1931,7 +1561,7 @@ class Twin:
                    self.swlid, self.live_caps, self.delay, self.serialize, self.link_bytes,
                    act.links, act.left, act.rate, act.sent, act.base, act.t0, act.alive,
                    act.fid, act.free, st_t, st_f, ar_t, ar_f, walk, act.on_cnt, act.on,
-                   act.on_start, act.pos, phase_of, phase_left, *act.loop_arrays())
+                   act.on_start, act.pos, phase_of, phase_left)
             act.n_free = int(si[I_FREE])
             status, t = int(si[I_STATUS]), float(fs[F_T])
             if status == DONE:
@@ -1980,8 +1610,6 @@ class Twin:
                 refresh()
         self.counters["events"] += int(si[I_EVENTS])
         self.counters["rate_solves"] += int(si[I_SOLVES])
-        self.counters["rate_solves_full"] += int(si[I_FULL_SOLVES])
-        self.counters["rows_solved"] += int(si[I_ROWS_SOLVED])
         alive = np.flatnonzero(act.alive)
         sent_final[act.fid[alive]] = act.sent[alive]
         got = np.where(np.isnan(end_out), sent_final.astype(np.int64), nbytes)

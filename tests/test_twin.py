@@ -498,23 +498,3 @@ def test_bad_twin_specs_name_the_key(tmp_path, over, message, capsys):
         specs.load(path)
     assert runner.main([str(path), "--results", str(tmp_path / "r")]) == 2
     assert message.split("'")[1 if "'" in message else 0] in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("compiled", [False, True])
-def test_the_incremental_solve_gives_the_full_solves_rates(monkeypatch, compiled):
-    """Rates re-solved after each event only for the rows whose rate may change (exact
-    resolution, so every event is its own) give every flow the end time of a run that
-    solves every event in full."""
-    g = build("fattree", k=4)
-    sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=256, schedule="shift",
-                            channels=3)
-    runs = {}
-    for share in (twin_module.INCREMENTAL_SHARE, 0.0):
-        monkeypatch.setattr(twin_module, "INCREMENTAL_SHARE", share)
-        runs[share] = Twin(g, sched, policy="ecmp", seed=2).run_columns(compiled=compiled)
-    (inc, inc_info), (full, full_info) = runs.values()
-    assert inc_info["rows_solved"] > 0 and inc_info["rate_solves_full"] < inc_info[
-        "rate_solves"] / 2
-    assert full_info["rows_solved"] == 0
-    assert np.isfinite(full.end_s).all()
-    np.testing.assert_allclose(inc.end_s, full.end_s, rtol=1e-9)
