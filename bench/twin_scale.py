@@ -14,6 +14,11 @@ the wall clock of a shared machine also counts other processes' turns):
 - the k=4 demo spec (experiments/demo.yaml) on the emulation and on the twin, one after the
   other: the twin must be >= 100x faster (needs root; ``--no-emulation`` skips it).
 
+With ``--cut-at-us US`` every twin stops at that simulated time: the cell gives the CPU
+time of building the schedule and the twin, of the policy's set-up and of the event loop
+so far (per event), and the whole run's CPU time extrapolated by the flows received: how
+to size a cell out of reach (k=32) from a run of minutes.
+
 A cell that runs past ``--cell-timeout`` (a k=32 cell: past its 15 minutes) is stopped and
 reported as such; one whose estimated memory exceeds what the machine has free is not
 started. Printed and written
@@ -21,7 +26,7 @@ under results/<run-id>/ (``scale.md``, ``scale.json``, ``scale.png``: wall time 
 memory against hosts, log-log).
 
 Run: ``python -m bench.twin_scale [--k 4 8 16 32] [--policies ...] [--no-ring]
-[--no-emulation] [--cell-timeout S] [--results DIR]``.
+[--no-emulation] [--cell-timeout S] [--cut-at-us US] [--results DIR]``.
 """
 
 import argparse
@@ -32,6 +37,8 @@ import resource
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 from fabric import bundled, runner, spec as specs
 from fabric.progress import Progress
@@ -46,29 +53,68 @@ RING_TARGET_S = 60.0
 SPEEDUP_TARGET = 100.0
 
 
-def run_cell(k, workload, params, policy, resolution=0.0):
-    """One twin run in this process; returns its figures (called in a child process)."""
+def run_cell(k, workload, params, policy, resolution=0.0, cut_at_s=None):
+    """One twin run in this process; returns its figures (called in a child process).
+    With ``cut_at_s`` the twin stops at that simulated time, and the event loop's CPU time
+    is extrapolated to the whole schedule by the flows received (see ``--cut-at-us``)."""
     from fabric.twin import Twin
     from topologies import build
     from traffic import metrics, workloads
-    t0 = time.monotonic()
+    if cut_at_s is not None:
+        _warm_kernel(build, workloads, Twin)
+    t0, c0 = time.monotonic(), _cpu_s()
     g = build("fattree", k=k, link_gbps=400)
     schedule = workloads.build(workload, g, 1, **params)
     t1 = time.monotonic()
-    twin = Twin(g, schedule, policy=policy, seed=1, resolution=resolution)
+    twin = Twin(g, schedule, policy=policy, seed=1, resolution=resolution,
+                max_time_s=cut_at_s)
+    c1 = _cpu_s()
+    if cut_at_s is not None:
+        # The connections before the clock (the policy's set-up) are timed apart from the
+        # event loop: only the loop is extrapolated.
+        learned = twin.setup()
+        twin.setup = lambda: learned
+    c2 = _cpu_s()
     records, info = twin.run_columns()
+    c3 = _cpu_s()
     t2 = time.monotonic()
+    res = {"k": k, "hosts": k ** 3 // 4, "workload": workload, "policy": policy,
+           "flows": len(schedule), "events": info["events"], "resolution": resolution,
+           "rate_solves": info["rate_solves"], "stats_rounds": info["stats_rounds"]}
+    if cut_at_s is not None:
+        received = int(np.isfinite(records.end_s).sum())
+        loop = c3 - c2
+        res.update({
+            "cut_at_s": cut_at_s, "flows_received": received,
+            "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
+            "cpu_s": round(c3 - c0, 1), "build_cpu_s": round(c1 - c0, 1),
+            "setup_cpu_s": round(c2 - c1, 1), "loop_cpu_s": round(loop, 1),
+            "us_per_event": round(loop / max(info["events"], 1) * 1e6, 1),
+            # Early events come denser per flow received than later ones: at k=16 this
+            # over-estimates the whole run's loop (see the README's twin-scale figures).
+            "extrapolated_cpu_s": round(c2 - c0 + loop * len(schedule) / max(received, 1)),
+            "peak_rss_gb": _peak_rss_gb()})
+        return res
     summary = metrics.summarize(g, schedule, records, 1.0)
     t3 = time.monotonic()
-    return {"k": k, "hosts": k ** 3 // 4, "workload": workload, "policy": policy,
-            "flows": len(schedule), "flows_completed": summary["flows_completed"],
-            "efficiency": summary["efficiency"], "wall_s": round(t3 - t0, 2),
-            "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
-            "metrics_s": round(t3 - t2, 2), "cpu_s": round(_cpu_s(), 1),
-            "events": info["events"], "resolution": resolution,
-            "rate_solves": info["rate_solves"], "stats_rounds": info["stats_rounds"],
-            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-                                 3)}
+    res.update({"flows_completed": summary["flows_completed"],
+                "efficiency": summary["efficiency"], "wall_s": round(t3 - t0, 2),
+                "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
+                "metrics_s": round(t3 - t2, 2), "cpu_s": round(_cpu_s(), 1),
+                "peak_rss_gb": _peak_rss_gb()})
+    return res
+
+
+def _warm_kernel(build, workloads, Twin):
+    """Load the compiled event loop (numba, from its cache) with a k=4 run, so that a cut
+    run's CPU time per event is the loop's, not the loading's (about a second)."""
+    g = build("fattree", k=4)
+    Twin(g, workloads.build("moe_alltoall", g, 1, tokens_per_host=64, schedule="shift"),
+         seed=1).run_columns(compiled=True)
+
+
+def _peak_rss_gb():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 3)
 
 
 def _cpu_s():
@@ -95,7 +141,7 @@ def available_bytes():
     return None
 
 
-def cell(k, workload, params, policy, timeout_s, resolution=0.0):
+def cell(k, workload, params, policy, timeout_s, resolution=0.0, cut_at_s=None):
     """Run one cell in a child process; a cell past ``timeout_s`` is killed, and a cell
     whose estimated memory exceeds what the machine has free is not started."""
     hosts = k ** 3 // 4
@@ -110,7 +156,7 @@ def cell(k, workload, params, policy, timeout_s, resolution=0.0):
                         f"under {policy}, {free / 2 ** 30:.1f} GB are free"}
         return res
     cmd = [sys.executable, "-m", "bench.twin_scale", "--cell",
-           json.dumps([k, workload, params, policy, resolution])]
+           json.dumps([k, workload, params, policy, resolution, cut_at_s])]
     t0 = time.monotonic()
     try:
         out = subprocess.run(cmd, cwd=runner.ROOT, capture_output=True, text=True,
@@ -133,6 +179,13 @@ def line(r):
         return f"{head} stopped after {r['wall_s']:.0f} s (cell timeout)"
     if r.get("error"):
         return f"{head} failed: {r['error']}"
+    if r.get("cut_at_s") is not None:
+        return (f"{head} cut at {r['cut_at_s'] * 1e6:g} us simulated: "
+                f"{r['flows_received']:,} of {r['flows']:,} flows received; CPU: build "
+                f"{r['build_cpu_s']} s, set-up {r['setup_cpu_s']} s, loop {r['loop_cpu_s']} s "
+                f"({r['events']:,} events, {r['us_per_event']:,.0f} us each); "
+                f"{r['peak_rss_gb']:.2f} GB; whole run extrapolated: "
+                f"{r['extrapolated_cpu_s']:,} s CPU")
     return (f"{head} {r['flows']:>9,} flows: {r['wall_s']:8.1f} s wall (build {r['build_s']}, "
             f"simulate {r['simulate_s']}, metrics {r['metrics_s']}; {r['cpu_s']} s CPU), "
             f"{r['peak_rss_gb']:.2f} GB, efficiency {r['efficiency']:.3f}, "
@@ -147,6 +200,10 @@ def verdicts(cells, speed):
         if target is None:
             continue
         secs, gb = target
+        if r.get("cut_at_s") is not None:
+            out.append(f"  {'extrapolated':<7} k={r['k']} {r['workload']} {r['policy']}: "
+                       f"<= {secs:.0f} s: about {r['extrapolated_cpu_s']:,} s CPU")
+            continue
         ok = (not r.get("timed_out") and not r.get("error") and r["wall_s"] <= secs
               and (gb is None or r["peak_rss_gb"] <= gb))
         what = f"<= {secs:.0f} s" + (f", <= {gb:.0f} GB" if gb else "")
@@ -189,7 +246,7 @@ def plot(cells, out_dir):
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for policy in sorted({r["policy"] for r in cells}):
-        mine = sorted((r for r in cells if r["policy"] == policy and "flows" in r
+        mine = sorted((r for r in cells if r["policy"] == policy and "wall_s" in r
                        and r["workload"] == "moe_alltoall"), key=lambda r: r["hosts"])
         if not mine:
             continue
@@ -200,7 +257,8 @@ def plot(cells, out_dir):
         ax.set_xlabel("hosts (fat-tree, uniform all-to-all)")
         ax.set_ylabel(what)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:   # cut cells (--cut-at-us) have no whole-run figures to draw
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(out_dir, "scale.png")
     fig.savefig(path, dpi=120)
@@ -217,6 +275,10 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=float, default=1800.0)
     p.add_argument("--resolution", type=float, default=0.01,
                    help="the twin's completion resolution (twin.resolution; 0 = exact)")
+    p.add_argument("--cut-at-us", type=float, default=None,
+                   help="stop every twin at this simulated time (microseconds) and "
+                        "extrapolate its event loop's CPU time to the whole schedule by the "
+                        "flows received: what a cell out of reach would cost")
     p.add_argument("--results", default="results")
     p.add_argument("--cell", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -244,7 +306,8 @@ def main(argv=None):
     with Progress(len(todo), "cells") as progress:
         for k, workload, params, policy, timeout in todo:
             progress.status(f"k={k} {workload} {policy}")
-            cells.append(cell(k, workload, params, policy, timeout, a.resolution))
+            cells.append(cell(k, workload, params, policy, timeout, a.resolution,
+                              None if a.cut_at_us is None else a.cut_at_us * 1e-6))
             progress.advance(line(cells[-1]))
     speed = None
     if not a.no_emulation:
