@@ -195,6 +195,65 @@ def test_load_model_sums_and_index_match_a_brute_force_scan():
         assert {k: set(v) for k, v in core.load.on_link.items() if v} == on_link
 
 
+def _loop_sweep(load, mark, n, now):
+    """The estimates of one host's flows redone by a plain loop, flow after flow in the
+    order they were learned (the hot loop before it went over the load model's rows)."""
+    side, mac = mark
+    for f in (load.flows_of(mac) if side == 0 else load.flows_to(mac)).values():
+        if not f.lids:
+            continue
+        if f.rate_bps is not None and load.measured(f, now):
+            want = 0.0
+        else:
+            src_bps, dst_bps = f.nic_bps
+            mine, other = ((src_bps / n, dst_bps / load.count_to(f.dst)) if side == 0
+                           else (dst_bps / n, src_bps / load.count_from(f.src)))
+            want = mine if mine < other else other
+        delta = want - load.estimate(f)
+        if delta:
+            load._r_est_mv[f.row] = want
+            for i in f.lids:
+                load._est_mv[i] += delta
+
+
+def test_host_sweeps_over_rows_add_what_a_loop_over_the_flows_adds_bit_for_bit(monkeypatch):
+    """Learning, measuring, moving and forgetting flows (their rows reused) on two cores,
+    one redoing a host's estimates over its rows at once, the other flow by flow: the same
+    estimate for every flow and the same sum on every link, to the last bit."""
+    g = build("fattree", k=4, link_gbps=1.0)
+    cores = []
+    for _ in range(2):
+        core = RoutingCore(policy="congestion", young_bytes=10 ** 5, flow_idle_s=1.5)
+        fab = FakeFabric(g)
+        fab.apply(core.load_fabric(g))
+        cores.append(core)
+    loop = cores[1].load
+    monkeypatch.setattr(loop, "_sweep", lambda mark, n, now: _loop_sweep(loop, mark, n, now))
+    rnd = random.Random(5)
+    hs = hosts(g)
+    now, sent = 0.0, {}
+    for step in range(1500):
+        now += 0.002
+        a, b = rnd.sample(hs[:6], 2)
+        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 20000 + rnd.randrange(100), 5001)
+        r = rnd.random()
+        if r < 0.97:
+            sent[key] = sent.get(key, 0) + rnd.choice([0, 0, 10 ** 4, 10 ** 6])
+            for core in cores:
+                core.flow_seen(key, g.nodes[a]["mac"], g.nodes[b]["mac"], sent[key], now)
+        else:
+            for core in cores:
+                core.adapt(now)   # moves flows off hot links, forgets idle ones
+    one, two = (c.load for c in cores)
+    assert list(one.flows) == list(two.flows) and len(one.flows) > 200
+    assert sum(1 for f in one.flows.values() if one.estimate(f) > 0) > 10
+    assert cores[0].counters["flow_moves"] > 0 and one._free   # moved, rows reused
+    for key, f in one.flows.items():
+        assert (f.path, one.estimate(f)) == (two.flows[key].path, two.estimate(two.flows[key]))
+    n = len(one.links)
+    assert one.links == two.links and one._est[:n].tolist() == two._est[:n].tolist()
+
+
 @pytest.mark.parametrize("policy", ["ecmp", "congestion"])
 @pytest.mark.parametrize("fast_failover", [True, False])
 def test_incremental_updates_give_the_tables_a_rebuild_gives(policy, fast_failover):
