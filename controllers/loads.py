@@ -175,7 +175,8 @@ class LoadModel:
     estimates of the flows sharing its sender or receiver, a measurement changes its own (and
     its reverse direction's), and a flow's estimate lapses ``tau_s`` after it was learned (a
     heap of due times). So a link's load costs O(1) to read and an event costs what it
-    touches, not the number of flows. :attr:`on_link` indexes the pinned flows by link.
+    touches, not the number of flows. :meth:`flows_on` finds the flows pinned across a link
+    from the rows' links (one vector scan), so pinning a flow adds nothing to a per-link index.
 
     Each tracked flow has a row in columns (its estimate, its links, its ends' NIC rates and
     hosts) and each host the rows of its flows in the order they were learned, so that
@@ -202,13 +203,6 @@ class LoadModel:
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
-        # (u, v) -> {key: flow} of the flows pinned on it (plain keys, see Flow.key). The
-        # flows as values, not None: a dict holding only untracked objects (plain 5-tuples
-        # of strings and numbers) is untracked by every full collection and tracked again,
-        # among the youngest objects, by its next insertion, and every young collection
-        # then walks all of it (CPython issue 14775); holding a tracked value it stays old,
-        # or frozen (controllers/heap.py), and no young collection walks it.
-        self.on_link = collections.defaultdict(dict)
         # Per directed link, by a dense index: estimated demand on it, its measured rate and
         # its capacity, so placement reads a candidate set's loads in one vector operation.
         self._lid = {}                                 # (u, v) -> index
@@ -373,7 +367,6 @@ class LoadModel:
             flow.row = -1
             flow.lids = ()
         self.flows.clear()
-        self.on_link.clear()
         self._est[:] = 0.0
         self._from.clear()
         self._to.clear()
@@ -409,12 +402,6 @@ class LoadModel:
                     self._r_lids[row] = -1
                     self._r_has[row] = False
                 flow.lids = ()
-                for link in zip(flow.path, flow.path[1:]):
-                    keys = self.on_link.get(link)
-                    if keys is not None:
-                        keys.pop(flow.key, None)
-                        if not keys:
-                            del self.on_link[link]
             return
         if row < 0:
             self._add_row(flow)
@@ -435,9 +422,21 @@ class LoadModel:
                 self._r_lids = wide
             self._r_lids[row, :len(flow.lids)] = flow.lids
             self._r_has_mv[row] = True
-        on_link, key = self.on_link, flow.key
-        for link in links:
-            on_link[link][key] = flow
+
+    def flows_on(self, link):
+        """The flows pinned across the directed link ``(u, v)``, in the order of their rows."""
+        i = self._lid.get(link)
+        if i is None:
+            return []
+        hit = (self._r_lids[:self._rows] == i).any(axis=1)
+        flow_of = self._r_flow
+        return [flow_of[r] for r in np.flatnonzero(hit).tolist()]
+
+    def pinned_counts(self):
+        """``{(u, v): flows pinned across it}`` of every link some pinned flow crosses."""
+        lids = self._r_lids[:self._rows]
+        counts = np.bincount(lids[lids >= 0], minlength=len(self.links))
+        return {self.links[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
 
     def _add_est(self, lids, bps):
         if bps:
@@ -519,8 +518,9 @@ class LoadModel:
         # Estimates at or below the threshold are rounding residue of additions and
         # removals (as in link_load).
         est = self._est.take(idx)
-        load += np.where(est > 1e-6, est, 0.0)
-        return load
+        est[est <= 1e-6] = 0.0
+        est += load
+        return est
 
     def capacities_at(self, idx):
         """Capacities (bit/s) of the links at dense indices ``idx``."""

@@ -192,7 +192,9 @@ def test_load_model_sums_and_index_match_a_brute_force_scan():
         # Estimates of other flows at a busy host may lag by the refresh fraction (10%).
         for link, want in loads.items():
             assert core.link_load(*link, now) == pytest.approx(want, rel=0.1, abs=1.0), link
-        assert {k: set(v) for k, v in core.load.on_link.items() if v} == on_link
+        assert {link: {f.key for f in core.load.flows_on(link)}
+                for link in core.load.links if core.load.flows_on(link)} == on_link
+        assert core.load.pinned_counts() == {link: len(v) for link, v in on_link.items()}
 
 
 def _loop_sweep(load, mark, n, now):
