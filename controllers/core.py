@@ -699,12 +699,12 @@ class RoutingCore:
             The instant they are seen.
         """
         self._at(now)
-        learn, measure = self._learn_flow, self.load.measure
+        learn, measure, plain = self._learn_flow, self.load.measure, FlowKey.plain
         # A host's NIC rate cannot change within the call (no topology event comes in).
         nics = {mac: self.nic_bps(mac) for mac in self.topo.hosts}
         with paused():
             for flow_key, src_mac, dst_mac in flows:
-                flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now,
+                flow = learn(plain(flow_key), src_mac, dst_mac, now,
                              (nics.get(src_mac), nics.get(dst_mac)))
                 if flow is not None:
                     measure(flow, 0, now)

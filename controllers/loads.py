@@ -24,6 +24,9 @@ from controllers.rules import FlowKey
 # How far a host's flow count may move before the demand estimates of its other flows are
 # redone (see LoadModel._refresh_ends).
 REFRESH_FRACTION = 0.1
+# A host with more pinned flows than this has their estimates redone in vector operations;
+# below, a loop over them costs less than the vector operations' own overhead.
+SWEEP_VECTOR_ROWS = 48
 
 
 def ewma_weight(dt, tau_s):
@@ -428,9 +431,13 @@ class LoadModel:
         i = self._lid.get(link)
         if i is None:
             return []
-        hit = (self._r_lids[:self._rows] == i).any(axis=1)
+        lids = self._r_lids[:self._rows]
+        rows = np.flatnonzero(lids.ravel() == i) // lids.shape[1]
+        # A path crosses a link once; a row twice would be a path with a loop.
+        if len(rows) > 1:
+            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
         flow_of = self._r_flow
-        return [flow_of[r] for r in np.flatnonzero(hit).tolist()]
+        return [flow_of[r] for r in rows.tolist()]
 
     def pinned_counts(self):
         """``{(u, v): flows pinned across it}`` of every link some pinned flow crosses."""
@@ -633,6 +640,9 @@ class LoadModel:
         :meth:`refresh` would add them."""
         side = mark[0]
         buf, pinned = self._host_rows[mark]
+        if pinned <= SWEEP_VECTOR_ROWS:
+            self._sweep_rows(side, buf[:pinned].tolist(), n, now)
+            return
         rows = buf[:pinned]
         rows = rows[self._r_has[rows]]
         if not len(rows):
@@ -660,6 +670,32 @@ class LoadModel:
         # np.add.at adds unbuffered, element by element in order: the same sums, bit for
         # bit, as a loop over the flows and their links.
         np.add.at(self._est, lids[on], np.broadcast_to(delta[:, None], lids.shape)[on])
+
+    def _sweep_rows(self, side, rows, n, now):
+        """:meth:`_sweep` for a host with few pinned flows (``rows``), one at a time: the
+        same arithmetic in the same order."""
+        flow_of, est_of, est, measured = self._r_flow, self._r_est_mv, self._est_mv, self.measured
+        counts, ends = ((self._n_to_mv, self._r_dst_h_mv) if side == 0
+                        else (self._n_from_mv, self._r_src_h_mv))
+        for row in rows:
+            f = flow_of[row]
+            lids = f.lids
+            if not lids:
+                continue
+            if f.rate_bps is not None and measured(f, now):
+                want = 0.0
+            else:
+                src_bps, dst_bps = f.nic_bps
+                if side == 0:
+                    mine, other = src_bps / n, dst_bps / counts[ends[row]]
+                else:
+                    mine, other = dst_bps / n, src_bps / counts[ends[row]]
+                want = mine if mine < other else other
+            delta = want - est_of[row]
+            if delta:
+                est_of[row] = want
+                for i in lids:
+                    est[i] += delta
 
     def advance(self, now):
         """Let the estimates that have lapsed by ``now`` stop counting."""

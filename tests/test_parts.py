@@ -20,6 +20,7 @@ import pytest
 from controllers import core as core_module
 from controllers.core import ARP_REQUEST, RoutingCore
 from controllers.heap import SETTLE_EVERY, Settler, paused
+from controllers import loads as loads_module
 from controllers.loads import Flow
 from controllers.locator import locator_mac, switch_prefix
 from controllers.paths import PathService, path_links
@@ -218,10 +219,15 @@ def _loop_sweep(load, mark, n, now):
                 load._est_mv[i] += delta
 
 
-def test_host_sweeps_over_rows_add_what_a_loop_over_the_flows_adds_bit_for_bit(monkeypatch):
+@pytest.mark.parametrize("vector_rows", [0, 10 ** 9])
+def test_host_sweeps_over_rows_add_what_a_loop_over_the_flows_adds_bit_for_bit(
+        monkeypatch, vector_rows):
     """Learning, measuring, moving and forgetting flows (their rows reused) on two cores,
-    one redoing a host's estimates over its rows at once, the other flow by flow: the same
-    estimate for every flow and the same sum on every link, to the last bit."""
+    one redoing a host's estimates over its rows at once (in vector operations, or in its
+    loop for hosts with few pinned flows), the other flow by flow in the order they were
+    learned: the same estimate for every flow and the same sum on every link, to the last
+    bit."""
+    monkeypatch.setattr(loads_module, "SWEEP_VECTOR_ROWS", vector_rows)
     g = build("fattree", k=4, link_gbps=1.0)
     cores = []
     for _ in range(2):
