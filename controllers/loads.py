@@ -262,22 +262,20 @@ class LoadModel:
         # it for every flow of a host, and a shared one stays in cache.
         pair = nic_bps or (self._nic_bps(flow.src), self._nic_bps(flow.dst))
         flow.nic_bps = self._nic_pairs.setdefault(pair, pair)
-        self._from[flow.src][key] = flow
-        self._to[flow.dst][key] = flow
-        self._count(flow, 1)
+        src, dst, hid = flow.src, flow.dst, self._hid
+        self._from[src][key] = flow
+        self._to[dst][key] = flow
+        # The hosts' flow counts, as the sweeps read them (the same as len(_from[mac])).
+        h = hid.get(src)
+        if h is None:
+            h = self._host(src)   # before the view is read: it may grow the columns
+        self._n_from_mv[h] += 1
+        h = hid.get(dst)
+        if h is None:
+            h = self._host(dst)
+        self._n_to_mv[h] += 1
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, key))
         self._refresh_ends(flow, now)
-
-    def _count(self, flow, step):
-        """Move the flow counts of its sender and receiver by ``step``."""
-        h = self._hid.get(flow.src)
-        if h is None:
-            h = self._host(flow.src)
-        self._n_from_mv[h] += step
-        h = self._hid.get(flow.dst)
-        if h is None:
-            h = self._host(flow.dst)
-        self._n_to_mv[h] += step
 
     def _host(self, mac):
         h = self._hid[mac] = len(self._hid)
@@ -342,6 +340,11 @@ class LoadModel:
         self._free.append(row)
         flow.row = -1
 
+    @property
+    def pinned_rows(self):
+        """How many tracked flows have a row (have been pinned): 0 means no flow has a path."""
+        return self._rows - len(self._free)
+
     def estimate(self, flow):
         """The estimated demand (bit/s) ``flow`` counts on its path's links now (0 once its
         measured rate stands for its load, or while it is not pinned)."""
@@ -358,7 +361,8 @@ class LoadModel:
             keys.pop(key, None)
             if not keys:
                 del index[mac]
-        self._count(flow, -1)
+        self._n_from_mv[self._hid[flow.src]] -= 1
+        self._n_to_mv[self._hid[flow.dst]] -= 1
         if flow.row >= 0:
             self._drop_row(flow)
         self._refresh_ends(flow, now)

@@ -1314,7 +1314,8 @@ class Twin:
             return ov_row, _padded(routes)
         path_of = np.where(todo, pin_of, -1)
         ids = {p: i for i, p in enumerate(pin_paths)}
-        if core.learns_flows and core.flows:
+        if core.learns_flows and core.load.pinned_rows:
+            # (None pinned: hedera's learned flows all follow the groups until adapt.)
             fis = np.flatnonzero(todo & (path_of < 0))
             for fi, flow in zip(fis.tolist(), self._learned(fis)):
                 if flow is not None and flow.path is not None:
