@@ -236,7 +236,8 @@ class LoadModel:
         self._r_flow = []
         self._free = []
         # mac -> host number; flows sent and received per host number; (side, mac) ->
-        # [rows of its pinned sent (side 0) or received (1) flows, how many].
+        # [rows of its pinned sent (side 0) or received (1) flows, the same as an array
+        # once a sweep needed one (None after a removal)].
         self._hid = {}
         self._n_from = np.zeros(0, dtype=np.int64)
         self._n_to = np.zeros(0, dtype=np.int64)
@@ -302,12 +303,9 @@ class LoadModel:
         for mark in ((0, flow.src), (1, flow.dst)):
             rows = host_rows.get(mark)
             if rows is None:
-                rows = host_rows[mark] = [np.empty(8, dtype=np.int64), 0]
-            buf, n = rows
-            if n == len(buf):
-                buf = rows[0] = np.concatenate([buf, np.empty(n, dtype=np.int64)])
-            buf[n] = row
-            rows[1] = n + 1
+                host_rows[mark] = [[row], None]
+            else:
+                rows[0].append(row)
 
     def _new_row(self):
         row = self._rows
@@ -330,11 +328,9 @@ class LoadModel:
         row = flow.row
         for mark in ((0, flow.src), (1, flow.dst)):
             rows = self._host_rows[mark]
-            buf, n = rows
-            at = int(np.flatnonzero(buf[:n] == row)[0])
-            buf[at:n - 1] = buf[at + 1:n]
-            rows[1] = n - 1
-            if n == 1:
+            rows[0].remove(row)
+            rows[1] = None
+            if not rows[0]:
                 del self._host_rows[mark]
         self._r_flow[row] = None
         self._free.append(row)
@@ -643,11 +639,16 @@ class LoadModel:
         the links one flow after another, in the order of the rows, as a loop of
         :meth:`refresh` would add them."""
         side = mark[0]
-        buf, pinned = self._host_rows[mark]
-        if pinned <= SWEEP_VECTOR_ROWS:
-            self._sweep_rows(side, buf[:pinned].tolist(), n, now)
+        entry = self._host_rows[mark]
+        listed, rows = entry
+        if len(listed) <= SWEEP_VECTOR_ROWS:
+            self._sweep_rows(side, listed, n, now)
             return
-        rows = buf[:pinned]
+        if rows is None:
+            rows = entry[1] = np.array(listed, dtype=np.int64)
+        elif len(rows) < len(listed):   # rows were only added since: convert the new ones
+            rows = entry[1] = np.concatenate(
+                [rows, np.array(listed[len(rows):], dtype=np.int64)])
         rows = rows[self._r_has[rows]]
         if not len(rows):
             return  # unpinned, or pinned within one switch: no link to count it on
@@ -679,8 +680,8 @@ class LoadModel:
         """:meth:`_sweep` for a host with few pinned flows (``rows``), one at a time: the
         same arithmetic in the same order."""
         flow_of, est_of, est, measured = self._r_flow, self._r_est_mv, self._est_mv, self.measured
-        counts, ends = ((self._n_to_mv, self._r_dst_h_mv) if side == 0
-                        else (self._n_from_mv, self._r_src_h_mv))
+        # The other end's count: the receiver's for sent flows, the sender's for received.
+        counts = self._to if side == 0 else self._from
         for row in rows:
             f = flow_of[row]
             lids = f.lids
@@ -691,9 +692,9 @@ class LoadModel:
             else:
                 src_bps, dst_bps = f.nic_bps
                 if side == 0:
-                    mine, other = src_bps / n, dst_bps / counts[ends[row]]
+                    mine, other = src_bps / n, dst_bps / len(counts[f.dst])
                 else:
-                    mine, other = dst_bps / n, src_bps / counts[ends[row]]
+                    mine, other = dst_bps / n, src_bps / len(counts[f.src])
                 want = mine if mine < other else other
             delta = want - est_of[row]
             if delta:
