@@ -699,12 +699,12 @@ class RoutingCore:
             The instant they are seen.
         """
         self._at(now)
-        learn, measure = self._learn_flow, self.load.measure
+        learn, measure, plain = self._learn_flow, self.load.measure, FlowKey.plain
         # A host's NIC rate cannot change within the call (no topology event comes in).
         nics = {mac: self.nic_bps(mac) for mac in self.topo.hosts}
         with paused():
             for flow_key, src_mac, dst_mac in flows:
-                flow = learn(FlowKey.of(flow_key), src_mac, dst_mac, now,
+                flow = learn(plain(flow_key), src_mac, dst_mac, now,
                              (nics.get(src_mac), nics.get(dst_mac)))
                 if flow is not None:
                     measure(flow, 0, now)
@@ -806,7 +806,10 @@ class RoutingCore:
         load.add(flow, now, nic_bps)
         self.counters["flows_learned"] += 1
         self._sync(now)
-        self._stale.add(key)
+        if self.render.renders:
+            # A core without switches (the twin) has no flow rules to redo: a million keys
+            # kept only for the next flush to drop cost a tenth of learning them.
+            self._stale.add(key)
         self._policy.place(self, flow, now)
         self._settler.grew()
         return flow
@@ -1101,7 +1104,7 @@ class RoutingCore:
 
     def flows_on(self, link):
         """Learned flows pinned across the directed link ``(u, v)``."""
-        return list(self.load.on_link.get(link, {}).values())
+        return self.load.flows_on(link)
 
     def switch_links(self):
         """Every directed switch link ``(u, v)``, sorted."""
@@ -1128,7 +1131,8 @@ class RoutingCore:
         # A path chosen before the flow sent anything was chosen blind: its first move once
         # measured is free; later moves wait ``min_dwell_s`` (see policies.Congestion).
         flow.placed_at = now if flow.started else None
-        self._stale.add(flow.key)
+        if self.render.renders:
+            self._stale.add(flow.key)
 
     def unpin(self, flow):
         """Let a learned flow follow its destination's groups again."""
@@ -1177,8 +1181,8 @@ class RoutingCore:
             else:
                 suspects = set()
                 for a, b in changes.pairs:
-                    suspects.update(self.load.on_link.get((a, b), ()))
-                    suspects.update(self.load.on_link.get((b, a), ()))
+                    suspects.update(f.key for f in self.load.flows_on((a, b)))
+                    suspects.update(f.key for f in self.load.flows_on((b, a)))
                 for mac in changes.hosts:
                     suspects.update(self.load.flows_of(mac))
                     suspects.update(self.load.flows_to(mac))
@@ -1276,13 +1280,14 @@ class RoutingCore:
             ``utilization`` and ``pinned_flows`` (learned flows pinned across it), sorted.
         """
         adj = self.topo.adj
+        pinned = self.load.pinned_counts()
         out = []
         for u, v in self.switch_links():
             cap = self.capacity(u, v)
             rate = self.load.ports.measured_bps(u, adj[u][v])
             out.append({"src": u, "src_port": adj[u][v], "dst": v, "dst_port": adj[v][u],
                         "capacity_bps": cap, "rate_bps": rate, "utilization": rate / cap,
-                        "pinned_flows": len(self.load.on_link.get((u, v), ()))})
+                        "pinned_flows": pinned.get((u, v), 0)})
         return out
 
     def status(self):

@@ -24,6 +24,9 @@ from controllers.rules import FlowKey
 # How far a host's flow count may move before the demand estimates of its other flows are
 # redone (see LoadModel._refresh_ends).
 REFRESH_FRACTION = 0.1
+# A host with more pinned flows than this has their estimates redone in vector operations;
+# below, a loop over them costs less than the vector operations' own overhead.
+SWEEP_VECTOR_ROWS = 48
 
 
 def ewma_weight(dt, tau_s):
@@ -137,7 +140,8 @@ class Flow(RateMeter):
     groups (ECMP). ``started`` turns true once it has sent more than a handshake; before that
     its rate says nothing about its demand. A flow is the meter of its own rule's byte
     counter (``rate_bps``, :meth:`RateMeter.update`) rather than holding one: one Python
-    object less per learned flow for the cyclic collector to traverse.
+    object less per learned flow for the cyclic collector to traverse. The estimated demand
+    it counts on its links is kept by the load model, in its row (:meth:`LoadModel.estimate`).
     """
 
     # Its 5-tuple as a plain tuple, equal to its FlowKey (same hash, found by one in every
@@ -155,13 +159,9 @@ class Flow(RateMeter):
     placed_at: float = None
     elephant: bool = False
     demand_bps: float = None
-    est_bps: float = 0.0        # its estimated demand as counted on its path's links
     nic_bps: tuple = (0.0, 0.0)  # NIC rates of its sender and receiver
     lids: tuple = ()            # dense indices of its path's links (see LoadModel)
-    # The {key: flow} of every flow its sender sends and of every flow its receiver
-    # receives, itself included, while it is tracked (see LoadModel._sweep).
-    sent_by: dict = dataclasses.field(default=None, repr=False, compare=False)
-    received_by: dict = dataclasses.field(default=None, repr=False, compare=False)
+    row: int = -1               # its row in the load model's columns, while it is tracked
 
     def __post_init__(self):
         RateMeter.__init__(self)
@@ -178,7 +178,13 @@ class LoadModel:
     estimates of the flows sharing its sender or receiver, a measurement changes its own (and
     its reverse direction's), and a flow's estimate lapses ``tau_s`` after it was learned (a
     heap of due times). So a link's load costs O(1) to read and an event costs what it
-    touches, not the number of flows. :attr:`on_link` indexes the pinned flows by link.
+    touches, not the number of flows. :meth:`flows_on` finds the flows pinned across a link
+    from the rows' links (one vector scan), so pinning a flow adds nothing to a per-link index.
+
+    Each tracked flow has a row in columns (its estimate, its links, its ends' NIC rates and
+    hosts) and each host the rows of its flows in the order they were learned, so that
+    redoing the estimates of a host's flows is a few vector operations over its rows, adding
+    the changes to the links in the same order, one flow after another, as a loop would.
 
     Parameters
     ----------
@@ -200,13 +206,6 @@ class LoadModel:
         self.young_bytes = young_bytes
         self.ports = PortLoads(tau_s)
         self.flows = {}
-        # (u, v) -> {key: flow} of the flows pinned on it (plain keys, see Flow.key). The
-        # flows as values, not None: a dict holding only untracked objects (plain 5-tuples
-        # of strings and numbers) is untracked by every full collection and tracked again,
-        # among the youngest objects, by its next insertion, and every young collection
-        # then walks all of it (CPython issue 14775); holding a tracked value it stays old,
-        # or frozen (controllers/heap.py), and no young collection walks it.
-        self.on_link = collections.defaultdict(dict)
         # Per directed link, by a dense index: estimated demand on it, its measured rate and
         # its capacity, so placement reads a candidate set's loads in one vector operation.
         self._lid = {}                                 # (u, v) -> index
@@ -219,11 +218,31 @@ class LoadModel:
         self._meas = np.zeros(256)
         self._cap = np.ones(256)
         self._extra = np.zeros(256)  # scratch of loads_at, all zero between calls
-        # mac -> {key: flow} of the flows it sends / receives: dicts, so that a sweep of a
-        # host's flows (see _refresh_ends) reaches each flow without a lookup, in the order
-        # they were learned.
+        # mac -> {key: flow} of the flows it sends / receives, in the order they were learned.
         self._from = collections.defaultdict(dict)
         self._to = collections.defaultdict(dict)
+        # Rows of the tracked flows (see Flow.row): the estimate each counts on its links
+        # (written through a memoryview, as _est), its links' dense indices (-1 past its
+        # path), whether it has links, whether it has a measured rate, its ends' NIC rates
+        # and host numbers; the flow of each row; rows free for reuse.
+        self._rows = 0
+        self._r_lids = np.full((0, 4), -1, dtype=np.int32)
+        for name, dtype in (("_r_est", np.float64), ("_r_has", np.bool_),
+                            ("_r_rated", np.bool_), ("_r_src_bps", np.float64),
+                            ("_r_dst_bps", np.float64), ("_r_src_h", np.int32),
+                            ("_r_dst_h", np.int32)):
+            setattr(self, name, np.zeros(0, dtype=dtype))
+            setattr(self, name + "_mv", memoryview(getattr(self, name)))
+        self._r_flow = []
+        self._free = []
+        # mac -> host number; flows sent and received per host number; (side, mac) ->
+        # [rows of its pinned sent (side 0) or received (1) flows, the same as an array
+        # once a sweep needed one (None after a removal)].
+        self._hid = {}
+        self._n_from = np.zeros(0, dtype=np.int64)
+        self._n_to = np.zeros(0, dtype=np.int64)
+        self._n_from_mv, self._n_to_mv = memoryview(self._n_from), memoryview(self._n_to)
+        self._host_rows = {}
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         # (side, mac) -> how many of its flows have links to count an estimate on: a sweep
@@ -244,12 +263,88 @@ class LoadModel:
         # it for every flow of a host, and a shared one stays in cache.
         pair = nic_bps or (self._nic_bps(flow.src), self._nic_bps(flow.dst))
         flow.nic_bps = self._nic_pairs.setdefault(pair, pair)
-        flow.sent_by = sent = self._from[flow.src]
-        flow.received_by = received = self._to[flow.dst]
-        sent[key] = flow
-        received[key] = flow
+        src, dst, hid = flow.src, flow.dst, self._hid
+        self._from[src][key] = flow
+        self._to[dst][key] = flow
+        # The hosts' flow counts, as the sweeps read them (the same as len(_from[mac])).
+        h = hid.get(src)
+        if h is None:
+            h = self._host(src)   # before the view is read: it may grow the columns
+        self._n_from_mv[h] += 1
+        h = hid.get(dst)
+        if h is None:
+            h = self._host(dst)
+        self._n_to_mv[h] += 1
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, key))
         self._refresh_ends(flow, now)
+
+    def _host(self, mac):
+        h = self._hid[mac] = len(self._hid)
+        if h == len(self._n_from):
+            grow = max(64, h)
+            self._n_from = np.concatenate([self._n_from, np.zeros(grow, dtype=np.int64)])
+            self._n_to = np.concatenate([self._n_to, np.zeros(grow, dtype=np.int64)])
+            self._n_from_mv, self._n_to_mv = memoryview(self._n_from), memoryview(self._n_to)
+        return h
+
+    def _add_row(self, flow):
+        """Give a flow pinned for the first time its row (it keeps it until forgotten, so
+        its host's rows stay in the order their flows were first pinned: under
+        ``congestion``, the order they were learned)."""
+        row = self._free.pop() if self._free else self._new_row()
+        flow.row = row
+        self._r_flow[row] = flow
+        self._r_est_mv[row] = 0.0
+        self._r_src_bps_mv[row], self._r_dst_bps_mv[row] = flow.nic_bps
+        self._r_src_h_mv[row] = self._hid[flow.src]
+        self._r_dst_h_mv[row] = self._hid[flow.dst]
+        self._r_rated_mv[row] = flow.rate_bps is not None
+        host_rows = self._host_rows
+        for mark in ((0, flow.src), (1, flow.dst)):
+            rows = host_rows.get(mark)
+            if rows is None:
+                host_rows[mark] = [[row], None]
+            else:
+                rows[0].append(row)
+
+    def _new_row(self):
+        row = self._rows
+        if row == len(self._r_est):
+            grow = max(64, row)
+            self._r_lids = np.concatenate(
+                [self._r_lids, np.full((grow, self._r_lids.shape[1]), -1, dtype=np.int32)])
+            for name in ("_r_est", "_r_has", "_r_rated", "_r_src_bps", "_r_dst_bps",
+                         "_r_src_h", "_r_dst_h"):
+                col = getattr(self, name)
+                col = np.concatenate([col, np.zeros(grow, dtype=col.dtype)])
+                setattr(self, name, col)
+                # Single rows change through memoryviews, as _est does.
+                setattr(self, name + "_mv", memoryview(col))
+            self._r_flow.extend([None] * grow)
+        self._rows = row + 1
+        return row
+
+    def _drop_row(self, flow):
+        row = flow.row
+        for mark in ((0, flow.src), (1, flow.dst)):
+            rows = self._host_rows[mark]
+            rows[0].remove(row)
+            rows[1] = None
+            if not rows[0]:
+                del self._host_rows[mark]
+        self._r_flow[row] = None
+        self._free.append(row)
+        flow.row = -1
+
+    @property
+    def pinned_rows(self):
+        """How many tracked flows have a row (have been pinned): 0 means no flow has a path."""
+        return self._rows - len(self._free)
+
+    def estimate(self, flow):
+        """The estimated demand (bit/s) ``flow`` counts on its path's links now (0 once its
+        measured rate stands for its load, or while it is not pinned)."""
+        return self._r_est_mv[flow.row] if flow.row >= 0 else 0.0
 
     def remove(self, key, now):
         """Forget a flow; returns it (None if unknown)."""
@@ -262,19 +357,31 @@ class LoadModel:
             keys.pop(key, None)
             if not keys:
                 del index[mac]
+        self._n_from_mv[self._hid[flow.src]] -= 1
+        self._n_to_mv[self._hid[flow.dst]] -= 1
+        if flow.row >= 0:
+            self._drop_row(flow)
         self._refresh_ends(flow, now)
-        flow.sent_by = flow.received_by = None
         return flow
 
     def clear(self):
         """Forget every flow (measured port rates stay)."""
         for flow in self.flows.values():
-            flow.sent_by = flow.received_by = None  # no cycles left for the collector
+            flow.row = -1
+            flow.lids = ()
         self.flows.clear()
-        self.on_link.clear()
         self._est[:] = 0.0
         self._from.clear()
         self._to.clear()
+        self._rows = 0
+        self._r_flow = [None] * len(self._r_flow)
+        self._r_lids[:] = -1
+        self._r_has[:] = False
+        self._r_est[:] = 0.0
+        self._free = []
+        self._n_from[:] = 0
+        self._n_to[:] = 0
+        self._host_rows.clear()
         self._due = []
         self._refreshed_at.clear()
         self._counted.clear()
@@ -287,21 +394,21 @@ class LoadModel:
         self.refresh(flow, now)
 
     def _place(self, flow, path):
+        row = flow.row
         if path is None:
             if flow.path is not None:
-                self._add_est(flow.lids, -flow.est_bps)
-                flow.est_bps = 0.0
+                self._add_est(flow.lids, -self._r_est_mv[row])
+                self._r_est_mv[row] = 0.0
                 if flow.lids:
                     self._counted[(0, flow.src)] -= 1
                     self._counted[(1, flow.dst)] -= 1
+                    self._r_lids[row] = -1
+                    self._r_has[row] = False
                 flow.lids = ()
-                for link in zip(flow.path, flow.path[1:]):
-                    keys = self.on_link.get(link)
-                    if keys is not None:
-                        keys.pop(flow.key, None)
-                        if not keys:
-                            del self.on_link[link]
             return
+        if row < 0:
+            self._add_row(flow)
+            row = flow.row
         links = list(zip(path, path[1:]))
         lid = self._lid
         try:
@@ -311,9 +418,32 @@ class LoadModel:
         if flow.lids:
             self._counted[(0, flow.src)] += 1
             self._counted[(1, flow.dst)] += 1
-        on_link, key = self.on_link, flow.key
-        for link in links:
-            on_link[link][key] = flow
+            width = self._r_lids.shape[1]
+            if len(flow.lids) > width:
+                wide = np.full((len(self._r_lids), len(flow.lids)), -1, dtype=np.int32)
+                wide[:, :width] = self._r_lids
+                self._r_lids = wide
+            self._r_lids[row, :len(flow.lids)] = flow.lids
+            self._r_has_mv[row] = True
+
+    def flows_on(self, link):
+        """The flows pinned across the directed link ``(u, v)``, in the order of their rows."""
+        i = self._lid.get(link)
+        if i is None:
+            return []
+        lids = self._r_lids[:self._rows]
+        rows = np.flatnonzero(lids.ravel() == i) // lids.shape[1]
+        # A path crosses a link once; a row twice would be a path with a loop.
+        if len(rows) > 1:
+            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
+        flow_of = self._r_flow
+        return [flow_of[r] for r in rows.tolist()]
+
+    def pinned_counts(self):
+        """``{(u, v): flows pinned across it}`` of every link some pinned flow crosses."""
+        lids = self._r_lids[:self._rows]
+        counts = np.bincount(lids[lids >= 0], minlength=len(self.links))
+        return {self.links[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
 
     def _add_est(self, lids, bps):
         if bps:
@@ -395,8 +525,9 @@ class LoadModel:
         # Estimates at or below the threshold are rounding residue of additions and
         # removals (as in link_load).
         est = self._est.take(idx)
-        load += np.where(est > 1e-6, est, 0.0)
-        return load
+        est[est <= 1e-6] = 0.0
+        est += load
+        return est
 
     def capacities_at(self, idx):
         """Capacities (bit/s) of the links at dense indices ``idx``."""
@@ -420,6 +551,8 @@ class LoadModel:
     def measure(self, flow, bytes_total, now):
         """Feed a flow's cumulative byte counter; returns the bytes it grew by."""
         grown = flow.update(bytes_total, now, self.tau_s)
+        if flow.row >= 0 and flow.rate_bps is not None:
+            self._r_rated_mv[flow.row] = True
         if grown > 0:
             flow.active_at = now
             flow.sent_bytes += grown
@@ -467,9 +600,11 @@ class LoadModel:
             src_bps, dst_bps = flow.nic_bps
             want = min(src_bps / max(1, len(self._from.get(flow.src, ()))),
                        dst_bps / max(1, len(self._to.get(flow.dst, ()))))
-        if want != flow.est_bps:
-            self._add_est(flow.lids, want - flow.est_bps)
-            flow.est_bps = want
+        est = self._r_est_mv
+        had = est[flow.row]
+        if want != had:
+            self._add_est(flow.lids, want - had)
+            est[flow.row] = want
 
     def _refresh_ends(self, flow, now):
         """Estimates of the flows sharing ``flow``'s sender or receiver, whose shares moved.
@@ -490,35 +625,80 @@ class LoadModel:
                 continue
             if n:
                 if self._counted.get(mark):
-                    self._sweep(side, flows, now)
+                    self._sweep(mark, n, now)
                 refreshed_at[mark] = n
             else:
                 refreshed_at.pop(mark, None)
 
-    def _sweep(self, side, flows, now):
-        """:meth:`refresh` of every flow of one host (``flows``: that host's
-        ``{key: flow}``, of its sent flows for ``side`` 0, received for 1), inlined: this is
-        the hot loop of flow setup. The host's own share is the same for all its flows, so
-        only the other end's count is looked up per flow."""
-        est, measured = self._est_mv, self.measured
-        here = len(flows)
-        for f in flows.values():
+    def _sweep(self, mark, n, now):
+        """:meth:`refresh` of every flow of one host (``mark``: ``(side, mac)``, its sent
+        flows for side 0, received for 1, ``n`` of them), over the rows of its pinned ones
+        at once: this is the hot loop of flow setup. The host's own share is the same for
+        all its flows, so only the other end's count is looked up per flow; only a flow
+        with a measured rate needs a look of its own (:meth:`measured`). The changes reach
+        the links one flow after another, in the order of the rows, as a loop of
+        :meth:`refresh` would add them."""
+        side = mark[0]
+        entry = self._host_rows[mark]
+        listed, rows = entry
+        if len(listed) <= SWEEP_VECTOR_ROWS:
+            self._sweep_rows(side, listed, n, now)
+            return
+        if rows is None:
+            rows = entry[1] = np.array(listed, dtype=np.int64)
+        elif len(rows) < len(listed):   # rows were only added since: convert the new ones
+            rows = entry[1] = np.concatenate(
+                [rows, np.array(listed[len(rows):], dtype=np.int64)])
+        rows = rows[self._r_has[rows]]
+        if not len(rows):
+            return  # unpinned, or pinned within one switch: no link to count it on
+        src_bps, dst_bps = self._r_src_bps[rows], self._r_dst_bps[rows]
+        if side == 0:
+            mine, other = src_bps / n, dst_bps / self._n_to[self._r_dst_h[rows]]
+        else:
+            mine, other = dst_bps / n, src_bps / self._n_from[self._r_src_h[rows]]
+        want = np.minimum(mine, other)
+        rated = self._r_rated[rows]
+        if rated.any():
+            measured, flow_of = self.measured, self._r_flow
+            for j in np.flatnonzero(rated).tolist():
+                if measured(flow_of[rows[j]], now):
+                    want[j] = 0.0
+        delta = want - self._r_est[rows]
+        changed = delta != 0.0
+        if not changed.any():
+            return
+        rows, delta = rows[changed], delta[changed]
+        self._r_est[rows] = want[changed]
+        lids = self._r_lids[rows]
+        on = lids >= 0
+        # np.add.at adds unbuffered, element by element in order: the same sums, bit for
+        # bit, as a loop over the flows and their links.
+        np.add.at(self._est, lids[on], np.broadcast_to(delta[:, None], lids.shape)[on])
+
+    def _sweep_rows(self, side, rows, n, now):
+        """:meth:`_sweep` for a host with few pinned flows (``rows``), one at a time: the
+        same arithmetic in the same order."""
+        flow_of, est_of, est, measured = self._r_flow, self._r_est_mv, self._est_mv, self.measured
+        # The other end's count: the receiver's for sent flows, the sender's for received.
+        counts = self._to if side == 0 else self._from
+        for row in rows:
+            f = flow_of[row]
             lids = f.lids
             if not lids:
-                continue  # unpinned, or pinned within one switch: no link to count it on
+                continue
             if f.rate_bps is not None and measured(f, now):
                 want = 0.0
             else:
-                # The other end's flows include f: never empty.
                 src_bps, dst_bps = f.nic_bps
                 if side == 0:
-                    mine, other = src_bps / here, dst_bps / len(f.received_by)
+                    mine, other = src_bps / n, dst_bps / len(counts[f.dst])
                 else:
-                    mine, other = dst_bps / here, src_bps / len(f.sent_by)
+                    mine, other = dst_bps / n, src_bps / len(counts[f.src])
                 want = mine if mine < other else other
-            delta = want - f.est_bps
+            delta = want - est_of[row]
             if delta:
-                f.est_bps = want
+                est_of[row] = want
                 for i in lids:
                     est[i] += delta
 

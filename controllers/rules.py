@@ -118,22 +118,28 @@ class FlowKey(collections.namedtuple("FlowKey", "ipv4_src ipv4_dst ip_proto tp_s
     @classmethod
     def of(cls, value):
         """A FlowKey from any 5-item sequence; raises ValueError naming what is wrong."""
+        return cls._make(cls.plain(value))
+
+    @staticmethod
+    def plain(value):
+        """The 5-tuple :meth:`of` makes, as a plain tuple (what a learned flow keeps, see
+        controllers/loads.py ``Flow.key``), without making a FlowKey on the way: learning
+        a million connections at once makes a million keys."""
         try:
             src, dst, proto, sport, dport = value
-            key = cls(str(src), str(dst), int(proto), int(sport), int(dport))
+            proto, sport, dport = int(proto), int(sport), int(dport)
         except (TypeError, ValueError):
             raise ValueError(f"a flow is (ipv4_src, ipv4_dst, ip_proto, tp_src, tp_dst), "
                              f"got {value!r}") from None
-        if not (0 <= key.ip_proto <= 255 and 0 <= key.tp_src <= 65535
-                and 0 <= key.tp_dst <= 65535):
+        if not (0 <= proto <= 255 and 0 <= sport <= 65535 and 0 <= dport <= 65535):
             raise ValueError(f"flow {value!r}: protocol or port out of range")
-        return key
+        return (str(src), str(dst), proto, sport, dport)
 
     def reverse(self):
         """The 5-tuple of the other direction (a TCP connection's ACKs). Works on a plain
         5-tuple too (``FlowKey.reverse(t)``), as :meth:`match` does."""
         src, dst, proto, sport, dport = self
-        return FlowKey(dst, src, proto, dport, sport)
+        return FlowKey._make((dst, src, proto, dport, sport))
 
     def match(self):
         """The exact OpenFlow match of this flow (L4 ports only for TCP and UDP).

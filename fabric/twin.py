@@ -1314,14 +1314,12 @@ class Twin:
             return ov_row, _padded(routes)
         path_of = np.where(todo, pin_of, -1)
         ids = {p: i for i, p in enumerate(pin_paths)}
-        if core.learns_flows:
-            learned = [(key, flow.path) for key, flow in core.flows.items()
-                       if flow.path is not None]
-            if learned:
-                fis = self._indices([key for key, _ in learned])
-                for fi, (_, path) in zip(fis.tolist(), learned):
-                    if fi >= 0 and path_of[fi] < 0 and todo[fi]:
-                        path_of[fi] = ids.setdefault(path, len(ids))
+        if core.learns_flows and core.load.pinned_rows:
+            # (None pinned: hedera's learned flows all follow the groups until adapt.)
+            fis = np.flatnonzero(todo & (path_of < 0))
+            for fi, flow in zip(fis.tolist(), self._learned(fis)):
+                if flow is not None and flow.path is not None:
+                    path_of[fi] = ids.setdefault(flow.path, len(ids))
         paths = list(ids)
         # Per path: its switch links from column 1 on, its ends (-1: walked by Python).
         hops = np.array([len(p) - 1 for p in paths], dtype=np.int64)
@@ -1359,19 +1357,26 @@ class Twin:
         """The flows of ``mask`` whose first packet would reach the controller of a policy
         that learns flows: neither pinned by the policy (a pin outranks the rule that sends
         new flows to the controller) nor learned yet."""
-        flows = self.core.flows
         cand = mask & (pins[0] < 0)
         idx = np.flatnonzero(cand)
-        if not flows or not len(idx):
+        if not self.core.flows or not len(idx):
             return cand
-        if len(idx) <= len(flows):
-            out = np.zeros(len(cand), dtype=np.bool_)
-            out[[fi for fi in idx.tolist() if self.key(fi) not in flows]] = True
-            return out
-        learned = np.zeros(len(cand), dtype=np.bool_)
-        fis = self._indices(flows)
-        learned[fis[fis >= 0]] = True
-        return cand & ~learned
+        out = np.zeros(len(cand), dtype=np.bool_)
+        out[idx[[flow is None for flow in self._learned(idx)]]] = True
+        return out
+
+    def _learned(self, fis):
+        """The core's learned flow of each flow index of ``fis`` (None where it has none),
+        looked up by 5-tuples made from plain lists: a million at k=16, where making each
+        a FlowKey, or finding the index of each of the core's two million flows (both
+        directions), cost seconds."""
+        get, given, agent_key = self.core.flows.get, self._given, self._agent_key
+        out = []
+        for fi, s, d, sport in zip(fis.tolist(), self.f_src[fis].tolist(),
+                                   self.f_dst[fis].tolist(), self.sport[fis].tolist()):
+            key = given.get(fi)
+            out.append(get(key if key is not None else agent_key(s, d, sport)))
+        return out
 
     def _intent_requests(self):
         """The intents a run under ``collective`` announces, as the runner does

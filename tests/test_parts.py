@@ -20,6 +20,7 @@ import pytest
 from controllers import core as core_module
 from controllers.core import ARP_REQUEST, RoutingCore
 from controllers.heap import SETTLE_EVERY, Settler, paused
+from controllers import loads as loads_module
 from controllers.loads import Flow
 from controllers.locator import locator_mac, switch_prefix
 from controllers.paths import PathService, path_links
@@ -192,7 +193,73 @@ def test_load_model_sums_and_index_match_a_brute_force_scan():
         # Estimates of other flows at a busy host may lag by the refresh fraction (10%).
         for link, want in loads.items():
             assert core.link_load(*link, now) == pytest.approx(want, rel=0.1, abs=1.0), link
-        assert {k: set(v) for k, v in core.load.on_link.items() if v} == on_link
+        assert {link: {f.key for f in core.load.flows_on(link)}
+                for link in core.load.links if core.load.flows_on(link)} == on_link
+        assert core.load.pinned_counts() == {link: len(v) for link, v in on_link.items()}
+
+
+def _loop_sweep(load, mark, n, now):
+    """The estimates of one host's flows redone by a plain loop, flow after flow in the
+    order they were learned (the hot loop before it went over the load model's rows)."""
+    side, mac = mark
+    for f in (load.flows_of(mac) if side == 0 else load.flows_to(mac)).values():
+        if not f.lids:
+            continue
+        if f.rate_bps is not None and load.measured(f, now):
+            want = 0.0
+        else:
+            src_bps, dst_bps = f.nic_bps
+            mine, other = ((src_bps / n, dst_bps / load.count_to(f.dst)) if side == 0
+                           else (dst_bps / n, src_bps / load.count_from(f.src)))
+            want = mine if mine < other else other
+        delta = want - load.estimate(f)
+        if delta:
+            load._r_est_mv[f.row] = want
+            for i in f.lids:
+                load._est_mv[i] += delta
+
+
+@pytest.mark.parametrize("vector_rows", [0, 10 ** 9])
+def test_host_sweeps_over_rows_add_what_a_loop_over_the_flows_adds_bit_for_bit(
+        monkeypatch, vector_rows):
+    """Learning, measuring, moving and forgetting flows (their rows reused) on two cores,
+    one redoing a host's estimates over its rows at once (in vector operations, or in its
+    loop for hosts with few pinned flows), the other flow by flow in the order they were
+    learned: the same estimate for every flow and the same sum on every link, to the last
+    bit."""
+    monkeypatch.setattr(loads_module, "SWEEP_VECTOR_ROWS", vector_rows)
+    g = build("fattree", k=4, link_gbps=1.0)
+    cores = []
+    for _ in range(2):
+        core = RoutingCore(policy="congestion", young_bytes=10 ** 5, flow_idle_s=1.5)
+        fab = FakeFabric(g)
+        fab.apply(core.load_fabric(g))
+        cores.append(core)
+    loop = cores[1].load
+    monkeypatch.setattr(loop, "_sweep", lambda mark, n, now: _loop_sweep(loop, mark, n, now))
+    rnd = random.Random(5)
+    hs = hosts(g)
+    now, sent = 0.0, {}
+    for step in range(1500):
+        now += 0.002
+        a, b = rnd.sample(hs[:6], 2)
+        key = (g.nodes[a]["ip"], g.nodes[b]["ip"], 6, 20000 + rnd.randrange(100), 5001)
+        r = rnd.random()
+        if r < 0.97:
+            sent[key] = sent.get(key, 0) + rnd.choice([0, 0, 10 ** 4, 10 ** 6])
+            for core in cores:
+                core.flow_seen(key, g.nodes[a]["mac"], g.nodes[b]["mac"], sent[key], now)
+        else:
+            for core in cores:
+                core.adapt(now)   # moves flows off hot links, forgets idle ones
+    one, two = (c.load for c in cores)
+    assert list(one.flows) == list(two.flows) and len(one.flows) > 200
+    assert sum(1 for f in one.flows.values() if one.estimate(f) > 0) > 10
+    assert cores[0].counters["flow_moves"] > 0 and one._free   # moved, rows reused
+    for key, f in one.flows.items():
+        assert (f.path, one.estimate(f)) == (two.flows[key].path, two.estimate(two.flows[key]))
+    n = len(one.links)
+    assert one.links == two.links and one._est[:n].tolist() == two._est[:n].tolist()
 
 
 @pytest.mark.parametrize("policy", ["ecmp", "congestion"])
