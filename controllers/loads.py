@@ -179,7 +179,8 @@ class LoadModel:
     its reverse direction's), and a flow's estimate lapses ``tau_s`` after it was learned (a
     heap of due times). So a link's load costs O(1) to read and an event costs what it
     touches, not the number of flows. :meth:`flows_on` finds the flows pinned across a link
-    from the rows' links (one vector scan), so pinning a flow adds nothing to a per-link index.
+    from a per-link list of rows that pinning only appends to (stale entries are dropped when
+    the list is read, or once they outnumber the live ones): O(flows on that link).
 
     Each tracked flow has a row in columns (its estimate, its links, its ends' NIC rates and
     hosts) and each host the rows of its flows in the order they were learned, so that
@@ -243,6 +244,9 @@ class LoadModel:
         self._n_to = np.zeros(0, dtype=np.int64)
         self._n_from_mv, self._n_to_mv = memoryview(self._n_from), memoryview(self._n_to)
         self._host_rows = {}
+        # Link index -> [rows pinned across it, possibly stale or repeated (a row unpinned
+        # or re-pinned), how many rows cross it now]: appending is all a pin costs.
+        self._on = {}
         self._due = []                                 # heap of (seen_at + tau_s, key)
         self._refreshed_at = {}                        # (side, mac) -> flow count then
         # (side, mac) -> how many of its flows have links to count an estimate on: a sweep
@@ -382,6 +386,7 @@ class LoadModel:
         self._n_from[:] = 0
         self._n_to[:] = 0
         self._host_rows.clear()
+        self._on.clear()
         self._due = []
         self._refreshed_at.clear()
         self._counted.clear()
@@ -402,6 +407,9 @@ class LoadModel:
                 if flow.lids:
                     self._counted[(0, flow.src)] -= 1
                     self._counted[(1, flow.dst)] -= 1
+                    on = self._on
+                    for i in flow.lids:
+                        on[i][1] -= 1
                     self._r_lids[row] = -1
                     self._r_has[row] = False
                 flow.lids = ()
@@ -425,25 +433,37 @@ class LoadModel:
                 self._r_lids = wide
             self._r_lids[row, :len(flow.lids)] = flow.lids
             self._r_has_mv[row] = True
+            on = self._on
+            for i in flow.lids:
+                entry = on.get(i)
+                if entry is None:
+                    on[i] = [[row], 1]
+                    continue
+                entry[0].append(row)
+                entry[1] += 1
+                if len(entry[0]) > 2 * entry[1] + 32:   # stale ones dropped: bounded memory
+                    self._live_on(i, entry)
 
     def flows_on(self, link):
-        """The flows pinned across the directed link ``(u, v)``, in the order of their rows."""
+        """The flows pinned across the directed link ``(u, v)``, in the order of their rows:
+        O(flows on the link), whatever the number of flows elsewhere."""
         i = self._lid.get(link)
-        if i is None:
+        entry = None if i is None else self._on.get(i)
+        if not entry or not entry[1]:
             return []
-        lids = self._r_lids[:self._rows]
-        rows = np.flatnonzero(lids.ravel() == i) // lids.shape[1]
-        # A path crosses a link once; a row twice would be a path with a loop.
-        if len(rows) > 1:
-            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
         flow_of = self._r_flow
-        return [flow_of[r] for r in rows.tolist()]
+        return [flow_of[r] for r in self._live_on(i, entry)]
+
+    def _live_on(self, i, entry):
+        """The rows crossing link ``i`` now, sorted, once each; the entry keeps only them."""
+        rows = np.unique(np.asarray(entry[0], dtype=np.int64))
+        rows = rows[(self._r_lids[rows] == i).any(axis=1)].tolist()
+        entry[0] = rows
+        return rows
 
     def pinned_counts(self):
         """``{(u, v): flows pinned across it}`` of every link some pinned flow crosses."""
-        lids = self._r_lids[:self._rows]
-        counts = np.bincount(lids[lids >= 0], minlength=len(self.links))
-        return {self.links[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
+        return {self.links[i]: n for i, (_, n) in self._on.items() if n}
 
     def _add_est(self, lids, bps):
         if bps:

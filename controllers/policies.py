@@ -125,10 +125,9 @@ def _by_key(flow):
 class Fabric(typing.Protocol):
     """What a policy may read and change: the routing core's policy interface.
 
-    Every cost here but one is per call, independent of the number of flows: ``link_load``
-    reads a link's projected load in O(1). ``flows_on`` scans the links of every pinned flow
-    in one vector operation (a few ms per call for two million flows), so that pinning a
-    flow, at every flow set-up, updates no per-link index: call it per link, never per flow.
+    Every cost here is per call, independent of the number of flows elsewhere: ``link_load``
+    reads a link's projected load in O(1); ``flows_on`` costs O(flows on that link) (a
+    per-link list of rows that pinning appends to).
     """
 
     flows: dict       # 5-tuple (equal to its FlowKey) -> controllers.loads.Flow

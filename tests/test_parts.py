@@ -260,6 +260,19 @@ def test_host_sweeps_over_rows_add_what_a_loop_over_the_flows_adds_bit_for_bit(
         assert (f.path, one.estimate(f)) == (two.flows[key].path, two.estimate(two.flows[key]))
     n = len(one.links)
     assert one.links == two.links and one._est[:n].tolist() == two._est[:n].tolist()
+    # The per-link lists of rows after all this churn (moves, forgotten flows, rows reused):
+    # each link's flows as the pinned flows' paths say, in row order, and reading a link
+    # leaves only its live rows listed.
+    on_link = {}
+    for f in one.flows.values():
+        for link in path_links(f.path or ()):
+            on_link.setdefault(link, set()).add(f.key)
+    for link in one.links:
+        got = one.flows_on(link)
+        assert {f.key for f in got} == on_link.get(link, set()), link
+        assert [f.row for f in got] == sorted(f.row for f in got)
+        i = one.link_index(link)
+        assert i not in one._on or len(one._on[i][0]) == one._on[i][1] == len(got)
 
 
 @pytest.mark.parametrize("policy", ["ecmp", "congestion"])
