@@ -185,6 +185,59 @@ def all_to_all_across_pods(net, spec, procs):
     return ups, before, max(ups, key=lambda e: before[ups[e]]["mbps"])
 
 
+def agg_core_fault_found(tmp_path, kind, inject, repair, check, detect_s):
+    """The all-to-all of :func:`all_to_all_across_pods` and its busiest aggregation -> core
+    direction given a fault (``inject(em, agg, core)``): the link is found within
+    ``detect_s``, kept out of routing, and restored once ``repair(em, agg, core)`` took the
+    fault away; no other link is flagged. ``check(out, figures)`` asserts what the fault
+    must show (``out``: the link's health record; ``figures`` has its rate before and left
+    on it once routed around)."""
+    g = build("fattree", k=4)
+    spec = _spec()
+    figures = {}
+    procs = []
+    with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
+        ctl, em = net.ctl, net.em
+        try:
+            ups, before, (agg, core) = all_to_all_across_pods(net, spec, procs)
+            near = ups[agg, core]
+            figures["uplinks_mbps"] = sorted(before[p]["mbps"] for p in ups.values())
+
+            def excluded():
+                return ctl.get("/fabric/status")["health"]["excluded"]
+
+            assert excluded() == [], figures
+            link = sorted([list(near),
+                           [g.nodes[core]["dpid"], g.edges[agg, core]["ports"][core]]])
+            t0 = time.monotonic()
+            inject(em, agg, core)
+            (out,) = wait(f"the {kind} aggregation-core link detected", excluded, detect_s)
+            figures[kind] = found = {
+                "link": f"{agg}-{core}",
+                "link_mbps": round(link_mbps(g.edges[agg, core], net.scale), 2),
+                "before_mbps": before[near]["mbps"],
+                "detected_after_s": round(time.monotonic() - t0, 2),
+                "detection_s": out["detection_s"], "why": out["why"]}
+            assert out["link"] == link and out["degraded"], figures
+            time.sleep(3.0)
+            assert [x["link"] for x in excluded()] == [link], figures
+            found["routed_around_mbps"] = rates_mbps(ctl, [near])[near]["mbps"]
+            check(out, found)
+            repair(em, agg, core)
+            t1 = time.monotonic()
+            wait(f"the {kind} link back after its repair", lambda: not excluded(),
+                 RESTORE_S + 20)
+            found["restored_after_s"] = round(time.monotonic() - t1, 2)
+            status = ctl.get("/fabric/status")
+            figures["events"] = [(e["event"], e["link"]) for e in status["health"]["events"]]
+            assert status["openflow_errors"] == 0
+        finally:
+            for proc in procs:
+                stop(proc)
+    print(f"aggregation-core {kind} figures:", json.dumps(figures))
+    assert [e for e, _ in figures["events"]] == ["degraded", "restored"], figures
+
+
 def test_an_aggregation_core_link_cut_under_an_all_to_all_of_tcp_flows_is_found(tmp_path,
                                                                               clean_machine):
     """Every host sends 3 TCP streams (cubic, 128 KB windows, as the traffic agents) to the
@@ -194,47 +247,12 @@ def test_an_aggregation_core_link_cut_under_an_all_to_all_of_tcp_flows_is_found(
     probes arrive late (``probe_delay_s``) or rounds late (``probe_lag_s``) against the
     quickest of its two switches'. It is found, routed around and restored, and no other
     link, congested at capacity, is taken for a gray one."""
-    g = build("fattree", k=4)
-    spec = _spec()
-    figures = {}
-    procs = []
-    with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
-        ctl, em = net.ctl, net.em
-        try:
-            ups, before, (agg, core) = all_to_all_across_pods(net, spec, procs)
-            figures["uplinks_mbps"] = sorted(before[p]["mbps"] for p in ups.values())
+    def check(out, cut):
+        assert cut["before_mbps"] > 0.5 * cut["link_mbps"], cut
+        assert out["why"]["rate_share"] < 0.5, cut
 
-            def excluded():
-                return ctl.get("/fabric/status")["health"]["excluded"]
-
-            assert excluded() == [], figures
-            full = link_mbps(g.edges[agg, core], net.scale)
-            assert before[ups[agg, core]]["mbps"] > 0.5 * full, figures
-            link = sorted([[g.nodes[agg]["dpid"], g.edges[agg, core]["ports"][agg]],
-                           [g.nodes[core]["dpid"], g.edges[agg, core]["ports"][core]]])
-            t0 = time.monotonic()
-            em.shape_link(agg, core, 0.1)
-            (out,) = wait("the cut aggregation-core link detected", excluded, 30)
-            figures["cut"] = cut = {
-                "link": f"{agg}-{core}", "link_mbps": round(full, 2),
-                "detected_after_s": round(time.monotonic() - t0, 2),
-                "detection_s": out["detection_s"], "why": out["why"]}
-            assert out["link"] == link and out["degraded"], figures
-            assert out["why"]["rate_share"] < 0.5, figures
-            time.sleep(3.0)
-            assert [x["link"] for x in excluded()] == [link], figures
-            em.shape_link(agg, core, 1.0)
-            t1 = time.monotonic()
-            wait("the link back after its rate is", lambda: not excluded(), RESTORE_S + 20)
-            cut["restored_after_s"] = round(time.monotonic() - t1, 2)
-            status = ctl.get("/fabric/status")
-            figures["events"] = [(e["event"], e["link"]) for e in status["health"]["events"]]
-            assert status["openflow_errors"] == 0
-        finally:
-            for proc in procs:
-                stop(proc)
-    print("aggregation-core cut figures:", json.dumps(figures))
-    assert [e for e, _ in figures["events"]] == ["degraded", "restored"], figures
+    agg_core_fault_found(tmp_path, "cut", lambda em, a, c: em.shape_link(a, c, 0.1),
+                         lambda em, a, c: em.shape_link(a, c, 1.0), check, 30)
 
 
 def test_an_aggregation_core_link_black_holing_jumbo_frames_under_an_all_to_all_is_found(
@@ -246,45 +264,10 @@ def test_an_aggregation_core_link_black_holing_jumbo_frames_under_an_all_to_all_
     retransmissions, each dropped (chaos seed 4 missed such a link when drops were counted
     in packets). It is found, carries nothing routed once routed around, and returns once its
     MTU is back; no other link is flagged."""
-    g = build("fattree", k=4)
-    spec = _spec()
-    figures = {}
-    procs = []
-    with runner.network(g, spec, str(tmp_path / "net"), lambda m: None) as net:
-        ctl, em = net.ctl, net.em
-        try:
-            ups, before, (agg, core) = all_to_all_across_pods(net, spec, procs)
-            near = ups[agg, core]
-            figures["before_mbps"] = before[near]["mbps"]
-            assert before[near]["mbps"] > 1.0, figures
-            link = sorted([list(near), [g.nodes[core]["dpid"], g.edges[agg, core]["ports"][core]]])
+    def check(out, gray):
+        assert gray["before_mbps"] > 1.0, gray
+        assert out["why"]["drop_share"] >= HealthConfig().drop_ratio, gray
+        assert gray["routed_around_mbps"] < 0.2, gray
 
-            def excluded():
-                return ctl.get("/fabric/status")["health"]["excluded"]
-
-            assert excluded() == [], figures
-            t0 = time.monotonic()
-            em.gray_link(agg, core, on=True)
-            (out,) = wait("the gray aggregation-core link detected", excluded, 20)
-            figures["gray"] = gray = {
-                "link": f"{agg}-{core}", "detected_after_s": round(time.monotonic() - t0, 2),
-                "detection_s": out["detection_s"], "why": out["why"]}
-            assert out["link"] == link and out["degraded"], figures
-            assert out["why"]["drop_share"] >= HealthConfig().drop_ratio, figures
-            time.sleep(3.0)
-            assert [x["link"] for x in excluded()] == [link], figures
-            moved = rates_mbps(ctl, [near])
-            gray["routed_around_mbps"] = moved[near]["mbps"]
-            assert moved[near]["mbps"] < 0.2, figures
-            em.gray_link(agg, core, on=False)
-            t1 = time.monotonic()
-            wait("the link back after its MTU is", lambda: not excluded(), RESTORE_S + 20)
-            gray["restored_after_s"] = round(time.monotonic() - t1, 2)
-            status = ctl.get("/fabric/status")
-            figures["events"] = [(e["event"], e["link"]) for e in status["health"]["events"]]
-            assert status["openflow_errors"] == 0
-        finally:
-            for proc in procs:
-                stop(proc)
-    print("aggregation-core gray figures:", json.dumps(figures))
-    assert [e for e, _ in figures["events"]] == ["degraded", "restored"], figures
+    agg_core_fault_found(tmp_path, "gray", lambda em, a, c: em.gray_link(a, c, on=True),
+                         lambda em, a, c: em.gray_link(a, c, on=False), check, 20)

@@ -200,13 +200,19 @@ class FakeController:
         assert ready({"pending": 0}), what
 
 
-def test_collective_announcement_submits_one_intent_per_job_and_withdraws_each(fat):
+def _announced_two_jobs(fat):
+    """Jobs a (4 hosts) and b (6) announced to a fake controller: it and the announcement."""
     spec = _checked(_job("a", hosts=4), _job("b", hosts=6))
     sched = jobs.build(fat, spec["jobs"], 1)
     ctl = FakeController()
     announce = runner.CollectiveAnnouncement(ctl, sched, "fattree-r1")
     announce({f.id: ["10.0.0.1", "10.0.0.2", 6, 40000 + i, 5001]
               for i, f in enumerate(sched.flows)})
+    return ctl, announce
+
+
+def test_collective_announcement_submits_one_intent_per_job_and_withdraws_each(fat):
+    ctl, announce = _announced_two_jobs(fat)
     announce.withdraw()
     assert ctl.calls == [("POST", "/fabric/intents", "fattree-r1.a", 4),
                          ("POST", "/fabric/intents", "fattree-r1.b", 6),
@@ -225,12 +231,7 @@ def test_intents_a_restarted_controller_forgot_are_reported_not_withdrawn(fat):
     """Chaos seed 5 under collective: the controller killed and restarted mid-run forgot
     the run's intents, and withdrawing them at the end (400 unknown intent) failed the run
     after every flow had completed."""
-    spec = _checked(_job("a", hosts=4), _job("b", hosts=6))
-    sched = jobs.build(fat, spec["jobs"], 1)
-    ctl = FakeController()
-    announce = runner.CollectiveAnnouncement(ctl, sched, "fattree-r1")
-    announce({f.id: ["10.0.0.1", "10.0.0.2", 6, 40000 + i, 5001]
-              for i, f in enumerate(sched.flows)})
+    ctl, announce = _announced_two_jobs(fat)
     ctl.known = ["fattree-r1.b"]    # restarted: a forgotten (b announced to it again)
     announce.withdraw()
     assert ctl.calls[2:] == [("DELETE", "/fabric/intents/fattree-r1.b", None, None)]
