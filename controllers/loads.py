@@ -224,14 +224,13 @@ class LoadModel:
         self._to = collections.defaultdict(dict)
         # Rows of the tracked flows (see Flow.row): the estimate each counts on its links
         # (written through a memoryview, as _est), its links' dense indices (-1 past its
-        # path), whether it has links, whether it has a measured rate, its ends' NIC rates
-        # and host numbers; the flow of each row; rows free for reuse.
+        # path: a row with no links has -1 first), whether it has a measured rate, its ends'
+        # NIC rates and host numbers; the flow of each row; rows free for reuse.
         self._rows = 0
         self._r_lids = np.full((0, 4), -1, dtype=np.int32)
-        for name, dtype in (("_r_est", np.float64), ("_r_has", np.bool_),
-                            ("_r_rated", np.bool_), ("_r_src_bps", np.float64),
-                            ("_r_dst_bps", np.float64), ("_r_src_h", np.int32),
-                            ("_r_dst_h", np.int32)):
+        for name, dtype in (("_r_est", np.float64), ("_r_rated", np.bool_),
+                            ("_r_src_bps", np.float64), ("_r_dst_bps", np.float64),
+                            ("_r_src_h", np.int32), ("_r_dst_h", np.int32)):
             setattr(self, name, np.zeros(0, dtype=dtype))
             setattr(self, name + "_mv", memoryview(getattr(self, name)))
         self._r_flow = []
@@ -317,7 +316,7 @@ class LoadModel:
             grow = max(64, row)
             self._r_lids = np.concatenate(
                 [self._r_lids, np.full((grow, self._r_lids.shape[1]), -1, dtype=np.int32)])
-            for name in ("_r_est", "_r_has", "_r_rated", "_r_src_bps", "_r_dst_bps",
+            for name in ("_r_est", "_r_rated", "_r_src_bps", "_r_dst_bps",
                          "_r_src_h", "_r_dst_h"):
                 col = getattr(self, name)
                 col = np.concatenate([col, np.zeros(grow, dtype=col.dtype)])
@@ -380,7 +379,6 @@ class LoadModel:
         self._rows = 0
         self._r_flow = [None] * len(self._r_flow)
         self._r_lids[:] = -1
-        self._r_has[:] = False
         self._r_est[:] = 0.0
         self._free = []
         self._n_from[:] = 0
@@ -411,7 +409,6 @@ class LoadModel:
                     for i in flow.lids:
                         on[i][1] -= 1
                     self._r_lids[row] = -1
-                    self._r_has[row] = False
                 flow.lids = ()
             return
         if row < 0:
@@ -432,7 +429,6 @@ class LoadModel:
                 wide[:, :width] = self._r_lids
                 self._r_lids = wide
             self._r_lids[row, :len(flow.lids)] = flow.lids
-            self._r_has_mv[row] = True
             on = self._on
             for i in flow.lids:
                 entry = on.get(i)
@@ -669,7 +665,7 @@ class LoadModel:
         elif len(rows) < len(listed):   # rows were only added since: convert the new ones
             rows = entry[1] = np.concatenate(
                 [rows, np.array(listed[len(rows):], dtype=np.int64)])
-        rows = rows[self._r_has[rows]]
+        rows = rows[self._r_lids[rows, 0] >= 0]   # those with links
         if not len(rows):
             return  # unpinned, or pinned within one switch: no link to count it on
         src_bps, dst_bps = self._r_src_bps[rows], self._r_dst_bps[rows]

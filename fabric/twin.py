@@ -1370,13 +1370,18 @@ class Twin:
         looked up by 5-tuples made from plain lists: a million at k=16, where making each
         a FlowKey, or finding the index of each of the core's two million flows (both
         directions), cost seconds."""
-        get, given, agent_key = self.core.flows.get, self._given, self._agent_key
-        out = []
+        get = self.core.flows.get
+        return [get(key) for _, _, key in self._plain_keys(fis)]
+
+    def _plain_keys(self, fis):
+        """``(source host, destination host, plain 5-tuple)`` of each flow index of ``fis``,
+        from plain lists (a million flows' keys made from numpy scalars cost more than the
+        learning they feed)."""
+        given, agent_key = self._given, self._agent_key
         for fi, s, d, sport in zip(fis.tolist(), self.f_src[fis].tolist(),
                                    self.f_dst[fis].tolist(), self.sport[fis].tolist()):
             key = given.get(fi)
-            out.append(get(key if key is not None else agent_key(s, d, sport)))
-        return out
+            yield s, d, (key if key is not None else agent_key(s, d, sport))
 
     def _intent_requests(self):
         """The intents a run under ``collective`` announces, as the runner does
@@ -1416,16 +1421,8 @@ class Twin:
             pins = self._pins()
 
             def connections():
-                # Plain lists and tuples: a million flows' keys, made from numpy scalars
-                # and checked twice, cost more than the learning they feed.
-                given, agent_key = self._given, self._agent_key
                 host_mac = [mac[h] for h in hosts]
-                fis = np.flatnonzero(pins[0] < 0)
-                for fi, s, d, sport in zip(fis.tolist(), self.f_src[fis].tolist(),
-                                           self.f_dst[fis].tolist(), self.sport[fis].tolist()):
-                    key = given.get(fi)
-                    if key is None:
-                        key = agent_key(s, d, sport)
+                for s, d, key in self._plain_keys(np.flatnonzero(pins[0] < 0)):
                     yield key, host_mac[s], host_mac[d]
                     yield FlowKey.reverse(key), host_mac[d], host_mac[s]
             core.flows_seen(connections(), 0.0)
