@@ -51,32 +51,38 @@ def estimate_demands(flows, capacity, max_rounds=100):
     for fid, src, dst in flows:
         by_src[src].append(fid)
         by_dst[dst].append(fid)
+    # Rates compare within EPS of the host's NIC rate, not of 1: at 400 Gbit/s the sums'
+    # rounding alone is some 1e-4 bit/s, which once made every flow at a receiver look
+    # below its share and left none to share the rest (a division by zero).
     for _ in range(max_rounds):
         changed = False
         for src, fids in by_src.items():
+            cap = capacity(src)
+            tol = EPS * max(1.0, cap)
             fixed = sum(demand[f] for f in fids if converged[f])
             open_ = [f for f in fids if not converged[f]]
             if open_:
-                share = max(0.0, capacity(src) - fixed) / len(open_)
+                share = max(0.0, cap - fixed) / len(open_)
                 for f in open_:
-                    changed |= abs(demand[f] - share) > EPS
+                    changed |= abs(demand[f] - share) > tol
                     demand[f] = share
         for dst, fids in by_dst.items():
             cap = capacity(dst)
-            if sum(demand[f] for f in fids) <= cap + EPS:
+            tol = EPS * max(1.0, cap)
+            if sum(demand[f] for f in fids) <= cap + tol:
                 continue
             limited, fixed = set(fids), 0.0
             share = cap / len(limited)
             while True:
-                small = [f for f in limited if demand[f] < share - EPS]
-                if not small:
+                small = [f for f in limited if demand[f] < share - tol]
+                if not small or len(small) == len(limited):
                     break
                 for f in small:
                     fixed += demand[f]
                     limited.discard(f)
                 share = (cap - fixed) / len(limited)
             for f in limited:
-                changed |= abs(demand[f] - share) > EPS or not converged[f]
+                changed |= abs(demand[f] - share) > tol or not converged[f]
                 demand[f] = share
                 converged[f] = True
         if not changed:

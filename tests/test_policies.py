@@ -331,6 +331,29 @@ def test_demand_estimation_matches_hand_computed_cases():
     assert d == pytest.approx({1: 1 / 3, 2: 1 / 3, 3: 1 / 3, 4: 1 / 3, 5: 1 / 3})
 
 
+@pytest.mark.parametrize("nic_bps", [1.0, 20e6, 400e9])
+def test_demand_estimation_holds_at_any_nic_rate(nic_bps):
+    """Four hosts all to all on three channels, and three more flows from the first host:
+    at 400 Gbit/s the sums' rounding once made every flow into a receiver look below its
+    share, and the estimate divided by zero (in hedera's statistics round, on the twin's
+    nominal rates). Every host's flows sum to its NIC rate at most, and equal ones get
+    equal demands, the same at every rate."""
+    flows = [((a, b, c), a, b) for a, b in itertools.permutations("wxyz", 2)
+             for c in range(3)] + [(("w", b, 9), "w", b) for b in "xyz"]
+    d = estimate_demands(flows, lambda host: nic_bps)
+    for side in (1, 2):
+        sums = collections.Counter()
+        for f in flows:
+            sums[f[side]] += d[f[0]]
+        assert max(sums.values()) <= nic_bps * (1 + 1e-9)
+    one = estimate_demands(flows, lambda host: 1.0)
+    assert {f: v / nic_bps for f, v in d.items()} == pytest.approx(one)
+    # w sends 12 flows, the others 9 each; x receives 4 of w's and 6 of the others':
+    # 4/12 + 6/9, exactly its NIC rate (the edge rounding fell over), so none is limited.
+    assert d[("w", "x", 0)] == pytest.approx(nic_bps / 12)
+    assert d[("x", "y", 0)] == pytest.approx(nic_bps / 9)
+
+
 def test_first_fit_takes_the_first_path_with_room():
     caps = lambda link: 1.0  # noqa: E731
     assert first_fit([("x",), ("y",)], 0.6, {"x": 0.5}, caps) == ("y",)
