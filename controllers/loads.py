@@ -48,8 +48,9 @@ class RateMeter:
         self.at = None
         self.rate_bps = None
 
-    def update(self, total, now, tau_s):
-        """Take a counter reading; return the bytes it grew by since the previous one."""
+    def update(self, total, now, tau_s, smooth=True):
+        """Take a counter reading; return the bytes it grew by since the previous one.
+        With ``smooth`` false the rate becomes this interval's alone (as the first is)."""
         if self.at is None or total < self.bytes:
             self.bytes, self.at = total, now
             return 0
@@ -58,7 +59,7 @@ class RateMeter:
             return 0
         grown = total - self.bytes
         inst = grown * 8.0 / dt
-        if self.rate_bps is None:
+        if self.rate_bps is None or not smooth:
             self.rate_bps = inst
         else:
             self.rate_bps += ewma_weight(dt, tau_s) * (inst - self.rate_bps)
@@ -159,6 +160,7 @@ class Flow(RateMeter):
     placed_at: float = None
     elephant: bool = False
     demand_bps: float = None
+    fresh: bool = False         # started at the last reading: the next one is unsmoothed
     nic_bps: tuple = (0.0, 0.0)  # NIC rates of its sender and receiver
     lids: tuple = ()            # dense indices of its path's links (see LoadModel)
     row: int = -1               # its row in the load model's columns, while it is tracked
@@ -565,15 +567,32 @@ class LoadModel:
 
     # -- measurement -----------------------------------------------------------------------
     def measure(self, flow, bytes_total, now):
-        """Feed a flow's cumulative byte counter; returns the bytes it grew by."""
-        grown = flow.update(bytes_total, now, self.tau_s)
+        """Feed a flow's cumulative byte counter; returns the bytes it grew by.
+
+        A started flow's rate averages only the time it has been sending. A connection
+        opened ahead of its transfer is read idle for a while, and an average begun from
+        those zeros would take ``tau_s`` to show what it sends (at ``tau_s`` 2 s, a tenth of
+        its rate after a quarter-second round: hot links and elephants went unseen for half
+        of a one-second transfer). So the reading that sees it start sets its rate to that
+        interval's alone, and the next, all of it sending, replaces that again (the interval
+        it started in holds idle time too), topping up the expected change on its links
+        (:meth:`shift`) by the difference. A flow that has not started (an idle connection,
+        the ACK direction of a transfer) is averaged as before."""
+        fresh, before, read_at = flow.fresh, flow.rate_bps, flow.at
+        grown = flow.update(bytes_total, now, self.tau_s, smooth=not fresh)
         if flow.row >= 0 and flow.rate_bps is not None:
             self._r_rated_mv[flow.row] = True
+        if fresh and flow.at != read_at:   # a reading, not a repeat of the last instant
+            flow.fresh = False
+            if flow.path is not None and before is not None and flow.rate_bps != before:
+                self.shift(flow.path, flow.rate_bps - before, now)
         if grown > 0:
             flow.active_at = now
             flow.sent_bytes += grown
             if not flow.started and flow.sent_bytes >= self.young_bytes:
-                flow.started = True
+                flow.started = flow.fresh = True
+                if read_at is not None and now > read_at:
+                    flow.rate_bps = grown * 8.0 / (now - read_at)
                 # Its estimate stops counting; the link averages have not caught up yet.
                 if flow.path is not None and flow.rate_bps:
                     self.shift(flow.path, flow.rate_bps, now)

@@ -237,7 +237,7 @@ def test_host_sweeps_over_rows_add_what_a_loop_over_the_flows_adds_bit_for_bit(
         cores.append(core)
     loop = cores[1].load
     monkeypatch.setattr(loop, "_sweep", lambda mark, n, now: _loop_sweep(loop, mark, n, now))
-    rnd = random.Random(5)
+    rnd = random.Random(1)   # a walk with moves (52) and reused rows
     hs = hosts(g)
     now, sent = 0.0, {}
     for step in range(1500):

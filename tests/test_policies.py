@@ -236,6 +236,55 @@ def test_a_quiet_flow_stops_weighing_its_estimate_after_util_tau():
     assert flow["rate_bps"] == pytest.approx(1e5)
 
 
+def _idle_then_sending(rig, key, bps, started_at, rounds=(0.25, 0.5, 0.75, 1.0), until=2.0):
+    """A connection opened ahead of its transfer: statistics rounds every 0.25 s read it idle,
+    then it sends ``bps`` from ``started_at`` on (its links with it); yields after each
+    round from the one that saw it start."""
+    path = links_of(rig.flow_path(key)) if rig.core.flows[key].path else []
+    for t in rounds:
+        rig.stats(t)
+    t = rounds[-1]
+    while t < until:
+        prev, t = t, t + 0.25
+        share = min(1.0, max(0.0, (t - started_at) / (t - prev)))
+        rig.stats(t, {link: bps * share for link in path}, {key: bps * share})
+        yield t
+
+
+def test_a_transfer_on_a_connection_opened_ahead_weighs_its_rate_from_its_first_round():
+    """Its idle readings do not start the moving average: the round that sees it start
+    gives that interval's rate, the next (all of it sending) the whole rate, and its links
+    weigh it at once, not ``util_tau_s`` later (with the average begun from the idle zeros,
+    a 1 s transfer under ``util_tau_s`` 2 s was weighed at a tenth of its rate, too little
+    for a hot link to be seen)."""
+    rig = Rig(fat_tree(), "congestion", util_tau_s=2.0, young_bytes=65536)
+    key = rig.learn("h1", "h5", 40001, 0.0)
+    uplink = tuple(rig.node(n)["dpid"] for n in links_of(rig.flow_path(key))[0])
+    (flow,) = rig.core.learned_flows(rig.node("h1")["mac"], rig.node("h5")["mac"])
+    seen = []
+    for t in _idle_then_sending(rig, key, 0.8 * GBPS, started_at=1.125, until=1.5):
+        (flow,) = rig.core.learned_flows(rig.node("h1")["mac"], rig.node("h5")["mac"])
+        seen.append((t, flow["rate_bps"], rig.core.projected_loads(t)[uplink]))
+    (t1, rate1, load1), (t2, rate2, load2) = seen
+    # Started half way through the round: half the rate, then all of it.
+    assert rate1 == pytest.approx(0.4 * GBPS) and rate2 == pytest.approx(0.8 * GBPS)
+    # The link weighs what it carries: the measured average (lagging) plus the expected
+    # change of the start, topped up when the whole rate showed (a little over: the
+    # average had begun to catch up within the round it started in).
+    assert 0.8 * GBPS <= load2 <= 0.9 * GBPS
+    assert load1 >= 0.4 * GBPS
+
+
+def test_hedera_sees_an_elephant_in_the_first_round_after_its_connection_starts_sending():
+    rig = Rig(fat_tree(), "hedera", util_tau_s=2.0, young_bytes=65536)
+    key = rig.learn("h1", "h5", 40001, 0.0)
+    for t in _idle_then_sending(rig, key, 0.5 * GBPS, started_at=1.0, until=1.25):
+        rig.adapt(t)
+    flow = rig.core.flows[key]
+    assert flow.elephant and flow.path is not None
+    assert rig.core.status()["counters"]["elephants"] == 1
+
+
 def test_the_ack_direction_of_a_started_transfer_weighs_what_it_sends():
     rig = Rig(fat_tree(), "congestion", util_tau_s=10.0, young_bytes=65536)
     data = rig.learn("h1", "h5", 40001, 0.0)
