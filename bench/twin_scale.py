@@ -10,7 +10,12 @@ the wall clock of a shared machine also counts other processes' turns):
   targets: k=16 <= 60 s and <= 4 GB each, k=32 <= 15 minutes;
 - ring all-reduce over the 1,024 hosts of the k=16 fat-tree: <= 60 s;
 - all with ``twin.resolution`` 0.01 (``--resolution``; 0 is exact, and ten times slower at
+  k=16) and ``twin.epoch`` 0.05 (``--epoch``: the rates are solved again once 5% of the
+  flows in flight have started or ended, not at every event; 0 is every event, 7x slower at
   k=16);
+- the price of those two: the all-to-all at ``--agree-k`` (8) under every policy, exact
+  (resolution 0, epoch 0) beside the cells' settings, efficiency and FCT percentiles side by
+  side;
 - the k=4 demo spec (experiments/demo.yaml) on the emulation and on the twin, one after the
   other: the twin must be >= 100x faster (needs root; ``--no-emulation`` skips it).
 
@@ -53,7 +58,7 @@ RING_TARGET_S = 60.0
 SPEEDUP_TARGET = 100.0
 
 
-def run_cell(k, workload, params, policy, resolution=0.0, cut_at_s=None):
+def run_cell(k, workload, params, policy, resolution=0.0, cut_at_s=None, epoch=0.0):
     """One twin run in this process; returns its figures (called in a child process).
     With ``cut_at_s`` the twin stops at that simulated time, and the event loop's CPU time
     is extrapolated to the whole schedule by the flows received (see ``--cut-at-us``)."""
@@ -67,7 +72,7 @@ def run_cell(k, workload, params, policy, resolution=0.0, cut_at_s=None):
     schedule = workloads.build(workload, g, 1, **params)
     t1 = time.monotonic()
     twin = Twin(g, schedule, policy=policy, seed=1, resolution=resolution,
-                max_time_s=cut_at_s)
+                max_time_s=cut_at_s, epoch=epoch)
     c1 = _cpu_s()
     if cut_at_s is not None:
         # The connections before the clock (the policy's set-up) are timed apart from the
@@ -80,6 +85,7 @@ def run_cell(k, workload, params, policy, resolution=0.0, cut_at_s=None):
     t2 = time.monotonic()
     res = {"k": k, "hosts": k ** 3 // 4, "workload": workload, "policy": policy,
            "flows": len(schedule), "events": info["events"], "resolution": resolution,
+           "epoch": epoch,
            "rate_solves": info["rate_solves"], "stats_rounds": info["stats_rounds"]}
     if cut_at_s is not None:
         received = int(np.isfinite(records.end_s).sum())
@@ -97,8 +103,12 @@ def run_cell(k, workload, params, policy, resolution=0.0, cut_at_s=None):
         return res
     summary = metrics.summarize(g, schedule, records, 1.0)
     t3 = time.monotonic()
+    fct = records.end_s - records.start_s
+    fct = fct[np.isfinite(fct)]
     res.update({"flows_completed": summary["flows_completed"],
                 "efficiency": summary["efficiency"], "wall_s": round(t3 - t0, 2),
+                "fct_p50_s": float(np.percentile(fct, 50)) if len(fct) else None,
+                "fct_p99_s": float(np.percentile(fct, 99)) if len(fct) else None,
                 "build_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
                 "metrics_s": round(t3 - t2, 2), "cpu_s": round(_cpu_s(), 1),
                 "peak_rss_gb": _peak_rss_gb()})
@@ -141,7 +151,7 @@ def available_bytes():
     return None
 
 
-def cell(k, workload, params, policy, timeout_s, resolution=0.0, cut_at_s=None):
+def cell(k, workload, params, policy, timeout_s, resolution=0.0, cut_at_s=None, epoch=0.0):
     """Run one cell in a child process; a cell past ``timeout_s`` is killed, and a cell
     whose estimated memory exceeds what the machine has free is not started."""
     hosts = k ** 3 // 4
@@ -156,7 +166,7 @@ def cell(k, workload, params, policy, timeout_s, resolution=0.0, cut_at_s=None):
                         f"under {policy}, {free / 2 ** 30:.1f} GB are free"}
         return res
     cmd = [sys.executable, "-m", "bench.twin_scale", "--cell",
-           json.dumps([k, workload, params, policy, resolution, cut_at_s])]
+           json.dumps([k, workload, params, policy, resolution, cut_at_s, epoch])]
     t0 = time.monotonic()
     try:
         out = subprocess.run(cmd, cwd=runner.ROOT, capture_output=True, text=True,
@@ -190,6 +200,27 @@ def line(r):
             f"simulate {r['simulate_s']}, metrics {r['metrics_s']}; {r['cpu_s']} s CPU), "
             f"{r['peak_rss_gb']:.2f} GB, efficiency {r['efficiency']:.3f}, "
             f"{r['events']:,} events")
+
+
+def agreement_lines(pairs):
+    """Exact against the cells' settings, per policy: efficiency, FCT p50 and p99, CPU."""
+    if not pairs:
+        return []
+    out = ["exact (resolution 0, epoch 0) beside the cells' settings, uniform all-to-all:",
+           "  | k | policy | efficiency exact | approx | gap | FCT p50 gap | FCT p99 gap "
+           "| CPU s exact | approx |", "  |---|---|---|---|---|---|---|---|---|"]
+    for exact, approx in pairs:
+        if any(r.get("error") or r.get("timed_out") for r in (exact, approx)):
+            out.append(f"  | {exact['k']} | {exact['policy']} | failed or stopped | | | | | | |")
+            continue
+
+        def rel(key):
+            return f"{approx[key] / exact[key] - 1:+.1%}" if exact[key] else "-"
+        out.append(f"  | {exact['k']} | {exact['policy']} | {exact['efficiency']:.4f} | "
+                   f"{approx['efficiency']:.4f} | {approx['efficiency'] - exact['efficiency']:+.4f}"
+                   f" | {rel('fct_p50_s')} | {rel('fct_p99_s')} | {exact['cpu_s']} | "
+                   f"{approx['cpu_s']} |")
+    return out
 
 
 def verdicts(cells, speed):
@@ -275,6 +306,12 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=float, default=1800.0)
     p.add_argument("--resolution", type=float, default=0.01,
                    help="the twin's completion resolution (twin.resolution; 0 = exact)")
+    p.add_argument("--epoch", type=float, default=0.05,
+                   help="solve the rates again once this fraction of the flows in flight "
+                        "changed (twin.epoch; 0 = at every event)")
+    p.add_argument("--agree-k", type=int, default=8,
+                   help="fat-tree size at which every policy also runs exact, to show what "
+                        "--resolution and --epoch cost in accuracy (0: skip)")
     p.add_argument("--cut-at-us", type=float, default=None,
                    help="stop every twin at this simulated time (microseconds) and "
                         "extrapolate its event loop's CPU time to the whole schedule by the "
@@ -307,8 +344,19 @@ def main(argv=None):
         for k, workload, params, policy, timeout in todo:
             progress.status(f"k={k} {workload} {policy}")
             cells.append(cell(k, workload, params, policy, timeout, a.resolution,
-                              None if a.cut_at_us is None else a.cut_at_us * 1e-6))
+                              None if a.cut_at_us is None else a.cut_at_us * 1e-6, a.epoch))
             progress.advance(line(cells[-1]))
+    agreement = []
+    if a.agree_k and a.cut_at_us is None:
+        with Progress(2 * len(a.policies), "exact beside approximate") as progress:
+            for policy in a.policies:
+                pair = []
+                for res, ep in ((0.0, 0.0), (a.resolution, a.epoch)):
+                    progress.status(f"k={a.agree_k} {policy} resolution {res} epoch {ep}")
+                    pair.append(cell(a.agree_k, "moe_alltoall", ALLTOALL, policy,
+                                     a.cell_timeout, res, None, ep))
+                    progress.advance(line(pair[-1]))
+                agreement.append(pair)
     speed = None
     if not a.no_emulation:
         if os.geteuid() != 0:
@@ -316,11 +364,13 @@ def main(argv=None):
         else:
             speed = speedup(out_dir, log)
     text = ([f"twin.resolution {a.resolution} (a flow may end up to that fraction of its "
-             f"duration early; 0 = exact)"] + [line(r) for r in cells] + ["targets:"]
+             f"duration early; 0 = exact), twin.epoch {a.epoch} (rates solved again once "
+             f"that fraction of the flows in flight changed; 0 = every event)"]
+            + [line(r) for r in cells] + agreement_lines(agreement) + ["targets:"]
             + verdicts(cells, speed))
     plot_path = plot(cells, out_dir)
     with open(os.path.join(out_dir, "scale.json"), "w") as f:
-        json.dump({"cells": cells, "speedup": speed}, f, indent=2)
+        json.dump({"cells": cells, "speedup": speed, "agreement": agreement}, f, indent=2)
     with open(os.path.join(out_dir, "scale.md"), "w") as f:
         f.write("\n".join(text) + "\n")
     print("\n".join(text))

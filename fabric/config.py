@@ -304,6 +304,11 @@ class Twin(Frozen):
         0.0, ge=0, lt=0.1, description="a flow whose time left is below this fraction of the "
                                        "time it has run ends with the flows ending now; "
                                        "0 = exact")
+    epoch: float = Field(
+        0.0, ge=0, lt=1, description="solve the max-min rates again only once this fraction "
+                                     "of the flows in flight have started or ended (a flow "
+                                     "starting in between takes what its links have free); "
+                                     "0 = at every event")
 
 
 SECTIONS = {"controller": Controller, "emulation": Emulation, "twin": Twin}

@@ -653,7 +653,7 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None, p
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
                 mtu_bytes=em["mtu"],
                 detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],
-                resolution=tw["resolution"], five_tuples=five_tuples,
+                resolution=tw["resolution"], epoch=tw["epoch"], five_tuples=five_tuples,
                 reconfiguration=None if circuits is None else {
                     "at_s": 0.0, "circuits": circuits,
                     "dark_s": optical.reconfigure(g, circuits)[1].reconfiguration_ms / 1e3

@@ -44,7 +44,8 @@ gray-failure and flap-dampening thresholds (``health``, controllers.health.Healt
 runs the fabric's own rates and seconds, ``emulated`` the emulation's scaled ones; ``detect_s``:
 time from a link failure to the controller's port event; ``max_time_s``: a simulated-time
 limit, none by default; ``resolution``: a flow whose time left is below this fraction of the
-time it has run ends with the flows ending now, 0 = exact).
+time it has run ends with the flows ending now, 0 = exact; ``epoch``: solve the rates again
+only once this fraction of the flows in flight have started or ended, 0 = at every event).
 """
 
 import yaml

@@ -344,9 +344,10 @@ def _progressive(links, caps, active, n_on, start, on, rate):
 # What the loop returns to Python for (state ints[0]).
 DONE, STOP, TIMED_OUT, PY_START, GROW_ROWS, GROW_HEAPS, GROW_INDEX = range(7)
 # The loop's scalar state, in and out: floats and ints (indices below).
-F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION = range(5)
+F_T, F_NEXT_STATS, F_NEXT_EVENT, F_MAX_TIME, F_RESOLUTION, F_EPOCH = range(6)
 (I_STATUS, I_PHASE, I_DIRTY, I_FREE, I_STARTS, I_ARRIVALS, I_ACTIVE, I_EVENTS, I_SOLVES,
- I_ALL_UP, I_FAST_FAILOVER, I_MULTIPATH, I_STATS_ALWAYS, I_MAX_CHILDREN, I_STALLED) = range(15)
+ I_ALL_UP, I_FAST_FAILOVER, I_MULTIPATH, I_STATS_ALWAYS, I_MAX_CHILDREN, I_STALLED, I_CHANGES,
+ I_PENDING, I_FIN) = range(18)
 # A kernel run (compiled) instead of the same loop in Python once a schedule has this many
 # flows: below it, loading numba (half a second per process) costs more than it saves.
 COMPILED_FLOWS = 2000
@@ -490,11 +491,98 @@ def _solve_plain(links, caps, active, n_on, start, on, rate):
     rate[:] = max_min_rates(links, caps, active)
 
 
+def _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base, r_alive, r_fid,
+             sent_final, link_bytes, ldelay, ser, used, on_cnt, on, on_start, pos, ar_t, ar_f):
+    """Row ``r``'s last byte left at ``t`` (what is left of it, ``r_left[r]``, counted as
+    sent): its flow is received after the propagation delay of its path and the
+    store-and-forward of its last packet at every link but the one whose transmission the
+    fluid rate already counts (the slowest). The row is freed and its rate given back
+    on its links (``used``)."""
+    left = r_left[r]
+    fi = r_fid[r]
+    sent_final[fi] = r_sent[r] + left
+    lat, ser_sum, ser_max = 0.0, 0.0, 0.0
+    for w in range(r_links.shape[1]):
+        lk = r_links[r, w]
+        if lk >= 0:
+            _index_drop(r, w, lk, on_cnt, on, on_start, pos, r_links)
+            link_bytes[lk] += r_sent[r] + left - r_base[r]
+            used[lk] -= r_rate[r]
+            lat += ldelay[lk]
+            ser_sum += ser[lk]
+            ser_max = max(ser_max, ser[lk])
+            r_links[r, w] = -1
+    si[I_ARRIVALS] = _hpush(ar_t, ar_f, si[I_ARRIVALS], t + lat + ser_sum - ser_max, fi)
+    r_alive[r] = False
+    r_rate[r] = 0.0
+    r_left[r] = 0.0
+    r_base[r] = 0.0
+    r_fid[r] = -1
+    free[si[I_FREE]] = r
+    si[I_FREE] += 1
+    si[I_ACTIVE] -= 1
+    si[I_DIRTY] = 1
+    si[I_CHANGES] += 1
+
+
+def _settle(t, r_alive, r_left, r_rate, r_sent, r_tref):
+    """Every row's bytes sent and left as of ``t`` at its rate since ``r_tref`` (epoch
+    mode, where rows are advanced only when their rates change or Python looks)."""
+    for r in range(r_alive.shape[0]):
+        if r_alive[r]:
+            moved = min(r_rate[r] * (t - r_tref[r]) / 8.0, r_left[r])
+            r_left[r] -= moved
+            r_sent[r] += moved
+            r_tref[r] = t
+
+
+def _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent, r_tref, on_cnt,
+                 on_start, on, used, fin_t, fin_r):
+    """Epoch mode's full solve at ``t``: rows settled, max-min rates, the rates used on
+    every link and the heap of end times made again (nothing to solve with no row)."""
+    used[:] = 0.0
+    si[I_FIN] = 0
+    si[I_DIRTY] = 0
+    si[I_CHANGES] = 0
+    si[I_PENDING] = 0
+    if si[I_ACTIVE] == 0:
+        return
+    _settle(t, r_alive, r_left, r_rate, r_sent, r_tref)
+    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
+    si[I_SOLVES] += 1
+    for r in range(r_alive.shape[0]):
+        if r_alive[r] and r_rate[r] > 0:
+            for w in range(r_links.shape[1]):
+                if r_links[r, w] >= 0:
+                    used[r_links[r, w]] += r_rate[r]
+            si[I_FIN] = _hpush(fin_t, fin_r, si[I_FIN], t + r_left[r] * 8.0 / r_rate[r], r)
+
+
+def _epoch_rate(r, t, si, r_links, caps, r_left, r_rate, used, fin_t, fin_r):
+    """Between epoch mode's solves, a row that started takes what its links have left
+    free (0 if one is full: it waits for the next solve)."""
+    rate, top = np.inf, 0.0
+    for w in range(r_links.shape[1]):
+        lk = r_links[r, w]
+        if lk >= 0:
+            rate = min(rate, caps[lk] - used[lk])
+            top = max(top, caps[lk])
+    if not rate > 1e-9 * top or rate == np.inf:
+        r_rate[r] = 0.0
+        return
+    r_rate[r] = rate
+    for w in range(r_links.shape[1]):
+        if r_links[r, w] >= 0:
+            used[r_links[r, w]] += rate
+    si[I_FIN] = _hpush(fin_t, fin_r, si[I_FIN], t + r_left[r] * 8.0 / rate, r)
+
+
 def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
            end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
            dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
            r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
-           st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left):
+           st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left,
+           r_tref, pend, fin_t, fin_r, used):
     """The event loop over the schedule's columns (see Twin.run_columns): runs until it
     must hand over to Python (the status in ``si[I_STATUS]``), its state in ``fs``, ``si``
     and the arrays. Compiled with numba for large runs, run as Python for small ones; the
@@ -504,13 +592,24 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
     solve does not index the links' flows again (a third of a solve at k=16). With
     ``phase_of`` (the phase of every flow; empty if the run has none), ``phase_left`` counts
     the flows of each phase not yet received, and the loop stops (``STOP``) once the
-    arrivals of an instant have emptied a phase, before that instant's starts."""
+    arrivals of an instant have emptied a phase, before that instant's starts.
+
+    With ``fs[F_EPOCH]`` > 0 (epoch mode) the rates are solved again only once that
+    fraction of the flows in flight have started or ended since the last solve (and on
+    every entry after Python, which may have moved flows); in between, a flow that starts
+    takes the capacity its links have left (``used``: the rates on each link), one that
+    ends leaves its share unused, and rows advance only when solved or handed to Python
+    (``r_tref``: the time a row's bytes left stand at), their ends on a heap (``fin_t``,
+    ``fin_r``), so an event costs O(log rows) instead of O(rows)."""
     t = fs[F_T]
+    epoch = fs[F_EPOCH]
     width = r_links.shape[1]
     cap = on.shape[0] // on_cnt.shape[0]
     if not _index_rows(r_links, r_alive, on_cnt, on, on_start, pos):
         si[I_STATUS] = GROW_INDEX
         return
+    force = True   # epoch mode: solve on entry if anything changed
+    handed = False
     while True:
         if si[I_PHASE] == 0:
             if (si[I_ARRIVALS] + si[I_ACTIVE] > ar_t.shape[0]
@@ -518,16 +617,28 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     > st_t.shape[0]):
                 si[I_STATUS] = GROW_HEAPS
                 break
-            if si[I_DIRTY]:
-                _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
-                si[I_SOLVES] += 1
-                si[I_DIRTY] = 0
             t_next = np.inf
-            for r in range(r_rate.shape[0]):
-                if r_alive[r] and r_rate[r] > 0:
-                    td = t + r_left[r] / (r_rate[r] / 8.0)
-                    if td < t_next:
-                        t_next = td
+            if epoch > 0:
+                if si[I_DIRTY] and (force or si[I_CHANGES] >= epoch * si[I_ACTIVE]):
+                    _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent,
+                                 r_tref, on_cnt, on_start, on, used, fin_t, fin_r)
+                    force = False
+                for p in range(si[I_PENDING]):
+                    _epoch_rate(pend[p], t, si, r_links, caps, r_left, r_rate, used,
+                                fin_t, fin_r)
+                si[I_PENDING] = 0
+                if si[I_FIN] > 0:
+                    t_next = fin_t[0]
+            else:
+                if si[I_DIRTY]:
+                    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
+                    si[I_SOLVES] += 1
+                    si[I_DIRTY] = 0
+                for r in range(r_rate.shape[0]):
+                    if r_alive[r] and r_rate[r] > 0:
+                        td = t + r_left[r] / (r_rate[r] / 8.0)
+                        if td < t_next:
+                            t_next = td
             if si[I_STARTS] > 0 and st_t[0] < t_next:
                 t_next = st_t[0]
             if si[I_ARRIVALS] > 0 and ar_t[0] < t_next:
@@ -535,6 +646,9 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
             if fs[F_NEXT_EVENT] < t_next:
                 t_next = fs[F_NEXT_EVENT]
             if not t_next < np.inf:
+                if epoch > 0 and si[I_DIRTY] and si[I_ACTIVE] > 0:
+                    force = True   # only flows waiting for a solve are left
+                    continue
                 si[I_STATUS] = DONE
                 break
             if (si[I_ACTIVE] > 0 or si[I_STATS_ALWAYS]) and fs[F_NEXT_STATS] < t_next:
@@ -544,45 +658,29 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 t_next = fs[F_MAX_TIME]
             dt = t_next - t
             t = t_next
-            for r in range(r_rate.shape[0]):
-                if not r_alive[r]:
-                    continue
-                if dt > 0:
-                    moved = min(r_rate[r] * dt / 8.0, r_left[r])
-                    r_left[r] -= moved
-                    r_sent[r] += moved
-                if timed_out:
-                    continue
-                # Its last byte left: received after the propagation delay of its path and
-                # the store-and-forward of its last packet at every link but the one whose
-                # transmission the fluid rate already counts (the slowest).
-                left = r_left[r]
-                if not (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
-                        or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
-                    continue
-                fi = r_fid[r]
-                sent_final[fi] = r_sent[r] + left
-                lat, ser_sum, ser_max = 0.0, 0.0, 0.0
-                for w in range(width):
-                    lk = r_links[r, w]
-                    if lk >= 0:
-                        _index_drop(r, w, lk, on_cnt, on, on_start, pos, r_links)
-                        link_bytes[lk] += r_sent[r] + left - r_base[r]
-                        lat += ldelay[lk]
-                        ser_sum += ser[lk]
-                        ser_max = max(ser_max, ser[lk])
-                        r_links[r, w] = -1
-                si[I_ARRIVALS] = _hpush(ar_t, ar_f, si[I_ARRIVALS],
-                                       t + lat + ser_sum - ser_max, fi)
-                r_alive[r] = False
-                r_rate[r] = 0.0
-                r_left[r] = 0.0
-                r_base[r] = 0.0
-                r_fid[r] = -1
-                free[si[I_FREE]] = r
-                si[I_FREE] += 1
-                si[I_ACTIVE] -= 1
-                si[I_DIRTY] = 1
+            if epoch > 0:
+                while not timed_out and si[I_FIN] > 0 and fin_t[0] <= t:
+                    r = fin_r[0]
+                    si[I_FIN] = _hpop(fin_t, fin_r, si[I_FIN])
+                    _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base,
+                             r_alive, r_fid, sent_final, link_bytes, ldelay, ser, used,
+                             on_cnt, on, on_start, pos, ar_t, ar_f)
+            else:
+                for r in range(r_rate.shape[0]):
+                    if not r_alive[r]:
+                        continue
+                    if dt > 0:
+                        moved = min(r_rate[r] * dt / 8.0, r_left[r])
+                        r_left[r] -= moved
+                        r_sent[r] += moved
+                    if timed_out:
+                        continue
+                    left = r_left[r]
+                    if (left <= DONE_FRACTION * (left + r_sent[r]) + 1e-9
+                            or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
+                        _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base,
+                                 r_alive, r_fid, sent_final, link_bytes, ldelay, ser, used,
+                                 on_cnt, on, on_start, pos, ar_t, ar_f)
             if timed_out:
                 si[I_STATUS] = TIMED_OUT
                 break
@@ -612,19 +710,19 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
             n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
                         h_down, dcol, nh, nhc, tids, slots, smask, swlid,
                         si[I_FAST_FAILOVER], si[I_MULTIPATH])
+            status = DONE   # none: it starts here
             if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
-                si[I_STATUS] = PY_START
-                fs[F_T] = t
-                return
-            if si[I_FREE] == 0:
-                si[I_STATUS] = GROW_ROWS
-                fs[F_T] = t
-                return
-            for w in range(n):
-                if on_cnt[walk[w]] + width > cap:
-                    si[I_STATUS] = GROW_INDEX
-                    fs[F_T] = t
-                    return
+                status = PY_START
+            elif si[I_FREE] == 0:
+                status = GROW_ROWS
+            else:
+                for w in range(n):
+                    if on_cnt[walk[w]] + width > cap:
+                        status = GROW_INDEX
+            if status != DONE:
+                si[I_STATUS] = status
+                handed = True
+                break
             si[I_STARTS] = _hpop(st_t, st_f, si[I_STARTS])
             start_out[fi] = t
             si[I_FREE] -= 1
@@ -634,15 +732,23 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 if walk[w] >= 0:
                     _index_add(r, w, walk[w], on_cnt, on, on_start, pos)
             r_left[r] = float(nbytes[fi])
-            r_rate[r], r_sent[r], r_base[r], r_t0[r] = 0.0, 0.0, 0.0, t
+            r_rate[r], r_sent[r], r_base[r], r_t0[r], r_tref[r] = 0.0, 0.0, 0.0, t, t
             r_alive[r], r_fid[r] = True, fi
+            if epoch > 0:
+                pend[si[I_PENDING]] = r
+                si[I_PENDING] += 1
             si[I_ACTIVE] += 1
             si[I_DIRTY] = 1
+            si[I_CHANGES] += 1
+        if handed:   # to Python, mid-way through the starts (I_PHASE stays set)
+            break
         si[I_PHASE] = 0
         if t >= fs[F_NEXT_EVENT] or t >= fs[F_NEXT_STATS]:
             si[I_STATUS] = STOP
             break
     fs[F_T] = t
+    if epoch > 0:
+        _settle(t, r_alive, r_left, r_rate, r_sent, r_tref)
 
 
 
@@ -655,6 +761,7 @@ def _kernel(compiled):
     the first time; the helpers it calls are compiled first and take the place of their
     Python versions, which compute the same) or as Python."""
     global _KERNEL, _solve, _hpush, _hpop, _walk, _index_rows, _index_add, _index_drop
+    global _end_row, _settle, _epoch_solve, _epoch_rate
     if not compiled:
         return _loop
     if _KERNEL is None:
@@ -665,6 +772,8 @@ def _kernel(compiled):
         _hpush, _hpop, _walk = jit(_hpush), jit(_hpop), jit(_walk)
         _index_add, _index_drop = jit(_index_add), jit(_index_drop)
         _index_rows = jit(_index_rows)
+        _end_row, _settle = jit(_end_row), jit(_settle)
+        _epoch_solve, _epoch_rate = jit(_epoch_solve), jit(_epoch_rate)
         _KERNEL = jit(_loop)
     return _KERNEL
 
@@ -682,10 +791,14 @@ class _Rows:
         self.sent = np.zeros(rows)
         self.base = np.zeros(rows)   # bytes sent when it took its current links
         self.t0 = np.zeros(rows)
+        self.tref = np.zeros(rows)   # epoch mode: when ``left`` and ``sent`` stood
         self.alive = np.zeros(rows, dtype=np.bool_)
         self.fid = np.full(rows, -1, dtype=np.int64)
         self.free = np.arange(rows - 1, -1, -1, dtype=np.int64)
         self.n_free = rows
+        # Epoch mode: rows started since the last solve, the heap of the rows' end times.
+        self.pend = np.zeros(rows, dtype=np.int64)
+        self.fin_t, self.fin_r = np.zeros(rows), np.zeros(rows, dtype=np.int64)
         self.on_cnt = np.zeros(n_links, dtype=np.int32)
         self.pos = np.zeros((rows, width), dtype=np.int32)
         self.grow_index(16)
@@ -709,9 +822,12 @@ class _Rows:
         self.pos = np.zeros((rows, width), dtype=np.int32)   # the loop indexes again
         extra = rows - old_rows
         if extra:
-            self.left, self.rate, self.sent, self.base, self.t0 = (
-                np.append(a, np.zeros(extra))
-                for a in (self.left, self.rate, self.sent, self.base, self.t0))
+            self.left, self.rate, self.sent, self.base, self.t0, self.tref, self.fin_t = (
+                np.append(a, np.zeros(extra)) for a in (
+                    self.left, self.rate, self.sent, self.base, self.t0, self.tref,
+                    self.fin_t))
+            self.pend, self.fin_r = (np.append(a, np.zeros(extra, dtype=np.int64))
+                                     for a in (self.pend, self.fin_r))
             self.alive = np.append(self.alive, np.zeros(extra, dtype=np.bool_))
             self.fid = np.append(self.fid, np.full(extra, -1, dtype=np.int64))
             free = np.empty(rows, dtype=np.int64)
@@ -727,8 +843,8 @@ class _Rows:
         r = int(self.free[self.n_free])
         self.links[r] = -1
         self.links[r, :len(links)] = links
-        self.left[r], self.rate[r], self.sent[r], self.base[r], self.t0[r] = (
-            float(nbytes), 0.0, 0.0, 0.0, t)
+        self.left[r], self.rate[r], self.sent[r], self.base[r], self.t0[r], self.tref[r] = (
+            float(nbytes), 0.0, 0.0, 0.0, t, t)
         self.alive[r], self.fid[r] = True, fi
         return r
 
@@ -798,6 +914,14 @@ class Twin:
         run is taken as done with the flows ending now (so it ends at most that fraction of
         its duration early, and a chain of dependent flows too), so a run with many flows
         recomputes rates less often; 0 (the default) is exact.
+    epoch : float
+        Solve the rates again only once this fraction of the flows in flight have started or
+        ended since the last solve (and whenever the policy or the links changed anything);
+        in between, a flow that starts takes the capacity its links have left free (none if
+        one is full: it waits for the next solve), and one that ends leaves its share
+        unused, so rates are feasible but below max-min until the next solve. 0 (the
+        default) solves at every event. An approximation for schedules of millions of
+        flows; see the module docstring.
     five_tuples : dict, optional
         ``{flow id: [src ip, dst ip, proto, sport, dport]}`` of the flows' connections (an
         emulation run's ``connections.json``), to replay its hash choices; flows not in it
@@ -820,7 +944,7 @@ class Twin:
                  fast_failover=True, options=None, seed=0, delay_scale=1.0, mtu_bytes=9000,
                  detect_s=0.0,
                  link_events=(), max_time_s=None, resolution=0.0, five_tuples=None,
-                 reconfiguration=None, circuit_phases=None):
+                 reconfiguration=None, circuit_phases=None, epoch=0.0):
         self.g, self.schedule = g, schedule
         self.stats_interval_s = float(stats_interval_s)
         self.fast_failover = fast_failover
@@ -844,6 +968,9 @@ class Twin:
         self.serialize = mtu_bytes * 8.0 / self.caps   # one packet's time on each link
         self._make_flows(seed, five_tuples or {})
         self.resolution = float(resolution)
+        self.epoch = float(epoch)
+        if not 0.0 <= self.epoch < 1.0:
+            raise TwinError(f"epoch: {epoch!r} is not a fraction in [0, 1)")
         for ev in link_events:
             self._add_link_event(ev)
 
@@ -1474,8 +1601,9 @@ class Twin:
         stalled = set()
         fs = np.array([0.0, self.stats_interval_s, np.inf,
                        np.inf if self.max_time_s is None else float(self.max_time_s),
-                       self.resolution])
-        si = np.zeros(15, dtype=np.int64)
+                       self.resolution, self.epoch])
+        si = np.zeros(18, dtype=np.int64)
+        used = np.zeros(len(self.caps))
         si[I_STARTS] = len(first)
         si[I_DIRTY] = 1
         si[I_FAST_FAILOVER] = bool(self.fast_failover)
@@ -1563,7 +1691,8 @@ class Twin:
                    self.swlid, self.live_caps, self.delay, self.serialize, self.link_bytes,
                    act.links, act.left, act.rate, act.sent, act.base, act.t0, act.alive,
                    act.fid, act.free, st_t, st_f, ar_t, ar_f, walk, act.on_cnt, act.on,
-                   act.on_start, act.pos, phase_of, phase_left)
+                   act.on_start, act.pos, phase_of, phase_left, act.tref, act.pend,
+                   act.fin_t, act.fin_r, used)
             act.n_free = int(si[I_FREE])
             status, t = int(si[I_STATUS]), float(fs[F_T])
             if status == DONE:

@@ -341,16 +341,19 @@ def test_pins_by_host_pair_route_every_flow_of_the_pair_and_a_5_tuple_pin_beats_
     assert all(paths[pin_of[fi]] == pair_path for fi in pair[1:])
 
 
+@pytest.mark.parametrize("epoch", [0.0, 0.1])
 @pytest.mark.parametrize("policy", ["ecmp", "hedera", "collective"])
-def test_the_compiled_event_loop_runs_the_schedule_as_the_python_one(policy):
+def test_the_compiled_event_loop_runs_the_schedule_as_the_python_one(policy, epoch):
     """Large runs go through the event loop compiled with numba, small ones through the
-    same code in Python: same records, and the same as the list of records run() gives."""
+    same code in Python: same records, and the same as the list of records run() gives;
+    in epoch mode too (hedera's statistics rounds hand the rows to Python and back)."""
     g = build("fattree", k=4)
     sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift",
                             channels=2)
     runs = {}
     for compiled in (False, True):
-        tw = Twin(g, sched, policy=policy, seed=4, stats_interval_s=2e-6, resolution=0.01)
+        tw = Twin(g, sched, policy=policy, seed=4, stats_interval_s=2e-6, resolution=0.01,
+                  epoch=epoch)
         runs[compiled] = tw.run_columns(compiled=compiled)
     (py, py_info), (jit, jit_info) = runs[False], runs[True]
     assert jit_info["compiled"] and not py_info["compiled"]
@@ -359,7 +362,7 @@ def test_the_compiled_event_loop_runs_the_schedule_as_the_python_one(policy):
     np.testing.assert_array_equal(jit.bytes_received, py.bytes_received)
     assert jit_info["stats_rounds"] == py_info["stats_rounds"] > 0
     records, _ = Twin(g, sched, policy=policy, seed=4, stats_interval_s=2e-6,
-                      resolution=0.01).run()
+                      resolution=0.01, epoch=epoch).run()
     assert [r["end_s"] for r in records] == pytest.approx(py.end_s.tolist(), rel=1e-9)
     by_list = metrics.summarize(g, sched, records, 1.0)
     by_columns = metrics.summarize(g, sched, py, 1.0)
@@ -370,11 +373,13 @@ def test_the_compiled_event_loop_runs_the_schedule_as_the_python_one(policy):
 
 
 
-def test_the_compiled_loop_keeps_its_index_of_rows_per_link_through_growth_and_a_failure():
+@pytest.mark.parametrize("epoch", [0.0, 0.1])
+def test_the_compiled_loop_keeps_its_index_of_rows_per_link_through_growth_and_a_failure(epoch):
     """The compiled loop indexes the rows on every link and keeps the index as rows start,
     finish and move: with more rows per link than the index first has room for, and a link
     failing mid-run (Python reroutes rows between two entries of the loop), it runs the
-    schedule as the Python loop does."""
+    schedule as the Python loop does; in epoch mode too (rows grow while started rows
+    wait for their rates)."""
     g = build("fattree", k=4)
     sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift",
                             channels=15)
@@ -382,7 +387,8 @@ def test_the_compiled_loop_keeps_its_index_of_rows_per_link_through_growth_and_a
     failure = [{"at_s": end_s / 2, "link": ["e1", "a1"], "up": False}]
     runs = {}
     for compiled in (False, True):
-        tw = Twin(g, sched, policy="ecmp", seed=4, link_events=failure, detect_s=end_s / 10)
+        tw = Twin(g, sched, policy="ecmp", seed=4, link_events=failure, detect_s=end_s / 10,
+                  epoch=epoch)
         runs[compiled] = tw.run_columns(compiled=compiled)
     (py, py_info), (jit, jit_info) = runs[False], runs[True]
     assert jit_info["compiled"] and py_info["reroutes"] > 0
@@ -484,12 +490,52 @@ def test_a_coarser_resolution_solves_less_often_and_moves_completion_little():
     assert c["completion_time_s"] == pytest.approx(e["completion_time_s"], rel=0.03)
 
 
+def test_in_epoch_mode_a_flow_starting_between_solves_takes_only_what_its_links_have_free():
+    """a runs alone on the shared s1-s2 link; b starts on it halfway. Exact, they share it
+    from then on. With an epoch of 0.9 (a solve once 90% of the flows in flight changed),
+    b's start is one change of two: no solve, the link is full, b waits at rate 0 until a
+    ends (its share unused until then), then runs alone."""
+    size = 10 ** 6
+    t_alone = 8 * size / 10e9
+    flows = [Flow("a", "h1", "h2", size), Flow("b", "h3", "h4", size, start_s=t_alone / 2)]
+    exact, _ = run(line(), flows)
+    assert exact["a"]["end_s"] == pytest.approx(t_alone * 1.5)
+    assert exact["b"]["end_s"] == pytest.approx(t_alone * 2)
+    epoch, info = run(line(), flows, epoch=0.9)
+    assert epoch["a"]["end_s"] == pytest.approx(t_alone)
+    assert epoch["b"]["start_s"] == pytest.approx(t_alone / 2)
+    assert epoch["b"]["end_s"] == pytest.approx(t_alone * 2)
+    # On links with room it takes what is free, as exact: c shares nothing with a.
+    free, _ = run(star(4), [Flow("a", "h1", "h2", size),
+                            Flow("c", "h3", "h4", size, start_s=t_alone / 2)], epoch=0.9)
+    assert free["c"]["end_s"] == pytest.approx(t_alone * 1.5)
+    assert info["rate_solves"] == 2
+
+
+def test_an_epoch_solves_less_often_and_moves_completion_and_fcts_little():
+    """48 flows in flight (3 channels per host): an epoch of 0.2 solves once 10 changed."""
+    g = build("fattree", k=4)
+    sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift",
+                            channels=3)
+    exact, info_exact = Twin(g, sched, seed=1).run_columns()
+    approx, info_epoch = Twin(g, sched, seed=1, epoch=0.2).run_columns()
+    e = metrics.summarize(g, sched, exact, 1.0)
+    a = metrics.summarize(g, sched, approx, 1.0)
+    assert a["flows_completed"] == len(sched)
+    assert info_epoch["rate_solves"] < info_exact["rate_solves"] / 3
+    assert a["completion_time_s"] == pytest.approx(e["completion_time_s"], rel=0.05)
+    fct_e, fct_a = exact.end_s - exact.start_s, approx.end_s - approx.start_s
+    for q in (50, 99):
+        assert np.percentile(fct_a, q) == pytest.approx(np.percentile(fct_e, q), rel=0.1)
+
+
 @pytest.mark.parametrize("over, message", [
     ({"backend": "ns3"}, "'backend' must be one of"),
     ({"policy": "stp"}, "which the twin does not run"),
     ({"twin": {"timebase": "wall"}}, "'twin.timebase'"),
     ({"twin": {"detect_s": -1}}, "'twin.detect_s'"),
     ({"twin": {"resolution": 0.5}}, "'twin.resolution'"),
+    ({"twin": {"epoch": 1.0}}, "'twin.epoch'"),
     ({"twin": {"speed": 2}}, "unknown twin keys"),
 ])
 def test_bad_twin_specs_name_the_key(tmp_path, over, message, capsys):
