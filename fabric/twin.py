@@ -372,7 +372,12 @@ def _hpop(ht, hf, size):
     """Remove the top of the heap; returns the new size."""
     size -= 1
     ht[0], hf[0] = ht[size], hf[size]
-    i = 0
+    _hsift(ht, hf, size, 0)
+    return size
+
+
+def _hsift(ht, hf, size, i):
+    """Sift entry ``i`` down the heap of :func:`_hpush`."""
     while True:
         c = 2 * i + 1
         if c >= size:
@@ -384,7 +389,6 @@ def _hpop(ht, hf, size):
         ht[c], ht[i] = ht[i], ht[c]
         hf[c], hf[i] = hf[i], hf[c]
         i = c
-    return size
 
 
 def _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up, h_down, dcol, nh, nhc,
@@ -550,12 +554,17 @@ def _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent, r_tref, 
     _settle(t, r_alive, r_left, r_rate, r_sent, r_tref)
     _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
     si[I_SOLVES] += 1
+    n = 0
     for r in range(r_alive.shape[0]):
         if r_alive[r] and r_rate[r] > 0:
             for w in range(r_links.shape[1]):
                 if r_links[r, w] >= 0:
                     used[r_links[r, w]] += r_rate[r]
-            si[I_FIN] = _hpush(fin_t, fin_r, si[I_FIN], t + r_left[r] * 8.0 / r_rate[r], r)
+            fin_t[n], fin_r[n] = t + r_left[r] * 8.0 / r_rate[r], r
+            n += 1
+    for i in range((n - 2) // 2, -1, -1):   # heapify: linear, pushing each is n log n
+        _hsift(fin_t, fin_r, n, i)
+    si[I_FIN] = n
 
 
 def _epoch_rate(r, t, si, r_links, caps, r_left, r_rate, used, fin_t, fin_r):
@@ -760,7 +769,7 @@ def _kernel(compiled):
     """The event loop: compiled with numba (once per process, from its on-disk cache after
     the first time; the helpers it calls are compiled first and take the place of their
     Python versions, which compute the same) or as Python."""
-    global _KERNEL, _solve, _hpush, _hpop, _walk, _index_rows, _index_add, _index_drop
+    global _KERNEL, _solve, _hpush, _hpop, _hsift, _walk, _index_rows, _index_add, _index_drop
     global _end_row, _settle, _epoch_solve, _epoch_rate
     if not compiled:
         return _loop
@@ -769,6 +778,7 @@ def _kernel(compiled):
         jit = numba.njit(cache=True)
         _compiled()
         _solve = _progressive
+        _hsift = jit(_hsift)
         _hpush, _hpop, _walk = jit(_hpush), jit(_hpop), jit(_walk)
         _index_add, _index_drop = jit(_index_add), jit(_index_drop)
         _index_rows = jit(_index_rows)
@@ -1577,7 +1587,7 @@ class Twin:
         :class:`~traffic.metrics.FlowRecords` (arrays in schedule order), for schedules of
         millions of flows. ``compiled`` forces the event loop compiled (True) or in Python
         (False); by default it is compiled from :data:`COMPILED_FLOWS` flows."""
-        t_wall = time.monotonic()
+        t_wall, c_start = time.monotonic(), time.process_time()
         core, cols = self.core, self.cols
         n = len(cols)
         compiled = n >= COMPILED_FLOWS if compiled is None else compiled
@@ -1676,6 +1686,9 @@ class Twin:
         phase_left = ph["left"] if ph is not None else np.zeros(1, dtype=np.int64)
         refresh()
         timed_out = False
+        # What the run costs before its first event (the set-up, the columns' children, the
+        # tables): once per run, whatever its length.
+        prepare_cpu_s = time.process_time() - c_start
         while True:
             fs[F_NEXT_EVENT] = self._events[0][0] if self._events else np.inf
             si[I_STATS_ALWAYS] = bool(self._events) or core.learns_flows
@@ -1748,6 +1761,7 @@ class Twin:
         records = FlowRecords(start_s=start_out, end_s=end_out, bytes_received=got)
         info = dict(self.counters, timed_out=timed_out, simulated_s=float(fs[F_T]),
                     wall_s=round(time.monotonic() - t_wall, 3),
+                    prepare_cpu_s=round(prepare_cpu_s, 3),
                     flows_learned_at_setup=learned_at_setup,
                     stalled_at_end=len(stalled & set(act.fid[alive].tolist())),
                     compiled=bool(compiled))
