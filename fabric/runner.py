@@ -678,7 +678,9 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None, p
         "controller_flow_setups_per_s": None,
         "cpu_idle_min": None, "cpu_idle_mean": None, "cpu_saturated": False,
     }
-    tail = {"twin": dict(info, timebase=tw["timebase"]), "controller": twin.core.status()}
+    tail = {"twin": dict(info, timebase=tw["timebase"], resolution=tw["resolution"],
+                        epoch=tw["epoch"]),
+            "controller": twin.core.status()}
     res = record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
     if phases is not None:
         # Nominal, as the run's other times (an emulated timebase runs 1 / scale slower).

@@ -447,10 +447,11 @@ def _spec(tmp_path, **over):
     return path
 
 
-@pytest.mark.parametrize("timebase", ["nominal", "emulated"])
+@pytest.mark.parametrize("timebase, epoch", [("nominal", 0.0), ("emulated", 0.0),
+                                             ("nominal", 0.2)])
 def test_the_runner_runs_a_spec_on_the_twin_and_writes_the_emulations_results(tmp_path,
-                                                                              timebase):
-    path = _spec(tmp_path, twin={"timebase": timebase})
+                                                                              timebase, epoch):
+    path = _spec(tmp_path, twin={"timebase": timebase, "epoch": epoch})
     out = tmp_path / "results"
     assert runner.main([str(path), "--results", str(out), "--quiet"]) == 0
     run_dir = next(out.iterdir())
@@ -462,6 +463,7 @@ def test_the_runner_runs_a_spec_on_the_twin_and_writes_the_emulations_results(tm
     assert nb == pytest.approx(1.0, abs=0.02)   # max-min on one big switch meets the bound
     run = next(r for r in summary["runs"] if r["topology"] == "fattree")
     assert run["backend"] == "twin" and run["twin"]["timebase"] == timebase
+    assert run["twin"]["epoch"] == epoch
     assert run["controller_flows_learned"] == 2 * summary["flows_total"]
     assert (run_dir / "flows.csv").exists()
     assert (run_dir / "runs" / "fattree-r1" / "trace.jsonl").exists()
