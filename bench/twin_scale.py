@@ -10,8 +10,8 @@ the wall clock of a shared machine also counts other processes' turns):
   targets: k=16 <= 60 s and <= 4 GB each, k=32 <= 15 minutes;
 - ring all-reduce over the 1,024 hosts of the k=16 fat-tree: <= 60 s;
 - all with ``twin.resolution`` 0.01 (``--resolution``; 0 is exact, and ten times slower at
-  k=16) and ``twin.epoch`` 0.05 (``--epoch``: the rates are solved again once 5% of the
-  flows in flight have started or ended, not at every event; 0 is every event, 7x slower at
+  k=16) and ``twin.epoch`` 0.1 (``--epoch``: the rates are solved again once 10% of the
+  flows in flight have started or ended, not at every event; 0 is every event, 8x slower at
   k=16);
 - the price of those two: the all-to-all at ``--agree-k`` (8) under every policy, exact
   (resolution 0, epoch 0) beside the cells' settings, efficiency and FCT percentiles side by
@@ -312,7 +312,7 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=float, default=1800.0)
     p.add_argument("--resolution", type=float, default=0.01,
                    help="the twin's completion resolution (twin.resolution; 0 = exact)")
-    p.add_argument("--epoch", type=float, default=0.05,
+    p.add_argument("--epoch", type=float, default=0.1,
                    help="solve the rates again once this fraction of the flows in flight "
                         "changed (twin.epoch; 0 = at every event)")
     p.add_argument("--agree-k", type=int, default=8,
