@@ -13,9 +13,9 @@ the wall clock of a shared machine also counts other processes' turns):
   k=16) and ``twin.epoch`` 0.1 (``--epoch``: the rates are solved again once 10% of the
   flows in flight have started or ended, not at every event; 0 is every event, 8x slower at
   k=16);
-- the price of those two: the all-to-all at ``--agree-k`` (8) under every policy, exact
-  (resolution 0, epoch 0) beside the cells' settings, efficiency and FCT percentiles side by
-  side;
+- the price of those two: the all-to-all at ``--agree-k`` (8; several sizes may be given)
+  under every policy, exact (resolution 0, epoch 0) beside the cells' settings, efficiency
+  and FCT percentiles side by side;
 - the k=4 demo spec (experiments/demo.yaml) on the emulation and on the twin, one after the
   other: the twin must be >= 100x faster (needs root; ``--no-emulation`` skips it).
 
@@ -315,8 +315,8 @@ def main(argv=None):
     p.add_argument("--epoch", type=float, default=0.1,
                    help="solve the rates again once this fraction of the flows in flight "
                         "changed (twin.epoch; 0 = at every event)")
-    p.add_argument("--agree-k", type=int, default=8,
-                   help="fat-tree size at which every policy also runs exact, to show what "
+    p.add_argument("--agree-k", type=int, nargs="+", default=[8],
+                   help="fat-tree sizes at which every policy also runs exact, to show what "
                         "--resolution and --epoch cost in accuracy (0: skip)")
     p.add_argument("--cut-at-us", type=float, default=None,
                    help="stop every twin at this simulated time (microseconds) and "
@@ -353,25 +353,27 @@ def main(argv=None):
                               None if a.cut_at_us is None else a.cut_at_us * 1e-6, a.epoch))
             progress.advance(line(cells[-1]))
     agreement = []
-    if a.agree_k and a.cut_at_us is None:
-        with Progress(2 * len(a.policies), "exact beside approximate") as progress:
-            for policy in a.policies:
-                pair = []
-                for res, ep in ((0.0, 0.0), (a.resolution, a.epoch)):
-                    progress.status(f"k={a.agree_k} {policy} resolution {res} epoch {ep}")
-                    pair.append(cell(a.agree_k, "moe_alltoall", ALLTOALL, policy,
-                                     a.cell_timeout, res, None, ep))
-                    progress.advance(line(pair[-1]))
-                agreement.append(pair)
+    agree_k = [k for k in a.agree_k if k > 0]
+    if agree_k and a.cut_at_us is None:
+        with Progress(2 * len(a.policies) * len(agree_k), "exact beside") as progress:
+            for k in agree_k:
+                for policy in a.policies:
+                    pair = []
+                    for res, ep in ((0.0, 0.0), (a.resolution, a.epoch)):
+                        progress.status(f"k={k} {policy} resolution {res} epoch {ep}")
+                        pair.append(cell(k, "moe_alltoall", ALLTOALL, policy,
+                                         a.cell_timeout, res, None, ep))
+                        progress.advance(line(pair[-1]))
+                    agreement.append(pair)
     speed = None
     if not a.no_emulation:
         if os.geteuid() != 0:
             log("  (not root: the emulation-to-twin speed ratio is skipped)")
         else:
             speed = speedup(out_dir, log)
-    text = ([f"twin.resolution {a.resolution} (a flow may end up to that fraction of its "
-             f"duration early; 0 = exact), twin.epoch {a.epoch} (rates solved again once "
-             f"that fraction of the flows in flight changed; 0 = every event)"]
+    text = ([f"twin.epoch {a.epoch} (rates solved again once that fraction of the flows in "
+             f"flight changed; 0 = every event), twin.resolution {a.resolution} (with epoch "
+             f"0 only: a flow may end up to that fraction of its duration early)"]
             + [line(r) for r in cells] + agreement_lines(agreement) + ["targets:"]
             + verdicts(cells, speed))
     plot_path = plot(cells, out_dir)

@@ -303,7 +303,7 @@ class Twin(Frozen):
     resolution: float = Field(
         0.0, ge=0, lt=0.1, description="a flow whose time left is below this fraction of the "
                                        "time it has run ends with the flows ending now; "
-                                       "0 = exact")
+                                       "0 = exact; only with epoch 0")
     epoch: float = Field(
         0.0, ge=0, lt=1, description="solve the max-min rates again only once this fraction "
                                      "of the flows in flight have started or ended (a flow "

@@ -923,7 +923,8 @@ class Twin:
         A flow whose time left at its current rate is below this fraction of the time it has
         run is taken as done with the flows ending now (so it ends at most that fraction of
         its duration early, and a chain of dependent flows too), so a run with many flows
-        recomputes rates less often; 0 (the default) is exact.
+        recomputes rates less often; 0 (the default) is exact. Only with ``epoch`` 0: in
+        epoch mode ends are exact times on a heap and cost no solve.
     epoch : float
         Solve the rates again only once this fraction of the flows in flight have started or
         ended since the last solve (and whenever the policy or the links changed anything);
