@@ -13,6 +13,9 @@ Model
 - **Rates**: max-min fair sharing by progressive filling over every directed link a flow
   crosses, its sender's and receiver's NIC links included (:func:`max_min_rates`), recomputed
   whenever flows start, finish or move, or links change (events at one instant together).
+  With ``epoch`` (an approximation for millions of flows) they are recomputed only once
+  that fraction of the flows in flight have started or ended, and whenever the policy or
+  the links changed; a flow starting in between takes what its links have free.
 - **Forwarding**, per flow, from the sender's switch: a pin of the policy (a collective's
   intent, by 5-tuple or host pair), else the learned flow's pinned path, else the destination
   switch's SELECT group: the bucket Open vSwitch 3.1 would pick for the flow's 5-tuple
