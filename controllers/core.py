@@ -26,9 +26,11 @@ touches: a new flow costs its candidate paths and the flows sharing its hosts, a
 the destinations and switches whose next hops it changes, never a scan of every flow or rule.
 """
 
+import array
 import collections
 import hashlib
 import hmac
+import itertools
 import secrets
 import struct
 import weakref
@@ -78,6 +80,9 @@ FLAGGED_PORTS_MAX = 1024
 # metered at its port) cannot grow the flow table and the switches' per-flow rules beyond
 # this; its further flows follow the routes of their destination, unlearned.
 FLOWS_PER_HOST_MAX = 4096
+# A batch of flows learned at once (flows_seen) from this many on is placed by the
+# least-loaded policy in one compiled loop (LoadModel.learn_least_loaded), not one by one.
+LEAST_LOADED_BATCH = 4096
 
 
 def next_hops(graph, dst):
@@ -703,6 +708,13 @@ class RoutingCore:
         # A host's NIC rate cannot change within the call (no topology event comes in).
         nics = {mac: self.nic_bps(mac) for mac in self.topo.hosts}
         with paused():
+            if self._policy.learns_flows and self._policy.least_loaded:
+                flows = iter(flows)
+                first = list(itertools.islice(flows, LEAST_LOADED_BATCH))
+                flows = itertools.chain(first, flows)
+                if len(first) == LEAST_LOADED_BATCH:
+                    del first
+                    flows = self._learn_least_loaded(flows, nics, now)
             for flow_key, src_mac, dst_mac in flows:
                 flow = learn(plain(flow_key), src_mac, dst_mac, now,
                              (nics.get(src_mac), nics.get(dst_mac)))
@@ -711,6 +723,63 @@ class RoutingCore:
         # The settling every learned flow would have brought, once for the whole set.
         self._settler.settle()
         return []
+
+    def _learn_least_loaded(self, items, nics, now):
+        """:meth:`flows_seen` of a large batch under a least-loaded policy (``Congestion``):
+        the flows made here, their placement and the load model's bookkeeping in one
+        compiled loop (``LoadModel.learn_least_loaded``), with the same result as learning
+        and placing them one by one. The items are read once; at the first that is not a new
+        flow of a distinct 5-tuple within its sender's limit, nothing has changed yet, and
+        what is returned (the items read so far that name known hosts, then the rest) is
+        for the caller to take one by one. Returns ``()`` once all are learned."""
+        load, hosts, plain, known = self.load, self.topo.hosts, FlowKey.plain, self.load.flows
+        self._sync(now)
+        self._fresh_matrices()
+        batch, room, matrices, matrix_ids = {}, {}, [], {}
+        matrix_of = array.array("q")
+        unknown = 0
+        for item in items:
+            flow_key, src_mac, dst_mac = item
+            key = plain(flow_key)
+            src, dst = hosts.get(src_mac), hosts.get(dst_mac)
+            if src is None or dst is None:
+                unknown += 1
+                continue
+            left = room.get(src_mac)
+            if left is None:
+                left = FLOWS_PER_HOST_MAX - load.count_from(src_mac)
+            if key in known or key in batch or left <= 0:
+                self.counters["flows_unknown_host"] += unknown
+                return itertools.chain(((f.key, f.src, f.dst) for f in batch.values()),
+                                       [item], items)
+            room[src_mac] = left - 1
+            flow = Flow(key, src_mac, dst_mac, seen_at=now, active_at=now)
+            flow.nic_bps = (nics.get(src_mac), nics.get(dst_mac))
+            # What measure(flow, 0, now) records: the counter's first reading.
+            flow.bytes, flow.at = 0, now
+            batch[key] = flow
+            pair = (src.dpid, dst.dpid)
+            m = matrix_ids.get(pair)
+            if m is None:
+                idx = self._path_matrix(*pair)
+                m = -1
+                if idx is not None and idx.shape[1]:
+                    m = len(matrices)
+                    matrices.append((src.dpid, idx))
+                matrix_ids[pair] = m
+            matrix_of.append(m)
+        flows = list(batch.values())
+        del batch
+        pinned = load.learn_least_loaded(flows, np.frombuffer(matrix_of, dtype=np.int64),
+                                         matrices, now)
+        if unknown:
+            self.counters["flows_unknown_host"] += unknown
+        self.counters["flows_learned"] += len(flows)
+        if pinned:
+            self.counters["flow_placements"] += pinned
+        if self.render.renders:
+            self._stale.update(flow.key for flow in flows)
+        return ()
 
     def flow_stats(self, dpid, rows, now):
         """Byte counters of the per-flow rules of one switch, read at ``now``.

@@ -283,6 +283,195 @@ class LoadModel:
         heapq.heappush(self._due, (flow.seen_at + self.tau_s, key))
         self._refresh_ends(flow, now)
 
+    def learn_least_loaded(self, flows, matrix_of, matrices, now):
+        """Learn ``flows`` (new :class:`Flow` objects, not tracked yet, in order) and pin
+        each to its least-loaded candidate path, at ``now``: the same, bit for bit, as
+        :meth:`add` then the least-loaded choice (``policies.Congestion.place``) then
+        :meth:`set_path` for each flow in turn, every estimate redone as each host's flow
+        count grows (:meth:`_refresh_ends`), each choice seeing the estimates of the flows
+        placed before it. One compiled loop (:func:`_least_loaded`); what it changes is
+        written back to the columns, the per-host and per-link rows and the flows.
+
+        Parameters
+        ----------
+        flows : list
+            The flows, with ``nic_bps`` set (their ends' NIC rates).
+        matrix_of : sequence of int
+            Per flow, its candidate paths' index in ``matrices``, or -1: no path (the flow
+            is learned and stays unpinned).
+        matrices : list
+            ``(src_dpid, idx)``: the paths from switch ``src_dpid`` as dense link indices,
+            row j the paths' j-th links, one column per path in their order (what
+            ``RoutingCore.host_path_matrix`` gives; no rows for a path within one switch).
+        now : float
+            The instant they are learned.
+
+        Returns
+        -------
+        int
+            How many flows were pinned.
+        """
+        n = len(flows)
+        matrix_of = np.asarray(matrix_of, dtype=np.int64).reshape(n)
+        hid, host, pairs = self._hid, self._host, self._nic_pairs
+        fh = np.empty((n, 2), dtype=np.int64)
+        index_from, index_to = self._from, self._to
+        due = self._due
+        for j, flow in enumerate(flows):
+            key, src, dst = flow.key, flow.src, flow.dst
+            pair = flow.nic_bps
+            flow.nic_bps = pairs.setdefault(pair, pair)
+            self.flows[key] = flow
+            index_from[src][key] = flow
+            index_to[dst][key] = flow
+            h = hid.get(src)
+            fh[j, 0] = host(src) if h is None else h
+            h = hid.get(dst)
+            fh[j, 1] = host(dst) if h is None else h
+            due.append((flow.seen_at + self.tau_s, key))
+        heapq.heapify(due)
+        pinned = np.flatnonzero(matrix_of >= 0)
+        # Rows, as _add_row hands them out: freed ones first (last freed first), then new.
+        rows = np.full(n, -1, dtype=np.int64)
+        take = min(len(self._free), len(pinned))
+        reused = self._free[len(self._free) - take:][::-1]
+        del self._free[len(self._free) - take:]
+        first = self._new_rows(len(pinned) - take)
+        rows[pinned] = np.concatenate([np.asarray(reused, dtype=np.int64),
+                                       np.arange(first, self._rows, dtype=np.int64)])
+        hops = max([idx.shape[0] for _, idx in matrices], default=0)
+        if hops > self._r_lids.shape[1]:
+            wide = np.full((len(self._r_lids), hops), -1, dtype=np.int32)
+            wide[:, :self._r_lids.shape[1]] = self._r_lids
+            self._r_lids = wide
+        prow = rows[pinned]
+        ph = fh[pinned]
+        self._r_est[prow] = 0.0
+        self._r_rated[prow] = False
+        self._r_lids[prow] = -1
+        self._r_src_h[prow], self._r_dst_h[prow] = ph[:, 0], ph[:, 1]
+        self._r_src_bps[prow] = np.fromiter((flows[j].nic_bps[0] for j in pinned.tolist()),
+                                            dtype=np.float64, count=len(pinned))
+        self._r_dst_bps[prow] = np.fromiter((flows[j].nic_bps[1] for j in pinned.tolist()),
+                                            dtype=np.float64, count=len(pinned))
+        # A host's flows as marks (side, host number): sent (0) and received (1), as the
+        # rows of _host_rows, old rows first, then this batch's in order (CSR).
+        hosts = len(hid)
+        mac_of = list(hid)
+        fmark = fh + np.array([0, hosts], dtype=np.int64)
+        involved = np.unique(fmark)
+        old_mark, old_rows = [], []
+        for m in involved.tolist():
+            entry = self._host_rows.get((0 if m < hosts else 1, mac_of[m % hosts]))
+            if entry is not None:
+                old_mark.append(np.full(len(entry[0]), m, dtype=np.int64))
+                old_rows.append(np.asarray(entry[0], dtype=np.int64))
+        old_mark = np.concatenate(old_mark) if old_mark else np.zeros(0, dtype=np.int64)
+        old_rows = np.concatenate(old_rows) if old_rows else np.zeros(0, dtype=np.int64)
+        marks = np.concatenate([old_mark, fmark[pinned, 0], fmark[pinned, 1]])
+        order = np.argsort(marks, kind="stable")
+        mark_rows = np.concatenate([old_rows, prow, prow])[order]
+        mark_ptr = np.zeros(2 * hosts + 1, dtype=np.int64)
+        np.cumsum(np.bincount(marks, minlength=2 * hosts), out=mark_ptr[1:])
+        mark_len = np.bincount(old_mark, minlength=2 * hosts).astype(np.int64)
+        refreshed = np.full(2 * hosts, -1, dtype=np.int64)
+        counted = np.zeros(2 * hosts, dtype=np.int64)
+        for (side, mac), v in self._refreshed_at.items():
+            refreshed[side * hosts + hid[mac]] = v
+        for (side, mac), v in self._counted.items():
+            counted[side * hosts + hid[mac]] = v
+        # Whether an old row's measured rate stands for its load: fixed within the batch
+        # (a flow learned now has no rate and has not started).
+        measured = np.zeros(len(self._r_est), dtype=np.bool_)
+        if len(old_rows):
+            rated = np.unique(old_rows[self._r_rated[old_rows]])
+            for r in rated.tolist():
+                measured[r] = self.measured(self._r_flow[r], now)
+        # The links' measured rates with the fading shifts, as loads_at reads them.
+        base = self._meas.copy()
+        shifts = self.ports.shifted()
+        if shifts:
+            extra = np.zeros(len(base))
+            for (dpid, port) in list(shifts):
+                i = self._port_lid.get((dpid, port))
+                if i is not None:
+                    extra[i] = self.ports.rate_bps(dpid, port, now) - self._meas[i]
+            base += extra
+            np.maximum(base, 0.0, out=base)
+        m_hops = np.array([idx.shape[0] for _, idx in matrices], dtype=np.int64)
+        m_paths = np.array([idx.shape[1] for _, idx in matrices], dtype=np.int64)
+        m_off = np.zeros(len(matrices) + 1, dtype=np.int64)
+        np.cumsum(m_hops * m_paths, out=m_off[1:])
+        m_links = (np.concatenate([idx.ravel() for _, idx in matrices]).astype(np.int64)
+                   if matrices else np.zeros(0, dtype=np.int64))
+        choice = np.full(n, -1, dtype=np.int64)
+        _kernels()(fh, matrix_of, rows, fmark, m_off, m_hops, m_paths, m_links,
+                   self._n_from, self._n_to, mark_ptr, mark_rows, mark_len, refreshed,
+                   counted, self._r_lids, self._r_est, self._r_src_bps, self._r_dst_bps,
+                   self._r_src_h, self._r_dst_h, measured, self._est, base, self._cap,
+                   REFRESH_FRACTION, choice)
+        # Written back: the marks' refresh counts and counted flows, their rows, the
+        # flows' paths and links, the per-link rows.
+        for m in involved.tolist():
+            mark = (0 if m < hosts else 1, mac_of[m % hosts])
+            self._refreshed_at[mark] = int(refreshed[m])
+            if counted[m]:
+                self._counted[mark] = int(counted[m])
+        host_rows = self._host_rows
+        new_marks = np.concatenate([fmark[pinned, 0], fmark[pinned, 1]])
+        order = np.argsort(new_marks, kind="stable")
+        grouped = np.concatenate([prow, prow])[order]
+        bounds = np.cumsum(np.bincount(new_marks, minlength=2 * hosts)).tolist()
+        start = 0
+        for m, end in enumerate(bounds):
+            if end > start:
+                mark = (0 if m < hosts else 1, mac_of[m % hosts])
+                entry = host_rows.get(mark)
+                if entry is None:
+                    host_rows[mark] = [grouped[start:end].tolist(), None]
+                else:
+                    entry[0].extend(grouped[start:end].tolist())
+                start = end
+        del grouped, order, new_marks
+        # The per-link rows, each link's in the flows' order (as pinning appends them).
+        lids = self._r_lids[prow]
+        on_link = lids >= 0
+        link_of = lids[on_link]
+        order = np.argsort(link_of, kind="stable")
+        link_rows = np.broadcast_to(prow[:, None], lids.shape)[on_link][order]
+        link_of = link_of[order]
+        cuts = np.flatnonzero(np.diff(link_of)) + 1
+        on = self._on
+        for i, part in zip(link_of[np.concatenate([[0], cuts])].tolist() if len(link_of)
+                           else [], np.split(link_rows, cuts)):
+            entry = on.get(i)
+            if entry is None:
+                on[i] = [part.tolist(), len(part)]
+                continue
+            entry[0].extend(part.tolist())
+            entry[1] += len(part)
+            if len(entry[0]) > 2 * entry[1] + 32:
+                self._live_on(i, entry)
+        del lids, on_link, link_of, link_rows, order
+        # The flows' rows, links and paths (one tuple per path chosen, shared).
+        links, r_flow = self.links, self._r_flow
+        made = {}
+        step = 1 << 16
+        for lo in range(0, len(pinned), step):
+            for j, r, m, c in zip(pinned[lo:lo + step].tolist(), prow[lo:lo + step].tolist(),
+                                  matrix_of[pinned[lo:lo + step]].tolist(),
+                                  choice[pinned[lo:lo + step]].tolist()):
+                flow = flows[j]
+                flow.row = r
+                r_flow[r] = flow
+                got = made.get((m, c))
+                if got is None:
+                    src, idx = matrices[m]
+                    lids = tuple(idx[:, c].tolist())
+                    got = made[(m, c)] = (lids, (src,) + tuple([links[i][1] for i in lids]))
+                flow.lids, flow.path = got
+        return len(pinned)
+
     def _host(self, mac):
         h = self._hid[mac] = len(self._hid)
         if h == len(self._n_from):
@@ -328,6 +517,15 @@ class LoadModel:
             self._r_flow.extend([None] * grow)
         self._rows = row + 1
         return row
+
+    def _new_rows(self, count):
+        """Add ``count`` rows at once (as many :meth:`_new_row`); returns the first."""
+        first = self._rows
+        while first + count > len(self._r_est):
+            self._rows = len(self._r_est)
+            self._new_row()   # grows every column
+        self._rows = first + count
+        return first
 
     def _drop_row(self, flow):
         row = flow.row
@@ -757,3 +955,118 @@ class LoadModel:
         i = self._lid.get((u, v))
         est = 0.0 if i is None else self._est_mv[i]
         return self.ports.rate_bps(u, self._adj[u][v], now) + (est if est > 1e-6 else 0.0)
+
+
+# -- the batch placement, compiled -------------------------------------------------------------
+def _sweep_mark(k, n, side, mark_ptr, mark_rows, mark_len, r_lids, r_est, r_src_bps,
+                r_dst_bps, r_src_h, r_dst_h, measured, n_from, n_to, est):
+    """LoadModel._sweep of mark ``k`` (``n`` flows) over its rows in order."""
+    start = mark_ptr[k]
+    for q in range(start, start + mark_len[k]):
+        r = mark_rows[q]
+        if r_lids[r, 0] < 0:
+            continue
+        if measured[r]:
+            want = 0.0
+        else:
+            if side == 0:
+                mine = r_src_bps[r] / n
+                other = r_dst_bps[r] / n_to[r_dst_h[r]]
+            else:
+                mine = r_dst_bps[r] / n
+                other = r_src_bps[r] / n_from[r_src_h[r]]
+            want = mine if mine < other else other
+        delta = want - r_est[r]
+        if delta != 0.0:
+            r_est[r] = want
+            for c in range(r_lids.shape[1]):
+                i = r_lids[r, c]
+                if i < 0:
+                    break
+                est[i] += delta
+
+
+def _least_loaded(fh, matrix_of, rows, fmark, m_off, m_hops, m_paths, m_links, n_from, n_to,
+                  mark_ptr, mark_rows, mark_len, refreshed, counted, r_lids, r_est, r_src_bps,
+                  r_dst_bps, r_src_h, r_dst_h, measured, est, base, cap, fraction, choice):
+    """The loop of LoadModel.learn_least_loaded: per flow in order, its ends' counts grow
+    and their flows' estimates are redone as _refresh_ends does; then the candidate whose
+    most utilized link (then the sum over its links) is least with the flow's estimate on
+    it, the first of equals (as Congestion.place's lexsort); then it is pinned there and its
+    estimate counted on its links (set_path)."""
+    for j in range(len(matrix_of)):
+        s = fh[j, 0]
+        d = fh[j, 1]
+        n_from[s] += 1
+        n_to[d] += 1
+        for side in range(2):
+            k = fmark[j, side]
+            n = n_from[s] if side == 0 else n_to[d]
+            last = refreshed[k]
+            if last >= 0 and abs(n - last) < fraction * last:
+                continue
+            if counted[k] > 0:
+                _sweep_mark(k, n, side, mark_ptr, mark_rows, mark_len, r_lids, r_est,
+                            r_src_bps, r_dst_bps, r_src_h, r_dst_h, measured, n_from, n_to,
+                            est)
+            refreshed[k] = n
+        m = matrix_of[j]
+        if m < 0:
+            continue
+        r = rows[j]
+        a = r_src_bps[r] / n_from[s]
+        b = r_dst_bps[r] / n_to[d]
+        want = b if b < a else a
+        hops = m_hops[m]
+        paths = m_paths[m]
+        off = m_off[m]
+        best = 0
+        best_peak = 0.0
+        best_sum = 0.0
+        if hops > 0:
+            for p in range(paths):
+                peak = 0.0
+                total = 0.0
+                for h in range(hops):
+                    i = m_links[off + h * paths + p]
+                    e = est[i]
+                    if e <= 1e-6:
+                        e = 0.0
+                    u = ((e + base[i]) + want) / cap[i]
+                    if h == 0:
+                        peak = u
+                        total = u
+                    else:
+                        total += u
+                        if u > peak:
+                            peak = u
+                if p == 0 or peak < best_peak or (peak == best_peak and total < best_sum):
+                    best, best_peak, best_sum = p, peak, total
+        choice[j] = best
+        mark_len[fmark[j, 0]] += 1
+        mark_len[fmark[j, 1]] += 1
+        for h in range(hops):
+            r_lids[r, h] = m_links[off + h * paths + best]
+        if hops > 0:
+            counted[fmark[j, 0]] += 1
+            counted[fmark[j, 1]] += 1
+        had = r_est[r]
+        if want != had:
+            for h in range(hops):
+                est[r_lids[r, h]] += want - had
+            r_est[r] = want
+
+
+_LEAST_LOADED = None
+
+
+def _kernels():
+    """The batch placement compiled with numba (from its on-disk cache after the first
+    time), made once per process."""
+    global _LEAST_LOADED, _sweep_mark
+    if _LEAST_LOADED is None:
+        import numba
+        jit = numba.njit(cache=True)
+        _sweep_mark = jit(_sweep_mark)
+        _LEAST_LOADED = jit(_least_loaded)
+    return _LEAST_LOADED

@@ -158,13 +158,17 @@ class Policy:
 
     Class flags: ``multipath`` (SELECT over every equal-cost next hop), ``learns_flows``
     (per-flow rules at a flow's first switch, learned from packet-ins, counted by flow
-    statistics), ``weighted`` (SELECT bucket weights from link utilization).
+    statistics), ``weighted`` (SELECT bucket weights from link utilization),
+    ``least_loaded`` (:meth:`place` is :class:`Congestion`'s least-loaded choice, which the
+    core may make for a large batch of flows learned at once in one compiled loop,
+    ``LoadModel.learn_least_loaded``; a subclass that changes :meth:`place` sets it false).
     """
 
     name = None
     multipath = True
     learns_flows = False
     weighted = False
+    least_loaded = False
 
     def __init__(self, config):
         self.config = config
@@ -228,6 +232,7 @@ class Congestion(Policy):
     name = "congestion"
     learns_flows = True
     weighted = True
+    least_loaded = True
 
     def place(self, core, flow, now):
         paths, util = core.candidate_utils(flow, core.flow_rate(flow, now), now)
@@ -376,6 +381,7 @@ class Collective(Congestion):
     """
 
     name = "collective"
+    least_loaded = False   # its place() leaves covered flows to their intents
 
     def __init__(self, config):
         super().__init__(config)

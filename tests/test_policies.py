@@ -352,6 +352,105 @@ def test_flows_seen_learns_a_set_of_flows_as_flow_seen_does_one_at_a_time(policy
     assert one.core.counters["flows_unknown_host"] == 1
 
 
+def _load_state(core):
+    """Everything the load model and the counters hold, comparable between two cores."""
+    load = core.load
+    n = len(load.links)
+    return {
+        "flows": [(key, f.path, f.lids, f.row, load.estimate(f), f.bytes, f.at, f.placed_at,
+                   f.nic_bps) for key, f in core.flows.items()],
+        "links": list(load.links), "est": load._est[:n].tolist(),
+        "rows": load._rows, "free": list(load._free),
+        "r_est": load._r_est[:load._rows].tolist(),
+        "r_lids": load._r_lids[:load._rows].tolist(),
+        "r_ends": [load._r_src_bps[:load._rows].tolist(), load._r_dst_bps[:load._rows].tolist(),
+                   load._r_src_h[:load._rows].tolist(), load._r_dst_h[:load._rows].tolist(),
+                   load._r_rated[:load._rows].tolist()],
+        "host_rows": {m: list(rows) for m, (rows, _) in load._host_rows.items()},
+        "on": {link: [f.key for f in load.flows_on(link)] for link in load.links},
+        "refreshed": dict(load._refreshed_at), "counted": +load._counted,
+        "counts": [load._n_from[:len(load._hid)].tolist(), load._n_to[:len(load._hid)].tolist()],
+        "from": {m: list(v) for m, v in load._from.items()},
+        "due": sorted(load._due), "counters": +core.counters}
+
+
+@pytest.mark.parametrize("topology", ["fattree", "leafspine", "rail"])
+def test_a_batch_under_congestion_is_placed_in_one_loop_as_one_by_one(topology, monkeypatch):
+    """``flows_seen`` of a large batch under ``congestion`` runs one compiled loop
+    (LoadModel.learn_least_loaded); on a core that already has flows (measured, started,
+    moved, forgotten: rows to reuse, shifts on links), the batch leaves every placement,
+    estimate, row, index and counter as learning its flows one by one does, and the core
+    then decides the same."""
+    import controllers.core as core_mod
+    from controllers.loads import LoadModel
+    monkeypatch.setattr(core_mod, "LEAST_LOADED_BATCH", 8)
+    batches = []
+    learn_batch = LoadModel.learn_least_loaded
+
+    def spy(self, *args):
+        batches.append(len(args[0]))
+        return learn_batch(self, *args)
+    monkeypatch.setattr(LoadModel, "learn_least_loaded", spy)
+    g = {"fattree": lambda: build("fattree", k=4, link_gbps=10),
+         "leafspine": lambda: build("leafspine", leaves=4, spines=2, hosts_per_leaf=4),
+         "rail": lambda: build("rail", servers=4, gpus_per_server=2)}[topology]()
+    names = hosts(g)
+    rigs = one, many = Rig(g, "congestion", flow_idle_s=0.5), Rig(g, "congestion",
+                                                                 flow_idle_s=0.5)
+    rng = random.Random(7)
+    early = [(a, b) for a, b in itertools.permutations(names, 2) if rng.random() < 0.3]
+    for rig in rigs:   # the same history on both: learned, measured, moved, forgotten
+        keys = [rig.learn(a, b, 30000 + i, 0.1) for i, (a, b) in enumerate(early)]
+        busy = {k: (i % 4 + 1) * GBPS for i, k in enumerate(keys) if i % 3}
+        rig.stats(0.6, flow_bps=busy)
+        rig.stats(0.9, flow_bps=busy)
+        rig.adapt(0.9)
+    assert _load_state(one.core) == _load_state(many.core)
+    assert one.core.load._free, "some flows were forgotten: their rows are free to reuse"
+    seen = []
+    for i, (a, b) in enumerate(itertools.permutations(names, 2)):
+        key, sa, sb = one.key(a, b, 40000 + i), one.node(a)["mac"], one.node(b)["mac"]
+        seen += [(key, sa, sb), (key.reverse(), sb, sa)]
+    seen.insert(5, (one.key(names[0], names[1], 1), "02:00:00:00:99:99",
+                    one.node(names[1])["mac"]))
+    for key, sa, sb in seen:
+        one.core.flow_seen(key, sa, sb, 0, 1.0)
+    many.core.flows_seen(iter(seen), 1.0)
+    assert batches == [len(seen) - 1]
+    assert _load_state(one.core) == _load_state(many.core)
+    for rig in rigs:
+        rig.flush(1.0)
+        busy = {key: GBPS for key, _, _ in seen[::2]}
+        rig.stats(1.5, flow_bps=busy)
+        rig.adapt(1.5)
+    assert _load_state(one.core) == _load_state(many.core)
+    for key, _, _ in seen[::7]:
+        if key.ipv4_src != "02:00:00:00:99:99" and key in one.core.flows:
+            assert one.flow_paths(key) == many.flow_paths(key)
+
+
+def test_a_batch_that_repeats_a_flow_is_learned_one_by_one(monkeypatch):
+    """A batch holding a flow the core knows (or one 5-tuple twice) is not placed in one
+    loop: from the first such flow, it is learned one by one, with the same result."""
+    import controllers.core as core_mod
+    monkeypatch.setattr(core_mod, "LEAST_LOADED_BATCH", 8)
+    g = build("fattree", k=4, link_gbps=10)
+    names = hosts(g)
+    one, many = Rig(g, "congestion"), Rig(g, "congestion")
+    for rig in (one, many):
+        rig.learn(names[0], names[9], 777, 0.5)
+    seen = [(one.key(a, b, 50000 + i), one.node(a)["mac"], one.node(b)["mac"])
+            for i, (a, b) in enumerate(itertools.permutations(names, 2))]
+    seen[20:20] = [(one.key(names[0], names[9], 777), one.node(names[0])["mac"],
+                    one.node(names[9])["mac"])]
+    seen.append(seen[3])
+    for key, sa, sb in seen:
+        one.core.flow_seen(key, sa, sb, 0, 1.0)
+    many.core.flows_seen(iter(seen), 1.0)
+    assert _load_state(one.core) == _load_state(many.core)
+    assert one.core.counters["flows_learned"] == len(seen) - 2 + 1
+
+
 def test_idle_flows_expire_and_their_rules_go():
     rig = Rig(fat_tree(), "congestion", flow_idle_s=10.0)
     key = rig.learn("h1", "h9", 40001, 0.0)
