@@ -176,28 +176,38 @@ def _compiled():
 
 def _fill_levels(links, caps, active):
     """The same progressive filling in numpy, one fill level per step: every unfrozen flow
-    grows by the smallest remaining share, and the flows of the links that fill freeze."""
+    grows by the smallest remaining share, and the flows of the links that fill freeze. A
+    link no unfrozen flow crosses has infinite room (its share is then infinite, never the
+    smallest), so each step is a few operations over all links and the unfrozen flows."""
     n_links = len(caps)
     rate = np.zeros(len(links))
-    todo = (links >= 0).any(axis=1) & active
-    rem = caps.copy()
+    todo = np.flatnonzero((links >= 0).any(axis=1) & active)
+    if not len(todo):
+        return rate
+    # Padding points at an extra slot that never fills.
+    pad = links[todo]
+    pad = np.where(pad >= 0, pad, n_links)
+    cnt = np.bincount(pad.ravel(), minlength=n_links + 1)[:n_links].astype(np.float64)
+    rem = np.array(caps, dtype=np.float64)
+    rem[cnt == 0] = np.inf
+    full = np.zeros(n_links + 1, dtype=np.bool_)
     level = 0.0
     tol = 1e-9 * max(1.0, float(caps.max(initial=1.0)))
-    while todo.any():
-        rows = links[todo]
-        counts = np.bincount(rows[rows >= 0], minlength=n_links)
-        used = counts > 0
-        share = np.full(n_links, np.inf)
-        share[used] = rem[used] / counts[used]
+    while len(todo):
+        share = rem / cnt
         inc = max(0.0, float(share.min()))
         level += inc
-        rem[used] -= inc * counts[used]
-        full = used & (rem <= tol)
-        if not full.any():  # rounding: freeze the tightest links
-            full = used & (share <= inc * (1 + 1e-12) + tol)
-        hit = np.append(full, False)[links].any(axis=1) & todo   # -1 (padding) is never full
-        rate[hit] = level
-        todo &= ~hit
+        rem -= inc * cnt
+        filled = rem <= tol
+        if not filled.any():  # rounding: freeze the tightest links
+            filled = share <= inc * (1 + 1e-12) + tol
+        full[:n_links] = filled
+        hit = full[pad].any(axis=1)
+        rate[todo[hit]] = level
+        cnt -= np.bincount(pad[hit].ravel(), minlength=n_links + 1)[:n_links]
+        rem[cnt == 0] = np.inf
+        keep = ~hit
+        pad, todo = pad[keep], todo[keep]
     return rate
 
 
