@@ -1187,6 +1187,7 @@ class Twin:
         self._by_code = np.argsort(code, kind="stable")
         self._codes = code[self._by_code]
         self._pins_cache = None
+        self._learned_at_setup = None   # setup() done: the flows the core learned
 
     def _draw_ports(self, seed):
         """Source ports uniform in Linux's ephemeral range, distinct per host (a replayed
@@ -1563,7 +1564,10 @@ class Twin:
         intent pins never reaches the controller (the pin outranks the rule that sends new
         flows there); its ACK direction is not learned either: the twin carries no ACKs, and
         with every data flow pinned no learned flow can move a byte. Returns the number of
-        flows the core learned."""
+        flows the core learned. Done once per twin: :meth:`run_columns` calls it, and a call
+        before (to time it apart) is not repeated, as the connections are made once."""
+        if self._learned_at_setup is not None:
+            return self._learned_at_setup
         core, mac, hosts = self.core, self.mac, self.hosts
         if core.policy == "collective":
             for intent_id, body in self._intent_requests():
@@ -1578,7 +1582,8 @@ class Twin:
                     yield FlowKey.reverse(key), host_mac[d], host_mac[s]
             core.flows_seen(connections(), 0.0)
         core.flush(0.0)
-        return core.counters.get("flows_learned", 0)
+        self._learned_at_setup = core.counters.get("flows_learned", 0)
+        return self._learned_at_setup
 
     # -- the run ---------------------------------------------------------------------------
     def run(self):

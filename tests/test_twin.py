@@ -290,6 +290,27 @@ def test_under_collective_the_intent_comes_first_and_the_flows_it_pins_are_not_l
 
 
 @pytest.mark.parametrize("policy", ["congestion", "collective"])
+def test_the_connections_are_made_once_when_setup_is_called_before_the_run(policy):
+    """setup() may be called before run_columns() (to time it apart): the run does not make
+    the connections again, so the intent is announced once and no flow is learned twice,
+    and the run gives what a run alone gives."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    alone = Twin(g, sched, policy=policy, seed=5)
+    recs_alone, _ = alone.run_columns()
+    tw = Twin(g, sched, policy=policy, seed=5)
+    learned = tw.setup()
+    assert learned == (0 if policy == "collective" else 2 * len(sched))
+    assert tw.setup() == learned
+    recs, info = tw.run_columns()
+    assert info["flows_learned_at_setup"] == learned
+    assert tw.core.counters.get("flows_learned", 0) == learned
+    assert tw.core.counters.get("intents_submitted", 0) == (policy == "collective")
+    assert np.array_equal(recs.end_s, recs_alone.end_s, equal_nan=True)
+
+
+@pytest.mark.parametrize("policy", ["congestion", "collective"])
 def test_the_routes_laid_out_for_all_flows_at_once_are_the_routes_walked_per_flow(policy):
     """While every link is up the policy's routes (pins, learned flows' paths) are laid out
     for every flow in one pass; each must be the route the per-flow walk gives, and after a
