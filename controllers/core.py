@@ -998,6 +998,11 @@ class RoutingCore:
         Host, path)``."""
         return self._policy.pinned(self)
 
+    def pinned_tables(self):
+        """The same pins as columns, per intent: ``(FlowTable, path_of, paths)`` (see
+        ``Policy.pinned_tables``)."""
+        return self._policy.pinned_tables(self)
+
     # -- the policy interface --------------------------------------------------------------
     def select_gid(self, dst):
         """Id of the SELECT group leading toward destination switch ``dst`` (any switch)."""

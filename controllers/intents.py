@@ -33,7 +33,8 @@ class IntentError(ValueError):
 
 @dataclasses.dataclass(slots=True)
 class IntentFlow:
-    """One announced flow (or every packet of a host pair) and the path it was given."""
+    """One announced flow (or every packet of a host pair) and the path it was given: a view
+    of one row of an :class:`Intent` (:attr:`Intent.flows`), made on demand."""
 
     src: object           # Host
     dst: object           # Host
@@ -43,40 +44,159 @@ class IntentFlow:
     phase: object = None  # flows of one phase run together (e.g. a round of an all-to-all)
 
 
-@dataclasses.dataclass
-class Intent:
-    """An announced collective, its flows, and what its last assignment achieved.
+class FlowTable:
+    """An intent's announced flows as columns (what :func:`parse_flows` returns): a million
+    flows are a few arrays, not a million objects.
 
-    ``announced`` is :func:`parse_flows`' ``{ident: flow}``, so whether the intent covers a
-    5-tuple or host pair is one lookup. ``link_bytes`` is the bytes the assignment puts on
-    each directed switch link: other intents' assignments count it as background without
-    walking these flows again.
+    ``hosts`` are the host records the flows name, one per MAC, in order of first appearance;
+    ``src`` and ``dst`` index them. ``proto``, ``sport`` and ``dport`` are the flow's 5-tuple
+    beyond its hosts' addresses (``ips``, as announced), ``proto`` -1 for a host pair (every
+    IPv4 packet of it). ``phase`` indexes ``phases`` (None: a flow whose merged items had
+    different phases).
     """
 
-    intent_id: object
-    announced: dict
-    submitted_at: float
-    flows: list = dataclasses.field(init=False)
-    version: int = 0
-    installed_version: int = -1
-    peak_s: float = 0.0
-    peak_link: tuple = None
-    peak_bytes: float = 0.0
-    phase_peak_s: float = 0.0
-    optimal: bool = True
-    unplaced: int = 0
-    phases: int = 0
-    link_bytes: dict = dataclasses.field(default_factory=dict)
+    __slots__ = ("hosts", "ips", "src", "dst", "size", "proto", "sport", "dport", "phase",
+                 "phases", "_lookup")
 
-    def __post_init__(self):
-        self.flows = list(self.announced.values())
+    def __init__(self, hosts, src, dst, size, proto, sport, dport, phase, phases):
+        self.hosts = list(hosts)
+        self.ips = [h.ip for h in self.hosts]
+        self.src, self.dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        self.size = np.asarray(size, dtype=float)
+        self.proto = np.asarray(proto, dtype=np.int64)
+        self.sport = np.asarray(sport, dtype=np.int64)
+        self.dport = np.asarray(dport, dtype=np.int64)
+        self.phase = np.asarray(phase, dtype=np.int64)
+        self.phases = list(phases)
+        self._lookup = None
+
+    def __len__(self):
+        return len(self.size)
+
+    def key(self, i):
+        """Row ``i``'s 5-tuple as a FlowKey, None for a host pair."""
+        proto = int(self.proto[i])
+        if proto < 0:
+            return None
+        return FlowKey(self.ips[self.src[i]], self.ips[self.dst[i]], proto,
+                       int(self.sport[i]), int(self.dport[i]))
+
+    def keys(self):
+        """Every row's :meth:`key`, in row order (a generator)."""
+        ips = self.ips
+        for s, d, proto, sport, dport in zip(self.src.tolist(), self.dst.tolist(),
+                                             self.proto.tolist(), self.sport.tolist(),
+                                             self.dport.tolist()):
+            yield None if proto < 0 else FlowKey(ips[s], ips[d], proto, sport, dport)
+
+    def covers(self, key, src_mac, dst_mac):
+        """Whether a row is the 5-tuple ``key`` (a plain tuple or FlowKey) or the host pair
+        ``(src_mac, dst_mac)``: a search in sorted codes, built at the first call."""
+        if self._lookup is None:
+            self._lookup = self._build_lookup()
+        ip_at, mac_at, flow_codes, flow_rows, pair_codes = self._lookup
+        s, d = mac_at.get(src_mac), mac_at.get(dst_mac)
+        if s is not None and d is not None and len(pair_codes):
+            code = s * len(self.hosts) + d
+            j = np.searchsorted(pair_codes, code)
+            if j < len(pair_codes) and pair_codes[j] == code:
+                return True
+        if key is None or not len(flow_codes):
+            return False
+        s, d = ip_at.get(key[0]), ip_at.get(key[1])
+        if s is None or d is None:
+            return False
+        code = (s << 32) | (int(key[3]) << 16) | int(key[4])
+        lo, hi = np.searchsorted(flow_codes, [code, code + 1])
+        rows = flow_rows[lo:hi]
+        return bool(((self.dst[rows] == d) & (self.proto[rows] == int(key[2]))).any())
+
+    def _build_lookup(self):
+        ip_at = {}
+        for i, ip in enumerate(self.ips):
+            ip_at.setdefault(ip, i)
+        mac_at = {h.mac: i for i, h in enumerate(self.hosts)}
+        keyed = self.proto >= 0
+        rows = np.flatnonzero(keyed)
+        # Rows by the announced source address (two records never share one at parse).
+        codes = (self.src[rows] << 32) | (self.sport[rows] << 16) | self.dport[rows]
+        order = np.argsort(codes, kind="stable")
+        pair_codes = np.unique(self.src[~keyed] * len(self.hosts) + self.dst[~keyed])
+        return ip_at, mac_at, codes[order], rows[order], pair_codes
+
+
+class Intent:
+    """An announced collective, its flows (a :class:`FlowTable`), the path each was given,
+    and what its last assignment achieved.
+
+    ``path_of[i]`` indexes ``paths`` (switch paths, tuples of dpids) for row i, -1 for none.
+    ``link_bytes`` is the bytes the assignment puts on each directed switch link: other
+    intents' assignments count it as background without walking these flows again.
+    """
+
+    def __init__(self, intent_id, table, submitted_at):
+        self.intent_id = intent_id
+        self.table = table
+        self.submitted_at = submitted_at
+        self.paths = []
+        self.path_of = np.full(len(table), -1, dtype=np.int64)
+        self.version = 0
+        self.installed_version = -1
+        self.peak_s = 0.0
+        self.peak_link = None
+        self.peak_bytes = 0.0
+        self.phase_peak_s = 0.0
+        self.optimal = True
+        self.unplaced = 0
+        self.phases = 0
+        self.link_bytes = {}
+
+    def __len__(self):
+        return len(self.table)
+
+    @property
+    def flows(self):
+        """Every row as an :class:`IntentFlow` (made on each call: for small intents, tests
+        and reports; the policy reads the columns)."""
+        t, paths, hosts = self.table, self.paths + [None], self.table.hosts
+        return [IntentFlow(hosts[s], hosts[d], size, key, paths[p], t.phases[ph])
+                for s, d, size, key, p, ph in zip(t.src.tolist(), t.dst.tolist(),
+                                                   t.size.tolist(), t.keys(),
+                                                   self.path_of.tolist(), t.phase.tolist())]
+
+    def covers(self, key, src_mac, dst_mac):
+        """Whether the intent announced the 5-tuple ``key`` or the host pair."""
+        return self.table.covers(key, src_mac, dst_mac)
+
+    def pinned(self):
+        """``(FlowKey or None, source Host, destination Host, path)`` of every row with a
+        path, in row order (a generator)."""
+        t, paths, hosts = self.table, self.paths, self.table.hosts
+        for s, d, key, p in zip(t.src.tolist(), t.dst.tolist(), t.keys(),
+                                self.path_of.tolist()):
+            if p >= 0:
+                yield key, hosts[s], hosts[d], paths[p]
+
+    def valid(self, core):
+        """Whether every row still has a path the core allows between its hosts' switches,
+        its hosts being the core's current records."""
+        t = self.table
+        hosts = core.hosts
+        fresh = np.array([hosts.get(h.mac) == h for h in t.hosts] or [True], dtype=bool)
+        dpid = np.array([h.dpid for h in t.hosts] or [0], dtype=np.int64)
+        ok_path = np.array([core.allows(p) for p in self.paths] + [False], dtype=bool)
+        first = np.array([p[0] for p in self.paths] + [-1], dtype=np.int64)
+        last = np.array([p[-1] for p in self.paths] + [-1], dtype=np.int64)
+        p = self.path_of
+        return bool((fresh[t.src] & fresh[t.dst] & ok_path[p] & (first[p] == dpid[t.src])
+                     & (last[p] == dpid[t.dst])).all())
 
     def status(self):
         """What ``RoutingCore.intent_status`` reports, JSON-able."""
         return {
             "intent": self.intent_id,
             "state": "installed" if self.installed_version == self.version else "installing",
-            "flows": len(self.flows),
+            "flows": len(self.table),
             "unplaced": self.unplaced,
             "max_link": list(self.peak_link) if self.peak_link else None,
             "max_link_load_s": self.peak_s,
@@ -109,11 +229,11 @@ def parse_flows(flows, host_by_ref):
 
     Returns
     -------
-    dict
-        ``{ident: IntentFlow}`` in order of first appearance, ``ident`` being what the flow's
-        pin matches: its 5-tuple, or ``("pair", src mac, dst mac)``. Items of one ident are
-        one flow with their bytes summed; if their phases differ, the merged flow has phase
-        None, since one pin carries it in both.
+    FlowTable
+        One row per ``ident`` in order of first appearance, ``ident`` being what the flow's
+        pin matches: its 5-tuple, or its host pair. Items of one ident are one row with
+        their bytes summed; if their phases differ, the row's phase is None, since one pin
+        carries it in both.
 
     Raises
     ------
@@ -125,8 +245,8 @@ def parse_flows(flows, host_by_ref):
     >>> import collections
     >>> H = collections.namedtuple("H", "mac ip dpid port")
     >>> known = {"10.0.0.1": H("m1", "10.0.0.1", 1, 1), "10.0.0.2": H("m2", "10.0.0.2", 2, 1)}
-    >>> parse_flows([("10.0.0.1", "10.0.0.2", 5)] * 2, known.get)[("pair", "m1", "m2")].bytes
-    10.0
+    >>> parse_flows([("10.0.0.1", "10.0.0.2", 5)] * 2, known.get).size.tolist()
+    [10.0]
     >>> try:
     ...     parse_flows([("10.0.0.1", "10.0.0.2", 5), ("10.0.0.1", "10.0.0.2", 0)], known.get)
     ... except IntentError as err:
@@ -136,9 +256,14 @@ def parse_flows(flows, host_by_ref):
     if isinstance(flows, (str, bytes)) or not hasattr(flows, "__iter__"):
         raise IntentError("an intent's flows are a list of (src, dst, bytes[, 5-tuple])")
     resolved = {}  # a collective names each host many times: look each name up once
-    merged = {}
+    host_at = {}   # MAC -> index in hosts
+    hosts = []
+    row_of = {}    # ident -> row
+    src_col, dst_col, size_col = [], [], []
+    proto_col, sport_col, dport_col, phase_col = [], [], [], []
+    phase_at = {}
     # Local names: this loop runs once per flow, a million times for a large collective.
-    known_host, add, new_flow, real = resolved.get, merged.setdefault, IntentFlow, numbers.Real
+    known_host, real, plain = resolved.get, numbers.Real, FlowKey.plain
     for i, item in enumerate(flows):
         if item.__class__ is dict or isinstance(item, dict):
             if not item.keys() <= FIELDS:
@@ -175,25 +300,48 @@ def parse_flows(flows, host_by_ref):
         key = None
         if flow is not None:
             try:
-                key = FlowKey.of(flow)
+                key = plain(flow)
             except ValueError as err:
                 raise IntentError(f"flow {i}: {err}") from None
-            if (key.ipv4_src, key.ipv4_dst) != (src.ip, dst.ip):
+            if (key[0], key[1]) != (src.ip, dst.ip):
                 raise IntentError(f"flow {i}: 5-tuple addresses are not those of "
                                   f"{src_ref!r} and {dst_ref!r}")
         if phase is not None and phase.__class__ is not int and phase.__class__ is not str \
                 and (isinstance(phase, bool) or not isinstance(phase, (str, int))):
             raise IntentError(f"flow {i}: a phase is a string or an integer, got {phase!r}")
         ident = key if key is not None else ("pair", src.mac, dst.mac)
-        new = new_flow(src, dst, float(size), key, None, phase)
-        known = add(ident, new)
-        if known is not new:
-            known.bytes += new.bytes
-            if known.phase != phase:
-                known.phase = None  # one pin spans both phases
-    if not merged:
+        row = row_of.get(ident)
+        if row is not None:
+            size_col[row] += float(size)
+            if phase_col[row] != phase_at.setdefault(phase, len(phase_at)):
+                phase_col[row] = phase_at.setdefault(None, len(phase_at))  # one pin, both
+            continue
+        row_of[ident] = len(size_col)
+        s = host_at.get(src.mac)
+        if s is None:
+            s = host_at[src.mac] = len(hosts)
+            hosts.append(src)
+        d = host_at.get(dst.mac)
+        if d is None:
+            d = host_at[dst.mac] = len(hosts)
+            hosts.append(dst)
+        src_col.append(s)
+        dst_col.append(d)
+        size_col.append(float(size))
+        if key is None:
+            proto_col.append(-1)
+            sport_col.append(0)
+            dport_col.append(0)
+        else:
+            proto_col.append(key[2])
+            sport_col.append(key[3])
+            dport_col.append(key[4])
+        phase_col.append(phase_at.setdefault(phase, len(phase_at)))
+    if not size_col:
         raise IntentError("an intent needs at least one flow")
-    return merged
+    del row_of
+    return FlowTable(hosts, src_col, dst_col, size_col, proto_col, sport_col, dport_col,
+                     phase_col, list(phase_at))
 
 
 def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows):
@@ -206,54 +354,44 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     larger ones to :func:`~controllers.placement.batched_min_max_assignment` (improvement
     within ``improve_ops``). The core's paths are asked once per pair of switches.
 
-    Sets each flow's ``path`` (None if its switches are not connected) and refreshes its
-    hosts from ``core.hosts``; sets the intent's ``peak_s``, ``peak_link`` and ``peak_bytes``
-    (all phases together, with the background), ``phase_peak_s``, ``optimal``, ``unplaced``,
-    ``phases`` and ``link_bytes``, and counts a new ``version``.
+    Sets the intent's ``paths`` and ``path_of`` (-1 where the flow's switches are not
+    connected) and refreshes its table's hosts from ``core.hosts``; sets the intent's
+    ``peak_s``, ``peak_link`` and ``peak_bytes`` (all phases together, with the background),
+    ``phase_peak_s``, ``optimal``, ``unplaced``, ``phases`` and ``link_bytes``, and counts a
+    new ``version``.
     """
-    flows = intent.flows
-    n = len(flows)
-    hosts = core.hosts
-    # Flows name few hosts, each by one shared record: work per host, and per flow only
-    # through builtins.
-    srcs, dsts = [f.src for f in flows], [f.dst for f in flows]
-    seen = dict(zip(map(id, itertools.chain(srcs, dsts)), itertools.chain(srcs, dsts)))
-    if any(hosts.get(h.mac, h) is not h for h in seen.values()):
-        for f in flows:
-            f.src = hosts.get(f.src.mac, f.src)
-            f.dst = hosts.get(f.dst.mac, f.dst)
-        srcs, dsts = [f.src for f in flows], [f.dst for f in flows]
-        seen = dict(zip(map(id, itertools.chain(srcs, dsts)), itertools.chain(srcs, dsts)))
-    position = {key: i for i, key in enumerate(seen)}
-    records = list(seen.values())
+    table = intent.table
+    n = len(table)
+    # Flows name few hosts, each one entry of the table's hosts: work per host, and per flow
+    # only in numpy.
+    table.hosts = records = [core.hosts.get(h.mac, h) for h in table.hosts]
     dpids = sorted({h.dpid for h in records})
     switch_of = np.searchsorted(np.array(dpids), [h.dpid for h in records])
-    src = np.fromiter(map(position.__getitem__, map(id, srcs)), dtype=np.int64, count=n)
-    dst = np.fromiter(map(position.__getitem__, map(id, dsts)), dtype=np.int64, count=n)
+    src, dst = table.src, table.dst
     codes, first, flow_pair = np.unique(switch_of[src] * len(dpids) + switch_of[dst],
                                         return_index=True, return_inverse=True)
+    flow_pair = flow_pair.reshape(-1)
     pair_ends = [(records[src[i]].mac, records[dst[i]].mac) for i in first.tolist()]
-    phases = [f.phase for f in flows]
-    phase_of = {p: i for i, p in enumerate(dict.fromkeys(phases))}
-    flow_phase = np.fromiter(map(phase_of.__getitem__, phases), dtype=np.int64, count=n)
-    sizes = np.fromiter((f.bytes for f in flows), dtype=float, count=n)
+    used_phases, flow_phase = np.unique(table.phase, return_inverse=True)
+    flow_phase = flow_phase.reshape(-1)
+    sizes = table.size
     if n <= exact_flows:
         path_lists = [core.host_paths(a, b) for a, b in pair_ends]
         paths, counts, links = _candidate_arrays(path_lists)
         capacity_bps, background_s = _capacities(core, links, background_bytes)
-        options = [[tuple(((f.phase, link), f.bytes * 8 / capacity_bps[link])
+        options = [[tuple(((phase, link), size * 8 / capacity_bps[link])
                           for link in path_links(p)) for p in path_lists[pair]]
-                   for f, pair in zip(flows, flow_pair.tolist())]
+                   for size, phase, pair in zip(sizes.tolist(), flow_phase.tolist(),
+                                                flow_pair.tolist())]
         choices, phase_peak, optimal = min_max_assignment(
-            options, {(p, link): load for p in phase_of for link, load in background_s.items()},
+            options, {(p, link): load for p in range(len(used_phases))
+                      for link, load in background_s.items()},
             node_budget=node_budget)
         choices = np.array([-1 if c is None else c for c in choices], dtype=np.int64)
-        # Paths of all pairs in one list, None last, so a flow's path is one index away.
-        flat = list(itertools.chain.from_iterable(path_lists)) + [None]
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        rows = np.where(choices >= 0, starts[flow_pair] + choices, len(flat) - 1)
-        for f, row in zip(flows, rows.tolist()):
-            f.path = flat[row]
+        # Paths of all pairs in one list, so a flow's path is one index away.
+        intent.paths = list(itertools.chain.from_iterable(path_lists))
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        intent.path_of = np.where(choices >= 0, starts[flow_pair] + choices, -1)
     else:
         # The core's path matrices (cached parts shared by every switch pair with the same
         # next hops), not every path as a tuple: at k=16, 16,384 switch pairs of 64 paths.
@@ -268,9 +406,8 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
             improve_ops=improve_ops)
         phase_peak = max(phase_peak, max(background_s.values(), default=0.0))
         first_switch = [records[src[i]].dpid for i in first.tolist()]
-        for f, path in zip(flows, _chosen_paths(paths, flow_pair, choices, first_switch,
-                                                links)):
-            f.path = path
+        intent.paths, intent.path_of = _chosen_paths(paths, flow_pair, choices,
+                                                     first_switch, links)
     placed = choices >= 0
     used = paths[flow_pair[placed], choices[placed]]
     own = np.bincount(used.ravel(), weights=np.repeat(sizes[placed], used.shape[1]),
@@ -286,7 +423,7 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.phase_peak_s = phase_peak
     intent.optimal = bool(optimal)
     intent.unplaced = int(n - placed.sum())
-    intent.phases = len(phase_of)
+    intent.phases = len(used_phases)
     intent.version += 1
 
 
@@ -318,11 +455,13 @@ def _matrix_arrays(matrices, n_links):
 
 
 def _chosen_paths(paths, flow_pair, choices, first_switch, links):
-    """Each flow's chosen path as a tuple of dpids (None if unplaced), one tuple per distinct
-    (pair, path) shared by its flows: ``first_switch[p]`` is pair p's first switch."""
+    """``(made, path_of)``: each distinct chosen (pair, path) once as a tuple of dpids, and
+    each flow's index into them (-1 if unplaced): ``first_switch[p]`` is pair p's first
+    switch."""
     n_links, width = len(links), paths.shape[1]
     code = np.where(choices >= 0, flow_pair * width + choices, -1)
     kinds, which = np.unique(code, return_inverse=True)
+    which = which.reshape(-1)
     chosen = kinds[kinds >= 0]
     rows = paths[chosen // width, chosen % width]
     # A pair's paths are all shortest, of one length: padding only ends a row.
@@ -330,9 +469,9 @@ def _chosen_paths(paths, flow_pair, choices, first_switch, links):
     heads = np.array([v for _, v in links] + [-1], dtype=np.int64)[rows].tolist()
     made = [(first_switch[p],) + tuple(h[:n])
             for p, h, n in zip((chosen // width).tolist(), heads, lengths)]
-    if len(chosen) < len(kinds):
-        made.insert(0, None)   # code -1, sorted first
-    return [made[i] for i in which.tolist()]
+    if len(chosen) < len(kinds):   # code -1 sorts first
+        which = which - 1
+    return made, which.astype(np.int64)
 
 
 def _candidate_arrays(path_lists):

@@ -199,6 +199,12 @@ class Policy:
         ``(5-tuple or None for every packet of the host pair, src host, dst host, path)``."""
         return ()
 
+    def pinned_tables(self, core):
+        """The same routes as :meth:`pinned`, as columns: ``(table, path_of, paths)`` per
+        intent in announcement order (controllers/intents.py ``FlowTable``; row i's path is
+        ``paths[path_of[i]]``, none where -1): what a million pins are without a tuple each."""
+        return ()
+
     def flushed(self):
         """A flush has carried every rule this policy asked for."""
 
@@ -392,9 +398,7 @@ class Collective(Congestion):
         self.pins_version += 1
 
     def _covered(self, flow):
-        pair = ("pair", flow.src, flow.dst)
-        return any(flow.key in i.announced or pair in i.announced
-                   for i in self.intents.values())
+        return any(i.covers(flow.key, flow.src, flow.dst) for i in self.intents.values())
 
     def place(self, core, flow, now):
         if not self._covered(flow):
@@ -445,15 +449,9 @@ class Collective(Congestion):
     # -- hooks -----------------------------------------------------------------------------
     def on_routes(self, core, now):
         for intent in self.intents.values():
-            if any(not self._valid(core, f) for f in intent.flows):
+            if not intent.valid(core):
                 with paused():
                     self._assign(core, intent)
-
-    @staticmethod
-    def _valid(core, f):
-        return (core.hosts.get(f.src.mac) == f.src and core.hosts.get(f.dst.mac) == f.dst
-                and f.path is not None and f.path[0] == f.src.dpid
-                and f.path[-1] == f.dst.dpid and core.allows(f.path))
 
     def pins(self, core):
         for key, src, dst, path in self.pinned(core):
@@ -464,9 +462,10 @@ class Collective(Congestion):
 
     def pinned(self, core):
         for intent in self.intents.values():
-            for f in intent.flows:
-                if f.path is not None:
-                    yield f.key, f.src, f.dst, f.path
+            yield from intent.pinned()
+
+    def pinned_tables(self, core):
+        return [(i.table, i.path_of, i.paths) for i in self.intents.values()]
 
     def flushed(self):
         for intent in self.intents.values():
@@ -474,7 +473,7 @@ class Collective(Congestion):
 
     def gauges(self, core):
         return {"intents": len(self.intents),
-                "intent_flows": sum(len(i.flows) for i in self.intents.values())}
+                "intent_flows": sum(len(i) for i in self.intents.values())}
 
 
 POLICY_CLASSES = {cls.name: cls for cls in (Ecmp, Shortest, Congestion, Hedera, Collective)}

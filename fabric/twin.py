@@ -1263,19 +1263,28 @@ class Twin:
             return self._pins_cache[1]
         n = len(self.f_src)
         at = self.host_at
-        path_id, by_key, by_pair = {}, [], []
-        for key, src, dst, path in core.pinned():
-            p = path_id.setdefault(path, len(path_id))
-            if key is not None:
-                by_key.append((key, p))
-                continue
-            s, d = at.get(src.ip), at.get(dst.ip)
-            if s is not None and d is not None:
-                by_pair.append((s, d, p))
+        paths, by_pair, by_key = [], [], []
+        for table, path_of, table_paths in core.pinned_tables():
+            rows = np.flatnonzero(path_of >= 0)
+            pid = (path_of[rows] + len(paths)).astype(np.int32)
+            paths.extend(table_paths)
+            keyed = table.proto[rows] >= 0
+            # A host pair's pin matches its hosts' addresses now; a 5-tuple's, the ones it
+            # was announced with.
+            now_at = np.array([at.get(h.ip, -1) for h in table.hosts], dtype=np.int64)
+            r = rows[~keyed]
+            s, d = now_at[table.src[r]], now_at[table.dst[r]]
+            ok = (s >= 0) & (d >= 0)
+            by_pair.append((s[ok], d[ok], pid[~keyed][ok]))
+            was_at = np.array([at.get(ip, -1) for ip in table.ips], dtype=np.int64)
+            r = rows[keyed]
+            by_key.append((self._index_rows(was_at[table.src[r]], was_at[table.dst[r]],
+                                            table.proto[r], table.sport[r], table.dport[r]),
+                           pid[keyed]))
         pin_of = np.full(n, -1, dtype=np.int32)
         n_hosts = len(self.hosts)
-        if by_pair:
-            s, d, p = np.array(by_pair, dtype=np.int64).T
+        if by_pair and sum(len(p) for _, _, p in by_pair):
+            s, d, p = (np.concatenate(c) for c in zip(*by_pair))
             # The last pin of a pair wins, as in a dict of them.
             codes, last = np.unique((s * n_hosts + d)[::-1], return_index=True)
             paths_of = p[::-1][last]
@@ -1283,25 +1292,29 @@ class Twin:
             pos = np.minimum(np.searchsorted(codes, flow_code), len(codes) - 1)
             hit = codes[pos] == flow_code
             pin_of[hit] = paths_of[pos[hit]]
-        if by_key:
-            fi = self._indices([k for k, _ in by_key])
-            p = np.array([p for _, p in by_key], dtype=np.int32)
+        for fi, p in by_key:   # after the pairs: a 5-tuple's pin outranks its pair's
             pin_of[fi[fi >= 0]] = p[fi >= 0]
-        pins = (pin_of, list(path_id))
+        pins = (pin_of, paths)
         self._pins_cache = (core.pins_version, pins)
         return pins
 
     def _indices(self, keys):
-        """The index of the flow each 5-tuple of ``keys`` is, -1 for none, found in one
-        search over the flows' (source host, source port), which name them."""
+        """The index of the flow each 5-tuple of ``keys`` is, -1 for none (see
+        :meth:`_index_rows`)."""
         at = self.host_at
         rows = np.array([(at.get(k[0], -1), at.get(k[1], -1), k[2], k[3], k[4]) for k in keys],
                         dtype=np.int64).reshape(-1, 5)
-        s, d, proto, sport, dport = rows.T
+        return self._index_rows(*rows.T)
+
+    def _index_rows(self, s, d, proto, sport, dport):
+        """The index of the flow each row of 5-tuple columns names (source and destination
+        as host indices, -1 for none), -1 for none, found in one search over the flows'
+        (source host, source port), which name them."""
         n = len(self.f_src)
+        s = np.asarray(s, dtype=np.int64)
         if n == 0:
-            return np.full(len(rows), -1, dtype=np.int64)
-        code = s << 16 | sport
+            return np.full(len(s), -1, dtype=np.int64)
+        code = s << 16 | np.asarray(sport, dtype=np.int64)
         pos = np.minimum(np.searchsorted(self._codes, code), n - 1)
         fi = self._by_code[pos]
         hit = ((s >= 0) & (self._codes[pos] == code) & (self.f_dst[fi] == d)
@@ -1465,14 +1478,19 @@ class Twin:
                     routes.append(links)
             return ov_row, _padded(routes)
         path_of = np.where(todo, pin_of, -1)
-        ids = {p: i for i, p in enumerate(pin_paths)}
+        # The pins' paths keep their indices (one may appear twice, in two intents); learned
+        # flows' paths follow them, each once.
+        paths, ids = list(pin_paths), {}
         if core.learns_flows and core.load.pinned_rows:
             # (None pinned: hedera's learned flows all follow the groups until adapt.)
             fis = np.flatnonzero(todo & (path_of < 0))
             for fi, flow in zip(fis.tolist(), self._learned(fis)):
                 if flow is not None and flow.path is not None:
-                    path_of[fi] = ids.setdefault(flow.path, len(ids))
-        paths = list(ids)
+                    p = ids.get(flow.path)
+                    if p is None:
+                        p = ids[flow.path] = len(paths)
+                        paths.append(flow.path)
+                    path_of[fi] = p
         # Per path: its switch links from column 1 on, its ends (-1: walked by Python).
         hops = np.array([len(p) - 1 for p in paths], dtype=np.int64)
         plinks = np.full((max(len(paths), 1), int(hops.max(initial=0)) + 2), -1,

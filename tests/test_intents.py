@@ -43,7 +43,8 @@ ROUNDS_FACTOR = 2.0
 
 
 def parse(flows):
-    return list(parse_flows(flows, host_by_ref).values())
+    """The parsed rows, each as an IntentFlow view."""
+    return Intent("t", parse_flows(flows, host_by_ref), 0.0).flows
 
 
 @pytest.mark.parametrize("flows, message", [
@@ -81,6 +82,27 @@ def test_parse_merges_items_of_one_pin_and_names_hosts_by_mac_or_ip():
         (A, B, 8.0, None), (A, C, 1.0, "x"), (A, C, 2.0, None)]
     assert flows[1].key.tp_dst == 200 and flows[0].key is None
     assert Intent("i", parse_flows([(A, B, 5)], host_by_ref), 0.0).flows[0].bytes == 5.0
+
+
+def test_an_intent_covers_its_5_tuples_and_host_pairs_and_nothing_else():
+    """What the policy asks of a learned flow (is it announced?), answered from the table's
+    sorted codes: a 5-tuple announced, any 5-tuple of an announced host pair; not the same
+    ports between other hosts, other ports or protocol, nor the reverse direction."""
+    mac = {h.ip: h.mac for h in HOSTS}
+    intent = Intent("i", parse_flows([(A, B, 5), (A, C, 1, (A, C, 6, 100, 200)),
+                                      (C, A, 1, (C, A, 6, 100, 200)),
+                                      (A, C, 1, (A, C, 6, 100, 201))], host_by_ref), 0.0)
+    assert len(intent) == 4
+    assert intent.covers((A, C, 6, 100, 200), mac[A], mac[C])
+    assert intent.covers((A, C, 6, 100, 201), mac[A], mac[C])
+    assert intent.covers((C, A, 6, 100, 200), mac[C], mac[A])
+    assert intent.covers((A, B, 17, 9, 9), mac[A], mac[B])       # the pair A->B
+    assert intent.covers(None, mac[A], mac[B])
+    assert not intent.covers((B, A, 6, 1, 2), mac[B], mac[A])    # not the pair B->A
+    assert not intent.covers((A, C, 6, 100, 202), mac[A], mac[C])
+    assert not intent.covers((A, C, 17, 100, 200), mac[A], mac[C])
+    assert not intent.covers((C, B, 6, 100, 200), mac[C], mac[B])
+    assert not intent.covers(("10.9.9.9", C, 6, 100, 200), "02:ff", mac[C])
 
 
 def test_intent_ids_and_the_error_are_one_everywhere():

@@ -310,6 +310,31 @@ def test_the_connections_are_made_once_when_setup_is_called_before_the_run(polic
     assert np.array_equal(recs.end_s, recs_alone.end_s, equal_nan=True)
 
 
+def test_pins_of_two_intents_and_a_learned_flow_are_laid_out_as_each_is_walked():
+    """Two intents may give their flows the same switch path, and a flow neither announces is
+    learned and placed: every flow's route laid out in one pass must be the one walked for it
+    (pins by index into the intents' paths, the learned flow's path after them)."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    tw = Twin(g, sched, policy="collective", seed=5)
+    body = [item for item in tw._intent_requests()[0][1]]
+    half = len(body) // 2
+    tw.core.submit_intent("a", body[:half], 0.0)
+    tw.core.submit_intent("b", body[half:-1], 0.0)
+    mac, last = tw.mac, sched.flows[-1]
+    tw.core.flow_seen(tw.key(len(sched) - 1), mac[last.src], mac[last.dst], 0, 0.0)
+    pins = tw._pins()
+    tables = tw.core.pinned_tables()
+    assert len(tables) == 2 and set(tables[0][2]) & set(tables[1][2])   # a path in both
+    assert (pins[0][:-1] >= 0).all() and pins[0][-1] == -1
+    todo = np.ones(len(sched), dtype=bool)
+    ov_row, ov_links = tw._overrides(todo, pins)
+    for fi in range(len(sched)):
+        got = ov_links[ov_row[fi]]
+        assert ov_row[fi] >= 0 and got[got >= 0].tolist() == tw._route(fi, pins), fi
+
+
 @pytest.mark.parametrize("policy", ["congestion", "collective"])
 def test_the_routes_laid_out_for_all_flows_at_once_are_the_routes_walked_per_flow(policy):
     """While every link is up the policy's routes (pins, learned flows' paths) are laid out
