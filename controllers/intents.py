@@ -125,6 +125,35 @@ class FlowTable:
         return ip_at, mac_at, codes[order], rows[order], pair_codes
 
 
+class IntentColumns:
+    """An intent's flows given as columns, what a flow-level simulator has (fabric/twin.py):
+    :func:`parse_flows` checks them in numpy instead of item by item.
+
+    ``hosts`` names hosts by MAC or IPv4 address; ``src`` and ``dst`` index it per flow.
+    ``proto``, ``sport`` and ``dport`` give each flow's 5-tuple beyond its hosts' addresses
+    (all three or none: without them every flow is its host pair). ``phase`` is an integer
+    per flow, or None.
+    """
+
+    __slots__ = ("hosts", "src", "dst", "size", "proto", "sport", "dport", "phase")
+
+    def __init__(self, hosts, src, dst, size, proto=None, sport=None, dport=None, phase=None):
+        self.hosts = list(hosts)
+        self.src, self.dst, self.size = np.asarray(src), np.asarray(dst), np.asarray(size)
+        self.proto, self.sport, self.dport, self.phase = proto, sport, dport, phase
+
+    def __len__(self):
+        return len(self.size)
+
+    def take(self, rows):
+        """These rows (indices or a mask) as columns of their own, on the same hosts."""
+        def pick(col):
+            return None if col is None else np.asarray(col)[rows]
+        return IntentColumns(self.hosts, self.src[rows], self.dst[rows], self.size[rows],
+                             pick(self.proto), pick(self.sport), pick(self.dport),
+                             pick(self.phase))
+
+
 class Intent:
     """An announced collective, its flows (a :class:`FlowTable`), the path each was given,
     and what its last assignment achieved.
@@ -253,6 +282,8 @@ def parse_flows(flows, host_by_ref):
     ...     print(err)
     flow 1: bytes must be a number > 0, got 0
     """
+    if isinstance(flows, IntentColumns):
+        return _parse_columns(flows, host_by_ref)
     if isinstance(flows, (str, bytes)) or not hasattr(flows, "__iter__"):
         raise IntentError("an intent's flows are a list of (src, dst, bytes[, 5-tuple])")
     resolved = {}  # a collective names each host many times: look each name up once
@@ -342,6 +373,102 @@ def parse_flows(flows, host_by_ref):
     del row_of
     return FlowTable(hosts, src_col, dst_col, size_col, proto_col, sport_col, dport_col,
                      phase_col, list(phase_at))
+
+
+def _parse_columns(cols, host_by_ref):
+    """:func:`parse_flows` of an :class:`IntentColumns`: the same checks, errors (naming
+    the first flow at fault) and table, in numpy."""
+    n = len(cols.size)
+    if n == 0:
+        raise IntentError("an intent needs at least one flow")
+    if not (len(cols.src) == len(cols.dst) == n):
+        raise IntentError(f"src, dst and bytes have different lengths: {len(cols.src)}, "
+                          f"{len(cols.dst)}, {n}")
+
+    def first(bad, message):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise IntentError(f"flow {i}: {message(i)}")
+
+    src, dst = cols.src.astype(np.int64), cols.dst.astype(np.int64)
+    n_refs = len(cols.hosts)
+    first((src < 0) | (src >= n_refs) | (dst < 0) | (dst >= n_refs),
+          lambda i: f"host index out of range ({src[i]}, {dst[i]} of {n_refs} hosts)")
+    records = [host_by_ref(ref) for ref in cols.hosts]
+    known = np.array([r is not None for r in records], dtype=bool)
+    first(~known[src] | ~known[dst], lambda i: "unknown host "
+          f"{cols.hosts[src[i] if not known[src[i]] else dst[i]]!r}")
+    # Hosts by MAC, in order of first appearance (each flow's source, then destination).
+    mac_at, mac_of_ref = {}, np.zeros(n_refs, dtype=np.int64)
+    for j, r in enumerate(records):
+        if r is not None:
+            mac_of_ref[j] = mac_at.setdefault(r.mac, len(mac_at))
+    macs = list(mac_at)
+    record_of = {r.mac: r for r in records if r is not None}
+    s_m, d_m = mac_of_ref[src], mac_of_ref[dst]
+    first(s_m == d_m, lambda i: "source and destination are one host")
+    size = np.asarray(cols.size)
+    if size.dtype.kind not in "iuf" or size.dtype == bool:
+        raise IntentError(f"bytes must be numbers > 0, got {size.dtype} values")
+    size = size.astype(float)
+    first(~(size > 0), lambda i: f"bytes must be a number > 0, got {cols.size[i].item()!r}")
+    keyed = cols.proto is not None
+    if keyed != (cols.sport is not None) or keyed != (cols.dport is not None):
+        raise IntentError("give proto, sport and dport together, or none of them")
+    if keyed:
+        proto = np.asarray(cols.proto).astype(np.int64)
+        sport = np.asarray(cols.sport).astype(np.int64)
+        dport = np.asarray(cols.dport).astype(np.int64)
+        first((proto < 0) | (proto > 255) | (sport < 0) | (sport > 65535) | (dport < 0)
+              | (dport > 65535), lambda i: f"flow ({proto[i]}, {sport[i]}, {dport[i]}): "
+                                           "protocol or port out of range")
+    else:
+        proto, sport, dport = (np.full(n, -1), np.zeros(n, dtype=np.int64),
+                               np.zeros(n, dtype=np.int64))
+    if cols.phase is None:
+        phase, phases = np.zeros(n, dtype=np.int64), [None]
+    else:
+        values = np.asarray(cols.phase)
+        if values.dtype.kind not in "iu":
+            raise IntentError(f"phases must be integers, got {values.dtype} values")
+        uniq, at, inverse = np.unique(values, return_index=True, return_inverse=True)
+        order = np.argsort(at, kind="stable")        # phases in order of first appearance
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        phase, phases = rank[inverse.reshape(-1)], uniq[order].tolist()
+    # Rows of one 5-tuple (or host pair) are one flow: bytes summed, phase kept if alike.
+    ident = np.stack([s_m, d_m, proto, sport, dport])
+    order = np.lexsort(ident[::-1])
+    step = np.ones(n, dtype=bool)
+    step[1:] = (ident[:, order[1:]] != ident[:, order[:-1]]).any(axis=0)
+    if not step.all():
+        group_sorted = np.cumsum(step) - 1
+        group = np.empty(n, dtype=np.int64)
+        group[order] = group_sorted
+        g = int(group_sorted[-1]) + 1
+        head = np.full(g, n, dtype=np.int64)
+        np.minimum.at(head, group, np.arange(n))
+        lo, hi = np.full(g, np.iinfo(np.int64).max), np.full(g, -1)
+        np.minimum.at(lo, group, phase)
+        np.maximum.at(hi, group, phase)
+        merged_size = np.bincount(group, weights=size, minlength=g)
+        mixed = lo != hi
+        if mixed.any():
+            if None not in phases:
+                phases.append(None)
+            lo[mixed] = phases.index(None)
+        rows = np.sort(head)
+        grp = group[rows]
+        s_m, d_m, proto, sport, dport = (c[rows] for c in (s_m, d_m, proto, sport, dport))
+        size, phase = merged_size[grp], lo[grp]
+    # The table's hosts in order of first appearance, as the item parse has them.
+    seen = np.stack([s_m, d_m], axis=1).ravel()
+    uniq, at = np.unique(seen, return_index=True)
+    order = uniq[np.argsort(at, kind="stable")]
+    renumber = np.empty(len(macs), dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    return FlowTable([record_of[macs[m]] for m in order.tolist()], renumber[s_m],
+                     renumber[d_m], size, proto, sport, dport, phase, phases)
 
 
 def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows):

@@ -79,6 +79,7 @@ import time
 import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
+from controllers.intents import IntentColumns
 from controllers.rules import IP_PROTO_TCP, FlowKey
 from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_hash,
                                select_index, select_slots)
@@ -1556,8 +1557,8 @@ class Twin:
     def _intent_requests(self):
         """The intents a run under ``collective`` announces, as the runner does
         (traffic/jobs.py ``intent_requests``: one intent, or one per job in job order);
-        for a schedule without jobs, read from the columns as items
-        ``(src, dst, bytes, 5-tuple, phase)``, a generator (a million flows at k=16)."""
+        for a schedule without jobs, the flows' columns as they are
+        (controllers/intents.py ``IntentColumns``: a million flows at k=16, no item each)."""
         try:
             depths = None if self.schedule.meta.get("jobs") else self.cols.depths()
         except ScheduleError:   # a dependency listed after its flow: the schedule's walk
@@ -1565,15 +1566,9 @@ class Twin:
         if depths is None:
             tuples = {f.id: self.key(fi) for fi, f in enumerate(self.schedule.flows)}
             return jobs.intent_requests(self.schedule, "run", tuples)
-        ip, given = self.host_ip, self._given
-
-        def items():
-            for fi, (s, d, size, sport, phase) in enumerate(zip(
-                    self.f_src.tolist(), self.f_dst.tolist(), self.cols.bytes.tolist(),
-                    self.sport.tolist(), depths.tolist())):
-                key = given.get(fi) or (ip[s], ip[d], IP_PROTO_TCP, sport, AGENT_PORT)
-                yield ip[s], ip[d], size, key, phase
-        return [("run", items())]
+        # The 5-tuple columns are the agents' connections (replayed ones keep theirs).
+        return [("run", IntentColumns(self.host_ip, self.f_src, self.f_dst, self.cols.bytes,
+                                      self.proto, self.sport, self.dport, depths))]
 
     def setup(self):
         """The connections before the clock, as the agents and the runner make them:

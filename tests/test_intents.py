@@ -19,7 +19,8 @@ import controllers.policies
 from bench.intent_bench import all_to_all, lower_bound_s
 from controllers.core import RoutingCore
 from controllers import intents
-from controllers.intents import Intent, IntentError, check_intent_id, parse_flows
+from controllers.intents import (Intent, IntentColumns, IntentError, check_intent_id,
+                                 parse_flows)
 from controllers.placement import batched_min_max_assignment, min_max_assignment
 from controllers.paths import path_links
 from fabric.model import hosts
@@ -82,6 +83,54 @@ def test_parse_merges_items_of_one_pin_and_names_hosts_by_mac_or_ip():
         (A, B, 8.0, None), (A, C, 1.0, "x"), (A, C, 2.0, None)]
     assert flows[1].key.tp_dst == 200 and flows[0].key is None
     assert Intent("i", parse_flows([(A, B, 5)], host_by_ref), 0.0).flows[0].bytes == 5.0
+
+
+def _rows(flows):
+    return [(f.src.mac, f.dst.mac, f.bytes, f.key, f.phase) for f in flows]
+
+
+def test_columns_parse_to_the_rows_the_items_give():
+    """An intent given as columns (the twin's) is the table its items give: rows of one
+    5-tuple merged (bytes summed, phase None when they differ), host pairs, hosts named by
+    MAC or IP, rows and hosts in order of first appearance."""
+    refs = [C, HOSTS[0].mac, B, A]            # A twice: by MAC and by IP
+    src = [1, 0, 3, 3, 1, 2]
+    dst = [2, 3, 0, 0, 2, 3]
+    size = [5, 7, 1, 2, 3, 4]
+    proto, sport, dport = [6, 6, 6, 6, 6, 17], [10, 11, 12, 12, 10, 13], [80, 80, 80, 80, 80, 53]
+    phase = [1, 2, 3, 4, 1, 2]
+    cols = IntentColumns(refs, src, dst, size, proto, sport, dport, phase)
+    items = [(refs[s], refs[d], b, (KNOWN[refs[s]].ip, KNOWN[refs[d]].ip, p, sp, dp), ph)
+             for s, d, b, p, sp, dp, ph in zip(src, dst, size, proto, sport, dport, phase)]
+    got = _rows(Intent("c", parse_flows(cols, host_by_ref), 0.0).flows)
+    assert got == _rows(parse(items))
+    assert [row[2:] for row in got] == [(8.0, (A, B, 6, 10, 80), 1), (7.0, (C, A, 6, 11, 80), 2),
+                                        (3.0, (A, C, 6, 12, 80), None),
+                                        (4.0, (B, A, 17, 13, 53), 2)]
+    pairs = IntentColumns(refs, src, dst, size)       # no 5-tuples: every packet of the pair
+    assert _rows(Intent("p", parse_flows(pairs, host_by_ref), 0.0).flows) == _rows(
+        parse([(refs[s], refs[d], b) for s, d, b in zip(src, dst, size)]))
+    assert len(cols.take([0, 1])) == 2 and cols.take([0, 1]).sport.tolist() == [10, 11]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hosts": [A, B, "10.9.9.9"], "dst": [1, 2]}, r"flow 1: unknown host '10\.9\.9\.9'"),
+    ({"hosts": [A, B, "10.9.9.9"], "src": [0, 2]}, r"flow 1: unknown host '10\.9\.9\.9'"),
+    ({"dst": [1, 2]}, r"flow 1: host index out of range"),
+    ({"dst": [1, 0]}, "flow 1: source and destination are one host"),
+    ({"size": [5, 0]}, "flow 1: bytes must be a number > 0, got 0"),
+    ({"size": [5, float("nan")]}, "flow 1: bytes must be a number > 0, got nan"),
+    ({"size": ["5", "6"]}, "bytes must be numbers > 0"),
+    ({"sport": [1, 70000]}, "flow 1: .* protocol or port out of range"),
+    ({"sport": None}, "proto, sport and dport together"),
+    ({"phase": [0.5, 1.5]}, "phases must be integers"),
+    ({"size": [5]}, "different lengths"),
+])
+def test_columns_with_a_fault_are_refused_naming_the_first_flow_at_fault(change, message):
+    args = {"hosts": [A, B], "src": [0, 0], "dst": [1, 1], "size": [5, 6], "proto": [6, 6],
+            "sport": [1, 2], "dport": [80, 80], "phase": None} | change
+    with pytest.raises(IntentError, match=message):
+        parse_flows(IntentColumns(**args), host_by_ref)
 
 
 def test_an_intent_covers_its_5_tuples_and_host_pairs_and_nothing_else():

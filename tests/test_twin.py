@@ -277,9 +277,8 @@ def test_under_collective_the_intent_comes_first_and_the_flows_it_pins_are_not_l
     # The same flows, one left out of the intent: only that one (and its ACKs) is learned.
     tw = Twin(g, sched, policy="collective", seed=5)
     left_out = sched.flows[7].id
-    body = [item for item in tw._intent_requests()[0][1]]
-    del body[7]
-    tw.core.submit_intent("run", body, 0.0)
+    body = tw._intent_requests()[0][1]
+    tw.core.submit_intent("run", body.take(np.arange(len(body)) != 7), 0.0)
     pins = tw._pins()
     assert (np.flatnonzero(pins[0] < 0) == [7]).all()
     assert np.flatnonzero(tw._unlearned(todo, pins)).tolist() == [7]
@@ -310,6 +309,28 @@ def test_the_connections_are_made_once_when_setup_is_called_before_the_run(polic
     assert np.array_equal(recs.end_s, recs_alone.end_s, equal_nan=True)
 
 
+def test_the_intent_announced_as_columns_pins_what_its_items_pin():
+    """The twin announces a schedule's flows as columns (no item each); the same flows as
+    the runner's items must give every flow the same pinned path."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    tw = Twin(g, sched, policy="collective", seed=5)
+    tw.setup()
+    cols = tw._intent_requests()[0][1]
+    ip = cols.hosts
+    items = [(ip[s], ip[d], b, (ip[s], ip[d], p, sp, dp), ph) for s, d, b, p, sp, dp, ph in zip(
+        cols.src.tolist(), cols.dst.tolist(), cols.size.tolist(), cols.proto.tolist(),
+        cols.sport.tolist(), cols.dport.tolist(), cols.phase.tolist())]
+    other = Twin(g, sched, policy="collective", seed=5)
+    other.core.submit_intent("run", items, 0.0)
+    (pin_a, paths_a), (pin_b, paths_b) = tw._pins(), other._pins()
+    assert (pin_a >= 0).all() and (pin_b >= 0).all()
+    assert [paths_a[p] for p in pin_a.tolist()] == [paths_b[p] for p in pin_b.tolist()]
+    assert tw.core.intents()[0]["max_phase_link_load_s"] == \
+        other.core.intents()[0]["max_phase_link_load_s"]
+
+
 def test_pins_of_two_intents_and_a_learned_flow_are_laid_out_as_each_is_walked():
     """Two intents may give their flows the same switch path, and a flow neither announces is
     learned and placed: every flow's route laid out in one pass must be the one walked for it
@@ -318,10 +339,10 @@ def test_pins_of_two_intents_and_a_learned_flow_are_laid_out_as_each_is_walked()
     sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
                             schedule="shift", channels=2)
     tw = Twin(g, sched, policy="collective", seed=5)
-    body = [item for item in tw._intent_requests()[0][1]]
+    body = tw._intent_requests()[0][1]
     half = len(body) // 2
-    tw.core.submit_intent("a", body[:half], 0.0)
-    tw.core.submit_intent("b", body[half:-1], 0.0)
+    tw.core.submit_intent("a", body.take(np.arange(half)), 0.0)
+    tw.core.submit_intent("b", body.take(np.arange(half, len(body) - 1)), 0.0)
     mac, last = tw.mac, sched.flows[-1]
     tw.core.flow_seen(tw.key(len(sched) - 1), mac[last.src], mac[last.dst], 0, 0.0)
     pins = tw._pins()
