@@ -140,8 +140,8 @@ def _cpu_s():
 
 # Peak memory per flow of a cell, measured at k=16 (1,047,552 flows): under ecmp the schedule's
 # and the twin's columns (0.33-0.38 GB; 6.5 GB for the 67 million flows of k=32, before the
-# metrics); under collective the intent's columns and its per-flow parse besides (0.68 GB;
-# 6.4 GB for k=24's 11.9 million flows); policies whose core learns every flow, both
+# metrics); under collective the intent's columns and its assignment besides (0.67 GB;
+# 5.9 GB for k=24's 11.9 million flows); policies whose core learns every flow, both
 # directions, its flow objects (hedera 1.68 GB, congestion 2.47 GB). What a cell is
 # estimated to need, with some margin.
 BYTES_PER_FLOW = {"ecmp": 150, "collective": 700, "hedera": 1800}
