@@ -73,16 +73,9 @@ class FlowTable:
     def __len__(self):
         return len(self.size)
 
-    def key(self, i):
-        """Row ``i``'s 5-tuple as a FlowKey, None for a host pair."""
-        proto = int(self.proto[i])
-        if proto < 0:
-            return None
-        return FlowKey(self.ips[self.src[i]], self.ips[self.dst[i]], proto,
-                       int(self.sport[i]), int(self.dport[i]))
-
     def keys(self):
-        """Every row's :meth:`key`, in row order (a generator)."""
+        """Every row's 5-tuple as a FlowKey (None for a host pair), in row order (a
+        generator)."""
         ips = self.ips
         for s, d, proto, sport, dport in zip(self.src.tolist(), self.dst.tolist(),
                                              self.proto.tolist(), self.sport.tolist(),
