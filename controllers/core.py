@@ -1013,6 +1013,11 @@ class RoutingCore:
         self._sync(self._now)
         return self.path_service.allows(path)
 
+    def allowed_paths(self, paths):
+        """:meth:`allows` for every path of a ``SwitchPaths`` at once (a bool array)."""
+        self._sync(self._now)
+        return self.path_service.allowed(paths)
+
     def host_paths(self, src_mac, dst_mac):
         """Equal-cost switch paths between two known hosts' switches (sorted tuples)."""
         src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)

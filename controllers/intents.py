@@ -147,11 +147,58 @@ class IntentColumns:
                              pick(self.phase))
 
 
+class SwitchPaths:
+    """Switch paths as columns: a million chosen paths are a few arrays, not a tuple each.
+
+    Paths come in groups of ``width`` (a group: the candidate paths of one pair of switches,
+    in the core's order), path ``p`` in group ``p // width``. Path ``p`` starts at switch
+    ``first[p // width]`` and crosses the links ``rows[p]``, indices into ``links`` (directed
+    ``(u, v)`` dpid pairs) padded with ``len(links)``; a path of no links (both ends on one
+    switch) is a row of padding. ``last[g]`` is group g's last switch. ``paths[p]`` is path
+    p as a tuple of dpids.
+    """
+
+    __slots__ = ("first", "last", "rows", "width", "links", "_heads")
+
+    def __init__(self, first=(), last=(), rows=None, width=1, links=()):
+        self.first = np.asarray(first, dtype=np.int64)
+        self.last = np.asarray(last, dtype=np.int64)
+        self.rows = np.zeros((0, 1), dtype=np.int32) if rows is None else rows
+        self.width = max(1, int(width))
+        self.links = list(links)
+        self._heads = None
+
+    def __len__(self):
+        return self.rows.shape[0]
+
+    def __getitem__(self, p):
+        p = int(p)
+        if not 0 <= p < len(self):
+            raise IndexError(p)
+        n, links = len(self.links), self.links
+        return (int(self.first[p // self.width]),) + tuple(
+            links[lk][1] for lk in self.rows[p].tolist() if lk < n)
+
+    def hops(self, ids):
+        """How many links each path of ``ids`` crosses."""
+        return (self.rows[ids] < len(self.links)).sum(axis=1)
+
+    def ends(self, ids):
+        """``(first, last)``: the dpids each path of ``ids`` starts and ends at."""
+        group = np.asarray(ids) // self.width
+        return self.first[group], self.last[group]
+
+
+def _index_dtype(n):
+    """The smallest of int32 and int64 that indexes ``n`` items (and -1)."""
+    return np.int32 if n < 2 ** 31 - 1 else np.int64
+
+
 class Intent:
     """An announced collective, its flows (a :class:`FlowTable`), the path each was given,
     and what its last assignment achieved.
 
-    ``path_of[i]`` indexes ``paths`` (switch paths, tuples of dpids) for row i, -1 for none.
+    ``path_of[i]`` indexes ``paths`` (a :class:`SwitchPaths`) for row i, -1 for none.
     ``link_bytes`` is the bytes the assignment puts on each directed switch link: other
     intents' assignments count it as background without walking these flows again.
     """
@@ -160,8 +207,8 @@ class Intent:
         self.intent_id = intent_id
         self.table = table
         self.submitted_at = submitted_at
-        self.paths = []
-        self.path_of = np.full(len(table), -1, dtype=np.int64)
+        self.paths = SwitchPaths()
+        self.path_of = np.full(len(table), -1, dtype=np.int32)
         self.version = 0
         self.installed_version = -1
         self.peak_s = 0.0
@@ -180,8 +227,9 @@ class Intent:
     def flows(self):
         """Every row as an :class:`IntentFlow` (made on each call: for small intents, tests
         and reports; the policy reads the columns)."""
-        t, paths, hosts = self.table, self.paths + [None], self.table.hosts
-        return [IntentFlow(hosts[s], hosts[d], size, key, paths[p], t.phases[ph])
+        t, paths, hosts = self.table, self.paths, self.table.hosts
+        return [IntentFlow(hosts[s], hosts[d], size, key, paths[p] if p >= 0 else None,
+                           t.phases[ph])
                 for s, d, size, key, p, ph in zip(t.src.tolist(), t.dst.tolist(),
                                                    t.size.tolist(), t.keys(),
                                                    self.path_of.tolist(), t.phase.tolist())]
@@ -194,10 +242,14 @@ class Intent:
         """``(FlowKey or None, source Host, destination Host, path)`` of every row with a
         path, in row order (a generator)."""
         t, paths, hosts = self.table, self.paths, self.table.hosts
+        made = {}   # a path named by many rows is made once
         for s, d, key, p in zip(t.src.tolist(), t.dst.tolist(), t.keys(),
                                 self.path_of.tolist()):
             if p >= 0:
-                yield key, hosts[s], hosts[d], paths[p]
+                path = made.get(p)
+                if path is None:
+                    path = made[p] = paths[p]
+                yield key, hosts[s], hosts[d], path
 
     def valid(self, core):
         """Whether every row still has a path the core allows between its hosts' switches,
@@ -206,12 +258,15 @@ class Intent:
         hosts = core.hosts
         fresh = np.array([hosts.get(h.mac) == h for h in t.hosts] or [True], dtype=bool)
         dpid = np.array([h.dpid for h in t.hosts] or [0], dtype=np.int64)
-        ok_path = np.array([core.allows(p) for p in self.paths] + [False], dtype=bool)
-        first = np.array([p[0] for p in self.paths] + [-1], dtype=np.int64)
-        last = np.array([p[-1] for p in self.paths] + [-1], dtype=np.int64)
         p = self.path_of
-        return bool((fresh[t.src] & fresh[t.dst] & ok_path[p] & (first[p] == dpid[t.src])
-                     & (last[p] == dpid[t.dst])).all())
+        if (p < 0).any():
+            return False
+        if not (fresh[t.src] & fresh[t.dst]).all():
+            return False
+        first, last = self.paths.ends(p)
+        if not ((first == dpid[t.src]) & (last == dpid[t.dst])).all():
+            return False
+        return bool(core.allowed_paths(self.paths)[p].all())
 
     def status(self):
         """What ``RoutingCore.intent_status`` reports, JSON-able."""
@@ -488,12 +543,12 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     dpids = sorted({h.dpid for h in records})
     switch_of = np.searchsorted(np.array(dpids), [h.dpid for h in records])
     src, dst = table.src, table.dst
-    codes, first, flow_pair = np.unique(switch_of[src] * len(dpids) + switch_of[dst],
-                                        return_index=True, return_inverse=True)
-    flow_pair = flow_pair.reshape(-1)
+    first, flow_pair = _codes(switch_of[src] * len(dpids) + switch_of[dst], len(dpids) ** 2)
     pair_ends = [(records[src[i]].mac, records[dst[i]].mac) for i in first.tolist()]
-    used_phases, flow_phase = np.unique(table.phase, return_inverse=True)
-    flow_phase = flow_phase.reshape(-1)
+    first_switch = [records[src[i]].dpid for i in first.tolist()]
+    last_switch = [records[dst[i]].dpid for i in first.tolist()]
+    phase_first, flow_phase = _codes(table.phase - table.phase.min(initial=0),
+                                     int(np.ptp(table.phase)) + 1 if n else 0)
     sizes = table.size
     if n <= exact_flows:
         path_lists = [core.host_paths(a, b) for a, b in pair_ends]
@@ -504,20 +559,17 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
                    for size, phase, pair in zip(sizes.tolist(), flow_phase.tolist(),
                                                 flow_pair.tolist())]
         choices, phase_peak, optimal = min_max_assignment(
-            options, {(p, link): load for p in range(len(used_phases))
+            options, {(p, link): load for p in range(len(phase_first))
                       for link, load in background_s.items()},
             node_budget=node_budget)
         choices = np.array([-1 if c is None else c for c in choices], dtype=np.int64)
-        # Paths of all pairs in one list, so a flow's path is one index away.
-        intent.paths = list(itertools.chain.from_iterable(path_lists))
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-        intent.path_of = np.where(choices >= 0, starts[flow_pair] + choices, -1)
     else:
         # The core's path matrices (cached parts shared by every switch pair with the same
         # next hops), not every path as a tuple: at k=16, 16,384 switch pairs of 64 paths.
         matrices = [core.host_path_matrix(a, b) for a, b in pair_ends]
         links = list(core.link_list)
         paths, counts = _matrix_arrays(matrices, len(links))
+        del matrices
         capacity_bps, background_s = _capacities(core, links, background_bytes)
         weight = np.array([8 / capacity_bps[link] for link in links])
         choices, phase_peak, optimal = batched_min_max_assignment(
@@ -525,13 +577,25 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
             np.array([background_s.get(link, 0.0) for link in links]),
             improve_ops=improve_ops)
         phase_peak = max(phase_peak, max(background_s.values(), default=0.0))
-        first_switch = [records[src[i]].dpid for i in first.tolist()]
-        intent.paths, intent.path_of = _chosen_paths(paths, flow_pair, choices,
-                                                     first_switch, links)
+    # A flow's path is its pair's group of candidates and its choice in it: no path is
+    # made per flow (tens of millions at k=32).
+    width = paths.shape[1]
+    intent.paths = SwitchPaths(first_switch, last_switch, paths.reshape(-1, paths.shape[2]),
+                               width, links)
     placed = choices >= 0
-    used = paths[flow_pair[placed], choices[placed]]
-    own = np.bincount(used.ravel(), weights=np.repeat(sizes[placed], used.shape[1]),
-                      minlength=len(links) + 1)[:len(links)]
+    path_of = np.full(n, -1, dtype=_index_dtype(len(intent.paths)))
+    path_of[placed] = flow_pair[placed] * width + choices[placed]
+    intent.path_of = path_of
+    del choices, flow_pair
+    # The bytes on every link, one link position of the paths at a time (no (flows, hops)
+    # array of link indices and its repeated sizes).
+    rows, chosen = intent.paths.rows, path_of[placed]
+    placed_sizes = sizes[placed]
+    own = np.zeros(len(links) + 1)
+    for j in range(rows.shape[1]):
+        own += np.bincount(rows[chosen, j], weights=placed_sizes, minlength=len(links) + 1)
+    own = own[:len(links)]
+    del chosen, placed_sizes
     intent.link_bytes = {links[j]: float(own[j]) for j in np.flatnonzero(own).tolist()}
     load_bytes = dict(background_bytes)
     for link, b in intent.link_bytes.items():
@@ -543,8 +607,28 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.phase_peak_s = phase_peak
     intent.optimal = bool(optimal)
     intent.unplaced = int(n - placed.sum())
-    intent.phases = len(used_phases)
+    intent.phases = len(phase_first)
     intent.version += 1
+
+
+def _codes(values, bound):
+    """``(first, inverse)`` of non-negative integer ``values`` below ``bound``, as
+    ``np.unique(values, return_index=True, return_inverse=True)`` gives them up to which
+    row represents each (here: the last), the inverse as int32: with a table of ``bound``
+    entries when that is no larger than a few times the values, else by sorting."""
+    values = np.asarray(values, dtype=np.int64)
+    if bound <= 4 * len(values) + 1024:
+        present = np.zeros(max(bound, 1), dtype=bool)
+        present[values] = True
+        number = np.cumsum(present, dtype=np.int64) - 1
+        codes = np.flatnonzero(present)
+        inverse = number[values].astype(_index_dtype(len(codes)))
+        del number
+        first = np.zeros(len(codes), dtype=np.int64)
+        first[inverse] = np.arange(len(values), dtype=np.int64)
+        return first, inverse
+    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1).astype(_index_dtype(len(first)))
 
 
 def _capacities(core, links, background_bytes):
@@ -563,35 +647,16 @@ def _capacities(core, links, background_bytes):
 def _matrix_arrays(matrices, n_links):
     """Path matrices (see ``RoutingCore.host_path_matrix``; None for no path) as the arrays
     of :func:`_candidate_arrays`: ``(paths, counts)``, ``paths[p, j]`` the link indices of
-    the j-th path of pair p padded with ``n_links``."""
+    the j-th path of pair p padded with ``n_links`` (int32 while the links are fewer: the
+    array holds every candidate of every pair: 268 million entries at k=32)."""
     counts = np.array([0 if m is None else m.shape[1] for m in matrices], dtype=np.int64)
     depth = max([m.shape[0] for m in matrices if m is not None], default=0)
     paths = np.full((len(matrices), max(1, int(counts.max(initial=0))), max(1, depth)),
-                    n_links, dtype=np.int64)
+                    n_links, dtype=_index_dtype(n_links + 1))
     for p, m in enumerate(matrices):
         if m is not None and m.shape[0]:
             paths[p, :m.shape[1], :m.shape[0]] = m.T
     return paths, counts
-
-
-def _chosen_paths(paths, flow_pair, choices, first_switch, links):
-    """``(made, path_of)``: each distinct chosen (pair, path) once as a tuple of dpids, and
-    each flow's index into them (-1 if unplaced): ``first_switch[p]`` is pair p's first
-    switch."""
-    n_links, width = len(links), paths.shape[1]
-    code = np.where(choices >= 0, flow_pair * width + choices, -1)
-    kinds, which = np.unique(code, return_inverse=True)
-    which = which.reshape(-1)
-    chosen = kinds[kinds >= 0]
-    rows = paths[chosen // width, chosen % width]
-    # A pair's paths are all shortest, of one length: padding only ends a row.
-    lengths = (rows < n_links).sum(axis=1).tolist()
-    heads = np.array([v for _, v in links] + [-1], dtype=np.int64)[rows].tolist()
-    made = [(first_switch[p],) + tuple(h[:n])
-            for p, h, n in zip((chosen // width).tolist(), heads, lengths)]
-    if len(chosen) < len(kinds):   # code -1 sorts first
-        which = which - 1
-    return made, which.astype(np.int64)
 
 
 def _candidate_arrays(path_lists):

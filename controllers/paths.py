@@ -19,6 +19,7 @@ import collections
 import itertools
 
 import networkx as nx
+import numpy as np
 
 # Path enumerations kept (each a list of switch tuples): enough for every edge-switch pair a
 # k=16 fat-tree's policies touch in a round, bounded so memory does not grow with flows.
@@ -200,6 +201,26 @@ class PathService:
         if hops is None:
             return len(path) == 1 and path[0] in self.adj
         return all(b in hops.get(a, ()) for a, b in zip(path, path[1:]))
+
+    def allowed(self, paths):
+        """:meth:`allows` for every path of ``paths`` (controllers/intents.py
+        ``SwitchPaths``) at once, as a bool array: a path is a shortest path toward its last
+        switch exactly when each of its links is in the adjacency and it has as many links
+        as that switch's distance from its first (each hop then comes one closer)."""
+        adj = self.adj
+        up = np.array([v in adj.get(u, ()) for u, v in paths.links] + [True], dtype=bool)
+        want = np.array([(0 if a in adj else -1) if a == b else self.dist.get(b, {}).get(a, -1)
+                         for a, b in zip(paths.first.tolist(), paths.last.tolist())],
+                        dtype=np.int64)
+        rows, n_links = paths.rows, len(paths.links)
+        out = np.empty(len(paths), dtype=bool)
+        step = 1 << 20
+        for lo in range(0, len(paths), step):
+            part = rows[lo:lo + step]
+            group = np.arange(lo, lo + len(part)) // paths.width
+            out[lo:lo + step] = (up[part].all(axis=1)
+                                 & ((part < n_links).sum(axis=1) == want[group]))
+        return out
 
     def k_paths(self, src, dst, k, max_extra_hops=2):
         """Up to ``k`` loop-free switch paths from ``src`` to ``dst``, shortest first.

@@ -319,17 +319,23 @@ def _spread_ranks(paths, n_links):
     from empty links: on a fat-tree it alternates uplinks before reusing one.
     """
     n_pairs, m, h = paths.shape
-    key = (np.arange(n_pairs)[:, None, None] * (n_links + 1) + paths).ravel()
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    pos = np.arange(len(ordered))
-    starts = np.ones(len(ordered), bool)
-    starts[1:] = ordered[1:] != ordered[:-1]
-    first = np.maximum.accumulate(np.where(starts, pos, 0))
-    rank = np.empty_like(pos)
-    rank[order] = pos - first
-    rank = np.where(paths == n_links, 0, rank.reshape(paths.shape))
-    return rank.max(axis=2) * (m * h + 1) + rank.sum(axis=2)
+    out = np.empty((n_pairs, m), dtype=np.int64)
+    # Pairs a few at a time: the sort's temporaries are several times the paths' size.
+    step = max(1, (1 << 21) // max(1, m * h))
+    for lo in range(0, n_pairs, step):
+        part = paths[lo:lo + step]
+        key = (np.arange(len(part))[:, None, None] * (n_links + 1) + part).ravel()
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        pos = np.arange(len(ordered))
+        starts = np.ones(len(ordered), bool)
+        starts[1:] = ordered[1:] != ordered[:-1]
+        first = np.maximum.accumulate(np.where(starts, pos, 0))
+        rank = np.empty_like(pos)
+        rank[order] = pos - first
+        rank = np.where(part == n_links, 0, rank.reshape(part.shape))
+        out[lo:lo + step] = rank.max(axis=2) * (m * h + 1) + rank.sum(axis=2)
+    return out
 
 
 def _ticks(values):
@@ -370,15 +376,14 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
     # Link position first: a path's loads are then H contiguous slices, reduced by
     # elementwise maximum and sum (numpy reduces a short last axis slowly).
     by_link = np.ascontiguousarray(paths.transpose(0, 2, 1))
-    link_weight = weight[by_link]
-    heaviest = link_weight.max(axis=1)
     flat, width_links = loads.reshape(-1), loads.shape[1]
     for t in range(len(bounds) - 1):
         g = by_step[bounds[t]:bounds[t + 1]]
         gp, gph, gs, gc = g_pair[g], g_phase[g], g_size[g], g_count[g]
         cand = by_link[gp]
         after = flat.take(cand + (gph * width_links)[:, None, None])
-        after += gs[:, None, None] * link_weight[gp]
+        link_weight = weight[cand]   # per step: for every pair at once, GBs at k=32
+        after += gs[:, None, None] * link_weight
         peak, total = after[:, 0].copy(), after[:, 0].copy()
         for h in range(1, after.shape[1]):
             np.maximum(peak, after[:, h], out=peak)
@@ -398,7 +403,8 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             # only if it were far less loaded than the others).
             top = ranked[:, :most]
             first = np.take_along_axis(level, top, axis=1)
-            rise = _ticks(gs[:, None] * np.take_along_axis(heaviest[gp], top, axis=1))
+            heaviest = link_weight.max(axis=1)
+            rise = _ticks(gs[:, None] * np.take_along_axis(heaviest, top, axis=1))
             share = -(-most // max(1, int(counts[gp].min())))
             levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
             slots = np.argsort(levels.reshape(len(g), -1), axis=1, kind="stable")
@@ -522,7 +528,9 @@ def batched_min_max_assignment(paths, path_counts, flow_pair, flow_phase, flow_s
     >>> choices.tolist(), peak, exact
     ([0, 1, 1], 2.0, True)
     """
-    paths = np.asarray(paths, dtype=np.int64)
+    paths = np.asarray(paths)
+    if paths.dtype.kind not in "iu":
+        paths = paths.astype(np.int64)
     flow_pair = np.asarray(flow_pair, dtype=np.int64)
     flow_phase = np.asarray(flow_phase, dtype=np.int64)
     flow_size = np.asarray(flow_size, dtype=float)

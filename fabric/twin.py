@@ -71,6 +71,7 @@ A short flow is therefore approximated as ``bytes / fair share + propagation del
 underestimates what TCP takes for flows of a few round trips.
 """
 
+import bisect
 import heapq
 import ipaddress
 import math
@@ -107,6 +108,27 @@ def _padded(rows):
     for i, row in enumerate(rows):
         out[i, :len(row)] = row
     return out
+
+
+class _PinPaths:
+    """The switch paths of every intent's pins as one numbering (see :meth:`Twin._pins`):
+    path ``p`` is path ``p - offsets[i]`` of ``parts[i]`` (controllers/intents.py
+    ``SwitchPaths``), i the last part starting at or before p."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(x) for x in self.parts])[:-1].tolist()
+
+    def __len__(self):
+        return sum(len(x) for x in self.parts)
+
+    def part_of(self, p):
+        i = bisect.bisect_right(self.offsets, p) - 1
+        return i, p - self.offsets[i]
+
+    def __getitem__(self, p):
+        i, q = self.part_of(int(p))
+        return self.parts[i][q]
 
 
 class TwinError(RuntimeError):
@@ -405,22 +427,33 @@ def _hsift(ht, hf, size, i):
         i = c
 
 
-def _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up, h_down, dcol, nh, nhc,
-          tids, slots, smask, swlid, fast_failover, multipath):
+def _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, pp, pmap, h_sw, h_up, h_down,
+          dcol, nh, nhc, tids, slots, smask, swlid, fast_failover, multipath):
     """The links flow ``fi`` crosses on a fabric whose links are all up, into ``walk``
-    (-1 padded): the policy's route if it has one (``ov_row``), else the SELECT bucket of its
-    hash at every switch. Returns the number of links, 0 if no path leads on, -1 if Python
-    must decide (a highest-random-weight group, a detour)."""
+    (-1 padded): the policy's route if it has one (``ov_row``: a pin's path row in ``pp``
+    between the hosts' links, or a whole route in ``ov_links``; see Twin._overrides), else
+    the SELECT bucket of its hash at every switch. Returns the number of links, 0 if no path
+    leads on, -1 if Python must decide (a highest-random-weight group, a detour)."""
     walk[:] = -1
     r = ov_row[fi] if fi < ov_row.shape[0] else -1
+    hs, hd = f_src[fi], f_dst[fi]
     if r >= 0:
+        walk[0] = h_up[hs]
+        n = 1
+        for w in range(pp.shape[1]):
+            lk = pmap[pp[r, w]]
+            if lk >= 0:
+                walk[n] = lk
+                n += 1
+        walk[n] = h_down[hd]
+        return n + 1
+    if r <= -2:
         n = 0
         for w in range(ov_links.shape[1]):
-            if ov_links[r, w] >= 0:
-                walk[w] = ov_links[r, w]
+            if ov_links[-2 - r, w] >= 0:
+                walk[w] = ov_links[-2 - r, w]
                 n += 1
         return n
-    hs, hd = f_src[fi], f_dst[fi]
     s, d = h_sw[hs], h_sw[hd]
     walk[0] = h_up[hs]
     n = 1
@@ -601,7 +634,8 @@ def _epoch_rate(r, t, si, r_links, caps, r_left, r_rate, used, fin_t, fin_r):
 
 
 def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
-           end_out, sent_final, fhash, needs_py, ov_row, ov_links, h_sw, h_up, h_down,
+           end_out, sent_final, fhash, needs_py, ov_row, ov_links, pp, pmap, h_sw, h_up,
+           h_down,
            dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
            r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
            st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left,
@@ -730,8 +764,8 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 break
         while si[I_STARTS] > 0 and st_t[0] <= t:
             fi = st_f[0]
-            n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, h_sw, h_up,
-                        h_down, dcol, nh, nhc, tids, slots, smask, swlid,
+            n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, pp, pmap, h_sw,
+                      h_up, h_down, dcol, nh, nhc, tids, slots, smask, swlid,
                         si[I_FAST_FAILOVER], si[I_MULTIPATH])
             status = DONE   # none: it starts here
             if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
@@ -1188,6 +1222,8 @@ class Twin:
         self._by_code = np.argsort(code, kind="stable")
         self._codes = code[self._by_code]
         self._pins_cache = None
+        self._pin_rows_cache = None
+        self._pin_bad = None
         self._learned_at_setup = None   # setup() done: the flows the core learned
 
     def _draw_ports(self, seed):
@@ -1264,11 +1300,13 @@ class Twin:
             return self._pins_cache[1]
         n = len(self.f_src)
         at = self.host_at
-        paths, by_pair, by_key = [], [], []
+        parts, by_pair, by_key = [], [], []
+        offset = 0
         for table, path_of, table_paths in core.pinned_tables():
             rows = np.flatnonzero(path_of >= 0)
-            pid = (path_of[rows] + len(paths)).astype(np.int32)
-            paths.extend(table_paths)
+            pid = path_of[rows].astype(np.int64) + offset
+            parts.append(table_paths)
+            offset += len(table_paths)
             keyed = table.proto[rows] >= 0
             # A host pair's pin matches its hosts' addresses now; a 5-tuple's, the ones it
             # was announced with.
@@ -1282,7 +1320,7 @@ class Twin:
             by_key.append((self._index_rows(was_at[table.src[r]], was_at[table.dst[r]],
                                             table.proto[r], table.sport[r], table.dport[r]),
                            pid[keyed]))
-        pin_of = np.full(n, -1, dtype=np.int32)
+        pin_of = np.full(n, -1, dtype=np.int32 if offset < 2 ** 31 - 1 else np.int64)
         n_hosts = len(self.hosts)
         if by_pair and sum(len(p) for _, _, p in by_pair):
             s, d, p = (np.concatenate(c) for c in zip(*by_pair))
@@ -1295,7 +1333,7 @@ class Twin:
             pin_of[hit] = paths_of[pos[hit]]
         for fi, p in by_key:   # after the pairs: a 5-tuple's pin outranks its pair's
             pin_of[fi[fi >= 0]] = p[fi >= 0]
-        pins = (pin_of, paths)
+        pins = (pin_of, _PinPaths(parts))
         self._pins_cache = (core.pins_version, pins)
         return pins
 
@@ -1456,73 +1494,109 @@ class Twin:
 
     def _overrides(self, todo, pins):
         """The routes of the flows not started (``todo``, a mask) that the policy routes
-        itself (a pin or a learned flow's path), as ``(ov_row, ov_links)``: flow -> row of
-        links, -1 for the flows the SELECT groups route (``ov_row`` of one entry when there
-        are none). While every link is up, a route is its path's links between its hosts'
-        links, laid out for all flows at once (a million at k=16); otherwise each flow's
-        route is walked (:meth:`_route`)."""
+        itself (a pin or a learned flow's path), as ``(ov_row, ov_links, pp, pmap)`` for
+        :func:`_walk`: ``ov_row[fi]`` >= 0 is row ``pp[ov_row[fi]]`` of a pin's switch links
+        (mapped to links by ``pmap``, whose last entry, -1, is padding), between the flow's
+        hosts' links; <= -2 is a whole route, row ``-2 - ov_row[fi]`` of ``ov_links``; -1 is
+        none (the SELECT groups route it). While every link is up, the pins' rows are the
+        intents' own path columns (nothing per flow but ``ov_row``: tens of millions of
+        flows at k=32); otherwise each flow's route is walked (:meth:`_route`)."""
         core = self.core
         pin_of, pin_paths = pins
+        none_pp = np.zeros((1, 1), dtype=np.int32), np.full(1, -1, dtype=np.int32)
         if not (core.learns_flows or (pin_of >= 0).any()):
             # No flow of its own: the loop routes every flow by the SELECT groups.
-            return np.full(1, -1, dtype=np.int32), np.full((1, 1), -1, dtype=np.int32)
-        ov_row = np.full(len(self.f_src), -1, dtype=np.int32)
+            return (np.full(1, -1, dtype=np.int32), np.full((1, 1), -1, dtype=np.int32)
+                    ) + none_pp
+        ov_row = np.full(len(self.f_src), -1, dtype=pin_of.dtype)
+        routes = []   # whole routes, host link to host link
+
+        def route(fi, links):
+            ov_row[fi] = -2 - len(routes)
+            routes.append(links)
+
         if not self.up.all():
-            routes = []
             for fi in np.flatnonzero(todo).tolist():
                 path = self._policy_path(fi, pins)
                 if path is None:
                     continue
                 links = self._route(fi, pins, path)
                 if links is not None:
-                    ov_row[fi] = len(routes)
-                    routes.append(links)
-            return ov_row, _padded(routes)
-        path_of = np.where(todo, pin_of, -1)
-        # The pins' paths keep their indices (one may appear twice, in two intents); learned
-        # flows' paths follow them, each once.
-        paths, ids = list(pin_paths), {}
-        if core.learns_flows and core.load.pinned_rows:
-            # (None pinned: hedera's learned flows all follow the groups until adapt.)
-            fis = np.flatnonzero(todo & (path_of < 0))
-            for fi, flow in zip(fis.tolist(), self._learned(fis)):
-                if flow is not None and flow.path is not None:
-                    p = ids.get(flow.path)
-                    if p is None:
-                        p = ids[flow.path] = len(paths)
-                        paths.append(flow.path)
-                    path_of[fi] = p
-        # Per path: its switch links from column 1 on, its ends (-1: walked by Python).
-        hops = np.array([len(p) - 1 for p in paths], dtype=np.int64)
-        plinks = np.full((max(len(paths), 1), int(hops.max(initial=0)) + 2), -1,
-                         dtype=np.int32)
-        first = np.full(len(paths), -1, dtype=np.int64)
-        last = first.copy()
-        for i, p in enumerate(paths):
-            links = [self.sw_lid.get(hop) for hop in zip(p, p[1:])]
-            if None not in links:
-                plinks[i, 1:1 + len(links)] = links
-                first[i], last[i] = p[0], p[-1]
-        fis = np.flatnonzero(path_of >= 0)
-        pid = path_of[fis]
-        src, dst = self.f_src[fis], self.f_dst[fis]
+                    route(fi, links)
+            return (ov_row, _padded(routes)) + none_pp
+        pp, pmap = self._pin_rows(pin_paths)
+        # Pins: a flow whose hosts sit where its path starts and ends takes the path's row;
+        # others (a host moved) are walked.
+        fis = np.flatnonzero(todo & (pin_of >= 0))
+        pid = pin_of[fis]
+        fit = np.zeros(len(fis), dtype=bool)
         h_dpid = np.asarray(self.h_dpid, dtype=np.int64)
-        ok = (first[pid] == h_dpid[src]) & (last[pid] == h_dpid[dst])
-        walked = [(fi, self._route(fi, pins, paths[p]))
-                  for fi, p in zip(fis[~ok].tolist(), pid[~ok].tolist())]
-        walked = [(fi, links) for fi, links in walked if links is not None]
-        fis, pid, src, dst = fis[ok], pid[ok], src[ok], dst[ok]
-        r = len(fis)
-        width = max([plinks.shape[1]] + [len(links) for _, links in walked])
-        ov_links = np.full((max(r + len(walked), 1), width), -1, dtype=np.int32)
-        ov_links[:r, :plinks.shape[1]] = plinks[pid]
-        ov_links[:r, 0] = self.h_up[src]
-        ov_links[np.arange(r), 1 + hops[pid]] = self.h_down[dst]
-        ov_row[fis] = np.arange(r, dtype=np.int32)
-        for j, (fi, links) in enumerate(walked):
-            ov_row[fi] = r + j
-            ov_links[r + j, :len(links)] = links
-        return ov_row, ov_links
+        for part, lo in zip(pin_paths.parts, pin_paths.offsets):
+            mine = np.flatnonzero((pid >= lo) & (pid < lo + len(part)))
+            first, last = part.ends(pid[mine] - lo)
+            fit[mine] = ((first == h_dpid[self.f_src[fis[mine]]])
+                         & (last == h_dpid[self.f_dst[fis[mine]]]))
+        if self._pin_bad is not None:
+            fit &= ~self._pin_bad[pid]
+        ov_row[fis[fit]] = pid[fit]
+        for fi, p in zip(fis[~fit].tolist(), pid[~fit].tolist()):
+            links = self._route(fi, pins, pin_paths[p])
+            if links is not None:
+                route(fi, links)
+        del fis, pid, fit
+        if core.learns_flows and core.load.pinned_rows:
+            # Learned flows' paths (none pinned: hedera's learned flows all follow the
+            # groups until adapt), each path's links made once.
+            fis = np.flatnonzero(todo & (pin_of < 0))
+            made = {}
+            for fi, flow in zip(fis.tolist(), self._learned(fis)):
+                if flow is None or flow.path is None:
+                    continue
+                path = flow.path
+                hs, hd = int(self.f_src[fi]), int(self.f_dst[fi])
+                mid = made.get(path)
+                if mid is None:
+                    mid = made[path] = [self.sw_lid.get(hop) for hop in zip(path, path[1:])]
+                if None in mid or path[0] != h_dpid[hs] or path[-1] != h_dpid[hd]:
+                    links = self._route(fi, pins, path)
+                    if links is not None:
+                        route(fi, links)
+                    continue
+                route(fi, [int(self.h_up[hs])] + mid + [int(self.h_down[hd])])
+        return ov_row, _padded(routes), pp, pmap
+
+    def _pin_rows(self, pin_paths):
+        """``(pp, pmap)``: the pins' path rows, in the pins' numbering, and the map of their
+        entries to links (see :meth:`_overrides`), kept with the pins. With one intent, its
+        own rows (no copy: a quarter of a billion entries at k=32); with several, their rows
+        mapped to links, one after another. Sets ``_pin_bad``: the rows crossing a link the
+        twin does not know (walked by Python), None if none does."""
+        cache = self._pin_rows_cache
+        if cache is not None and cache[0] is pin_paths:
+            return cache[1]
+        unknown = -2
+        maps = [np.array([self.sw_lid.get(link, unknown) for link in part.links] + [-1],
+                         dtype=np.int32) for part in pin_paths.parts]
+        bad = None
+        if len(maps) == 1:
+            pp, pmap = pin_paths.parts[0].rows, maps[0]
+            if (pmap == unknown).any():
+                bad = (pmap[pp] == unknown).any(axis=1)
+        elif maps:
+            depth = max(x.rows.shape[1] for x in pin_paths.parts)
+            pp = np.full((max(1, len(pin_paths)), depth), -1, dtype=np.int32)
+            for part, m, lo in zip(pin_paths.parts, maps, pin_paths.offsets):
+                pp[lo:lo + len(part), :part.rows.shape[1]] = m[part.rows]
+            # Entries are links already (pmap[-1]: padding); rows with an unknown link are
+            # never walked by the loop.
+            pmap = np.append(np.arange(len(self.caps), dtype=np.int32), -1)
+            if any((m == unknown).any() for m in maps):
+                bad = (pp == unknown).any(axis=1)
+        else:
+            pp, pmap = np.zeros((1, 1), dtype=np.int32), np.full(1, -1, dtype=np.int32)
+        self._pin_bad = bad
+        self._pin_rows_cache = (pin_paths, (pp, pmap))
+        return pp, pmap
 
     def _unlearned(self, mask, pins):
         """The flows of ``mask`` whose first packet would reach the controller of a policy
@@ -1726,12 +1800,13 @@ class Twin:
             si[I_STATS_ALWAYS] = bool(self._events) or core.learns_flows
             si[I_FREE] = act.n_free
             dcol, nh, nhc, tids, slots, smask = state["tables"]
-            ov_row, ov_links = state["ov"]
-            if ov_links.shape[1] > act.links.shape[1]:
-                act.grow(len(act.left), ov_links.shape[1])
+            ov_row, ov_links, pp, pmap = state["ov"]
+            if max(ov_links.shape[1], pp.shape[1] + 2) > act.links.shape[1]:
+                act.grow(len(act.left), max(ov_links.shape[1], pp.shape[1] + 2))
             walk = np.full(act.links.shape[1], -1, dtype=np.int32)
             kernel(fs, si, self.f_src, self.f_dst, nbytes, floor, delay, cptr, cidx, waiting,
                    start_out, end_out, sent_final, self.hash, needs_py, ov_row, ov_links,
+                   pp, pmap,
                    self.h_sw, self.h_up, self.h_down, dcol, nh, nhc, tids, slots, smask,
                    self.swlid, self.live_caps, self.delay, self.serialize, self.link_bytes,
                    act.links, act.left, act.rate, act.sent, act.base, act.t0, act.alive,
