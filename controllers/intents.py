@@ -479,16 +479,30 @@ def _parse_columns(cols, host_by_ref):
         values = np.asarray(cols.phase)
         if values.dtype.kind not in "iu":
             raise IntentError(f"phases must be integers, got {values.dtype} values")
-        uniq, at, inverse = np.unique(values, return_index=True, return_inverse=True)
+        low = int(values.min())
+        at, inverse = _first_seen(values - low, int(values.max()) - low + 1)
         order = np.argsort(at, kind="stable")        # phases in order of first appearance
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
-        phase, phases = rank[inverse.reshape(-1)], uniq[order].tolist()
+        phase = rank[inverse]
+        phases = (values[at[order]]).tolist()
+        del inverse
     # Rows of one 5-tuple (or host pair) are one flow: bytes summed, phase kept if alike.
-    ident = np.stack([s_m, d_m, proto, sport, dport])
-    order = np.lexsort(ident[::-1])
+    # Rows distinct in (source, destination, source port), as a simulator's connections
+    # are, are distinct flows: one sort of one column tells, before sorting all five.
+    hosts_bits = max(1, len(macs)).bit_length()
+    if 2 * hosts_bits + 16 <= 62:
+        quick = np.sort((s_m << hosts_bits | d_m) << 16 | sport)
+        distinct = not (quick[1:] == quick[:-1]).any()
+        del quick
+    else:
+        distinct = False
     step = np.ones(n, dtype=bool)
-    step[1:] = (ident[:, order[1:]] != ident[:, order[:-1]]).any(axis=0)
+    if not distinct:
+        ident = np.stack([s_m, d_m, proto, sport, dport])
+        order = np.lexsort(ident[::-1])
+        step[1:] = (ident[:, order[1:]] != ident[:, order[:-1]]).any(axis=0)
+        del ident
     if not step.all():
         group_sorted = np.cumsum(step) - 1
         group = np.empty(n, dtype=np.int64)
@@ -509,10 +523,14 @@ def _parse_columns(cols, host_by_ref):
         grp = group[rows]
         s_m, d_m, proto, sport, dport = (c[rows] for c in (s_m, d_m, proto, sport, dport))
         size, phase = merged_size[grp], lo[grp]
-    # The table's hosts in order of first appearance, as the item parse has them.
-    seen = np.stack([s_m, d_m], axis=1).ravel()
-    uniq, at = np.unique(seen, return_index=True)
-    order = uniq[np.argsort(at, kind="stable")]
+    # The table's hosts in order of first appearance (each flow's source, then its
+    # destination), as the item parse has them.
+    m = len(s_m)
+    first_at = np.full(len(macs), 2 * m, dtype=np.int64)
+    np.minimum.at(first_at, s_m, np.arange(0, 2 * m, 2))
+    np.minimum.at(first_at, d_m, np.arange(1, 2 * m, 2))
+    named = np.flatnonzero(first_at < 2 * m)
+    order = named[np.argsort(first_at[named], kind="stable")]
     renumber = np.empty(len(macs), dtype=np.int64)
     renumber[order] = np.arange(len(order))
     return FlowTable([record_of[macs[m]] for m in order.tolist()], renumber[s_m],
@@ -609,6 +627,21 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.unplaced = int(n - placed.sum())
     intent.phases = len(phase_first)
     intent.version += 1
+
+
+def _first_seen(values, bound):
+    """``(at, inverse)``: the row where each distinct value of ``values`` (non-negative
+    integers below ``bound``) first appears, in sorted order of the values, and each row's
+    value's index among them (``np.unique``'s ``return_index`` and ``return_inverse``), by a
+    table when ``bound`` is no more than a few times the rows, else by ``np.unique``."""
+    if bound > 4 * len(values) + 1024:
+        _, at, inverse = np.unique(values, return_index=True, return_inverse=True)
+        return at, inverse.reshape(-1)
+    first = np.full(bound, len(values), dtype=np.int64)
+    np.minimum.at(first, values, np.arange(len(values)))
+    present = first < len(values)
+    number = np.cumsum(present) - 1
+    return first[present], number[values]
 
 
 def _codes(values, bound):

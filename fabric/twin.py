@@ -110,6 +110,19 @@ def _padded(rows):
     return out
 
 
+def _search(ordered, queries):
+    """``np.searchsorted(ordered, queries)`` with many queries sorted first: a binary search
+    per query in a large array misses the cache at every step (12 million random queries in
+    12 million values: 18.7 s; sorted: 0.4 s, plus 1.6 s to sort them)."""
+    queries = np.asarray(queries)
+    if len(queries) < 1 << 16 or len(ordered) < 1 << 16:
+        return np.searchsorted(ordered, queries)
+    order = np.argsort(queries)
+    out = np.empty(len(queries), dtype=np.int64)
+    out[order] = np.searchsorted(ordered, queries[order])
+    return out
+
+
 class _PinPaths:
     """The switch paths of every intent's pins as one numbering (see :meth:`Twin._pins`):
     path ``p`` is path ``p - offsets[i]`` of ``parts[i]`` (controllers/intents.py
@@ -1328,7 +1341,7 @@ class Twin:
             codes, last = np.unique((s * n_hosts + d)[::-1], return_index=True)
             paths_of = p[::-1][last]
             flow_code = self.f_src.astype(np.int64) * n_hosts + self.f_dst
-            pos = np.minimum(np.searchsorted(codes, flow_code), len(codes) - 1)
+            pos = np.minimum(_search(codes, flow_code), len(codes) - 1)
             hit = codes[pos] == flow_code
             pin_of[hit] = paths_of[pos[hit]]
         for fi, p in by_key:   # after the pairs: a 5-tuple's pin outranks its pair's
@@ -1354,7 +1367,7 @@ class Twin:
         if n == 0:
             return np.full(len(s), -1, dtype=np.int64)
         code = s << 16 | np.asarray(sport, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self._codes, code), n - 1)
+        pos = np.minimum(_search(self._codes, code), n - 1)
         fi = self._by_code[pos]
         hit = ((s >= 0) & (self._codes[pos] == code) & (self.f_dst[fi] == d)
                & (self.dport[fi] == dport) & (self.proto[fi] == proto))
