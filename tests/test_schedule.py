@@ -191,3 +191,17 @@ def test_start_time_is_the_later_of_start_s_and_the_last_dependency_plus_delay()
     assert f.start_time([0.1, 0.2]) == 0.5
     assert f.start_time(iter([0.4, 1.0])) == pytest.approx(1.2)
     assert Flow("d", "h1", "h2", 1, delay_s=0.3).start_time([]) == 0.3
+
+
+@pytest.mark.parametrize("compiled_from", [0, 1 << 30])
+def test_columnar_depths_compiled_and_in_python_agree(monkeypatch, compiled_from):
+    """A columnar schedule's depths, from the compiled loop (large schedules) and the
+    Python one (small ones), on a shift all-to-all whose rounds are known."""
+    import traffic.schedule as schedule_module
+    monkeypatch.setattr(schedule_module, "COMPILED_DEPTHS", compiled_from)
+    hosts = [f"h{i}" for i in range(1, 10)]
+    shift = moe_alltoall(hosts, tokens_per_host=8, schedule="shift", channels=2)
+    cols = shift.columns()
+    want = shift.depths()
+    assert cols.depths().tolist() == [want[f.id] for f in shift.flows]
+    assert max(want.values()) == 3   # 8 rounds, 2 at a time

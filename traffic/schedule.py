@@ -213,12 +213,35 @@ class Columns:
         ptr, idx = self.dep_ptr, self.dep_idx
         if len(idx) and not (idx < np.repeat(np.arange(n), np.diff(ptr))).all():
             raise ScheduleError("columns: a dependency does not come before its flow")
+        if n >= COMPILED_DEPTHS:
+            # Compiled: a Python loop over 67 million flows (k=32) takes minutes and its
+            # lists several GB.
+            global _depth_loop
+            if not hasattr(_depth_loop, "py_func"):
+                import numba
+                _depth_loop = numba.njit(cache=True)(_depth_loop)
+            _depth_loop(ptr, idx, depth)
+            return depth
         ptr_l, idx_l, out = ptr.tolist(), idx.tolist(), [0] * n
         for i in range(n):
             if ptr_l[i + 1] > ptr_l[i]:
                 out[i] = 1 + max(out[j] for j in idx_l[ptr_l[i]:ptr_l[i + 1]])
         depth[:] = out
         return depth
+
+
+# Flows from which ColumnarSchedule.depths runs compiled (below: loading numba costs more).
+COMPILED_DEPTHS = 1 << 18
+
+
+def _depth_loop(ptr, idx, depth):
+    """Each flow's depth, 1 + its deepest dependency's, dependencies coming first."""
+    for i in range(depth.shape[0]):
+        d = 0
+        for k in range(ptr[i], ptr[i + 1]):
+            if depth[idx[k]] + 1 > d:
+                d = depth[idx[k]] + 1
+        depth[i] = d
 
 
 def _host_codes(names, hosts):
