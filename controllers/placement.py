@@ -338,6 +338,17 @@ def _spread_ranks(paths, n_links):
     return out
 
 
+def _lexmin(first, second, third):
+    """Per row, the column ``np.lexsort((third, second, first), axis=1)`` ranks first: the
+    least ``first``, ties to the least ``second``, then ``third``, then the lowest index."""
+    best = first.min(axis=1, keepdims=True)
+    tied = first == best
+    key = np.where(tied, second, np.inf)
+    tied &= key == key.min(axis=1, keepdims=True)
+    last = np.where(tied, third, np.iinfo(np.int64).max)
+    return last.argmin(axis=1)
+
+
 def _ticks(values):
     # Loads are sums of floats in different orders; ranking them on an EPS grid makes equal
     # loads tie exactly, so ties fall to the documented keys and not to rounding noise.
@@ -389,26 +400,34 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             np.maximum(peak, after[:, h], out=peak)
             total += after[:, h]
         level = np.where(valid[gp], _ticks(peak), np.inf)
-        ranked = np.lexsort((spread[gp], _ticks(total), level), axis=1)
+        ticks_total = _ticks(total)
         rep = np.repeat(np.arange(len(g)), gc)
         within = np.arange(len(rep)) - np.repeat(np.cumsum(gc) - gc, gc)
-        most = int(gc.max())
-        if most == 1:
-            pick = ranked[:, 0]
-        else:
+        # A group of one flow takes the first path in order of (level, total, spread,
+        # index): three minima, not a sort of every path of every group.
+        pick_one = _lexmin(level, ticks_total, spread[gp])
+        pick = pick_one[rep]
+        multi = np.flatnonzero(gc > 1)
+        if len(multi):
             # The k identical flows of a group go where greedy would put them one by one if
             # the paths did not share links: the k lowest of "path j after its r-th flow".
             # Only the k best paths can hold any of them, and a path holds at most a few more
             # than an even share (bounding the work; greedy could pile more on one path
             # only if it were far less loaded than the others).
+            most = int(gc[multi].max())
+            ranked = np.lexsort((spread[gp[multi]], ticks_total[multi], level[multi]), axis=1)
             top = ranked[:, :most]
-            first = np.take_along_axis(level, top, axis=1)
-            heaviest = link_weight.max(axis=1)
-            rise = _ticks(gs[:, None] * np.take_along_axis(heaviest, top, axis=1))
+            first = np.take_along_axis(level[multi], top, axis=1)
+            heaviest = link_weight[multi].max(axis=1)
+            rise = _ticks(gs[multi][:, None] * np.take_along_axis(heaviest, top, axis=1))
             share = -(-most // max(1, int(counts[gp].min())))
             levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
-            slots = np.argsort(levels.reshape(len(g), -1), axis=1, kind="stable")
-            pick = top[rep, slots[rep, within] // levels.shape[2]]
+            slots = np.argsort(levels.reshape(len(multi), -1), axis=1, kind="stable")
+            local = np.full(len(g), -1, dtype=np.int64)
+            local[multi] = np.arange(len(multi))
+            of = np.flatnonzero(gc[rep] > 1)
+            r = local[rep[of]]
+            pick[of] = top[r, slots[r, within[of]] // levels.shape[2]]
         has = counts[gp][rep] > 0
         flows = order[np.repeat(g_start[g], gc) + within]
         choices[flows] = np.where(has, pick, -1)
