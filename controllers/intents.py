@@ -61,13 +61,16 @@ class FlowTable:
     def __init__(self, hosts, src, dst, size, proto, sport, dport, phase, phases):
         self.hosts = list(hosts)
         self.ips = [h.ip for h in self.hosts]
-        self.src, self.dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        # As narrow as their values allow (67 million rows at k=32): hosts and phases index
+        # lists, ports fit 16 bits, protocols 8 (and -1).
+        self.src = np.asarray(src, dtype=_index_dtype(len(self.hosts)))
+        self.dst = np.asarray(dst, dtype=self.src.dtype)
         self.size = np.asarray(size, dtype=float)
-        self.proto = np.asarray(proto, dtype=np.int64)
-        self.sport = np.asarray(sport, dtype=np.int64)
-        self.dport = np.asarray(dport, dtype=np.int64)
-        self.phase = np.asarray(phase, dtype=np.int64)
+        self.proto = np.asarray(proto, dtype=np.int16)
+        self.sport = np.asarray(sport, dtype=np.int32)
+        self.dport = np.asarray(dport, dtype=np.int32)
         self.phases = list(phases)
+        self.phase = np.asarray(phase, dtype=_index_dtype(len(self.phases)))
         self._lookup = None
 
     def __len__(self):
@@ -112,9 +115,10 @@ class FlowTable:
         keyed = self.proto >= 0
         rows = np.flatnonzero(keyed)
         # Rows by the announced source address (two records never share one at parse).
-        codes = (self.src[rows] << 32) | (self.sport[rows] << 16) | self.dport[rows]
+        src, dst = self.src.astype(np.int64), self.dst.astype(np.int64)
+        codes = (src[rows] << 32) | (self.sport[rows].astype(np.int64) << 16) | self.dport[rows]
         order = np.argsort(codes, kind="stable")
-        pair_codes = np.unique(self.src[~keyed] * len(self.hosts) + self.dst[~keyed])
+        pair_codes = np.unique(src[~keyed] * len(self.hosts) + dst[~keyed])
         return ip_at, mac_at, codes[order], rows[order], pair_codes
 
 
@@ -438,7 +442,12 @@ def _parse_columns(cols, host_by_ref):
             i = int(np.flatnonzero(bad)[0])
             raise IntentError(f"flow {i}: {message(i)}")
 
-    src, dst = cols.src.astype(np.int64), cols.dst.astype(np.int64)
+    def integers(values):   # kept as given if integers: 67 million rows at k=32
+        values = np.asarray(values)
+        narrow = values.dtype.kind == "i" or (values.dtype.kind == "u" and values.itemsize < 8)
+        return values if narrow else values.astype(np.int64)
+
+    src, dst = integers(cols.src), integers(cols.dst)
     n_refs = len(cols.hosts)
     first((src < 0) | (src >= n_refs) | (dst < 0) | (dst >= n_refs),
           lambda i: f"host index out of range ({src[i]}, {dst[i]} of {n_refs} hosts)")
@@ -447,7 +456,7 @@ def _parse_columns(cols, host_by_ref):
     first(~known[src] | ~known[dst], lambda i: "unknown host "
           f"{cols.hosts[src[i] if not known[src[i]] else dst[i]]!r}")
     # Hosts by MAC, in order of first appearance (each flow's source, then destination).
-    mac_at, mac_of_ref = {}, np.zeros(n_refs, dtype=np.int64)
+    mac_at, mac_of_ref = {}, np.zeros(n_refs, dtype=_index_dtype(n_refs))
     for j, r in enumerate(records):
         if r is not None:
             mac_of_ref[j] = mac_at.setdefault(r.mac, len(mac_at))
@@ -464,9 +473,7 @@ def _parse_columns(cols, host_by_ref):
     if keyed != (cols.sport is not None) or keyed != (cols.dport is not None):
         raise IntentError("give proto, sport and dport together, or none of them")
     if keyed:
-        proto = np.asarray(cols.proto).astype(np.int64)
-        sport = np.asarray(cols.sport).astype(np.int64)
-        dport = np.asarray(cols.dport).astype(np.int64)
+        proto, sport, dport = integers(cols.proto), integers(cols.sport), integers(cols.dport)
         first((proto < 0) | (proto > 255) | (sport < 0) | (sport > 65535) | (dport < 0)
               | (dport > 65535), lambda i: f"flow ({proto[i]}, {sport[i]}, {dport[i]}): "
                                            "protocol or port out of range")
@@ -492,7 +499,8 @@ def _parse_columns(cols, host_by_ref):
     # are, are distinct flows: one sort of one column tells, before sorting all five.
     hosts_bits = max(1, len(macs)).bit_length()
     if 2 * hosts_bits + 16 <= 62:
-        quick = np.sort((s_m << hosts_bits | d_m) << 16 | sport)
+        quick = (s_m.astype(np.int64) << hosts_bits | d_m) << 16 | sport
+        quick.sort()
         distinct = not (quick[1:] == quick[:-1]).any()
         del quick
     else:
