@@ -549,6 +549,39 @@ def _index_drop(r, w, lk, on_cnt, on, on_start, pos, r_links):
     on_cnt[lk] = last
 
 
+def _index_compact(r_links, r_alive, on_cnt, on_start, on):
+    """Epoch mode's index of the rows on every link, made afresh for each solve, packed
+    (link ``lk``'s rows are ``on[on_start[lk]:on_start[lk] + on_cnt[lk]]``): two passes
+    over the rows, where keeping the index as rows start and end touched a large array at
+    random twice per link of every flow. Returns False (nothing indexed) if ``on`` is too
+    small."""
+    rows, width = r_links.shape
+    on_cnt[:] = 0
+    total = 0
+    for r in range(rows):
+        if r_alive[r]:
+            for w in range(width):
+                lk = r_links[r, w]
+                if lk >= 0:
+                    on_cnt[lk] += 1
+                    total += 1
+    if total > on.shape[0]:
+        return False
+    at = 0
+    for lk in range(on_cnt.shape[0]):
+        on_start[lk] = at
+        at += on_cnt[lk]
+        on_cnt[lk] = 0
+    for r in range(rows):
+        if r_alive[r]:
+            for w in range(width):
+                lk = r_links[r, w]
+                if lk >= 0:
+                    on[on_start[lk] + on_cnt[lk]] = r
+                    on_cnt[lk] += 1
+    return True
+
+
 def _solve_plain(links, caps, active, n_on, start, on, rate):
     """The rates as :func:`max_min_rates` gives them, into ``rate``: the Python loop's
     solver, which leaves the index to the compiled one."""
@@ -556,7 +589,8 @@ def _solve_plain(links, caps, active, n_on, start, on, rate):
 
 
 def _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base, r_alive, r_fid,
-             sent_final, link_bytes, ldelay, ser, used, on_cnt, on, on_start, pos, ar_t, ar_f):
+             sent_final, link_bytes, ldelay, ser, used, on_cnt, on, on_start, pos, ar_t, ar_f,
+             indexed):
     """Row ``r``'s last byte left at ``t`` (what is left of it, ``r_left[r]``, counted as
     sent): its flow is received after the propagation delay of its path and the
     store-and-forward of its last packet at every link but the one whose transmission the
@@ -569,7 +603,8 @@ def _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base, r_alive, r
     for w in range(r_links.shape[1]):
         lk = r_links[r, w]
         if lk >= 0:
-            _index_drop(r, w, lk, on_cnt, on, on_start, pos, r_links)
+            if indexed:
+                _index_drop(r, w, lk, on_cnt, on, on_start, pos, r_links)
             link_bytes[lk] += r_sent[r] + left - r_base[r]
             used[lk] -= r_rate[r]
             lat += ldelay[lk]
@@ -603,14 +638,18 @@ def _settle(t, r_alive, r_left, r_rate, r_sent, r_tref):
 def _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent, r_tref, on_cnt,
                  on_start, on, used, fin_t, fin_r):
     """Epoch mode's full solve at ``t``: rows settled, max-min rates, the rates used on
-    every link and the heap of end times made again (nothing to solve with no row)."""
+    every link and the heap of end times made again (nothing to solve with no row).
+    Returns False, having changed nothing, if the index of the rows on each link needs
+    more room."""
+    if si[I_ACTIVE] > 0 and not _index_compact(r_links, r_alive, on_cnt, on_start, on):
+        return False
     used[:] = 0.0
     si[I_FIN] = 0
     si[I_DIRTY] = 0
     si[I_CHANGES] = 0
     si[I_PENDING] = 0
     if si[I_ACTIVE] == 0:
-        return
+        return True
     _settle(t, r_alive, r_left, r_rate, r_sent, r_tref)
     _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
     si[I_SOLVES] += 1
@@ -625,6 +664,7 @@ def _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent, r_tref, 
     for i in range((n - 2) // 2, -1, -1):   # heapify: linear, pushing each is n log n
         _hsift(fin_t, fin_r, n, i)
     si[I_FIN] = n
+    return True
 
 
 def _epoch_rate(r, t, si, r_links, caps, r_left, r_rate, used, fin_t, fin_r):
@@ -675,7 +715,9 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
     epoch = fs[F_EPOCH]
     width = r_links.shape[1]
     cap = on.shape[0] // on_cnt.shape[0]
-    if not _index_rows(r_links, r_alive, on_cnt, on, on_start, pos):
+    # Epoch mode indexes the rows afresh at each solve (the first on entry); otherwise
+    # the index is kept as rows start and end.
+    if epoch <= 0 and not _index_rows(r_links, r_alive, on_cnt, on, on_start, pos):
         si[I_STATUS] = GROW_INDEX
         return
     force = True   # epoch mode: solve on entry if anything changed
@@ -690,8 +732,11 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
             t_next = np.inf
             if epoch > 0:
                 if si[I_DIRTY] and (force or si[I_CHANGES] >= epoch * si[I_ACTIVE]):
-                    _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent,
-                                 r_tref, on_cnt, on_start, on, used, fin_t, fin_r)
+                    if not _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate,
+                                        r_sent, r_tref, on_cnt, on_start, on, used, fin_t,
+                                        fin_r):
+                        si[I_STATUS] = GROW_INDEX
+                        break
                     force = False
                 for p in range(si[I_PENDING]):
                     _epoch_rate(pend[p], t, si, r_links, caps, r_left, r_rate, used,
@@ -734,7 +779,7 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     si[I_FIN] = _hpop(fin_t, fin_r, si[I_FIN])
                     _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base,
                              r_alive, r_fid, sent_final, link_bytes, ldelay, ser, used,
-                             on_cnt, on, on_start, pos, ar_t, ar_f)
+                             on_cnt, on, on_start, pos, ar_t, ar_f, False)
             else:
                 for r in range(r_rate.shape[0]):
                     if not r_alive[r]:
@@ -750,7 +795,7 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                             or left * 8.0 <= r_rate[r] * (fs[F_RESOLUTION] * (t - r_t0[r]))):
                         _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base,
                                  r_alive, r_fid, sent_final, link_bytes, ldelay, ser, used,
-                                 on_cnt, on, on_start, pos, ar_t, ar_f)
+                                 on_cnt, on, on_start, pos, ar_t, ar_f, True)
             if timed_out:
                 si[I_STATUS] = TIMED_OUT
                 break
@@ -785,7 +830,7 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                 status = PY_START
             elif si[I_FREE] == 0:
                 status = GROW_ROWS
-            else:
+            elif epoch <= 0:
                 for w in range(n):
                     if on_cnt[walk[w]] + width > cap:
                         status = GROW_INDEX
@@ -799,7 +844,7 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
             r = free[si[I_FREE]]
             for w in range(width):
                 r_links[r, w] = walk[w]
-                if walk[w] >= 0:
+                if walk[w] >= 0 and epoch <= 0:
                     _index_add(r, w, walk[w], on_cnt, on, on_start, pos)
             r_left[r] = float(nbytes[fi])
             r_rate[r], r_sent[r], r_base[r], r_t0[r], r_tref[r] = 0.0, 0.0, 0.0, t, t
@@ -831,7 +876,7 @@ def _kernel(compiled):
     the first time; the helpers it calls are compiled first and take the place of their
     Python versions, which compute the same) or as Python."""
     global _KERNEL, _solve, _hpush, _hpop, _hsift, _walk, _index_rows, _index_add, _index_drop
-    global _end_row, _settle, _epoch_solve, _epoch_rate
+    global _end_row, _settle, _epoch_solve, _epoch_rate, _index_compact
     if not compiled:
         return _loop
     if _KERNEL is None:
@@ -844,6 +889,7 @@ def _kernel(compiled):
         _index_add, _index_drop = jit(_index_add), jit(_index_drop)
         _index_rows = jit(_index_rows)
         _end_row, _settle = jit(_end_row), jit(_settle)
+        _index_compact = jit(_index_compact)
         _epoch_solve, _epoch_rate = jit(_epoch_solve), jit(_epoch_rate)
         _KERNEL = jit(_loop)
     return _KERNEL

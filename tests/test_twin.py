@@ -461,7 +461,7 @@ def test_the_compiled_loop_keeps_its_index_of_rows_per_link_through_growth_and_a
     finish and move: with more rows per link than the index first has room for, and a link
     failing mid-run (Python reroutes rows between two entries of the loop), it runs the
     schedule as the Python loop does; in epoch mode too (rows grow while started rows
-    wait for their rates)."""
+    wait for their rates, and the index, made afresh at each solve, grows)."""
     g = build("fattree", k=4)
     sched = workloads.build("moe_alltoall", g, 1, tokens_per_host=128, schedule="shift",
                             channels=15)
@@ -514,6 +514,34 @@ def test_the_loops_index_of_rows_per_link_matches_a_fresh_one_after_rows_come_an
         twin_module._compiled()
         twin_module._progressive(links, caps, alive, act.on_cnt, act.on_start, act.on, rate)
         assert rate == pytest.approx(max_min_rates(links, caps, alive), rel=1e-9)
+
+
+def test_epoch_modes_packed_index_lists_the_live_rows_and_asks_for_room_when_short():
+    """Epoch mode indexes the rows on every link afresh at each solve, packed: each link
+    lists exactly its live rows (a row crossing a link twice, twice), the solver on it gives
+    the rates of the solver that indexes itself, and an index too small says so."""
+    rng = np.random.default_rng(7)
+    n_links, rows, width = 12, 40, 4
+    caps = rng.uniform(1, 10, n_links)
+    links = np.full((rows, width), -1, dtype=np.int32)
+    for r in range(rows):
+        k = rng.integers(1, width + 1)
+        links[r, :k] = rng.choice(n_links, k)
+    alive = rng.random(rows) < 0.7
+    on_cnt, on_start = np.zeros(n_links, dtype=np.int32), np.zeros(n_links, dtype=np.int64)
+    entries = int((links[alive] >= 0).sum())
+    assert not twin_module._index_compact(links, alive, on_cnt, on_start,
+                                          np.zeros(entries - 1, dtype=np.int32))
+    on = np.full(entries, -1, dtype=np.int32)
+    assert twin_module._index_compact(links, alive, on_cnt, on_start, on)
+    for lk in range(n_links):
+        want = sorted(r for r in range(rows) if alive[r] for w in range(width)
+                      if links[r, w] == lk)
+        assert sorted(on[on_start[lk]:on_start[lk] + on_cnt[lk]].tolist()) == want
+    rate = np.zeros(rows)
+    twin_module._compiled()
+    twin_module._progressive(links, caps, alive, on_cnt, on_start, on, rate)
+    assert rate == pytest.approx(max_min_rates(links, caps, alive), rel=1e-9)
 
 
 # -- as a backend of the runner -------------------------------------------------------------
