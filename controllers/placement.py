@@ -349,6 +349,32 @@ def _lexmin(first, second, third):
     return last.argmin(axis=1)
 
 
+def _lex_top(first, second, third, k):
+    """Per row, the first ``k`` columns in the order ``np.lexsort((third, second, first),
+    axis=1)`` gives. While the keys (integers, ``first`` possibly inf) and the column index
+    fit one 63-bit key, a partition and a sort of the k (a full sort of three keys per row
+    was most of greedy's time at k=32: 256 paths a row); otherwise that lexsort."""
+    rows, m = first.shape
+    finite = np.isfinite(first)
+    if rows == 0 or not np.isfinite(second).all():
+        return np.lexsort((third, second, first), axis=1)[:, :k]
+    beyond = int(first[finite].max(initial=0.0)) + 1   # where the infinite ones go
+    bits = [beyond.bit_length(), int(second.max()).bit_length(),
+            int(third.max()).bit_length(), max(1, (m - 1).bit_length())]
+    if sum(bits) > 63 or first[finite].min(initial=0.0) < 0 or second.min() < 0 \
+            or third.min() < 0:
+        return np.lexsort((third, second, first), axis=1)[:, :k]
+    key = np.where(finite, first, beyond).astype(np.int64) << (bits[1] + bits[2] + bits[3])
+    key |= second.astype(np.int64) << (bits[2] + bits[3])
+    key |= third.astype(np.int64) << bits[3]
+    key |= np.arange(m, dtype=np.int64)
+    if k >= m:
+        return np.argsort(key, axis=1)
+    part = np.argpartition(key, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
+                                               axis=1), axis=1)
+
+
 def _ticks(values):
     # Loads are sums of floats in different orders; ranking them on an EPS grid makes equal
     # loads tie exactly, so ties fall to the documented keys and not to rounding noise.
@@ -415,8 +441,7 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             # than an even share (bounding the work; greedy could pile more on one path
             # only if it were far less loaded than the others).
             most = int(gc[multi].max())
-            ranked = np.lexsort((spread[gp[multi]], ticks_total[multi], level[multi]), axis=1)
-            top = ranked[:, :most]
+            top = _lex_top(level[multi], ticks_total[multi], spread[gp[multi]], most)
             first = np.take_along_axis(level[multi], top, axis=1)
             heaviest = link_weight[multi].max(axis=1)
             rise = _ticks(gs[multi][:, None] * np.take_along_axis(heaviest, top, axis=1))
