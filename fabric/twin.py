@@ -1376,8 +1376,10 @@ class Twin:
             by_pair.append((s[ok], d[ok], pid[~keyed][ok]))
             was_at = np.array([at.get(ip, -1) for ip in table.ips], dtype=np.int64)
             r = rows[keyed]
+            # A table made from the twin's own flows lists flow i as row i.
             by_key.append((self._index_rows(was_at[table.src[r]], was_at[table.dst[r]],
-                                            table.proto[r], table.sport[r], table.dport[r]),
+                                            table.proto[r], table.sport[r], table.dport[r],
+                                            guess=r),
                            pid[keyed]))
         pin_of = np.full(n, -1, dtype=np.int32 if offset < 2 ** 31 - 1 else np.int64)
         n_hosts = len(self.hosts)
@@ -1404,20 +1406,39 @@ class Twin:
                         dtype=np.int64).reshape(-1, 5)
         return self._index_rows(*rows.T)
 
-    def _index_rows(self, s, d, proto, sport, dport):
+    def _index_rows(self, s, d, proto, sport, dport, guess=None):
         """The index of the flow each row of 5-tuple columns names (source and destination
         as host indices, -1 for none), -1 for none, found in one search over the flows'
-        (source host, source port), which name them."""
+        (source host, source port), which name them. ``guess`` (a flow index per row, e.g.
+        the row's own number when the rows were made from the twin's flows in order) is
+        checked first; only the rows it misses are searched."""
         n = len(self.f_src)
         s = np.asarray(s, dtype=np.int64)
         if n == 0:
             return np.full(len(s), -1, dtype=np.int64)
-        code = s << 16 | np.asarray(sport, dtype=np.int64)
-        pos = np.minimum(_search(self._codes, code), n - 1)
-        fi = self._by_code[pos]
-        hit = ((s >= 0) & (self._codes[pos] == code) & (self.f_dst[fi] == d)
-               & (self.dport[fi] == dport) & (self.proto[fi] == proto))
-        return np.where(hit, fi, -1)
+        sport, dport, proto = (np.asarray(c, dtype=np.int64) for c in (sport, dport, proto))
+        out = np.full(len(s), -1, dtype=np.int64)
+        todo = np.arange(len(s))
+        if guess is not None:
+            g = np.clip(np.asarray(guess, dtype=np.int64), 0, n - 1)
+            hit = self._names(g, s, d, proto, sport, dport) & (np.asarray(guess) < n)
+            out[hit] = g[hit]
+            todo = np.flatnonzero(~hit)
+            del g, hit
+        if len(todo):
+            s, d, proto, sport, dport = (c[todo] for c in (s, np.asarray(d), proto, sport,
+                                                           dport))
+            code = s << 16 | sport
+            pos = np.minimum(_search(self._codes, code), n - 1)
+            fi = self._by_code[pos]
+            hit = (self._codes[pos] == code) & self._names(fi, s, d, proto, sport, dport)
+            out[todo[hit]] = fi[hit]
+        return out
+
+    def _names(self, fi, s, d, proto, sport, dport):
+        """Whether flow ``fi`` is the 5-tuple (host indices, protocol, ports), per row."""
+        return ((s >= 0) & (self.f_src[fi] == s) & (self.sport[fi] == sport)
+                & (self.f_dst[fi] == d) & (self.dport[fi] == dport) & (self.proto[fi] == proto))
 
     def _live(self, a, b):
         lid = self.sw_lid.get((a, b))

@@ -331,6 +331,28 @@ def test_the_intent_announced_as_columns_pins_what_its_items_pin():
         other.core.intents()[0]["max_phase_link_load_s"]
 
 
+def test_flows_named_by_5_tuple_are_found_whatever_the_guess():
+    """The flow a 5-tuple names is found by a search, a guess of it (a table made from
+    the twin's own flows lists flow i as row i) only saving the search where it is right:
+    right, wrong, out of range or absent, the answer is the same; a 5-tuple no flow has is
+    -1."""
+    g = build("fattree", k=4, link_gbps=10)
+    sched = workloads.build("moe_alltoall", g, 2, tokens_per_host=64, hidden=256,
+                            schedule="shift", channels=2)
+    tw = Twin(g, sched, policy="ecmp", seed=5)
+    n = len(sched)
+    cols = (tw.f_src.copy(), tw.f_dst.copy(), tw.proto.copy(), tw.sport.copy(),
+            tw.dport.copy())
+    cols[4][3] = (int(cols[4][3]) + 1) % 65536   # row 3 names no flow
+    want = np.arange(n)
+    want[3] = -1
+    rng = np.random.default_rng(0)
+    wrong = rng.permutation(n)
+    half = np.where(np.arange(n) % 2 == 0, np.arange(n), wrong)
+    for guess in (None, np.arange(n), wrong, half, np.full(n, n + 5)):
+        assert tw._index_rows(*cols, guess=guess).tolist() == want.tolist()
+
+
 def test_pins_of_two_intents_and_a_learned_flow_are_laid_out_as_each_is_walked():
     """Two intents may give their flows the same switch path, and a flow neither announces is
     learned and placed: every flow's route laid out in one pass must be the one walked for it
