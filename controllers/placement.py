@@ -375,6 +375,22 @@ def _lex_top(first, second, third, k):
                                                axis=1), axis=1)
 
 
+def _first_k(values, k):
+    """Per row, the first ``k`` columns in ``np.argsort(values, axis=1, kind="stable")``'s
+    order (ties by column), with a partition when the values (non-negative integers, as
+    ticks are) and the column fit one 63-bit key; that argsort otherwise."""
+    rows, m = values.shape
+    if k >= m or rows == 0 or not np.isfinite(values).all() or values.min() < 0:
+        return np.argsort(values, axis=1, kind="stable")[:, :k]
+    col_bits = max(1, (m - 1).bit_length())
+    if int(values.max()).bit_length() + col_bits > 63:
+        return np.argsort(values, axis=1, kind="stable")[:, :k]
+    key = (values.astype(np.int64) << col_bits) | np.arange(m, dtype=np.int64)
+    part = np.argpartition(key, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
+                                               axis=1), axis=1)
+
+
 def _ticks(values):
     # Loads are sums of floats in different orders; ranking them on an EPS grid makes equal
     # loads tie exactly, so ties fall to the documented keys and not to rounding noise.
@@ -447,7 +463,7 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             rise = _ticks(gs[multi][:, None] * np.take_along_axis(heaviest, top, axis=1))
             share = -(-most // max(1, int(counts[gp].min())))
             levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
-            slots = np.argsort(levels.reshape(len(multi), -1), axis=1, kind="stable")
+            slots = _first_k(levels.reshape(len(multi), -1), most)
             local = np.full(len(g), -1, dtype=np.int64)
             local[multi] = np.arange(len(multi))
             of = np.flatnonzero(gc[rep] > 1)
