@@ -378,14 +378,17 @@ def _lex_top(first, second, third, k):
 def _first_k(values, k):
     """Per row, the first ``k`` columns in ``np.argsort(values, axis=1, kind="stable")``'s
     order (ties by column), with a partition when the values (non-negative integers, as
-    ticks are) and the column fit one 63-bit key; that argsort otherwise."""
+    ticks are, or inf: last) and the column fit one 63-bit key; that argsort otherwise."""
     rows, m = values.shape
-    if k >= m or rows == 0 or not np.isfinite(values).all() or values.min() < 0:
+    finite = np.isfinite(values)
+    if k >= m or rows == 0 or np.isnan(values).any() or values[finite].min(initial=0) < 0:
         return np.argsort(values, axis=1, kind="stable")[:, :k]
     col_bits = max(1, (m - 1).bit_length())
-    if int(values.max()).bit_length() + col_bits > 63:
+    beyond = int(values[finite].max(initial=0)) + 1   # where the infinite ones go
+    if beyond.bit_length() + col_bits > 63:
         return np.argsort(values, axis=1, kind="stable")[:, :k]
-    key = (values.astype(np.int64) << col_bits) | np.arange(m, dtype=np.int64)
+    key = (np.where(finite, values, beyond).astype(np.int64) << col_bits) | np.arange(
+        m, dtype=np.int64)
     part = np.argpartition(key, k - 1, axis=1)[:, :k]
     return np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
                                                axis=1), axis=1)
