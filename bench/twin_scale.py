@@ -140,11 +140,12 @@ def _cpu_s():
 
 # Peak memory per flow of a cell, measured at k=16 (1,047,552 flows): under ecmp the schedule's
 # and the twin's columns (0.33-0.38 GB; 6.5 GB for the 67 million flows of k=32, before the
-# metrics); under collective the intent's columns and its assignment besides (0.67 GB;
-# 5.9 GB for k=24's 11.9 million flows); policies whose core learns every flow, both
-# directions, its flow objects (hedera 1.68 GB, congestion 2.47 GB). What a cell is
-# estimated to need, with some margin.
-BYTES_PER_FLOW = {"ecmp": 150, "collective": 700, "hedera": 1800}
+# metrics); under collective the intent's columns, its paths as columns and its assignment
+# besides (0.52 GB; 3.1 GB for k=24's 11.9 million flows, 15.6 GB for k=32's 67 million,
+# about 230 bytes a flow); policies whose core learns every flow, both directions, its flow
+# objects (hedera 1.68 GB, congestion 2.47 GB). What a cell is estimated to need, with some
+# margin (collective's little: more would refuse k=32 on a machine of 23 GB).
+BYTES_PER_FLOW = {"ecmp": 150, "collective": 250, "hedera": 1800}
 LEARNED_BYTES_PER_FLOW = 2600
 
 
