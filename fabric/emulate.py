@@ -58,6 +58,22 @@ class EmulationError(RuntimeError):
     """The emulation cannot be built as asked (unshapeable link, missing feature...)."""
 
 
+def check_ovs():
+    """Raise EmulationError, saying so, unless Open vSwitch answers (Mininet would print its
+    own error and exit the process)."""
+    try:
+        r = subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True,
+                           text=True)
+    except FileNotFoundError:
+        raise EmulationError("Open vSwitch is not installed (no ovs-vsctl); make setup "
+                             "installs it") from None
+    if r.returncode != 0:
+        why = (r.stderr or r.stdout).strip().splitlines()
+        raise EmulationError(f"Open vSwitch is not running (ovs-vsctl show: "
+                             f"{why[0] if why else 'exit ' + str(r.returncode)}); make setup "
+                             "starts it")
+
+
 def rate_scale(g, host_link_mbps):
     """Scale factor (emulated Mbit/s per nominal Mbit/s) that puts the fastest NIC at
     ``host_link_mbps``; raises EmulationError if any link then falls outside what htb shapes."""
@@ -415,6 +431,7 @@ class Emulation:
         from mininet.node import OVSSwitch, RemoteController
         setLogLevel("error")
         t0 = time.monotonic()
+        check_ovs()
         try:
             self._lock.acquire()
         except cleanup.Busy as e:

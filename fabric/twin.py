@@ -199,13 +199,14 @@ _FILL = None
 def _compiled():
     """The heap solver compiled with numba (loaded from its on-disk cache after the first
     time), made once per process."""
-    global _FILL, _heap_push, _sift_down, _progressive
+    global _FILL, _heap_push, _sift_down, _progressive, _index_compact
     if _FILL is None:
         import numba
         jit = numba.njit(cache=True)
         _sift_down = jit(_sift_down)
         _heap_push = jit(_heap_push)
         _progressive = jit(_progressive)
+        _index_compact = jit(_index_compact)
         _FILL = jit(_fill)
     return _FILL
 
@@ -291,27 +292,9 @@ def _fill(links, caps, active):
     n_links = caps.shape[0]
     rate = np.zeros(n)
     cnt = np.zeros(n_links, np.int32)
-    total = 0
-    for f in range(n):
-        if active[f]:
-            for w in range(width):
-                lk = links[f, w]
-                if lk >= 0:
-                    cnt[lk] += 1
-                    total += 1
-    start = np.empty(n_links + 1, np.int64)
-    start[0] = 0
-    for lk in range(n_links):
-        start[lk + 1] = start[lk] + cnt[lk]
-    fill = start[:-1].copy()
-    on = np.empty(total, np.int32)
-    for f in range(n):
-        if active[f]:
-            for w in range(width):
-                lk = links[f, w]
-                if lk >= 0:
-                    on[fill[lk]] = f
-                    fill[lk] += 1
+    start = np.empty(n_links, np.int64)
+    on = np.empty(max(1, n * width), np.int32)   # room for every link of every flow
+    _index_compact(links, active, cnt, start, on)
     _progressive(links, caps, active, cnt, start, on, rate)
     return rate
 
@@ -876,7 +859,7 @@ def _kernel(compiled):
     the first time; the helpers it calls are compiled first and take the place of their
     Python versions, which compute the same) or as Python."""
     global _KERNEL, _solve, _hpush, _hpop, _hsift, _walk, _index_rows, _index_add, _index_drop
-    global _end_row, _settle, _epoch_solve, _epoch_rate, _index_compact
+    global _end_row, _settle, _epoch_solve, _epoch_rate
     if not compiled:
         return _loop
     if _KERNEL is None:
@@ -889,7 +872,6 @@ def _kernel(compiled):
         _index_add, _index_drop = jit(_index_add), jit(_index_drop)
         _index_rows = jit(_index_rows)
         _end_row, _settle = jit(_end_row), jit(_settle)
-        _index_compact = jit(_index_compact)
         _epoch_solve, _epoch_rate = jit(_epoch_solve), jit(_epoch_rate)
         _KERNEL = jit(_loop)
     return _KERNEL

@@ -108,3 +108,25 @@ def test_clean_up_waits_for_the_machine_and_removes_nothing_while_a_run_holds_it
         holder.wait()
     assert cleanup.cleanup() == [f"run {dead}: 1 bridges, 0 processes"]
     assert not record.exists() and sorted(removed_nodes) == ["e1", "e1", "h1"]
+
+
+def test_an_emulation_without_open_vswitch_says_so_before_building_anything(tmp_path,
+                                                                          monkeypatch):
+    """With Open vSwitch down (ovs-vsctl cannot reach its database) or not installed, an
+    emulation refuses with one error naming it and how to start it, instead of Mininet's
+    message and exit."""
+    from fabric.emulate import EmulationError, check_ovs
+    fake = tmp_path / "ovs-vsctl"
+    fake.write_text("#!/bin/sh\necho 'ovs-vsctl: unix:/var/run/openvswitch/db.sock: database"
+                    " connection failed (Connection refused)' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{tmp_path}:{path}")
+    with pytest.raises(EmulationError, match=r"^Open vSwitch is not running \(ovs-vsctl "
+                                             r"show: .*database connection failed.*make setup"):
+        check_ovs()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(EmulationError, match="^Open vSwitch is not installed"):
+        check_ovs()
+    monkeypatch.setenv("PATH", path)
+    check_ovs()   # this machine's runs Open vSwitch (make setup)
