@@ -199,13 +199,14 @@ _FILL = None
 def _compiled():
     """The heap solver compiled with numba (loaded from its on-disk cache after the first
     time), made once per process."""
-    global _FILL, _heap_push, _sift_down, _progressive, _index_compact
+    global _FILL, _heap_push, _sift_down, _progressive, _index_compact, _count_on
     if _FILL is None:
         import numba
         jit = numba.njit(cache=True)
         _sift_down = jit(_sift_down)
         _heap_push = jit(_heap_push)
         _progressive = jit(_progressive)
+        _count_on = jit(_count_on)
         _index_compact = jit(_index_compact)
         _FILL = jit(_fill)
     return _FILL
@@ -493,13 +494,7 @@ def _index_rows(r_links, r_alive, on_cnt, on, on_start, pos):
     would leave less room than a row's width."""
     rows, width = r_links.shape
     cap = on.shape[0] // on_cnt.shape[0]
-    on_cnt[:] = 0
-    for r in range(rows):
-        if r_alive[r]:
-            for w in range(width):
-                lk = r_links[r, w]
-                if lk >= 0:
-                    on_cnt[lk] += 1
+    _count_on(r_links, r_alive, on_cnt)
     if on_cnt.max() + width > cap:
         return False
     on_cnt[:] = 0
@@ -510,6 +505,21 @@ def _index_rows(r_links, r_alive, on_cnt, on, on_start, pos):
                 if lk >= 0:
                     _index_add(r, w, lk, on_cnt, on, on_start, pos)
     return True
+
+
+def _count_on(r_links, r_alive, on_cnt):
+    """How many live rows cross each link, into ``on_cnt`` (a row crossing a link twice
+    counts twice); returns the total."""
+    on_cnt[:] = 0
+    total = 0
+    for r in range(r_links.shape[0]):
+        if r_alive[r]:
+            for w in range(r_links.shape[1]):
+                lk = r_links[r, w]
+                if lk >= 0:
+                    on_cnt[lk] += 1
+                    total += 1
+    return total
 
 
 def _index_add(r, w, lk, on_cnt, on, on_start, pos):
@@ -539,16 +549,7 @@ def _index_compact(r_links, r_alive, on_cnt, on_start, on):
     random twice per link of every flow. Returns False (nothing indexed) if ``on`` is too
     small."""
     rows, width = r_links.shape
-    on_cnt[:] = 0
-    total = 0
-    for r in range(rows):
-        if r_alive[r]:
-            for w in range(width):
-                lk = r_links[r, w]
-                if lk >= 0:
-                    on_cnt[lk] += 1
-                    total += 1
-    if total > on.shape[0]:
+    if _count_on(r_links, r_alive, on_cnt) > on.shape[0]:
         return False
     at = 0
     for lk in range(on_cnt.shape[0]):
