@@ -46,6 +46,7 @@ import time
 import numpy as np
 
 from fabric import bundled, runner, spec as specs
+from fabric.emulate import EmulationError
 from fabric.progress import Progress
 
 POLICIES = ("ecmp", "congestion", "hedera", "collective")
@@ -371,7 +372,6 @@ def main(argv=None):
         if os.geteuid() != 0:
             log("  (not root: the emulation-to-twin speed ratio is skipped)")
         else:
-            from fabric.emulate import EmulationError
             try:
                 speed = speedup(out_dir, log)
             except EmulationError as e:   # the twin's cells still get their table

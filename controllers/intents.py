@@ -63,14 +63,14 @@ class FlowTable:
         self.ips = [h.ip for h in self.hosts]
         # As narrow as their values allow (67 million rows at k=32): hosts and phases index
         # lists, ports fit 16 bits, protocols 8 (and -1).
-        self.src = np.asarray(src, dtype=_index_dtype(len(self.hosts)))
+        self.src = np.asarray(src, dtype=index_dtype(len(self.hosts)))
         self.dst = np.asarray(dst, dtype=self.src.dtype)
         self.size = np.asarray(size, dtype=float)
         self.proto = np.asarray(proto, dtype=np.int16)
         self.sport = np.asarray(sport, dtype=np.int32)
         self.dport = np.asarray(dport, dtype=np.int32)
         self.phases = list(phases)
-        self.phase = np.asarray(phase, dtype=_index_dtype(len(self.phases)))
+        self.phase = np.asarray(phase, dtype=index_dtype(len(self.phases)))
         self._lookup = None
 
     def __len__(self):
@@ -162,7 +162,7 @@ class SwitchPaths:
     p as a tuple of dpids.
     """
 
-    __slots__ = ("first", "last", "rows", "width", "links", "_heads")
+    __slots__ = ("first", "last", "rows", "width", "links")
 
     def __init__(self, first=(), last=(), rows=None, width=1, links=()):
         self.first = np.asarray(first, dtype=np.int64)
@@ -170,7 +170,6 @@ class SwitchPaths:
         self.rows = np.zeros((0, 1), dtype=np.int32) if rows is None else rows
         self.width = max(1, int(width))
         self.links = list(links)
-        self._heads = None
 
     def __len__(self):
         return self.rows.shape[0]
@@ -183,17 +182,13 @@ class SwitchPaths:
         return (int(self.first[p // self.width]),) + tuple(
             links[lk][1] for lk in self.rows[p].tolist() if lk < n)
 
-    def hops(self, ids):
-        """How many links each path of ``ids`` crosses."""
-        return (self.rows[ids] < len(self.links)).sum(axis=1)
-
     def ends(self, ids):
         """``(first, last)``: the dpids each path of ``ids`` starts and ends at."""
         group = np.asarray(ids) // self.width
         return self.first[group], self.last[group]
 
 
-def _index_dtype(n):
+def index_dtype(n):
     """The smallest of int32 and int64 that indexes ``n`` items (and -1)."""
     return np.int32 if n < 2 ** 31 - 1 else np.int64
 
@@ -456,7 +451,7 @@ def _parse_columns(cols, host_by_ref):
     first(~known[src] | ~known[dst], lambda i: "unknown host "
           f"{cols.hosts[src[i] if not known[src[i]] else dst[i]]!r}")
     # Hosts by MAC, in order of first appearance (each flow's source, then destination).
-    mac_at, mac_of_ref = {}, np.zeros(n_refs, dtype=_index_dtype(n_refs))
+    mac_at, mac_of_ref = {}, np.zeros(n_refs, dtype=index_dtype(n_refs))
     for j, r in enumerate(records):
         if r is not None:
             mac_of_ref[j] = mac_at.setdefault(r.mac, len(mac_at))
@@ -487,7 +482,7 @@ def _parse_columns(cols, host_by_ref):
         if values.dtype.kind not in "iu":
             raise IntentError(f"phases must be integers, got {values.dtype} values")
         low = int(values.min())
-        at, inverse = _first_seen(values - low, int(values.max()) - low + 1)
+        at, inverse = _codes(values - low, int(values.max()) - low + 1)
         order = np.argsort(at, kind="stable")        # phases in order of first appearance
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
@@ -609,8 +604,8 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.paths = SwitchPaths(first_switch, last_switch, paths.reshape(-1, paths.shape[2]),
                                width, links)
     placed = choices >= 0
-    path_of = np.full(n, -1, dtype=_index_dtype(len(intent.paths)))
-    path_of[placed] = flow_pair[placed] * width + choices[placed]
+    path_of = np.full(n, -1, dtype=index_dtype(len(intent.paths)))
+    path_of[placed] = flow_pair[placed].astype(path_of.dtype) * width + choices[placed]
     intent.path_of = path_of
     del choices, flow_pair
     # The bytes on every link, one link position of the paths at a time (no (flows, hops)
@@ -637,39 +632,21 @@ def assign(core, intent, background_bytes, node_budget, improve_ops, exact_flows
     intent.version += 1
 
 
-def _first_seen(values, bound):
-    """``(at, inverse)``: the row where each distinct value of ``values`` (non-negative
-    integers below ``bound``) first appears, in sorted order of the values, and each row's
-    value's index among them (``np.unique``'s ``return_index`` and ``return_inverse``), by a
-    table when ``bound`` is no more than a few times the rows, else by ``np.unique``."""
+def _codes(values, bound):
+    """``(first, inverse)`` of non-negative integer ``values`` below ``bound``, as
+    ``np.unique(values, return_index=True, return_inverse=True)`` gives them (the row where
+    each distinct value first appears, in sorted order of the values, and each row's value's
+    index among them, as int32 while that fits): by a table of ``bound`` entries when that
+    is no more than a few times the rows, else by ``np.unique``'s sort."""
+    values = np.asarray(values, dtype=np.int64)
     if bound > 4 * len(values) + 1024:
-        _, at, inverse = np.unique(values, return_index=True, return_inverse=True)
-        return at, inverse.reshape(-1)
-    first = np.full(bound, len(values), dtype=np.int64)
+        _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1).astype(index_dtype(len(first)))
+    first = np.full(max(bound, 1), len(values), dtype=np.int64)
     np.minimum.at(first, values, np.arange(len(values)))
     present = first < len(values)
     number = np.cumsum(present) - 1
-    return first[present], number[values]
-
-
-def _codes(values, bound):
-    """``(first, inverse)`` of non-negative integer ``values`` below ``bound``, as
-    ``np.unique(values, return_index=True, return_inverse=True)`` gives them up to which
-    row represents each (here: the last), the inverse as int32: with a table of ``bound``
-    entries when that is no larger than a few times the values, else by sorting."""
-    values = np.asarray(values, dtype=np.int64)
-    if bound <= 4 * len(values) + 1024:
-        present = np.zeros(max(bound, 1), dtype=bool)
-        present[values] = True
-        number = np.cumsum(present, dtype=np.int64) - 1
-        codes = np.flatnonzero(present)
-        inverse = number[values].astype(_index_dtype(len(codes)))
-        del number
-        first = np.zeros(len(codes), dtype=np.int64)
-        first[inverse] = np.arange(len(values), dtype=np.int64)
-        return first, inverse
-    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1).astype(_index_dtype(len(first)))
+    return first[present], number[values].astype(index_dtype(int(present.sum())))
 
 
 def _capacities(core, links, background_bytes):
@@ -693,7 +670,7 @@ def _matrix_arrays(matrices, n_links):
     counts = np.array([0 if m is None else m.shape[1] for m in matrices], dtype=np.int64)
     depth = max([m.shape[0] for m in matrices if m is not None], default=0)
     paths = np.full((len(matrices), max(1, int(counts.max(initial=0))), max(1, depth)),
-                    n_links, dtype=_index_dtype(n_links + 1))
+                    n_links, dtype=index_dtype(n_links + 1))
     for p, m in enumerate(matrices):
         if m is not None and m.shape[0]:
             paths[p, :m.shape[1], :m.shape[0]] = m.T

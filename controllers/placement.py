@@ -338,62 +338,6 @@ def _spread_ranks(paths, n_links):
     return out
 
 
-def _lexmin(first, second, third):
-    """Per row, the column ``np.lexsort((third, second, first), axis=1)`` ranks first: the
-    least ``first``, ties to the least ``second``, then ``third``, then the lowest index."""
-    best = first.min(axis=1, keepdims=True)
-    tied = first == best
-    key = np.where(tied, second, np.inf)
-    tied &= key == key.min(axis=1, keepdims=True)
-    last = np.where(tied, third, np.iinfo(np.int64).max)
-    return last.argmin(axis=1)
-
-
-def _lex_top(first, second, third, k):
-    """Per row, the first ``k`` columns in the order ``np.lexsort((third, second, first),
-    axis=1)`` gives. While the keys (integers, ``first`` possibly inf) and the column index
-    fit one 63-bit key, a partition and a sort of the k (a full sort of three keys per row
-    was most of greedy's time at k=32: 256 paths a row); otherwise that lexsort."""
-    rows, m = first.shape
-    finite = np.isfinite(first)
-    if rows == 0 or not np.isfinite(second).all():
-        return np.lexsort((third, second, first), axis=1)[:, :k]
-    beyond = int(first[finite].max(initial=0.0)) + 1   # where the infinite ones go
-    bits = [beyond.bit_length(), int(second.max()).bit_length(),
-            int(third.max()).bit_length(), max(1, (m - 1).bit_length())]
-    if sum(bits) > 63 or first[finite].min(initial=0.0) < 0 or second.min() < 0 \
-            or third.min() < 0:
-        return np.lexsort((third, second, first), axis=1)[:, :k]
-    key = np.where(finite, first, beyond).astype(np.int64) << (bits[1] + bits[2] + bits[3])
-    key |= second.astype(np.int64) << (bits[2] + bits[3])
-    key |= third.astype(np.int64) << bits[3]
-    key |= np.arange(m, dtype=np.int64)
-    if k >= m:
-        return np.argsort(key, axis=1)
-    part = np.argpartition(key, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
-                                               axis=1), axis=1)
-
-
-def _first_k(values, k):
-    """Per row, the first ``k`` columns in ``np.argsort(values, axis=1, kind="stable")``'s
-    order (ties by column), with a partition when the values (non-negative integers, as
-    ticks are, or inf: last) and the column fit one 63-bit key; that argsort otherwise."""
-    rows, m = values.shape
-    finite = np.isfinite(values)
-    if k >= m or rows == 0 or np.isnan(values).any() or values[finite].min(initial=0) < 0:
-        return np.argsort(values, axis=1, kind="stable")[:, :k]
-    col_bits = max(1, (m - 1).bit_length())
-    beyond = int(values[finite].max(initial=0)) + 1   # where the infinite ones go
-    if beyond.bit_length() + col_bits > 63:
-        return np.argsort(values, axis=1, kind="stable")[:, :k]
-    key = (np.where(finite, values, beyond).astype(np.int64) << col_bits) | np.arange(
-        m, dtype=np.int64)
-    part = np.argpartition(key, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
-                                               axis=1), axis=1)
-
-
 def _ticks(values):
     # Loads are sums of floats in different orders; ranking them on an EPS grid makes equal
     # loads tie exactly, so ties fall to the documented keys and not to rounding noise.
@@ -438,40 +382,33 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
         gp, gph, gs, gc = g_pair[g], g_phase[g], g_size[g], g_count[g]
         cand = by_link[gp]
         after = flat.take(cand + (gph * width_links)[:, None, None])
-        link_weight = weight[cand]   # per step: for every pair at once, GBs at k=32
+        link_weight = weight[cand]   # gathered per step: for every pair, GBs at k=32
         after += gs[:, None, None] * link_weight
         peak, total = after[:, 0].copy(), after[:, 0].copy()
         for h in range(1, after.shape[1]):
             np.maximum(peak, after[:, h], out=peak)
             total += after[:, h]
         level = np.where(valid[gp], _ticks(peak), np.inf)
-        ticks_total = _ticks(total)
+        ranked = np.lexsort((spread[gp], _ticks(total), level), axis=1)
         rep = np.repeat(np.arange(len(g)), gc)
         within = np.arange(len(rep)) - np.repeat(np.cumsum(gc) - gc, gc)
-        # A group of one flow takes the first path in order of (level, total, spread,
-        # index): three minima, not a sort of every path of every group.
-        pick_one = _lexmin(level, ticks_total, spread[gp])
-        pick = pick_one[rep]
-        multi = np.flatnonzero(gc > 1)
-        if len(multi):
+        most = int(gc.max())
+        if most == 1:
+            pick = ranked[:, 0]
+        else:
             # The k identical flows of a group go where greedy would put them one by one if
             # the paths did not share links: the k lowest of "path j after its r-th flow".
             # Only the k best paths can hold any of them, and a path holds at most a few more
             # than an even share (bounding the work; greedy could pile more on one path
             # only if it were far less loaded than the others).
-            most = int(gc[multi].max())
-            top = _lex_top(level[multi], ticks_total[multi], spread[gp[multi]], most)
-            first = np.take_along_axis(level[multi], top, axis=1)
-            heaviest = link_weight[multi].max(axis=1)
-            rise = _ticks(gs[multi][:, None] * np.take_along_axis(heaviest, top, axis=1))
+            top = ranked[:, :most]
+            first = np.take_along_axis(level, top, axis=1)
+            heaviest = link_weight.max(axis=1)
+            rise = _ticks(gs[:, None] * np.take_along_axis(heaviest, top, axis=1))
             share = -(-most // max(1, int(counts[gp].min())))
             levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
-            slots = _first_k(levels.reshape(len(multi), -1), most)
-            local = np.full(len(g), -1, dtype=np.int64)
-            local[multi] = np.arange(len(multi))
-            of = np.flatnonzero(gc[rep] > 1)
-            r = local[rep[of]]
-            pick[of] = top[r, slots[r, within[of]] // levels.shape[2]]
+            slots = np.argsort(levels.reshape(len(g), -1), axis=1, kind="stable")
+            pick = top[rep, slots[rep, within] // levels.shape[2]]
         has = counts[gp][rep] > 0
         flows = order[np.repeat(g_start[g], gc) + within]
         choices[flows] = np.where(has, pick, -1)

@@ -80,7 +80,7 @@ import time
 import numpy as np
 
 from controllers.core import RoutingCore, link_capacities
-from controllers.intents import IntentColumns
+from controllers.intents import IntentColumns, index_dtype
 from controllers.rules import IP_PROTO_TCP, FlowKey
 from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_hash,
                                select_index, select_slots)
@@ -672,8 +672,7 @@ def _epoch_rate(r, t, si, r_links, caps, r_left, r_rate, used, fin_t, fin_r):
 
 def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start_out,
            end_out, sent_final, fhash, needs_py, ov_row, ov_links, pp, pmap, h_sw, h_up,
-           h_down,
-           dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
+           h_down, dcol, nh, nhc, tids, slots, smask, swlid, caps, ldelay, ser, link_bytes,
            r_links, r_left, r_rate, r_sent, r_base, r_t0, r_alive, r_fid, free, st_t,
            st_f, ar_t, ar_f, walk, on_cnt, on, on_start, pos, phase_of, phase_left,
            r_tref, pend, fin_t, fin_r, used):
@@ -808,7 +807,7 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
             fi = st_f[0]
             n = _walk(fi, walk, f_src, f_dst, fhash, ov_row, ov_links, pp, pmap, h_sw,
                       h_up, h_down, dcol, nh, nhc, tids, slots, smask, swlid,
-                        si[I_FAST_FAILOVER], si[I_MULTIPATH])
+                      si[I_FAST_FAILOVER], si[I_MULTIPATH])
             status = DONE   # none: it starts here
             if needs_py[fi] or not si[I_ALL_UP] or n <= 0 or n > width:
                 status = PY_START
@@ -1265,7 +1264,6 @@ class Twin:
         self._codes = code[self._by_code]
         self._pins_cache = None
         self._pin_rows_cache = None
-        self._pin_bad = None
         self._learned_at_setup = None   # setup() done: the flows the core learned
 
     def _draw_ports(self, seed):
@@ -1364,7 +1362,7 @@ class Twin:
                                             table.proto[r], table.sport[r], table.dport[r],
                                             guess=r),
                            pid[keyed]))
-        pin_of = np.full(n, -1, dtype=np.int32 if offset < 2 ** 31 - 1 else np.int64)
+        pin_of = np.full(n, -1, dtype=index_dtype(offset))
         n_hosts = len(self.hosts)
         if by_pair and sum(len(p) for _, _, p in by_pair):
             s, d, p = (np.concatenate(c) for c in zip(*by_pair))
@@ -1587,7 +1585,7 @@ class Twin:
                 if links is not None:
                     route(fi, links)
             return (ov_row, _padded(routes)) + none_pp
-        pp, pmap = self._pin_rows(pin_paths)
+        pp, pmap, bad = self._pin_rows(pin_paths)
         # Pins: a flow whose hosts sit where its path starts and ends takes the path's row;
         # others (a host moved) are walked.
         fis = np.flatnonzero(todo & (pin_of >= 0))
@@ -1599,8 +1597,8 @@ class Twin:
             first, last = part.ends(pid[mine] - lo)
             fit[mine] = ((first == h_dpid[self.f_src[fis[mine]]])
                          & (last == h_dpid[self.f_dst[fis[mine]]]))
-        if self._pin_bad is not None:
-            fit &= ~self._pin_bad[pid]
+        if bad is not None:
+            fit &= ~bad[pid]
         ov_row[fis[fit]] = pid[fit]
         for fi, p in zip(fis[~fit].tolist(), pid[~fit].tolist()):
             links = self._route(fi, pins, pin_paths[p])
@@ -1629,11 +1627,11 @@ class Twin:
         return ov_row, _padded(routes), pp, pmap
 
     def _pin_rows(self, pin_paths):
-        """``(pp, pmap)``: the pins' path rows, in the pins' numbering, and the map of their
-        entries to links (see :meth:`_overrides`), kept with the pins. With one intent, its
-        own rows (no copy: a quarter of a billion entries at k=32); with several, their rows
-        mapped to links, one after another. Sets ``_pin_bad``: the rows crossing a link the
-        twin does not know (walked by Python), None if none does."""
+        """``(pp, pmap, bad)``: the pins' path rows, in the pins' numbering, the map of
+        their entries to links (see :meth:`_overrides`), and the rows crossing a link the
+        twin does not know (walked by Python; None if none does), kept with the pins. With
+        one intent, its own rows (no copy: a quarter of a billion entries at k=32); with
+        several, their rows mapped to links, one after another."""
         cache = self._pin_rows_cache
         if cache is not None and cache[0] is pin_paths:
             return cache[1]
@@ -1657,9 +1655,8 @@ class Twin:
                 bad = (pp == unknown).any(axis=1)
         else:
             pp, pmap = np.zeros((1, 1), dtype=np.int32), np.full(1, -1, dtype=np.int32)
-        self._pin_bad = bad
-        self._pin_rows_cache = (pin_paths, (pp, pmap))
-        return pp, pmap
+        self._pin_rows_cache = (pin_paths, (pp, pmap, bad))
+        return pp, pmap, bad
 
     def _unlearned(self, mask, pins):
         """The flows of ``mask`` whose first packet would reach the controller of a policy

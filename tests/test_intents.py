@@ -203,29 +203,6 @@ def test_batched_assignment_agrees_with_the_exact_one_on_small_inputs():
     assert agree >= 95 and worst <= 4 / 3 + 1e-9
 
 
-def test_greedys_ranking_of_paths_is_the_three_key_lexsort_whatever_the_keys_size():
-    """Greedy ranks a group's paths by (load after, total load, overlap, index): one packed
-    key while the keys fit 63 bits, a lexsort beyond; both are the lexsort's order, infinite
-    loads (no path) last. Its slots for identical flows likewise: a stable argsort's."""
-    from controllers.placement import _first_k, _lex_top, _lexmin
-    rng = np.random.default_rng(1)
-    for trial in range(300):
-        rows, m = int(rng.integers(1, 30)), int(rng.integers(1, 40))
-        first = rng.integers(0, 5, (rows, m)).astype(float)
-        second = rng.integers(0, 4, (rows, m)).astype(float)
-        third = rng.integers(0, 3, (rows, m))
-        first[rng.random((rows, m)) < 0.2] = np.inf
-        if trial % 3 == 0:
-            first *= 1e15   # past 63 bits: the lexsort itself
-        k = int(rng.integers(1, m + 1))
-        order = np.lexsort((third, second, first), axis=1)
-        assert (np.asarray(_lex_top(first, second, third, k)) == order[:, :k]).all(), trial
-        assert (_lexmin(first, second, third) == order[:, 0]).all(), trial
-        # The slots of a group's identical flows: a stable argsort's first k, so too.
-        stable = np.argsort(first, axis=1, kind="stable")[:, :k]
-        assert (np.asarray(_first_k(first, k)) == stable).all(), trial
-
-
 def _submit(k, phases, **options):
     g = build("fattree", k=k)
     core = RoutingCore(policy="collective", **options)
