@@ -373,10 +373,28 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
     by_step = g_order[np.argsort(step, kind="stable")]
     bounds = np.searchsorted(np.sort(step), np.arange(step.max() + 2 if len(step) else 1))
     counts = valid.sum(axis=1)
+    flat, width_links = loads.reshape(-1), loads.shape[1]
+    if n * paths.shape[1] * paths.shape[2] >= COMPILED_GREEDY:
+        # Compiled, a group at a time: numpy's steps cost minutes at k=32 (67 million
+        # flows, 256 paths each), mostly in temporaries of every group's candidates.
+        global _greedy_steps
+        if not hasattr(_greedy_steps, "py_func"):
+            import numba
+            _greedy_steps = numba.njit(cache=True)(_greedy_steps)
+        # How far each step spreads a group over its paths (see the vectorized step).
+        step_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        most = np.maximum.reduceat(g_count[by_step], bounds[:-1]) if len(by_step) else []
+        fewest = np.minimum.reduceat(counts[g_pair[by_step]], bounds[:-1]) if len(
+            by_step) else []
+        widths = np.minimum(most, -(-most // np.maximum(1, fewest)) + 2)
+        by_phase = np.argsort(g_phase[by_step], kind="stable")
+        _greedy_steps(paths, valid, spread, weight, flat, width_links, by_step[by_phase],
+                      step_of[by_phase], widths, g_pair, g_phase, g_size, g_count, g_start,
+                      order, counts, choices, np.empty(n, dtype=np.int64))
+        return
     # Link position first: a path's loads are then H contiguous slices, reduced by
     # elementwise maximum and sum (numpy reduces a short last axis slowly).
     by_link = np.ascontiguousarray(paths.transpose(0, 2, 1))
-    flat, width_links = loads.reshape(-1), loads.shape[1]
     for t in range(len(bounds) - 1):
         g = by_step[bounds[t]:bounds[t + 1]]
         gp, gph, gs, gc = g_pair[g], g_phase[g], g_size[g], g_count[g]
@@ -415,6 +433,108 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
         links = paths[gp[rep], pick]
         add = np.where(has[:, None], gs[rep][:, None] * weight[links], 0.0)
         np.add.at(flat, links + (gph[rep] * width_links)[:, None], add)
+
+
+# Candidate link loads (flows x paths x links per path) from which _greedy runs compiled.
+COMPILED_GREEDY = 1 << 24
+
+
+def _greedy_steps(paths, valid, spread, weight, flat, width_links, seq, seq_step, widths,
+                  g_pair, g_phase, g_size, g_count, g_start, order, counts, choices, picked):
+    """The steps of :func:`_greedy` a group at a time, compiled with numba for large inputs:
+    the same choices and loads as the vectorized steps. Phases do not share loads, so the
+    groups come phase by phase (``seq``, each one's step in ``seq_step``), which keeps a
+    phase's loads in cache; the groups of one phase and step see the loads as they were
+    before that step (picked first, then added). A group's paths are ranked by (level,
+    total, spread, index); its ``c`` flows take the ``c`` lowest of "path j after its r-th
+    flow" for r below the step's ``widths``."""
+    m, h = paths.shape[1], paths.shape[2]
+    lev = np.empty(m)
+    tot = np.empty(m)
+    top = np.empty(m, np.int64)
+    rise = np.empty(m)
+    taken = np.empty(m, np.int64)
+    lo = 0
+    while lo < seq.shape[0]:
+        hi = lo + 1
+        while (hi < seq.shape[0] and seq_step[hi] == seq_step[lo]
+               and g_phase[seq[hi]] == g_phase[seq[lo]]):
+            hi += 1
+        width = widths[seq_step[lo]]
+        base = g_phase[seq[lo]] * width_links
+        n_picked = 0
+        for i in range(lo, hi):
+            g = seq[i]
+            gp, c, gs = g_pair[g], g_count[g], g_size[g]
+            for j in range(m):
+                lk = paths[gp, j, 0]
+                peak = flat[base + lk] + gs * weight[lk]
+                total = peak
+                for k in range(1, h):
+                    lk = paths[gp, j, k]
+                    a = flat[base + lk] + gs * weight[lk]
+                    peak = max(peak, a)
+                    total += a
+                lev[j] = np.rint(peak * (1 / EPS)) if valid[gp, j] else np.inf
+                tot[j] = np.rint(total * (1 / EPS))
+            # The c best paths in order (only they can take any of the c flows).
+            n_top = 0
+            for j in range(m):
+                at = n_top
+                while at > 0:
+                    q = top[at - 1]
+                    if (lev[j] < lev[q] or (lev[j] == lev[q] and (
+                            tot[j] < tot[q] or (tot[j] == tot[q]
+                                                and spread[gp, j] < spread[gp, q])))):
+                        at -= 1
+                    else:
+                        break
+                if at < c:
+                    for s in range(min(n_top, c - 1), at, -1):
+                        top[s] = top[s - 1]
+                    top[at] = j
+                    n_top = min(n_top + 1, c)
+            has = counts[gp] > 0
+            if c == 1:
+                picked[n_picked] = top[0] if has else -1
+                n_picked += 1
+                continue
+            # "Path j after its r-th flow" (r below the step's width) in order of level,
+            # then j: a merge of the paths' rising levels, the c lowest taking the c flows.
+            # Levels rise with j and with r, so a scan stops at the first path whose
+            # lowest level cannot beat the best found.
+            for j in range(n_top):
+                heaviest = weight[paths[gp, top[j], 0]]
+                for k in range(1, h):
+                    heaviest = max(heaviest, weight[paths[gp, top[j], k]])
+                rise[j] = np.rint(gs * heaviest * (1 / EPS))
+                taken[j] = 0
+            for w in range(c):
+                best, best_level = -1, np.inf
+                for j in range(n_top):
+                    first = lev[top[j]]
+                    if best >= 0 and first >= best_level:
+                        break
+                    if taken[j] < width:
+                        level = first + rise[j] * taken[j]
+                        if best < 0 or level < best_level:
+                            best, best_level = j, level
+                taken[best] += 1
+                picked[n_picked] = top[best] if has else -1
+                n_picked += 1
+        n_picked = 0
+        for i in range(lo, hi):
+            g = seq[i]
+            gp, gs = g_pair[g], g_size[g]
+            for w in range(g_count[g]):
+                p = picked[n_picked]
+                n_picked += 1
+                choices[order[g_start[g] + w]] = p
+                if p >= 0:
+                    for k in range(h):
+                        lk = paths[gp, p, k]
+                        flat[base + lk] += gs * weight[lk]
+        lo = hi
 
 
 def _improve(paths, valid, weight, loads, pair, phase, size, choices, ops, batch=4096):

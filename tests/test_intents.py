@@ -203,6 +203,38 @@ def test_batched_assignment_agrees_with_the_exact_one_on_small_inputs():
     assert agree >= 95 and worst <= 4 / 3 + 1e-9
 
 
+def test_compiled_greedy_makes_the_vectorized_ones_choices(monkeypatch):
+    # Above COMPILED_GREEDY flows x paths x links the greedy runs a group at a time
+    # (compiled); it must choose, and load the links, exactly as the vectorized steps do:
+    # groups of many identical flows, several groups of a phase in one step, pairs with
+    # fewer paths than rows or none, loads already on links.
+    import controllers.placement as placement
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        n_links, n_pairs = int(rng.integers(2, 30)), int(rng.integers(1, 8))
+        m, h = int(rng.integers(1, 7)), int(rng.integers(1, 4))
+        paths = rng.integers(0, n_links + 1, (n_pairs, m, h))
+        valid = np.arange(m) < rng.integers(0, m + 1, n_pairs)[:, None]
+        n = int(rng.integers(1, 300))
+        pair = rng.integers(0, n_pairs, n)
+        phase = rng.integers(0, int(rng.integers(1, 5)), n)
+        size = rng.choice([1.0, 2.0, 3.5, 1e-3], n)
+        weight = np.append(rng.choice([1.0, 0.5, 2.0], n_links), 0.0)
+        loads = np.zeros((phase.max() + 1, n_links + 1))
+        loads[:, :n_links] = rng.choice([0.0, 0.0, 1.0], (phase.max() + 1, n_links))
+        spread = placement._spread_ranks(paths, n_links)
+        max_steps = int(rng.choice([1, 2, 3, 2048]))
+        out = []
+        for threshold in (1 << 62, 0):
+            monkeypatch.setattr(placement, "COMPILED_GREEDY", threshold)
+            mine, chosen = loads.copy(), np.full(n, -2)
+            placement._greedy(paths, valid, spread, weight, mine, pair, phase, size, chosen,
+                              max_steps)
+            out.append((chosen, mine))
+        assert (out[0][0] == out[1][0]).all() and (out[0][1] == out[1][1]).all()
+        assert (out[0][0] >= -1).all()
+
+
 def _submit(k, phases, **options):
     g = build("fattree", k=k)
     core = RoutingCore(policy="collective", **options)
