@@ -285,13 +285,15 @@ def _fill(links, caps, active):
     start = np.empty(n_links, np.int64)
     on = np.empty(max(1, n * width), np.int32)   # room for every link of every flow
     _index_compact(links, active, cnt, start, on)
-    _progressive(links, caps, active, cnt, start, on, rate)
+    _progressive(links, caps, active, cnt, start, on, rate, np.zeros(0))
     return rate
 
 
-def _progressive(links, caps, active, n_on, start, on, rate):
+def _progressive(links, caps, active, n_on, start, on, rate, used):
     """The progressive filling of :func:`_fill` into ``rate``, on the flows of every link
-    as indexed: link ``lk``'s flows are ``on[start[lk]:start[lk] + n_on[lk]]``."""
+    as indexed: link ``lk``'s flows are ``on[start[lk]:start[lk] + n_on[lk]]``; and, unless
+    ``used`` is empty, the rate the flows use on every link into it (what the filling left
+    of each link's capacity, taken off it: no second pass over the flows' links)."""
     n, width = links.shape
     n_links = caps.shape[0]
     rem = caps.copy()
@@ -357,6 +359,8 @@ def _progressive(links, caps, active, n_on, start, on, rate):
                     if cnt[m] == 0 and m != lk:   # every other link of the flow is in the heap
                         emptied += 1
         cnt[lk] = 0
+    for lk in range(used.shape[0]):
+        used[lk] = caps[lk] - rem[lk]
     return rate
 
 
@@ -555,10 +559,15 @@ def _index_compact(r_links, r_alive, on_cnt, on_start, on):
     return True
 
 
-def _solve_plain(links, caps, active, n_on, start, on, rate):
-    """The rates as :func:`max_min_rates` gives them, into ``rate``: the Python loop's
-    solver, which leaves the index to the compiled one."""
+def _solve_plain(links, caps, active, n_on, start, on, rate, used):
+    """The rates as :func:`max_min_rates` gives them, into ``rate``, and unless ``used`` is
+    empty the rate used on every link: the Python loop's solver, which leaves the index to
+    the compiled one."""
     rate[:] = max_min_rates(links, caps, active)
+    if len(used):
+        crossed = active[:, None] & (links >= 0)
+        used[:] = np.bincount(links[crossed], minlength=len(used),
+                              weights=np.broadcast_to(rate[:, None], links.shape)[crossed])
 
 
 def _end_row(r, t, si, free, r_links, r_left, r_rate, r_sent, r_base, r_alive, r_fid,
@@ -624,14 +633,11 @@ def _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent, r_tref, 
     if si[I_ACTIVE] == 0:
         return True
     _settle(t, r_alive, r_left, r_rate, r_sent, r_tref)
-    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
+    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate, used)
     si[I_SOLVES] += 1
     n = 0
     for r in range(r_alive.shape[0]):
         if r_alive[r] and r_rate[r] > 0:
-            for w in range(r_links.shape[1]):
-                if r_links[r, w] >= 0:
-                    used[r_links[r, w]] += r_rate[r]
             fin_t[n], fin_r[n] = t + r_left[r] * 8.0 / r_rate[r], r
             n += 1
     for i in range((n - 2) // 2, -1, -1):   # heapify: linear, pushing each is n log n
@@ -718,7 +724,7 @@ def _loop(fs, si, f_src, f_dst, nbytes, floor, delay, cptr, cidx, waiting, start
                     t_next = fin_t[0]
             else:
                 if si[I_DIRTY]:
-                    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate)
+                    _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate, used[:0])
                     si[I_SOLVES] += 1
                     si[I_DIRTY] = 0
                 for r in range(r_rate.shape[0]):

@@ -534,14 +534,16 @@ def test_the_loops_index_of_rows_per_link_matches_a_fresh_one_after_rows_come_an
             lk]].tolist()) for lk in range(n_links)]
         rate = np.zeros(rows)
         twin_module._compiled()
-        twin_module._progressive(links, caps, alive, act.on_cnt, act.on_start, act.on, rate)
+        twin_module._progressive(links, caps, alive, act.on_cnt, act.on_start, act.on, rate,
+                                 np.zeros(0))
         assert rate == pytest.approx(max_min_rates(links, caps, alive), rel=1e-9)
 
 
 def test_epoch_modes_packed_index_lists_the_live_rows_and_asks_for_room_when_short():
     """Epoch mode indexes the rows on every link afresh at each solve, packed: each link
     lists exactly its live rows (a row crossing a link twice, twice), the solver on it gives
-    the rates of the solver that indexes itself, and an index too small says so."""
+    the rates of the solver that indexes itself and the rate used on every link, and an
+    index too small says so."""
     rng = np.random.default_rng(7)
     n_links, rows, width = 12, 40, 4
     caps = rng.uniform(1, 10, n_links)
@@ -562,8 +564,19 @@ def test_epoch_modes_packed_index_lists_the_live_rows_and_asks_for_room_when_sho
         assert sorted(on[on_start[lk]:on_start[lk] + on_cnt[lk]].tolist()) == want
     rate = np.zeros(rows)
     twin_module._compiled()
-    twin_module._progressive(links, caps, alive, on_cnt, on_start, on, rate)
+    # The rate used on each link comes with the rates, from either solver.
+    used, plain_used, plain_rate = np.full(n_links, -1.0), np.full(n_links, -1.0), rate.copy()
+    twin_module._progressive(links, caps, alive, on_cnt, on_start, on, rate, used)
     assert rate == pytest.approx(max_min_rates(links, caps, alive), rel=1e-9)
+    twin_module._solve_plain(links, caps, alive, on_cnt, on_start, on, plain_rate, plain_used)
+    assert plain_rate == pytest.approx(rate, rel=1e-9)
+    want = np.zeros(n_links)
+    for r in np.flatnonzero(alive):
+        for lk in links[r][links[r] >= 0]:
+            want[lk] += rate[r]
+    assert used == pytest.approx(want, rel=1e-9, abs=1e-9)
+    assert plain_used == pytest.approx(want, rel=1e-9, abs=1e-9)
+    assert (want[on_cnt > 0] > 0).all() and (want[on_cnt == 0] == 0).all()
 
 
 # -- as a backend of the runner -------------------------------------------------------------
