@@ -603,9 +603,10 @@ def batched_min_max_assignment(paths, path_counts, flow_pair, flow_phase, flow_s
     the flows of each phase largest first, a batch of identical flows (same pair and size)
     at a time, every phase in one vectorized step, and spreads a batch over its pair's paths
     in order of the load they would reach (ties: least overlap with the pair's earlier paths,
-    then path order); then, within ``improve_ops``, flows move off each phase's peak links
-    to paths that stay below that peak. The result is proven optimal only when it meets the
-    trivial bound (the worst flow alone on its best path).
+    then path order; from ``COMPILED_GREEDY`` candidate link loads the steps run compiled,
+    a group at a time, with the same choices); then, within ``improve_ops``, flows move off
+    each phase's peak links to paths that stay below that peak. The result is proven
+    optimal only when it meets the trivial bound (the worst flow alone on its best path).
 
     Parameters
     ----------
