@@ -383,9 +383,8 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             _greedy_steps = numba.njit(cache=True)(_greedy_steps)
         # How far each step spreads a group over its paths (see the vectorized step).
         step_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-        most = np.maximum.reduceat(g_count[by_step], bounds[:-1]) if len(by_step) else []
-        fewest = np.minimum.reduceat(counts[g_pair[by_step]], bounds[:-1]) if len(
-            by_step) else []
+        most = np.maximum.reduceat(g_count[by_step], bounds[:-1])
+        fewest = np.minimum.reduceat(counts[g_pair[by_step]], bounds[:-1])
         widths = np.minimum(most, -(-most // np.maximum(1, fewest)) + 2)
         by_phase = np.argsort(g_phase[by_step], kind="stable")
         _greedy_steps(paths, valid, spread, weight, flat, width_links, by_step[by_phase],
