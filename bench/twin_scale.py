@@ -268,7 +268,7 @@ def speedup(out_dir, log, repeats=3):
     path = bundled.spec_path("demo")
     spec = specs.load(path)
     walls = {"emulation": [], "twin": []}
-    efficiency = {}
+    efficiency = {"emulation": [], "twin": []}
     for i in range(repeats):
         for backend in ("emulation", "twin"):
             s = specs.check(dict({k: v for k, v in spec.items() if k != "backend"},
@@ -279,7 +279,7 @@ def speedup(out_dir, log, repeats=3):
                                          os.path.join(out_dir, "speedup", f"{backend}-{i}"),
                                          log=lambda m: None, report_at_end=False)
             walls[backend].append(time.monotonic() - t0)
-            efficiency.setdefault(backend, []).append(summary["efficiency"])
+            efficiency[backend].append(summary["efficiency"])
         log(f"  k=4 demo, run {i + 1} of {repeats}: emulation {walls['emulation'][-1]:.1f} s, "
             f"twin {walls['twin'][-1]:.3f} s -> "
             f"{walls['emulation'][-1] / walls['twin'][-1]:,.0f}x")

@@ -374,6 +374,12 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
     bounds = np.searchsorted(np.sort(step), np.arange(step.max() + 2 if len(step) else 1))
     counts = valid.sum(axis=1)
     flat, width_links = loads.reshape(-1), loads.shape[1]
+    # How many flows of a group one path may take in each step: a few more than an even
+    # share of the step's largest group over the fewest paths of its pairs (bounding the
+    # work; greedy could pile more on one path only if it were far less loaded).
+    largest = np.maximum.reduceat(g_count[by_step], bounds[:-1])
+    fewest = np.minimum.reduceat(counts[g_pair[by_step]], bounds[:-1])
+    widths = np.minimum(largest, -(-largest // np.maximum(1, fewest)) + 2)
     if n * paths.shape[1] * paths.shape[2] >= COMPILED_GREEDY:
         # Compiled, a group at a time: numpy's steps cost minutes at k=32 (67 million
         # flows, 256 paths each), mostly in temporaries of every group's candidates.
@@ -381,11 +387,7 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
         if not hasattr(_greedy_steps, "py_func"):
             import numba
             _greedy_steps = numba.njit(cache=True)(_greedy_steps)
-        # How far each step spreads a group over its paths (see the vectorized step).
         step_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-        most = np.maximum.reduceat(g_count[by_step], bounds[:-1])
-        fewest = np.minimum.reduceat(counts[g_pair[by_step]], bounds[:-1])
-        widths = np.minimum(most, -(-most // np.maximum(1, fewest)) + 2)
         by_phase = np.argsort(g_phase[by_step], kind="stable")
         _greedy_steps(paths, valid, spread, weight, flat, width_links, by_step[by_phase],
                       step_of[by_phase], widths, g_pair, g_phase, g_size, g_count, g_start,
@@ -414,16 +416,13 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
             pick = ranked[:, 0]
         else:
             # The k identical flows of a group go where greedy would put them one by one if
-            # the paths did not share links: the k lowest of "path j after its r-th flow".
-            # Only the k best paths can hold any of them, and a path holds at most a few more
-            # than an even share (bounding the work; greedy could pile more on one path
-            # only if it were far less loaded than the others).
+            # the paths did not share links: the k lowest of "path j after its r-th flow",
+            # r below the step's width. Only the k best paths can hold any of them.
             top = ranked[:, :most]
             first = np.take_along_axis(level, top, axis=1)
             heaviest = link_weight.max(axis=1)
             rise = _ticks(gs[:, None] * np.take_along_axis(heaviest, top, axis=1))
-            share = -(-most // max(1, int(counts[gp].min())))
-            levels = first[:, :, None] + rise[:, :, None] * np.arange(min(most, share + 2))
+            levels = first[:, :, None] + rise[:, :, None] * np.arange(widths[t])
             slots = np.argsort(levels.reshape(len(g), -1), axis=1, kind="stable")
             pick = top[rep, slots[rep, within] // levels.shape[2]]
         has = counts[gp][rep] > 0

@@ -625,12 +625,12 @@ def _epoch_solve(t, si, r_links, caps, r_alive, r_left, r_rate, r_sent, r_tref, 
     more room."""
     if si[I_ACTIVE] > 0 and not _index_compact(r_links, r_alive, on_cnt, on_start, on):
         return False
-    used[:] = 0.0
     si[I_FIN] = 0
     si[I_DIRTY] = 0
     si[I_CHANGES] = 0
     si[I_PENDING] = 0
     if si[I_ACTIVE] == 0:
+        used[:] = 0.0   # otherwise the solve writes every link's
         return True
     _settle(t, r_alive, r_left, r_rate, r_sent, r_tref)
     _solve(r_links, caps, r_alive, on_cnt, on_start, on, r_rate, used)
