@@ -39,7 +39,7 @@ def _save(path, state):
     os.replace(tmp, path)
 
 
-KINDS = ("bridges", "hosts", "pids")
+KINDS = ("bridges", "hosts", "pids", "ovs_config")
 # The command lines of an emulation's processes: Mininet shells, our controller, the agents
 # and the delay forwarder.
 OURS = r"mininet:|controllers\.launcher|traffic\.agent|fabric\.delayline"
@@ -96,7 +96,9 @@ class MachineLock:
 
 
 def record(**created):
-    """Note what this process is about to create: ``bridges=``, ``hosts=``, ``pids=``."""
+    """Note what this process is about to create: ``bridges=``, ``hosts=``, ``pids=``, or
+    change: ``ovs_config=`` (``"key=value"`` items: the value an Open vSwitch ``other_config``
+    key had before, empty if it was unset; see :func:`set_ovs_config`)."""
     _update(created, lambda have, new: have | new)
 
 
@@ -115,6 +117,29 @@ def _update(changes, op):
         _save(path, state)
     elif os.path.exists(path):
         os.remove(path)
+
+
+def ovs_config(key):
+    """The value of Open vSwitch's ``other_config:key`` (a string), or None if it is unset."""
+    r = subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "get", "Open_vSwitch", ".",
+                        f"other_config:{key}"], capture_output=True, text=True)
+    value = r.stdout.strip().strip('"')
+    return value if r.returncode == 0 and value else None
+
+
+def set_ovs_config(key, value):
+    """Set Open vSwitch's ``other_config:key`` to ``value``, or remove it if ``value`` is
+    None or empty (back to Open vSwitch's default)."""
+    cmd = (["set", "Open_vSwitch", ".", f"other_config:{key}={value}"] if value
+           else ["remove", "Open_vSwitch", ".", "other_config", key])
+    subprocess.run(["ovs-vsctl", "--timeout=10", *cmd], capture_output=True)
+
+
+def restore_ovs_config(items):
+    """Put back the ``"key=value"`` items :func:`record` kept (``ovs_config=``)."""
+    for item in items:
+        key, _, value = item.partition("=")
+        set_ovs_config(key, value or None)
 
 
 def remove_bridges(names):
@@ -264,6 +289,7 @@ def _cleanup(include_live):
         kill_pids(state.get("pids", []))
         kill_host_shells(state.get("bridges", []) + state.get("hosts", []))
         remove_bridges(state.get("bridges", []))
+        restore_ovs_config(state.get("ovs_config", []))
         removed.append(f"run {owner}: {len(state.get('bridges', []))} bridges, "
                        f"{len(state.get('pids', []))} processes")
         os.remove(path)

@@ -288,6 +288,12 @@ class Emulation(Frozen):
         True, description="apply propagation delay (scaled by 1/scale): with netem where the "
                           "kernel has it, else with a userspace forwarder on links whose "
                           "scaled delay is >= 0.05 ms")
+    flow_counter_refresh_ms: int | None = Field(
+        100, ge=10, le=10000,
+        description="longest age of the flow counters the switches report (ms): Open "
+                    "vSwitch's other_config:max-revalidator, set for the run and put back "
+                    "after (its default, 500, is older than a statistics round); null leaves "
+                    "Open vSwitch's setting alone")
 
 
 class Twin(Frozen):

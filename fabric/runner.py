@@ -354,7 +354,9 @@ def network(g, spec, run_dir, log):
         with Emulation(g, ctl.of_port, scale, congestion_control=em_spec["congestion_control"],
                        queue_packets=em_spec["queue_packets"], mtu=em_spec["mtu"],
                        emulate_delay=em_spec["emulate_delay"],
-                       static_arp=em_spec["static_arp"], log=log) as em:
+                       static_arp=em_spec["static_arp"],
+                       flow_counter_refresh_ms=em_spec["flow_counter_refresh_ms"],
+                       log=log) as em:
             ready = BRING_UP.get(policy, bring_up)(g, ctl, em)
             em.check_shaping()
             ready["ready_s"] = round(time.monotonic() - t_start, 3)

@@ -135,11 +135,23 @@ def test_killed_run_is_cleaned_by_make_clean(tmp_path, clean_machine):
 
 
 def test_an_emulation_starts_over_what_a_killed_run_left(tmp_path, clean_machine):
-    """A run killed with SIGKILL (its controller, shells, bridges and veths stay) and a veth of
-    one of our names that no record lists: the next emulation of the same fabric clears both
-    and comes up whole, without `make clean` first."""
+    """A run killed with SIGKILL (its controller, shells, bridges and veths stay, and the flow
+    counter refresh it set in Open vSwitch) and a veth of one of our names that no record
+    lists: the next emulation of the same fabric clears both, puts the setting back, and
+    comes up whole, without `make clean` first."""
     spec = _spec(tmp_path, workload={"name": "moe_alltoall",
-                                     "params": {"tokens_per_host": 4096, "hidden": 4096}})
+                                     "params": {"tokens_per_host": 4096, "hidden": 4096}},
+                 emulation={"host_link_mbps": 20, "flow_counter_refresh_ms": 120})
+    own = cleanup.ovs_config("max-revalidator")
+    cleanup.set_ovs_config("max-revalidator", "777")   # an operator's own setting
+    try:
+        _killed_run_then_a_clean_one(tmp_path, spec)
+        assert cleanup.ovs_config("max-revalidator") == "777"
+    finally:
+        cleanup.set_ovs_config("max-revalidator", own)
+
+
+def _killed_run_then_a_clean_one(tmp_path, spec):
     p = subprocess.Popen([PY, "-u", "-m", "fabric.runner", str(spec), "--results",
                           str(tmp_path / "res")], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
@@ -148,16 +160,19 @@ def test_an_emulation_starts_over_what_a_killed_run_left(tmp_path, clean_machine
             break
     p.kill()
     p.wait()
+    assert cleanup.ovs_config("max-revalidator") == "120"   # the killed run's
     assert any(i.startswith("a1-eth") for i in os.listdir("/sys/class/net"))
     subprocess.run(["ip", "link", "add", "c4-eth9", "type", "veth", "peer", "name", "a8-eth9"],
                    check=True)
     g = build("fattree", k=4)
     logged = []
     with Controller(str(tmp_path / "controller.log")) as ctl:
-        with Emulation(g, ctl.of_port, rate_scale(g, 10), log=logged.append) as em:
+        with Emulation(g, ctl.of_port, rate_scale(g, 10), log=logged.append,
+                       flow_counter_refresh_ms=90) as em:
             bring_up(g, ctl, em)
             status = ctl.get("/fabric/status")
             assert not os.path.exists("/sys/class/net/c4-eth9")
+            assert cleanup.ovs_config("max-revalidator") == "90"
     assert status["switches"] == 20 and status["links"] == 32 and status["hosts"] == 16
     assert any("cleaned up after an earlier run" in line for line in logged), logged
 
