@@ -353,8 +353,8 @@ class Emulation:
         revalidator threads go over the datapath's flows, at most ``max-revalidator`` ms
         apart (500 by default), so a flow statistics reply can describe the traffic of half
         a second ago: at statistics every 0.25 s ``hedera`` saw an elephant 0.45 s after its
-        first byte and placed it when a one-second transfer was half over (measured: 0.51 of
-        non-blocking on the k=4 stride, 0.75 with 100 ms). It is set in Open vSwitch's
+        first byte and placed it when a one-second transfer was half over (k=4 stride, median
+        of 5 seeds: 0.51 of non-blocking, 0.60 with 100 ms). It is set in Open vSwitch's
         ``other_config`` for the run and put back at teardown (and by clean-up after a
         crash); None leaves it alone.
     """
