@@ -355,9 +355,8 @@ class Emulation:
         describe the traffic of half a second ago: at statistics every 0.25 s ``hedera``
         saw an elephant 0.45 s after its first byte and placed it when a one-second transfer
         was half over (k=4 stride, median of 5 seeds: 0.51 of non-blocking, 0.60 with 100
-        ms). It is set in Open vSwitch's
-        ``other_config`` for the run and put back at teardown (and by clean-up after a
-        crash); None leaves it alone.
+        ms). It is set in Open vSwitch's ``other_config`` for the run and put back at
+        teardown (and by clean-up after a crash); None leaves it alone.
     """
 
     def __init__(self, g, controller_port, scale, congestion_control="cubic",
