@@ -786,12 +786,11 @@ class LoadModel:
         grown = flow.update(bytes_total, now, self.tau_s, smooth=not fresh)
         if flow.row >= 0 and flow.rate_bps is not None:
             self._r_rated_mv[flow.row] = True
-        unseen = (1.0 - ewma_weight(now - read_at, self.tau_s)
-                  if read_at is not None and now > read_at else 1.0)
         if fresh and flow.at != read_at:   # a reading, not a repeat of the last instant
             flow.fresh = False
             if flow.path is not None and before is not None and flow.rate_bps != before:
-                self.shift(flow.path, (flow.rate_bps - before) * unseen, now)
+                self.shift(flow.path, (flow.rate_bps - before) * self._unseen(read_at, now),
+                           now)
         if grown > 0:
             flow.active_at = now
             flow.sent_bytes += grown
@@ -801,12 +800,19 @@ class LoadModel:
                     flow.rate_bps = grown * 8.0 / (now - read_at)
                 # Its estimate stops counting; the link averages have not caught up yet.
                 if flow.path is not None and flow.rate_bps:
-                    self.shift(flow.path, flow.rate_bps * unseen, now)
+                    self.shift(flow.path, flow.rate_bps * self._unseen(read_at, now), now)
                 other = self.flows.get(FlowKey.reverse(flow.key))
                 if other is not None:
                     self.refresh(other, now)
         self.refresh(flow, now)
         return grown
+
+    def _unseen(self, read_at, now):
+        """The part of a rate new since ``read_at`` that the links' averages, sampled at
+        ``now`` too, do not show yet (see :meth:`measure`)."""
+        if read_at is None or now <= read_at:
+            return 1.0
+        return 1.0 - ewma_weight(now - read_at, self.tau_s)
 
     def measured(self, flow, now):
         """Whether a flow's measured rate stands for its load: once it has started (sent
