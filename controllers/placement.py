@@ -411,7 +411,7 @@ def _greedy(paths, valid, spread, weight, loads, pair, phase, size, choices,
         ranked = np.lexsort((spread[gp], _ticks(total), level), axis=1)
         rep = np.repeat(np.arange(len(g)), gc)
         within = np.arange(len(rep)) - np.repeat(np.cumsum(gc) - gc, gc)
-        most = int(gc.max())
+        most = int(largest[t])
         if most == 1:
             pick = ranked[:, 0]
         else:

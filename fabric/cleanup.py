@@ -129,10 +129,12 @@ def ovs_config(key):
 
 def set_ovs_config(key, value):
     """Set Open vSwitch's ``other_config:key`` to ``value``, or remove it if ``value`` is
-    None or empty (back to Open vSwitch's default)."""
+    None or empty (back to Open vSwitch's default). Returns ovs-vsctl's error, empty if it
+    took."""
     cmd = (["set", "Open_vSwitch", ".", f"other_config:{key}={value}"] if value
            else ["remove", "Open_vSwitch", ".", "other_config", key])
-    subprocess.run(["ovs-vsctl", "--timeout=10", *cmd], capture_output=True)
+    r = subprocess.run(["ovs-vsctl", "--timeout=10", *cmd], capture_output=True, text=True)
+    return "" if r.returncode == 0 else (r.stderr.strip() or f"exit {r.returncode}")
 
 
 def restore_ovs_config(items):

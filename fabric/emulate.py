@@ -537,7 +537,10 @@ class Emulation:
         before = f"{REVALIDATOR_KEY}={cleanup.ovs_config(REVALIDATOR_KEY) or ''}"
         cleanup.record(ovs_config=[before])
         self._ovs_before = before
-        cleanup.set_ovs_config(REVALIDATOR_KEY, str(self.refresh_ms))
+        error = cleanup.set_ovs_config(REVALIDATOR_KEY, str(self.refresh_ms))
+        if error:   # a run would otherwise record a freshness its counters do not have
+            raise EmulationError(f"setting Open vSwitch's other_config:{REVALIDATOR_KEY} to "
+                                 f"{self.refresh_ms} failed: {error[:300]}")
 
     # -- delay without netem -----------------------------------------------------------------
     def _start_forwarder(self):
