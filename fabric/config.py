@@ -294,6 +294,12 @@ class Emulation(Frozen):
                     "vSwitch's other_config:max-revalidator, set for the run and put back "
                     "after (its default, 500, is older than a statistics round); null leaves "
                     "Open vSwitch's setting alone")
+    source_ports: Literal["seeded", "kernel"] = Field(
+        "seeded", description="`seeded`: the agents bind every connection to the source port "
+                              "drawn from the run's seed (traffic/ports.py), the port the "
+                              "twin hashes, so ECMP picks the same buckets on every run of a "
+                              "seed and on both backends; `kernel`: the kernel's ephemeral "
+                              "ports, a fresh draw on every run")
 
 
 class Twin(Frozen):

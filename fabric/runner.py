@@ -55,6 +55,7 @@ from traffic import workloads
 from traffic.agent import PORT
 from traffic.coordinator import Coordinator, CoordinatorError
 from traffic.inference import inference_summary
+from traffic.ports import PortError, schedule_ports
 from traffic.trace import write_trace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -275,13 +276,24 @@ def tcp_counters(g, em):
     return total
 
 
-def run_agents(g, em, schedule, run_dir, spec, before_go=None, on_done=None):
+def run_seed(schedule, spec):
+    """The seed a run's schedule was built with (its spec's when the schedule does not
+    say): what the twin and the emulation's agents draw source ports from."""
+    return schedule.meta.get("seed") or spec["seed"]
+
+
+def run_agents(g, em, schedule, run_dir, spec, before_go=None, on_done=None, ports=None):
     """Start an agent in every host, run the schedule, return (records, timed_out, cpu,
     connect_s): ``connect_s`` is the connection setup time (every flow connected, before the
     clock). ``before_go`` and ``on_done`` are the coordinator's hooks (see
-    traffic/coordinator.py)."""
+    traffic/coordinator.py). ``ports`` (``{flow id: source port}``) are the ports the agents
+    bind their connections to (else the kernel picks them)."""
     sched_path = os.path.join(run_dir, "schedule-emulated.jsonl")
     schedule.to_jsonl(sched_path)
+    port_args = []
+    if ports is not None:
+        port_args = ["--ports", os.path.join(run_dir, "ports.json")]
+        _write_json(port_args[1], ports)
     ctl_path = os.path.join(cleanup.STATE_DIR, f"ctl-{os.getpid()}.sock")
     hs = model.hosts(g)
     coord = Coordinator(ctl_path, schedule, {h: g.nodes[h]["ip"] for h in hs},
@@ -294,7 +306,7 @@ def run_agents(g, em, schedule, run_dir, spec, before_go=None, on_done=None):
                 [sys.executable, "-m", "traffic.agent", "--host", h, "--schedule", sched_path,
                  "--control", ctl_path, "--port", str(PORT),
                  "--cc", spec["emulation"]["congestion_control"],
-                 "--window", str(spec["emulation"]["tcp_window_bytes"])],
+                 "--window", str(spec["emulation"]["tcp_window_bytes"]), *port_args],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             log.close()
         cleanup.record(pids=[p.pid for p in procs.values()])
@@ -510,10 +522,20 @@ def run_on(net, schedule, spec, run_dir, on_go=None, on_done=None):
     tcp_before, drops_before = tcp_counters(g, em), em.drop_counters()
     learned = {}
 
+    # Each connection's source port, drawn from the run's seed as the twin draws it.
+    ports = None
+    if em_spec["source_ports"] == "seeded":
+        try:
+            ports = schedule_ports(executed, model.hosts(g), run_seed(schedule, spec))
+        except PortError as e:
+            raise RunError(str(e)) from None
+    opened = {}
+
     def before_go(five_tuples):
         # The flows the controller learned while the agents connected (every flow connects
         # before the clock), read before an intent adds its own work.
         learned["after"] = flows_learned(ctl)
+        opened.update(five_tuples)
         # The 5-tuple of every connection, so the twin can replay the run's hash choices.
         _write_json(os.path.join(run_dir, "connections.json"), five_tuples)
         if announce is not None:
@@ -533,7 +555,7 @@ def run_on(net, schedule, spec, run_dir, on_go=None, on_done=None):
         with recorder:
             records, timed_out, cpu, connect_s = run_agents(g, em, executed, run_dir, spec,
                                                             before_go=before_go,
-                                                            on_done=on_done)
+                                                            on_done=on_done, ports=ports)
     finally:
         if announce is not None:
             announce.withdraw()
@@ -551,6 +573,7 @@ def run_on(net, schedule, spec, run_dir, on_go=None, on_done=None):
         "timed_out": timed_out,
         "ready": ready,
         "connection_setup_s": None if connect_s is None else round(connect_s, 3),
+        "source_ports": source_port_use(em_spec["source_ports"], ports, opened),
         "controller_flows_learned": _delta(learned),
         "controller_flow_setups_per_s": (
             None if not connect_s or _delta(learned) is None
@@ -566,6 +589,16 @@ def run_on(net, schedule, spec, run_dir, on_go=None, on_done=None):
     if announce is not None:
         tail["intent"] = announce.status
     return record_run(g, schedule, executed, records, scale, spec, run_dir, head, tail)
+
+
+def source_port_use(mode, ports, opened):
+    """How a run's connections got their source ports: the mode and, when seeded, how many
+    were bound to their drawn port and how many the kernel chose because it was in use on
+    the host (a connection from an earlier run waiting out TIME_WAIT, say)."""
+    if ports is None:
+        return {"mode": mode}
+    bound = sum(1 for fid, five in opened.items() if ports.get(fid) == five[3])
+    return {"mode": mode, "bound": bound, "kernel": len(opened) - bound}
 
 
 def workload_name(spec):
@@ -651,7 +684,7 @@ def run_twin(g, schedule, spec, run_dir, log, five_tuples=None, circuits=None, p
     executed = schedule.scale_times(1.0 / scale) if emulated else schedule
     twin = Twin(g, executed, policy=spec["policy"], capacity_scale=scale,
                 stats_interval_s=ctl["stats_interval_s"], fast_failover=ctl["fast_failover"],
-                options=ctl["options"], seed=schedule.meta.get("seed") or spec["seed"],
+                options=ctl["options"], seed=run_seed(schedule, spec),
                 delay_scale=(1.0 / scale) if em["emulate_delay"] else None,
                 mtu_bytes=em["mtu"],
                 detect_s=tw["detect_s"], max_time_s=tw["max_time_s"],

@@ -21,8 +21,9 @@ Model
   switch's SELECT group: the bucket Open vSwitch 3.1 would pick for the flow's 5-tuple
   (controllers/tables.py: the dp_hash of the symmetric L3/L4 hash, the Webster slot table of
   the bucket weights, the highest-random-weight fallback), so hash collisions happen as in the
-  emulation. Source ports are drawn like Linux's ephemeral ports (uniform in 32768-60999,
-  distinct per host, from the run's seed); the destination port is the agents' port.
+  emulation. Source ports are drawn from the run's seed (traffic/ports.py: uniform in
+  Linux's ephemeral range, distinct per host), the ports the emulation's agents bind to
+  for the same schedule and seed; the destination port is the agents' port.
 - **Optical circuits** (fabric/optical.py): a ``reconfiguration`` moves the circuits of an OCS
   fabric during the run, make-before-break: at ``at_s`` the core drains the circuits that
   change (routes leave them), they go dark (carry nothing) for ``dark_s``, then the core
@@ -86,10 +87,10 @@ from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_
                                select_index, select_slots)
 from fabric import model
 from traffic import jobs
+from traffic.ports import PortError, source_ports
 from traffic.metrics import FlowRecords
 from traffic.schedule import ScheduleError
 
-EPHEMERAL_PORTS = (32768, 60999)   # Linux's net.ipv4.ip_local_port_range default
 AGENT_PORT = 5001                  # traffic/agent.py's PORT (not imported: it opens sockets)
 # Bytes of ACKs per data byte, reported as the reverse direction's counter (one 66-byte ACK
 # per two segments of a 9000-byte MTU).
@@ -1220,7 +1221,6 @@ class Twin:
         else:
             self.f_src, self.f_dst = hmap[cols.src], hmap[cols.dst]
         n = len(cols)
-        self.sport = np.zeros(n, dtype=np.uint16)
         self._given = {}                       # flow index -> FlowKey (replayed connections)
         for fid, value in given.items():
             fi = self.index.get(fid)
@@ -1262,32 +1262,14 @@ class Twin:
         self._learned_at_setup = None   # setup() done: the flows the core learned
 
     def _draw_ports(self, seed):
-        """Source ports uniform in Linux's ephemeral range, distinct per host (a replayed
-        connection keeps its own), in schedule order per host."""
-        rng = np.random.default_rng(seed)
-        span = EPHEMERAL_PORTS[1] - EPHEMERAL_PORTS[0] + 1
-        order = np.argsort(self.f_src, kind="stable")
-        bounds = np.searchsorted(self.f_src[order], np.arange(len(self.hosts) + 1))
-        taken = {}
-        for fi, key in self._given.items():
-            self.sport[fi] = key.tp_src
-            taken.setdefault(int(self.f_src[fi]), set()).add(key.tp_src)
-        for h in range(len(self.hosts)):
-            mine = order[bounds[h]:bounds[h + 1]]
-            if h in taken:
-                mine = np.array([fi for fi in mine.tolist() if fi not in self._given],
-                                dtype=np.int64)
-            if not len(mine):
-                continue
-            pool = span - len(taken.get(h, ()))
-            if len(mine) > pool:
-                raise TwinError(f"host {self.hosts[h]}: {len(mine)} connections need more "
-                                f"source ports than Linux's {span}")
-            ports = EPHEMERAL_PORTS[0] + rng.choice(span, size=len(mine) + len(
-                taken.get(h, ())), replace=False)
-            if h in taken:
-                ports = ports[~np.isin(ports, list(taken[h]))]
-            self.sport[mine] = ports[:len(mine)]
+        """Source ports drawn from the seed as the emulation's agents bind them
+        (traffic/ports.py), a replayed connection keeping its own."""
+        try:
+            self.sport = source_ports(
+                self.f_src, len(self.hosts), seed, host_names=self.hosts,
+                given={fi: key.tp_src for fi, key in self._given.items()})
+        except PortError as e:
+            raise TwinError(str(e)) from None
 
     @property
     def index(self):

@@ -23,8 +23,8 @@ BASE = {"topology": {"name": "fattree", "params": {"k": 4}}, "workload": "moe_al
     ({"backend": "ns3"}, "spec: 'backend' must be one of ['emulation', 'twin'], got 'ns3'"),
     ({"emulation": {"mtu": 100, "jumbo": True}},
      "spec: unknown emulation keys ['jumbo']; known: ['congestion_control', 'emulate_delay', "
-     "'flow_counter_refresh_ms', 'host_link_mbps', 'mtu', 'queue_packets', 'static_arp', "
-     "'tcp_window_bytes']"),
+     "'flow_counter_refresh_ms', 'host_link_mbps', 'mtu', 'queue_packets', 'source_ports', "
+     "'static_arp', 'tcp_window_bytes']"),
     ({"topology": {"name": "fattree", "params": {"kk": 4}}},
      "spec: 'topology': topology 'fattree' has no parameter 'kk'; it accepts k, link_gbps, "
      "medium, length_km, transceiver"),

@@ -6,7 +6,9 @@ baseline, in real Mininet with Open vSwitch and the controller; then the same ru
 twin in the emulation's timebase, replaying each run's connections (its ``connections.json``,
 so the ECMP hash picks the same buckets). Efficiencies relative to the baseline must agree
 within 0.25 and rank the two policies alike: a twin that forwarded flows elsewhere, shared
-links unfairly or mis-timed them would miss by far more.
+links unfairly or mis-timed them would miss by far more. The agents bind their connections
+to the source ports drawn from the seed (``emulation.source_ports: seeded``), so the twin on
+its own draw hashes the very 5-tuples the emulation used and gives what the replay gives.
 """
 
 import json
@@ -14,10 +16,11 @@ import os
 
 import pytest
 
-from fabric import runner, spec as specs
+from fabric import model, runner, spec as specs
 from topologies import build
 from topologies.nonblocking import nonblocking_like
 from traffic import workloads
+from traffic.ports import schedule_ports
 
 pytestmark = pytest.mark.emulation
 
@@ -48,10 +51,16 @@ def test_twin_agrees_with_the_emulation_on_a_stride_permutation(tmp_path, clean_
         assert emu["flows_completed"] == emu["flows_total"]
         with open(os.path.join(run_dir, "emulation", "connections.json")) as f:
             conns = json.load(f)
+        drawn = schedule_ports(schedule, model.hosts(g), 7)
+        assert {fid: c[3] for fid, c in conns.items()} == drawn
+        assert emu["source_ports"] == {"mode": "seeded", "bound": len(drawn), "kernel": 0}
         twin = runner.run_twin(g, schedule, _spec(policy, "twin"),
                                os.path.join(run_dir, "twin"), lambda m: None,
                                five_tuples=conns)
         assert twin["flows_completed"] == twin["flows_total"] and twin["backend"] == "twin"
+        own = runner.run_twin(g, schedule, _spec(policy, "twin"),
+                              os.path.join(run_dir, "twin-own"), lambda m: None)
+        assert own["efficiency"] == pytest.approx(twin["efficiency"], rel=1e-9)
         eff[label] = (emu["efficiency"], twin["efficiency"])
     rel = {k: (e / eff["nonblocking"][0], t / eff["nonblocking"][1])
            for k, (e, t) in eff.items() if k != "nonblocking"}

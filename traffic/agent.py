@@ -56,9 +56,10 @@ _PAYLOAD = memoryview(bytes(CHUNK))
 
 class Agent:
     def __init__(self, host, schedule, control_path, ip="0.0.0.0", port=PORT,
-                 congestion_control="cubic", window_bytes=None):
+                 congestion_control="cubic", window_bytes=None, ports=None):
         self.host = host
         self.schedule = schedule
+        self.ports = ports or {}      # flow id -> source port to bind its connection to
         self.cc = congestion_control.encode()
         self.port = port
         self.ip = ip
@@ -160,10 +161,23 @@ class Agent:
                       opened=len(self.out_socks), accepted=len(self.in_socks))
 
     def _connect(self, f, ip):
-        """A connected socket for flow ``f``; a handshake lost on the way is tried again on a
-        new socket (a new source port, so ECMP may hash it elsewhere)."""
+        """A connected socket for flow ``f``, from the source port drawn for it if the run
+        gave one (see traffic/ports.py). A handshake lost on the way is tried again on a new
+        socket with a port the kernel picks (a new source port, so ECMP may hash it
+        elsewhere), and so is a drawn port this host holds already (at bind, or at connect:
+        the same connection of an earlier run waiting out TIME_WAIT); the 5-tuple the run
+        records is the connection's own."""
+        sport = self.ports.get(f.id)
         for attempt in range(CONNECT_ATTEMPTS):
             s = self._tcp()
+            if sport is not None and attempt == 0:
+                try:
+                    # Another socket of this host may keep the port in TIME_WAIT.
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((self.ip, sport))
+                except OSError:
+                    s.close()
+                    s = self._tcp()
             s.settimeout(CONNECT_TIMEOUT_S)
             try:
                 s.connect((ip, self.port))
@@ -365,10 +379,16 @@ def main(argv=None):
     p.add_argument("--cc", default="cubic")
     p.add_argument("--window", type=int, default=0,
                    help="receive buffer per connection in bytes (0: kernel autotuning)")
+    p.add_argument("--ports", help="JSON file {flow id: source port} of the run's flows "
+                                   "(default: the kernel picks every port)")
     a = p.parse_args(argv)
     schedule = Schedule.from_jsonl(a.schedule)
+    ports = None
+    if a.ports:
+        with open(a.ports) as f:
+            ports = json.load(f)
     Agent(a.host, schedule, a.control, port=a.port, congestion_control=a.cc,
-          window_bytes=a.window).run()
+          window_bytes=a.window, ports=ports).run()
 
 
 if __name__ == "__main__":
