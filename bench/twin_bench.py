@@ -9,10 +9,12 @@ and then in the twin (fabric/twin.py) with the same spec and schedule, in the em
 timebase (``twin.timebase: emulated``: the same scaled rates and times, so the controller's
 statistics period relates to the flows as in the emulation):
 
-- ``twin``: the twin on its own, drawing its own source ports (what a user of the twin gets);
-- ``replay``: the twin given the emulation run's connections (``connections.json``), so ECMP
-  hashes pick the same buckets; the gap between the two is the hash's luck, the gap between
-  ``replay`` and the emulation is the model (TCP against max-min fair sharing).
+- ``twin``: the twin on its own (what a user of the twin gets), drawing the source ports
+  from the seed as the emulation's agents bound theirs (traffic/ports.py);
+- ``replay``: the twin given the emulation run's connections (``connections.json``); it
+  differs from ``twin`` only where the kernel had to pick a port (the drawn one was in use
+  on the host), and the gap between ``replay`` and the emulation is the model (TCP against
+  max-min fair sharing).
 
 Compared per (fabric, workload, policy): the median over seeds of the efficiency relative to
 the non-blocking baseline (paired by seed) on each backend, their difference (target: within
@@ -118,6 +120,11 @@ def _f(x, digits=3):
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _sig(x):
+    """A time of a scenario, which may be microseconds (nominal 400 Gbit/s), to 4 figures."""
+    return "-" if x is None else f"{x:.4g}"
+
+
 def agreement(rows):
     """Per (fabric, workload, policy): the median relative efficiency on each backend and
     the twin's and replay's gaps to the emulation; per (fabric, workload): rank agreement."""
@@ -183,8 +190,8 @@ def scenario(name, path, out_dir, log):
         diffs[k] = None if not e or t is None else (t - e) / e
     out["relative_diff"] = diffs
     out["within"] = all(d is not None and abs(d) <= TARGET_SCENARIO_GAP for d in diffs.values())
-    log(f"  {name}: " + ", ".join(f"{k} {_f(out['emulation']['figures'].get(k), 4)} / "
-                                  f"{_f(out['twin']['figures'].get(k), 4)}"
+    log(f"  {name}: " + ", ".join(f"{k} {_sig(out['emulation']['figures'].get(k))} / "
+                                  f"{_sig(out['twin']['figures'].get(k))}"
                                   for k in SCENARIO_KEYS[name]))
     return out
 
@@ -216,8 +223,8 @@ def lines(cells, ranks, scen, walls):
     for name, s in scen.items():
         d = s["relative_diff"]
         out.append(f"{name} (twin vs emulation, target within 15%): "
-                   + ", ".join(f"{k} {_f(s['emulation']['figures'].get(k), 4)} / "
-                               f"{_f(s['twin']['figures'].get(k), 4)} "
+                   + ", ".join(f"{k} {_sig(s['emulation']['figures'].get(k))} / "
+                               f"{_sig(s['twin']['figures'].get(k))} "
                                f"({'-' if d[k] is None else f'{d[k]:+.1%}'})" for k in d)
                    + f" -> {'within' if s['within'] else 'NOT within'}; wall "
                      f"{s['emulation']['wall_s']} s / {s['twin']['wall_s']} s")
