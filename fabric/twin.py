@@ -87,8 +87,8 @@ from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_
                                select_index, select_slots)
 from fabric import model
 from traffic import jobs
-from traffic.ports import PortError, source_ports
 from traffic.metrics import FlowRecords
+from traffic.ports import PortError, source_ports
 from traffic.schedule import ScheduleError
 
 AGENT_PORT = 5001                  # traffic/agent.py's PORT (not imported: it opens sockets)
