@@ -526,7 +526,7 @@ def run_on(net, schedule, spec, run_dir, on_go=None, on_done=None):
     ports = None
     if em_spec["source_ports"] == "seeded":
         try:
-            ports = schedule_ports(executed, model.hosts(g), run_seed(schedule, spec))
+            ports = schedule_ports(executed, g, run_seed(schedule, spec))
         except PortError as e:
             raise RunError(str(e)) from None
     opened = {}

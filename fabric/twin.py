@@ -87,7 +87,7 @@ from controllers.tables import (ovs_dp_hash, ovs_dp_hash_tcp4, ovs_symmetric_l4_
                                select_index, select_slots)
 from fabric import model
 from traffic import jobs
-from traffic.metrics import FlowRecords
+from traffic.metrics import FlowRecords, fabric_codes
 from traffic.ports import PortError, source_ports
 from traffic.schedule import ScheduleError
 
@@ -1196,18 +1196,14 @@ class Twin:
             self.swlid[self.sw_index[a], self.sw_index[b]] = lid
 
     def _make_flows(self, seed, given):
-        """The flows as arrays: fabric host of each end, source port (drawn like Linux's
-        ephemeral ports, distinct per host, or given), Open vSwitch's hash."""
+        """The flows as arrays: fabric host of each end, source port (drawn from the seed,
+        traffic/ports.py, or given), Open vSwitch's hash."""
         g = self.g
-        cols = self.schedule.columns()
-        self.cols = cols
-        hosts = model.hosts(g)
-        at = {h: i for i, h in enumerate(hosts)}
         try:
-            hmap = np.array([at[h] for h in cols.hosts], dtype=np.int32)
-        except KeyError as e:
-            raise TwinError(f"schedule host {e.args[0]!r} is not a host of "
-                            f"{g.graph['name']}") from None
+            hosts, cols, hmap = fabric_codes(g, self.schedule)
+        except ScheduleError as e:
+            raise TwinError(f"{g.graph['name']}: {e}") from None
+        self.cols = cols
         self.hosts = hosts
         self.host_ip = [g.nodes[h]["ip"] for h in hosts]
         host_sw = [model.host_switch(g, h)[0] for h in hosts]
@@ -1245,11 +1241,8 @@ class Twin:
             self.hash[part] = ovs_dp_hash_tcp4(ip_int[self.f_src[part]],
                                                ip_int[self.f_dst[part]], self.sport[part],
                                                AGENT_PORT)
-        for fi, key in self._given.items():
+        for fi, key in self._given.items():   # its own ports, or another protocol
             self.hash[fi] = ovs_dp_hash(dict(key.match()))
-        for fi, key in self._given.items():
-            if key.ip_proto != IP_PROTO_TCP:   # a replayed connection of another protocol
-                self.hash[fi] = ovs_dp_hash(dict(key.match()))
         self.mac = {h: g.nodes[h]["mac"] for h in hosts}
         self.host_at = {ip: i for i, ip in enumerate(self.host_ip)}
         # Each flow's source host and port, which name it among the flows (ports are

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from fabric import model, runner, spec as specs
+from fabric import runner, spec as specs
 from topologies import build
 from topologies.nonblocking import nonblocking_like
 from traffic import workloads
@@ -51,7 +51,7 @@ def test_twin_agrees_with_the_emulation_on_a_stride_permutation(tmp_path, clean_
         assert emu["flows_completed"] == emu["flows_total"]
         with open(os.path.join(run_dir, "emulation", "connections.json")) as f:
             conns = json.load(f)
-        drawn = schedule_ports(schedule, model.hosts(g), 7)
+        drawn = schedule_ports(schedule, g, 7)
         assert {fid: c[3] for fid, c in conns.items()} == drawn
         assert emu["source_ports"] == {"mode": "seeded", "bound": len(drawn), "kernel": 0}
         twin = runner.run_twin(g, schedule, _spec(policy, "twin"),

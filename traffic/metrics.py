@@ -75,7 +75,7 @@ class FlowRecords:
     bytes_received: np.ndarray
 
 
-def _fabric_codes(g, schedule):
+def fabric_codes(g, schedule):
     """The schedule's columns and, for each of its hosts, its index among the fabric's
     hosts; raises ScheduleError naming a flow whose end is not a host of ``g``."""
     hs = fabric_hosts(g)
@@ -92,7 +92,7 @@ def _fabric_codes(g, schedule):
 
 def host_bytes(g, schedule):
     """Bytes each host of ``g`` sends and receives, as two arrays in ``hosts(g)`` order."""
-    hs, cols, codes = _fabric_codes(g, schedule)
+    hs, cols, codes = fabric_codes(g, schedule)
     w = cols.bytes.astype(np.float64)
     sent = np.bincount(codes[cols.src], weights=w, minlength=len(hs))
     received = np.bincount(codes[cols.dst], weights=w, minlength=len(hs))
@@ -175,7 +175,7 @@ def cuts(g, schedule):
     ScheduleError
         If a flow's end is not a host of ``g``.
     """
-    hs, cols, codes = _fabric_codes(g, schedule)
+    hs, cols, codes = fabric_codes(g, schedule)
     src, dst = codes[cols.src], codes[cols.dst]
     w = cols.bytes.astype(np.float64)
     result = []

@@ -16,6 +16,8 @@ by the run's seed, each host's flows taking their ports in schedule order.
 
 import numpy as np
 
+from traffic.metrics import fabric_codes
+
 EPHEMERAL_PORTS = (32768, 60999)   # Linux's net.ipv4.ip_local_port_range default
 
 
@@ -70,16 +72,10 @@ def source_ports(src, n_hosts, seed, given=None, host_names=None):
     return ports
 
 
-def schedule_ports(schedule, hosts, seed):
-    """``{flow id: source port}`` of every flow of ``schedule`` on a fabric whose hosts are
-    ``hosts`` (``fabric.model.hosts``, in that order): the ports :func:`source_ports` gives
-    the twin for the same schedule and seed."""
-    cols = schedule.columns()
-    at = {h: i for i, h in enumerate(hosts)}
-    try:
-        hmap = np.array([at[h] for h in cols.hosts], dtype=np.int64)
-    except KeyError as e:
-        raise PortError(f"schedule host {e.args[0]!r} is not a host of the fabric") from None
-    ports = source_ports(hmap[cols.src] if len(cols.src) else cols.src, len(hosts), seed,
-                         host_names=hosts)
+def schedule_ports(schedule, g, seed):
+    """``{flow id: source port}`` of every flow of ``schedule`` on fabric ``g``: the ports
+    :func:`source_ports` gives the twin for the same schedule and seed (hosts in the
+    fabric's order). Raises ScheduleError for a flow whose end is not a host of ``g``."""
+    hosts, cols, codes = fabric_codes(g, schedule)
+    ports = source_ports(codes[cols.src], len(hosts), seed, host_names=hosts)
     return {f.id: int(p) for f, p in zip(schedule.flows, ports.tolist())}
